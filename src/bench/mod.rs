@@ -1,0 +1,2 @@
+//! `lt bench`: figures measured outside the test suite.
+pub mod dispatch;

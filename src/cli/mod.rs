@@ -1,0 +1,111 @@
+//! The `lt` command line.
+use crate::script::runner::Script;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "lt", about = "Lightning-style training of Rhai-scripted models on libtorch", disable_version_flag = true)]
+pub struct Cli {
+    /// Print lt and libtorch versions, CUDA availability and thread count.
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a script.
+    Run {
+        /// The .rhai file.
+        script: PathBuf,
+    },
+    /// List every script function, or show the full doc of one (`lt doc zeros`, `lt doc torch::cat`).
+    Doc { name: Option<String> },
+    /// Measure figures (not tests): `dispatch` (script op overhead vs Rust).
+    Bench {
+        #[arg(default_value = "dispatch")]
+        which: String,
+        /// Number of ops for the dispatch benchmark.
+        #[arg(long, default_value_t = 100_000)]
+        ops: usize,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("{}", crate::version_text());
+        return ExitCode::SUCCESS;
+    }
+    let Some(cmd) = cli.command else {
+        eprintln!("lt: no command given; try `lt --help`");
+        return ExitCode::from(2);
+    };
+    match cmd {
+        Command::Run { script } => run(&script),
+        Command::Doc { name } => doc(name.as_deref()),
+        Command::Bench { which, ops } => bench(&which, ops),
+    }
+}
+
+fn run(path: &PathBuf) -> ExitCode {
+    let script = match Script::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match script.run(&mut rhai::Scope::new()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn doc(name: Option<&str>) -> ExitCode {
+    let engine = match crate::script::engine::new_engine() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::script::doc::render(&engine, name) {
+        Ok(s) => {
+            print!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(which: &str, ops: usize) -> ExitCode {
+    tch::set_num_threads(1);
+    match which {
+        "dispatch" => match crate::bench::dispatch::run(ops, 5) {
+            Ok(f) => {
+                println!("dispatch: {} small-tensor ops (x + x on 4 floats), 1 thread, best of 5", f.ops);
+                println!("  rust loop   {:>8.0} ns/op", f.rust_ns_per_op);
+                println!("  rhai loop   {:>8.0} ns/op", f.rhai_ns_per_op);
+                println!("  ratio       {:>8.2}x  (aim <= 1.5x)", f.ratio());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        other => {
+            eprintln!("error: unknown benchmark '{other}'; available: dispatch");
+            ExitCode::from(2)
+        }
+    }
+}

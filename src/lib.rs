@@ -1,0 +1,33 @@
+//! lt: Lightning-style training of Rhai-scripted models on libtorch.
+//!
+//! Folders are concepts: `tensor` (the tensor type and its script surface), `script` (the Rhai
+//! engine, errors, docs), `bench` (figures), `cli` (the `lt` command).
+pub mod bench;
+pub mod cli;
+pub mod script;
+pub mod tensor;
+
+/// Version of libtorch this binary runs on, as the library reports it.
+pub fn libtorch_version() -> String {
+    extern "C" {
+        fn lt_torch_version() -> *const std::os::raw::c_char;
+    }
+    // SAFETY: returns a pointer to a static NUL-terminated string literal.
+    unsafe { std::ffi::CStr::from_ptr(lt_torch_version()) }.to_string_lossy().into_owned()
+}
+
+/// The `lt --version` text: lt and libtorch versions, CUDA devices, threads.
+pub fn version_text() -> String {
+    let cuda = if tch::Cuda::is_available() {
+        format!("available ({} device(s))", tch::Cuda::device_count())
+    } else {
+        "not available".to_string()
+    };
+    format!(
+        "lt {}\nlibtorch {}\ncuda {}\nthreads {}",
+        env!("CARGO_PKG_VERSION"),
+        libtorch_version(),
+        cuda,
+        tch::get_num_threads()
+    )
+}

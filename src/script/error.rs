@@ -1,0 +1,137 @@
+//! Script errors as users read them: the message, `file:line:col`, the source line with a caret,
+//! the chain of script functions that led there, and the hook that was running.
+use rhai::{EvalAltResult, ParseError, Position};
+use std::fmt;
+
+/// One frame of the script call chain: a function and where it was called.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub function: String,
+    pub source: Option<String>,
+    pub position: Position,
+}
+
+/// A script failure, ready to print.
+#[derive(Debug, Clone)]
+pub struct ScriptError {
+    pub message: String,
+    /// File the innermost error is in.
+    pub file: String,
+    pub position: Position,
+    /// The source line at `position`, when the file's text is known.
+    pub line_text: Option<String>,
+    /// Outermost call first.
+    pub chain: Vec<Frame>,
+    /// The hook the host was calling (`training_step`), if any.
+    pub hook: Option<String>,
+}
+
+impl std::error::Error for ScriptError {}
+
+impl ScriptError {
+    /// A parse (compile) error in `file`.
+    pub fn from_parse(e: &ParseError, file: &str, source: &str) -> Self {
+        let position = e.position();
+        ScriptError {
+            message: format!("syntax error: {}", e.err_type()),
+            file: file.to_string(),
+            position,
+            line_text: line_of(source, position),
+            chain: vec![],
+            hook: None,
+        }
+    }
+
+    /// A runtime error of a script whose main file is `file` with text `source`.
+    pub fn from_eval(e: &EvalAltResult, file: &str, source: &str, hook: Option<&str>) -> Self {
+        let mut chain = Vec::new();
+        let mut cur = e;
+        let mut cur_file: Option<String> = None;
+        while let EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) = cur {
+            chain.push(Frame {
+                function: name.clone(),
+                source: Some(cur_file.clone().unwrap_or_else(|| file.to_string())),
+                position: *pos,
+            });
+            cur_file = if src.is_empty() { cur_file } else { Some(src.clone()) };
+            cur = inner;
+        }
+        // Errors in natively registered functions are reported as ErrorInFunctionCall too: keep
+        // only script function frames (those with a position) for the chain.
+        let position = cur.position();
+        let in_file = cur_file.clone().unwrap_or_else(|| file.to_string());
+        let text = if in_file == file { line_of(source, position) } else { None };
+        ScriptError {
+            message: message_of(cur),
+            file: in_file,
+            position,
+            line_text: text,
+            chain,
+            hook: hook.map(str::to_string),
+        }
+    }
+
+    /// `file:line:col` of the error.
+    pub fn location(&self) -> String {
+        match (self.position.line(), self.position.position()) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", self.file),
+            (Some(l), None) => format!("{}:{l}", self.file),
+            _ => self.file.clone(),
+        }
+    }
+}
+
+fn message_of(e: &EvalAltResult) -> String {
+    match e {
+        EvalAltResult::ErrorRuntime(v, _) => match v.clone().into_immutable_string() {
+            Ok(s) => s.to_string(),
+            Err(_) => format!("{v}"),
+        },
+        other => {
+            // Rhai's Display appends " (line x, position y)"; the location is printed separately.
+            let s = other.to_string();
+            match s.rfind(" (line ") {
+                Some(i) if s.ends_with(')') => s[..i].to_string(),
+                _ => s,
+            }
+        }
+    }
+}
+
+fn line_of(source: &str, pos: Position) -> Option<String> {
+    let l = pos.line()?;
+    source.lines().nth(l.checked_sub(1)?).map(str::to_string)
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        writeln!(f, "  --> {}", self.location())?;
+        if let (Some(text), Some(l)) = (&self.line_text, self.position.line()) {
+            let num = l.to_string();
+            let pad = " ".repeat(num.len());
+            writeln!(f, "{pad} |")?;
+            writeln!(f, "{num} | {text}")?;
+            if let Some(c) = self.position.position() {
+                // columns count characters; tabs keep their width by copying them
+                let lead: String = text
+                    .chars()
+                    .take(c.saturating_sub(1))
+                    .map(|ch| if ch == '\t' { '\t' } else { ' ' })
+                    .collect();
+                writeln!(f, "{pad} | {lead}^")?;
+            }
+        }
+        for frame in self.chain.iter().rev() {
+            let file = frame.source.clone().unwrap_or_else(|| self.file.clone());
+            match (frame.position.line(), frame.position.position()) {
+                (Some(l), Some(c)) => writeln!(f, "  in fn {}, called at {file}:{l}:{c}", frame.function)?,
+                _ => writeln!(f, "  in fn {}", frame.function)?,
+            }
+        }
+        if let Some(h) = &self.hook {
+            writeln!(f, "  in hook {h}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! The Rhai side of lt: the engine with every domain's registered surface, error reports that name
+//! file, line, column and hook, the embedded stdlib, and `lt doc`.
+pub mod convert;
+pub mod doc;
+pub mod engine;
+pub mod error;
+pub mod registry;
+pub mod runner;

@@ -1,0 +1,62 @@
+//! A compiled script file: its engine, AST and source, so errors can quote the offending line.
+use super::engine::new_engine;
+use super::error::ScriptError;
+use rhai::{Dynamic, Engine, Scope, AST};
+use std::path::{Path, PathBuf};
+
+pub struct Script {
+    pub engine: Engine,
+    pub ast: AST,
+    pub path: PathBuf,
+    pub source: String,
+}
+
+/// Why a script could not be loaded or run.
+#[derive(Debug)]
+pub enum LoadError {
+    Io(PathBuf, std::io::Error),
+    Engine(String),
+    Script(ScriptError),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Io(p, e) => write!(f, "error: cannot read {}: {e}", p.display()),
+            LoadError::Engine(e) => write!(f, "error: {e}"),
+            LoadError::Script(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl Script {
+    /// Reads and compiles `path`.
+    pub fn load(path: &Path) -> Result<Script, LoadError> {
+        let source = std::fs::read_to_string(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        Self::from_source(path, source)
+    }
+
+    /// Compiles `source` as if read from `path`.
+    pub fn from_source(path: &Path, source: String) -> Result<Script, LoadError> {
+        let engine = new_engine().map_err(LoadError::Engine)?;
+        let name = path.display().to_string();
+        let mut ast = engine
+            .compile(&source)
+            .map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;
+        ast.set_source(name);
+        Ok(Script { engine, ast, path: path.to_path_buf(), source })
+    }
+
+    pub fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Runs the script's top level.
+    pub fn run(&self, scope: &mut Scope) -> Result<Dynamic, ScriptError> {
+        self.engine
+            .eval_ast_with_scope::<Dynamic>(scope, &self.ast)
+            .map_err(|e| ScriptError::from_eval(&e, &self.name(), &self.source, None))
+    }
+}
