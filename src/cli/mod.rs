@@ -23,6 +23,17 @@ pub enum Command {
     },
     /// List every script function, or show the full doc of one (`lt doc zeros`, `lt doc torch::cat`).
     Doc { name: Option<String> },
+    /// Run scripts and compare what they print with the `.golden` file beside each.
+    Golden {
+        /// Scripts or folders (searched for .rhai files); default: tests/golden.
+        paths: Vec<PathBuf>,
+        /// Rewrite the golden files with the current output.
+        #[arg(long)]
+        bless: bool,
+        /// Relative tolerance for numbers (0 = exact).
+        #[arg(long, default_value_t = 0.0)]
+        tolerance: f64,
+    },
     /// Measure figures (not tests): `dispatch` (script op overhead vs Rust).
     Bench {
         #[arg(default_value = "dispatch")]
@@ -47,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Run { script } => run(&script),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
+        Command::Golden { paths, bless, tolerance } => golden(paths, bless, tolerance),
     }
 }
 
@@ -108,4 +120,42 @@ fn bench(which: &str, ops: usize) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
+    use crate::golden::{check, discover, Outcome};
+    // One thread and a fixed seed so outputs are deterministic on CPU.
+    tch::set_num_threads(1);
+    let paths = if paths.is_empty() { vec![PathBuf::from("tests/golden")] } else { paths };
+    let scripts = match discover(&paths) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for s in &scripts {
+        tch::manual_seed(0);
+        match check(s, bless, tolerance) {
+            Outcome::Pass => {
+                passed += 1;
+                println!("ok      {}", s.display());
+            }
+            Outcome::Blessed => {
+                passed += 1;
+                println!("blessed {}", s.display());
+            }
+            Outcome::Missing => {
+                failed += 1;
+                println!("MISSING {} (no {}; run with --bless to create it)", s.display(), crate::golden::golden_path(s).display());
+            }
+            Outcome::Fail(d) => {
+                failed += 1;
+                println!("FAIL    {}\n{d}", s.display());
+            }
+        }
+    }
+    println!("golden: {passed} passed, {failed} failed");
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -23,6 +23,13 @@ pub fn new_engine() -> Result<Engine, String> {
     engine.set_max_string_size(0);
     engine.set_max_array_size(0);
     engine.set_max_map_size(0);
+    // `var` is reserved in Rhai but is PyTorch's name for variance (`x.var(0)`): let it through as
+    // an ordinary identifier.
+    #[allow(deprecated)] // "volatile", not deprecated
+    engine.on_parse_token(|token, _, _| match token {
+        rhai::Token::Reserved(s) if s.as_str() == "var" => rhai::Token::Identifier(s),
+        t => t,
+    });
     engine
         .register_custom_operator("@", 180)
         .map_err(|e| format!("cannot register the @ operator: {e}"))?;

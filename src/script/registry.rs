@@ -5,7 +5,8 @@
 //! engine. Because `lt doc` reads the docs back from the engine's own metadata, the reference can
 //! never drift from what is registered.
 use rhai::{
-    FnNamespace, FuncRegistration, Module, RhaiNativeFunc, Shared, Variant,
+    Dynamic, EvalAltResult, FnNamespace, FuncRegistration, Module, NativeCallContext, RhaiFunc,
+    RhaiNativeFunc, Shared, Variant,
 };
 use std::collections::BTreeMap;
 
@@ -15,6 +16,8 @@ use std::collections::BTreeMap;
 pub struct Registry {
     global: Module,
     namespaces: BTreeMap<String, Module>,
+    /// Set by [`Registry::volatile`] for the registration in progress.
+    volatile_next: bool,
 }
 
 /// Maps a Rust type name to the name a script user sees.
@@ -74,7 +77,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
     {
-        self.func_with(ns, FuncRegistration::new(name), params, doc, func)
+        self.func_with(ns, FuncRegistration::new(name), false, params, doc, func)
     }
 
     /// Like [`Registry::func`], for a function whose result differs between calls with the same
@@ -90,7 +93,8 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
     {
-        self.func_with(ns, FuncRegistration::new(name).with_volatility(true), params, doc, func)
+        self.volatile_next = true;
+        self.func_with(ns, FuncRegistration::new(name), false, params, doc, func)
     }
 
     /// Registers a property getter `x.name`.
@@ -103,7 +107,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 1, X, R, F> + 'static,
     {
-        self.func_with("", FuncRegistration::new_getter(name), "self", doc, func)
+        self.func_with("", FuncRegistration::new_getter(name), false, "self", doc, func)
     }
 
     /// Registers a property setter `x.name = v`.
@@ -116,7 +120,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 2, X, R, F> + 'static,
     {
-        self.func_with("", FuncRegistration::new_setter(name), "self, value", doc, func)
+        self.func_with("", FuncRegistration::new_setter(name), true, "self, value", doc, func)
     }
 
     /// Registers an index getter `x[i]`.
@@ -125,7 +129,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 2, X, R, F> + 'static,
     {
-        self.func_with("", FuncRegistration::new_index_getter(), "self, index", doc, func)
+        self.func_with("", FuncRegistration::new_index_getter(), false, "self, index", doc, func)
     }
 
     /// Registers an index setter `x[i] = v`.
@@ -134,13 +138,15 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 3, X, R, F> + 'static,
     {
-        self.func_with("", FuncRegistration::new_index_setter(), "self, index, value", doc, func)
+        self.func_with("", FuncRegistration::new_index_setter(), true, "self, index, value", doc, func)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn func_with<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
         &mut self,
         ns: &str,
         reg: FuncRegistration,
+        setter: bool,
         params: &str,
         doc: &str,
         func: FUNC,
@@ -171,7 +177,11 @@ impl Registry {
             self.namespaces.entry(ns.to_string()).or_default()
         };
         let reg = if ns.is_empty() { reg.with_namespace(FnNamespace::Global) } else { reg };
-        reg.with_params_info(info).with_comments([comment]).set_into_module(module, func);
+        let volatile = std::mem::take(&mut self.volatile_next);
+        let wrapped = with_call_position(func.into_rhai_function(!setter, volatile));
+        reg.with_params_info(info)
+            .with_comments([comment])
+            .set_into_module_raw(module, FUNC::param_types(), wrapped);
     }
 
     /// Gives direct access to the global module (to register custom types, iterators…).
@@ -187,5 +197,36 @@ impl Registry {
             .map(|(k, m)| (k, Shared::new(m)))
             .collect();
         (Shared::new(self.global), ns)
+    }
+}
+
+/// Rhai's type of a native function (not exported under a name).
+type FnAny = dyn Fn(Option<NativeCallContext>, &mut [&mut Dynamic]) -> Result<Dynamic, Box<EvalAltResult>>;
+
+/// Wraps a native function so that its errors carry the script position of the call. Rhai fills
+/// positions for most calls but not for namespaced ones (`torch::zeros(...)`), so every registered
+/// function goes through this.
+fn with_call_position(f: RhaiFunc) -> RhaiFunc {
+    fn wrap(inner: Shared<FnAny>) -> Shared<FnAny> {
+        Shared::new(move |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
+            let pos = ctx.as_ref().map(|c| c.call_position());
+            inner(ctx, args).map_err(|mut e: Box<EvalAltResult>| {
+                if let Some(p) = pos {
+                    if e.position().is_none() {
+                        e.set_position(p);
+                    }
+                }
+                e
+            })
+        })
+    }
+    match f {
+        RhaiFunc::Pure { func, is_pure, is_volatile, .. } => {
+            RhaiFunc::Pure { func: wrap(func), has_context: true, is_pure, is_volatile }
+        }
+        RhaiFunc::Method { func, is_pure, is_volatile, .. } => {
+            RhaiFunc::Method { func: wrap(func), has_context: true, is_pure, is_volatile }
+        }
+        other => other,
     }
 }

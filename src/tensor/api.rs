@@ -114,6 +114,25 @@ macro_rules! shape_arg {
     }};
 }
 
+/// Applies an in-place arithmetic op to the tensor behind `x`.
+fn inplace(x: &Tensor, op: &str, y: &tch::Tensor) -> RResult<()> {
+    let mut h = x.handle();
+    let r = match op {
+        "add" => h.f_add_(y),
+        "sub" => h.f_sub_(y),
+        "mul" => h.f_mul_(y),
+        _ => h.f_div_(y),
+    };
+    r.map(|_| ()).map_err(|e| err(super::TensorError::from(e)))
+}
+
+/// A 0-dim tensor holding `v` on `x`'s device. 0-dim operands do not widen a tensor's dtype, so
+/// `x += 1` keeps float32, while `int_tensor *= 2.5` is refused as in PyTorch.
+fn scalar_like<V: Into<tch::Tensor>>(v: V, x: &Tensor) -> RResult<tch::Tensor> {
+    let t: tch::Tensor = v.into();
+    t.f_to_device(x.device()).or_script()
+}
+
 /// `#{values, indices}`, the script form of PyTorch's named (values, indices) tuples.
 fn values_indices(v: tch::Tensor, i: tch::Tensor) -> Map {
     let mut m = Map::new();
@@ -129,10 +148,10 @@ fn shape_of(d: &Dynamic, what: &str) -> RResult<Vec<i64>> {
 /// Runs a creation function over a shape given as array/int, with optional options map.
 fn creation(reg: &mut Registry, name: &'static str, doc: &str, f: fn(&[i64], &TensorOptions) -> super::Result<Tensor>) {
     reg.volatile("torch", name, "shape", doc, move |s: Dynamic| {
-        f(&shape_of(&s, name)?, &TensorOptions::default()).or_script()
+        f(&shape_of(&s, &format!("torch::{name}"))?, &TensorOptions::default()).or_script()
     });
     reg.volatile("torch", name, "shape, opts", doc, move |s: Dynamic, o: Map| {
-        f(&shape_of(&s, name)?, &tensor_options(&o, name)?).or_script()
+        f(&shape_of(&s, &format!("torch::{name}"))?, &tensor_options(&o, &format!("torch::{name}"))?).or_script()
     });
     let like = format!("{name}_like");
     let like_doc = format!(
@@ -380,6 +399,16 @@ fn register_operators(reg: &mut Registry) {
     operator!(reg, ">", "Elementwise greater-than, a bool tensor", |a: &tch::Tensor, b: &tch::Tensor| a.f_gt_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_gt(s), |s: tch::Scalar, b: &tch::Tensor| b.f_lt(s));
     operator!(reg, ">=", "Elementwise greater-or-equal, a bool tensor", |a: &tch::Tensor, b: &tch::Tensor| a.f_ge_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_ge(s), |s: tch::Scalar, b: &tch::Tensor| b.f_le(s));
 
+    // Compound assignment works in place, as in PyTorch: `w -= lr * w.grad` inside `no_grad`
+    // updates the parameter itself, and every handle on the tensor sees the change.
+    for (op, name) in [("+=", "add"), ("-=", "sub"), ("*=", "mul"), ("/=", "div")] {
+        let doc = format!(
+            "In-place {name} (`x {op} y`, Tensor.{name}_): modifies the tensor itself, so every handle on it sees the change.\n\n```rhai\nlet x = torch::ones([2]);\nlet alias = x;\nx {op} 2;\nprint(alias);\n```"
+        );
+        reg.func("", op, "x, y", &doc, move |x: &mut T, y: T| -> RResult<()> { inplace(x, name, &y.0) });
+        reg.func("", op, "x, y", &doc, move |x: &mut T, y: INT| -> RResult<()> { inplace(x, name, &scalar_like(y, x)?) });
+        reg.func("", op, "x, y", &doc, move |x: &mut T, y: FLOAT| -> RResult<()> { inplace(x, name, &scalar_like(y, x)?) });
+    }
     let doc = "Negation (`-x`).\n\n```rhai\nprint(-torch::tensor([1, -2]));\n```";
     reg.func("", "-", "x", doc, |x: T| ok(x.f_neg()));
     let doc = "Unary plus (`+x`), the tensor itself.\n\n```rhai\nprint(+torch::tensor([1]));\n```";

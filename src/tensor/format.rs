@@ -309,7 +309,9 @@ pub fn tensor_repr(t: &Tensor) -> String {
         suffixes.push(format!("size={tuple}"));
     }
     let k = t.kind();
-    if !matches!(k, Kind::Float | Kind::Int64 | Kind::Bool) {
+    // An empty tensor has no elements to infer the dtype from, so only float32 goes unnamed.
+    let default_dtype = if t.numel() == 0 { k == Kind::Float } else { matches!(k, Kind::Float | Kind::Int64 | Kind::Bool) };
+    if !default_dtype {
         suffixes.push(format!("dtype=torch.{}", dtype_name(k)));
     }
     if let Some(name) = super::grad_fn_name(t) {

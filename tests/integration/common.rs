@@ -1,0 +1,78 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `lt` binary cargo built for these tests.
+pub fn lt_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lt"))
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `lt` with `args` in `dir` (single libtorch thread, so output is deterministic).
+pub fn lt_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(lt_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("cannot start the lt binary")
+}
+
+pub fn lt(args: &[&str]) -> Output {
+    lt_in(&root(), args)
+}
+
+/// Writes `source` to a fresh temp dir as `name` and runs `lt run` on it.
+pub fn run_script(name: &str, source: &str) -> Output {
+    let dir = temp_dir(name);
+    let path = dir.join(name);
+    std::fs::write(&path, source).expect("write script");
+    lt_in(&dir, &["run", name])
+}
+
+/// A new, empty directory under the target dir for one test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let base = std::env::temp_dir().join(format!(
+        "lt-test-{}-{}-{}",
+        std::process::id(),
+        tag.replace(['/', '.'], "_"),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).expect("create temp dir");
+    base
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Runs a script in-process with a fresh engine and returns the value of its last expression.
+pub fn eval(source: &str) -> Result<rhai::Dynamic, String> {
+    let script = lt::script::runner::Script::from_source(Path::new("test.rhai"), source.to_string())
+        .map_err(|e| e.to_string())?;
+    script.run(&mut rhai::Scope::new()).map_err(|e| e.to_string())
+}
+
+/// Like [`eval`], expecting a FLOAT.
+pub fn eval_f64(source: &str) -> f64 {
+    let v = eval(source).unwrap_or_else(|e| panic!("script failed:\n{e}"));
+    v.as_float().unwrap_or_else(|_| panic!("expected a float, got {}", v.type_name()))
+}
+
+/// Like [`eval`], expecting a BOOL.
+pub fn eval_bool(source: &str) -> bool {
+    let v = eval(source).unwrap_or_else(|e| panic!("script failed:\n{e}"));
+    v.as_bool().unwrap_or_else(|_| panic!("expected a bool, got {}", v.type_name()))
+}
