@@ -37,3 +37,33 @@ int lt_grad_fn_name(const at::Tensor* t, char* buf, size_t len) {
 
 #include <torch/version.h>
 extern "C" const char* lt_torch_version() { return TORCH_VERSION; }
+
+#include <ATen/autocast_mode.h>
+extern "C" {
+
+// Turns autocast on or off for a device type (0 = CPU, 1 = CUDA) with a dtype (a c10::ScalarType
+// code), returning the previous enabled state. On leaving (enabled = 0) the cast cache is cleared
+// when the outermost region ends, as torch.autocast does. 0 on success, 1 on error (message in buf).
+int lt_autocast_set(int device, int enabled, int dtype, int* prev, char* buf, size_t len) {
+  try {
+    auto dev = device == 1 ? at::DeviceType::CUDA : at::DeviceType::CPU;
+    *prev = at::autocast::is_autocast_enabled(dev) ? 1 : 0;
+    if (enabled) {
+      at::autocast::set_autocast_dtype(dev, static_cast<at::ScalarType>(dtype));
+      at::autocast::set_autocast_enabled(dev, true);
+      at::autocast::increment_nesting();
+    } else {
+      at::autocast::set_autocast_enabled(dev, false);
+      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    write_str(e.what(), buf, len);
+    return 1;
+  } catch (...) {
+    write_str("unknown C++ exception", buf, len);
+    return 1;
+  }
+}
+
+}  // extern "C"

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod golden;
 pub mod script;
 pub mod tensor;
+pub mod trainer;
 
 /// Version of libtorch this binary runs on, as the library reports it.
 pub fn libtorch_version() -> String {

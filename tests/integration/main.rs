@@ -5,3 +5,4 @@ mod docs;
 mod golden;
 mod script_errors;
 mod tensor_api;
+mod trainer_core;

@@ -1,0 +1,291 @@
+//! The Trainer's options, with Lightning's names and defaults, read from a neutral key → JSON value
+//! map (the script's `fn trainer()` map merged with `--set trainer.k=v`, the command line winning).
+use super::precision::Precision;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A batch limit: a count of batches, or a fraction of the loader.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    Count(usize),
+    Fraction(f64),
+}
+
+impl Limit {
+    /// The number of batches this limit allows out of `available` (None = unknown length).
+    pub fn apply(self, available: Option<usize>) -> Option<usize> {
+        match (self, available) {
+            (Limit::Count(n), Some(a)) => Some(n.min(a)),
+            (Limit::Count(n), None) => Some(n),
+            (Limit::Fraction(f), Some(a)) => Some(((a as f64) * f).floor() as usize),
+            (Limit::Fraction(_), None) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipAlgorithm {
+    Norm,
+    Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainerConfig {
+    pub max_epochs: Option<i64>,
+    pub min_epochs: Option<i64>,
+    pub max_steps: i64,
+    pub min_steps: Option<i64>,
+    pub max_time: Option<Duration>,
+    pub limit_train_batches: Limit,
+    pub limit_val_batches: Limit,
+    pub limit_test_batches: Limit,
+    pub limit_predict_batches: Limit,
+    pub val_check_interval: Limit,
+    pub check_val_every_n_epoch: Option<i64>,
+    pub num_sanity_val_steps: i64,
+    pub fast_dev_run: i64,
+    pub overfit_batches: Limit,
+    pub accumulate_grad_batches: i64,
+    pub gradient_clip_val: Option<f64>,
+    pub gradient_clip_algorithm: ClipAlgorithm,
+    pub precision: Precision,
+    pub accelerator: String,
+    pub devices: Value,
+    pub deterministic: bool,
+    pub benchmark: bool,
+    pub detect_anomaly: bool,
+    pub default_root_dir: PathBuf,
+    pub log_every_n_steps: i64,
+    pub enable_progress_bar: bool,
+    pub enable_model_summary: bool,
+    pub enable_checkpointing: bool,
+    pub inference_mode: bool,
+    pub barebones: bool,
+    pub seed: Option<i64>,
+    pub logger: bool,
+}
+
+/// Every key the Trainer accepts.
+pub const TRAINER_KEYS: &[&str] = &[
+    "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches",
+    "limit_val_batches", "limit_test_batches", "limit_predict_batches", "val_check_interval",
+    "check_val_every_n_epoch", "num_sanity_val_steps", "fast_dev_run", "overfit_batches",
+    "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "precision",
+    "accelerator", "devices", "deterministic", "benchmark", "detect_anomaly", "default_root_dir",
+    "log_every_n_steps", "enable_progress_bar", "enable_model_summary", "enable_checkpointing",
+    "inference_mode", "barebones", "seed", "logger",
+];
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        TrainerConfig {
+            max_epochs: None,
+            min_epochs: None,
+            max_steps: -1,
+            min_steps: None,
+            max_time: None,
+            limit_train_batches: Limit::Fraction(1.0),
+            limit_val_batches: Limit::Fraction(1.0),
+            limit_test_batches: Limit::Fraction(1.0),
+            limit_predict_batches: Limit::Fraction(1.0),
+            val_check_interval: Limit::Fraction(1.0),
+            check_val_every_n_epoch: Some(1),
+            num_sanity_val_steps: 2,
+            fast_dev_run: 0,
+            overfit_batches: Limit::Count(0),
+            accumulate_grad_batches: 1,
+            gradient_clip_val: None,
+            gradient_clip_algorithm: ClipAlgorithm::Norm,
+            precision: Precision::F32,
+            accelerator: "auto".into(),
+            devices: Value::String("auto".into()),
+            deterministic: false,
+            benchmark: false,
+            detect_anomaly: false,
+            default_root_dir: PathBuf::from("."),
+            log_every_n_steps: 50,
+            enable_progress_bar: true,
+            enable_model_summary: true,
+            enable_checkpointing: true,
+            inference_mode: true,
+            barebones: false,
+            seed: None,
+            logger: true,
+        }
+    }
+}
+
+fn want_int(k: &str, v: &Value) -> Result<i64, String> {
+    v.as_i64().ok_or_else(|| format!("trainer option '{k}' must be an int, got {v}"))
+}
+
+fn want_f64(k: &str, v: &Value) -> Result<f64, String> {
+    v.as_f64().ok_or_else(|| format!("trainer option '{k}' must be a number, got {v}"))
+}
+
+fn want_bool(k: &str, v: &Value) -> Result<bool, String> {
+    v.as_bool().ok_or_else(|| format!("trainer option '{k}' must be true or false, got {v}"))
+}
+
+fn want_limit(k: &str, v: &Value) -> Result<Limit, String> {
+    if let Some(i) = v.as_i64() {
+        if i < 0 {
+            return Err(format!("trainer option '{k}' must be >= 0, got {i}"));
+        }
+        return Ok(Limit::Count(i as usize));
+    }
+    match v.as_f64() {
+        Some(f) if (0.0..=1.0).contains(&f) => Ok(Limit::Fraction(f)),
+        Some(f) => Err(format!("trainer option '{k}' as a float must be a fraction in [0, 1], got {f}")),
+        None => Err(format!("trainer option '{k}' must be an int (batches) or a float fraction, got {v}")),
+    }
+}
+
+/// "DD:HH:MM:SS" (Lightning's string form), or a number of seconds, or a map {days, hours, minutes, seconds}.
+fn want_duration(k: &str, v: &Value) -> Result<Duration, String> {
+    if let Some(s) = v.as_f64() {
+        return Ok(Duration::from_secs_f64(s.max(0.0)));
+    }
+    if let Some(s) = v.as_str() {
+        let parts: Result<Vec<u64>, _> = s.split(':').map(|p| p.parse::<u64>()).collect();
+        if let Ok(p) = parts {
+            if p.len() == 4 {
+                return Ok(Duration::from_secs(p[0] * 86400 + p[1] * 3600 + p[2] * 60 + p[3]));
+            }
+        }
+        return Err(format!("trainer option '{k}' must look like \"DD:HH:MM:SS\", got \"{s}\""));
+    }
+    if let Some(m) = v.as_object() {
+        let get = |n: &str| m.get(n).and_then(Value::as_f64).unwrap_or(0.0);
+        return Ok(Duration::from_secs_f64(get("days") * 86400.0 + get("hours") * 3600.0 + get("minutes") * 60.0 + get("seconds")));
+    }
+    Err(format!("trainer option '{k}' must be \"DD:HH:MM:SS\", seconds, or a map, got {v}"))
+}
+
+impl TrainerConfig {
+    /// Builds a config from options; unknown keys are an error listing the valid ones.
+    pub fn from_map(opts: &BTreeMap<String, Value>) -> Result<TrainerConfig, String> {
+        let mut c = TrainerConfig::default();
+        for (k, v) in opts {
+            if v.is_null() {
+                continue;
+            }
+            match k.as_str() {
+                "max_epochs" => c.max_epochs = Some(want_int(k, v)?),
+                "min_epochs" => c.min_epochs = Some(want_int(k, v)?),
+                "max_steps" => c.max_steps = want_int(k, v)?,
+                "min_steps" => c.min_steps = Some(want_int(k, v)?),
+                "max_time" => c.max_time = Some(want_duration(k, v)?),
+                "limit_train_batches" => c.limit_train_batches = want_limit(k, v)?,
+                "limit_val_batches" => c.limit_val_batches = want_limit(k, v)?,
+                "limit_test_batches" => c.limit_test_batches = want_limit(k, v)?,
+                "limit_predict_batches" => c.limit_predict_batches = want_limit(k, v)?,
+                "val_check_interval" => c.val_check_interval = want_limit(k, v)?,
+                "check_val_every_n_epoch" => c.check_val_every_n_epoch = Some(want_int(k, v)?),
+                "num_sanity_val_steps" => c.num_sanity_val_steps = want_int(k, v)?,
+                "fast_dev_run" => {
+                    c.fast_dev_run = match v {
+                        Value::Bool(b) => i64::from(*b),
+                        _ => want_int(k, v)?,
+                    }
+                }
+                "overfit_batches" => c.overfit_batches = want_limit(k, v)?,
+                "accumulate_grad_batches" => {
+                    c.accumulate_grad_batches = want_int(k, v)?;
+                    if c.accumulate_grad_batches < 1 {
+                        return Err(format!("accumulate_grad_batches must be >= 1, got {}", c.accumulate_grad_batches));
+                    }
+                }
+                "gradient_clip_val" => c.gradient_clip_val = Some(want_f64(k, v)?),
+                "gradient_clip_algorithm" => {
+                    c.gradient_clip_algorithm = match v.as_str() {
+                        Some("norm") => ClipAlgorithm::Norm,
+                        Some("value") => ClipAlgorithm::Value,
+                        _ => return Err(format!("gradient_clip_algorithm must be \"norm\" or \"value\", got {v}")),
+                    }
+                }
+                "precision" => {
+                    let s = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return Err(format!("precision must be a string like \"bf16-mixed\", got {v}")),
+                    };
+                    c.precision = Precision::parse(&s)?;
+                }
+                "accelerator" => {
+                    let s = v.as_str().ok_or_else(|| format!("accelerator must be a string, got {v}"))?;
+                    if !["cpu", "cuda", "gpu", "auto", "mps"].contains(&s) {
+                        return Err(format!("unknown accelerator '{s}'; expected \"cpu\", \"cuda\", \"gpu\", \"mps\" or \"auto\""));
+                    }
+                    c.accelerator = s.to_string();
+                }
+                "devices" => c.devices = v.clone(),
+                "deterministic" => c.deterministic = want_bool(k, v)?,
+                "benchmark" => c.benchmark = want_bool(k, v)?,
+                "detect_anomaly" => c.detect_anomaly = want_bool(k, v)?,
+                "default_root_dir" => {
+                    c.default_root_dir = PathBuf::from(v.as_str().ok_or_else(|| format!("default_root_dir must be a path string, got {v}"))?)
+                }
+                "log_every_n_steps" => c.log_every_n_steps = want_int(k, v)?.max(1),
+                "enable_progress_bar" => c.enable_progress_bar = want_bool(k, v)?,
+                "enable_model_summary" => c.enable_model_summary = want_bool(k, v)?,
+                "enable_checkpointing" => c.enable_checkpointing = want_bool(k, v)?,
+                "inference_mode" => c.inference_mode = want_bool(k, v)?,
+                "barebones" => c.barebones = want_bool(k, v)?,
+                "seed" => c.seed = Some(want_int(k, v)?),
+                "logger" => c.logger = want_bool(k, v)?,
+                other => {
+                    return Err(format!("unknown trainer option '{other}'; valid options: {}", TRAINER_KEYS.join(", ")))
+                }
+            }
+        }
+        if c.fast_dev_run > 0 {
+            // Lightning: run n batches of train/val/test/predict, one epoch, no sanity check, no loggers/checkpoints
+            let n = c.fast_dev_run as usize;
+            c.limit_train_batches = Limit::Count(n);
+            c.limit_val_batches = Limit::Count(n);
+            c.limit_test_batches = Limit::Count(n);
+            c.limit_predict_batches = Limit::Count(n);
+            c.max_epochs = Some(1);
+            c.max_steps = n as i64;
+            c.num_sanity_val_steps = 0;
+            c.val_check_interval = Limit::Fraction(1.0);
+            c.check_val_every_n_epoch = Some(1);
+            c.logger = false;
+            c.enable_checkpointing = false;
+        }
+        if c.barebones {
+            c.enable_progress_bar = false;
+            c.enable_model_summary = false;
+            c.enable_checkpointing = false;
+            c.logger = false;
+        }
+        if c.max_epochs.is_none() && c.max_steps == -1 {
+            c.max_epochs = Some(1000);
+        }
+        Ok(c)
+    }
+
+    /// The device the module and batches live on, from `accelerator` and `devices`.
+    pub fn device(&self) -> Result<tch::Device, String> {
+        let cuda = tch::Cuda::is_available();
+        let index = match &self.devices {
+            Value::Array(a) => a.first().and_then(Value::as_i64).unwrap_or(0) as usize,
+            _ => 0,
+        };
+        match self.accelerator.as_str() {
+            "cpu" => Ok(tch::Device::Cpu),
+            "cuda" | "gpu" => {
+                if !cuda {
+                    Err("accelerator \"cuda\" was requested but no CUDA device is available".into())
+                } else {
+                    Ok(tch::Device::Cuda(index))
+                }
+            }
+            "mps" => Err("accelerator \"mps\" is not supported by this libtorch build".into()),
+            _ => Ok(if cuda { tch::Device::Cuda(index) } else { tch::Device::Cpu }),
+        }
+    }
+}

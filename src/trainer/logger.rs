@@ -1,0 +1,185 @@
+//! Experiment loggers: where `logged_metrics` go. The CSV logger writes Lightning's layout,
+//! `lightning_logs/version_N/metrics.csv` and `hparams.yaml`, but with one row per step: training and
+//! validation metrics logged at the same step share a row (Lightning writes them on separate rows).
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub trait Logger {
+    fn log_hyperparams(&mut self, hparams: &Value) -> Result<(), String>;
+    fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String>;
+    /// Writes out what is buffered.
+    fn save(&mut self) -> Result<(), String>;
+    fn log_dir(&self) -> Option<PathBuf>;
+}
+
+/// The next free `version_N` folder under `root/lightning_logs`.
+pub fn next_version_dir(root: &Path, name: &str) -> PathBuf {
+    let base = root.join(name);
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(&base) {
+        for e in rd.flatten() {
+            if let Some(v) = e.file_name().to_str().and_then(|s| s.strip_prefix("version_")).and_then(|s| s.parse::<usize>().ok()) {
+                n = n.max(v + 1);
+            }
+        }
+    }
+    base.join(format!("version_{n}"))
+}
+
+/// Writes `text` to `path` atomically (temp file in the same folder, fsync, rename).
+pub fn write_atomic(path: &Path, text: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(text).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Renders a JSON value as YAML (the subset hparams need: maps, lists, scalars).
+pub fn to_yaml(v: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(m) => {
+            if m.is_empty() {
+                out.push_str("{}\n");
+                return;
+            }
+            for (k, val) in m {
+                match val {
+                    Value::Object(inner) if !inner.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        to_yaml(val, indent + 2, out);
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        to_yaml(val, indent, out);
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {}\n", yaml_scalar(val))),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for val in a {
+                match val {
+                    Value::Object(_) | Value::Array(_) => {
+                        out.push_str(&format!("{pad}-\n"));
+                        to_yaml(val, indent + 2, out);
+                    }
+                    _ => out.push_str(&format!("{pad}- {}\n", yaml_scalar(val))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", yaml_scalar(other))),
+    }
+}
+
+fn yaml_scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let plain = !s.is_empty()
+                && s.chars().all(|c| c.is_alphanumeric() || "_-./".contains(c))
+                && s.parse::<f64>().is_err()
+                && !["true", "false", "null", "yes", "no", "on", "off"].contains(&s.to_ascii_lowercase().as_str());
+            if plain { s.clone() } else { serde_json::to_string(s).unwrap_or_default() }
+        }
+        Value::Array(a) if a.is_empty() => "[]".into(),
+        Value::Object(_) | Value::Array(_) => "{}".into(),
+    }
+}
+
+/// `metrics.csv` + `hparams.yaml` in a version folder.
+pub struct CsvLogger {
+    dir: PathBuf,
+    /// step → (column → value); rows of the same step merge.
+    rows: BTreeMap<usize, BTreeMap<String, f64>>,
+    columns: BTreeSet<String>,
+    dirty: bool,
+}
+
+impl CsvLogger {
+    /// A logger writing to the next `version_N` under `root/lightning_logs`.
+    pub fn new(root: &Path) -> Result<CsvLogger, String> {
+        let dir = next_version_dir(root, "lightning_logs");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(CsvLogger { dir, rows: BTreeMap::new(), columns: BTreeSet::new(), dirty: false })
+    }
+
+    fn render(&self) -> String {
+        // Lightning's column order: metrics sorted, with "epoch" and "step" among them.
+        let mut cols: Vec<&String> = self.columns.iter().collect();
+        cols.sort();
+        let mut out = String::new();
+        out.push_str(&cols.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","));
+        out.push('\n');
+        for (step, row) in &self.rows {
+            let cells: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    if c.as_str() == "step" {
+                        step.to_string()
+                    } else {
+                        match row.get(c.as_str()) {
+                            Some(v) if c.as_str() == "epoch" => format!("{}", *v as i64),
+                            Some(v) => format_value(*v),
+                            None => String::new(),
+                        }
+                    }
+                })
+                .collect();
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn format_value(v: f64) -> String {
+    // shortest text that reads back to the same f32-rounded value, like Python's repr of a float
+    let f = v as f32;
+    if (f as f64) == v || v.is_nan() || v.is_infinite() {
+        format!("{f}")
+    } else {
+        format!("{v}")
+    }
+}
+
+impl Logger for CsvLogger {
+    fn log_hyperparams(&mut self, hparams: &Value) -> Result<(), String> {
+        let mut y = String::new();
+        to_yaml(hparams, 0, &mut y);
+        if y.is_empty() {
+            y.push_str("{}\n");
+        }
+        write_atomic(&self.dir.join("hparams.yaml"), y.as_bytes())
+    }
+
+    fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String> {
+        let row = self.rows.entry(step).or_default();
+        for (k, v) in metrics {
+            row.insert(k.clone(), *v);
+            self.columns.insert(k.clone());
+        }
+        self.columns.insert("step".into());
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<(), String> {
+        if !self.dirty {
+            return Ok(());
+        }
+        write_atomic(&self.dir.join("metrics.csv"), self.render().as_bytes())?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn log_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.clone())
+    }
+}

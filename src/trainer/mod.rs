@@ -1,0 +1,752 @@
+//! The Trainer: Lightning's fit / validate / test / predict loops in plain Rust, driving any
+//! [`LightningModule`] (the Rhai script module is one). It owns the loop, precision, gradient
+//! accumulation and clipping, LR scheduler stepping, logging and progress; it knows nothing of Rhai.
+pub mod config;
+pub mod logger;
+pub mod logging;
+pub mod module;
+pub mod precision;
+pub mod progress;
+pub mod scaler;
+pub mod state;
+
+use config::{ClipAlgorithm, Limit, TrainerConfig};
+use logger::Logger;
+use module::{BatchLoader, HookArgs, Interval, LightningModule, LoaderStage, OptimizerSetup, StepKind};
+use precision::AutocastGuard;
+use progress::Progress;
+use state::{LoopState, RunningStage, SharedState};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+impl<B, O> Clone for HookArgs<'_, B, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B, O> Copy for HookArgs<'_, B, O> {}
+
+/// A callback written in Rust (ModelCheckpoint, EarlyStopping, …). Hooks receive the loop state.
+pub trait Callback {
+    fn name(&self) -> String;
+    /// Monitoring callbacks (checkpointing, early stopping) run after the module at epoch ends.
+    fn monitoring(&self) -> bool {
+        false
+    }
+    fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<(), String>;
+}
+
+/// Results of a validate/test run: one metrics map per dataloader.
+pub type EvalResults = Vec<BTreeMap<String, f64>>;
+
+pub struct Trainer {
+    pub config: TrainerConfig,
+    pub state: SharedState,
+    pub callbacks: Vec<Box<dyn Callback>>,
+    pub loggers: Vec<Box<dyn Logger>>,
+    progress: Progress,
+    started: Instant,
+    device: tch::Device,
+}
+
+/// Clips gradients in place: by total norm (returns the norm) or by value.
+pub fn clip_gradients(params: &[tch::Tensor], value: f64, algorithm: ClipAlgorithm) -> Result<f64, String> {
+    let grads: Vec<tch::Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
+    if grads.is_empty() {
+        return Ok(0.0);
+    }
+    tch::no_grad(|| match algorithm {
+        ClipAlgorithm::Value => {
+            for g in &grads {
+                let mut g = g.shallow_clone();
+                let _ = g.f_clamp_(-value, value).map_err(|e| e.to_string())?;
+            }
+            Ok(0.0)
+        }
+        ClipAlgorithm::Norm => {
+            let norms: Result<Vec<tch::Tensor>, _> =
+                grads.iter().map(|g| g.f_norm_scalaropt_dim(2.0, [] as [i64; 0], false).and_then(|n| n.f_to_kind(tch::Kind::Float))).collect();
+            let norms = norms.map_err(|e| e.to_string())?;
+            let total = tch::Tensor::f_stack(&norms, 0)
+                .and_then(|s| s.f_norm_scalaropt_dim(2.0, [0i64].as_slice(), false))
+                .map_err(|e| e.to_string())?;
+            let total_f = f64::try_from(&total).map_err(|e| e.to_string())?;
+            let coef = value / (total_f + 1e-6);
+            if coef < 1.0 {
+                for g in &grads {
+                    let mut g = g.shallow_clone();
+                    let _ = g.f_mul_scalar_(coef).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(total_f)
+        }
+    })
+}
+
+impl Trainer {
+    pub fn new(config: TrainerConfig) -> Result<Trainer, String> {
+        let device = config.device()?;
+        let state = LoopState::shared();
+        {
+            let mut s = state.borrow_mut();
+            s.precision = config.precision;
+            s.device = device;
+            s.max_epochs = config.max_epochs;
+            s.max_steps = config.max_steps;
+            if config.precision.uses_scaler() {
+                s.scaler = Some(scaler::GradScaler::default());
+            }
+        }
+        Ok(Trainer {
+            progress: Progress::new(config.enable_progress_bar),
+            config,
+            state,
+            callbacks: Vec::new(),
+            loggers: Vec::new(),
+            started: Instant::now(),
+            device,
+        })
+    }
+
+    pub fn device(&self) -> tch::Device {
+        self.device
+    }
+
+    /// Seeds libtorch (and, through the loaders' own seeds, data order), like `seed_everything`.
+    fn seed(&self) {
+        if let Some(s) = self.config.seed {
+            tch::manual_seed(s);
+        }
+    }
+
+    fn set_hook(&self, name: &str) {
+        self.state.borrow_mut().hook = name.to_string();
+    }
+
+    /// Calls a hook on callbacks (non-monitoring first), then the module, then monitoring callbacks.
+    fn call<M: LightningModule>(&mut self, m: &mut M, name: &str, args: HookArgs<'_, M::Batch, M::Output>) -> Result<Option<i64>, String> {
+        self.set_hook(name);
+        for cb in self.callbacks.iter_mut().filter(|c| !c.monitoring()) {
+            cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.name()))?;
+        }
+        let r = if m.has_hook(name) { m.hook(name, args)? } else { None };
+        for cb in self.callbacks.iter_mut().filter(|c| c.monitoring()) {
+            cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.name()))?;
+        }
+        Ok(r)
+    }
+
+    fn log_to_loggers(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String> {
+        if metrics.is_empty() || self.loggers.is_empty() {
+            return Ok(());
+        }
+        let mut m = metrics.clone();
+        m.entry("epoch".into()).or_insert(self.state.borrow().current_epoch as f64);
+        for l in &mut self.loggers {
+            l.log_metrics(&m, step)?;
+        }
+        Ok(())
+    }
+
+    fn save_loggers(&mut self) -> Result<(), String> {
+        for l in &mut self.loggers {
+            l.save()?;
+        }
+        Ok(())
+    }
+
+    fn first_loader<B>(mut loaders: Vec<Box<dyn BatchLoader<B>>>, what: &str) -> Result<Box<dyn BatchLoader<B>>, String> {
+        if loaders.is_empty() {
+            return Err(format!("{what} returned no dataloader"));
+        }
+        if loaders.len() > 1 {
+            return Err(format!("{what} returned {} dataloaders; training takes one", loaders.len()));
+        }
+        Ok(loaders.remove(0))
+    }
+
+    /// `trainer.fit(model)`.
+    pub fn fit<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        self.started = Instant::now();
+        self.seed();
+        {
+            let mut s = self.state.borrow_mut();
+            s.stage = RunningStage::Training;
+            s.automatic_optimization = m.automatic_optimization();
+            s.hparams = m.hparams();
+        }
+        m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
+        self.call(m, "prepare_data", HookArgs::None)?;
+        self.call(m, "setup", HookArgs::Stage("fit"))?;
+        self.set_hook("configure_optimizers");
+        let mut opt = m.configure_optimizers()?;
+        let automatic = m.automatic_optimization();
+        self.state.borrow_mut().automatic_optimization = automatic;
+        if automatic && opt.optimizers.len() > 1 {
+            return Err(format!(
+                "configure_optimizers returned {} optimizers; automatic optimization uses one. Set `this.automatic_optimization = false` and step them in training_step",
+                opt.optimizers.len()
+            ));
+        }
+        if automatic && opt.optimizers.is_empty() && m.has_hook("configure_optimizers") {
+            // Lightning runs without an optimizer (a warning); steps then only run forward/backward.
+        }
+        if self.config.enable_model_summary {
+            if let Some(s) = m.summary() {
+                self.progress.message(&s);
+            }
+        }
+        let hparams = m.hparams();
+        for l in &mut self.loggers {
+            l.log_hyperparams(&hparams)?;
+            if let Some(dir) = l.log_dir() {
+                self.progress.version = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("version_"))
+                    .and_then(|n| n.parse().ok());
+            }
+        }
+        self.call(m, "on_fit_start", HookArgs::None)?;
+
+        // Validation loaders, if the module validates.
+        let has_val = m.has_hook("validation_step") && self.config.limit_val_batches != Limit::Count(0) && self.config.limit_val_batches != Limit::Fraction(0.0);
+        let mut val_loaders = if has_val { m.loaders(LoaderStage::Val)? } else { Vec::new() };
+        if self.config.num_sanity_val_steps != 0 && !val_loaders.is_empty() {
+            self.state.borrow_mut().stage = RunningStage::SanityChecking;
+            self.call(m, "on_sanity_check_start", HookArgs::None)?;
+            let limit = if self.config.num_sanity_val_steps < 0 { None } else { Some(self.config.num_sanity_val_steps as usize) };
+            self.eval_loop(m, StepKind::Validation, &mut val_loaders, limit, true)?;
+            self.call(m, "on_sanity_check_end", HookArgs::None)?;
+            self.state.borrow_mut().stage = RunningStage::Training;
+        }
+
+        let mut train = Self::first_loader(m.loaders(LoaderStage::Train)?, "train_dataloader")?;
+        let n_batches = self.train_batches(train.as_ref());
+        if let Some(n) = n_batches {
+            let per_epoch = n.div_ceil(self.config.accumulate_grad_batches as usize);
+            let by_epochs = self.config.max_epochs.map(|e| e.max(0) as usize * per_epoch);
+            let est = match (by_epochs, self.config.max_steps) {
+                (Some(e), s) if s >= 0 => e.min(s as usize),
+                (Some(e), _) => e,
+                (None, s) if s >= 0 => s as usize,
+                _ => per_epoch,
+            };
+            self.state.borrow_mut().estimated_stepping_batches = Some(est);
+        }
+        self.call(m, "on_train_start", HookArgs::None)?;
+        let result = self.epochs(m, train.as_mut(), n_batches, &mut opt, &mut val_loaders);
+        let end = result.and_then(|_| {
+            self.call(m, "on_train_end", HookArgs::None)?;
+            self.save_loggers()
+        });
+        // on_fit_end and teardown run even after an error in the loop, as Lightning's teardown does.
+        let fit_end = if end.is_ok() { self.call(m, "on_fit_end", HookArgs::None).map(|_| ()) } else { Ok(()) };
+        let teardown = self.call(m, "teardown", HookArgs::Stage("fit")).map(|_| ());
+        end.and(fit_end).and(teardown)
+    }
+
+    fn train_batches<B>(&self, loader: &dyn BatchLoader<B>) -> Option<usize> {
+        match self.config.overfit_batches {
+            Limit::Count(n) if n > 0 => Limit::Count(n).apply(loader.len()),
+            Limit::Fraction(f) if f > 0.0 => Limit::Fraction(f).apply(loader.len()),
+            _ => self.config.limit_train_batches.apply(loader.len()),
+        }
+    }
+
+    fn should_stop_fitting(&self) -> bool {
+        let s = self.state.borrow();
+        let c = &self.config;
+        if c.max_steps >= 0 && s.global_step as i64 >= c.max_steps {
+            return true;
+        }
+        if let Some(t) = c.max_time {
+            if self.started.elapsed() >= t {
+                return true;
+            }
+        }
+        if s.should_stop {
+            let min_e = c.min_epochs.unwrap_or(0);
+            let min_s = c.min_steps.unwrap_or(0);
+            return s.current_epoch as i64 >= min_e && s.global_step as i64 >= min_s;
+        }
+        false
+    }
+
+    fn epochs<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        train: &mut dyn BatchLoader<M::Batch>,
+        n_batches: Option<usize>,
+        opt: &mut OptimizerSetup,
+        val_loaders: &mut Vec<Box<dyn BatchLoader<M::Batch>>>,
+    ) -> Result<(), String> {
+        loop {
+            let epoch = self.state.borrow().current_epoch;
+            if let Some(me) = self.config.max_epochs {
+                if me >= 0 && epoch as i64 >= me {
+                    break;
+                }
+            }
+            if self.should_stop_fitting() {
+                break;
+            }
+            self.train_epoch(m, train, n_batches, opt, val_loaders)?;
+            {
+                let mut s = self.state.borrow_mut();
+                s.current_epoch += 1;
+            }
+            if self.should_stop_fitting() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether validation runs after batch `batch_idx` (0-based) of an epoch of `n` batches.
+    fn val_due(&self, batch_idx: usize, n: Option<usize>, epoch: usize, total_batches_seen: usize) -> bool {
+        let c = &self.config;
+        let epoch_ok = match c.check_val_every_n_epoch {
+            Some(k) if k > 0 => (epoch + 1) % k as usize == 0,
+            Some(_) => false,
+            None => true,
+        };
+        let last = n.is_some_and(|n| batch_idx + 1 == n);
+        match c.val_check_interval {
+            Limit::Count(k) if k > 0 => {
+                if c.check_val_every_n_epoch.is_none() {
+                    total_batches_seen % k == 0
+                } else {
+                    epoch_ok && ((batch_idx + 1) % k == 0)
+                }
+            }
+            Limit::Fraction(f) if f < 1.0 && f > 0.0 => match n {
+                Some(n) => {
+                    let every = ((n as f64) * f).floor().max(1.0) as usize;
+                    epoch_ok && ((batch_idx + 1) % every == 0 || batch_idx + 1 == n)
+                }
+                None => false,
+            },
+            _ => epoch_ok && last,
+        }
+    }
+
+    fn train_epoch<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        train: &mut dyn BatchLoader<M::Batch>,
+        n_batches: Option<usize>,
+        opt: &mut OptimizerSetup,
+        val_loaders: &mut Vec<Box<dyn BatchLoader<M::Batch>>>,
+    ) -> Result<(), String> {
+        let epoch = self.state.borrow().current_epoch;
+        train.start_epoch(epoch)?;
+        m.set_training(true)?;
+        {
+            let mut s = self.state.borrow_mut();
+            s.stage = RunningStage::Training;
+            s.train_results.reset();
+            s.dataloader_idx = None;
+        }
+        self.progress.start(&format!("Epoch {epoch}"), n_batches);
+        self.call(m, "on_train_epoch_start", HookArgs::None)?;
+        let accumulate = self.config.accumulate_grad_batches as usize;
+        let mut batch_idx = 0usize;
+        let dtype = self.config.precision.module_dtype();
+        loop {
+            if n_batches.is_some_and(|n| batch_idx >= n) {
+                break;
+            }
+            let Some(batch) = train.next_batch() else { break };
+            let batch = m.batch_to_device(batch?, self.device, dtype)?;
+            self.state.borrow_mut().batch_size = m.batch_size(&batch);
+            let r = self.call(m, "on_train_batch_start", HookArgs::BatchStart { batch: &batch, batch_idx, dataloader_idx: None })?;
+            if r == Some(-1) {
+                break;
+            }
+            let outputs = if m.automatic_optimization() {
+                let window_start = batch_idx - batch_idx % accumulate;
+                let window = match n_batches {
+                    Some(n) => accumulate.min(n - window_start),
+                    None => accumulate,
+                };
+                let last_in_window = (batch_idx + 1) % accumulate == 0 || n_batches.is_some_and(|n| batch_idx + 1 == n);
+                self.automatic_step(m, &batch, batch_idx, opt, batch_idx == window_start, last_in_window, window)?
+            } else {
+                let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+                self.set_hook("training_step");
+                let (_, out) = m.step(StepKind::Training, &batch, batch_idx, None)?;
+                out
+            };
+            self.call(m, "on_train_batch_end", HookArgs::BatchEnd { outputs: &outputs, batch: &batch, batch_idx, dataloader_idx: None })?;
+            // step-level metrics
+            let step_views = self.state.borrow().train_results.step_metrics();
+            let stepped = self.state.borrow().global_step;
+            {
+                let mut s = self.state.borrow_mut();
+                s.views.callback.extend(step_views.callback.clone());
+                s.views.progress_bar.extend(step_views.progress_bar.clone());
+                s.views.logged.extend(step_views.logged.clone());
+            }
+            if stepped > 0 && stepped % self.config.log_every_n_steps as usize == 0 && !step_views.logged.is_empty() {
+                self.log_to_loggers(&step_views.logged, stepped - 1)?;
+            }
+            self.state.borrow_mut().train_results.end_step();
+            let pb = self.state.borrow().views.progress_bar.clone();
+            self.progress.advance(&pb);
+            batch_idx += 1;
+            let seen = stepped.max(batch_idx);
+            if !val_loaders.is_empty() && self.val_due(batch_idx - 1, n_batches, epoch, seen) {
+                self.eval_loop(m, StepKind::Validation, val_loaders, None, false)?;
+                self.step_schedulers(opt, Interval::Step, true)?;
+            }
+            if self.should_stop_fitting() && (self.config.max_steps >= 0 && self.state.borrow().global_step as i64 >= self.config.max_steps) {
+                break;
+            }
+            if let Some(t) = self.config.max_time {
+                if self.started.elapsed() >= t {
+                    break;
+                }
+            }
+        }
+        let pb = self.state.borrow().views.progress_bar.clone();
+        self.progress.finish(&pb);
+        self.call(m, "on_train_epoch_end", HookArgs::None)?;
+        let epoch_views = self.state.borrow().train_results.epoch_metrics();
+        {
+            let mut s = self.state.borrow_mut();
+            s.views.merge(&epoch_views);
+        }
+        let step = self.state.borrow().global_step.saturating_sub(1);
+        self.log_to_loggers(&epoch_views.logged, step)?;
+        self.step_schedulers(opt, Interval::Epoch, true)?;
+        self.save_loggers()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn automatic_step<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        batch: &M::Batch,
+        batch_idx: usize,
+        opt: &mut OptimizerSetup,
+        first_in_window: bool,
+        last_in_window: bool,
+        window: usize,
+    ) -> Result<M::Output, String> {
+        let (loss, out) = {
+            let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+            self.set_hook("training_step");
+            m.step(StepKind::Training, batch, batch_idx, None)?
+        };
+        let Some(loss) = loss else {
+            // training_step returned nothing: skip this batch (Lightning does the same).
+            return Ok(out);
+        };
+        if loss.numel() != 1 {
+            return Err(format!("training_step must return a scalar loss, got a tensor of shape {:?}", loss.size()));
+        }
+        if first_in_window {
+            if let Some(o) = opt.optimizers.first_mut() {
+                self.set_hook("on_before_zero_grad");
+                self.call(m, "on_before_zero_grad", HookArgs::Optimizer(0))?;
+                o.zero_grad(true)?;
+            }
+        }
+        let loss = if window > 1 { loss.f_div_scalar(window as f64).map_err(|e| e.to_string())? } else { loss };
+        self.call(m, "on_before_backward", HookArgs::Loss(&loss))?;
+        let to_backward = match &self.state.borrow().scaler {
+            Some(sc) => sc.scale_loss(&loss).map_err(|e| e.to_string())?,
+            None => loss.shallow_clone(),
+        };
+        if !to_backward.requires_grad() {
+            return Err("the loss returned by training_step does not require grad: it is not connected to any parameter".into());
+        }
+        to_backward.f_backward().map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
+        self.call(m, "on_after_backward", HookArgs::None)?;
+        if last_in_window {
+            if let Some(o) = opt.optimizers.first_mut() {
+                let params = o.params();
+                if let Some(sc) = self.state.borrow_mut().scaler.as_mut() {
+                    sc.unscale(&params).map_err(|e| e.to_string())?;
+                }
+                self.call(m, "on_before_optimizer_step", HookArgs::Optimizer(0))?;
+                if let Some(v) = self.config.gradient_clip_val {
+                    if v > 0.0 {
+                        clip_gradients(&params, v, self.config.gradient_clip_algorithm)?;
+                    }
+                }
+                let skip = self.state.borrow().scaler.as_ref().is_some_and(|s| s.should_skip());
+                let o = opt.optimizers.first_mut().ok_or("no optimizer")?;
+                if !skip {
+                    o.step()?;
+                }
+                if let Some(sc) = self.state.borrow_mut().scaler.as_mut() {
+                    sc.update();
+                }
+            }
+            self.state.borrow_mut().global_step += 1;
+            self.step_schedulers(opt, Interval::Step, false)?;
+        }
+        Ok(out)
+    }
+
+    /// Steps the schedulers of `interval` whose frequency is due. Plateau schedulers read their
+    /// monitored metric from callback_metrics (`strict`: a missing metric is an error).
+    fn step_schedulers(&mut self, opt: &mut OptimizerSetup, interval: Interval, plateau: bool) -> Result<(), String> {
+        let (step, epoch) = {
+            let s = self.state.borrow();
+            (s.global_step, s.current_epoch)
+        };
+        for sc in &mut opt.schedulers {
+            if sc.interval != interval || sc.scheduler.is_plateau() != plateau {
+                continue;
+            }
+            let count = match interval {
+                Interval::Step => step,
+                Interval::Epoch => epoch + 1,
+            };
+            if sc.frequency == 0 || count % sc.frequency != 0 {
+                continue;
+            }
+            let metric = if sc.scheduler.is_plateau() {
+                let key = sc.monitor.clone().ok_or("ReduceLROnPlateau needs a `monitor` in its lr_scheduler config")?;
+                match self.state.borrow().views.callback.get(&key) {
+                    Some(v) => Some(*v),
+                    None => {
+                        if sc.strict {
+                            let avail: Vec<String> = self.state.borrow().views.callback.keys().cloned().collect();
+                            return Err(format!(
+                                "ReduceLROnPlateau conditioned on metric '{key}' which is not available. Available metrics are: [{}]. Condition can be set using `monitor` key in lr scheduler dict",
+                                avail.join(", ")
+                            ));
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            sc.scheduler.step(metric)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one evaluation pass over `loaders` (validation, test, or the sanity check).
+    fn eval_loop<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        kind: StepKind,
+        loaders: &mut [Box<dyn BatchLoader<M::Batch>>],
+        limit_override: Option<usize>,
+        sanity: bool,
+    ) -> Result<EvalResults, String> {
+        let prefix = match kind {
+            StepKind::Validation => "validation",
+            StepKind::Test => "test",
+            _ => return Err("eval_loop: not an evaluation step".into()),
+        };
+        let prev_stage = self.state.borrow().stage;
+        {
+            let mut s = self.state.borrow_mut();
+            s.stage = if sanity {
+                RunningStage::SanityChecking
+            } else if kind == StepKind::Test {
+                RunningStage::Testing
+            } else {
+                RunningStage::Validating
+            };
+            s.eval_results.reset();
+        }
+        m.set_training(false)?;
+        let _grad = tch::no_grad_guard();
+        self.call(m, &format!("on_{prefix}_start"), HookArgs::None)?;
+        self.call(m, &format!("on_{prefix}_epoch_start"), HookArgs::None)?;
+        let several = loaders.len() > 1;
+        let limit = match kind {
+            StepKind::Test => self.config.limit_test_batches,
+            _ => self.config.limit_val_batches,
+        };
+        let dtype = self.config.precision.module_dtype();
+        let epoch = self.state.borrow().current_epoch;
+        for (dl, loader) in loaders.iter_mut().enumerate() {
+            let dl_idx = if several { Some(dl) } else { None };
+            let n = match limit_override {
+                Some(k) => Some(limit.apply(loader.len()).map_or(k, |n| n.min(k))),
+                None => limit.apply(loader.len()),
+            };
+            loader.start_epoch(epoch)?;
+            self.state.borrow_mut().dataloader_idx = dl_idx;
+            let label = match (kind, sanity) {
+                (_, true) => "Sanity Checking",
+                (StepKind::Test, _) => "Testing",
+                _ => "Validation",
+            };
+            self.progress.start(&if several { format!("{label} DataLoader {dl}") } else { label.to_string() }, n);
+            let mut i = 0;
+            loop {
+                if n.is_some_and(|n| i >= n) {
+                    break;
+                }
+                let Some(batch) = loader.next_batch() else { break };
+                let batch = m.batch_to_device(batch?, self.device, dtype)?;
+                self.state.borrow_mut().batch_size = m.batch_size(&batch);
+                self.call(m, &format!("on_{prefix}_batch_start"), HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
+                let out = {
+                    let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+                    self.set_hook(kind.hook());
+                    m.step(kind, &batch, i, dl_idx)?.1
+                };
+                self.call(m, &format!("on_{prefix}_batch_end"), HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
+                self.state.borrow_mut().eval_results.end_step();
+                self.progress.advance(&BTreeMap::new());
+                i += 1;
+            }
+            if kind == StepKind::Test || !sanity {
+                // the bar line of an eval pass is shown only on a terminal
+            }
+        }
+        self.state.borrow_mut().dataloader_idx = None;
+        self.call(m, &format!("on_{prefix}_epoch_end"), HookArgs::None)?;
+        let views = self.state.borrow().eval_results.epoch_metrics();
+        let mut results: EvalResults = vec![BTreeMap::new(); loaders.len().max(1)];
+        for (k, v) in &views.callback {
+            let idx = k.rsplit_once("/dataloader_idx_").and_then(|(_, i)| i.parse::<usize>().ok()).unwrap_or(0);
+            if let Some(r) = results.get_mut(idx) {
+                r.insert(k.clone(), *v);
+            }
+        }
+        if !sanity {
+            self.state.borrow_mut().views.merge(&views);
+            let step = self.state.borrow().global_step.saturating_sub(1);
+            if kind == StepKind::Validation || kind == StepKind::Test {
+                self.log_to_loggers(&views.logged, step)?;
+            }
+        }
+        self.call(m, &format!("on_{prefix}_end"), HookArgs::None)?;
+        drop(_grad);
+        self.state.borrow_mut().stage = prev_stage;
+        if prev_stage == RunningStage::Training {
+            m.set_training(true)?;
+        }
+        Ok(results)
+    }
+
+    fn eval_entry<M: LightningModule>(&mut self, m: &mut M, kind: StepKind) -> Result<EvalResults, String> {
+        let (stage, loader_stage) = match kind {
+            StepKind::Test => ("test", LoaderStage::Test),
+            _ => ("validate", LoaderStage::Val),
+        };
+        self.seed();
+        m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
+        self.state.borrow_mut().stage = if kind == StepKind::Test { RunningStage::Testing } else { RunningStage::Validating };
+        self.call(m, "prepare_data", HookArgs::None)?;
+        self.call(m, "setup", HookArgs::Stage(stage))?;
+        if !m.has_hook(kind.hook()) {
+            return Err(format!("`{}` needs `fn {}(batch, batch_idx)` in the script", if kind == StepKind::Test { "test" } else { "validate" }, kind.hook()));
+        }
+        let mut loaders = m.loaders(loader_stage)?;
+        if loaders.is_empty() {
+            return Err(format!("{} returned no dataloader", loader_stage.hook()));
+        }
+        let r = self.eval_loop(m, kind, &mut loaders, None, false);
+        let r = r.and_then(|r| {
+            self.save_loggers()?;
+            Ok(r)
+        });
+        let t = self.call(m, "teardown", HookArgs::Stage(stage));
+        let r = r?;
+        t?;
+        Ok(r)
+    }
+
+    /// `trainer.validate(model)`.
+    pub fn validate<M: LightningModule>(&mut self, m: &mut M) -> Result<EvalResults, String> {
+        self.eval_entry(m, StepKind::Validation)
+    }
+
+    /// `trainer.test(model)`.
+    pub fn test<M: LightningModule>(&mut self, m: &mut M) -> Result<EvalResults, String> {
+        self.eval_entry(m, StepKind::Test)
+    }
+
+    /// `trainer.predict(model)`: the outputs of predict_step, per dataloader.
+    pub fn predict<M: LightningModule>(&mut self, m: &mut M) -> Result<Vec<Vec<M::Output>>, String> {
+        self.seed();
+        m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
+        self.state.borrow_mut().stage = RunningStage::Predicting;
+        self.call(m, "prepare_data", HookArgs::None)?;
+        self.call(m, "setup", HookArgs::Stage("predict"))?;
+        if !m.has_hook("predict_step") {
+            return Err("`predict` needs `fn predict_step(batch, batch_idx)` in the script".into());
+        }
+        let mut loaders = m.loaders(LoaderStage::Predict)?;
+        if loaders.is_empty() {
+            return Err("predict_dataloader returned no dataloader".into());
+        }
+        m.set_training(false)?;
+        let _grad = tch::no_grad_guard();
+        let mut all = Vec::new();
+        self.call(m, "on_predict_start", HookArgs::None)?;
+        self.call(m, "on_predict_epoch_start", HookArgs::None)?;
+        let several = loaders.len() > 1;
+        let dtype = self.config.precision.module_dtype();
+        for (dl, loader) in loaders.iter_mut().enumerate() {
+            let dl_idx = if several { Some(dl) } else { None };
+            let n = self.config.limit_predict_batches.apply(loader.len());
+            loader.start_epoch(0)?;
+            let mut outs = Vec::new();
+            let mut i = 0;
+            loop {
+                if n.is_some_and(|n| i >= n) {
+                    break;
+                }
+                let Some(batch) = loader.next_batch() else { break };
+                let batch = m.batch_to_device(batch?, self.device, dtype)?;
+                self.call(m, "on_predict_batch_start", HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
+                let out = {
+                    let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+                    self.set_hook("predict_step");
+                    m.step(StepKind::Predict, &batch, i, dl_idx)?.1
+                };
+                self.call(m, "on_predict_batch_end", HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
+                outs.push(out);
+                i += 1;
+            }
+            all.push(outs);
+        }
+        self.call(m, "on_predict_epoch_end", HookArgs::None)?;
+        self.call(m, "on_predict_end", HookArgs::None)?;
+        drop(_grad);
+        self.call(m, "teardown", HookArgs::Stage("predict"))?;
+        Ok(all)
+    }
+
+    /// Lightning's results table after validate/test: `Test metric | DataLoader 0 | …`.
+    pub fn results_table(kind: &str, results: &EvalResults) -> String {
+        let mut keys: Vec<String> = Vec::new();
+        for r in results {
+            for k in r.keys() {
+                let base = k.rsplit_once("/dataloader_idx_").map(|(b, _)| b.to_string()).unwrap_or_else(|| k.clone());
+                if !keys.contains(&base) {
+                    keys.push(base);
+                }
+            }
+        }
+        keys.sort();
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::UTF8_FULL);
+        let mut header = vec![format!("{kind} metric")];
+        header.extend((0..results.len()).map(|i| format!("DataLoader {i}")));
+        table.set_header(header);
+        for k in keys {
+            let mut row = vec![k.clone()];
+            for (i, r) in results.iter().enumerate() {
+                let v = r.get(&k).or_else(|| r.get(&format!("{k}/dataloader_idx_{i}")));
+                row.push(v.map(|v| format!("{v}")).unwrap_or_default());
+            }
+            table.add_row(row);
+        }
+        table.to_string()
+    }
+}

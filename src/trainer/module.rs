@@ -1,0 +1,142 @@
+//! What the Trainer needs from a model: the LightningModule contract as a Rust trait. The Rhai
+//! script module (`crate::script::lightning`) is one implementation; tests use a Rust one.
+use tch::{Device, Kind, Tensor};
+
+/// Which loader a hook asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoaderStage {
+    Train,
+    Val,
+    Test,
+    Predict,
+}
+
+impl LoaderStage {
+    pub fn hook(self) -> &'static str {
+        match self {
+            LoaderStage::Train => "train_dataloader",
+            LoaderStage::Val => "val_dataloader",
+            LoaderStage::Test => "test_dataloader",
+            LoaderStage::Predict => "predict_dataloader",
+        }
+    }
+}
+
+/// The step functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Training,
+    Validation,
+    Test,
+    Predict,
+}
+
+impl StepKind {
+    pub fn hook(self) -> &'static str {
+        match self {
+            StepKind::Training => "training_step",
+            StepKind::Validation => "validation_step",
+            StepKind::Test => "test_step",
+            StepKind::Predict => "predict_step",
+        }
+    }
+}
+
+/// A source of batches for one loop.
+pub trait BatchLoader<B> {
+    /// Number of batches per epoch, when known.
+    fn len(&self) -> Option<usize>;
+    /// Starts epoch `epoch` (reshuffles with seed + epoch).
+    fn start_epoch(&mut self, epoch: usize) -> Result<(), String>;
+    /// The next batch of the epoch, or None at its end.
+    fn next_batch(&mut self) -> Option<Result<B, String>>;
+}
+
+/// Arguments of a hook call, Lightning's signatures.
+pub enum HookArgs<'a, B, O> {
+    None,
+    Stage(&'a str),
+    /// on_*_batch_start(batch, batch_idx[, dataloader_idx])
+    BatchStart { batch: &'a B, batch_idx: usize, dataloader_idx: Option<usize> },
+    /// on_*_batch_end(outputs, batch, batch_idx[, dataloader_idx])
+    BatchEnd { outputs: &'a O, batch: &'a B, batch_idx: usize, dataloader_idx: Option<usize> },
+    /// on_before_backward(loss)
+    Loss(&'a Tensor),
+    /// on_before_optimizer_step(optimizer) / on_before_zero_grad(optimizer)
+    Optimizer(usize),
+}
+
+/// An optimizer as the Trainer drives it.
+pub trait TrainerOptimizer {
+    fn step(&mut self) -> Result<(), String>;
+    fn zero_grad(&mut self, set_to_none: bool) -> Result<(), String>;
+    /// Every parameter it updates (for gradient clipping and AMP unscaling).
+    fn params(&self) -> Vec<Tensor>;
+}
+
+/// An LR scheduler as the Trainer drives it.
+pub trait TrainerScheduler {
+    /// `metric` is given to ReduceLROnPlateau-style schedulers.
+    fn step(&mut self, metric: Option<f64>) -> Result<(), String>;
+    fn is_plateau(&self) -> bool;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Step,
+    Epoch,
+}
+
+/// A scheduler with Lightning's `lr_scheduler` config.
+pub struct SchedulerConfig {
+    pub scheduler: Box<dyn TrainerScheduler>,
+    pub interval: Interval,
+    pub frequency: usize,
+    pub monitor: Option<String>,
+    pub strict: bool,
+    pub name: Option<String>,
+}
+
+/// What `configure_optimizers` produced.
+#[derive(Default)]
+pub struct OptimizerSetup {
+    pub optimizers: Vec<Box<dyn TrainerOptimizer>>,
+    pub schedulers: Vec<SchedulerConfig>,
+}
+
+/// The LightningModule contract.
+pub trait LightningModule {
+    type Batch;
+    type Output;
+
+    /// Whether the module defines `name` (an undefined hook costs nothing).
+    fn has_hook(&self, name: &str) -> bool;
+    /// Calls hook `name`; `Some(n)` when it returned an int (on_train_batch_start's -1 skips the
+    /// rest of the epoch).
+    fn hook(&mut self, name: &str, args: HookArgs<'_, Self::Batch, Self::Output>) -> Result<Option<i64>, String>;
+    /// Runs a step function; returns the loss (training) and the step's output.
+    fn step(
+        &mut self,
+        kind: StepKind,
+        batch: &Self::Batch,
+        batch_idx: usize,
+        dataloader_idx: Option<usize>,
+    ) -> Result<(Option<Tensor>, Self::Output), String>;
+    /// The value when a step produced nothing.
+    fn empty_output(&self) -> Self::Output;
+    fn configure_optimizers(&mut self) -> Result<OptimizerSetup, String>;
+    /// Loaders from the `*_dataloader` hook (several for val/test).
+    fn loaders(&mut self, stage: LoaderStage) -> Result<Vec<Box<dyn BatchLoader<Self::Batch>>>, String>;
+    /// Moves a batch to the module's device, casting floating tensors to `dtype` when given.
+    fn batch_to_device(&self, batch: Self::Batch, device: Device, dtype: Option<Kind>) -> Result<Self::Batch, String>;
+    /// Lightning's batch size inference: the size of the first tensor's first dim.
+    fn batch_size(&self, batch: &Self::Batch) -> Option<usize>;
+    fn parameters(&self) -> Result<Vec<Tensor>, String>;
+    fn set_training(&mut self, training: bool) -> Result<(), String>;
+    fn to_device_dtype(&mut self, device: Device, dtype: Option<Kind>) -> Result<(), String>;
+    fn automatic_optimization(&self) -> bool;
+    /// The model summary table, if the module can describe itself.
+    fn summary(&self) -> Option<String>;
+    /// Saved hyperparameters (for hparams.yaml and loggers).
+    fn hparams(&self) -> serde_json::Value;
+}

@@ -1,0 +1,106 @@
+//! The loop state shared between the Trainer and the module while hooks run: counters, the hook
+//! being run (for `this.log` rules), logged metrics, stop requests, precision. The script module
+//! reads and writes it through `this.log`, `this.current_epoch`, `this.trainer.should_stop`, ….
+use super::logging::{Collection, LogOptions, MetricViews};
+use super::precision::Precision;
+use super::scaler::GradScaler;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What the Trainer is doing (Lightning's `trainer.state.stage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunningStage {
+    Training,
+    SanityChecking,
+    Validating,
+    Testing,
+    Predicting,
+}
+
+impl RunningStage {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunningStage::Training => "train",
+            RunningStage::SanityChecking => "sanity_check",
+            RunningStage::Validating => "validate",
+            RunningStage::Testing => "test",
+            RunningStage::Predicting => "predict",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LoopState {
+    pub current_epoch: usize,
+    pub global_step: usize,
+    pub stage: RunningStage,
+    /// The hook being run, for `this.log`'s per-hook rules.
+    pub hook: String,
+    pub batch_size: Option<usize>,
+    pub dataloader_idx: Option<usize>,
+    pub train_results: Collection,
+    pub eval_results: Collection,
+    pub views: MetricViews,
+    pub should_stop: bool,
+    pub max_epochs: Option<i64>,
+    pub max_steps: i64,
+    pub estimated_stepping_batches: Option<usize>,
+    pub precision: Precision,
+    pub device: tch::Device,
+    pub scaler: Option<GradScaler>,
+    pub automatic_optimization: bool,
+    pub global_rank: usize,
+    pub local_rank: usize,
+    pub world_size: usize,
+    /// Names of the metrics shown by the progress bar, most recent values.
+    pub hparams: serde_json::Value,
+}
+
+pub type SharedState = Rc<RefCell<LoopState>>;
+
+impl Default for LoopState {
+    fn default() -> Self {
+        LoopState {
+            current_epoch: 0,
+            global_step: 0,
+            stage: RunningStage::Training,
+            hook: String::new(),
+            batch_size: None,
+            dataloader_idx: None,
+            train_results: Collection::new(true),
+            eval_results: Collection::new(false),
+            views: MetricViews::default(),
+            should_stop: false,
+            max_epochs: None,
+            max_steps: -1,
+            estimated_stepping_batches: None,
+            precision: Precision::F32,
+            device: tch::Device::Cpu,
+            scaler: None,
+            automatic_optimization: true,
+            global_rank: 0,
+            local_rank: 0,
+            world_size: 1,
+            hparams: serde_json::Value::Null,
+        }
+    }
+}
+
+impl LoopState {
+    pub fn shared() -> SharedState {
+        Rc::new(RefCell::new(LoopState::default()))
+    }
+
+    /// `this.log(name, value, opts)` in the current hook.
+    pub fn log(&mut self, name: &str, value: f64, opts: &LogOptions) -> Result<(), String> {
+        let hook = self.hook.clone();
+        let (bs, dl) = (self.batch_size, self.dataloader_idx);
+        let collection = if self.stage == RunningStage::Training { &mut self.train_results } else { &mut self.eval_results };
+        collection.log(&hook, name, value, opts, bs, dl)
+    }
+
+    /// Whether the Trainer is in the training loop (rather than an evaluation loop).
+    pub fn training(&self) -> bool {
+        self.stage == RunningStage::Training
+    }
+}
