@@ -1,4 +1,6 @@
 //! The `lt` command line.
+pub mod train;
+
 use crate::script::runner::Script;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -16,10 +18,38 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run a script.
+    /// Run a script: a module script (one with training_step) is fit, then tested when it has a
+    /// test step and test data; any other script runs top to bottom.
     Run {
         /// The .rhai file.
         script: PathBuf,
+        /// Override a Trainer option or hyperparameter: --set trainer.max_epochs=3 --set model.lr=0.01
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Train a module script (Lightning's trainer.fit).
+    Fit {
+        script: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Run the validation loop of a module script.
+    Validate {
+        script: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Run the test loop of a module script.
+    Test {
+        script: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Run predict_step over the predict data of a module script.
+    Predict {
+        script: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// List every script function, or show the full doc of one (`lt doc zeros`, `lt doc torch::cat`).
     Doc { name: Option<String> },
@@ -55,14 +85,29 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match cmd {
-        Command::Run { script } => run(&script),
+        Command::Run { script, sets } => run(&script, &sets),
+        Command::Fit { script, sets } => stage(train::Stage::Fit, &script, &sets),
+        Command::Validate { script, sets } => stage(train::Stage::Validate, &script, &sets),
+        Command::Test { script, sets } => stage(train::Stage::Test, &script, &sets),
+        Command::Predict { script, sets } => stage(train::Stage::Predict, &script, &sets),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
         Command::Golden { paths, bless, tolerance } => golden(paths, bless, tolerance),
     }
 }
 
-fn run(path: &PathBuf) -> ExitCode {
+fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String]) -> ExitCode {
+    let result = train::load(path).and_then(|script| train::run_stage(stage, script, sets));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &PathBuf, sets: &[String]) -> ExitCode {
     let script = match Script::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -70,6 +115,19 @@ fn run(path: &PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if train::is_module_script(&script) {
+        return match train::run_stage(train::Stage::Run, script, sets) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if !sets.is_empty() {
+        eprintln!("error: --set applies to module scripts (scripts with a training_step)");
+        return ExitCode::from(2);
+    }
     match script.run(&mut rhai::Scope::new()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

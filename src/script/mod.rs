@@ -4,5 +4,6 @@ pub mod convert;
 pub mod doc;
 pub mod engine;
 pub mod error;
+pub mod lightning;
 pub mod registry;
 pub mod runner;

@@ -1,6 +1,7 @@
 //! The Trainer: Lightning's fit / validate / test / predict loops in plain Rust, driving any
 //! [`LightningModule`] (the Rhai script module is one). It owns the loop, precision, gradient
 //! accumulation and clipping, LR scheduler stepping, logging and progress; it knows nothing of Rhai.
+pub mod api;
 pub mod config;
 pub mod logger;
 pub mod logging;

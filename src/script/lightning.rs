@@ -1,0 +1,653 @@
+//! A Rhai script as a LightningModule. State lives on `this` (an object map); hooks are the
+//! script's top-level functions, called with `this` bound. A hook the script does not define costs
+//! nothing. Optional script functions: `hparams()` (defaults of init's argument), `trainer()`
+//! (Trainer options), `callbacks()` (an array of maps of hook functions), `datamodule()` (a map with
+//! `prepare_data`, `setup`, `*_dataloader`, `teardown` functions and its own state).
+use super::error::ScriptError;
+use super::runner::Script;
+use crate::tensor::Tensor;
+use crate::trainer::api::{self as trainer_api, RunContext, TrainerView};
+use crate::trainer::module::{
+    BatchLoader, HookArgs, Interval, LightningModule, LoaderStage, OptimizerSetup, SchedulerConfig, StepKind,
+    TrainerOptimizer, TrainerScheduler,
+};
+use crate::trainer::state::SharedState;
+use rhai::{Array, CallFnOptions, Dynamic, Map, Scope, AST};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use tch::{Device, Kind};
+
+/// The script module.
+pub struct ScriptModule {
+    pub script: Rc<Script>,
+    /// The module state, `this` in hooks.
+    pub this: Dynamic,
+    pub datamodule: Option<Dynamic>,
+    pub callbacks: Vec<Dynamic>,
+    state: SharedState,
+    /// Script function name → number of parameters.
+    fns: HashMap<String, usize>,
+    optimizers: Vec<Dynamic>,
+    schedulers: Vec<Dynamic>,
+}
+
+/// Converts a Rhai value to JSON (for hparams and trainer options).
+pub fn to_json(d: &Dynamic) -> Value {
+    if d.is_unit() {
+        return Value::Null;
+    }
+    if let Ok(b) = d.as_bool() {
+        return Value::Bool(b);
+    }
+    if let Ok(i) = d.as_int() {
+        return Value::from(i);
+    }
+    if let Ok(f) = d.as_float() {
+        return serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null);
+    }
+    if let Some(a) = d.read_lock::<Array>() {
+        return Value::Array(a.iter().map(to_json).collect());
+    }
+    if let Some(m) = d.read_lock::<Map>() {
+        return Value::Object(m.iter().filter(|(k, _)| !k.starts_with('_')).map(|(k, v)| (k.to_string(), to_json(v))).collect());
+    }
+    Value::String(d.to_string())
+}
+
+/// Converts JSON to a Rhai value (for `--set` overrides).
+pub fn from_json(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(s.clone()),
+        Value::Array(a) => Dynamic::from_array(a.iter().map(from_json).collect()),
+        Value::Object(o) => Dynamic::from_map(o.iter().map(|(k, v)| (k.as_str().into(), from_json(v))).collect()),
+    }
+}
+
+/// Parses a `--set key=value` value: JSON when it parses (numbers, bools, lists), else a string.
+pub fn parse_set_value(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+}
+
+/// The parameters of an optimizer value configure_optimizers returned.
+pub fn optimizer_params(opt: &Dynamic) -> Result<Vec<tch::Tensor>, Box<rhai::EvalAltResult>> {
+    crate::optim::Optimizer::from_dynamic(opt)
+        .map(|o| o.params())
+        .ok_or_else(|| crate::script::convert::err(format!("expected an optimizer, got {}", opt.type_name())))
+}
+
+struct ScriptOptimizer(crate::optim::Optimizer);
+
+impl TrainerOptimizer for ScriptOptimizer {
+    fn step(&mut self) -> Result<(), String> {
+        self.0.step()
+    }
+    fn zero_grad(&mut self, set_to_none: bool) -> Result<(), String> {
+        self.0.zero_grad(set_to_none);
+        Ok(())
+    }
+    fn params(&self) -> Vec<tch::Tensor> {
+        self.0.params()
+    }
+}
+
+struct ScriptScheduler {
+    sched: crate::sched::LRScheduler,
+    script: Rc<Script>,
+}
+
+impl TrainerScheduler for ScriptScheduler {
+    fn step(&mut self, metric: Option<f64>) -> Result<(), String> {
+        self.sched.step_with_engine(&self.script.engine, &self.script.ast, metric)
+    }
+    fn is_plateau(&self) -> bool {
+        self.sched.is_plateau()
+    }
+}
+
+/// A Rhai array of batches used as a loader (any iterable of batches works in Lightning).
+struct ArrayLoader {
+    items: Array,
+    pos: usize,
+}
+
+impl BatchLoader<Dynamic> for ArrayLoader {
+    fn len(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+    fn start_epoch(&mut self, _epoch: usize) -> Result<(), String> {
+        self.pos = 0;
+        Ok(())
+    }
+    fn next_batch(&mut self) -> Option<Result<Dynamic, String>> {
+        let b = self.items.get(self.pos)?.clone();
+        self.pos += 1;
+        Some(Ok(b))
+    }
+}
+
+fn map_tensors(d: Dynamic, f: &dyn Fn(&tch::Tensor) -> Result<tch::Tensor, tch::TchError>) -> Result<Dynamic, String> {
+    if let Some(t) = d.read_lock::<Tensor>() {
+        return f(&t.0).map(|t| Dynamic::from(Tensor::new(t))).map_err(|e| crate::tensor::clean_torch_message(&e.to_string()));
+    }
+    if d.is_array() {
+        let a = d.cast::<Array>();
+        return a.into_iter().map(|x| map_tensors(x, f)).collect::<Result<Array, _>>().map(Dynamic::from_array);
+    }
+    if d.is_map() {
+        let m = d.cast::<Map>();
+        let mut out = Map::new();
+        for (k, v) in m {
+            out.insert(k, map_tensors(v, f)?);
+        }
+        return Ok(Dynamic::from_map(out));
+    }
+    Ok(d)
+}
+
+fn first_tensor_rows(d: &Dynamic) -> Option<usize> {
+    if let Some(t) = d.read_lock::<Tensor>() {
+        return if t.dim() > 0 { Some(t.size()[0] as usize) } else { Some(1) };
+    }
+    if let Some(a) = d.read_lock::<Array>() {
+        return a.iter().find_map(first_tensor_rows);
+    }
+    if let Some(m) = d.read_lock::<Map>() {
+        return m.values().find_map(first_tensor_rows);
+    }
+    None
+}
+
+impl ScriptModule {
+    /// Loads `script`, builds hyperparameters (`hparams()` merged with `model_sets`), creates `this`
+    /// and runs `init(hparams)`. Returns the module and the Trainer options (`trainer()` merged with
+    /// `trainer_sets`; the command line wins).
+    pub fn load(
+        script: Script,
+        model_sets: &BTreeMap<String, Value>,
+        trainer_sets: &BTreeMap<String, Value>,
+    ) -> Result<(ScriptModule, BTreeMap<String, Value>), String> {
+        let fns: HashMap<String, usize> = script.ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
+        let script = Rc::new(script);
+        // Run the top level once (constants, prints).
+        script.run(&mut Scope::new()).map_err(|e| e.to_string())?;
+        let mut m = ScriptModule {
+            script,
+            this: Dynamic::from_map(Map::new()),
+            datamodule: None,
+            callbacks: Vec::new(),
+            state: crate::trainer::state::LoopState::shared(),
+            fns,
+            optimizers: Vec::new(),
+            schedulers: Vec::new(),
+        };
+        let mut hp = if m.fns.contains_key("hparams") { m.call_plain("hparams", vec![])? } else { Dynamic::from_map(Map::new()) };
+        if !hp.is_map() {
+            return Err(format!("hparams() must return a map, got {}", hp.type_name()));
+        }
+        if !model_sets.is_empty() {
+            let mut map = hp.cast::<Map>();
+            for (k, v) in model_sets {
+                map.insert(k.as_str().into(), from_json(v));
+            }
+            hp = Dynamic::from_map(map);
+        }
+        {
+            let this = m.this.write_lock::<Map>();
+            if let Some(mut this) = this {
+                this.insert("_init_hparams".into(), hp.clone());
+                this.insert("hparams".into(), Dynamic::from_map(Map::new()));
+                this.insert("automatic_optimization".into(), Dynamic::from_bool(true));
+            }
+        }
+        m.refresh_this();
+        if m.fns.contains_key("init") {
+            m.call_hook("init", vec![hp])?;
+        }
+        let mut trainer_opts: BTreeMap<String, Value> = BTreeMap::new();
+        if m.fns.contains_key("trainer") {
+            let t = m.call_plain("trainer", vec![])?;
+            match to_json(&t) {
+                Value::Object(o) => trainer_opts.extend(o),
+                Value::Null => {}
+                other => return Err(format!("trainer() must return a map of Trainer options, got {other}")),
+            }
+        }
+        trainer_opts.extend(trainer_sets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if m.fns.contains_key("callbacks") {
+            let c = m.call_plain("callbacks", vec![])?;
+            m.callbacks = match c.clone().try_cast::<Array>() {
+                Some(a) => a,
+                None if c.is_map() => vec![c],
+                None => return Err(format!("callbacks() must return an array of maps, got {}", c.type_name())),
+            };
+        }
+        if m.fns.contains_key("datamodule") {
+            let d = m.call_plain("datamodule", vec![])?;
+            if !d.is_map() {
+                return Err(format!("datamodule() must return a map, got {}", d.type_name()));
+            }
+            m.datamodule = Some(d);
+        }
+        Ok((m, trainer_opts))
+    }
+
+    /// Attaches the run's shared loop state and installs the script-side run context.
+    pub fn attach(&mut self, state: SharedState) -> Result<(), String> {
+        self.state = state.clone();
+        let params = self.parameters()?;
+        trainer_api::install(RunContext { state, optimizers: Vec::new(), schedulers: Vec::new(), parameters: params, toggled: None });
+        self.refresh_this();
+        Ok(())
+    }
+
+    fn file(&self) -> String {
+        self.script.name()
+    }
+
+    fn script_error(&self, e: &rhai::EvalAltResult, hook: &str) -> String {
+        let mut s = ScriptError::from_eval(e, &self.file(), &self.script.source, Some(hook)).to_string();
+        while s.ends_with('\n') {
+            s.pop();
+        }
+        s
+    }
+
+    /// Refreshes the Lightning properties stored on `this`.
+    fn refresh_this(&mut self) {
+        let st = self.state.borrow();
+        if let Some(mut this) = self.this.write_lock::<Map>() {
+            this.insert("current_epoch".into(), Dynamic::from_int(st.current_epoch as i64));
+            this.insert("global_step".into(), Dynamic::from_int(st.global_step as i64));
+            this.insert("device".into(), Dynamic::from(crate::tensor::options::device_name(st.device)));
+            this.insert("global_rank".into(), Dynamic::from_int(st.global_rank as i64));
+            this.insert("local_rank".into(), Dynamic::from_int(st.local_rank as i64));
+            this.insert("world_size".into(), Dynamic::from_int(st.world_size as i64));
+            this.insert("precision".into(), Dynamic::from(st.precision.name().to_string()));
+            this.insert("trainer".into(), Dynamic::from(TrainerView(self.state.clone())));
+        }
+    }
+
+    /// Calls a function with `this` bound to `target`, passing as many of `args` as it takes.
+    fn call_on(&self, target: &mut Dynamic, name: &str, mut args: Vec<Dynamic>, ast: Option<&AST>) -> Result<Dynamic, String> {
+        if let Some(n) = self.fns.get(name) {
+            args.truncate(*n);
+        }
+        let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true).bind_this_ptr(target);
+        let mut scope = Scope::new();
+        let ast = ast.unwrap_or(&self.script.ast);
+        self.script
+            .engine
+            .call_fn_with_options::<Dynamic>(opts, &mut scope, ast, name, args)
+            .map_err(|e| self.script_error(&e, name))
+    }
+
+    /// Calls a script hook on `this`.
+    pub fn call_hook(&mut self, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, String> {
+        self.refresh_this();
+        let mut this = std::mem::take(&mut self.this);
+        let r = self.call_on(&mut this, name, args, None);
+        self.this = this;
+        r
+    }
+
+    /// Calls a script function without `this`.
+    fn call_plain(&self, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, String> {
+        let mut scope = Scope::new();
+        self.script
+            .engine
+            .call_fn_with_options::<Dynamic>(CallFnOptions::new().eval_ast(false), &mut scope, &self.script.ast, name, args)
+            .map_err(|e| self.script_error(&e, name))
+    }
+
+    /// Calls a closure stored in a map (a callback's or the datamodule's hook) with `this` = the map.
+    fn call_map_fn(&self, target: &mut Dynamic, name: &str, args: Vec<Dynamic>) -> Result<Option<Dynamic>, String> {
+        let fp = match target.read_lock::<Map>().and_then(|m| m.get(name).cloned()) {
+            Some(f) => match f.try_cast::<rhai::FnPtr>() {
+                Some(fp) => fp,
+                None => return Ok(None),
+            },
+            None => return Ok(None),
+        };
+        // A closure is a script function of the AST plus curried captures: call it by name with
+        // `this` bound, passing as many of `args` as it takes.
+        let mut all: Vec<Dynamic> = fp.curry().to_vec();
+        let n_params = self.fns.get(fp.fn_name()).copied();
+        let mut args = args;
+        if let Some(n) = n_params {
+            args.truncate(n.saturating_sub(all.len()));
+        }
+        all.extend(args);
+        let mut this = std::mem::take(target);
+        let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true).bind_this_ptr(&mut this);
+        let r = self.script.engine.call_fn_with_options::<Dynamic>(opts, &mut Scope::new(), &self.script.ast, fp.fn_name(), all);
+        *target = this;
+        r.map(Some).map_err(|e| self.script_error(&e, name))
+    }
+
+    fn hook_args(&self, args: HookArgs<'_, Dynamic, Dynamic>) -> Vec<Dynamic> {
+        let opt = |i: usize| self.optimizers.get(i).cloned().unwrap_or(Dynamic::from_int(i as i64));
+        match args {
+            HookArgs::None => vec![],
+            HookArgs::Stage(s) => vec![Dynamic::from(s.to_string())],
+            HookArgs::BatchStart { batch, batch_idx, dataloader_idx } => {
+                let mut v = vec![batch.clone(), Dynamic::from_int(batch_idx as i64)];
+                if let Some(d) = dataloader_idx {
+                    v.push(Dynamic::from_int(d as i64));
+                }
+                v
+            }
+            HookArgs::BatchEnd { outputs, batch, batch_idx, dataloader_idx } => {
+                let mut v = vec![outputs.clone(), batch.clone(), Dynamic::from_int(batch_idx as i64)];
+                if let Some(d) = dataloader_idx {
+                    v.push(Dynamic::from_int(d as i64));
+                }
+                v
+            }
+            HookArgs::Loss(t) => vec![Dynamic::from(Tensor::new(t.shallow_clone()))],
+            HookArgs::Optimizer(i) => vec![opt(i)],
+        }
+    }
+
+    fn loader_from(&self, d: Dynamic, what: &str) -> Result<Vec<Box<dyn BatchLoader<Dynamic>>>, String> {
+        if d.is_unit() {
+            return Ok(vec![]);
+        }
+        if let Some(l) = crate::data::api::trainer_loader(&d, &self.script.engine, &self.script.ast)? {
+            return Ok(vec![l]);
+        }
+        if let Some(a) = d.clone().try_cast::<Array>() {
+            // an array of loaders (several val/test loaders), or an array of batches
+            let loaders: Vec<_> = a
+                .iter()
+                .map(|x| crate::data::api::trainer_loader(x, &self.script.engine, &self.script.ast))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !a.is_empty() && loaders.iter().all(|l| l.is_some()) {
+                return Ok(loaders.into_iter().flatten().collect());
+            }
+            return Ok(vec![Box::new(ArrayLoader { items: a, pos: 0 })]);
+        }
+        Err(format!("{what} must return a DataLoader, an array of DataLoaders, or an array of batches; got {}", d.type_name()))
+    }
+
+    /// Parses every form configure_optimizers may return.
+    fn parse_optimizers(&mut self, d: Dynamic) -> Result<OptimizerSetup, String> {
+        let mut setup = OptimizerSetup::default();
+        let mut opts: Vec<Dynamic> = Vec::new();
+        let mut scheds: Vec<(Dynamic, Option<Map>)> = Vec::new();
+        fn is_opt(d: &Dynamic) -> bool {
+            crate::optim::Optimizer::from_dynamic(d).is_some()
+        }
+        fn take_config(d: &Dynamic, opts: &mut Vec<Dynamic>, scheds: &mut Vec<(Dynamic, Option<Map>)>) -> Result<(), String> {
+            // #{optimizer, lr_scheduler: sched | #{scheduler, interval, frequency, monitor, strict, name}}
+            let m = d.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
+            for k in m.keys() {
+                if !["optimizer", "lr_scheduler", "monitor"].contains(&k.as_str()) {
+                    return Err(format!("configure_optimizers: unknown key '{k}' in the optimizer config; valid keys: optimizer, lr_scheduler, monitor"));
+                }
+            }
+            let o = m.get("optimizer").cloned().ok_or("configure_optimizers: a config map needs an `optimizer`")?;
+            if !is_opt(&o) {
+                return Err(format!("configure_optimizers: `optimizer` must be an optimizer, got {}", o.type_name()));
+            }
+            opts.push(o);
+            if let Some(s) = m.get("lr_scheduler") {
+                if let Some(sm) = s.read_lock::<Map>() {
+                    let mut cfg = sm.clone();
+                    if let Some(mon) = m.get("monitor") {
+                        cfg.entry("monitor".into()).or_insert(mon.clone());
+                    }
+                    let sched = cfg.get("scheduler").cloned().ok_or("configure_optimizers: an lr_scheduler map needs a `scheduler`")?;
+                    scheds.push((sched, Some(cfg)));
+                } else {
+                    let mut cfg = Map::new();
+                    if let Some(mon) = m.get("monitor") {
+                        cfg.insert("monitor".into(), mon.clone());
+                    }
+                    scheds.push((s.clone(), Some(cfg)));
+                }
+            }
+            Ok(())
+        }
+        if d.is_unit() {
+            // no optimizer: Lightning trains without stepping (a warning)
+        } else if is_opt(&d) {
+            opts.push(d);
+        } else if d.is_map() {
+            take_config(&d, &mut opts, &mut scheds)?;
+        } else if let Some(a) = d.clone().try_cast::<Array>() {
+            let two_lists = a.len() == 2 && a.iter().all(|x| x.is_array());
+            if two_lists {
+                for o in a[0].clone().cast::<Array>() {
+                    if !is_opt(&o) {
+                        return Err(format!("configure_optimizers: expected optimizers in the first list, got {}", o.type_name()));
+                    }
+                    opts.push(o);
+                }
+                for s in a[1].clone().cast::<Array>() {
+                    if let Some(sm) = s.read_lock::<Map>() {
+                        let sched = sm.get("scheduler").cloned().ok_or("configure_optimizers: an lr_scheduler map needs a `scheduler`")?;
+                        scheds.push((sched, Some(sm.clone())));
+                    } else {
+                        scheds.push((s.clone(), None));
+                    }
+                }
+            } else {
+                for x in a {
+                    if is_opt(&x) {
+                        opts.push(x);
+                    } else if x.is_map() {
+                        take_config(&x, &mut opts, &mut scheds)?;
+                    } else {
+                        return Err(format!("configure_optimizers: unexpected element of type {} in the returned list", x.type_name()));
+                    }
+                }
+            }
+        } else {
+            return Err(format!(
+                "configure_optimizers must return an optimizer, a list of optimizers, [optimizers, schedulers], a map #{{optimizer, lr_scheduler}}, a list of such maps, or nothing; got {}",
+                d.type_name()
+            ));
+        }
+        for o in &opts {
+            let h = crate::optim::Optimizer::from_dynamic(o).ok_or("internal: not an optimizer")?;
+            setup.optimizers.push(Box::new(ScriptOptimizer(h)));
+        }
+        for (s, cfg) in scheds {
+            let sched = crate::sched::LRScheduler::from_dynamic(&s)
+                .ok_or_else(|| format!("configure_optimizers: expected an LR scheduler, got {}", s.type_name()))?;
+            let cfg = cfg.unwrap_or_default();
+            const KEYS: &[&str] = &["scheduler", "interval", "frequency", "monitor", "strict", "name", "reduce_on_plateau"];
+            for k in cfg.keys() {
+                if !KEYS.contains(&k.as_str()) {
+                    return Err(format!("configure_optimizers: unknown lr_scheduler key '{k}'; valid keys: {}", KEYS.join(", ")));
+                }
+            }
+            let interval = match cfg.get("interval").map(|v| v.to_string()) {
+                None => Interval::Epoch,
+                Some(s) if s == "epoch" => Interval::Epoch,
+                Some(s) if s == "step" => Interval::Step,
+                Some(s) => return Err(format!("lr_scheduler interval must be \"epoch\" or \"step\", got \"{s}\"")),
+            };
+            let frequency = cfg.get("frequency").and_then(|v| v.as_int().ok()).unwrap_or(1).max(0) as usize;
+            let monitor = cfg.get("monitor").map(|v| v.to_string());
+            let strict = cfg.get("strict").and_then(|v| v.as_bool().ok()).unwrap_or(true);
+            let name = cfg.get("name").map(|v| v.to_string());
+            if sched.is_plateau() && monitor.is_none() {
+                return Err("configure_optimizers: ReduceLROnPlateau needs a `monitor`: return #{optimizer, lr_scheduler: #{scheduler, monitor: \"val_loss\"}}".into());
+            }
+            self.schedulers.push(s.clone());
+            setup.schedulers.push(SchedulerConfig {
+                scheduler: Box::new(ScriptScheduler { sched, script: self.script.clone() }),
+                interval,
+                frequency,
+                monitor,
+                strict,
+                name,
+            });
+        }
+        self.optimizers = opts;
+        Ok(setup)
+    }
+}
+
+impl LightningModule for ScriptModule {
+    type Batch = Dynamic;
+    type Output = Dynamic;
+
+    fn has_hook(&self, name: &str) -> bool {
+        self.fns.contains_key(name)
+            || !self.callbacks.is_empty()
+            || self.datamodule.as_ref().is_some_and(|d| d.read_lock::<Map>().is_some_and(|m| m.contains_key(name)))
+    }
+
+    fn hook(&mut self, name: &str, args: HookArgs<'_, Dynamic, Dynamic>) -> Result<Option<i64>, String> {
+        let argv = self.hook_args(args);
+        // Lightning's order: datamodule hooks for data hooks, then callbacks, then the module.
+        if ["prepare_data", "setup", "teardown"].contains(&name) {
+            if let Some(mut dm) = self.datamodule.take() {
+                let r = self.call_map_fn(&mut dm, name, argv.clone());
+                self.datamodule = Some(dm);
+                r?;
+            }
+        }
+        let mut cbs = std::mem::take(&mut self.callbacks);
+        let mut res = Ok(());
+        for cb in cbs.iter_mut() {
+            // callback hooks receive (trainer, module, ...) in Lightning; here (this = the callback map)
+            // they get the module state first.
+            let mut a = vec![self.this.clone()];
+            a.extend(argv.iter().cloned());
+            if let Err(e) = self.call_map_fn(cb, name, a) {
+                res = Err(e);
+                break;
+            }
+        }
+        self.callbacks = cbs;
+        res?;
+        if self.fns.contains_key(name) {
+            let r = self.call_hook(name, argv)?;
+            if let Ok(i) = r.as_int() {
+                return Ok(Some(i));
+            }
+        }
+        if name == "on_train_start" || name == "on_fit_start" {
+            // parameters may have changed in setup (lazy modules)
+            let params = self.parameters()?;
+            trainer_api::with_run(|c| c.parameters = params);
+        }
+        Ok(None)
+    }
+
+    fn step(&mut self, kind: StepKind, batch: &Dynamic, batch_idx: usize, dl: Option<usize>) -> Result<(Option<tch::Tensor>, Dynamic), String> {
+        let name = kind.hook();
+        if !self.fns.contains_key(name) {
+            return Err(format!("the script defines no `fn {name}(batch, batch_idx)`"));
+        }
+        let mut args = vec![batch.clone(), Dynamic::from_int(batch_idx as i64)];
+        if let Some(d) = dl {
+            args.push(Dynamic::from_int(d as i64));
+        }
+        let out = self.call_hook(name, args)?;
+        if kind != StepKind::Training {
+            return Ok((None, out));
+        }
+        if out.is_unit() {
+            return Ok((None, out));
+        }
+        if let Some(t) = out.read_lock::<Tensor>() {
+            return Ok((Some(t.handle()), out.clone()));
+        }
+        if let Some(m) = out.read_lock::<Map>() {
+            return match m.get("loss").and_then(|l| l.read_lock::<Tensor>().map(|t| t.handle())) {
+                Some(l) => Ok((Some(l), out.clone())),
+                None => Err("training_step returned a map without a `loss` tensor".into()),
+            };
+        }
+        Err(format!("training_step must return a loss tensor, a map with `loss`, or nothing; got {}", out.type_name()))
+    }
+
+    fn empty_output(&self) -> Dynamic {
+        Dynamic::UNIT
+    }
+
+    fn configure_optimizers(&mut self) -> Result<OptimizerSetup, String> {
+        let d = if self.fns.contains_key("configure_optimizers") { self.call_hook("configure_optimizers", vec![])? } else { Dynamic::UNIT };
+        let setup = self.parse_optimizers(d)?;
+        let (o, s) = (self.optimizers.clone(), self.schedulers.clone());
+        trainer_api::with_run(|c| {
+            c.optimizers = o;
+            c.schedulers = s;
+        });
+        Ok(setup)
+    }
+
+    fn loaders(&mut self, stage: LoaderStage) -> Result<Vec<Box<dyn BatchLoader<Dynamic>>>, String> {
+        let name = stage.hook();
+        if let Some(mut dm) = self.datamodule.take() {
+            let r = self.call_map_fn(&mut dm, name, vec![]);
+            self.datamodule = Some(dm);
+            if let Some(d) = r? {
+                return self.loader_from(d, name);
+            }
+        }
+        if self.fns.contains_key(name) {
+            let d = self.call_hook(name, vec![])?;
+            return self.loader_from(d, name);
+        }
+        Ok(vec![])
+    }
+
+    fn batch_to_device(&self, batch: Dynamic, device: Device, dtype: Option<Kind>) -> Result<Dynamic, String> {
+        map_tensors(batch, &|t| {
+            let t = if t.device() != device { t.f_to_device(device)? } else { t.shallow_clone() };
+            match dtype {
+                Some(k) if crate::tensor::options::is_floating(t.kind()) && t.kind() != k => t.f_to_kind(k),
+                _ => Ok(t),
+            }
+        })
+    }
+
+    fn batch_size(&self, batch: &Dynamic) -> Option<usize> {
+        first_tensor_rows(batch)
+    }
+
+    fn parameters(&self) -> Result<Vec<tch::Tensor>, String> {
+        crate::nn::tree::parameters(&self.this).map(|v| v.into_iter().map(|t| t.handle()).collect())
+    }
+
+    fn set_training(&mut self, training: bool) -> Result<(), String> {
+        crate::nn::tree::set_training(&mut self.this, training)
+    }
+
+    fn to_device_dtype(&mut self, device: Device, dtype: Option<Kind>) -> Result<(), String> {
+        crate::nn::tree::to_device_dtype(&mut self.this, device, dtype)
+    }
+
+    fn automatic_optimization(&self) -> bool {
+        self.this
+            .read_lock::<Map>()
+            .and_then(|m| m.get("automatic_optimization").and_then(|v| v.as_bool().ok()))
+            .unwrap_or(true)
+    }
+
+    fn summary(&self) -> Option<String> {
+        crate::nn::tree::summary(&self.this, 1).ok()
+    }
+
+    fn hparams(&self) -> Value {
+        self.this.read_lock::<Map>().and_then(|m| m.get("hparams").map(to_json)).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for ScriptModule {
+    fn drop(&mut self) {
+        trainer_api::uninstall();
+    }
+}
