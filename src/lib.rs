@@ -5,6 +5,8 @@
 pub mod bench;
 pub mod cli;
 pub mod golden;
+pub mod optim;
+pub mod sched;
 pub mod script;
 pub mod tensor;
 

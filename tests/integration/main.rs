@@ -3,5 +3,7 @@
 mod common;
 mod docs;
 mod golden;
+mod optim;
+mod sched;
 mod script_errors;
 mod tensor_api;
