@@ -4,6 +4,7 @@ use std::{env, path::PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/optim.cpp");
     // torch-sys has `links = "tch"`, so its `cargo:libtorch_lib=` reaches us as DEP_TCH_LIBTORCH_LIB.
     let lib = match env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(lib) => PathBuf::from(lib),
@@ -20,6 +21,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("csrc/shim.cpp")
+        .file("csrc/optim.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

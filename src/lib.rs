@@ -6,6 +6,8 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod golden;
+pub mod optim;
+pub mod sched;
 pub mod script;
 pub mod tensor;
 pub mod trainer;

@@ -3,6 +3,8 @@
 mod common;
 mod docs;
 mod golden;
+mod optim;
+mod sched;
 mod script_errors;
 mod tensor_api;
 mod trainer_core;

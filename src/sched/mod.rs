@@ -1,0 +1,2 @@
+//! Learning-rate schedulers (placeholder while the optimizers land).
+pub mod api;
