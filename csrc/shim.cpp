@@ -67,3 +67,41 @@ int lt_autocast_set(int device, int enabled, int dtype, int* prev, char* buf, si
 }
 
 }  // extern "C"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
+extern "C" {
+
+// The default CPU generator's state as a new uint8 tensor (torch.get_rng_state()).
+int lt_rng_get_state(at::Tensor** out, char* buf, size_t len) {
+  try {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    *out = new at::Tensor(gen.get_state());
+    return 0;
+  } catch (const std::exception& e) {
+    write_str(e.what(), buf, len);
+    return 1;
+  } catch (...) {
+    write_str("unknown C++ exception", buf, len);
+    return 1;
+  }
+}
+
+// Restores the default CPU generator's state (torch.set_rng_state(state)).
+int lt_rng_set_state(const at::Tensor* state, char* buf, size_t len) {
+  try {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(*state);
+    return 0;
+  } catch (const std::exception& e) {
+    write_str(e.what(), buf, len);
+    return 1;
+  } catch (...) {
+    write_str("unknown C++ exception", buf, len);
+    return 1;
+  }
+}
+
+}  // extern "C"

@@ -292,6 +292,8 @@ pub struct OptimizerCore {
     /// Step-count tensors for the fused kernel (on the parameters' devices), kept in sync with
     /// `ParamState::step`; rebuilt when missing.
     fused_steps: Vec<Option<tch::Tensor>>,
+    /// Number of `step()` calls so far (the Trainer's global_step under manual optimization).
+    pub steps_taken: usize,
 }
 
 pub(crate) fn terr(e: tch::TchError) -> String {
@@ -336,7 +338,7 @@ impl OptimizerCore {
         if groups.is_empty() {
             return Err(format!("{what}: got an empty parameter list"));
         }
-        let mut core = OptimizerCore { algorithm, defaults: full, groups: vec![], state: vec![], fused_steps: vec![] };
+        let mut core = OptimizerCore { algorithm, defaults: full, groups: vec![], state: vec![], fused_steps: vec![], steps_taken: 0 };
         for (params, opts) in groups {
             core.add_param_group(params, opts)?;
         }
@@ -467,6 +469,7 @@ impl OptimizerCore {
             }
             offset += n;
         }
+        self.steps_taken += 1;
         Ok(())
     }
 

@@ -77,7 +77,8 @@ pub fn parse_set_value(s: &str) -> Value {
 
 /// The parameters of an optimizer value configure_optimizers returned.
 pub fn optimizer_params(opt: &Dynamic) -> Result<Vec<tch::Tensor>, Box<rhai::EvalAltResult>> {
-    crate::optim::Optimizer::from_dynamic(opt)
+    opt.clone()
+        .try_cast::<crate::optim::Optimizer>()
         .map(|o| o.params())
         .ok_or_else(|| crate::script::convert::err(format!("expected an optimizer, got {}", opt.type_name())))
 }
@@ -382,7 +383,7 @@ impl ScriptModule {
         let mut opts: Vec<Dynamic> = Vec::new();
         let mut scheds: Vec<(Dynamic, Option<Map>)> = Vec::new();
         fn is_opt(d: &Dynamic) -> bool {
-            crate::optim::Optimizer::from_dynamic(d).is_some()
+            d.is::<crate::optim::Optimizer>()
         }
         fn take_config(d: &Dynamic, opts: &mut Vec<Dynamic>, scheds: &mut Vec<(Dynamic, Option<Map>)>) -> Result<(), String> {
             // #{optimizer, lr_scheduler: sched | #{scheduler, interval, frequency, monitor, strict, name}}
@@ -456,7 +457,7 @@ impl ScriptModule {
             ));
         }
         for o in &opts {
-            let h = crate::optim::Optimizer::from_dynamic(o).ok_or("internal: not an optimizer")?;
+            let h = o.clone().try_cast::<crate::optim::Optimizer>().ok_or("internal: not an optimizer")?;
             setup.optimizers.push(Box::new(ScriptOptimizer(h)));
         }
         for (s, cfg) in scheds {

@@ -6,6 +6,7 @@ pub mod create;
 pub mod format;
 pub mod index;
 pub mod options;
+pub mod rng;
 
 use std::fmt;
 use std::rc::Rc;

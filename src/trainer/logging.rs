@@ -2,9 +2,10 @@
 //! / `on_epoch`, `name_step` / `name_epoch` when both, epoch reduction (`mean` weighted by batch
 //! size, `sum`, `max`, `min`), and the three views `callback_metrics`, `logged_metrics`,
 //! `progress_bar_metrics`.
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReduceFx {
     Mean,
     Sum,
@@ -72,7 +73,7 @@ fn hook_rules(hook: &str) -> Option<(&'static [bool], &'static [bool], bool, boo
     })
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Metric {
     name: String,
     on_step: bool,
@@ -112,7 +113,7 @@ impl Metric {
 }
 
 /// The metrics logged during one loop (training, or one validation/test run).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Collection {
     metrics: Vec<Metric>,
     /// true for the training collection: its step metrics reach callback_metrics

@@ -2,6 +2,8 @@
 //! [`LightningModule`] (the Rhai script module is one). It owns the loop, precision, gradient
 //! accumulation and clipping, LR scheduler stepping, logging and progress; it knows nothing of Rhai.
 pub mod api;
+pub mod callback;
+pub mod checkpointing;
 pub mod config;
 pub mod logger;
 pub mod logging;
@@ -11,6 +13,7 @@ pub mod progress;
 pub mod scaler;
 pub mod state;
 
+use callback::{Action, Callback};
 use config::{ClipAlgorithm, Limit, TrainerConfig};
 use logger::Logger;
 use module::{BatchLoader, HookArgs, Interval, LightningModule, LoaderStage, OptimizerSetup, StepKind};
@@ -27,16 +30,6 @@ impl<B, O> Clone for HookArgs<'_, B, O> {
 }
 impl<B, O> Copy for HookArgs<'_, B, O> {}
 
-/// A callback written in Rust (ModelCheckpoint, EarlyStopping, …). Hooks receive the loop state.
-pub trait Callback {
-    fn name(&self) -> String;
-    /// Monitoring callbacks (checkpointing, early stopping) run after the module at epoch ends.
-    fn monitoring(&self) -> bool {
-        false
-    }
-    fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<(), String>;
-}
-
 /// Results of a validate/test run: one metrics map per dataloader.
 pub type EvalResults = Vec<BTreeMap<String, f64>>;
 
@@ -48,40 +41,32 @@ pub struct Trainer {
     progress: Progress,
     started: Instant,
     device: tch::Device,
+    /// The optimizers and schedulers of the running fit.
+    opt: OptimizerSetup,
+    /// Checkpoint saves requested by callbacks, done at the next safe point (end of a batch or of
+    /// an epoch), so a checkpoint always describes a state the loop can resume from exactly.
+    pending: Vec<Action>,
+    /// Position in the current epoch: batches completed.
+    batch_in_epoch: usize,
+    /// Whether the current epoch's end processing is done (for checkpoints saved at epoch end).
+    epoch_done: bool,
+    total_batches_seen: usize,
+    /// global_step before this fit's manual-optimization steps (the optimizers count their own).
+    manual_step_base: usize,
+    /// Batches of the first epoch to skip when resuming mid-epoch.
+    skip_batches: usize,
 }
 
-/// Clips gradients in place: by total norm (returns the norm) or by value.
+/// Clips gradients in place, as the Trainer's `gradient_clip_val` does: by total 2-norm (returns
+/// it) or by value.
 pub fn clip_gradients(params: &[tch::Tensor], value: f64, algorithm: ClipAlgorithm) -> Result<f64, String> {
-    let grads: Vec<tch::Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
-    if grads.is_empty() {
-        return Ok(0.0);
-    }
-    tch::no_grad(|| match algorithm {
-        ClipAlgorithm::Value => {
-            for g in &grads {
-                let mut g = g.shallow_clone();
-                let _ = g.f_clamp_(-value, value).map_err(|e| e.to_string())?;
-            }
-            Ok(0.0)
-        }
+    match algorithm {
         ClipAlgorithm::Norm => {
-            let norms: Result<Vec<tch::Tensor>, _> =
-                grads.iter().map(|g| g.f_norm_scalaropt_dim(2.0, [] as [i64; 0], false).and_then(|n| n.f_to_kind(tch::Kind::Float))).collect();
-            let norms = norms.map_err(|e| e.to_string())?;
-            let total = tch::Tensor::f_stack(&norms, 0)
-                .and_then(|s| s.f_norm_scalaropt_dim(2.0, [0i64].as_slice(), false))
-                .map_err(|e| e.to_string())?;
-            let total_f = f64::try_from(&total).map_err(|e| e.to_string())?;
-            let coef = value / (total_f + 1e-6);
-            if coef < 1.0 {
-                for g in &grads {
-                    let mut g = g.shallow_clone();
-                    let _ = g.f_mul_scalar_(coef).map_err(|e| e.to_string())?;
-                }
-            }
-            Ok(total_f)
+            let total = crate::optim::clip::clip_grad_norm(params, value, 2.0, false)?;
+            f64::try_from(&total).map_err(|e| e.to_string())
         }
-    })
+        ClipAlgorithm::Value => crate::optim::clip::clip_grad_value(params, value).map(|_| 0.0),
+    }
 }
 
 impl Trainer {
@@ -106,6 +91,13 @@ impl Trainer {
             loggers: Vec::new(),
             started: Instant::now(),
             device,
+            opt: OptimizerSetup::default(),
+            pending: Vec::new(),
+            batch_in_epoch: 0,
+            epoch_done: false,
+            total_batches_seen: 0,
+            manual_step_base: 0,
+            skip_batches: 0,
         })
     }
 
@@ -127,12 +119,27 @@ impl Trainer {
     /// Calls a hook on callbacks (non-monitoring first), then the module, then monitoring callbacks.
     fn call<M: LightningModule>(&mut self, m: &mut M, name: &str, args: HookArgs<'_, M::Batch, M::Output>) -> Result<Option<i64>, String> {
         self.set_hook(name);
+        let mut actions = Vec::new();
         for cb in self.callbacks.iter_mut().filter(|c| !c.monitoring()) {
-            cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.name()))?;
+            actions.extend(cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.state_key()))?);
         }
         let r = if m.has_hook(name) { m.hook(name, args)? } else { None };
         for cb in self.callbacks.iter_mut().filter(|c| c.monitoring()) {
-            cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.name()))?;
+            actions.extend(cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.state_key()))?);
+        }
+        for a in actions {
+            match a {
+                Action::Stop(reason) => {
+                    self.state.borrow_mut().should_stop = true;
+                    self.progress.message(&reason);
+                }
+                Action::Log(metrics) => {
+                    let step = self.state.borrow().global_step.saturating_sub(1);
+                    self.log_to_loggers(&metrics, step)?;
+                    self.state.borrow_mut().views.logged.extend(metrics);
+                }
+                other => self.pending.push(other),
+            }
         }
         Ok(r)
     }
@@ -168,6 +175,11 @@ impl Trainer {
 
     /// `trainer.fit(model)`.
     pub fn fit<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        self.fit_from(m, None)
+    }
+
+    /// `trainer.fit(model, ckpt_path=...)`: resumes exactly from a checkpoint when given.
+    pub fn fit_from<M: LightningModule>(&mut self, m: &mut M, ckpt: Option<&crate::checkpoint::Checkpoint>) -> Result<(), String> {
         self.started = Instant::now();
         self.seed();
         {
@@ -180,17 +192,17 @@ impl Trainer {
         self.call(m, "prepare_data", HookArgs::None)?;
         self.call(m, "setup", HookArgs::Stage("fit"))?;
         self.set_hook("configure_optimizers");
-        let mut opt = m.configure_optimizers()?;
+        self.opt = m.configure_optimizers()?;
         let automatic = m.automatic_optimization();
         self.state.borrow_mut().automatic_optimization = automatic;
-        if automatic && opt.optimizers.len() > 1 {
+        if automatic && self.opt.optimizers.len() > 1 {
             return Err(format!(
                 "configure_optimizers returned {} optimizers; automatic optimization uses one. Set `this.automatic_optimization = false` and step them in training_step",
-                opt.optimizers.len()
+                self.opt.optimizers.len()
             ));
         }
-        if automatic && opt.optimizers.is_empty() && m.has_hook("configure_optimizers") {
-            // Lightning runs without an optimizer (a warning); steps then only run forward/backward.
+        if let Some(c) = ckpt {
+            self.restore(m, c)?;
         }
         if self.config.enable_model_summary {
             if let Some(s) = m.summary() {
@@ -213,13 +225,16 @@ impl Trainer {
         // Validation loaders, if the module validates.
         let has_val = m.has_hook("validation_step") && self.config.limit_val_batches != Limit::Count(0) && self.config.limit_val_batches != Limit::Fraction(0.0);
         let mut val_loaders = if has_val { m.loaders(LoaderStage::Val)? } else { Vec::new() };
-        if self.config.num_sanity_val_steps != 0 && !val_loaders.is_empty() {
+        if self.config.num_sanity_val_steps != 0 && !val_loaders.is_empty() && ckpt.is_none() {
+            // The sanity check must not change what training draws from the RNG.
+            let rng = crate::tensor::rng::get_state()?;
             self.state.borrow_mut().stage = RunningStage::SanityChecking;
             self.call(m, "on_sanity_check_start", HookArgs::None)?;
             let limit = if self.config.num_sanity_val_steps < 0 { None } else { Some(self.config.num_sanity_val_steps as usize) };
             self.eval_loop(m, StepKind::Validation, &mut val_loaders, limit, true)?;
             self.call(m, "on_sanity_check_end", HookArgs::None)?;
             self.state.borrow_mut().stage = RunningStage::Training;
+            crate::tensor::rng::set_state(&rng)?;
         }
 
         let mut train = Self::first_loader(m.loaders(LoaderStage::Train)?, "train_dataloader")?;
@@ -236,9 +251,10 @@ impl Trainer {
             self.state.borrow_mut().estimated_stepping_batches = Some(est);
         }
         self.call(m, "on_train_start", HookArgs::None)?;
-        let result = self.epochs(m, train.as_mut(), n_batches, &mut opt, &mut val_loaders);
+        let result = self.epochs(m, train.as_mut(), n_batches, &mut val_loaders);
         let end = result.and_then(|_| {
             self.call(m, "on_train_end", HookArgs::None)?;
+            self.flush_pending(m)?;
             self.save_loggers()
         });
         // on_fit_end and teardown run even after an error in the loop, as Lightning's teardown does.
@@ -279,7 +295,6 @@ impl Trainer {
         m: &mut M,
         train: &mut dyn BatchLoader<M::Batch>,
         n_batches: Option<usize>,
-        opt: &mut OptimizerSetup,
         val_loaders: &mut Vec<Box<dyn BatchLoader<M::Batch>>>,
     ) -> Result<(), String> {
         loop {
@@ -292,11 +307,10 @@ impl Trainer {
             if self.should_stop_fitting() {
                 break;
             }
-            self.train_epoch(m, train, n_batches, opt, val_loaders)?;
-            {
-                let mut s = self.state.borrow_mut();
-                s.current_epoch += 1;
-            }
+            self.train_epoch(m, train, n_batches, val_loaders)?;
+            self.state.borrow_mut().current_epoch += 1;
+            self.epoch_done = false;
+            self.batch_in_epoch = 0;
             if self.should_stop_fitting() {
                 break;
             }
@@ -337,22 +351,37 @@ impl Trainer {
         m: &mut M,
         train: &mut dyn BatchLoader<M::Batch>,
         n_batches: Option<usize>,
-        opt: &mut OptimizerSetup,
         val_loaders: &mut Vec<Box<dyn BatchLoader<M::Batch>>>,
     ) -> Result<(), String> {
         let epoch = self.state.borrow().current_epoch;
         train.start_epoch(epoch)?;
         m.set_training(true)?;
+        let resuming = std::mem::take(&mut self.skip_batches);
         {
             let mut s = self.state.borrow_mut();
             s.stage = RunningStage::Training;
-            s.train_results.reset();
+            if resuming == 0 {
+                s.train_results.reset();
+            }
             s.dataloader_idx = None;
         }
         self.progress.start(&format!("Epoch {epoch}"), n_batches);
-        self.call(m, "on_train_epoch_start", HookArgs::None)?;
+        if resuming == 0 {
+            self.call(m, "on_train_epoch_start", HookArgs::None)?;
+        }
+        // Resuming mid-epoch: the loader's order is a function of (seed, epoch), so skipping the
+        // batches already trained on continues exactly where the checkpoint was taken.
+        for _ in 0..resuming {
+            match train.next_batch() {
+                Some(r) => {
+                    r?;
+                }
+                None => break,
+            }
+        }
         let accumulate = self.config.accumulate_grad_batches as usize;
-        let mut batch_idx = 0usize;
+        let mut batch_idx = resuming;
+        self.batch_in_epoch = resuming;
         let dtype = self.config.precision.module_dtype();
         loop {
             if n_batches.is_some_and(|n| batch_idx >= n) {
@@ -372,11 +401,16 @@ impl Trainer {
                     None => accumulate,
                 };
                 let last_in_window = (batch_idx + 1) % accumulate == 0 || n_batches.is_some_and(|n| batch_idx + 1 == n);
-                self.automatic_step(m, &batch, batch_idx, opt, batch_idx == window_start, last_in_window, window)?
+                self.automatic_step(m, &batch, batch_idx, batch_idx == window_start, last_in_window, window)?
             } else {
-                let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
-                self.set_hook("training_step");
-                let (_, out) = m.step(StepKind::Training, &batch, batch_idx, None)?;
+                let out = {
+                    let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+                    self.set_hook("training_step");
+                    m.step(StepKind::Training, &batch, batch_idx, None)?.1
+                };
+                // manual optimization: global_step counts optimizer steps, as Lightning's does
+                let steps: usize = self.opt.optimizers.iter().map(|o| o.state_step()).sum();
+                self.state.borrow_mut().global_step = self.manual_step_base + steps;
                 out
             };
             self.call(m, "on_train_batch_end", HookArgs::BatchEnd { outputs: &outputs, batch: &batch, batch_idx, dataloader_idx: None })?;
@@ -396,12 +430,18 @@ impl Trainer {
             let pb = self.state.borrow().views.progress_bar.clone();
             self.progress.advance(&pb);
             batch_idx += 1;
-            let seen = stepped.max(batch_idx);
-            if !val_loaders.is_empty() && self.val_due(batch_idx - 1, n_batches, epoch, seen) {
+            self.batch_in_epoch = batch_idx;
+            self.total_batches_seen += 1;
+            if !val_loaders.is_empty() && self.val_due(batch_idx - 1, n_batches, epoch, self.total_batches_seen) {
                 self.eval_loop(m, StepKind::Validation, val_loaders, None, false)?;
-                self.step_schedulers(opt, Interval::Step, true)?;
+                self.step_schedulers(Interval::Step, true)?;
             }
-            if self.should_stop_fitting() && (self.config.max_steps >= 0 && self.state.borrow().global_step as i64 >= self.config.max_steps) {
+            let epoch_ends = n_batches.is_some_and(|n| batch_idx >= n);
+            if !epoch_ends {
+                // a safe point: the batch is fully processed
+                self.flush_pending(m)?;
+            }
+            if self.config.max_steps >= 0 && self.state.borrow().global_step as i64 >= self.config.max_steps {
                 break;
             }
             if let Some(t) = self.config.max_time {
@@ -414,23 +454,21 @@ impl Trainer {
         self.progress.finish(&pb);
         self.call(m, "on_train_epoch_end", HookArgs::None)?;
         let epoch_views = self.state.borrow().train_results.epoch_metrics();
-        {
-            let mut s = self.state.borrow_mut();
-            s.views.merge(&epoch_views);
-        }
+        self.state.borrow_mut().views.merge(&epoch_views);
         let step = self.state.borrow().global_step.saturating_sub(1);
         self.log_to_loggers(&epoch_views.logged, step)?;
-        self.step_schedulers(opt, Interval::Epoch, true)?;
+        self.step_schedulers(Interval::Epoch, false)?;
+        self.step_schedulers(Interval::Epoch, true)?;
+        self.epoch_done = true;
+        self.flush_pending(m)?;
         self.save_loggers()
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn automatic_step<M: LightningModule>(
         &mut self,
         m: &mut M,
         batch: &M::Batch,
         batch_idx: usize,
-        opt: &mut OptimizerSetup,
         first_in_window: bool,
         last_in_window: bool,
         window: usize,
@@ -447,12 +485,10 @@ impl Trainer {
         if loss.numel() != 1 {
             return Err(format!("training_step must return a scalar loss, got a tensor of shape {:?}", loss.size()));
         }
-        if first_in_window {
-            if let Some(o) = opt.optimizers.first_mut() {
-                self.set_hook("on_before_zero_grad");
-                self.call(m, "on_before_zero_grad", HookArgs::Optimizer(0))?;
-                o.zero_grad(true)?;
-            }
+        let has_opt = !self.opt.optimizers.is_empty();
+        if first_in_window && has_opt {
+            self.call(m, "on_before_zero_grad", HookArgs::Optimizer(0))?;
+            self.opt.optimizers[0].zero_grad(true)?;
         }
         let loss = if window > 1 { loss.f_div_scalar(window as f64).map_err(|e| e.to_string())? } else { loss };
         self.call(m, "on_before_backward", HookArgs::Loss(&loss))?;
@@ -466,8 +502,8 @@ impl Trainer {
         to_backward.f_backward().map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
         self.call(m, "on_after_backward", HookArgs::None)?;
         if last_in_window {
-            if let Some(o) = opt.optimizers.first_mut() {
-                let params = o.params();
+            if has_opt {
+                let params = self.opt.optimizers[0].params();
                 if let Some(sc) = self.state.borrow_mut().scaler.as_mut() {
                     sc.unscale(&params).map_err(|e| e.to_string())?;
                 }
@@ -478,28 +514,27 @@ impl Trainer {
                     }
                 }
                 let skip = self.state.borrow().scaler.as_ref().is_some_and(|s| s.should_skip());
-                let o = opt.optimizers.first_mut().ok_or("no optimizer")?;
                 if !skip {
-                    o.step()?;
+                    self.opt.optimizers[0].step()?;
                 }
                 if let Some(sc) = self.state.borrow_mut().scaler.as_mut() {
                     sc.update();
                 }
             }
             self.state.borrow_mut().global_step += 1;
-            self.step_schedulers(opt, Interval::Step, false)?;
+            self.step_schedulers(Interval::Step, false)?;
         }
         Ok(out)
     }
 
     /// Steps the schedulers of `interval` whose frequency is due. Plateau schedulers read their
     /// monitored metric from callback_metrics (`strict`: a missing metric is an error).
-    fn step_schedulers(&mut self, opt: &mut OptimizerSetup, interval: Interval, plateau: bool) -> Result<(), String> {
+    fn step_schedulers(&mut self, interval: Interval, plateau: bool) -> Result<(), String> {
         let (step, epoch) = {
             let s = self.state.borrow();
             (s.global_step, s.current_epoch)
         };
-        for sc in &mut opt.schedulers {
+        for sc in &mut self.opt.schedulers {
             if sc.interval != interval || sc.scheduler.is_plateau() != plateau {
                 continue;
             }
@@ -512,8 +547,9 @@ impl Trainer {
             }
             let metric = if sc.scheduler.is_plateau() {
                 let key = sc.monitor.clone().ok_or("ReduceLROnPlateau needs a `monitor` in its lr_scheduler config")?;
-                match self.state.borrow().views.callback.get(&key) {
-                    Some(v) => Some(*v),
+                let v = self.state.borrow().views.callback.get(&key).copied();
+                match v {
+                    Some(v) => Some(v),
                     None => {
                         if sc.strict {
                             let avail: Vec<String> = self.state.borrow().views.callback.keys().cloned().collect();

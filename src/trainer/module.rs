@@ -72,6 +72,14 @@ pub trait TrainerOptimizer {
     fn zero_grad(&mut self, set_to_none: bool) -> Result<(), String>;
     /// Every parameter it updates (for gradient clipping and AMP unscaling).
     fn params(&self) -> Vec<Tensor>;
+    /// How many times `step()` ran (global_step under manual optimization).
+    fn state_step(&self) -> usize;
+    /// Class name and per-group learning rates (for LearningRateMonitor).
+    fn name(&self) -> String;
+    fn lrs(&self) -> Vec<f64>;
+    /// State tensors and JSON (param groups, step counts) for checkpoints.
+    fn state_dict(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
+    fn load_state_dict(&mut self, tensors: &[(String, Tensor)], meta: &serde_json::Value) -> Result<(), String>;
 }
 
 /// An LR scheduler as the Trainer drives it.
@@ -79,6 +87,8 @@ pub trait TrainerScheduler {
     /// `metric` is given to ReduceLROnPlateau-style schedulers.
     fn step(&mut self, metric: Option<f64>) -> Result<(), String>;
     fn is_plateau(&self) -> bool;
+    fn state_dict(&self) -> serde_json::Value;
+    fn load_state_dict(&mut self, state: &serde_json::Value) -> Result<(), String>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,4 +149,19 @@ pub trait LightningModule {
     fn summary(&self) -> Option<String>;
     /// Saved hyperparameters (for hparams.yaml and loggers).
     fn hparams(&self) -> serde_json::Value;
+    /// Parameters and buffers with PyTorch's dotted names.
+    fn state_dict(&self) -> Result<Vec<(String, Tensor)>, String>;
+    /// Copies weights in place; `strict` refuses missing or unexpected keys.
+    fn load_state_dict(&mut self, tensors: &[(String, Tensor)], strict: bool) -> Result<(), String>;
+    /// `on_save_checkpoint(checkpoint)`: the module may add entries (JSON and tensors) to `extra`.
+    fn on_save_checkpoint(&mut self, extra: &mut CheckpointExtra) -> Result<(), String>;
+    /// `on_load_checkpoint(checkpoint)`: the module reads back what it added.
+    fn on_load_checkpoint(&mut self, extra: &CheckpointExtra) -> Result<(), String>;
+}
+
+/// What a module's `on_save_checkpoint` adds to a checkpoint: JSON values and tensors.
+#[derive(Default)]
+pub struct CheckpointExtra {
+    pub json: serde_json::Map<String, serde_json::Value>,
+    pub tensors: Vec<(String, Tensor)>,
 }

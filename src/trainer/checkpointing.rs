@@ -1,0 +1,174 @@
+//! Saving and restoring the whole training state: weights, optimizer and scheduler states, the
+//! gradient scaler, loop progress (epoch, global_step, position within the epoch, the epoch's
+//! metric accumulators), callback states, hyperparameters, libtorch's RNG state, and what the
+//! module's `on_save_checkpoint` added. A resumed run continues exactly: on CPU with a fixed seed it
+//! ends with bit-identical weights.
+use super::callback::Action;
+use super::module::{CheckpointExtra, LightningModule};
+use super::Trainer;
+use crate::checkpoint::Checkpoint;
+use serde_json::{json, Value};
+use std::path::Path;
+
+impl Trainer {
+    /// Builds a checkpoint of the current state.
+    pub fn checkpoint<M: LightningModule>(&mut self, m: &mut M, weights_only: bool) -> Result<Checkpoint, String> {
+        let s = self.state.borrow();
+        let mut meta = json!({
+            "epoch": s.current_epoch,
+            "global_step": s.global_step,
+            "precision": s.precision.name(),
+            "hyper_parameters": s.hparams.clone(),
+            "loops": {
+                "fit_loop": {
+                    "epoch": s.current_epoch,
+                    "batch_in_epoch": self.batch_in_epoch,
+                    "epoch_done": self.epoch_done,
+                    "total_batches_seen": self.total_batches_seen,
+                    "train_results": serde_json::to_value(&s.train_results).unwrap_or(Value::Null),
+                    "callback_metrics": s.views.callback.clone(),
+                }
+            },
+        });
+        let scaler = s.scaler.clone();
+        drop(s);
+        let mut ck = Checkpoint::new(Value::Null);
+        ck.add_section("state_dict", m.state_dict()?);
+        if !weights_only {
+            let mut opt_meta = Vec::new();
+            for (i, o) in self.opt.optimizers.iter().enumerate() {
+                let (tensors, j) = o.state_dict();
+                ck.add_section(&format!("optimizer_states.{i}"), tensors);
+                opt_meta.push(j);
+            }
+            meta["optimizer_states"] = Value::Array(opt_meta);
+            meta["lr_schedulers"] = Value::Array(self.opt.schedulers.iter().map(|s| s.scheduler.state_dict()).collect());
+            if let Some(sc) = scaler {
+                meta["MixedPrecision"] = serde_json::to_value(sc).unwrap_or(Value::Null);
+            }
+            let mut cbs = serde_json::Map::new();
+            for cb in &self.callbacks {
+                cbs.insert(cb.state_key(), cb.state_dict());
+            }
+            meta["callbacks"] = Value::Object(cbs);
+            ck.tensors.push(("rng.torch_cpu".into(), crate::tensor::rng::get_state()?));
+            let mut extra = CheckpointExtra::default();
+            m.on_save_checkpoint(&mut extra)?;
+            if !extra.json.is_empty() {
+                meta["extra"] = Value::Object(extra.json);
+            }
+            ck.add_section("extra", extra.tensors);
+        }
+        meta["weights_only"] = json!(weights_only);
+        ck.meta = meta;
+        Ok(ck)
+    }
+
+    /// Saves a checkpoint to `path` (atomically).
+    pub fn save_checkpoint<M: LightningModule>(&mut self, m: &mut M, path: &Path, weights_only: bool) -> Result<(), String> {
+        let ck = self.checkpoint(m, weights_only)?;
+        ck.save(path)
+    }
+
+    /// Carries out the checkpoint actions callbacks requested, at a safe point of the loop.
+    pub(super) fn flush_pending<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        if self.state.borrow().global_rank != 0 {
+            self.pending.clear();
+            return Ok(());
+        }
+        for a in std::mem::take(&mut self.pending) {
+            match a {
+                Action::SaveCheckpoint { path, weights_only } => self.save_checkpoint(m, &path, weights_only)?,
+                Action::Copy { from, to } => {
+                    let tmp = to.with_extension("ckpt.tmp");
+                    std::fs::copy(&from, &tmp).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), tmp.display()))?;
+                    std::fs::rename(&tmp, &to).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+                }
+                Action::Remove(p) => {
+                    let _ = std::fs::remove_file(p);
+                }
+                Action::Stop(_) | Action::Log(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores everything a checkpoint holds; called after configure_optimizers.
+    pub fn restore<M: LightningModule>(&mut self, m: &mut M, ck: &Checkpoint) -> Result<(), String> {
+        m.load_state_dict(&ck.section("state_dict"), true)?;
+        let meta = &ck.meta;
+        if meta.get("weights_only").and_then(Value::as_bool) == Some(true) {
+            return Err("this checkpoint holds weights only (save_weights_only); it cannot resume training — load it with --ckpt for validate/test/predict".into());
+        }
+        let opt_meta = meta.get("optimizer_states").and_then(Value::as_array).cloned().unwrap_or_default();
+        if opt_meta.len() != self.opt.optimizers.len() {
+            return Err(format!(
+                "the checkpoint has {} optimizer state(s) but configure_optimizers returned {}",
+                opt_meta.len(),
+                self.opt.optimizers.len()
+            ));
+        }
+        for (i, o) in self.opt.optimizers.iter_mut().enumerate() {
+            o.load_state_dict(&ck.section(&format!("optimizer_states.{i}")), &opt_meta[i])
+                .map_err(|e| format!("optimizer {i}: {e}"))?;
+        }
+        let sched_meta = meta.get("lr_schedulers").and_then(Value::as_array).cloned().unwrap_or_default();
+        if sched_meta.len() != self.opt.schedulers.len() {
+            return Err(format!(
+                "the checkpoint has {} LR scheduler state(s) but configure_optimizers returned {}",
+                sched_meta.len(),
+                self.opt.schedulers.len()
+            ));
+        }
+        for (i, s) in self.opt.schedulers.iter_mut().enumerate() {
+            s.scheduler.load_state_dict(&sched_meta[i]).map_err(|e| format!("lr scheduler {i}: {e}"))?;
+        }
+        if let Some(cbs) = meta.get("callbacks").and_then(Value::as_object) {
+            for cb in &mut self.callbacks {
+                if let Some(st) = cbs.get(&cb.state_key()) {
+                    cb.load_state_dict(st)?;
+                }
+            }
+        }
+        let fit = meta.pointer("/loops/fit_loop").cloned().unwrap_or(Value::Null);
+        let epoch = fit.get("epoch").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let done = fit.get("epoch_done").and_then(Value::as_bool).unwrap_or(true);
+        let in_epoch = fit.get("batch_in_epoch").and_then(Value::as_u64).unwrap_or(0) as usize;
+        {
+            let mut s = self.state.borrow_mut();
+            s.global_step = meta.get("global_step").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if done {
+                s.current_epoch = epoch + 1;
+                self.skip_batches = 0;
+            } else {
+                s.current_epoch = epoch;
+                self.skip_batches = in_epoch;
+                if let Some(r) = fit.get("train_results") {
+                    if let Ok(c) = serde_json::from_value(r.clone()) {
+                        s.train_results = c;
+                    }
+                }
+            }
+            if let Some(cm) = fit.get("callback_metrics").and_then(|v| serde_json::from_value(v.clone()).ok()) {
+                s.views.callback = cm;
+            }
+            if let Some(sc) = meta.get("MixedPrecision") {
+                if let Ok(sc) = serde_json::from_value(sc.clone()) {
+                    s.scaler = Some(sc);
+                }
+            }
+        }
+        self.total_batches_seen = fit.get("total_batches_seen").and_then(Value::as_u64).unwrap_or(0) as usize;
+        self.manual_step_base = self.state.borrow().global_step - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(self.state.borrow().global_step);
+        let mut extra = CheckpointExtra::default();
+        if let Some(Value::Object(j)) = meta.get("extra") {
+            extra.json = j.clone();
+        }
+        extra.tensors = ck.section("extra");
+        m.on_load_checkpoint(&extra)?;
+        if let Some((_, rng)) = ck.tensors.iter().find(|(k, _)| k == "rng.torch_cpu") {
+            crate::tensor::rng::set_state(rng)?;
+        }
+        Ok(())
+    }
+}
