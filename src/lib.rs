@@ -3,6 +3,7 @@
 //! Folders are concepts: `tensor` (the tensor type and its script surface), `script` (the Rhai
 //! engine, errors, docs), `bench` (figures), `cli` (the `lt` command).
 pub mod bench;
+pub mod callbacks;
 pub mod checkpoint;
 pub mod cli;
 pub mod golden;

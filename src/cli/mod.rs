@@ -26,33 +26,55 @@ pub enum Command {
         /// Override a Trainer option or hyperparameter: --set trainer.max_epochs=3 --set model.lr=0.01
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
+        /// `last` or `best`.
+        #[arg(long)]
+        ckpt: Option<String>,
     },
     /// Train a module script (Lightning's trainer.fit).
     Fit {
         script: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
+        /// `last` or `best`.
+        #[arg(long)]
+        ckpt: Option<String>,
     },
     /// Run the validation loop of a module script.
     Validate {
         script: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
+        /// `last` or `best`.
+        #[arg(long)]
+        ckpt: Option<String>,
     },
     /// Run the test loop of a module script.
     Test {
         script: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
+        /// `last` or `best`.
+        #[arg(long)]
+        ckpt: Option<String>,
     },
     /// Run predict_step over the predict data of a module script.
     Predict {
         script: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
+        /// `last` or `best`.
+        #[arg(long)]
+        ckpt: Option<String>,
     },
     /// List every script function, or show the full doc of one (`lt doc zeros`, `lt doc torch::cat`).
     Doc { name: Option<String> },
+    /// Inspect a checkpoint: `lt ckpt show FILE`.
+    Ckpt { action: String, file: PathBuf },
     /// Run scripts and compare what they print with the `.golden` file beside each.
     Golden {
         /// Scripts or folders (searched for .rhai files); default: tests/golden.
@@ -85,19 +107,37 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match cmd {
-        Command::Run { script, sets } => run(&script, &sets),
-        Command::Fit { script, sets } => stage(train::Stage::Fit, &script, &sets),
-        Command::Validate { script, sets } => stage(train::Stage::Validate, &script, &sets),
-        Command::Test { script, sets } => stage(train::Stage::Test, &script, &sets),
-        Command::Predict { script, sets } => stage(train::Stage::Predict, &script, &sets),
+        Command::Run { script, sets, ckpt } => run(&script, &sets, ckpt.as_deref()),
+        Command::Fit { script, sets, ckpt } => stage(train::Stage::Fit, &script, &sets, ckpt.as_deref()),
+        Command::Validate { script, sets, ckpt } => stage(train::Stage::Validate, &script, &sets, ckpt.as_deref()),
+        Command::Test { script, sets, ckpt } => stage(train::Stage::Test, &script, &sets, ckpt.as_deref()),
+        Command::Predict { script, sets, ckpt } => stage(train::Stage::Predict, &script, &sets, ckpt.as_deref()),
+        Command::Ckpt { action, file } => ckpt_cmd(&action, &file),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
         Command::Golden { paths, bless, tolerance } => golden(paths, bless, tolerance),
     }
 }
 
-fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String]) -> ExitCode {
-    let result = train::load(path).and_then(|script| train::run_stage(stage, script, sets));
+fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
+    if action != "show" {
+        eprintln!("error: unknown ckpt action '{action}'; try `lt ckpt show FILE`");
+        return ExitCode::from(2);
+    }
+    match crate::checkpoint::Checkpoint::load(file) {
+        Ok(c) => {
+            print!("{}", c.describe());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Option<&str>) -> ExitCode {
+    let result = train::load(path).and_then(|script| train::run_stage(stage, script, sets, ckpt));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -107,7 +147,7 @@ fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String]) -> ExitCo
     }
 }
 
-fn run(path: &PathBuf, sets: &[String]) -> ExitCode {
+fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>) -> ExitCode {
     let script = match Script::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -116,7 +156,7 @@ fn run(path: &PathBuf, sets: &[String]) -> ExitCode {
         }
     };
     if train::is_module_script(&script) {
-        return match train::run_stage(train::Stage::Run, script, sets) {
+        return match train::run_stage(train::Stage::Run, script, sets, ckpt) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });

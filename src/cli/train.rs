@@ -6,7 +6,7 @@ use crate::trainer::logger::CsvLogger;
 use crate::trainer::Trainer;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -43,8 +43,47 @@ pub fn is_module_script(script: &Script) -> bool {
         .any(|f| ["training_step", "validation_step", "test_step", "predict_step"].contains(&f.name))
 }
 
+/// Finds the checkpoint `--ckpt` names: a path, `last` (the newest `last.ckpt`, else the newest
+/// checkpoint under `root`), or `best` (the best_model_path recorded in that checkpoint).
+pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
+    if spec != "last" && spec != "best" {
+        return Ok(PathBuf::from(spec));
+    }
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "ckpt") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(root, &mut all);
+    let newest = |v: Vec<PathBuf>| v.into_iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let lasts: Vec<PathBuf> = all.iter().filter(|p| p.file_name().is_some_and(|n| n == "last.ckpt")).cloned().collect();
+    let last = newest(if lasts.is_empty() { all } else { lasts }).ok_or_else(|| format!("--ckpt {spec}: no checkpoint found under {}", root.display()))?;
+    if spec == "last" {
+        return Ok(last);
+    }
+    let ck = crate::checkpoint::Checkpoint::load(&last)?;
+    let best = ck
+        .meta
+        .get("callbacks")
+        .and_then(|c| c.as_object())
+        .and_then(|c| c.iter().find(|(k, _)| k.starts_with("ModelCheckpoint")))
+        .and_then(|(_, v)| v.get("best_model_path").and_then(Value::as_str))
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("--ckpt best: {} records no best_model_path", last.display()))?;
+    Ok(best)
+}
+
 /// Runs a stage on a module script; returns an error text for the user.
-pub fn run_stage(stage: Stage, script: Script, sets: &[String]) -> Result<(), String> {
+pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>) -> Result<(), String> {
     let (model_sets, trainer_sets) = parse_sets(sets)?;
     let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
@@ -54,10 +93,29 @@ pub fn run_stage(stage: Stage, script: Script, sets: &[String]) -> Result<(), St
         let logger = CsvLogger::new(&trainer.config.default_root_dir)?;
         trainer.loggers.push(Box::new(logger));
     }
+    // Built-in callbacks the script listed, and Lightning's default ModelCheckpoint.
+    for cb in module.take_native_callbacks() {
+        trainer.callbacks.push(cb);
+    }
+    let has_ckpt_cb = trainer.callbacks.iter().any(|c| c.state_key().starts_with("ModelCheckpoint"));
+    if trainer.config.enable_checkpointing && !has_ckpt_cb && matches!(stage, Stage::Fit | Stage::Run) {
+        let mc = crate::callbacks::ModelCheckpoint::new(Default::default())?;
+        trainer.callbacks.push(Box::new(mc));
+    }
+    let ck = match ckpt {
+        Some(spec) => {
+            let path = resolve_ckpt(spec, &trainer.config.default_root_dir)?;
+            Some(crate::checkpoint::Checkpoint::load(&path)?)
+        }
+        None => None,
+    };
+    if let (Some(c), Stage::Validate | Stage::Test | Stage::Predict) = (&ck, stage) {
+        crate::trainer::module::LightningModule::load_state_dict(&mut module, &c.section("state_dict"), true)?;
+    }
     match stage {
-        Stage::Fit => trainer.fit(&mut module),
+        Stage::Fit => trainer.fit_from(&mut module, ck.as_ref()),
         Stage::Run => {
-            trainer.fit(&mut module)?;
+            trainer.fit_from(&mut module, ck.as_ref())?;
             let has_test = crate::trainer::module::LightningModule::has_hook(&module, "test_step");
             if has_test {
                 let loaders = crate::trainer::module::LightningModule::loaders(&mut module, crate::trainer::module::LoaderStage::Test)?;

@@ -11,6 +11,8 @@ pub fn registry() -> Registry {
     crate::tensor::api::register(&mut reg);
     crate::optim::api::register(&mut reg);
     crate::sched::api::register(&mut reg);
+    crate::trainer::api::register(&mut reg);
+    crate::callbacks::api::register(&mut reg);
     reg
 }
 

@@ -8,7 +8,7 @@ use super::runner::Script;
 use crate::tensor::Tensor;
 use crate::trainer::api::{self as trainer_api, RunContext, TrainerView};
 use crate::trainer::module::{
-    BatchLoader, HookArgs, Interval, LightningModule, LoaderStage, OptimizerSetup, SchedulerConfig, StepKind,
+    BatchLoader, CheckpointExtra, HookArgs, Interval, LightningModule, LoaderStage, OptimizerSetup, SchedulerConfig, StepKind,
     TrainerOptimizer, TrainerScheduler,
 };
 use crate::trainer::state::SharedState;
@@ -96,6 +96,21 @@ impl TrainerOptimizer for ScriptOptimizer {
     fn params(&self) -> Vec<tch::Tensor> {
         self.0.params()
     }
+    fn state_step(&self) -> usize {
+        self.0 .0.borrow().steps_taken
+    }
+    fn name(&self) -> String {
+        self.0.name().to_string()
+    }
+    fn lrs(&self) -> Vec<f64> {
+        self.0.lrs()
+    }
+    fn state_dict(&self) -> (Vec<(String, tch::Tensor)>, Value) {
+        self.0.state_dict()
+    }
+    fn load_state_dict(&mut self, tensors: &[(String, tch::Tensor)], meta: &Value) -> Result<(), String> {
+        self.0.load_state_dict(tensors, meta)
+    }
 }
 
 struct ScriptScheduler {
@@ -110,6 +125,38 @@ impl TrainerScheduler for ScriptScheduler {
     fn is_plateau(&self) -> bool {
         self.sched.is_plateau()
     }
+    fn state_dict(&self) -> Value {
+        self.sched.state_dict().unwrap_or(Value::Null)
+    }
+    fn load_state_dict(&mut self, state: &Value) -> Result<(), String> {
+        self.sched.load_state_dict(state)
+    }
+}
+
+/// A `data::loader(...)` as the Trainer's loader: batches assembled on worker threads, in an order
+/// fixed by (seed, epoch).
+struct DataLoaderAdapter {
+    handle: crate::data::api::LoaderHandle,
+    iter: Option<crate::data::loader::EpochIter>,
+}
+
+impl BatchLoader<Dynamic> for DataLoaderAdapter {
+    fn len(&self) -> Option<usize> {
+        Some(self.handle.0.borrow().len())
+    }
+    fn start_epoch(&mut self, epoch: usize) -> Result<(), String> {
+        let mut l = self.handle.0.borrow_mut();
+        l.set_epoch(epoch as u64);
+        self.iter = Some(l.iter_epoch(epoch as u64));
+        Ok(())
+    }
+    fn next_batch(&mut self) -> Option<Result<Dynamic, String>> {
+        self.iter.as_mut()?.next().map(|r| r.map(crate::data::api::batch_to_dynamic).map_err(|e| e.to_string()))
+    }
+}
+
+fn trainer_loader(d: &Dynamic) -> Option<Box<dyn BatchLoader<Dynamic>>> {
+    crate::data::api::loader_of(d).map(|handle| Box::new(DataLoaderAdapter { handle, iter: None }) as Box<dyn BatchLoader<Dynamic>>)
 }
 
 /// A Rhai array of batches used as a loader (any iterable of batches works in Lightning).
@@ -239,6 +286,20 @@ impl ScriptModule {
         Ok((m, trainer_opts))
     }
 
+    /// Takes the built-in callbacks (`callbacks::model_checkpoint(...)` …) out of `callbacks()`,
+    /// leaving the script callbacks (maps of hook functions).
+    pub fn take_native_callbacks(&mut self) -> Vec<Box<dyn crate::trainer::callback::Callback>> {
+        let mut out = Vec::new();
+        self.callbacks.retain(|c| match c.read_lock::<crate::callbacks::api::NativeCallback>() {
+            Some(n) => {
+                out.extend(n.take());
+                false
+            }
+            None => true,
+        });
+        out
+    }
+
     /// Attaches the run's shared loop state and installs the script-side run context.
     pub fn attach(&mut self, state: SharedState) -> Result<(), String> {
         self.state = state.clone();
@@ -360,15 +421,12 @@ impl ScriptModule {
         if d.is_unit() {
             return Ok(vec![]);
         }
-        if let Some(l) = crate::data::api::trainer_loader(&d, &self.script.engine, &self.script.ast)? {
+        if let Some(l) = trainer_loader(&d) {
             return Ok(vec![l]);
         }
         if let Some(a) = d.clone().try_cast::<Array>() {
             // an array of loaders (several val/test loaders), or an array of batches
-            let loaders: Vec<_> = a
-                .iter()
-                .map(|x| crate::data::api::trainer_loader(x, &self.script.engine, &self.script.ast))
-                .collect::<Result<Vec<_>, _>>()?;
+            let loaders: Vec<_> = a.iter().map(trainer_loader).collect();
             if !a.is_empty() && loaders.iter().all(|l| l.is_some()) {
                 return Ok(loaders.into_iter().flatten().collect());
             }
@@ -461,7 +519,7 @@ impl ScriptModule {
             setup.optimizers.push(Box::new(ScriptOptimizer(h)));
         }
         for (s, cfg) in scheds {
-            let sched = crate::sched::LRScheduler::from_dynamic(&s)
+            let sched = s.clone().try_cast::<crate::sched::LRScheduler>()
                 .ok_or_else(|| format!("configure_optimizers: expected an LR scheduler, got {}", s.type_name()))?;
             let cfg = cfg.unwrap_or_default();
             const KEYS: &[&str] = &["scheduler", "interval", "frequency", "monitor", "strict", "name", "reduce_on_plateau"];
@@ -628,7 +686,7 @@ impl LightningModule for ScriptModule {
     }
 
     fn to_device_dtype(&mut self, device: Device, dtype: Option<Kind>) -> Result<(), String> {
-        crate::nn::tree::to_device_dtype(&mut self.this, device, dtype)
+        crate::nn::tree::to(&self.this, Some(device), dtype)
     }
 
     fn automatic_optimization(&self) -> bool {
@@ -640,6 +698,47 @@ impl LightningModule for ScriptModule {
 
     fn summary(&self) -> Option<String> {
         crate::nn::tree::summary(&self.this, 1).ok()
+    }
+
+    fn state_dict(&self) -> Result<Vec<(String, tch::Tensor)>, String> {
+        crate::nn::tree::state_dict(&self.this).map(|v| v.into_iter().map(|(k, t)| (k, t.handle())).collect())
+    }
+
+    fn load_state_dict(&mut self, tensors: &[(String, tch::Tensor)], strict: bool) -> Result<(), String> {
+        crate::nn::tree::load_state_dict(&self.this, tensors, strict).map(|_| ())
+    }
+
+    fn on_save_checkpoint(&mut self, extra: &mut CheckpointExtra) -> Result<(), String> {
+        if !self.fns.contains_key("on_save_checkpoint") {
+            return Ok(());
+        }
+        // A shared map, so that `checkpoint.key = value` in the hook writes through.
+        let ck = Dynamic::from_map(Map::new()).into_shared();
+        self.call_hook("on_save_checkpoint", vec![ck.clone()])?;
+        let map = ck.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
+        for (k, v) in map {
+            if let Some(t) = v.read_lock::<Tensor>() {
+                extra.tensors.push((k.to_string(), t.handle()));
+            } else {
+                extra.json.insert(k.to_string(), to_json(&v));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_load_checkpoint(&mut self, extra: &CheckpointExtra) -> Result<(), String> {
+        if !self.fns.contains_key("on_load_checkpoint") {
+            return Ok(());
+        }
+        let mut map = Map::new();
+        for (k, v) in &extra.json {
+            map.insert(k.as_str().into(), from_json(v));
+        }
+        for (k, t) in &extra.tensors {
+            map.insert(k.as_str().into(), Dynamic::from(Tensor::new(t.shallow_clone())));
+        }
+        self.call_hook("on_load_checkpoint", vec![Dynamic::from_map(map)])?;
+        Ok(())
     }
 
     fn hparams(&self) -> Value {

@@ -21,9 +21,25 @@ pub enum Action {
     Log(BTreeMap<String, f64>),
 }
 
+/// What callbacks learn about the run when fitting starts.
+#[derive(Debug, Clone)]
+pub struct SetupInfo {
+    /// The first logger's version folder, if any (`lightning_logs/version_0`).
+    pub log_dir: Option<PathBuf>,
+    pub default_root_dir: PathBuf,
+    pub check_val_every_n_epoch: Option<i64>,
+    /// `val_check_interval` is the default (once per epoch).
+    pub val_every_epoch_end: bool,
+    pub has_val: bool,
+}
+
 pub trait Callback {
     /// The key of its state in checkpoints (`ModelCheckpoint{"monitor": "val_loss", ...}`).
     fn state_key(&self) -> String;
+    /// Called once when a fit starts, before any hook.
+    fn setup(&mut self, _info: &SetupInfo) -> Result<(), String> {
+        Ok(())
+    }
     /// Monitoring callbacks (checkpointing, early stopping) run after the module at epoch ends.
     fn monitoring(&self) -> bool {
         false

@@ -201,9 +201,20 @@ impl Trainer {
                 self.opt.optimizers.len()
             ));
         }
+        let info = callback::SetupInfo {
+            log_dir: self.loggers.first().and_then(|l| l.log_dir()),
+            default_root_dir: self.config.default_root_dir.clone(),
+            check_val_every_n_epoch: self.config.check_val_every_n_epoch,
+            val_every_epoch_end: self.config.val_check_interval == Limit::Fraction(1.0),
+            has_val: m.has_hook("validation_step"),
+        };
+        for cb in &mut self.callbacks {
+            cb.setup(&info)?;
+        }
         if let Some(c) = ckpt {
             self.restore(m, c)?;
         }
+        self.update_lrs();
         if self.config.enable_model_summary {
             if let Some(s) = m.summary() {
                 self.progress.message(&s);
@@ -459,6 +470,7 @@ impl Trainer {
         self.log_to_loggers(&epoch_views.logged, step)?;
         self.step_schedulers(Interval::Epoch, false)?;
         self.step_schedulers(Interval::Epoch, true)?;
+        self.update_lrs();
         self.epoch_done = true;
         self.flush_pending(m)?;
         self.save_loggers()
@@ -523,8 +535,15 @@ impl Trainer {
             }
             self.state.borrow_mut().global_step += 1;
             self.step_schedulers(Interval::Step, false)?;
+            self.update_lrs();
         }
         Ok(out)
+    }
+
+    /// Records each optimizer's learning rates in the loop state (for LearningRateMonitor).
+    fn update_lrs(&mut self) {
+        let lrs = self.opt.optimizers.iter().map(|o| (o.name(), o.lrs(), o.lrs().iter().map(|_| None).collect())).collect();
+        self.state.borrow_mut().optimizer_lrs = lrs;
     }
 
     /// Steps the schedulers of `interval` whose frequency is due. Plateau schedulers read their

@@ -52,8 +52,9 @@ pub struct LoopState {
     pub global_rank: usize,
     pub local_rank: usize,
     pub world_size: usize,
-    /// Names of the metrics shown by the progress bar, most recent values.
     pub hparams: serde_json::Value,
+    /// Each optimizer's class name, per-group learning rates and momenta (for LearningRateMonitor).
+    pub optimizer_lrs: Vec<(String, Vec<f64>, Vec<Option<f64>>)>,
 }
 
 pub type SharedState = Rc<RefCell<LoopState>>;
@@ -82,6 +83,7 @@ impl Default for LoopState {
             local_rank: 0,
             world_size: 1,
             hparams: serde_json::Value::Null,
+            optimizer_lrs: Vec::new(),
         }
     }
 }

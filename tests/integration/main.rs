@@ -8,3 +8,4 @@ mod sched;
 mod script_errors;
 mod tensor_api;
 mod trainer_core;
+mod trainer_script;

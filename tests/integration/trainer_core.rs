@@ -60,6 +60,22 @@ impl TrainerOptimizer for Sgd {
     fn params(&self) -> Vec<Tensor> {
         self.params.iter().map(|p| p.shallow_clone()).collect()
     }
+    fn state_step(&self) -> usize {
+        self.steps.get()
+    }
+    fn name(&self) -> String {
+        "SGD".into()
+    }
+    fn lrs(&self) -> Vec<f64> {
+        vec![self.lr]
+    }
+    fn state_dict(&self) -> (Vec<(String, Tensor)>, serde_json::Value) {
+        (vec![], json!({"steps": self.steps.get()}))
+    }
+    fn load_state_dict(&mut self, _t: &[(String, Tensor)], meta: &serde_json::Value) -> Result<(), String> {
+        self.steps.set(meta["steps"].as_u64().unwrap_or(0) as usize);
+        Ok(())
+    }
 }
 
 struct Toy {
@@ -178,6 +194,19 @@ impl LightningModule for Toy {
     }
     fn hparams(&self) -> serde_json::Value {
         json!({})
+    }
+    fn state_dict(&self) -> Result<Vec<(String, Tensor)>, String> {
+        Ok(vec![("w".into(), self.w.shallow_clone())])
+    }
+    fn load_state_dict(&mut self, t: &[(String, Tensor)], _strict: bool) -> Result<(), String> {
+        let src = &t.iter().find(|(k, _)| k == "w").ok_or("missing w")?.1;
+        tch::no_grad(|| self.w.shallow_clone().f_copy_(src)).map_err(|e| e.to_string())
+    }
+    fn on_save_checkpoint(&mut self, _extra: &mut CheckpointExtra) -> Result<(), String> {
+        Ok(())
+    }
+    fn on_load_checkpoint(&mut self, _extra: &CheckpointExtra) -> Result<(), String> {
+        Ok(())
     }
 }
 

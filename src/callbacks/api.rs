@@ -1,0 +1,102 @@
+//! Script constructors of the built-in callbacks, used in a module's `fn callbacks()`:
+//! `callbacks::model_checkpoint(#{monitor: "val_loss", save_top_k: 2})`,
+//! `callbacks::early_stopping(#{monitor: "val_loss", patience: 3})`,
+//! `callbacks::learning_rate_monitor(#{logging_interval: "step"})`.
+use super::early_stopping::{EarlyStopping, EarlyStoppingConfig};
+use super::model_checkpoint::{ModelCheckpoint, ModelCheckpointConfig};
+use super::{LearningRateMonitor, Mode};
+use crate::script::convert::{err, OrScript, Opts, RResult};
+use crate::script::registry::Registry;
+use crate::trainer::callback::Callback;
+use rhai::Map;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+/// A built-in callback as a script value; the Trainer takes it out of the list `callbacks()`
+/// returns.
+#[derive(Clone)]
+pub struct NativeCallback {
+    pub name: String,
+    pub inner: Rc<RefCell<Option<Box<dyn Callback>>>>,
+}
+
+impl NativeCallback {
+    fn new(name: &str, cb: Box<dyn Callback>) -> Self {
+        NativeCallback { name: name.to_string(), inner: Rc::new(RefCell::new(Some(cb))) }
+    }
+    /// Takes the callback out (once).
+    pub fn take(&self) -> Option<Box<dyn Callback>> {
+        self.inner.borrow_mut().take()
+    }
+}
+
+fn duration(o: &Opts, key: &str) -> RResult<Option<std::time::Duration>> {
+    Ok(o.f64_opt(key)?.map(|s| std::time::Duration::from_secs_f64(s.max(0.0))))
+}
+
+pub fn model_checkpoint(m: &Map) -> RResult<ModelCheckpoint> {
+    let o = Opts::new(
+        m,
+        "callbacks::model_checkpoint",
+        &["dirpath", "filename", "monitor", "mode", "save_top_k", "save_last", "every_n_epochs", "every_n_train_steps", "train_time_interval", "save_on_train_epoch_end", "save_weights_only", "auto_insert_metric_name", "enable_version_counter", "verbose"],
+    )?;
+    let cfg = ModelCheckpointConfig {
+        dirpath: o.str_opt("dirpath")?.map(PathBuf::from),
+        filename: o.str_opt("filename")?,
+        monitor: o.str_opt("monitor")?,
+        mode: Mode::parse(&o.str_or("mode", "min")?).or_script()?,
+        save_top_k: o.i64_or("save_top_k", 1)?,
+        save_last: o.bool_or("save_last", false)?,
+        every_n_epochs: o.i64_opt("every_n_epochs")?,
+        every_n_train_steps: o.i64_opt("every_n_train_steps")?,
+        train_time_interval: duration(&o, "train_time_interval")?,
+        save_on_train_epoch_end: if o.has("save_on_train_epoch_end") { Some(o.bool_or("save_on_train_epoch_end", false)?) } else { None },
+        save_weights_only: o.bool_or("save_weights_only", false)?,
+        auto_insert_metric_name: o.bool_or("auto_insert_metric_name", true)?,
+        enable_version_counter: o.bool_or("enable_version_counter", true)?,
+    };
+    ModelCheckpoint::new(cfg).or_script()
+}
+
+pub fn early_stopping(m: &Map) -> RResult<EarlyStopping> {
+    let o = Opts::new(
+        m,
+        "callbacks::early_stopping",
+        &["monitor", "min_delta", "patience", "mode", "strict", "check_finite", "stopping_threshold", "divergence_threshold", "check_on_train_epoch_end", "verbose", "log_rank_zero_only"],
+    )?;
+    let monitor = o.str_opt("monitor")?.ok_or_else(|| err("callbacks::early_stopping needs a `monitor`"))?;
+    let mut cfg = EarlyStoppingConfig::new(&monitor);
+    cfg.min_delta = o.f64_or("min_delta", 0.0)?;
+    cfg.patience = o.i64_or("patience", 3)?;
+    cfg.mode = Mode::parse(&o.str_or("mode", "min")?).or_script()?;
+    cfg.strict = o.bool_or("strict", true)?;
+    cfg.check_finite = o.bool_or("check_finite", true)?;
+    cfg.stopping_threshold = o.f64_opt("stopping_threshold")?;
+    cfg.divergence_threshold = o.f64_opt("divergence_threshold")?;
+    if o.has("check_on_train_epoch_end") {
+        cfg.check_on_train_epoch_end = Some(o.bool_or("check_on_train_epoch_end", false)?);
+    }
+    EarlyStopping::new(cfg).or_script()
+}
+
+pub fn register(reg: &mut Registry) {
+    reg.global_module().set_custom_type::<NativeCallback>("Callback");
+    let doc = "Lightning's ModelCheckpoint. Options: `dirpath`, `filename` (template like \"{epoch}-{val_loss:.2f}\"), `monitor`, `mode`, `save_top_k` (-1 all, 0 none, k best), `save_last`, `every_n_epochs`, `every_n_train_steps`, `train_time_interval` (seconds), `save_on_train_epoch_end`, `save_weights_only`, `auto_insert_metric_name`, `enable_version_counter`.\n\n```rhai\nfn callbacks() {\n    [callbacks::model_checkpoint(#{monitor: \"val_loss\", save_top_k: 2, save_last: true})]\n}\n```";
+    reg.volatile("callbacks", "model_checkpoint", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("ModelCheckpoint", Box::new(model_checkpoint(&m)?)))
+    });
+    let doc = "Lightning's EarlyStopping. Options: `monitor` (required), `min_delta`, `patience` (validation checks), `mode`, `strict`, `check_finite`, `stopping_threshold`, `divergence_threshold`, `check_on_train_epoch_end`. The reason it stopped is printed.\n\n```rhai\nfn callbacks() {\n    [callbacks::early_stopping(#{monitor: \"val_loss\", patience: 2})]\n}\n```";
+    reg.volatile("callbacks", "early_stopping", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("EarlyStopping", Box::new(early_stopping(&m)?)))
+    });
+    let doc = "Lightning's LearningRateMonitor: logs `lr-Adam` (and `lr-Adam/pg1`, … for several groups) every step (default) or epoch. Options: `logging_interval` (\"step\" | \"epoch\"), `log_momentum`.\n\n```rhai\nfn callbacks() {\n    [callbacks::learning_rate_monitor(#{logging_interval: \"step\"})]\n}\n```";
+    reg.volatile("callbacks", "learning_rate_monitor", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        let o = Opts::new(&m, "callbacks::learning_rate_monitor", &["logging_interval", "log_momentum", "log_weight_decay"])?;
+        let cb = LearningRateMonitor::new(o.str_opt("logging_interval")?, o.bool_or("log_momentum", false)?).or_script()?;
+        Ok(NativeCallback::new("LearningRateMonitor", Box::new(cb)))
+    });
+    reg.volatile("callbacks", "learning_rate_monitor", "", doc, || -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("LearningRateMonitor", Box::new(LearningRateMonitor::new(None, false).or_script()?)))
+    });
+}

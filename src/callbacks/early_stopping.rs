@@ -1,0 +1,165 @@
+//! EarlyStopping, as Lightning defines it: stop when the monitored metric has not improved by
+//! `min_delta` for `patience` checks, is not finite, reached `stopping_threshold`, or crossed
+//! `divergence_threshold`. The reason is printed.
+use super::Mode;
+use crate::trainer::callback::{Action, Callback, SetupInfo};
+use crate::trainer::state::{RunningStage, SharedState};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct EarlyStoppingConfig {
+    pub monitor: String,
+    pub min_delta: f64,
+    pub patience: i64,
+    pub mode: Mode,
+    pub strict: bool,
+    pub check_finite: bool,
+    pub stopping_threshold: Option<f64>,
+    pub divergence_threshold: Option<f64>,
+    pub check_on_train_epoch_end: Option<bool>,
+}
+
+impl EarlyStoppingConfig {
+    pub fn new(monitor: &str) -> Self {
+        EarlyStoppingConfig {
+            monitor: monitor.to_string(),
+            min_delta: 0.0,
+            patience: 3,
+            mode: Mode::Min,
+            strict: true,
+            check_finite: true,
+            stopping_threshold: None,
+            divergence_threshold: None,
+            check_on_train_epoch_end: None,
+        }
+    }
+}
+
+pub struct EarlyStopping {
+    pub cfg: EarlyStoppingConfig,
+    pub wait_count: i64,
+    pub best_score: f64,
+    pub stopped_epoch: Option<usize>,
+    pub stopping_reason: Option<String>,
+    on_train_epoch_end: bool,
+}
+
+impl EarlyStopping {
+    pub fn new(cfg: EarlyStoppingConfig) -> Result<EarlyStopping, String> {
+        if cfg.patience < 0 {
+            return Err(format!("EarlyStopping: patience must be >= 0, got {}", cfg.patience));
+        }
+        let best = cfg.mode.worst();
+        Ok(EarlyStopping { cfg, wait_count: 0, best_score: best, stopped_epoch: None, stopping_reason: None, on_train_epoch_end: false })
+    }
+
+    fn delta(&self) -> f64 {
+        // Lightning: min_delta is subtracted for "max" and added for "min" when comparing.
+        match self.cfg.mode {
+            Mode::Max => self.cfg.min_delta.abs(),
+            Mode::Min => -self.cfg.min_delta.abs(),
+        }
+    }
+
+    /// Evaluates the stopping criteria on `current`; returns the reason to stop, if any.
+    pub fn evaluate(&mut self, current: f64) -> Option<String> {
+        let m = &self.cfg.monitor;
+        if self.cfg.check_finite && !current.is_finite() {
+            return Some(format!(
+                "Monitored metric {m} = {current} is not finite. Previous best value was {:.3}. Signaling Trainer to stop.",
+                self.best_score
+            ));
+        }
+        if let Some(t) = self.cfg.stopping_threshold {
+            if self.cfg.mode.better(current, t) || current == t {
+                let op = if self.cfg.mode == Mode::Min { "<=" } else { ">=" };
+                if (self.cfg.mode == Mode::Min && current <= t) || (self.cfg.mode == Mode::Max && current >= t) {
+                    return Some(format!("Stopping threshold reached: {m} = {current} {op} {t}. Signaling Trainer to stop."));
+                }
+            }
+        }
+        if let Some(t) = self.cfg.divergence_threshold {
+            let diverged = match self.cfg.mode {
+                Mode::Min => current > t,
+                Mode::Max => current < t,
+            };
+            if diverged {
+                let op = if self.cfg.mode == Mode::Min { ">" } else { "<" };
+                return Some(format!("Divergence threshold reached: {m} = {current} {op} {t}. Signaling Trainer to stop."));
+            }
+        }
+        if self.cfg.mode.better(current - self.delta(), self.best_score) {
+            self.best_score = current;
+            self.wait_count = 0;
+            None
+        } else {
+            self.wait_count += 1;
+            if self.wait_count >= self.cfg.patience {
+                Some(format!(
+                    "Monitored metric {m} did not improve in the last {} records. Best score: {:.3}. Signaling Trainer to stop.",
+                    self.wait_count, self.best_score
+                ))
+            } else {
+                None
+            }
+        }
+    }
+
+    fn check(&mut self, state: &SharedState) -> Result<Vec<Action>, String> {
+        let (current, epoch, keys) = {
+            let s = state.borrow();
+            (s.views.callback.get(&self.cfg.monitor).copied(), s.current_epoch, s.views.callback.keys().cloned().collect::<Vec<_>>())
+        };
+        let Some(current) = current else {
+            if self.cfg.strict {
+                return Err(format!(
+                    "Early stopping conditioned on metric `{}` which is not available. Pass in or modify your `EarlyStopping` callback to use any of the following: `{}`",
+                    self.cfg.monitor,
+                    keys.join("`, `")
+                ));
+            }
+            return Ok(vec![]);
+        };
+        match self.evaluate(current) {
+            Some(reason) => {
+                self.stopped_epoch = Some(epoch);
+                self.stopping_reason = Some(reason.clone());
+                Ok(vec![Action::Stop(format!("EarlyStopping: {reason}"))])
+            }
+            None => Ok(vec![]),
+        }
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn state_key(&self) -> String {
+        format!("EarlyStopping{{\"monitor\": \"{}\", \"mode\": \"{}\"}}", self.cfg.monitor, if self.cfg.mode == Mode::Min { "min" } else { "max" })
+    }
+    fn monitoring(&self) -> bool {
+        true
+    }
+    fn setup(&mut self, info: &SetupInfo) -> Result<(), String> {
+        self.on_train_epoch_end = self
+            .cfg
+            .check_on_train_epoch_end
+            .unwrap_or(info.val_every_epoch_end && info.check_val_every_n_epoch == Some(1));
+        Ok(())
+    }
+    fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String> {
+        let stage = state.borrow().stage;
+        match hook {
+            "on_train_epoch_end" if self.on_train_epoch_end => self.check(state),
+            "on_validation_end" if !self.on_train_epoch_end && stage == RunningStage::Validating => self.check(state),
+            _ => Ok(vec![]),
+        }
+    }
+    fn state_dict(&self) -> Value {
+        json!({"wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": if self.best_score.is_finite() { json!(self.best_score) } else { Value::Null }, "patience": self.cfg.patience})
+    }
+    fn load_state_dict(&mut self, s: &Value) -> Result<(), String> {
+        self.wait_count = s.get("wait_count").and_then(Value::as_i64).unwrap_or(0);
+        self.stopped_epoch = s.get("stopped_epoch").and_then(Value::as_u64).map(|e| e as usize);
+        self.best_score = s.get("best_score").and_then(Value::as_f64).unwrap_or(self.cfg.mode.worst());
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! LearningRateMonitor: logs each optimizer's learning rates (`lr-Adam`, `lr-Adam/pg1`, …) and
+//! optionally momenta, every step or every epoch.
+use crate::trainer::callback::{Action, Callback};
+use crate::trainer::state::SharedState;
+use std::collections::BTreeMap;
+
+pub struct LearningRateMonitor {
+    /// None = at each optimizer step interval ("step"); "epoch" logs at epoch starts.
+    pub logging_interval: Option<String>,
+    pub log_momentum: bool,
+}
+
+impl LearningRateMonitor {
+    pub fn new(logging_interval: Option<String>, log_momentum: bool) -> Result<Self, String> {
+        if let Some(i) = &logging_interval {
+            if i != "step" && i != "epoch" {
+                return Err(format!("LearningRateMonitor: logging_interval must be \"step\", \"epoch\" or none, got \"{i}\""));
+            }
+        }
+        Ok(LearningRateMonitor { logging_interval, log_momentum })
+    }
+
+    /// Lightning's key names: `lr-Name`, `lr-Name/pgN` for several groups, `-1` suffix for repeats.
+    pub fn metrics(&self, lrs: &[(String, Vec<f64>, Vec<Option<f64>>)]) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (name, groups, momenta) in lrs {
+            let n = seen.entry(name.clone()).or_insert(0);
+            let base = if *n == 0 { format!("lr-{name}") } else { format!("lr-{name}-{n}") };
+            *n += 1;
+            for (i, lr) in groups.iter().enumerate() {
+                let key = if groups.len() > 1 { format!("{base}/pg{}", i + 1) } else { base.clone() };
+                out.insert(key.clone(), *lr);
+                if self.log_momentum {
+                    if let Some(Some(m)) = momenta.get(i) {
+                        out.insert(format!("{}-momentum{}", base, if groups.len() > 1 { format!("/pg{}", i + 1) } else { String::new() }), *m);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Callback for LearningRateMonitor {
+    fn state_key(&self) -> String {
+        "LearningRateMonitor".into()
+    }
+    fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String> {
+        let want = match (self.logging_interval.as_deref(), hook) {
+            (Some("epoch"), "on_train_epoch_start") => true,
+            (Some("step") | None, "on_train_batch_start") => true,
+            _ => false,
+        };
+        if !want {
+            return Ok(vec![]);
+        }
+        let m = self.metrics(&state.borrow().optimizer_lrs);
+        if m.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(vec![Action::Log(m)])
+    }
+}

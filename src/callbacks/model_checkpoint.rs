@@ -1,0 +1,301 @@
+//! ModelCheckpoint, as Lightning defines it: where and when to save, which to keep (top k by a
+//! monitored metric, or the latest), `last.ckpt`, `-v1` on name clashes, and `best_model_path` /
+//! `best_model_score` (kept in checkpoints, so `--ckpt best` works after a resume).
+use super::filename::format_template;
+use super::Mode;
+use crate::trainer::callback::{Action, Callback, SetupInfo};
+use crate::trainer::state::{RunningStage, SharedState};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct ModelCheckpointConfig {
+    pub dirpath: Option<PathBuf>,
+    pub filename: Option<String>,
+    pub monitor: Option<String>,
+    pub mode: Mode,
+    pub save_top_k: i64,
+    pub save_last: bool,
+    pub every_n_epochs: Option<i64>,
+    pub every_n_train_steps: Option<i64>,
+    pub train_time_interval: Option<Duration>,
+    pub save_on_train_epoch_end: Option<bool>,
+    pub save_weights_only: bool,
+    pub auto_insert_metric_name: bool,
+    pub enable_version_counter: bool,
+}
+
+impl Default for ModelCheckpointConfig {
+    fn default() -> Self {
+        ModelCheckpointConfig {
+            dirpath: None,
+            filename: None,
+            monitor: None,
+            mode: Mode::Min,
+            save_top_k: 1,
+            save_last: false,
+            every_n_epochs: None,
+            every_n_train_steps: None,
+            train_time_interval: None,
+            save_on_train_epoch_end: None,
+            save_weights_only: false,
+            auto_insert_metric_name: true,
+            enable_version_counter: true,
+        }
+    }
+}
+
+pub struct ModelCheckpoint {
+    pub cfg: ModelCheckpointConfig,
+    dir: PathBuf,
+    on_train_epoch_end: bool,
+    /// path → score (NaN when not monitoring)
+    pub best_k_models: BTreeMap<String, f64>,
+    pub best_model_path: String,
+    pub best_model_score: Option<f64>,
+    pub last_model_path: String,
+    last_global_step_saved: Option<usize>,
+    last_time: Instant,
+}
+
+impl ModelCheckpoint {
+    pub fn new(cfg: ModelCheckpointConfig) -> Result<ModelCheckpoint, String> {
+        if cfg.save_top_k < -1 {
+            return Err(format!("ModelCheckpoint: save_top_k must be >= -1, got {}", cfg.save_top_k));
+        }
+        if cfg.monitor.is_none() && cfg.save_top_k > 1 {
+            return Err(format!("ModelCheckpoint(save_top_k={}, monitor=None) is not valid: set a monitor or use save_top_k -1, 0 or 1", cfg.save_top_k));
+        }
+        let n_triggers = [cfg.every_n_epochs.is_some_and(|n| n > 0), cfg.every_n_train_steps.is_some_and(|n| n > 0), cfg.train_time_interval.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if n_triggers > 1 {
+            return Err("ModelCheckpoint: every_n_epochs, every_n_train_steps and train_time_interval are mutually exclusive".into());
+        }
+        Ok(ModelCheckpoint {
+            cfg,
+            dir: PathBuf::from("checkpoints"),
+            on_train_epoch_end: true,
+            best_k_models: BTreeMap::new(),
+            best_model_path: String::new(),
+            best_model_score: None,
+            last_model_path: String::new(),
+            last_global_step_saved: None,
+            last_time: Instant::now(),
+        })
+    }
+
+    pub fn dir(&self) -> &PathBuf {
+        &self.dir
+    }
+
+    fn epoch_trigger(&self) -> Option<i64> {
+        if self.cfg.every_n_train_steps.is_some_and(|n| n > 0) || self.cfg.train_time_interval.is_some() {
+            return None;
+        }
+        Some(self.cfg.every_n_epochs.unwrap_or(1))
+    }
+
+    fn values(state: &crate::trainer::state::LoopState) -> BTreeMap<String, (f64, bool)> {
+        let mut v: BTreeMap<String, (f64, bool)> = state.views.callback.iter().map(|(k, x)| (k.clone(), (*x, false))).collect();
+        v.insert("epoch".into(), (state.current_epoch as f64, true));
+        v.insert("step".into(), (state.global_step as f64, true));
+        v
+    }
+
+    fn path_for(&self, state: &crate::trainer::state::LoopState, exclude: Option<&str>) -> Result<PathBuf, String> {
+        let template = self.cfg.filename.clone().unwrap_or_else(|| "{epoch}-{step}".into());
+        let name = format_template(&template, &Self::values(state), self.cfg.auto_insert_metric_name)?;
+        let mut path = self.dir.join(format!("{name}.ckpt"));
+        if self.cfg.enable_version_counter {
+            let mut v = 1;
+            while path.exists() && exclude != Some(path.to_string_lossy().as_ref()) && !self.best_k_models.contains_key(path.to_string_lossy().as_ref()) {
+                path = self.dir.join(format!("{name}-v{v}.ckpt"));
+                v += 1;
+            }
+        }
+        Ok(path)
+    }
+
+    fn save(&mut self, state: &SharedState) -> Result<Vec<Action>, String> {
+        let st = state.borrow();
+        if self.last_global_step_saved == Some(st.global_step) && st.global_step > 0 {
+            return Ok(vec![]);
+        }
+        let mut actions = Vec::new();
+        let weights_only = self.cfg.save_weights_only;
+        let mut saved_path: Option<PathBuf> = None;
+        if self.cfg.save_top_k != 0 {
+            match &self.cfg.monitor {
+                None => {
+                    let path = self.path_for(&st, Some(&self.last_model_path))?;
+                    let p = path.to_string_lossy().to_string();
+                    if self.cfg.save_top_k == 1 {
+                        for old in std::mem::take(&mut self.best_k_models).into_keys() {
+                            if old != p {
+                                actions.push(Action::Remove(PathBuf::from(old)));
+                            }
+                        }
+                    }
+                    actions.insert(0, Action::SaveCheckpoint { path: path.clone(), weights_only });
+                    self.best_k_models.insert(p.clone(), f64::NAN);
+                    self.best_model_path = p;
+                    saved_path = Some(path);
+                }
+                Some(monitor) => {
+                    let Some(&current) = st.views.callback.get(monitor) else {
+                        let avail: Vec<&String> = st.views.callback.keys().collect();
+                        return Err(format!(
+                            "ModelCheckpoint(monitor='{monitor}') could not find the monitored key in the returned metrics: {avail:?}. HINT: Did you call this.log(\"{monitor}\", value) in the module?"
+                        ));
+                    };
+                    let k = self.cfg.save_top_k;
+                    let full = k > 0 && self.best_k_models.len() as i64 >= k;
+                    let worst = self
+                        .best_k_models
+                        .iter()
+                        .max_by(|a, b| {
+                            let (x, y) = (*a.1, *b.1);
+                            match self.cfg.mode {
+                                Mode::Min => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                                Mode::Max => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                            }
+                        })
+                        .map(|(p, s)| (p.clone(), *s));
+                    let improves = !full || worst.as_ref().is_some_and(|(_, w)| self.cfg.mode.better(current, *w));
+                    if improves && current.is_finite() {
+                        let path = self.path_for(&st, None)?;
+                        let p = path.to_string_lossy().to_string();
+                        if full {
+                            if let Some((wp, _)) = worst {
+                                self.best_k_models.remove(&wp);
+                                if wp != p {
+                                    actions.push(Action::Remove(PathBuf::from(wp)));
+                                }
+                            }
+                        }
+                        actions.insert(0, Action::SaveCheckpoint { path: path.clone(), weights_only });
+                        self.best_k_models.insert(p, current);
+                        let (bp, bs) = self
+                            .best_k_models
+                            .iter()
+                            .fold((String::new(), self.cfg.mode.worst()), |(bp, bs), (p, s)| if self.cfg.mode.better(*s, bs) || bp.is_empty() { (p.clone(), *s) } else { (bp, bs) });
+                        self.best_model_path = bp;
+                        self.best_model_score = Some(bs);
+                        saved_path = Some(path);
+                    }
+                }
+            }
+        }
+        if self.cfg.save_last {
+            let last = self.dir.join("last.ckpt");
+            match &saved_path {
+                Some(p) => actions.push(Action::Copy { from: p.clone(), to: last.clone() }),
+                None => actions.push(Action::SaveCheckpoint { path: last.clone(), weights_only }),
+            }
+            self.last_model_path = last.to_string_lossy().to_string();
+        }
+        self.last_global_step_saved = Some(st.global_step);
+        Ok(actions)
+    }
+}
+
+impl Callback for ModelCheckpoint {
+    fn state_key(&self) -> String {
+        format!(
+            "ModelCheckpoint{{\"monitor\": {}, \"mode\": \"{}\", \"every_n_train_steps\": {}, \"every_n_epochs\": {}}}",
+            self.cfg.monitor.as_ref().map(|m| format!("\"{m}\"")).unwrap_or_else(|| "null".into()),
+            if self.cfg.mode == Mode::Min { "min" } else { "max" },
+            self.cfg.every_n_train_steps.unwrap_or(0),
+            self.cfg.every_n_epochs.unwrap_or(1),
+        )
+    }
+
+    fn monitoring(&self) -> bool {
+        true
+    }
+
+    fn setup(&mut self, info: &SetupInfo) -> Result<(), String> {
+        self.dir = match &self.cfg.dirpath {
+            Some(d) => d.clone(),
+            None => match &info.log_dir {
+                Some(l) => l.join("checkpoints"),
+                None => info.default_root_dir.join("checkpoints"),
+            },
+        };
+        self.on_train_epoch_end = match self.cfg.save_on_train_epoch_end {
+            Some(b) => b,
+            None => {
+                if info.check_val_every_n_epoch != Some(1) {
+                    false
+                } else if !info.has_val {
+                    true
+                } else {
+                    info.val_every_epoch_end
+                }
+            }
+        };
+        self.last_time = Instant::now();
+        Ok(())
+    }
+
+    fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String> {
+        let (stage, step, epoch) = {
+            let s = state.borrow();
+            (s.stage, s.global_step, s.current_epoch)
+        };
+        match hook {
+            "on_train_batch_end" => {
+                if let Some(n) = self.cfg.every_n_train_steps.filter(|n| *n > 0) {
+                    if step > 0 && step % n as usize == 0 {
+                        return self.save(state);
+                    }
+                }
+                if let Some(t) = self.cfg.train_time_interval {
+                    if self.last_time.elapsed() >= t {
+                        self.last_time = Instant::now();
+                        return self.save(state);
+                    }
+                }
+                Ok(vec![])
+            }
+            "on_train_epoch_end" if self.on_train_epoch_end => match self.epoch_trigger() {
+                Some(n) if n > 0 && (epoch + 1) % n as usize == 0 => self.save(state),
+                _ => Ok(vec![]),
+            },
+            "on_validation_end" if !self.on_train_epoch_end && stage == RunningStage::Validating => match self.epoch_trigger() {
+                Some(n) if n > 0 && (epoch + 1) % n as usize == 0 => self.save(state),
+                _ => Ok(vec![]),
+            },
+            _ => Ok(vec![]),
+        }
+    }
+
+    fn state_dict(&self) -> Value {
+        json!({
+            "monitor": self.cfg.monitor,
+            "best_model_score": self.best_model_score,
+            "best_model_path": self.best_model_path,
+            "best_k_models": self.best_k_models.iter().map(|(k, v)| (k.clone(), if v.is_nan() { Value::Null } else { json!(v) })).collect::<serde_json::Map<String, Value>>(),
+            "last_model_path": self.last_model_path,
+            "dirpath": self.dir.to_string_lossy(),
+        })
+    }
+
+    fn load_state_dict(&mut self, s: &Value) -> Result<(), String> {
+        // Only restore the record when saving into the same folder (Lightning does the same).
+        if s.get("dirpath").and_then(Value::as_str) != Some(self.dir.to_string_lossy().as_ref()) {
+            return Ok(());
+        }
+        self.best_model_path = s.get("best_model_path").and_then(Value::as_str).unwrap_or("").to_string();
+        self.best_model_score = s.get("best_model_score").and_then(Value::as_f64);
+        self.last_model_path = s.get("last_model_path").and_then(Value::as_str).unwrap_or("").to_string();
+        if let Some(m) = s.get("best_k_models").and_then(Value::as_object) {
+            self.best_k_models = m.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN))).collect();
+        }
+        Ok(())
+    }
+}
