@@ -537,13 +537,13 @@ impl OptimizerCore {
             }
             let mut o = Options::new();
             for (k, v) in obj {
-                if k == "params" {
+                if k == "params" || v.is_null() {
                     continue;
                 }
                 let hv = HValue::from_json(v).ok_or_else(|| format!("{what}: param_groups[{gi}].{k} has an unsupported value {v}"))?;
                 o.insert(k.clone(), hv);
             }
-            check_group(self.algorithm, &o).map_err(|e| format!("{what}: param_groups[{gi}]: {e}"))?;
+            let o = complete_group(self.algorithm, &self.defaults, o).map_err(|e| format!("{what}: param_groups[{gi}]: {e}"))?;
             new_opts.push(o);
         }
         let params = self.params();
