@@ -86,7 +86,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0.0)]
         tolerance: f64,
     },
-    /// Measure figures (not tests): `dispatch` (script op overhead vs Rust).
+    /// Measure figures (not tests): `dispatch` (script op overhead vs Rust), `optim` (one Adam step).
     Bench {
         #[arg(default_value = "dispatch")]
         which: String,
@@ -213,8 +213,25 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        "optim" => match crate::bench::optim::run(20) {
+            Ok(f) => {
+                let (n, size) = (crate::bench::optim::TENSORS, crate::bench::optim::SIZE);
+                println!("optim: one Adam step over {n} tensors of {size} float32 values, 1 thread, best of 20");
+                println!("  lt Adam (per-tensor)  {:>8.2} ms/step", f.lt_per_tensor_ms);
+                println!("  lt Adam (fused)       {:>8.2} ms/step", f.lt_fused_ms);
+                println!("  tch nn::Adam          {:>8.2} ms/step", f.tch_ms);
+                println!("  ratio per-tensor/tch  {:>8.2}x", f.lt_per_tensor_ms / f.tch_ms);
+                println!("  ratio fused/tch       {:>8.2}x", f.lt_fused_ms / f.tch_ms);
+                println!("  (PyTorch: python3 benches/optim_adam.py)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         other => {
-            eprintln!("error: unknown benchmark '{other}'; available: dispatch");
+            eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim");
             ExitCode::from(2)
         }
     }

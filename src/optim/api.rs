@@ -97,9 +97,10 @@ fn construct(algo: Algorithm, params: &Array, opts: &Map) -> RResult<Optimizer> 
     OptimizerCore::new(algo, groups, defaults).map(Optimizer::new).or_script()
 }
 
-fn group_maps(opt: &Optimizer) -> Array {
-    let core = opt.0.borrow();
-    core.groups
+fn group_maps(opt: &Optimizer) -> RResult<Array> {
+    let core = opt.0.try_borrow().map_err(|_| err("the optimizer is busy"))?;
+    Ok(core
+        .groups
         .iter()
         .map(|g| {
             let mut m = Map::new();
@@ -110,11 +111,11 @@ fn group_maps(opt: &Optimizer) -> Array {
             m.insert("params".into(), Dynamic::from_array(ps));
             Dynamic::from_map(m)
         })
-        .collect()
+        .collect())
 }
 
 fn set_group_maps(opt: &Optimizer, groups: Array) -> RResult<()> {
-    let mut core = opt.0.borrow_mut();
+    let mut core = opt.0.try_borrow_mut().map_err(|_| err("the optimizer is busy"))?;
     let n = core.groups.len();
     if groups.len() != n {
         return Err(err(format!(
@@ -236,10 +237,10 @@ pub fn register(reg: &mut Registry) {
 
     let doc = "Adds a parameter group `#{params: [...], ...options}` (optimizer.add_param_group); unspecified options take the optimizer's defaults. A parameter may belong to one group only.\n\n```rhai\nlet a = torch::ones([2], #{requires_grad: true});\nlet b = torch::ones([3], #{requires_grad: true});\nlet opt = optim::sgd([a], #{lr: 0.1});\nopt.add_param_group(#{params: [b], lr: 0.01});\nprint(opt.param_groups.len());\n```";
     reg.func("", "add_param_group", "self, group", doc, |o: &mut Optimizer, g: Map| -> RResult<()> {
-        let algo = o.0.borrow().algorithm;
+        let algo = o.0.try_borrow().map_err(|_| err("the optimizer is busy"))?.algorithm;
         let mut gs = groups(&vec![Dynamic::from_map(g)], algo, "add_param_group")?;
         let (p, opts) = gs.pop().ok_or_else(|| err("add_param_group: no group"))?;
-        o.0.borrow_mut().add_param_group(p, opts).or_script()
+        o.0.try_borrow_mut().map_err(|_| err("the optimizer is busy"))?.add_param_group(p, opts).or_script()
     });
 
     let doc = "The optimizer's state, as PyTorch's `state_dict()`: `#{state: #{\"0\": #{step, exp_avg, …}}, param_groups: [...]}` with parameters numbered across groups. Load it with `load_state_dict`.\n\n```rhai\nlet w = torch::ones([2], #{requires_grad: true});\nlet opt = optim::adam([w]);\n(w * w).sum().backward();\nopt.step();\nlet sd = opt.state_dict();\nprint(sd.state[\"0\"].exp_avg);\nlet opt2 = optim::adam([w]);\nopt2.load_state_dict(sd);\n```";
@@ -262,7 +263,9 @@ pub fn register(reg: &mut Registry) {
 }
 
 fn describe(o: &Optimizer) -> String {
-    let core = o.0.borrow();
+    let Ok(core) = o.0.try_borrow() else {
+        return "Optimizer(busy)".to_string();
+    };
     let groups: Vec<String> = core
         .groups
         .iter()

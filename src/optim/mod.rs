@@ -540,13 +540,13 @@ impl OptimizerCore {
             }
             let mut o = Options::new();
             for (k, v) in obj {
-                if k == "params" {
+                if k == "params" || v.is_null() {
                     continue;
                 }
                 let hv = HValue::from_json(v).ok_or_else(|| format!("{what}: param_groups[{gi}].{k} has an unsupported value {v}"))?;
                 o.insert(k.clone(), hv);
             }
-            check_group(self.algorithm, &o).map_err(|e| format!("{what}: param_groups[{gi}]: {e}"))?;
+            let o = complete_group(self.algorithm, &self.defaults, o).map_err(|e| format!("{what}: param_groups[{gi}]: {e}"))?;
             new_opts.push(o);
         }
         let params = self.params();
@@ -601,6 +601,8 @@ fn zero_grad_to_none(p: &tch::Tensor) {
     unsafe { lt_reset_grad(p.as_ptr() as *const _) }
 }
 
+const BUSY: &str = "the optimizer is busy (in the middle of a step)";
+
 /// The shared optimizer handle: what scripts hold as `Optimizer` and what the Trainer drives.
 ///
 /// Cloning is cheap and shares the optimizer (the script's `configure_optimizers` result and the
@@ -617,39 +619,41 @@ impl Optimizer {
         Optimizer(Rc::new(RefCell::new(core)))
     }
     pub fn step(&self) -> Result<(), String> {
-        self.0.try_borrow_mut().map_err(|_| "optimizer is busy".to_string())?.step()
+        self.0.try_borrow_mut().map_err(|_| BUSY.to_string())?.step()
     }
     pub fn zero_grad(&self, set_to_none: bool) {
         if let Ok(mut c) = self.0.try_borrow_mut() {
             c.zero_grad(set_to_none)
         }
     }
+    // While a step runs (no script code runs then) the core is borrowed: readers get empty
+    // values and writers an error rather than a panic.
     pub fn params(&self) -> Vec<tch::Tensor> {
-        self.0.borrow().params()
+        self.0.try_borrow().map(|c| c.params()).unwrap_or_default()
     }
     pub fn lrs(&self) -> Vec<f64> {
-        self.0.borrow().lrs()
+        self.0.try_borrow().map(|c| c.lrs()).unwrap_or_default()
     }
     pub fn set_lr(&self, group: usize, lr: f64) -> Result<(), String> {
-        self.0.borrow_mut().set_lr(group, lr)
+        self.0.try_borrow_mut().map_err(|_| BUSY.to_string())?.set_lr(group, lr)
     }
     pub fn option(&self, group: usize, key: &str) -> Option<HValue> {
-        self.0.borrow().option(group, key)
+        self.0.try_borrow().ok().and_then(|c| c.option(group, key))
     }
     pub fn set_option(&self, group: usize, key: &str, v: HValue) -> Result<(), String> {
-        self.0.borrow_mut().set_option(group, key, v)
+        self.0.try_borrow_mut().map_err(|_| BUSY.to_string())?.set_option(group, key, v)
     }
     pub fn num_groups(&self) -> usize {
-        self.0.borrow().groups.len()
+        self.0.try_borrow().map(|c| c.groups.len()).unwrap_or(0)
     }
     pub fn name(&self) -> &'static str {
-        self.0.borrow().name()
+        self.0.try_borrow().map(|c| c.name()).unwrap_or("Optimizer")
     }
     pub fn state_dict(&self) -> (Vec<(String, tch::Tensor)>, Value) {
-        self.0.borrow().state_dict()
+        self.0.try_borrow().map(|c| c.state_dict()).unwrap_or_else(|_| (vec![], Value::Null))
     }
     pub fn load_state_dict(&self, tensors: &[(String, tch::Tensor)], meta: &Value) -> Result<(), String> {
-        self.0.borrow_mut().load_state_dict(tensors, meta)
+        self.0.try_borrow_mut().map_err(|_| BUSY.to_string())?.load_state_dict(tensors, meta)
     }
     /// True when both handles name the same optimizer.
     pub fn same(&self, other: &Optimizer) -> bool {

@@ -245,7 +245,9 @@ pub(crate) fn get_lr(s: &SchedulerCore) -> Result<Vec<f64>, String> {
                 .collect();
             if c.cycle_momentum {
                 for i in 0..n {
-                    let (bm, mm) = (c.base_momentums[i], c.max_momentums[i]);
+                    let (Some(&bm), Some(&mm)) = (c.base_momentums.get(i), c.max_momentums.get(i)) else {
+                        return Err(format!("CyclicLR was built for {} param groups, the optimizer now has {n}", c.max_lrs.len()));
+                    };
                     let base_height = (mm - bm) * scale_factor;
                     set_momentum(opt, i, c.use_beta1, mm - base_height * scale)?;
                 }

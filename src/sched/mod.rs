@@ -265,7 +265,7 @@ impl SchedulerCore {
             Kind::WarmRestarts { t_i, t_cur, .. } => json!({"T_i": t_i, "T_cur": t_cur}),
             Kind::Plateau(p) => p.state(),
             Kind::Sequential { schedulers, .. } | Kind::Chained { schedulers } => {
-                json!({"_schedulers": schedulers.iter().map(|s| s.0.borrow().state_dict()).collect::<Vec<_>>()})
+                json!({"_schedulers": schedulers.iter().map(|s| s.0.try_borrow().map(|c| c.state_dict()).unwrap_or(Value::Null)).collect::<Vec<_>>()})
             }
             _ => json!({}),
         };

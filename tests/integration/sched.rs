@@ -145,3 +145,33 @@ fn bad_scheduler_input_is_a_clear_error() {
         assert!(e.contains(want), "{src}: {e}");
     }
 }
+
+#[test]
+fn the_trainer_steps_a_lambda_scheduler_from_rust() {
+    let src = r#"
+        fn factor(e) { 1.0 / (1 + e) }
+        let w = torch::zeros([2], #{requires_grad: true});
+        let opt = optim::adam([w], #{lr: 0.1});
+        sched::lambda_lr(opt, factor)
+    "#;
+    let script = lt::script::runner::Script::from_source(std::path::Path::new("t.rhai"), src.to_string()).unwrap();
+    let s: lt::sched::LRScheduler = script.run(&mut rhai::Scope::new()).unwrap().try_cast().unwrap();
+    assert!(!s.is_plateau());
+    for _ in 0..3 {
+        s.step_with_engine(&script.engine, &script.ast, None).unwrap();
+    }
+    assert!((s.get_last_lr()[0] - 0.1 / 4.0).abs() < 1e-15);
+    let opt = s.optimizer().unwrap();
+    assert_eq!(opt.lrs(), s.get_last_lr());
+    assert_eq!(opt.name(), "Adam");
+    let p: lt::sched::LRScheduler = eval(
+        "let w = torch::zeros([2], #{requires_grad: true}); sched::reduce_lr_on_plateau(optim::sgd([w]), #{patience: 0})",
+    )
+    .unwrap()
+    .try_cast()
+    .unwrap();
+    assert!(p.is_plateau());
+    let e = p.step_with_engine(&script.engine, &script.ast, None).unwrap_err();
+    assert!(e.contains("metric"), "{e}");
+    p.step_with_engine(&script.engine, &script.ast, Some(1.0)).unwrap();
+}
