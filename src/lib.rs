@@ -4,6 +4,7 @@
 //! engine, errors, docs), `bench` (figures), `cli` (the `lt` command).
 pub mod bench;
 pub mod cli;
+pub mod data;
 pub mod golden;
 pub mod script;
 pub mod tensor;

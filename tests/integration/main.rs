@@ -4,4 +4,5 @@ mod common;
 mod docs;
 mod golden;
 mod script_errors;
+mod data;
 mod tensor_api;
