@@ -6,6 +6,7 @@ pub mod bench;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod cli;
+pub mod data;
 pub mod golden;
 pub mod optim;
 pub mod sched;

@@ -13,6 +13,7 @@ pub fn registry() -> Registry {
     crate::sched::api::register(&mut reg);
     crate::trainer::api::register(&mut reg);
     crate::callbacks::api::register(&mut reg);
+    crate::data::api::register(&mut reg);
     reg
 }
 

@@ -6,6 +6,7 @@ mod golden;
 mod optim;
 mod sched;
 mod script_errors;
+mod data;
 mod tensor_api;
 mod trainer_core;
 mod trainer_script;

@@ -1,0 +1,451 @@
+//! The `data::` script surface: datasets, loaders, samplers, transforms, file formats, and the
+//! Rust-side accessors the Trainer uses on loaders returned by a script's hooks.
+use super::dataset::{self, Concat, SplitSizes, Subset, TensorDataset};
+use super::loader::{DataLoader, LoaderOptions};
+use super::rng::seed_from_torch;
+use super::sampler::Sampler;
+use super::script_ds::ScriptDataset;
+use super::{synthetic, Batch, DataError, Dataset, EpochIter, FetchCtx};
+use crate::script::convert::{err, number, OrScript, Opts, RResult};
+use crate::script::registry::Registry;
+use crate::tensor::Tensor;
+use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext, INT};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Script type `Dataset`: a shared dataset.
+#[derive(Clone)]
+pub struct DatasetHandle(pub Arc<dyn Dataset>);
+
+/// Script type `DataLoader`: shared with the Trainer (`Rc<RefCell<…>>`, so the Trainer's
+/// `set_distributed` is seen by the script and the other way round).
+#[derive(Clone)]
+pub struct LoaderHandle(pub Rc<RefCell<DataLoader>>);
+
+impl LoaderHandle {
+    pub fn new(l: DataLoader) -> Self {
+        LoaderHandle(Rc::new(RefCell::new(l)))
+    }
+    pub fn borrow(&self) -> std::cell::Ref<'_, DataLoader> {
+        self.0.borrow()
+    }
+    pub fn borrow_mut(&self) -> std::cell::RefMut<'_, DataLoader> {
+        self.0.borrow_mut()
+    }
+}
+
+/// Script type `Sampler`.
+#[derive(Clone)]
+pub struct SamplerHandle(pub Sampler);
+
+/// The loader behind a script value, if it is one.
+pub fn loader_of(d: &Dynamic) -> Option<LoaderHandle> {
+    d.read_lock::<LoaderHandle>().map(|l| l.clone())
+}
+
+/// The loaders behind a `*_dataloader()` hook's result: one loader, an array of loaders, or `()`
+/// (no loader). Anything else is an error naming what was found.
+pub fn loaders_of(d: &Dynamic) -> Result<Vec<LoaderHandle>, String> {
+    if d.is_unit() {
+        return Ok(Vec::new());
+    }
+    if let Some(l) = loader_of(d) {
+        return Ok(vec![l]);
+    }
+    if let Some(a) = d.read_lock::<Array>() {
+        return a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                loader_of(v).ok_or_else(|| format!("element {i} of the array is a {}, not a DataLoader", v.type_name()))
+            })
+            .collect();
+    }
+    Err(format!("expected a DataLoader or an array of DataLoaders, got {}", d.type_name()))
+}
+
+/// A batch as scripts see it: tensors, arrays, maps, numbers, strings.
+pub fn batch_to_dynamic(b: Batch) -> Dynamic {
+    match b {
+        Batch::Tensor(t) => Dynamic::from(Tensor::new(t)),
+        Batch::List(v) => Dynamic::from_array(v.into_iter().map(batch_to_dynamic).collect()),
+        Batch::Map(v) => {
+            let mut m = Map::new();
+            for (k, x) in v {
+                m.insert(k.into(), batch_to_dynamic(x));
+            }
+            Dynamic::from_map(m)
+        }
+        Batch::Int(i) => Dynamic::from_int(i),
+        Batch::Float(f) => Dynamic::from_float(f),
+        Batch::Bool(b) => Dynamic::from_bool(b),
+        Batch::Str(s) => Dynamic::from(s),
+        Batch::Strs(v) => Dynamic::from_array(v.into_iter().map(Dynamic::from).collect()),
+    }
+}
+
+/// `for batch in loader`: the batches of the loader's current epoch, then the epoch advances.
+pub struct ScriptBatches(EpochIter);
+
+impl Iterator for ScriptBatches {
+    type Item = RResult<Dynamic>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|r| r.map(batch_to_dynamic).map_err(err))
+    }
+}
+
+impl IntoIterator for LoaderHandle {
+    type Item = RResult<Dynamic>;
+    type IntoIter = ScriptBatches;
+    fn into_iter(self) -> ScriptBatches {
+        let it = self.0.borrow_mut().iter_next();
+        ScriptBatches(it)
+    }
+}
+
+fn ds(d: impl Dataset + 'static) -> DatasetHandle {
+    DatasetHandle(Arc::new(d))
+}
+
+fn to_usize(v: i64, what: &str, name: &str) -> RResult<usize> {
+    usize::try_from(v).map_err(|_| err(format!("{what}: '{name}' must be non-negative, got {v}")))
+}
+
+fn opt_usize(o: &Opts, key: &str, default: usize, what: &str) -> RResult<usize> {
+    to_usize(o.i64_or(key, default as i64)?, what, key)
+}
+
+fn seed_opt(o: &Opts) -> RResult<u64> {
+    Ok(match o.i64_opt("seed")? {
+        Some(s) => s as u64,
+        None => seed_from_torch(),
+    })
+}
+
+fn tensor_arg(d: &Dynamic, what: &str, i: usize) -> RResult<tch::Tensor> {
+    d.read_lock::<Tensor>()
+        .map(|t| t.handle())
+        .ok_or_else(|| err(format!("{what}: argument {i} is a {}, expected a Tensor", d.type_name())))
+}
+
+fn tensor_dataset(ts: &[Dynamic]) -> RResult<DatasetHandle> {
+    let ts = ts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| tensor_arg(t, "data::tensor_dataset", i))
+        .collect::<RResult<Vec<_>>>()?;
+    Ok(ds(TensorDataset::new(&ts).or_script()?))
+}
+
+fn numbers(d: &Dynamic, what: &str) -> RResult<Vec<f64>> {
+    if let Some(t) = d.read_lock::<Tensor>() {
+        let t = t.f_to_kind(tch::Kind::Double).or_script()?.f_flatten(0, -1).or_script()?;
+        return Vec::<f64>::try_from(&t).map_err(|e| err(format!("{what}: {e}")));
+    }
+    if let Some(a) = d.read_lock::<Array>() {
+        return a.iter().map(|v| number(v, what)).collect();
+    }
+    Err(err(format!("{what}: expected an array of numbers or a Tensor, got {}", d.type_name())))
+}
+
+const LOADER_KEYS: &[&str] =
+    &["batch_size", "shuffle", "drop_last", "num_workers", "pin_memory", "seed", "sampler", "prefetch_factor"];
+
+fn loader(d: DatasetHandle, m: &Map) -> RResult<LoaderHandle> {
+    const W: &str = "data::loader";
+    let o = Opts::new(m, W, LOADER_KEYS)?;
+    let mut opts = LoaderOptions {
+        batch_size: opt_usize(&o, "batch_size", 1, W)?,
+        shuffle: o.bool_or("shuffle", false)?,
+        drop_last: o.bool_or("drop_last", false)?,
+        num_workers: opt_usize(&o, "num_workers", 0, W)?,
+        pin_memory: o.bool_or("pin_memory", false)?,
+        seed: seed_opt(&o)?,
+        prefetch_factor: opt_usize(&o, "prefetch_factor", 2, W)?,
+        sampler: None,
+    };
+    if let Some(s) = o.get("sampler") {
+        let s = s
+            .read_lock::<SamplerHandle>()
+            .map(|s| s.0.clone())
+            .ok_or_else(|| err(format!("{W}: option 'sampler' must be a Sampler, got {}", s.type_name())))?;
+        opts.sampler = Some(s);
+    }
+    Ok(LoaderHandle::new(DataLoader::new(d.0, opts).or_script()?))
+}
+
+fn index(d: &DatasetHandle, i: INT) -> RResult<Dynamic> {
+    let n = d.0.len() as i64;
+    let j = if i < 0 { i + n } else { i };
+    if j < 0 || j >= n {
+        return Err(err(format!("dataset index {i} is out of range for a dataset of {n} samples")));
+    }
+    let ctx = FetchCtx { seed: 0, epoch: 0, batch: j as u64 };
+    d.0.get(j as usize, &ctx).map(batch_to_dynamic).or_script()
+}
+
+fn datasets_of(a: &Array, what: &str) -> RResult<Vec<Arc<dyn Dataset>>> {
+    a.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.read_lock::<DatasetHandle>()
+                .map(|d| d.0.clone())
+                .ok_or_else(|| err(format!("{what}: element {i} is a {}, not a Dataset", v.type_name())))
+        })
+        .collect()
+}
+
+fn split_sizes(a: &Array) -> RResult<SplitSizes> {
+    const W: &str = "data::random_split";
+    if a.iter().all(|v| v.is_int()) {
+        let c = a
+            .iter()
+            .map(|v| to_usize(v.as_int().unwrap_or(0), W, "lengths"))
+            .collect::<RResult<Vec<_>>>()?;
+        return Ok(SplitSizes::Counts(c));
+    }
+    Ok(SplitSizes::Fractions(a.iter().map(|v| number(v, W)).collect::<RResult<_>>()?))
+}
+
+fn synthetic_opts<'a>(m: &'a Map, what: &'a str, keys: &[&str]) -> RResult<Opts<'a>> {
+    Opts::new(m, what, keys)
+}
+
+pub fn register(reg: &mut Registry) {
+    let g = reg.global_module();
+    g.set_custom_type::<DatasetHandle>("Dataset");
+    g.set_custom_type::<LoaderHandle>("DataLoader");
+    g.set_custom_type::<SamplerHandle>("Sampler");
+    g.set_iterable_result::<LoaderHandle, Dynamic>();
+    register_datasets(reg);
+    register_synthetic(reg);
+    register_loader(reg);
+    register_samplers(reg);
+}
+
+fn register_datasets(reg: &mut Registry) {
+    let doc = "A dataset whose samples are rows of the given tensors, all with the same first dim (torch TensorDataset). Samples are `[x[i], y[i], …]`; a map of tensors gives `#{name: t[i]}` samples.\n\n```rhai\nlet x = torch::randn([10, 3]);\nlet y = torch::arange(10);\nlet ds = data::tensor_dataset(x, y);\nprint(ds.len());\nlet s = ds[2];\nprint(s[0].shape);\nlet named = data::tensor_dataset(#{x: x, y: y});\nprint(named[0].y);\n```";
+    reg.func("data", "tensor_dataset", "x", doc, |a: Dynamic| -> RResult<DatasetHandle> {
+        if let Some(m) = a.read_lock::<Map>() {
+            let named = m
+                .iter()
+                .map(|(k, v)| Ok((k.to_string(), tensor_arg(v, "data::tensor_dataset", 0)?)))
+                .collect::<RResult<Vec<_>>>()?;
+            return Ok(ds(TensorDataset::named(&named).or_script()?));
+        }
+        if let Some(arr) = a.read_lock::<Array>() {
+            return tensor_dataset(&arr);
+        }
+        tensor_dataset(&[a])
+    });
+    reg.func("data", "tensor_dataset", "x, y", doc, |a: Dynamic, b: Dynamic| tensor_dataset(&[a, b]));
+    reg.func("data", "tensor_dataset", "x, y, z", doc, |a: Dynamic, b: Dynamic, c: Dynamic| tensor_dataset(&[a, b, c]));
+    reg.func("data", "tensor_dataset", "x, y, z, w", doc, |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {
+        tensor_dataset(&[a, b, c, d])
+    });
+
+    let doc = "A dataset defined by the script: `len` (an int, or a function returning one) and `get`, a function from an index to a sample (a tensor, number, string, or an array / map of them). Use it for what no built-in dataset covers; its samples are fetched on the script's thread, so loaders over it ignore `num_workers`.\n\n```rhai\nlet ds = data::dataset(#{\n    len: 6,\n    get: |i| [torch::full([2], i), i % 2],\n});\nfor batch in data::loader(ds, #{batch_size: 4}) {\n    print(batch[0].shape);\n    print(batch[1]);\n}\n```";
+    reg.volatile("data", "dataset", "fns", doc, |ctx: NativeCallContext, m: Map| -> RResult<DatasetHandle> {
+        const W: &str = "data::dataset";
+        let o = Opts::new(&m, W, &["len", "get"])?;
+        let len_v = o.get("len").ok_or_else(|| err(format!("{W}: missing 'len' (an int or a function)")))?;
+        let len = if let Some(f) = len_v.read_lock::<FnPtr>() {
+            let v: Dynamic = f.call_within_context(&ctx, ())?;
+            v.as_int().map_err(|t| err(format!("{W}: len() returned {t}, expected an int")))?
+        } else {
+            len_v.as_int().map_err(|t| err(format!("{W}: 'len' must be an int or a function, got {t}")))?
+        };
+        let len = to_usize(len, W, "len")?;
+        let get = o
+            .get("get")
+            .ok_or_else(|| err(format!("{W}: missing 'get' (a function of the index)")))?
+            .read_lock::<FnPtr>()
+            .map(|f| f.clone())
+            .ok_or_else(|| err(format!("{W}: 'get' must be a function, e.g. |i| [x[i], y[i]]")))?;
+        Ok(ds(ScriptDataset::new(&ctx, len, get)))
+    });
+
+    let doc = "Number of samples (len(dataset)).\n\n```rhai\nprint(data::blobs().len());\n```";
+    reg.func("", "len", "self", doc, |d: &mut DatasetHandle| d.0.len() as INT);
+    let doc = "Sample `i` (negative counts from the end), without a batch dimension.\n\n```rhai\nlet ds = data::regression(#{n: 8});\nprint(ds[0][0].shape);\nprint(ds[-1][1]);\n```";
+    reg.index_get(doc, |d: &mut DatasetHandle, i: INT| index(d, i));
+    let doc = "Class names, for datasets that have them (image folders, CSV files with string labels); `()` otherwise.\n\n```rhai\nprint(data::blobs().classes);\n```";
+    reg.getter("classes", doc, |d: &mut DatasetHandle| -> Dynamic {
+        match d.0.classes() {
+            Some(c) => Dynamic::from_array(c.into_iter().map(Dynamic::from).collect()),
+            None => Dynamic::UNIT,
+        }
+    });
+    let doc = "What the dataset is, with its size and shapes.\n\n```rhai\nprint(data::blobs(#{n: 10}).to_string());\n```";
+    reg.func("", "to_string", "self", doc, |d: &mut DatasetHandle| d.0.describe());
+    reg.func("", "to_debug", "self", doc, |d: &mut DatasetHandle| d.0.describe());
+
+    let doc = "The samples of `ds` at `indices`, in that order (torch Subset).\n\n```rhai\nlet ds = data::blobs(#{n: 20});\nlet s = data::subset(ds, [0, 5, 7]);\nprint(s.len());\n```";
+    reg.func("data", "subset", "ds, indices", doc, |d: DatasetHandle, idx: Array| -> RResult<DatasetHandle> {
+        let idx = idx
+            .iter()
+            .map(|v| {
+                let i = v.as_int().map_err(|t| err(format!("data::subset: indices must be ints, found {t}")))?;
+                to_usize(i, "data::subset", "indices")
+            })
+            .collect::<RResult<Vec<_>>>()?;
+        Ok(ds(Subset::new(d.0, idx).or_script()?))
+    });
+    let doc = "Datasets one after the other (torch ConcatDataset); their samples must have the same structure.\n\n```rhai\nlet a = data::blobs(#{n: 10});\nlet b = data::blobs(#{n: 5, seed: 1});\nprint(data::concat([a, b]).len());\n```";
+    reg.func("data", "concat", "datasets", doc, |a: Array| -> RResult<DatasetHandle> {
+        Ok(ds(Concat::new(datasets_of(&a, "data::concat")?).or_script()?))
+    });
+    let doc = "Splits a dataset into non-overlapping random subsets (torch.utils.data.random_split): `lengths` are ints summing to the dataset's length, or fractions summing to 1 (remainders go round-robin to the first subsets). `#{seed}` fixes the split (default: drawn from `torch::manual_seed`'s generator).\n\n```rhai\nlet ds = data::blobs(#{n: 10});\nlet parts = data::random_split(ds, [0.8, 0.2], #{seed: 42});\nprint(parts[0].len());\nprint(parts[1].len());\n```";
+    reg.volatile("data", "random_split", "ds, lengths", doc, |d: DatasetHandle, l: Array| -> RResult<Array> {
+        let parts = dataset::random_split(d.0, &split_sizes(&l)?, seed_from_torch()).or_script()?;
+        Ok(parts.into_iter().map(|s| Dynamic::from(ds(s))).collect())
+    });
+    reg.volatile("data", "random_split", "ds, lengths, opts", doc, |d: DatasetHandle, l: Array, m: Map| -> RResult<Array> {
+        let o = Opts::new(&m, "data::random_split", &["seed"])?;
+        let parts = dataset::random_split(d.0, &split_sizes(&l)?, seed_opt(&o)?).or_script()?;
+        Ok(parts.into_iter().map(|s| Dynamic::from(ds(s))).collect())
+    });
+}
+
+fn register_synthetic(reg: &mut Registry) {
+    let doc = "Gaussian blobs for classification (sklearn make_blobs): `#{n: 300, centers: 3, features: 2, std: 1.0, seed: 0}`. Samples `[x: float32 [features], y: int64]`; no download, identical on every machine for a seed.\n\n```rhai\nlet ds = data::blobs(#{n: 100, centers: 4, seed: 1});\nprint(ds[0]);\n```";
+    let blobs = |m: Map| -> RResult<DatasetHandle> {
+        const W: &str = "data::blobs";
+        let o = synthetic_opts(&m, W, &["n", "centers", "features", "std", "seed"])?;
+        Ok(ds(synthetic::blobs(
+            opt_usize(&o, "n", 300, W)?,
+            opt_usize(&o, "centers", 3, W)?,
+            opt_usize(&o, "features", 2, W)?,
+            o.f64_or("std", 1.0)?,
+            o.i64_or("seed", 0)? as u64,
+        )
+        .or_script()?))
+    };
+    reg.func("data", "blobs", "", doc, move || blobs(Map::new()));
+    reg.func("data", "blobs", "opts", doc, blobs);
+
+    let doc = "Interleaved 2-D spirals, one arm per class: `#{n: 300, classes: 3, noise: 0.2, seed: 0}`. Samples `[x: float32 [2], y: int64]`.\n\n```rhai\nlet ds = data::spirals(#{n: 60, classes: 2});\nprint(ds.len());\n```";
+    let spirals = |m: Map| -> RResult<DatasetHandle> {
+        const W: &str = "data::spirals";
+        let o = synthetic_opts(&m, W, &["n", "classes", "noise", "seed"])?;
+        Ok(ds(synthetic::spirals(
+            opt_usize(&o, "n", 300, W)?,
+            opt_usize(&o, "classes", 3, W)?,
+            o.f64_or("noise", 0.2)?,
+            o.i64_or("seed", 0)? as u64,
+        )
+        .or_script()?))
+    };
+    reg.func("data", "spirals", "", doc, move || spirals(Map::new()));
+    reg.func("data", "spirals", "opts", doc, spirals);
+
+    let doc = "Linear regression data `y = x·w + b + noise·ε`: `#{n: 200, features: 4, noise: 0.1, seed: 0}`. Samples `[x: float32 [features], y: float32 [1]]`.\n\n```rhai\nlet ds = data::regression(#{n: 50, features: 3});\nprint(ds[0][1].shape);\n```";
+    let regression = |m: Map| -> RResult<DatasetHandle> {
+        const W: &str = "data::regression";
+        let o = synthetic_opts(&m, W, &["n", "features", "noise", "seed"])?;
+        Ok(ds(synthetic::regression(
+            opt_usize(&o, "n", 200, W)?,
+            opt_usize(&o, "features", 4, W)?,
+            o.f64_or("noise", 0.1)?,
+            o.i64_or("seed", 0)? as u64,
+        )
+        .or_script()?))
+    };
+    reg.func("data", "regression", "", doc, move || regression(Map::new()));
+    reg.func("data", "regression", "opts", doc, regression);
+
+    let doc = "Sequence copy task: random token sequences, target = input: `#{n: 256, seq_len: 8, vocab: 10, seed: 0}`. Samples `[x: int64 [seq_len], y: int64 [seq_len]]`.\n\n```rhai\nlet ds = data::sequence_copy(#{n: 16, seq_len: 5});\nprint(ds[0][0]);\n```";
+    let copy = |m: Map| -> RResult<DatasetHandle> {
+        const W: &str = "data::sequence_copy";
+        let o = synthetic_opts(&m, W, &["n", "seq_len", "vocab", "seed"])?;
+        Ok(ds(synthetic::sequence_copy(
+            opt_usize(&o, "n", 256, W)?,
+            opt_usize(&o, "seq_len", 8, W)?,
+            opt_usize(&o, "vocab", 10, W)?,
+            o.i64_or("seed", 0)? as u64,
+        )
+        .or_script()?))
+    };
+    reg.func("data", "sequence_copy", "", doc, move || copy(Map::new()));
+    reg.func("data", "sequence_copy", "opts", doc, copy);
+}
+
+fn register_loader(reg: &mut Registry) {
+    let doc = "Batches of a dataset (torch.utils.data.DataLoader): `#{batch_size: 1, shuffle: false, drop_last: false, num_workers: 0, pin_memory: false, seed, sampler, prefetch_factor: 2}`. Batches are assembled in Rust, on `num_workers` threads that prefetch whole batches; the order depends only on the seed and the epoch (never on `num_workers`). Each `for batch in loader` runs one epoch and moves to the next, reshuffling. Samples are collated like PyTorch: tensors stacked, numbers to tensors, arrays and maps per element.\n\n```rhai\nlet ds = data::blobs(#{n: 100});\nlet loader = data::loader(ds, #{batch_size: 32, shuffle: true, seed: 7, num_workers: 2});\nprint(loader.len());\nfor batch in loader {\n    let x = batch[0];\n    let y = batch[1];\n    print(`${x.shape} ${y.shape}`);\n}\n```";
+    reg.volatile("data", "loader", "dataset", doc, |d: DatasetHandle| loader(d, &Map::new()));
+    reg.volatile("data", "loader", "dataset, opts", doc, |d: DatasetHandle, m: Map| loader(d, &m));
+
+    let doc = "Number of batches per epoch (len(loader)).\n\n```rhai\nprint(data::loader(data::blobs(#{n: 10}), #{batch_size: 4}).len());\n```";
+    reg.func("", "len", "self", doc, |l: &mut LoaderHandle| l.borrow().len() as INT);
+    let doc = "The loader's dataset.\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 10}));\nprint(l.dataset.len());\n```";
+    reg.getter("dataset", doc, |l: &mut LoaderHandle| DatasetHandle(l.borrow().dataset().clone()));
+    let doc = "Samples per batch.\n\n```rhai\nprint(data::loader(data::blobs(), #{batch_size: 16}).batch_size);\n```";
+    reg.getter("batch_size", doc, |l: &mut LoaderHandle| l.borrow().options().batch_size as INT);
+    let doc = "Worker threads that fetch batches.\n\n```rhai\nprint(data::loader(data::blobs(), #{num_workers: 2}).num_workers);\n```";
+    reg.getter("num_workers", doc, |l: &mut LoaderHandle| l.borrow().options().num_workers as INT);
+    let doc = "The epoch the next `for batch in loader` runs (its shuffle is seeded with seed + epoch).\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 8}), #{shuffle: true});\nfor b in l { print(b[0].shape); }\nprint(l.epoch);\n```";
+    reg.getter("epoch", doc, |l: &mut LoaderHandle| l.borrow().epoch() as INT);
+    let doc = "Sets the epoch of the next pass (sampler.set_epoch in PyTorch): a pass is reproducible from the loader's seed and its epoch.\n\n```rhai\nlet l = data::loader(data::tensor_dataset(torch::arange(6)), #{shuffle: true, seed: 1});\nl.set_epoch(3);\nlet a = [];\nfor b in l { a.push(b[0]); }\nl.set_epoch(3);\nlet i = 0;\nfor b in l { if !b[0].equal(a[i]) { throw \"differs\"; } i += 1; }\n```";
+    reg.func("", "set_epoch", "self, epoch", doc, |l: &mut LoaderHandle, e: INT| -> RResult<()> {
+        l.borrow_mut().set_epoch(to_usize(e, "set_epoch", "epoch")? as u64);
+        Ok(())
+    });
+    let doc = "Makes this loader read only rank `rank`'s share of the data out of `world_size` (a DistributedSampler with the loader's shuffle and seed, padded so every rank gets as many batches). The Trainer does this by itself under DDP.\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 10}), #{batch_size: 2});\nl.set_distributed(1, 4);\nprint(l.len());\n```";
+    reg.func("", "set_distributed", "self, rank, world_size", doc, |l: &mut LoaderHandle, r: INT, w: INT| -> RResult<()> {
+        let r = to_usize(r, "set_distributed", "rank")?;
+        let w = to_usize(w, "set_distributed", "world_size")?;
+        l.borrow_mut().set_distributed(r, w).or_script()
+    });
+    let doc = "The loader's settings and dataset.\n\n```rhai\nprint(data::loader(data::blobs(), #{batch_size: 8}).to_string());\n```";
+    reg.func("", "to_string", "self", doc, |l: &mut LoaderHandle| format!("{:?}", l.borrow()));
+    reg.func("", "to_debug", "self", doc, |l: &mut LoaderHandle| format!("{:?}", l.borrow()));
+}
+
+fn register_samplers(reg: &mut Registry) {
+    let doc = "Visits samples in order (torch SequentialSampler); what a loader without `shuffle` uses.\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 6}), #{sampler: data::sequential_sampler(), batch_size: 3});\nprint(l.len());\n```";
+    reg.func("data", "sequential_sampler", "", doc, || SamplerHandle(Sampler::Sequential));
+    let doc = "Random order (torch RandomSampler): a permutation per epoch, or with `#{replacement: true}` independent draws; `num_samples` sets the epoch's length.\n\n```rhai\nlet s = data::random_sampler(#{replacement: true, num_samples: 20});\nlet l = data::loader(data::blobs(#{n: 6}), #{sampler: s, batch_size: 5, seed: 0});\nprint(l.len());\n```";
+    let random = |m: Map| -> RResult<SamplerHandle> {
+        const W: &str = "data::random_sampler";
+        let o = Opts::new(&m, W, &["replacement", "num_samples"])?;
+        let num = match o.i64_opt("num_samples")? {
+            Some(v) => Some(to_usize(v, W, "num_samples")?),
+            None => None,
+        };
+        Ok(SamplerHandle(Sampler::Random { replacement: o.bool_or("replacement", false)?, num_samples: num }))
+    };
+    reg.func("data", "random_sampler", "", doc, move || random(Map::new()));
+    reg.func("data", "random_sampler", "opts", doc, random);
+    let doc = "Draws `num_samples` indices with probability proportional to `weights` (torch WeightedRandomSampler); with replacement by default, `#{replacement: false}` draws distinct indices. Weights are an array of numbers or a tensor, one per sample (rebalances classes).\n\n```rhai\nlet ds = data::blobs(#{n: 6});\nlet s = data::weighted_random_sampler([0.1, 0.1, 0.1, 0.1, 5.0, 5.0], 12);\nfor b in data::loader(ds, #{sampler: s, batch_size: 6, seed: 3}) {\n    print(b[1]);\n}\n```";
+    let weighted = |w: Dynamic, n: INT, m: Map| -> RResult<SamplerHandle> {
+        const W: &str = "data::weighted_random_sampler";
+        let o = Opts::new(&m, W, &["replacement"])?;
+        let weights = numbers(&w, W)?;
+        let n = to_usize(n, W, "num_samples")?;
+        Ok(SamplerHandle(Sampler::weighted(weights, n, o.bool_or("replacement", true)?).or_script()?))
+    };
+    reg.func("data", "weighted_random_sampler", "weights, num_samples", doc, move |w: Dynamic, n: INT| {
+        weighted(w, n, Map::new())
+    });
+    reg.func("data", "weighted_random_sampler", "weights, num_samples, opts", doc, weighted);
+    let doc = "Rank `rank`'s share of the data out of `num_replicas` (torch DistributedSampler): `#{num_replicas, rank, shuffle: true, drop_last: false}`. Without `drop_last` indices are repeated so every rank gets as many; the permutation is seeded by the loader's seed and epoch, the same on every rank. The Trainer injects one by itself under DDP.\n\n```rhai\nlet s = data::distributed_sampler(#{num_replicas: 2, rank: 0, shuffle: false});\nlet l = data::loader(data::tensor_dataset(torch::arange(5)), #{sampler: s, batch_size: 10});\nfor b in l { print(b[0]); }\n```";
+    reg.func("data", "distributed_sampler", "opts", doc, |m: Map| -> RResult<SamplerHandle> {
+        const W: &str = "data::distributed_sampler";
+        let o = Opts::new(&m, W, &["num_replicas", "rank", "shuffle", "drop_last"])?;
+        let world = o.i64_opt("num_replicas")?.ok_or_else(|| err(format!("{W}: missing 'num_replicas'")))?;
+        let rank = o.i64_opt("rank")?.ok_or_else(|| err(format!("{W}: missing 'rank'")))?;
+        let base = if o.bool_or("shuffle", true)? {
+            Sampler::Random { replacement: false, num_samples: None }
+        } else {
+            Sampler::Sequential
+        };
+        Ok(SamplerHandle(
+            Sampler::distributed(base, to_usize(rank, W, "rank")?, to_usize(world, W, "num_replicas")?, o.bool_or("drop_last", false)?)
+                .or_script()?,
+        ))
+    });
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: &DataError) {}
