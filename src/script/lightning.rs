@@ -224,7 +224,7 @@ impl ScriptModule {
         let fns: HashMap<String, usize> = script.ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
         let script = Rc::new(script);
         // Run the top level once (constants, prints).
-        script.run(&mut Scope::new()).map_err(|e| e.to_string())?;
+        let _ = script.run(&mut Scope::new()).map_err(|e| e.to_string())?;
         let mut m = ScriptModule {
             script,
             this: Dynamic::from_map(Map::new()),
@@ -256,7 +256,7 @@ impl ScriptModule {
         }
         m.refresh_this();
         if m.fns.contains_key("init") {
-            m.call_hook("init", vec![hp])?;
+            let _ = m.call_hook("init", vec![hp])?;
         }
         let mut trainer_opts: BTreeMap<String, Value> = BTreeMap::new();
         if m.fns.contains_key("trainer") {
@@ -714,7 +714,7 @@ impl LightningModule for ScriptModule {
         }
         // A shared map, so that `checkpoint.key = value` in the hook writes through.
         let ck = Dynamic::from_map(Map::new()).into_shared();
-        self.call_hook("on_save_checkpoint", vec![ck.clone()])?;
+        let _ = self.call_hook("on_save_checkpoint", vec![ck.clone()])?;
         let map = ck.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
         for (k, v) in map {
             if let Some(t) = v.read_lock::<Tensor>() {
@@ -737,7 +737,7 @@ impl LightningModule for ScriptModule {
         for (k, t) in &extra.tensors {
             map.insert(k.as_str().into(), Dynamic::from(Tensor::new(t.shallow_clone())));
         }
-        self.call_hook("on_load_checkpoint", vec![Dynamic::from_map(map)])?;
+        let _ = self.call_hook("on_load_checkpoint", vec![Dynamic::from_map(map)])?;
         Ok(())
     }
 

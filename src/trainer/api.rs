@@ -115,13 +115,13 @@ pub fn register(reg: &mut Registry) {
     reg.func("", "log", "this, name, value", doc, |_m: &mut Map, name: &str, v: Dynamic| log(name, &v, &LogOptions::default()));
     reg.func("", "log", "this, name, value, opts", doc, |_m: &mut Map, name: &str, v: Dynamic, o: Map| log(name, &v, &log_options(&o)?));
     let doc = "Logs every entry of a map with the same options (Lightning's `self.log_dict`).\n\n```rhai\nfn validation_step(batch, batch_idx) {\n    this.log_dict(#{val_loss: batch.mean(), val_acc: 0.5});\n}\n```";
-    reg.func("", "log_dict", "this, metrics", doc, |_m: &mut Map, d: Map| {
+    reg.func("", "log_dict", "this, metrics", doc, |_m: &mut Map, d: Map| -> RResult<()> {
         for (k, v) in &d {
             log(k, v, &LogOptions::default())?;
         }
         Ok(())
     });
-    reg.func("", "log_dict", "this, metrics, opts", doc, |_m: &mut Map, d: Map, o: Map| {
+    reg.func("", "log_dict", "this, metrics, opts", doc, |_m: &mut Map, d: Map, o: Map| -> RResult<()> {
         let opts = log_options(&o)?;
         for (k, v) in &d {
             log(k, v, &opts)?;

@@ -1,0 +1,2 @@
+pub mod summary;
+pub mod tree;
