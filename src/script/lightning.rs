@@ -254,10 +254,6 @@ impl ScriptModule {
                 this.insert("automatic_optimization".into(), Dynamic::from_bool(true));
             }
         }
-        m.refresh_this();
-        if m.fns.contains_key("init") {
-            let _ = m.call_hook("init", vec![hp])?;
-        }
         let mut trainer_opts: BTreeMap<String, Value> = BTreeMap::new();
         if m.fns.contains_key("trainer") {
             let t = m.call_plain("trainer", vec![])?;
@@ -268,6 +264,14 @@ impl ScriptModule {
             }
         }
         trainer_opts.extend(trainer_sets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // seed_everything before the model is built, so initial weights are reproducible too.
+        if let Some(seed) = trainer_opts.get("seed").and_then(Value::as_i64) {
+            tch::manual_seed(seed);
+        }
+        m.refresh_this();
+        if m.fns.contains_key("init") {
+            let _ = m.call_hook("init", vec![hp])?;
+        }
         if m.fns.contains_key("callbacks") {
             let c = m.call_plain("callbacks", vec![])?;
             m.callbacks = match c.clone().try_cast::<Array>() {

@@ -77,7 +77,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
     {
-        self.func_with(ns, FuncRegistration::new(name), false, params, doc, func)
+        self.func_with(ns, FuncRegistration::new(name), false, name.to_string(), params, doc, func)
     }
 
     /// Like [`Registry::func`], for a function whose result differs between calls with the same
@@ -94,7 +94,7 @@ impl Registry {
         FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
     {
         self.volatile_next = true;
-        self.func_with(ns, FuncRegistration::new(name), false, params, doc, func)
+        self.func_with(ns, FuncRegistration::new(name), false, name.to_string(), params, doc, func)
     }
 
     /// Registers a property getter `x.name`.
@@ -107,7 +107,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 1, X, R, F> + 'static,
     {
-        self.func_with("", FuncRegistration::new_getter(name), false, "self", doc, func)
+        self.func_with("", FuncRegistration::new_getter(name), false, String::new(), "self", doc, func)
     }
 
     /// Registers a property setter `x.name = v`.
@@ -120,7 +120,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 2, X, R, F> + 'static,
     {
-        self.func_with("", FuncRegistration::new_setter(name), true, "self, value", doc, func)
+        self.func_with("", FuncRegistration::new_setter(name), true, String::new(), "self, value", doc, func)
     }
 
     /// Registers an index getter `x[i]`.
@@ -129,7 +129,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 2, X, R, F> + 'static,
     {
-        self.func_with("", FuncRegistration::new_index_getter(), false, "self, index", doc, func)
+        self.func_with("", FuncRegistration::new_index_getter(), false, String::new(), "self, index", doc, func)
     }
 
     /// Registers an index setter `x[i] = v`.
@@ -138,7 +138,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 3, X, R, F> + 'static,
     {
-        self.func_with("", FuncRegistration::new_index_setter(), true, "self, index, value", doc, func)
+        self.func_with("", FuncRegistration::new_index_setter(), true, String::new(), "self, index, value", doc, func)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -147,6 +147,7 @@ impl Registry {
         ns: &str,
         reg: FuncRegistration,
         setter: bool,
+        name_for_purity: String,
         params: &str,
         doc: &str,
         func: FUNC,
@@ -178,7 +179,20 @@ impl Registry {
         };
         let reg = if ns.is_empty() { reg.with_namespace(FnNamespace::Global) } else { reg };
         let volatile = std::mem::take(&mut self.volatile_next);
-        let wrapped = with_call_position(func.into_rhai_function(!setter, volatile));
+        // Tensor methods never change the Rust value of their receiver (in-place ops act on the
+        // shared libtorch tensor), so they are registered as pure functions: otherwise Rhai would
+        // "write back" `x[i]` through the index setter after `x[i].item()`, an in-place copy that
+        // breaks autograd. Compound assignment (`x[i] += 1`) keeps the method form.
+        let tensor_receiver = FUNC::param_types().first() == Some(&std::any::TypeId::of::<crate::tensor::Tensor>());
+        let op_assign = matches!(name_for_purity.as_str(), "+=" | "-=" | "*=" | "/=");
+        let f = func.into_rhai_function(!setter, volatile);
+        let f = match f {
+            RhaiFunc::Method { func, has_context, is_pure, is_volatile } if tensor_receiver && !setter && !op_assign => {
+                RhaiFunc::Pure { func, has_context, is_pure, is_volatile }
+            }
+            other => other,
+        };
+        let wrapped = with_call_position(f);
         reg.with_params_info(info)
             .with_comments([comment])
             .set_into_module_raw(module, FUNC::param_types(), wrapped);
