@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cli;
 pub mod golden;
+pub mod nn;
 pub mod script;
 pub mod tensor;
 

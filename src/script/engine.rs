@@ -9,6 +9,7 @@ pub const STDLIB: &[(&str, &str)] = &[("metrics", include_str!("../../stdlib/met
 pub fn registry() -> Registry {
     let mut reg = Registry::new();
     crate::tensor::api::register(&mut reg);
+    crate::nn::api::register(&mut reg);
     reg
 }
 
