@@ -14,6 +14,7 @@ pub fn registry() -> Registry {
     crate::trainer::api::register(&mut reg);
     crate::callbacks::api::register(&mut reg);
     crate::data::api::register(&mut reg);
+    crate::nn::api::register(&mut reg);
     reg
 }
 

@@ -1,0 +1,798 @@
+//! The nn script surface: `nn::` layer constructors and their native forwards (`__nn_*`, reached
+//! through each module map's `forward` entry), module methods on maps (`parameters()`,
+//! `state_dict()`, `train()`, …), the functional `F::` namespace, `init::` and weight files.
+use super::functional::{self as fun, ClassLossOpts};
+use super::layers::activation::{self, Act};
+use super::layers::{self, linear};
+use super::{init, io, tree};
+use crate::script::convert::{err, int_list, number, OrScript, Opts, RResult};
+use crate::script::registry::Registry;
+use crate::tensor::options::{parse_device, parse_dtype};
+use crate::tensor::{Tensor, TensorError};
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext, FLOAT, INT};
+
+type T = Tensor;
+
+fn ok(r: crate::tensor::Result<tch::Tensor>) -> RResult<Tensor> {
+    r.map(Tensor::new).map_err(err)
+}
+
+/// A layer's error, prefixed with its path and configuration.
+fn layer_err(m: &Map, desc: &str, e: TensorError) -> Box<EvalAltResult> {
+    err(format!("{}: {e}", tree::label_with(m, desc)))
+}
+
+/// Runs `f` on the map as a `Dynamic` (moved in and back out, no copy).
+fn with_dyn<R>(m: &mut Map, f: impl FnOnce(&mut Dynamic) -> R) -> R {
+    let mut d = Dynamic::from_map(std::mem::take(m));
+    let r = f(&mut d);
+    if let Some(back) = d.try_cast::<Map>() {
+        *m = back;
+    }
+    r
+}
+
+/// Dtype and device of new parameters, from the `dtype` / `device` options.
+fn param_opts(o: &Opts) -> RResult<layers::Opts> {
+    let kind = match o.str_opt("dtype")? {
+        Some(s) => parse_dtype(&s).or_script()?,
+        None => tch::Kind::Float,
+    };
+    let dev = match o.str_opt("device")? {
+        Some(s) => parse_device(&s).or_script()?,
+        None => tch::Device::Cpu,
+    };
+    Ok((kind, dev))
+}
+
+fn str_array(v: &[String]) -> Array {
+    v.iter().map(|s| Dynamic::from(s.clone())).collect()
+}
+
+fn pairs(v: Vec<(String, Tensor)>) -> Array {
+    v.into_iter()
+        .map(|(n, t)| Dynamic::from_array(vec![Dynamic::from(n), Dynamic::from(t)]))
+        .collect()
+}
+
+fn tensor_map(v: Vec<(String, Tensor)>) -> Map {
+    v.into_iter().map(|(n, t)| (n.into(), Dynamic::from(t))).collect()
+}
+
+/// A map of tensors that is a state_dict rather than a module: no `forward` / `_type`, and every
+/// value a tensor.
+fn as_state_dict(d: &Dynamic) -> Option<Vec<(String, tch::Tensor)>> {
+    let m = d.read_lock::<Map>()?;
+    if tree::is_module(&m) {
+        return None;
+    }
+    m.iter()
+        .map(|(k, v)| v.read_lock::<Tensor>().map(|t| (k.to_string(), t.handle())))
+        .collect()
+}
+
+/// The named tensors of a module (its state_dict) or of a state_dict map.
+fn named_tensors(d: &Dynamic) -> RResult<Vec<(String, tch::Tensor)>> {
+    if let Some(sd) = as_state_dict(d) {
+        return Ok(sd);
+    }
+    Ok(tree::state_dict(d).or_script()?.into_iter().map(|(n, t)| (n, t.handle())).collect())
+}
+
+/// Calls a module's `forward` with `this` bound to the module.
+pub fn call_forward(ctx: &NativeCallContext, module: &mut Dynamic, args: Vec<Dynamic>) -> RResult<Dynamic> {
+    let f = {
+        let m = module
+            .read_lock::<Map>()
+            .ok_or_else(|| err(format!("expected a module (a map with a forward function), got {}", module.type_name())))?;
+        match m.get("forward") {
+            Some(f) if f.is_fnptr() => f.clone().cast::<FnPtr>(),
+            _ => return Err(err(format!("{} has no forward function", tree::label(&m)))),
+        }
+    };
+    f.call_raw(ctx, Some(module), args)
+}
+
+fn fwd_doc(what: &str, example: &str) -> String {
+    format!("Forward of {what}: called through the module's `forward` entry, as `layer.forward(x)`.\n\n```rhai\n{example}\n```")
+}
+
+/// Registers the whole nn surface.
+pub fn register(reg: &mut Registry) {
+    register_module_methods(reg);
+    register_core_layers(reg);
+    register_activations(reg);
+    register_losses(reg);
+    register_functional(reg);
+    register_init(reg);
+    register_io(reg);
+}
+
+fn register_module_methods(reg: &mut Registry) {
+    let doc = "The parameters of a module and everything inside it, each once (Module.parameters()); \
+for optimizers. Parameters are the tensors a layer lists, plus tensors that require grad stored in a script's maps.\n\n\
+```rhai\nlet model = #{fc1: nn::linear(4, 8), fc2: nn::linear(8, 2)};\nprint(model.parameters().len());\n```";
+    reg.func("", "parameters", "self", doc, |m: &mut Map| -> RResult<Array> {
+        with_dyn(m, |d| tree::parameters(d)).map(|v| v.into_iter().map(Dynamic::from).collect()).or_script()
+    });
+    let doc = "`[name, tensor]` pairs with PyTorch's dotted names (`fc1.weight`, `layers.0.bias`), in walker order \
+(a layer's own parameters in PyTorch's order, then a map's entries sorted by key, arrays by index).\n\n\
+```rhai\nlet model = #{encoder: nn::sequential([nn::linear(4, 8), nn::relu()])};\nfor p in model.named_parameters() { print(`${p[0]} ${p[1].shape}`); }\n```";
+    reg.func("", "named_parameters", "self", doc, |m: &mut Map| -> RResult<Array> {
+        with_dyn(m, |d| tree::named_parameters(d)).map(pairs).or_script()
+    });
+    let doc = "The buffers (running statistics …) of a module and its children (Module.buffers()).\n\n\
+```rhai\nlet m = #{stats: torch::zeros([3]), _buffers: [\"stats\"]};\nprint(m.buffers().len());\n```";
+    reg.func("", "buffers", "self", doc, |m: &mut Map| -> RResult<Array> {
+        with_dyn(m, |d| tree::named_buffers(d)).map(|v| v.into_iter().map(|(_, t)| Dynamic::from(t)).collect()).or_script()
+    });
+    let doc = "`[name, tensor]` pairs of the buffers (Module.named_buffers()).\n\n\
+```rhai\nlet m = #{stats: torch::zeros([3]), _buffers: [\"stats\"]};\nfor b in m.named_buffers() { print(b[0]); }\n```";
+    reg.func("", "named_buffers", "self", doc, |m: &mut Map| -> RResult<Array> {
+        with_dyn(m, |d| tree::named_buffers(d)).map(pairs).or_script()
+    });
+    let doc = "Parameters and buffers by dotted name, detached but sharing storage with the model (Module.state_dict()).\n\n\
+```rhai\nlet model = #{fc: nn::linear(2, 3)};\nlet sd = model.state_dict();\nprint(sd.keys());\nprint(sd[\"fc.weight\"].shape);\n```";
+    reg.func("", "state_dict", "self", doc, |m: &mut Map| -> RResult<Map> {
+        with_dyn(m, |d| tree::state_dict(d)).map(tensor_map).or_script()
+    });
+    let doc = "Copies a state_dict (a map of name → tensor, e.g. from `state_dict()` or `nn::load`) into the model's \
+tensors in place, so optimizers keep working (Module.load_state_dict). Option `strict` (default true): missing or \
+unexpected keys are an error; shape mismatches always are. Returns `#{missing_keys, unexpected_keys}`.\n\n\
+```rhai\nlet a = nn::linear(2, 3);\nlet b = nn::linear(2, 3);\nb.load_state_dict(a.state_dict());\nprint(a.weight.equal(b.weight));\n\
+let r = b.load_state_dict(#{weight: torch::zeros([3, 2])}, #{strict: false});\nprint(r.missing_keys);\n```";
+    fn load_sd(m: &mut Map, sd: Map, strict: bool) -> RResult<Map> {
+        let sd: Vec<(String, tch::Tensor)> = sd
+            .iter()
+            .map(|(k, v)| {
+                v.read_lock::<Tensor>()
+                    .map(|t| (k.to_string(), t.handle()))
+                    .ok_or_else(|| err(format!("load_state_dict: entry '{k}' is a {}, expected a Tensor", v.type_name())))
+            })
+            .collect::<RResult<_>>()?;
+        let r = with_dyn(m, |d| tree::load_state_dict(d, &sd, strict)).or_script()?;
+        let mut out = Map::new();
+        out.insert("missing_keys".into(), Dynamic::from_array(str_array(&r.missing_keys)));
+        out.insert("unexpected_keys".into(), Dynamic::from_array(str_array(&r.unexpected_keys)));
+        Ok(out)
+    }
+    reg.func("", "load_state_dict", "self, state_dict", doc, |m: &mut Map, sd: Map| load_sd(m, sd, true));
+    reg.func("", "load_state_dict", "self, state_dict, opts", doc, |m: &mut Map, sd: Map, o: Map| {
+        let strict = Opts::new(&o, "load_state_dict", &["strict", "assign"])?.bool_or("strict", true)?;
+        load_sd(m, sd, strict)
+    });
+    let doc = "Puts every module in training mode (dropout active, batch norm using batch statistics) and returns the \
+module (Module.train()); `train(false)` is `eval()`. Also records each module's path for error messages.\n\n\
+```rhai\nlet m = #{drop: nn::dropout(0.5)};\nm.train();\nprint(m.drop.training);\n```";
+    reg.func("", "train", "self", doc, |m: &mut Map| -> RResult<Map> {
+        with_dyn(m, |d| tree::set_training(d, true)).or_script()?;
+        Ok(m.clone())
+    });
+    reg.func("", "train", "self, mode", doc, |m: &mut Map, mode: bool| -> RResult<Map> {
+        with_dyn(m, |d| tree::set_training(d, mode)).or_script()?;
+        Ok(m.clone())
+    });
+    let doc = "Puts every module in evaluation mode (dropout off, batch norm using running statistics) and returns the \
+module: PyTorch's `model.eval()`, which Rhai cannot spell (`eval` is a keyword); `model.train(false)` is the same.\n\n\
+```rhai\nlet m = #{drop: nn::dropout(0.5), fc: nn::linear(2, 2)};\nm.eval_mode();\nprint(m.drop.training);\n```";
+    reg.func("", "eval_mode", "self", doc, |m: &mut Map| -> RResult<Map> {
+        with_dyn(m, |d| tree::set_training(d, false)).or_script()?;
+        Ok(m.clone())
+    });
+    let doc = "Turns gradient recording of every parameter on or off (Module.requires_grad_); frozen parameters stay \
+parameters. Returns the module.\n\n```rhai\nlet m = #{fc: nn::linear(2, 2)};\nm.requires_grad_(false);\nprint(m.fc.weight.requires_grad);\nprint(m.num_parameters());\n```";
+    reg.func("", "requires_grad_", "self", doc, |m: &mut Map| -> RResult<Map> {
+        with_dyn(m, |d| tree::requires_grad_(d, true)).or_script()?;
+        Ok(m.clone())
+    });
+    reg.func("", "requires_grad_", "self, requires_grad", doc, |m: &mut Map, b: bool| -> RResult<Map> {
+        with_dyn(m, |d| tree::requires_grad_(d, b)).or_script()?;
+        Ok(m.clone())
+    });
+    let doc = "Moves every parameter and buffer to a device and/or casts the floating-point ones to a dtype, in place: \
+tensors keep their identity, so optimizers created before still hold them (Module.to). Takes a device or dtype name, or \
+`#{device, dtype}`. Returns the module.\n\n```rhai\nlet m = #{fc: nn::linear(2, 2)};\nm.to(\"float64\");\nprint(m.fc.weight.dtype);\nm.to(#{device: \"cpu\", dtype: \"float32\"});\nprint(m.fc.weight.dtype);\n```";
+    reg.func("", "to", "self, target", doc, |m: &mut Map, s: &str| -> RResult<Map> {
+        let (dev, kind) = match parse_device(s) {
+            Ok(d) => (Some(d), None),
+            Err(_) => match parse_dtype(s) {
+                Ok(k) => (None, Some(k)),
+                Err(_) => {
+                    return Err(err(format!(
+                        "to: '{s}' is neither a device (\"cpu\", \"cuda\", \"cuda:N\") nor a dtype (\"float32\", …)"
+                    )))
+                }
+            },
+        };
+        with_dyn(m, |d| tree::to(d, dev, kind)).or_script()?;
+        Ok(m.clone())
+    });
+    reg.func("", "to", "self, opts", doc, |m: &mut Map, o: Map| -> RResult<Map> {
+        let o = Opts::new(&o, "to", &["device", "dtype"])?;
+        let dev = o.str_opt("device")?.map(|s| parse_device(&s)).transpose().or_script()?;
+        let kind = o.str_opt("dtype")?.map(|s| parse_dtype(&s)).transpose().or_script()?;
+        with_dyn(m, |d| tree::to(d, dev, kind)).or_script()?;
+        Ok(m.clone())
+    });
+    let doc = "Zeroes the gradients of all parameters (Module.zero_grad).\n\n```rhai\nlet m = #{fc: nn::linear(2, 1)};\n\
+m.fc.forward(torch::ones([1, 2])).sum().backward();\nm.zero_grad();\nprint(m.fc.weight.grad.abs().sum().item());\n```";
+    reg.func("", "zero_grad", "self", doc, |m: &mut Map| -> RResult<()> { with_dyn(m, |d| tree::zero_grad(d)).or_script() });
+    let doc = "Number of parameter elements; `num_parameters(true)` counts only trainable ones.\n\n```rhai\nlet m = #{fc: nn::linear(4, 2)};\nprint(m.num_parameters());\n```";
+    reg.func("", "num_parameters", "self", doc, |m: &mut Map| -> RResult<INT> {
+        with_dyn(m, |d| tree::num_parameters(d, false)).or_script()
+    });
+    reg.func("", "num_parameters", "self, only_trainable", doc, |m: &mut Map, b: bool| -> RResult<INT> {
+        with_dyn(m, |d| tree::num_parameters(d, b)).or_script()
+    });
+    let doc = "Calls `f(module)` on every submodule, children first, then on the module itself (Module.apply), \
+for custom initialization; tensors are shared, so in-place init (`init::…_`) reaches the model. Returns the module.\n\n\
+```rhai\nlet m = #{a: nn::linear(2, 2), b: nn::linear(2, 2)};\nm.apply(|mod| if mod._type == \"Linear\" { init::zeros_(mod.bias); });\nprint(m.a.bias);\n```";
+    reg.func("", "apply", "self, f", doc, |ctx: NativeCallContext, m: &mut Map, f: FnPtr| -> RResult<Map> {
+        let mods = with_dyn(m, |d| tree::modules_post_order(d)).or_script()?;
+        for (_, sub) in mods {
+            let _ = f.call_raw(&ctx, None, [Dynamic::from_map(sub)])?;
+        }
+        Ok(m.clone())
+    });
+    let doc = "The model summary table (Lightning's ModelSummary): Name, Type, Params, Mode for modules down to \
+`max_depth` (default 1; -1 for all), then trainable, non-trainable and total parameters and their size in MB. \
+Also `nn::summary(model)`.\n\n```rhai\nlet m = #{encoder: nn::sequential([nn::linear(4, 8), nn::relu()]), head: nn::linear(8, 2)};\nprint(m.summary());\nprint(m.summary(#{max_depth: 2}));\n```";
+    fn summary_opts(d: &Dynamic, o: &Map) -> RResult<String> {
+        let depth = Opts::new(o, "summary", &["max_depth"])?.i64_or("max_depth", 1)?;
+        tree::summary(d, depth).or_script()
+    }
+    reg.func("", "summary", "self", doc, |m: &mut Map| -> RResult<String> { with_dyn(m, |d| tree::summary(d, 1)).or_script() });
+    reg.func("", "summary", "self, opts", doc, |m: &mut Map, o: Map| -> RResult<String> { with_dyn(m, |d| summary_opts(d, &o)) });
+    reg.func("nn", "summary", "model", doc, |d: Dynamic| -> RResult<String> { tree::summary(&d, 1).or_script() });
+    reg.func("nn", "summary", "model, opts", doc, |d: Dynamic, o: Map| summary_opts(&d, &o));
+
+    let doc = "Marks a tensor as a parameter: a leaf sharing `t`'s data that requires grad (nn.Parameter). Stored in a \
+script's module map, it is found by `parameters()` and saved in `state_dict()`.\n\n```rhai\nlet m = #{scale: nn::parameter(torch::ones([3]))};\nprint(m.named_parameters()[0][0]);\n```";
+    reg.func("nn", "parameter", "t", doc, |t: T| -> RResult<T> {
+        if !crate::tensor::options::is_floating(t.kind()) {
+            return Err(err("nn::parameter: only floating point tensors can require gradients"));
+        }
+        ok(t.f_detach().map(|x| x.set_requires_grad(true)).map_err(TensorError::from))
+    });
+}
+
+fn register_core_layers(reg: &mut Registry) {
+    // ---- Linear ----
+    let doc = "A fully connected layer `y = x Wᵀ + b` (nn.Linear). Options: `bias` (default true), `dtype`, `device`. \
+Weight and bias are drawn like PyTorch's (U(-1/√in, 1/√in)) from the seeded generator.\n\n\
+```rhai\ntorch::manual_seed(0);\nlet fc = nn::linear(4, 2);\nprint(fc.weight.shape);\nprint(fc.forward(torch::ones([3, 4])).shape);\n```";
+    fn make_linear(i: INT, o: INT, m: &Map) -> RResult<Map> {
+        let opts = Opts::new(m, "nn::linear", &["bias", "dtype", "device"])?;
+        if i < 0 || o < 0 {
+            return Err(err(format!("nn::linear: in_features and out_features must be non-negative, got ({i}, {o})")));
+        }
+        let (w, b) = linear::init(i, o, opts.bool_or("bias", true)?, param_opts(&opts)?).or_script()?;
+        Ok(tree::ModuleBuilder::new("Linear", "__nn_linear_forward")
+            .param("weight", Some(w))
+            .param("bias", b)
+            .set("in_features", i)
+            .set("out_features", o)
+            .build())
+    }
+    reg.volatile("nn", "linear", "in_features, out_features", doc, |i: INT, o: INT| make_linear(i, o, &Map::new()));
+    reg.volatile("nn", "linear", "in_features, out_features, opts", doc, |i: INT, o: INT, m: Map| make_linear(i, o, &m));
+    reg.func("", "__nn_linear_forward", "self, input", &fwd_doc("nn::linear", "let fc = nn::linear(3, 2);\nprint(fc.forward(torch::ones([3])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
+        let w = tree::tensor(m, "weight").or_script()?;
+        let b = tree::opt_tensor(m, "bias").or_script()?;
+        linear::forward(&x, &w, b.as_deref()).map(Tensor::new).map_err(|e| {
+            let desc = format!("{}→{}", w.size().get(1).copied().unwrap_or(0), w.size().first().copied().unwrap_or(0));
+            layer_err(m, &desc, e)
+        })
+    });
+
+    // ---- Bilinear ----
+    let doc = "A bilinear layer `y = x1ᵀ A x2 + b` (nn.Bilinear). Options: `bias`, `dtype`, `device`. Forward takes two inputs.\n\n\
+```rhai\nlet bl = nn::bilinear(3, 4, 2);\nprint(bl.forward(torch::ones([5, 3]), torch::ones([5, 4])).shape);\n```";
+    fn make_bilinear(a: INT, b: INT, o: INT, m: &Map) -> RResult<Map> {
+        let opts = Opts::new(m, "nn::bilinear", &["bias", "dtype", "device"])?;
+        if a < 0 || b < 0 || o < 0 {
+            return Err(err("nn::bilinear: feature sizes must be non-negative"));
+        }
+        let (w, bias) = linear::bilinear_init(a, b, o, opts.bool_or("bias", true)?, param_opts(&opts)?).or_script()?;
+        Ok(tree::ModuleBuilder::new("Bilinear", "__nn_bilinear_forward")
+            .param("weight", Some(w))
+            .param("bias", bias)
+            .set("in1_features", a)
+            .set("in2_features", b)
+            .set("out_features", o)
+            .build())
+    }
+    reg.volatile("nn", "bilinear", "in1_features, in2_features, out_features", doc, |a: INT, b: INT, o: INT| make_bilinear(a, b, o, &Map::new()));
+    reg.volatile("nn", "bilinear", "in1_features, in2_features, out_features, opts", doc, |a: INT, b: INT, o: INT, m: Map| make_bilinear(a, b, o, &m));
+    reg.func("", "__nn_bilinear_forward", "self, input1, input2", &fwd_doc("nn::bilinear", "let bl = nn::bilinear(2, 2, 1);\nprint(bl.forward(torch::ones([1, 2]), torch::ones([1, 2])).shape);"), |m: &mut Map, x1: T, x2: T| -> RResult<T> {
+        let w = tree::tensor(m, "weight").or_script()?;
+        let b = tree::opt_tensor(m, "bias").or_script()?;
+        linear::bilinear(&x1, &x2, &w, b.as_deref()).map(Tensor::new).map_err(|e| {
+            let s = w.size();
+            layer_err(m, &format!("{}×{}→{}", s[1], s[2], s[0]), e)
+        })
+    });
+
+    // ---- Sequential ----
+    let doc = "Chains modules: the output of each is the input of the next (nn.Sequential). Children are in the `layers` \
+array and are named `0`, `1`, … in the state_dict, as in PyTorch (`encoder.0.weight`).\n\n\
+```rhai\nlet net = nn::sequential([nn::linear(4, 8), nn::relu(), nn::linear(8, 2)]);\nprint(net.forward(torch::ones([3, 4])).shape);\nprint(net.state_dict().keys());\nprint(net.layers[0].weight.shape);\n```";
+    reg.volatile("nn", "sequential", "layers", doc, |a: Array| -> RResult<Map> {
+        for (i, l) in a.iter().enumerate() {
+            let good = l.read_lock::<Map>().is_some_and(|m| m.get("forward").is_some_and(|f| f.is_fnptr()));
+            if !good {
+                return Err(err(format!(
+                    "nn::sequential: element {i} is a {}, expected a module (a map with a forward function)",
+                    l.type_name()
+                )));
+            }
+        }
+        let mut m = tree::ModuleBuilder::new("Sequential", "__nn_sequential_forward").build();
+        m.insert("layers".into(), Dynamic::from_array(a));
+        m.insert("_inline".into(), Dynamic::from_array(vec![Dynamic::from("layers".to_string())]));
+        Ok(m)
+    });
+    reg.func("", "__nn_sequential_forward", "self, input", &fwd_doc("nn::sequential", "let s = nn::sequential([nn::identity()]);\nprint(s.forward(torch::ones([2])));"), |ctx: NativeCallContext, m: &mut Map, x: Dynamic| -> RResult<Dynamic> {
+        let layers = m.get_mut("layers").ok_or_else(|| err("Sequential: missing entry 'layers'"))?;
+        let mut arr = layers.write_lock::<Array>().ok_or_else(|| err("Sequential: entry 'layers' must be an array"))?;
+        let mut x = x;
+        for l in arr.iter_mut() {
+            x = call_forward(&ctx, l, vec![x])?;
+        }
+        Ok(x)
+    });
+
+    // ---- Identity / Flatten / Unflatten ----
+    let doc = "A module that returns its input (nn.Identity).\n\n```rhai\nprint(nn::identity().forward(torch::ones([2])));\n```";
+    reg.volatile("nn", "identity", "", doc, || tree::ModuleBuilder::new("Identity", "__nn_identity_forward").build());
+    reg.func("", "__nn_identity_forward", "self, input", &fwd_doc("nn::identity", "print(nn::identity().forward(torch::zeros([1])));"), |_m: &mut Map, x: Dynamic| x);
+
+    let doc = "Flattens dims `start_dim` (default 1) to `end_dim` (default -1) (nn.Flatten); `nn::flatten(start_dim, end_dim)` or \
+`nn::flatten(#{start_dim, end_dim})`.\n\n```rhai\nprint(nn::flatten().forward(torch::ones([2, 3, 4])).shape);\nprint(nn::flatten(0, 1).forward(torch::ones([2, 3, 4])).shape);\n```";
+    fn make_flatten(s: INT, e: INT) -> Map {
+        tree::ModuleBuilder::new("Flatten", "__nn_flatten_forward").set("start_dim", s).set("end_dim", e).build()
+    }
+    reg.volatile("nn", "flatten", "", doc, || make_flatten(1, -1));
+    reg.volatile("nn", "flatten", "start_dim, end_dim", doc, make_flatten);
+    reg.volatile("nn", "flatten", "opts", doc, |o: Map| -> RResult<Map> {
+        let o = Opts::new(&o, "nn::flatten", &["start_dim", "end_dim"])?;
+        Ok(make_flatten(o.i64_or("start_dim", 1)?, o.i64_or("end_dim", -1)?))
+    });
+    reg.func("", "__nn_flatten_forward", "self, input", &fwd_doc("nn::flatten", "print(nn::flatten().forward(torch::ones([2, 2, 2])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
+        let (s, e) = (tree::int(m, "start_dim").or_script()?, tree::int(m, "end_dim").or_script()?);
+        x.f_flatten(s, e).map(Tensor::new).map_err(|e| layer_err(m, "", e.into()))
+    });
+    let doc = "Unflattens dim `dim` into `sizes` (nn.Unflatten).\n\n```rhai\nprint(nn::unflatten(1, [2, 3]).forward(torch::ones([4, 6])).shape);\n```";
+    reg.volatile("nn", "unflatten", "dim, unflattened_size", doc, |d: INT, s: Dynamic| -> RResult<Map> {
+        let sizes = int_list(&s, "nn::unflatten")?;
+        Ok(tree::ModuleBuilder::new("Unflatten", "__nn_unflatten_forward").set("dim", d).set_ints("unflattened_size", &sizes).build())
+    });
+    reg.func("", "__nn_unflatten_forward", "self, input", &fwd_doc("nn::unflatten", "print(nn::unflatten(0, [2, 2]).forward(torch::ones([4])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
+        let d = tree::int(m, "dim").or_script()?;
+        let s = tree::ints(m, "unflattened_size").or_script()?;
+        x.f_unflatten(d, s.as_slice()).map(Tensor::new).map_err(|e| layer_err(m, &format!("{s:?}"), e.into()))
+    });
+
+    // ---- Dropout ----
+    let doc = "Randomly zeroes elements with probability `p` (default 0.5) during training and scales the rest by \
+1/(1-p) (nn.Dropout); identity in eval mode (`model.train(false)` / `model.eval_mode()`).\n\n```rhai\ntorch::manual_seed(0);\nlet d = nn::dropout(0.5);\nprint(d.forward(torch::ones([6])));\nd.eval_mode();\nprint(d.forward(torch::ones([3])));\n```";
+    fn make_dropout(ty: &str, p: f64) -> RResult<Map> {
+        fun::check_p(p).or_script()?;
+        let f = if ty == "Dropout" { "__nn_dropout_forward" } else { "__nn_feature_dropout_forward" };
+        Ok(tree::ModuleBuilder::new(ty, f).set("p", p).build())
+    }
+    reg.volatile("nn", "dropout", "", doc, || make_dropout("Dropout", 0.5));
+    reg.volatile("nn", "dropout", "p", doc, |p: Dynamic| make_dropout("Dropout", number(&p, "nn::dropout")?));
+    reg.func("", "__nn_dropout_forward", "self, input", &fwd_doc("nn::dropout", "let d = nn::dropout(0.0);\nprint(d.forward(torch::ones([2])));"), |m: &mut Map, x: T| -> RResult<T> {
+        let p = tree::float(m, "p").or_script()?;
+        fun::dropout(&x, p, tree::training(m)).map(Tensor::new).map_err(|e| layer_err(m, &format!("p={p}"), e))
+    });
+    for (name, ty, nd) in [("dropout1d", "Dropout1d", "2 or 3"), ("dropout2d", "Dropout2d", "3 or 4"), ("dropout3d", "Dropout3d", "4 or 5")] {
+        let doc = format!("Zeroes whole channels with probability `p` (default 0.5) during training (nn.{ty}); expects {nd}-dim input; identity in eval mode.\n\n```rhai\ntorch::manual_seed(0);\nlet d = nn::{name}(0.5);\nprint(d.p);\n```");
+        reg.volatile("nn", name, "", &doc, move || make_dropout(ty, 0.5));
+        reg.volatile("nn", name, "p", &doc, move |p: Dynamic| make_dropout(ty, number(&p, "nn::dropout")?));
+    }
+    reg.func("", "__nn_feature_dropout_forward", "self, input", &fwd_doc("nn::dropout2d", "let d = nn::dropout2d(0.5);\nd.eval_mode();\nprint(d.forward(torch::ones([1, 2, 2, 2])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
+        let p = tree::float(m, "p").or_script()?;
+        let ty = tree::type_name(m);
+        let ok_dims: &[usize] = match ty.as_str() {
+            "Dropout1d" => &[2, 3],
+            "Dropout2d" => &[3, 4],
+            _ => &[4, 5],
+        };
+        let run = || -> crate::tensor::Result<tch::Tensor> {
+            layers::expect_ndim(&x, ok_dims, "")?;
+            fun::check_p(p)?;
+            // an unbatched input is one sample: add and drop the batch dim
+            let batched = x.dim() == ok_dims[1];
+            let inp = if batched { x.handle() } else { x.f_unsqueeze(0)? };
+            let y = inp.f_feature_dropout(p, tree::training(m))?;
+            Ok(if batched { y } else { y.f_squeeze_dim(0)? })
+        };
+        run().map(Tensor::new).map_err(|e| layer_err(m, &format!("p={p}"), e))
+    });
+}
+
+/// Parses an activation from its script name and a lookup of its options.
+fn parse_act(name: &str, get: &dyn Fn(&str) -> Option<Dynamic>) -> RResult<Act> {
+    let f = |k: &str, d: f64| -> RResult<f64> { get(k).map(|v| number(&v, name)).transpose().map(|o| o.unwrap_or(d)) };
+    let i = |k: &str, d: Option<i64>| -> RResult<i64> {
+        match get(k) {
+            Some(v) => v.as_int().map_err(|_| err(format!("{name}: '{k}' must be an int"))),
+            None => d.ok_or_else(|| err(format!("{name}: missing '{k}' (the dimension to normalize over)"))),
+        }
+    };
+    Ok(match name {
+        "relu" => Act::Relu,
+        "relu6" => Act::Relu6,
+        "gelu" => {
+            let a = get("approximate").and_then(|v| v.into_immutable_string().ok()).map(|s| s.to_string()).unwrap_or_else(|| "none".into());
+            match a.as_str() {
+                "none" => Act::Gelu { tanh: false },
+                "tanh" => Act::Gelu { tanh: true },
+                o => return Err(err(format!("gelu: approximate must be \"none\" or \"tanh\", got \"{o}\""))),
+            }
+        }
+        "silu" => Act::Silu,
+        "mish" => Act::Mish,
+        "tanh" => Act::Tanh,
+        "sigmoid" => Act::Sigmoid,
+        "hardtanh" => Act::Hardtanh { min: f("min_val", -1.0)?, max: f("max_val", 1.0)? },
+        "hardsigmoid" => Act::Hardsigmoid,
+        "hardswish" => Act::Hardswish,
+        "leaky_relu" => Act::LeakyRelu { slope: f("negative_slope", 0.01)? },
+        "elu" => Act::Elu { alpha: f("alpha", 1.0)? },
+        "celu" => Act::Celu { alpha: f("alpha", 1.0)? },
+        "selu" => Act::Selu,
+        "softplus" => Act::Softplus { beta: f("beta", 1.0)?, threshold: f("threshold", 20.0)? },
+        "softsign" => Act::Softsign,
+        "logsigmoid" => Act::Logsigmoid,
+        "tanhshrink" => Act::Tanhshrink,
+        "softmax" => Act::Softmax { dim: i("dim", None)? },
+        "log_softmax" => Act::LogSoftmax { dim: i("dim", None)? },
+        "glu" => Act::Glu { dim: i("dim", Some(-1))? },
+        other => return Err(err(format!("unknown activation '{other}'"))),
+    })
+}
+
+/// (script name, option keys, the positional option if any)
+const ACTIVATIONS: &[(&str, &[&str], Option<&str>)] = &[
+    ("relu", &[], None),
+    ("relu6", &[], None),
+    ("gelu", &["approximate"], Some("approximate")),
+    ("silu", &[], None),
+    ("mish", &[], None),
+    ("tanh", &[], None),
+    ("sigmoid", &[], None),
+    ("hardtanh", &["min_val", "max_val"], None),
+    ("hardsigmoid", &[], None),
+    ("hardswish", &[], None),
+    ("leaky_relu", &["negative_slope"], Some("negative_slope")),
+    ("elu", &["alpha"], Some("alpha")),
+    ("celu", &["alpha"], Some("alpha")),
+    ("selu", &[], None),
+    ("softplus", &["beta", "threshold"], Some("beta")),
+    ("softsign", &[], None),
+    ("logsigmoid", &[], None),
+    ("tanhshrink", &[], None),
+    ("softmax", &["dim"], Some("dim")),
+    ("log_softmax", &["dim"], Some("dim")),
+    ("glu", &["dim"], Some("dim")),
+];
+
+fn make_act(name: &'static str, keys: &'static [&'static str], o: &Map) -> RResult<Map> {
+    let what = format!("nn::{name}");
+    Opts::new(o, &what, keys)?;
+    let act = parse_act(name, &|k| o.get(k).filter(|v| !v.is_unit()).cloned())?;
+    let mut b = tree::ModuleBuilder::new(activation::type_name(&act), "__nn_activation_forward").set("_fn", name.to_string());
+    for k in keys {
+        if let Some(v) = o.get(*k) {
+            b = b.set(k, v.clone());
+        }
+    }
+    Ok(b.build())
+}
+
+fn register_activations(reg: &mut Registry) {
+    for &(name, keys, positional) in ACTIVATIONS {
+        let needs_dim = matches!(name, "softmax" | "log_softmax");
+        let ex_arg = if needs_dim { "-1" } else { "" };
+        let opts_text = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(" Options: {}.", keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+        };
+        let layer_doc = format!(
+            "The `{name}` activation as a module (nn.{}).{opts_text}\n\n```rhai\nlet act = nn::{name}({ex_arg});\nprint(act.forward(torch::tensor([[-1.0, 0.5], [2.0, -0.1]])));\n```",
+            activation::type_name(&parse_act(name, &|k| if k == "dim" { Some(Dynamic::from_int(-1)) } else { None }).unwrap_or(Act::Relu))
+        );
+        if !needs_dim {
+            reg.volatile("nn", name, "", &layer_doc, move || make_act(name, keys, &Map::new()));
+        }
+        reg.volatile("nn", name, "opts", &layer_doc, move |o: Map| make_act(name, keys, &o));
+        if let Some(p) = positional {
+            let mk = move |v: Dynamic| {
+                let mut o = Map::new();
+                o.insert(p.into(), v);
+                make_act(name, keys, &o)
+            };
+            reg.volatile("nn", name, p, &layer_doc, move |v: INT| mk(Dynamic::from_int(v)));
+            if p != "dim" {
+                reg.volatile("nn", name, p, &layer_doc, move |v: FLOAT| mk(Dynamic::from_float(v)));
+            }
+        }
+        // functional form
+        let f_doc = format!(
+            "The `{name}` activation (F.{name}).{opts_text}\n\n```rhai\nprint(F::{name}(torch::tensor([[-1.0, 0.5], [2.0, -0.1]]){}));\n```",
+            if needs_dim { ", -1" } else { "" }
+        );
+        let run = move |x: &Tensor, o: &Map| -> RResult<Tensor> {
+            Opts::new(o, &format!("F::{name}"), keys)?;
+            let act = parse_act(name, &|k| o.get(k).filter(|v| !v.is_unit()).cloned())?;
+            ok(activation::apply(&act, x))
+        };
+        if !needs_dim {
+            reg.func("F", name, "input", &f_doc, move |x: T| run(&x, &Map::new()));
+        }
+        reg.func("F", name, "input, opts", &f_doc, move |x: T, o: Map| run(&x, &o));
+        if let Some(p) = positional {
+            let one = move |x: &Tensor, v: Dynamic| {
+                let mut o = Map::new();
+                o.insert(p.into(), v);
+                run(x, &o)
+            };
+            reg.func("F", name, &format!("input, {p}"), &f_doc, move |x: T, v: INT| one(&x, Dynamic::from_int(v)));
+            if p != "dim" {
+                reg.func("F", name, &format!("input, {p}"), &f_doc, move |x: T, v: FLOAT| one(&x, Dynamic::from_float(v)));
+            }
+        }
+    }
+    let doc = fwd_doc("the activation layers (nn::relu() …)", "let a = nn::leaky_relu(0.2);\nprint(a.forward(torch::tensor([-1.0, 1.0])));");
+    reg.func("", "__nn_activation_forward", "self, input", &doc, |m: &mut Map, x: T| -> RResult<T> {
+        let name = tree::string(m, "_fn").or_script()?;
+        let act = parse_act(&name, &|k| m.get(k).filter(|v| !v.is_unit()).cloned())?;
+        activation::apply(&act, &x).map(Tensor::new).map_err(|e| layer_err(m, "", e))
+    });
+}
+
+fn reduction_of(o: &Opts) -> RResult<tch::Reduction> {
+    fun::reduction(&o.str_or("reduction", "mean")?).or_script()
+}
+
+fn register_losses(reg: &mut Registry) {
+    let doc = "Cross entropy between logits (N, C, …) and class indices (N, …) or class probabilities (same shape as the \
+input) (F.cross_entropy). Options: `weight`, `ignore_index` (-100), `reduction` (\"mean\", \"sum\", \"none\"), `label_smoothing`.\n\n\
+```rhai\nlet logits = torch::tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]);\nprint(F::cross_entropy(logits, torch::tensor([0, 2])));\nprint(F::cross_entropy(logits, torch::tensor([0, 2]), #{label_smoothing: 0.1, reduction: \"sum\"}));\n```";
+    fn class_opts(o: &Map, what: &str) -> RResult<ClassLossOpts> {
+        let o = Opts::new(o, what, &["weight", "ignore_index", "reduction", "label_smoothing"])?;
+        Ok(ClassLossOpts {
+            weight: o.tensor_opt("weight")?.map(|t| t.handle()),
+            ignore_index: o.i64_or("ignore_index", -100)?,
+            reduction: reduction_of(&o)?,
+            label_smoothing: o.f64_or("label_smoothing", 0.0)?,
+        })
+    }
+    reg.func("F", "cross_entropy", "input, target", doc, |x: T, y: T| ok(fun::cross_entropy(&x, &y, &ClassLossOpts::default())));
+    reg.func("F", "cross_entropy", "input, target, opts", doc, |x: T, y: T, o: Map| {
+        ok(fun::cross_entropy(&x, &y, &class_opts(&o, "F::cross_entropy")?))
+    });
+    let doc = "Negative log likelihood of log-probabilities (N, C, …) at class indices (F.nll_loss). Options: `weight`, `ignore_index`, `reduction`.\n\n\
+```rhai\nlet lp = torch::tensor([[0.1, 0.9], [0.8, 0.2]]).log();\nprint(F::nll_loss(lp, torch::tensor([1, 0])));\n```";
+    reg.func("F", "nll_loss", "input, target", doc, |x: T, y: T| ok(fun::nll_loss(&x, &y, &ClassLossOpts::default())));
+    reg.func("F", "nll_loss", "input, target, opts", doc, |x: T, y: T, o: Map| -> RResult<T> {
+        let c = class_opts(&o, "F::nll_loss")?;
+        if c.label_smoothing != 0.0 {
+            return Err(err("F::nll_loss: unknown option 'label_smoothing'"));
+        }
+        ok(fun::nll_loss(&x, &y, &c))
+    });
+    macro_rules! simple_loss {
+        ($name:literal, $desc:literal, $extra:literal, $default:expr, $f:expr) => {{
+            let doc = format!(
+                "{} (F.{}). Options: `reduction` (\"mean\", \"sum\", \"none\"){}.\n\n```rhai\nlet a = torch::tensor([0.5, 2.0, -1.0]);\nlet b = torch::tensor([0.0, 2.5, 1.0]);\nprint(F::{}(a, b));\nprint(F::{}(a, b, #{{reduction: \"none\"}}));\n```",
+                $desc, $name, if $extra.is_empty() { String::new() } else { format!(", `{}`", $extra) }, $name, $name
+            );
+            reg.func("F", $name, "input, target", &doc, |x: T, y: T| ok($f(&x, &y, tch::Reduction::Mean, $default)));
+            reg.func("F", $name, "input, target, opts", &doc, |x: T, y: T, o: Map| -> RResult<T> {
+                let keys: &[&str] = if $extra.is_empty() { &["reduction"] } else { &["reduction", $extra] };
+                let o = Opts::new(&o, concat!("F::", $name), keys)?;
+                let extra = if $extra.is_empty() { $default } else { o.f64_or($extra, $default)? };
+                ok($f(&x, &y, reduction_of(&o)?, extra))
+            });
+        }};
+    }
+    simple_loss!("mse_loss", "Mean squared error", "", 0.0, |x: &Tensor, y: &Tensor, r, _e: f64| fun::mse_loss(x, y, r));
+    simple_loss!("l1_loss", "Mean absolute error", "", 0.0, |x: &Tensor, y: &Tensor, r, _e: f64| fun::l1_loss(x, y, r));
+    simple_loss!("smooth_l1_loss", "Smooth L1 loss: quadratic below `beta` (default 1.0), linear above", "beta", 1.0, |x: &Tensor, y: &Tensor, r, e: f64| fun::smooth_l1_loss(x, y, r, e));
+    simple_loss!("huber_loss", "Huber loss: quadratic below `delta` (default 1.0), linear above", "delta", 1.0, |x: &Tensor, y: &Tensor, r, e: f64| fun::huber_loss(x, y, r, e));
+
+    let doc = "Binary cross entropy of probabilities in [0, 1] against targets of the same shape (F.binary_cross_entropy). Options: `weight`, `reduction`.\n\n\
+```rhai\nprint(F::binary_cross_entropy(torch::tensor([0.9, 0.2]), torch::tensor([1.0, 0.0])));\n```";
+    reg.func("F", "binary_cross_entropy", "input, target", doc, |x: T, y: T| ok(fun::binary_cross_entropy(&x, &y, None, tch::Reduction::Mean)));
+    reg.func("F", "binary_cross_entropy", "input, target, opts", doc, |x: T, y: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::binary_cross_entropy", &["weight", "reduction"])?;
+        let w = o.tensor_opt("weight")?;
+        ok(fun::binary_cross_entropy(&x, &y, w.as_deref(), reduction_of(&o)?))
+    });
+    let doc = "Binary cross entropy on logits, numerically stable (F.binary_cross_entropy_with_logits). Options: `weight`, `pos_weight` (per-class weight of positives), `reduction`.\n\n\
+```rhai\nlet z = torch::tensor([[1.5, -0.3]]);\nlet y = torch::tensor([[1.0, 0.0]]);\nprint(F::binary_cross_entropy_with_logits(z, y));\nprint(F::binary_cross_entropy_with_logits(z, y, #{pos_weight: torch::tensor([2.0, 1.0])}));\n```";
+    reg.func("F", "binary_cross_entropy_with_logits", "input, target", doc, |x: T, y: T| {
+        ok(fun::binary_cross_entropy_with_logits(&x, &y, None, None, tch::Reduction::Mean))
+    });
+    reg.func("F", "binary_cross_entropy_with_logits", "input, target, opts", doc, |x: T, y: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::binary_cross_entropy_with_logits", &["weight", "pos_weight", "reduction"])?;
+        let (w, pw) = (o.tensor_opt("weight")?, o.tensor_opt("pos_weight")?);
+        ok(fun::binary_cross_entropy_with_logits(&x, &y, w.as_deref(), pw.as_deref(), reduction_of(&o)?))
+    });
+    let doc = "KL divergence with `input` as log-probabilities (F.kl_div). Options: `reduction` (\"mean\", \"batchmean\", \"sum\", \"none\"; default \"mean\" as in PyTorch, though \"batchmean\" is the true KL), `log_target`.\n\n\
+```rhai\nlet lp = torch::tensor([[0.2, 0.8]]).log();\nlet q = torch::tensor([[0.5, 0.5]]);\nprint(F::kl_div(lp, q, #{reduction: \"batchmean\"}));\n```";
+    reg.func("F", "kl_div", "input, target", doc, |x: T, y: T| ok(fun::kl_div(&x, &y, "mean", false)));
+    reg.func("F", "kl_div", "input, target, opts", doc, |x: T, y: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::kl_div", &["reduction", "log_target"])?;
+        ok(fun::kl_div(&x, &y, &o.str_or("reduction", "mean")?, o.bool_or("log_target", false)?))
+    });
+}
+
+fn register_functional(reg: &mut Registry) {
+    let doc = "Dropout (F.dropout): zeroes elements with probability `p` (default 0.5) and scales the rest by 1/(1-p) when \
+`training` (default true, as in PyTorch). `F::dropout(x, p)` or `F::dropout(x, #{p, training})`.\n\n\
+```rhai\ntorch::manual_seed(0);\nprint(F::dropout(torch::ones([4]), 0.5));\nprint(F::dropout(torch::ones([2]), #{p: 0.5, training: false}));\n```";
+    reg.volatile("F", "dropout", "input", doc, |x: T| ok(fun::dropout(&x, 0.5, true)));
+    reg.volatile("F", "dropout", "input, p", doc, |x: T, p: FLOAT| ok(fun::dropout(&x, p, true)));
+    reg.volatile("F", "dropout", "input, opts", doc, |x: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::dropout", &["p", "training", "inplace"])?;
+        ok(fun::dropout(&x, o.f64_or("p", 0.5)?, o.bool_or("training", true)?))
+    });
+    let doc = "Pads the last dims (F.pad): `pad` = [left, right] for the last dim, then [top, bottom] for the one before, …; \
+options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `value`.\n\n\
+```rhai\nprint(F::pad(torch::ones([1, 2]), [1, 2]));\nprint(F::pad(torch::arange(3.0).reshape([1, 1, 3]), [2, 0], #{mode: \"reflect\"}));\n```";
+    reg.func("F", "pad", "input, pad", doc, |x: T, p: Dynamic| ok(fun::pad(&x, &int_list(&p, "F::pad")?, "constant", 0.0)));
+    reg.func("F", "pad", "input, pad, opts", doc, |x: T, p: Dynamic, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::pad", &["mode", "value"])?;
+        ok(fun::pad(&x, &int_list(&p, "F::pad")?, &o.str_or("mode", "constant")?, o.f64_or("value", 0.0)?))
+    });
+    let doc = "One-hot encoding of int64 class indices (F.one_hot); `num_classes` defaults to max + 1.\n\n```rhai\nprint(F::one_hot(torch::tensor([0, 2]), 3));\n```";
+    reg.func("F", "one_hot", "input", doc, |x: T| ok(fun::one_hot(&x, -1)));
+    reg.func("F", "one_hot", "input, num_classes", doc, |x: T, n: INT| ok(fun::one_hot(&x, n)));
+    let doc = "Divides by the `p`-norm (default 2) along `dim` (default 1), at least `eps` (F.normalize).\n\n```rhai\nprint(F::normalize(torch::tensor([[3.0, 4.0]])));\nprint(F::normalize(torch::tensor([[3.0, 4.0]]), #{p: 1.0, dim: -1}));\n```";
+    reg.func("F", "normalize", "input", doc, |x: T| ok(fun::normalize(&x, 2.0, 1, 1e-12)));
+    reg.func("F", "normalize", "input, opts", doc, |x: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::normalize", &["p", "dim", "eps"])?;
+        ok(fun::normalize(&x, o.f64_or("p", 2.0)?, o.i64_or("dim", 1)?, o.f64_or("eps", 1e-12)?))
+    });
+    let doc = "Resizes (N, C, …) input to `size` or by `scale_factor` (F.interpolate). Options: `size`, `scale_factor` \
+(a number or one per spatial dim), `mode` (\"nearest\", \"linear\", \"bilinear\", \"bicubic\", \"trilinear\"), `align_corners`.\n\n\
+```rhai\nlet x = torch::arange(4.0).reshape([1, 1, 2, 2]);\nprint(F::interpolate(x, #{scale_factor: 2}).shape);\nprint(F::interpolate(x, #{size: [3, 3], mode: \"bilinear\", align_corners: true}));\n```";
+    reg.func("F", "interpolate", "input, opts", doc, |x: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::interpolate", &["size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"])?;
+        if o.bool_or("antialias", false)? {
+            return Err(err("F::interpolate: antialias is not supported"));
+        }
+        if o.bool_or("recompute_scale_factor", false)? {
+            return Err(err("F::interpolate: recompute_scale_factor is not supported"));
+        }
+        let size = o.ints_opt("size")?;
+        let scale = match o.get("scale_factor") {
+            None => None,
+            Some(v) => Some(if let Some(a) = v.read_lock::<Array>() {
+                a.iter().map(|e| number(e, "F::interpolate")).collect::<RResult<Vec<f64>>>()?
+            } else {
+                vec![number(v, "F::interpolate")?]
+            }),
+        };
+        let ac = match o.get("align_corners") {
+            None => None,
+            Some(v) => Some(v.as_bool().map_err(|_| err("F::interpolate: align_corners must be a bool"))?),
+        };
+        ok(fun::interpolate(&x, size.as_deref(), scale.as_deref(), &o.str_or("mode", "nearest")?, ac))
+    });
+    let doc = "Looks up rows of `weight` at integer `indices` (F.embedding); option `padding_idx` (that row gets no gradient).\n\n\
+```rhai\nlet w = torch::arange(6.0).reshape([3, 2]);\nprint(F::embedding(torch::tensor([2, 0]), w));\n```";
+    reg.func("F", "embedding", "input, weight", doc, |x: T, w: T| ok(fun::embedding(&x, &w, None)));
+    reg.func("F", "embedding", "input, weight, opts", doc, |x: T, w: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::embedding", &["padding_idx"])?;
+        ok(fun::embedding(&x, &w, o.i64_opt("padding_idx")?))
+    });
+    let doc = "softmax(Q Kᵀ · scale + mask) V over the last two dims (F.scaled_dot_product_attention). Options: `attn_mask` \
+(bool: true = attend; or float, added), `dropout_p`, `is_causal`, `scale` (default 1/√d).\n\n\
+```rhai\nlet q = torch::randn([1, 2, 4, 8]);\nprint(F::scaled_dot_product_attention(q, q, q, #{is_causal: true}).shape);\n```";
+    reg.volatile("F", "scaled_dot_product_attention", "query, key, value", doc, |q: T, k: T, v: T| {
+        ok(fun::scaled_dot_product_attention(&q, &k, &v, None, 0.0, false, None))
+    });
+    reg.volatile("F", "scaled_dot_product_attention", "query, key, value, opts", doc, |q: T, k: T, v: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "F::scaled_dot_product_attention", &["attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"])?;
+        let mask = o.tensor_opt("attn_mask")?;
+        ok(fun::scaled_dot_product_attention(&q, &k, &v, mask.as_deref(), o.f64_or("dropout_p", 0.0)?, o.bool_or("is_causal", false)?, o.f64_opt("scale")?))
+    });
+    let doc = "`x Wᵀ + b` (F.linear).\n\n```rhai\nprint(F::linear(torch::ones([1, 2]), torch::ones([3, 2])));\nprint(F::linear(torch::ones([1, 2]), torch::ones([3, 2]), torch::zeros([3])));\n```";
+    reg.func("F", "linear", "input, weight", doc, |x: T, w: T| ok(linear::forward(&x, &w, None)));
+    reg.func("F", "linear", "input, weight, bias", doc, |x: T, w: T, b: T| ok(linear::forward(&x, &w, Some(&b))));
+}
+
+fn register_init(reg: &mut Registry) {
+    fn done(t: T, r: crate::tensor::Result<()>) -> RResult<T> {
+        r.map(|_| t).map_err(err)
+    }
+    let doc = "Fills with U(a, b) (default U(0, 1)) in place and returns the tensor (nn.init.uniform_).\n\n```rhai\nlet w = torch::empty([2, 2]);\ninit::uniform_(w, #{a: -0.1, b: 0.1});\nprint(w.abs().max().item() <= 0.1);\n```";
+    reg.volatile("init", "uniform_", "tensor", doc, |t: T| { let r = init::uniform_(&t, 0.0, 1.0); done(t, r) });
+    reg.volatile("init", "uniform_", "tensor, opts", doc, |t: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "init::uniform_", &["a", "b"])?;
+        let r = init::uniform_(&t, o.f64_or("a", 0.0)?, o.f64_or("b", 1.0)?);
+        done(t, r)
+    });
+    let doc = "Fills with N(mean, std²) (default N(0, 1)) in place (nn.init.normal_).\n\n```rhai\nlet w = torch::empty([3]);\ninit::normal_(w, #{mean: 0.0, std: 0.02});\nprint(w.shape);\n```";
+    reg.volatile("init", "normal_", "tensor", doc, |t: T| { let r = init::normal_(&t, 0.0, 1.0); done(t, r) });
+    reg.volatile("init", "normal_", "tensor, opts", doc, |t: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "init::normal_", &["mean", "std"])?;
+        let r = init::normal_(&t, o.f64_or("mean", 0.0)?, o.f64_or("std", 1.0)?);
+        done(t, r)
+    });
+    let doc = "Fills with a constant in place (nn.init.constant_).\n\n```rhai\nprint(init::constant_(torch::empty([2]), 0.5));\n```";
+    reg.func("init", "constant_", "tensor, val", doc, |t: T, v: Dynamic| -> RResult<T> {
+        let r = init::constant_(&t, number(&v, "init::constant_")?);
+        done(t, r)
+    });
+    let doc = "Fills with zeros in place (nn.init.zeros_).\n\n```rhai\nprint(init::zeros_(torch::empty([2])));\n```";
+    reg.func("init", "zeros_", "tensor", doc, |t: T| { let r = init::constant_(&t, 0.0); done(t, r) });
+    let doc = "Fills with ones in place (nn.init.ones_).\n\n```rhai\nprint(init::ones_(torch::empty([2])));\n```";
+    reg.func("init", "ones_", "tensor", doc, |t: T| { let r = init::constant_(&t, 1.0); done(t, r) });
+    for (name, normal) in [("kaiming_uniform_", false), ("kaiming_normal_", true)] {
+        let doc = format!("Kaiming (He) {} init in place (nn.init.{name}). Options: `a` (0), `mode` (\"fan_in\" / \"fan_out\"), `nonlinearity` (\"leaky_relu\").\n\n```rhai\nlet w = torch::empty([4, 3]);\ninit::{name}(w, #{{mode: \"fan_out\", nonlinearity: \"relu\"}});\nprint(w.shape);\n```", if normal { "normal" } else { "uniform" });
+        let run = move |t: &Tensor, a: f64, mode: &str, nl: &str| if normal { init::kaiming_normal_(t, a, mode, nl) } else { init::kaiming_uniform_(t, a, mode, nl) };
+        reg.volatile("init", name, "tensor", &doc, move |t: T| { let r = run(&t, 0.0, "fan_in", "leaky_relu"); done(t, r) });
+        reg.volatile("init", name, "tensor, opts", &doc, move |t: T, o: Map| -> RResult<T> {
+            let what = format!("init::{name}");
+            let o = Opts::new(&o, &what, &["a", "mode", "nonlinearity"])?;
+            let r = run(&t, o.f64_or("a", 0.0)?, &o.str_or("mode", "fan_in")?, &o.str_or("nonlinearity", "leaky_relu")?);
+            done(t, r)
+        });
+    }
+    for (name, normal) in [("xavier_uniform_", false), ("xavier_normal_", true)] {
+        let doc = format!("Xavier (Glorot) {} init in place (nn.init.{name}). Option: `gain` (1.0).\n\n```rhai\nlet w = torch::empty([4, 3]);\ninit::{name}(w, #{{gain: 1.0}});\nprint(w.shape);\n```", if normal { "normal" } else { "uniform" });
+        let run = move |t: &Tensor, g: f64| if normal { init::xavier_normal_(t, g) } else { init::xavier_uniform_(t, g) };
+        reg.volatile("init", name, "tensor", &doc, move |t: T| { let r = run(&t, 1.0); done(t, r) });
+        reg.volatile("init", name, "tensor, opts", &doc, move |t: T, o: Map| -> RResult<T> {
+            let what = format!("init::{name}");
+            let o = Opts::new(&o, &what, &["gain"])?;
+            let r = run(&t, o.f64_or("gain", 1.0)?);
+            done(t, r)
+        });
+    }
+    let doc = "A (semi-)orthogonal matrix in place (nn.init.orthogonal_). Option: `gain`.\n\n```rhai\nlet w = init::orthogonal_(torch::empty([3, 3]));\nprint((w @ w.t() - torch::eye(3)).abs().max().item() < 1e-5);\n```";
+    reg.volatile("init", "orthogonal_", "tensor", doc, |t: T| { let r = init::orthogonal_(&t, 1.0); done(t, r) });
+    reg.volatile("init", "orthogonal_", "tensor, opts", doc, |t: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "init::orthogonal_", &["gain"])?;
+        let r = init::orthogonal_(&t, o.f64_or("gain", 1.0)?);
+        done(t, r)
+    });
+    let doc = "Normal N(mean, std²) truncated to [a, b] in place (nn.init.trunc_normal_). Options: `mean` (0), `std` (1), `a` (-2), `b` (2).\n\n```rhai\nlet w = init::trunc_normal_(torch::empty([100]), #{std: 0.02, a: -0.04, b: 0.04});\nprint(w.abs().max().item() <= 0.04);\n```";
+    reg.volatile("init", "trunc_normal_", "tensor", doc, |t: T| { let r = init::trunc_normal_(&t, 0.0, 1.0, -2.0, 2.0); done(t, r) });
+    reg.volatile("init", "trunc_normal_", "tensor, opts", doc, |t: T, o: Map| -> RResult<T> {
+        let o = Opts::new(&o, "init::trunc_normal_", &["mean", "std", "a", "b"])?;
+        let r = init::trunc_normal_(&t, o.f64_or("mean", 0.0)?, o.f64_or("std", 1.0)?, o.f64_or("a", -2.0)?, o.f64_or("b", 2.0)?);
+        done(t, r)
+    });
+    let doc = "The recommended gain for a nonlinearity (nn.init.calculate_gain); `param` is leaky_relu's slope.\n\n```rhai\nprint(init::calculate_gain(\"relu\"));\nprint(init::calculate_gain(\"leaky_relu\", 0.2));\n```";
+    reg.func("init", "calculate_gain", "nonlinearity", doc, |s: &str| init::calculate_gain(s, None).or_script());
+    reg.func("init", "calculate_gain", "nonlinearity, param", doc, |s: &str, p: Dynamic| -> RResult<FLOAT> {
+        init::calculate_gain(s, Some(number(&p, "init::calculate_gain")?)).or_script()
+    });
+}
+
+fn register_io(reg: &mut Registry) {
+    let doc = "Saves a module's state_dict (or a state_dict map) to a safetensors file, atomically (temp file, fsync, \
+rename). PyTorch reads it with `safetensors.torch.load_file`.\n\n```rhai\nlet m = #{fc: nn::linear(2, 2)};\nlet path = `${torch::temp_dir()}/lt-doc-save.safetensors`;\nnn::save(m, path);\nprint(nn::load(path).keys());\n```";
+    reg.func("nn", "save", "module, path", doc, |d: Dynamic, path: &str| -> RResult<()> {
+        let sd = named_tensors(&d)?;
+        io::save_safetensors(std::path::Path::new(path), &sd, None).or_script()
+    });
+    let doc = "Reads a state_dict map (name → tensor) from a safetensors file or a PyTorch `torch.save(model.state_dict())` \
+file (format detected from the content; pickle code is never run). Load it with `model.load_state_dict(nn::load(path))`.\n\n\
+```rhai\nlet path = `${torch::temp_dir()}/lt-doc-load.safetensors`;\nnn::save(#{w: torch::ones([2])}, path);\nprint(nn::load(path).w);\n```";
+    reg.func("nn", "load", "path", doc, |path: &str| -> RResult<Map> {
+        let v = io::load_any(std::path::Path::new(path)).or_script()?;
+        Ok(v.into_iter().map(|(n, t)| (n.into(), Dynamic::from(Tensor::new(t)))).collect())
+    });
+    let doc = "The system's temporary directory (for examples and scratch files).\n\n```rhai\nprint(torch::temp_dir().len() > 0);\n```";
+    reg.func("torch", "temp_dir", "", doc, || std::env::temp_dir().display().to_string());
+}
