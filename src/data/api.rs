@@ -5,7 +5,12 @@ use super::loader::{DataLoader, LoaderOptions};
 use super::rng::seed_from_torch;
 use super::sampler::Sampler;
 use super::script_ds::ScriptDataset;
-use super::{synthetic, Batch, DataError, Dataset, EpochIter, FetchCtx};
+use super::csv::{Column, CsvOptions};
+use super::transform::{Field, Transform, Transformed};
+use super::{files, idx, image, synthetic, text, Batch, Dataset, EpochIter, FetchCtx};
+use crate::tensor::options::parse_dtype;
+use rhai::ImmutableString;
+use std::path::Path;
 use crate::script::convert::{err, number, OrScript, Opts, RResult};
 use crate::script::registry::Registry;
 use crate::tensor::Tensor;
@@ -217,11 +222,14 @@ pub fn register(reg: &mut Registry) {
     g.set_custom_type::<DatasetHandle>("Dataset");
     g.set_custom_type::<LoaderHandle>("DataLoader");
     g.set_custom_type::<SamplerHandle>("Sampler");
+    g.set_custom_type::<TransformHandle>("Transform");
     g.set_iterable_result::<LoaderHandle, Dynamic>();
     register_datasets(reg);
     register_synthetic(reg);
     register_loader(reg);
     register_samplers(reg);
+    register_files(reg);
+    register_transforms(reg);
 }
 
 fn register_datasets(reg: &mut Registry) {
@@ -447,5 +455,301 @@ fn register_samplers(reg: &mut Registry) {
     });
 }
 
-#[allow(dead_code)]
-fn _assert_send(_: &DataError) {}
+
+/// Script type `Transform`.
+#[derive(Clone)]
+pub struct TransformHandle(pub Transform);
+
+fn named_tensors(m: &Map, what: &str) -> RResult<Vec<(String, tch::Tensor)>> {
+    m.iter()
+        .map(|(k, v)| {
+            let t = v
+                .read_lock::<Tensor>()
+                .map(|t| t.handle())
+                .ok_or_else(|| err(format!("{what}: '{k}' is a {}, expected a Tensor", v.type_name())))?;
+            Ok((k.to_string(), t))
+        })
+        .collect()
+}
+
+fn tensor_map(ts: Vec<(String, tch::Tensor)>) -> Map {
+    ts.into_iter().map(|(k, t)| (k.into(), Dynamic::from(Tensor::new(t)))).collect()
+}
+
+fn strings(d: &Dynamic, what: &str) -> RResult<Vec<String>> {
+    if let Some(a) = d.read_lock::<Array>() {
+        return a
+            .iter()
+            .map(|v| v.clone().into_immutable_string().map(|s| s.to_string()).map_err(|t| err(format!("{what}: expected strings, found {t}"))))
+            .collect();
+    }
+    Err(err(format!("{what}: expected an array of strings, got {}", d.type_name())))
+}
+
+fn column(d: &Dynamic, what: &str) -> RResult<Column> {
+    if let Ok(i) = d.as_int() {
+        return Ok(Column::Index(to_usize(i, what, "column")?));
+    }
+    d.clone()
+        .into_immutable_string()
+        .map(|s| Column::Name(s.to_string()))
+        .map_err(|t| err(format!("{what}: a column is a name or an index, got {t}")))
+}
+
+fn csv(path: &str, m: &Map) -> RResult<DatasetHandle> {
+    const W: &str = "data::csv";
+    let o = Opts::new(m, W, &["header", "delimiter", "columns", "target", "dtype", "target_dtype"])?;
+    let mut c = CsvOptions { header: o.bool_or("header", true)?, ..Default::default() };
+    if let Some(d) = o.str_opt("delimiter")? {
+        let mut chars = d.chars();
+        c.delimiter = match (chars.next(), chars.next()) {
+            (Some(ch), None) => ch,
+            _ => return Err(err(format!("{W}: delimiter must be one character, got '{d}'"))),
+        };
+    }
+    if let Some(cols) = o.get("columns") {
+        let a = cols.read_lock::<Array>().ok_or_else(|| err(format!("{W}: 'columns' must be an array of names or indices")))?;
+        c.columns = Some(a.iter().map(|v| column(v, W)).collect::<RResult<_>>()?);
+    }
+    if let Some(t) = o.get("target") {
+        c.target = Some(column(t, W)?);
+    }
+    if let Some(d) = o.str_opt("dtype")? {
+        c.dtype = parse_dtype(&d).or_script()?;
+    }
+    if let Some(d) = o.str_opt("target_dtype")? {
+        c.target_dtype = Some(parse_dtype(&d).or_script()?);
+    }
+    Ok(ds(super::csv::load(Path::new(path), &c).or_script()?))
+}
+
+fn file_dataset(ts: Vec<(String, tch::Tensor)>, m: &Map, what: &str, path: &str) -> RResult<DatasetHandle> {
+    let o = Opts::new(m, what, &["keys"])?;
+    let keys = o.get("keys").map(|k| strings(k, what)).transpose()?;
+    let ts = files::select(ts, keys.as_deref(), Path::new(path)).or_script()?;
+    let names: Vec<String> = ts.iter().map(|(k, _)| k.clone()).collect();
+    let tensors: Vec<tch::Tensor> = ts.into_iter().map(|(_, t)| t).collect();
+    Ok(ds(TensorDataset::build(&tensors, Some(names), &format!("{what} {path}")).or_script()?))
+}
+
+fn mnist(root: &str, m: &Map, what: &str) -> RResult<DatasetHandle> {
+    let o = Opts::new(m, what, &["train"])?;
+    Ok(ds(idx::mnist(Path::new(root), o.bool_or("train", true)?).or_script()?))
+}
+
+fn image_folder(root: &str, m: &Map) -> RResult<DatasetHandle> {
+    const W: &str = "data::image_folder";
+    let o = Opts::new(m, W, &["dtype"])?;
+    let float = match o.str_or("dtype", "float32")?.as_str() {
+        "float32" | "float" => true,
+        "uint8" => false,
+        other => return Err(err(format!("{W}: dtype must be \"float32\" (scaled to [0, 1]) or \"uint8\", got \"{other}\""))),
+    };
+    Ok(ds(image::ImageFolder::new(Path::new(root), float).or_script()?))
+}
+
+fn text_file(path: &str, m: &Map) -> RResult<DatasetHandle> {
+    const W: &str = "data::text_file";
+    let o = Opts::new(m, W, &["seq_len", "stride", "mode"])?;
+    let seq_len = opt_usize(&o, "seq_len", 64, W)?;
+    let stride = o.i64_opt("stride")?.map(|s| to_usize(s, W, "stride")).transpose()?;
+    let chars = match o.str_or("mode", "char")?.as_str() {
+        "char" => true,
+        "byte" => false,
+        other => return Err(err(format!("{W}: mode must be \"char\" or \"byte\", got \"{other}\""))),
+    };
+    Ok(ds(text::TextDataset::load(Path::new(path), seq_len, stride, chars).or_script()?))
+}
+
+fn register_files(reg: &mut Registry) {
+    let doc = "A fresh, empty temporary directory (its path), for scratch files in examples and tests.\n\n```rhai\nlet dir = data::temp_dir();\nprint(dir != \"\");\n```";
+    reg.volatile("data", "temp_dir", "", doc, || -> RResult<String> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!("lt-data-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).map_err(|e| err(format!("data::temp_dir: {}: {e}", p.display())))?;
+        Ok(p.display().to_string())
+    });
+    let doc = "Writes a string to a file (creating parent folders).\n\n```rhai\nlet p = data::temp_dir() + \"/a.txt\";\ndata::write_text(p, \"hello\");\n```";
+    reg.volatile("data", "write_text", "path, text", doc, |p: ImmutableString, t: ImmutableString| -> RResult<()> {
+        let p = Path::new(p.as_str());
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| err(format!("data::write_text: {}: {e}", d.display())))?;
+        }
+        std::fs::write(p, t.as_bytes()).map_err(|e| err(format!("data::write_text: {}: {e}", p.display())))
+    });
+
+    let doc = "A CSV file as a dataset: `#{header: true, delimiter: \",\", columns: [...], target: \"label\", dtype: \"float32\", target_dtype}`. Features (every column but the target, or `columns`, by name or index) become `x: [F]`; the target `y` is int64 when every value is an integer, float32 otherwise, and string labels become class indices (sorted; see `ds.classes`). Errors name the file, line and column.\n\n```rhai\nlet p = data::temp_dir() + \"/iris.csv\";\ndata::write_text(p, \"a,b,label\\n1.0,2.0,cat\\n3.5,4.0,dog\\n0.5,1.0,cat\\n\");\nlet ds = data::csv(p, #{target: \"label\"});\nprint(ds[1]);\nprint(ds.classes);\n```";
+    reg.func("data", "csv", "path", doc, |p: ImmutableString| csv(&p, &Map::new()));
+    reg.func("data", "csv", "path, opts", doc, |p: ImmutableString, m: Map| csv(&p, &m));
+
+    let doc = "Reads a NumPy `.npy` file as a tensor (np.load).\n\n```rhai\nlet p = data::temp_dir() + \"/x.npy\";\ndata::save_npy(torch::arange(6).reshape([2, 3]), p);\nprint(data::load_npy(p));\n```";
+    reg.func("data", "load_npy", "path", doc, |p: ImmutableString| -> RResult<Tensor> {
+        files::read_npy(Path::new(p.as_str())).map(Tensor::new).or_script()
+    });
+    let doc = "Writes a tensor as a NumPy `.npy` file (np.save).\n\n```rhai\nlet p = data::temp_dir() + \"/w.npy\";\ndata::save_npy(torch::ones([3]), p);\n```";
+    reg.volatile("data", "save_npy", "tensor, path", doc, |t: Tensor, p: ImmutableString| -> RResult<()> {
+        files::write_npy(&t, Path::new(p.as_str())).or_script()
+    });
+    let doc = "Reads every array of a NumPy `.npz` archive: a map of name → tensor.\n\n```rhai\nlet p = data::temp_dir() + \"/d.npz\";\ndata::save_npz(#{x: torch::zeros([4, 2]), y: torch::arange(4)}, p);\nprint(data::load_npz(p).y);\n```";
+    reg.func("data", "load_npz", "path", doc, |p: ImmutableString| -> RResult<Map> {
+        Ok(tensor_map(files::read_npz(Path::new(p.as_str())).or_script()?))
+    });
+    let doc = "Writes a map of tensors as a NumPy `.npz` archive (np.savez).\n\n```rhai\nlet p = data::temp_dir() + \"/s.npz\";\ndata::save_npz(#{a: torch::ones([2])}, p);\n```";
+    reg.volatile("data", "save_npz", "tensors, path", doc, |m: Map, p: ImmutableString| -> RResult<()> {
+        files::write_npz(&named_tensors(&m, "data::save_npz")?, Path::new(p.as_str())).or_script()
+    });
+    let doc = "A dataset over the arrays of an `.npz` archive (all, or `#{keys: [...]}`), which share their first dim; samples are maps `#{name: row}`.\n\n```rhai\nlet p = data::temp_dir() + \"/train.npz\";\ndata::save_npz(#{x: torch::randn([10, 3]), y: torch::arange(10)}, p);\nlet ds = data::npz(p, #{keys: [\"x\", \"y\"]});\nprint(ds[3].y);\n```";
+    reg.func("data", "npz", "path", doc, |p: ImmutableString| {
+        file_dataset(files::read_npz(Path::new(p.as_str())).or_script()?, &Map::new(), "data::npz", &p)
+    });
+    reg.func("data", "npz", "path, opts", doc, |p: ImmutableString, m: Map| {
+        file_dataset(files::read_npz(Path::new(p.as_str())).or_script()?, &m, "data::npz", &p)
+    });
+    let doc = "Reads a safetensors file: a map of name → tensor.\n\n```rhai\nlet p = data::temp_dir() + \"/t.safetensors\";\ndata::save_safetensors(#{w: torch::ones([2, 2])}, p);\nprint(data::load_safetensors(p).w.shape);\n```";
+    reg.func("data", "load_safetensors", "path", doc, |p: ImmutableString| -> RResult<Map> {
+        Ok(tensor_map(files::read_safetensors(Path::new(p.as_str())).or_script()?))
+    });
+    let doc = "Writes a map of tensors as a safetensors file.\n\n```rhai\nlet p = data::temp_dir() + \"/u.safetensors\";\ndata::save_safetensors(#{a: torch::zeros([3])}, p);\n```";
+    reg.volatile("data", "save_safetensors", "tensors, path", doc, |m: Map, p: ImmutableString| -> RResult<()> {
+        files::write_safetensors(&named_tensors(&m, "data::save_safetensors")?, Path::new(p.as_str())).or_script()
+    });
+    let doc = "A dataset over the tensors of a safetensors file (all, sorted by name, or `#{keys: [...]}`); samples are maps `#{name: row}`.\n\n```rhai\nlet p = data::temp_dir() + \"/d.safetensors\";\ndata::save_safetensors(#{x: torch::randn([6, 2]), y: torch::arange(6)}, p);\nprint(data::safetensors(p).len());\n```";
+    reg.func("data", "safetensors", "path", doc, |p: ImmutableString| {
+        file_dataset(files::read_safetensors(Path::new(p.as_str())).or_script()?, &Map::new(), "data::safetensors", &p)
+    });
+    reg.func("data", "safetensors", "path, opts", doc, |p: ImmutableString, m: Map| {
+        file_dataset(files::read_safetensors(Path::new(p.as_str())).or_script()?, &m, "data::safetensors", &p)
+    });
+
+    let doc = "Reads an IDX file (the MNIST format), raw or gzip-compressed, as a tensor of its stored dtype.\n\n```rhai\nlet p = data::temp_dir() + \"/labels-idx1-ubyte\";\ndata::save_idx(torch::tensor([3, 1, 4]).to(\"uint8\"), p);\nprint(data::read_idx(p));\n```";
+    reg.func("data", "read_idx", "path", doc, |p: ImmutableString| -> RResult<Tensor> {
+        idx::read_idx(Path::new(p.as_str())).map(Tensor::new).or_script()
+    });
+    let doc = "Writes a tensor as an IDX file (uint8, int8, int16, int32, float32 or float64).\n\n```rhai\nlet p = data::temp_dir() + \"/x-idx1-ubyte\";\ndata::save_idx(torch::zeros([2]).to(\"uint8\"), p);\n```";
+    reg.volatile("data", "save_idx", "tensor, path", doc, |t: Tensor, p: ImmutableString| -> RResult<()> {
+        idx::write_idx(&t, Path::new(p.as_str())).or_script()
+    });
+    let doc = "MNIST from the IDX files in `root` (torchvision's names `train-images-idx3-ubyte[.gz]`, … in `root`, `root/raw` or `root/MNIST/raw`; no download): `#{train: true}`. Samples `[image: float32 [1, 28, 28] in [0, 1], label: int64]`.\n\n```rhai\nlet root = data::temp_dir();\ndata::save_idx(torch::randint(0, 255, [5, 28, 28]).to(\"uint8\"), root + \"/train-images-idx3-ubyte\");\ndata::save_idx(torch::randint(0, 10, [5]).to(\"uint8\"), root + \"/train-labels-idx1-ubyte\");\nlet ds = data::mnist(root);\nprint(ds[0][0].shape);\n```";
+    reg.func("data", "mnist", "root", doc, |p: ImmutableString| mnist(&p, &Map::new(), "data::mnist"));
+    reg.func("data", "mnist", "root, opts", doc, |p: ImmutableString, m: Map| mnist(&p, &m, "data::mnist"));
+    let doc = "Fashion-MNIST from its IDX files in `root` (same file names and layout as MNIST, also `root/FashionMNIST/raw`): `#{train: true}`.\n\n```rhai\nlet root = data::temp_dir();\ndata::save_idx(torch::zeros([2, 28, 28]).to(\"uint8\"), root + \"/t10k-images-idx3-ubyte\");\ndata::save_idx(torch::zeros([2]).to(\"uint8\"), root + \"/t10k-labels-idx1-ubyte\");\nprint(data::fashion_mnist(root, #{train: false}).len());\n```";
+    reg.func("data", "fashion_mnist", "root", doc, |p: ImmutableString| mnist(&p, &Map::new(), "data::fashion_mnist"));
+    reg.func("data", "fashion_mnist", "root, opts", doc, |p: ImmutableString, m: Map| mnist(&p, &m, "data::fashion_mnist"));
+
+    let doc = "An image folder (torchvision ImageFolder): `root/<class>/<image>.png|jpg`, classes in sorted order (`ds.classes`). Images are decoded in Rust on the loader's workers; samples `[image: [C, H, W], label: int64]`, float32 in [0, 1] or `#{dtype: \"uint8\"}`.\n\n```rhai\nlet root = data::temp_dir();\ndata::save_image(torch::rand([3, 8, 8]), root + \"/cat/0.png\");\ndata::save_image(torch::rand([3, 8, 8]), root + \"/dog/0.png\");\nlet ds = data::image_folder(root);\nprint(ds.classes);\nprint(ds[1][0].shape);\n```";
+    reg.func("data", "image_folder", "root", doc, |p: ImmutableString| image_folder(&p, &Map::new()));
+    reg.func("data", "image_folder", "root, opts", doc, |p: ImmutableString, m: Map| image_folder(&p, &m));
+    let doc = "Writes a `[C, H, W]` or `[H, W]` tensor (uint8, or float in [0, 1]) as a PNG file, creating parent folders.\n\n```rhai\nlet p = data::temp_dir() + \"/img/x.png\";\ndata::save_image(torch::rand([1, 4, 4]), p);\n```";
+    reg.volatile("data", "save_image", "tensor, path", doc, |t: Tensor, p: ImmutableString| -> RResult<()> {
+        let p = Path::new(p.as_str());
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| err(format!("data::save_image: {}: {e}", d.display())))?;
+        }
+        image::save_png(&t, p).or_script()
+    });
+
+    let doc = "A text file as a token stream for language models: `#{seq_len: 64, stride: seq_len, mode: \"char\"}` (`\"byte\"`: vocabulary of 256 bytes; `\"char\"`: the file's distinct characters, sorted, see `ds.vocab`). Sample `i` is `[x, y]`, int64 windows of `seq_len` tokens, `y` shifted by one (next-token targets).\n\n```rhai\nlet p = data::temp_dir() + \"/t.txt\";\ndata::write_text(p, \"hello world, hello lt\");\nlet ds = data::text_file(p, #{seq_len: 4});\nprint(ds.len());\nprint(ds.vocab.len());\nprint(ds[0]);\n```";
+    reg.func("data", "text_file", "path", doc, |p: ImmutableString| text_file(&p, &Map::new()));
+    reg.func("data", "text_file", "path, opts", doc, |p: ImmutableString, m: Map| text_file(&p, &m));
+    let doc = "The token vocabulary of a character-level text dataset (`()` for other datasets).\n\n```rhai\nlet p = data::temp_dir() + \"/v.txt\";\ndata::write_text(p, \"abcab\");\nprint(data::text_file(p, #{seq_len: 2}).vocab);\n```";
+    reg.getter("vocab", doc, |d: &mut DatasetHandle| -> Dynamic {
+        match d.0.vocab() {
+            Some(c) => Dynamic::from_array(c.into_iter().map(Dynamic::from).collect()),
+            None => Dynamic::UNIT,
+        }
+    });
+}
+
+fn transform_of(d: &Dynamic, what: &str) -> RResult<Transform> {
+    d.read_lock::<TransformHandle>()
+        .map(|t| t.0.clone())
+        .ok_or_else(|| err(format!("{what}: expected a Transform (data::normalize, …), got {}", d.type_name())))
+}
+
+fn register_transforms(reg: &mut Registry) {
+    let doc = "Normalizes a batch per channel (dim 1): `(x - mean[c]) / std[c]` (torchvision Normalize); `mean` / `std` are numbers or arrays with one value per channel.\n\n```rhai\nlet t = data::normalize([0.1307], [0.3081]);\nlet ds = data::transformed(data::tensor_dataset(torch::rand([4, 1, 2, 2]), torch::arange(4)), #{transform: t});\nprint(ds[0][0].shape);\n```";
+    reg.func("data", "normalize", "mean, std", doc, |m: Dynamic, s: Dynamic| -> RResult<TransformHandle> {
+        let nums = |d: &Dynamic| -> RResult<Vec<f64>> {
+            if d.is_int() || d.is_float() {
+                Ok(vec![number(d, "data::normalize")?])
+            } else {
+                numbers(d, "data::normalize")
+            }
+        };
+        Ok(TransformHandle(Transform::Normalize { mean: nums(&m)?, std: nums(&s)? }))
+    });
+    let doc = "Random `size` crop of each image (an int for square, or `[h, w]`) after zero-padding by `#{padding: 0}` on every side (torchvision RandomCrop); seeded by the loader's seed, epoch and batch.\n\n```rhai\nlet t = data::random_crop(28, #{padding: 4});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([8, 1, 28, 28])), #{transform: t});\nfor b in data::loader(ds, #{batch_size: 4, seed: 0}) { print(b[0].shape); }\n```";
+    let crop = |size: Dynamic, m: Map| -> RResult<TransformHandle> {
+        const W: &str = "data::random_crop";
+        let o = Opts::new(&m, W, &["padding"])?;
+        let s = crate::script::convert::int_list(&size, W)?;
+        let (h, w) = match s.as_slice() {
+            [a] => (*a, *a),
+            [a, b] => (*a, *b),
+            _ => return Err(err(format!("{W}: size must be an int or [height, width]"))),
+        };
+        if h <= 0 || w <= 0 {
+            return Err(err(format!("{W}: size must be positive, got [{h}, {w}]")));
+        }
+        let padding = o.i64_or("padding", 0)?;
+        if padding < 0 {
+            return Err(err(format!("{W}: padding must be non-negative, got {padding}")));
+        }
+        Ok(TransformHandle(Transform::RandomCrop { height: h, width: w, padding }))
+    };
+    reg.func("data", "random_crop", "size", doc, move |s: Dynamic| crop(s, Map::new()));
+    reg.func("data", "random_crop", "size, opts", doc, crop);
+    let doc = "Mirrors each image left-right with probability `p` (default 0.5; torchvision RandomHorizontalFlip); seeded by the loader's seed, epoch and batch.\n\n```rhai\nlet t = data::random_horizontal_flip(1.0);\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nlet ds = data::transformed(data::tensor_dataset(x), #{transform: t});\nprint(ds[0][0]);\n```";
+    let flip = |p: f64| -> RResult<TransformHandle> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(err(format!("data::random_horizontal_flip: p must be in [0, 1], got {p}")));
+        }
+        Ok(TransformHandle(Transform::RandomHorizontalFlip { p }))
+    };
+    reg.func("data", "random_horizontal_flip", "", doc, move || flip(0.5));
+    reg.func("data", "random_horizontal_flip", "p", doc, move |p: Dynamic| flip(number(&p, "data::random_horizontal_flip")?));
+    let doc = "Class indices to one-hot int64 vectors of `num_classes` (F.one_hot); usually a `target_transform`.\n\n```rhai\nlet ds = data::transformed(data::blobs(#{n: 6, centers: 3}), #{target_transform: data::one_hot(3)});\nprint(ds[1][1]);\n```";
+    reg.func("data", "one_hot", "num_classes", doc, |n: INT| -> RResult<TransformHandle> {
+        if n <= 0 {
+            return Err(err(format!("data::one_hot: num_classes must be positive, got {n}")));
+        }
+        Ok(TransformHandle(Transform::OneHot { num_classes: n }))
+    });
+    let doc = "Casts to `dtype`; with `#{scale: true}`, uint8 images become floats in [0, 1] (torchvision ToDtype).\n\n```rhai\nlet t = data::to_dtype(\"float32\", #{scale: true});\nlet ds = data::transformed(data::tensor_dataset(torch::full([2, 3], 255).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
+    let to_dtype = |d: ImmutableString, m: Map| -> RResult<TransformHandle> {
+        let o = Opts::new(&m, "data::to_dtype", &["scale"])?;
+        Ok(TransformHandle(Transform::ToDtype { kind: parse_dtype(&d).or_script()?, scale: o.bool_or("scale", false)? }))
+    };
+    reg.func("data", "to_dtype", "dtype", doc, move |d: ImmutableString| to_dtype(d, Map::new()));
+    reg.func("data", "to_dtype", "dtype, opts", doc, to_dtype);
+    let doc = "Several transforms one after the other (torchvision Compose).\n\n```rhai\nlet t = data::compose([data::to_dtype(\"float32\", #{scale: true}), data::normalize(0.5, 0.5)]);\nlet ds = data::transformed(data::tensor_dataset(torch::zeros([2, 1, 2, 2]).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
+    reg.func("data", "compose", "transforms", doc, |a: Array| -> RResult<TransformHandle> {
+        Ok(TransformHandle(Transform::Compose(
+            a.iter().map(|v| transform_of(v, "data::compose")).collect::<RResult<_>>()?,
+        )))
+    });
+    let doc = "A dataset whose batches go through transforms on the loader's workers: `#{transform, target_transform, keys: #{name: transform}, seed: 0}`. `transform` applies to element 0 of array samples (or to a one-tensor sample), `target_transform` to element 1, `keys` to fields of map samples. Random transforms are seeded by `seed`, the loader's seed, the epoch and the batch: reproducible, whatever `num_workers`.\n\n```rhai\nlet base = data::tensor_dataset(torch::rand([16, 3, 8, 8]), torch::arange(16) % 2);\nlet ds = data::transformed(base, #{\n    transform: data::compose([data::random_crop(6), data::random_horizontal_flip()]),\n    target_transform: data::one_hot(2),\n});\nfor b in data::loader(ds, #{batch_size: 8, num_workers: 2, seed: 1}) {\n    print(`${b[0].shape} ${b[1].shape}`);\n}\n```";
+    reg.func("data", "transformed", "ds, opts", doc, |d: DatasetHandle, m: Map| -> RResult<DatasetHandle> {
+        const W: &str = "data::transformed";
+        let o = Opts::new(&m, W, &["transform", "target_transform", "keys", "seed"])?;
+        let mut ts = Vec::new();
+        if let Some(t) = o.get("transform") {
+            ts.push((Field::Input, transform_of(t, W)?));
+        }
+        if let Some(t) = o.get("target_transform") {
+            ts.push((Field::Target, transform_of(t, W)?));
+        }
+        if let Some(k) = o.get("keys") {
+            let km = k.read_lock::<Map>().ok_or_else(|| err(format!("{W}: 'keys' must be a map of key → Transform")))?;
+            for (name, t) in km.iter() {
+                ts.push((Field::Key(name.to_string()), transform_of(t, W)?));
+            }
+        }
+        Ok(ds(Transformed::new(d.0, ts, o.i64_or("seed", 0)? as u64)))
+    });
+    let doc = "What the transform is.\n\n```rhai\nprint(data::one_hot(3).to_string());\n```";
+    reg.func("", "to_string", "self", doc, |t: &mut TransformHandle| format!("{:?}", t.0));
+    reg.func("", "to_debug", "self", doc, |t: &mut TransformHandle| format!("{:?}", t.0));
+}

@@ -134,6 +134,9 @@ impl Dataset for Subset {
     fn classes(&self) -> Option<Vec<String>> {
         self.inner.classes()
     }
+    fn vocab(&self) -> Option<Vec<String>> {
+        self.inner.vocab()
+    }
 }
 
 /// Datasets one after the other (torch ConcatDataset).

@@ -30,12 +30,18 @@
 //! - [`api::batch_to_dynamic`]: a [`Batch`] as the script sees it (tensors, arrays, maps).
 pub mod api;
 pub mod batch;
+pub mod csv;
 pub mod dataset;
+pub mod files;
+pub mod idx;
+pub mod image;
 pub mod loader;
 pub mod rng;
 pub mod sampler;
 pub mod script_ds;
 pub mod synthetic;
+pub mod text;
+pub mod transform;
 
 pub use batch::Batch;
 pub use loader::{DataLoader, EpochIter, LoaderOptions};
@@ -105,6 +111,10 @@ pub trait Dataset: Send + Sync {
     }
     /// Class names, for datasets that have them (image folders, CSV string labels).
     fn classes(&self) -> Option<Vec<String>> {
+        None
+    }
+    /// Token vocabulary, for text datasets in character mode.
+    fn vocab(&self) -> Option<Vec<String>> {
         None
     }
 }
