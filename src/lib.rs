@@ -1,9 +1,10 @@
 //! lt: Lightning-style training of Rhai-scripted models on libtorch.
 //!
 //! Folders are concepts: `tensor` (the tensor type and its script surface), `script` (the Rhai
-//! engine, errors, docs), `bench` (figures), `cli` (the `lt` command).
+//! engine, errors, docs), `bench` (figures), `cli` (the `lt` command), `dist` (data-parallel processes).
 pub mod bench;
 pub mod cli;
+pub mod dist;
 pub mod golden;
 pub mod script;
 pub mod tensor;

@@ -1,4 +1,6 @@
 //! The `lt` command line.
+pub mod dist;
+
 use crate::script::runner::Script;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -20,6 +22,8 @@ pub enum Command {
     Run {
         /// The .rhai file.
         script: PathBuf,
+        #[command(flatten)]
+        dist: dist::DistArgs,
     },
     /// List every script function, or show the full doc of one (`lt doc zeros`, `lt doc torch::cat`).
     Doc { name: Option<String> },
@@ -42,6 +46,9 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000)]
         ops: usize,
     },
+    /// Checks the distributed backend (collectives, gradient sync) or times all-reduce.
+    #[command(hide = true)]
+    DistSelftest(dist::SelftestArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -55,7 +62,11 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match cmd {
-        Command::Run { script } => run(&script),
+        Command::Run { script, dist } => match dist::launch_if_needed(&dist) {
+            Some(code) => code,
+            None => run(&script),
+        },
+        Command::DistSelftest(args) => dist::selftest(&args),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
         Command::Golden { paths, bless, tolerance } => golden(paths, bless, tolerance),
