@@ -172,3 +172,14 @@ fn grad_buckets_are_reversed_capped_and_split_by_dtype() {
     assert_eq!(buckets, vec![vec![3, 1], vec![2], vec![0]]);
     assert_eq!(GradSync::new().bucket_cap_bytes(), 25 * 1024 * 1024);
 }
+
+#[test]
+fn nccl_without_a_gpu_is_a_clear_error() {
+    if tch::Cuda::is_available() {
+        return; // tools/nccl_smoke.sh covers NCCL on a GPU machine
+    }
+    let (out, _) = selftest(&["--backend", "nccl", "--dist-timeout", "10"], &[]);
+    assert!(!out.status.success());
+    let se = stderr(&out);
+    assert!(se.contains("cannot join the nccl process group") && (se.contains("no GPUs found") || se.contains("built without the NCCL backend")), "{se}");
+}
