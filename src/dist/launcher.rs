@@ -7,7 +7,7 @@
 //! stops every worker. Workers die with the launcher (PR_SET_PDEATHSIG) even if it is SIGKILLed.
 use super::{DistEnv, DistError, Result};
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -153,7 +153,7 @@ struct Worker {
 /// and returns Ok when every worker exited with 0. On the first failure (or a stop signal), stops
 /// the rest and returns an error naming the rank. `program` is usually `std::env::current_exe()`
 /// and `args` this process's own arguments.
-pub fn launch(cfg: &LaunchConfig, program: &PathBuf, args: &[OsString]) -> Result<()> {
+pub fn launch(cfg: &LaunchConfig, program: &Path, args: &[OsString]) -> Result<()> {
     let envs = worker_envs(cfg)?;
     install_signal_handlers();
     let mut workers: Vec<Worker> = Vec::with_capacity(envs.len());
