@@ -1,12 +1,13 @@
 //! lt: Lightning-style training of Rhai-scripted models on libtorch.
 //!
 //! Folders are concepts: `tensor` (the tensor type and its script surface), `script` (the Rhai
-//! engine, errors, docs), `bench` (figures), `cli` (the `lt` command).
+//! engine, errors, docs), `bench` (figures), `cli` (the `lt` command), `dist` (data-parallel processes).
 pub mod bench;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod dist;
 pub mod golden;
 pub mod nn;
 pub mod optim;

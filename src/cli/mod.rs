@@ -1,5 +1,6 @@
 //! The `lt` command line.
 pub mod train;
+pub mod dist;
 
 use crate::script::runner::Script;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ pub enum Command {
         /// `last` or `best`.
         #[arg(long)]
         ckpt: Option<String>,
+        #[command(flatten)]
+        dist: dist::DistArgs,
     },
     /// Train a module script (Lightning's trainer.fit).
     Fit {
@@ -40,6 +43,8 @@ pub enum Command {
         /// `last` or `best`.
         #[arg(long)]
         ckpt: Option<String>,
+        #[command(flatten)]
+        dist: dist::DistArgs,
     },
     /// Run the validation loop of a module script.
     Validate {
@@ -50,6 +55,8 @@ pub enum Command {
         /// `last` or `best`.
         #[arg(long)]
         ckpt: Option<String>,
+        #[command(flatten)]
+        dist: dist::DistArgs,
     },
     /// Run the test loop of a module script.
     Test {
@@ -60,6 +67,8 @@ pub enum Command {
         /// `last` or `best`.
         #[arg(long)]
         ckpt: Option<String>,
+        #[command(flatten)]
+        dist: dist::DistArgs,
     },
     /// Run predict_step over the predict data of a module script.
     Predict {
@@ -70,6 +79,8 @@ pub enum Command {
         /// `last` or `best`.
         #[arg(long)]
         ckpt: Option<String>,
+        #[command(flatten)]
+        dist: dist::DistArgs,
     },
     /// List every script function, or show the full doc of one (`lt doc zeros`, `lt doc torch::cat`).
     Doc { name: Option<String> },
@@ -94,6 +105,9 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000)]
         ops: usize,
     },
+    /// Checks the distributed backend (collectives, gradient sync) or times all-reduce.
+    #[command(hide = true)]
+    DistSelftest(dist::SelftestArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -107,12 +121,28 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match cmd {
-        Command::Run { script, sets, ckpt } => run(&script, &sets, ckpt.as_deref()),
-        Command::Fit { script, sets, ckpt } => stage(train::Stage::Fit, &script, &sets, ckpt.as_deref()),
-        Command::Validate { script, sets, ckpt } => stage(train::Stage::Validate, &script, &sets, ckpt.as_deref()),
-        Command::Test { script, sets, ckpt } => stage(train::Stage::Test, &script, &sets, ckpt.as_deref()),
-        Command::Predict { script, sets, ckpt } => stage(train::Stage::Predict, &script, &sets, ckpt.as_deref()),
+        Command::Run { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
+            Some(code) => code,
+            None => run(&script, &sets, ckpt.as_deref()),
+        },
+        Command::Fit { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
+            Some(code) => code,
+            None => stage(train::Stage::Fit, &script, &sets, ckpt.as_deref()),
+        },
+        Command::Validate { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
+            Some(code) => code,
+            None => stage(train::Stage::Validate, &script, &sets, ckpt.as_deref()),
+        },
+        Command::Test { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
+            Some(code) => code,
+            None => stage(train::Stage::Test, &script, &sets, ckpt.as_deref()),
+        },
+        Command::Predict { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
+            Some(code) => code,
+            None => stage(train::Stage::Predict, &script, &sets, ckpt.as_deref()),
+        },
         Command::Ckpt { action, file } => ckpt_cmd(&action, &file),
+        Command::DistSelftest(args) => dist::selftest(&args),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
         Command::Golden { paths, bless, tolerance } => golden(paths, bless, tolerance),

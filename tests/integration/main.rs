@@ -2,6 +2,7 @@
 //! One module per area; shared helpers in `common`.
 mod checkpoint;
 mod common;
+mod dist;
 mod docs;
 mod golden;
 mod optim;
