@@ -398,6 +398,12 @@ impl Trainer {
             if n_batches.is_some_and(|n| batch_idx >= n) {
                 break;
             }
+            if let Some((key, value)) = m.at_step_boundary()? {
+                let step = self.state.borrow().global_step;
+                let mut metrics = BTreeMap::new();
+                metrics.insert(key, value);
+                self.log_to_loggers(&metrics, step)?;
+            }
             let Some(batch) = train.next_batch() else { break };
             let batch = m.batch_to_device(batch?, self.device, dtype)?;
             self.state.borrow_mut().batch_size = m.batch_size(&batch);

@@ -157,6 +157,11 @@ pub trait LightningModule {
     fn on_save_checkpoint(&mut self, extra: &mut CheckpointExtra) -> Result<(), String>;
     /// `on_load_checkpoint(checkpoint)`: the module reads back what it added.
     fn on_load_checkpoint(&mut self, extra: &CheckpointExtra) -> Result<(), String>;
+    /// Called by the Trainer between training batches (a step boundary): a script module swaps in
+    /// a reloaded script here (`lt fit --watch`). Returns metrics to record, e.g. a reload event.
+    fn at_step_boundary(&mut self) -> Result<Option<(String, f64)>, String> {
+        Ok(None)
+    }
 }
 
 /// What a module's `on_save_checkpoint` adds to a checkpoint: JSON values and tensors.
