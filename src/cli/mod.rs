@@ -123,23 +123,23 @@ pub fn main() -> ExitCode {
     match cmd {
         Command::Run { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
             Some(code) => code,
-            None => run(&script, &sets, ckpt.as_deref()),
+            None => run(&script, &sets, ckpt.as_deref(), &dist),
         },
         Command::Fit { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
             Some(code) => code,
-            None => stage(train::Stage::Fit, &script, &sets, ckpt.as_deref()),
+            None => stage(train::Stage::Fit, &script, &sets, ckpt.as_deref(), &dist),
         },
         Command::Validate { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
             Some(code) => code,
-            None => stage(train::Stage::Validate, &script, &sets, ckpt.as_deref()),
+            None => stage(train::Stage::Validate, &script, &sets, ckpt.as_deref(), &dist),
         },
         Command::Test { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
             Some(code) => code,
-            None => stage(train::Stage::Test, &script, &sets, ckpt.as_deref()),
+            None => stage(train::Stage::Test, &script, &sets, ckpt.as_deref(), &dist),
         },
         Command::Predict { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
             Some(code) => code,
-            None => stage(train::Stage::Predict, &script, &sets, ckpt.as_deref()),
+            None => stage(train::Stage::Predict, &script, &sets, ckpt.as_deref(), &dist),
         },
         Command::Ckpt { action, file } => ckpt_cmd(&action, &file),
         Command::DistSelftest(args) => dist::selftest(&args),
@@ -166,8 +166,8 @@ fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Option<&str>) -> ExitCode {
-    let result = train::load(path).and_then(|script| train::run_stage(stage, script, sets, ckpt));
+fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs) -> ExitCode {
+    let result = train::load(path).and_then(|script| train::run_stage(stage, script, sets, ckpt, dist_args));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -177,7 +177,7 @@ fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Opt
     }
 }
 
-fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>) -> ExitCode {
+fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs) -> ExitCode {
     let script = match Script::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -186,7 +186,7 @@ fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>) -> ExitCode {
         }
     };
     if train::is_module_script(&script) {
-        return match train::run_stage(train::Stage::Run, script, sets, ckpt) {
+        return match train::run_stage(train::Stage::Run, script, sets, ckpt, dist_args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });

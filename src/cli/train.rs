@@ -83,13 +83,20 @@ pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
 }
 
 /// Runs a stage on a module script; returns an error text for the user.
-pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>) -> Result<(), String> {
+pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: &super::dist::DistArgs) -> Result<(), String> {
     let (model_sets, trainer_sets) = parse_sets(sets)?;
     let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
     let mut trainer = Trainer::new(config)?;
+    // A DDP worker (started by the launcher or torchrun) joins its process group first.
+    if let Some(env) = super::dist::worker_env(dist)? {
+        let backend = crate::dist::Backend::for_device(trainer.device());
+        let pg = crate::dist::ProcessGroup::new(backend, &env, dist.timeout()).map_err(|e| e.to_string())?;
+        trainer.set_process_group(pg);
+    }
     module.attach(trainer.state.clone())?;
-    if trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
+    let rank0 = trainer.state.borrow().global_rank == 0;
+    if rank0 && trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
         let logger = CsvLogger::new(&trainer.config.default_root_dir)?;
         trainer.loggers.push(Box::new(logger));
     }
@@ -121,19 +128,25 @@ pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&st
                 let loaders = crate::trainer::module::LightningModule::loaders(&mut module, crate::trainer::module::LoaderStage::Test)?;
                 if !loaders.is_empty() {
                     let r = trainer.test(&mut module)?;
-                    println!("{}", Trainer::results_table("Test", &r));
+                    if rank0 {
+                        println!("{}", Trainer::results_table("Test", &r));
+                    }
                 }
             }
             Ok(())
         }
         Stage::Validate => {
             let r = trainer.validate(&mut module)?;
-            println!("{}", Trainer::results_table("Validate", &r));
+            if rank0 {
+                println!("{}", Trainer::results_table("Validate", &r));
+            }
             Ok(())
         }
         Stage::Test => {
             let r = trainer.test(&mut module)?;
-            println!("{}", Trainer::results_table("Test", &r));
+            if rank0 {
+                println!("{}", Trainer::results_table("Test", &r));
+            }
             Ok(())
         }
         Stage::Predict => {

@@ -153,6 +153,9 @@ impl BatchLoader<Dynamic> for DataLoaderAdapter {
     fn next_batch(&mut self) -> Option<Result<Dynamic, String>> {
         self.iter.as_mut()?.next().map(|r| r.map(crate::data::api::batch_to_dynamic).map_err(|e| e.to_string()))
     }
+    fn set_distributed(&mut self, rank: usize, world_size: usize) -> Result<(), String> {
+        self.handle.0.borrow_mut().set_distributed(rank, world_size).map_err(|e| e.to_string())
+    }
 }
 
 fn trainer_loader(d: &Dynamic) -> Option<Box<dyn BatchLoader<Dynamic>>> {
@@ -177,6 +180,16 @@ impl BatchLoader<Dynamic> for ArrayLoader {
         let b = self.items.get(self.pos)?.clone();
         self.pos += 1;
         Some(Ok(b))
+    }
+    fn set_distributed(&mut self, rank: usize, world_size: usize) -> Result<(), String> {
+        // Each rank takes every world_size-th batch, padded by wrapping around so all ranks run
+        // the same number of steps (DistributedSampler's padding).
+        if world_size > 1 && !self.items.is_empty() {
+            let n = self.items.len().div_ceil(world_size);
+            let all = std::mem::take(&mut self.items);
+            self.items = (0..n).map(|k| all[(k * world_size + rank) % all.len()].clone()).collect();
+        }
+        Ok(())
     }
 }
 
@@ -683,6 +696,10 @@ impl LightningModule for ScriptModule {
 
     fn parameters(&self) -> Result<Vec<tch::Tensor>, String> {
         crate::nn::tree::parameters(&self.this).map(|v| v.into_iter().map(|t| t.handle()).collect())
+    }
+
+    fn buffers(&self) -> Result<Vec<tch::Tensor>, String> {
+        crate::nn::tree::named_buffers(&self.this).map(|v| v.into_iter().map(|(_, t)| t.handle()).collect())
     }
 
     fn set_training(&mut self, training: bool) -> Result<(), String> {

@@ -72,10 +72,30 @@ impl Trainer {
 
     /// Carries out the checkpoint actions callbacks requested, at a safe point of the loop.
     pub(super) fn flush_pending<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
-        if self.state.borrow().global_rank != 0 {
-            self.pending.clear();
+        if self.pending.is_empty() {
             return Ok(());
         }
+        // Every rank reaches the same safe points with the same requests; only rank 0 writes, and
+        // barriers keep the others from running ahead of (or reading) a half-written file.
+        let pg = self.state.borrow().process_group.clone().filter(|p| p.world_size() > 1);
+        if let Some(pg) = &pg {
+            pg.barrier().map_err(|e| e.to_string())?;
+        }
+        if self.state.borrow().global_rank != 0 {
+            self.pending.clear();
+            if let Some(pg) = &pg {
+                pg.barrier().map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
+        let r = self.run_pending(m);
+        if let Some(pg) = &pg {
+            pg.barrier().map_err(|e| e.to_string())?;
+        }
+        r
+    }
+
+    fn run_pending<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
         for a in std::mem::take(&mut self.pending) {
             match a {
                 Action::SaveCheckpoint { path, weights_only } => self.save_checkpoint(m, &path, weights_only)?,

@@ -55,6 +55,8 @@ pub struct Trainer {
     manual_step_base: usize,
     /// Batches of the first epoch to skip when resuming mid-epoch.
     skip_batches: usize,
+    /// Gradient averaging across ranks under DDP.
+    grad_sync: crate::dist::GradSync,
 }
 
 /// Clips gradients in place, as the Trainer's `gradient_clip_val` does: by total 2-norm (returns
@@ -98,11 +100,44 @@ impl Trainer {
             total_batches_seen: 0,
             manual_step_base: 0,
             skip_batches: 0,
+            grad_sync: crate::dist::GradSync::new(),
         })
     }
 
     pub fn device(&self) -> tch::Device {
         self.device
+    }
+
+    /// Runs this Trainer as one rank of a DDP group: the device follows the local rank on CUDA,
+    /// loaders get a distributed share, gradients are averaged, rank 0 logs and saves.
+    pub fn set_process_group(&mut self, pg: crate::dist::ProcessGroup) {
+        if let tch::Device::Cuda(_) = self.device {
+            self.device = tch::Device::Cuda(pg.local_rank());
+        }
+        let mut s = self.state.borrow_mut();
+        s.global_rank = pg.rank();
+        s.local_rank = pg.local_rank();
+        s.world_size = pg.world_size();
+        s.device = self.device;
+        s.process_group = Some(std::rc::Rc::new(pg));
+        if s.global_rank != 0 {
+            drop(s);
+            self.loggers.clear();
+            self.progress = Progress::new(false);
+        }
+    }
+
+    fn process_group(&self) -> Option<std::rc::Rc<crate::dist::ProcessGroup>> {
+        self.state.borrow().process_group.clone().filter(|pg| pg.world_size() > 1)
+    }
+
+    fn distribute<B>(&self, loaders: &mut [Box<dyn BatchLoader<B>>]) -> Result<(), String> {
+        if let Some(pg) = self.process_group() {
+            for l in loaders.iter_mut() {
+                l.set_distributed(pg.rank(), pg.world_size())?;
+            }
+        }
+        Ok(())
     }
 
     /// Seeds libtorch (and, through the loaders' own seeds, data order), like `seed_everything`.
@@ -214,6 +249,12 @@ impl Trainer {
         if let Some(c) = ckpt {
             self.restore(m, c)?;
         }
+        if let Some(pg) = self.process_group() {
+            if !automatic {
+                return Err("DDP with manual optimization is not supported yet; use automatic optimization or one device".into());
+            }
+            crate::dist::broadcast_parameters(&pg, &m.parameters()?, &m.buffers()?).map_err(|e| e.to_string())?;
+        }
         self.update_lrs();
         if self.config.enable_model_summary {
             if let Some(s) = m.summary() {
@@ -236,6 +277,7 @@ impl Trainer {
         // Validation loaders, if the module validates.
         let has_val = m.has_hook("validation_step") && self.config.limit_val_batches != Limit::Count(0) && self.config.limit_val_batches != Limit::Fraction(0.0);
         let mut val_loaders = if has_val { m.loaders(LoaderStage::Val)? } else { Vec::new() };
+        self.distribute(&mut val_loaders)?;
         if self.config.num_sanity_val_steps != 0 && !val_loaders.is_empty() && ckpt.is_none() {
             // The sanity check must not change what training draws from the RNG.
             let rng = crate::tensor::rng::get_state()?;
@@ -248,7 +290,9 @@ impl Trainer {
             crate::tensor::rng::set_state(&rng)?;
         }
 
-        let mut train = Self::first_loader(m.loaders(LoaderStage::Train)?, "train_dataloader")?;
+        let mut train_loaders = m.loaders(LoaderStage::Train)?;
+        self.distribute(&mut train_loaders)?;
+        let mut train = Self::first_loader(train_loaders, "train_dataloader")?;
         let n_batches = self.train_batches(train.as_ref());
         if let Some(n) = n_batches {
             let per_epoch = n.div_ceil(self.config.accumulate_grad_batches as usize);
@@ -520,6 +564,10 @@ impl Trainer {
         to_backward.f_backward().map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
         self.call(m, "on_after_backward", HookArgs::None)?;
         if last_in_window {
+            if let Some(pg) = self.process_group() {
+                // DDP: average gradients over ranks once per accumulation window
+                self.grad_sync.sync(&pg, &m.parameters()?).map_err(|e| e.to_string())?;
+            }
             if has_opt {
                 let params = self.opt.optimizers[0].params();
                 if let Some(sc) = self.state.borrow_mut().scaler.as_mut() {
@@ -711,6 +759,7 @@ impl Trainer {
         if loaders.is_empty() {
             return Err(format!("{} returned no dataloader", loader_stage.hook()));
         }
+        self.distribute(&mut loaders)?;
         let r = self.eval_loop(m, kind, &mut loaders, None, false);
         let r = r.and_then(|r| {
             self.save_loggers()?;

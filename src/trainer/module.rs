@@ -50,6 +50,9 @@ pub trait BatchLoader<B> {
     fn start_epoch(&mut self, epoch: usize) -> Result<(), String>;
     /// The next batch of the epoch, or None at its end.
     fn next_batch(&mut self) -> Option<Result<B, String>>;
+    /// Under DDP: this rank's share of every epoch (the Trainer injects it, as Lightning injects a
+    /// DistributedSampler).
+    fn set_distributed(&mut self, rank: usize, world_size: usize) -> Result<(), String>;
 }
 
 /// Arguments of a hook call, Lightning's signatures.
@@ -142,6 +145,10 @@ pub trait LightningModule {
     /// Lightning's batch size inference: the size of the first tensor's first dim.
     fn batch_size(&self, batch: &Self::Batch) -> Option<usize>;
     fn parameters(&self) -> Result<Vec<Tensor>, String>;
+    /// Buffers (batch-norm running stats …), broadcast from rank 0 at the start of DDP.
+    fn buffers(&self) -> Result<Vec<Tensor>, String> {
+        Ok(Vec::new())
+    }
     fn set_training(&mut self, training: bool) -> Result<(), String>;
     fn to_device_dtype(&mut self, device: Device, dtype: Option<Kind>) -> Result<(), String>;
     fn automatic_optimization(&self) -> bool;

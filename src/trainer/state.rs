@@ -29,7 +29,7 @@ impl RunningStage {
     }
 }
 
-#[derive(Debug)]
+
 pub struct LoopState {
     pub current_epoch: usize,
     pub global_step: usize,
@@ -53,6 +53,8 @@ pub struct LoopState {
     pub local_rank: usize,
     pub world_size: usize,
     pub hparams: serde_json::Value,
+    /// The process group when running distributed (DDP), shared with `this.log(…, sync_dist)`.
+    pub process_group: Option<Rc<crate::dist::ProcessGroup>>,
     /// Each optimizer's class name, per-group learning rates and momenta (for LearningRateMonitor).
     pub optimizer_lrs: Vec<(String, Vec<f64>, Vec<Option<f64>>)>,
 }
@@ -84,6 +86,7 @@ impl Default for LoopState {
             world_size: 1,
             hparams: serde_json::Value::Null,
             optimizer_lrs: Vec::new(),
+            process_group: None,
         }
     }
 }
@@ -95,6 +98,23 @@ impl LoopState {
 
     /// `this.log(name, value, opts)` in the current hook.
     pub fn log(&mut self, name: &str, value: f64, opts: &LogOptions) -> Result<(), String> {
+        // sync_dist: reduce the value across ranks with its reduce_fx before recording it.
+        let value = match (&self.process_group, opts.sync_dist) {
+            (Some(pg), true) if pg.world_size() > 1 => {
+                use super::logging::ReduceFx;
+                use crate::dist::ReduceOp;
+                let op = match opts.reduce_fx {
+                    ReduceFx::Mean => ReduceOp::Avg,
+                    ReduceFx::Sum => ReduceOp::Sum,
+                    ReduceFx::Max => ReduceOp::Max,
+                    ReduceFx::Min => ReduceOp::Min,
+                };
+                let mut t = [tch::Tensor::from(value)];
+                pg.all_reduce(&mut t, op).map_err(|e| e.to_string())?;
+                f64::try_from(&t[0]).map_err(|e| e.to_string())?
+            }
+            _ => value,
+        };
         let hook = self.hook.clone();
         let (bs, dl) = (self.batch_size, self.dataloader_idx);
         let collection = if self.stage == RunningStage::Training { &mut self.train_results } else { &mut self.eval_results };

@@ -29,6 +29,9 @@ impl BatchLoader<Batch> for VecLoader {
         self.pos += 1;
         Some(Ok((b.0.shallow_clone(), b.1.shallow_clone())))
     }
+    fn set_distributed(&mut self, _rank: usize, _world: usize) -> Result<(), String> {
+        Err("not used".into())
+    }
 }
 
 struct Sgd {
