@@ -3,5 +3,7 @@
 mod common;
 mod docs;
 mod golden;
+mod nn;
+mod nn_fixtures;
 mod script_errors;
 mod tensor_api;
