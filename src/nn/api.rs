@@ -3,7 +3,10 @@
 //! `state_dict()`, `train()`, …), the functional `F::` namespace, `init::` and weight files.
 use super::functional::{self as fun, ClassLossOpts};
 use super::layers::activation::{self, Act};
-use super::layers::{self, linear};
+use super::layers::conv::{Conv, Padding};
+use super::layers::pool::Pool;
+use super::layers::rnn::Rnn;
+use super::layers::{self, attention, embedding, linear, norm};
 use super::{init, io, tree};
 use crate::script::convert::{err, int_list, number, OrScript, Opts, RResult};
 use crate::script::registry::Registry;
@@ -106,6 +109,10 @@ pub fn register(reg: &mut Registry) {
     register_functional(reg);
     register_init(reg);
     register_io(reg);
+    register_conv_pool(reg);
+    register_norm(reg);
+    register_embedding_rnn(reg);
+    register_attention(reg);
 }
 
 fn register_module_methods(reg: &mut Registry) {
@@ -795,4 +802,711 @@ file (format detected from the content; pickle code is never run). Load it with 
     });
     let doc = "The system's temporary directory (for examples and scratch files).\n\n```rhai\nprint(torch::temp_dir().len() > 0);\n```";
     reg.func("torch", "temp_dir", "", doc, || std::env::temp_dir().display().to_string());
+}
+
+fn ints_to_dyn(v: &[i64]) -> Dynamic {
+    Dynamic::from_array(v.iter().map(|i| Dynamic::from_int(*i)).collect())
+}
+
+fn padding_entry(p: &Padding) -> Dynamic {
+    match p {
+        Padding::Explicit(v) => ints_to_dyn(v),
+        Padding::Same => Dynamic::from("same".to_string()),
+        Padding::Valid => Dynamic::from("valid".to_string()),
+    }
+}
+
+fn parse_padding(d: Option<&Dynamic>, nd: usize, what: &str) -> RResult<Padding> {
+    match d {
+        None => Ok(Padding::Explicit(vec![0; nd])),
+        Some(v) if v.is_string() => match v.clone().into_immutable_string().map(|s| s.to_string()).unwrap_or_default().as_str() {
+            "same" => Ok(Padding::Same),
+            "valid" => Ok(Padding::Valid),
+            o => Err(err(format!("{what}: invalid padding string '{o}', should be one of 'valid' or 'same'"))),
+        },
+        Some(v) => Ok(Padding::Explicit(layers::conv::expand(&int_list(v, what)?, nd, "padding").or_script()?)),
+    }
+}
+
+/// Reads a convolution's configuration back from its module map.
+fn conv_of(m: &Map) -> RResult<Conv> {
+    let nd = tree::int(m, "_nd").or_script()? as usize;
+    Ok(Conv {
+        nd,
+        transposed: tree::boolean(m, "_transposed").or_script()?,
+        in_channels: tree::int(m, "in_channels").or_script()?,
+        out_channels: tree::int(m, "out_channels").or_script()?,
+        kernel_size: tree::ints(m, "kernel_size").or_script()?,
+        stride: tree::ints(m, "stride").or_script()?,
+        padding: parse_padding(m.get("padding"), nd, "conv")?,
+        dilation: tree::ints(m, "dilation").or_script()?,
+        groups: tree::int(m, "groups").or_script()?,
+        output_padding: tree::ints(m, "output_padding").or_script()?,
+        padding_mode: tree::string(m, "padding_mode").or_script()?,
+    })
+}
+
+fn register_conv_pool(reg: &mut Registry) {
+    for (name, ty, nd, transposed) in [
+        ("conv1d", "Conv1d", 1usize, false),
+        ("conv2d", "Conv2d", 2, false),
+        ("conv3d", "Conv3d", 3, false),
+        ("conv_transpose1d", "ConvTranspose1d", 1, true),
+        ("conv_transpose2d", "ConvTranspose2d", 2, true),
+        ("conv_transpose3d", "ConvTranspose3d", 3, true),
+    ] {
+        let shape = match nd {
+            1 => "[1, 2, 8]",
+            2 => "[1, 2, 8, 8]",
+            _ => "[1, 2, 4, 4, 4]",
+        };
+        let keys: &'static [&'static str] = if transposed {
+            &["stride", "padding", "output_padding", "dilation", "groups", "bias", "padding_mode", "dtype", "device"]
+        } else {
+            &["stride", "padding", "dilation", "groups", "bias", "padding_mode", "dtype", "device"]
+        };
+        let doc = format!(
+            "A {nd}-d {}convolution (nn.{ty}): `nn::{name}(in_channels, out_channels, kernel_size)` plus options {}. \
+Weights are drawn like PyTorch's (kaiming_uniform with a=√5). Takes batched or unbatched input.\n\n```rhai\n\
+let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.shape);\nprint(conv.forward(torch::randn({shape})).shape);\n```",
+            if transposed { "transposed " } else { "" },
+            keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        );
+        let make = move |i: INT, o: INT, k: Dynamic, m: &Map| -> RResult<Map> {
+            let what = format!("nn::{name}");
+            let opts = Opts::new(m, &what, keys)?;
+            let ex = |key: &str, d: i64| -> RResult<Vec<i64>> {
+                layers::conv::expand(&opts.ints_opt(key)?.unwrap_or_else(|| vec![d]), nd, key).or_script()
+            };
+            let c = Conv {
+                nd,
+                transposed,
+                in_channels: i,
+                out_channels: o,
+                kernel_size: layers::conv::expand(&int_list(&k, &what)?, nd, "kernel_size").or_script()?,
+                stride: ex("stride", 1)?,
+                padding: parse_padding(opts.get("padding"), nd, &what)?,
+                dilation: ex("dilation", 1)?,
+                groups: opts.i64_or("groups", 1)?,
+                output_padding: ex("output_padding", 0)?,
+                padding_mode: opts.str_or("padding_mode", "zeros")?,
+            };
+            let (w, b) = c.init(opts.bool_or("bias", true)?, param_opts(&opts)?).map_err(|e| err(format!("{what}: {e}")))?;
+            Ok(tree::ModuleBuilder::new(ty, "__nn_conv_forward")
+                .param("weight", Some(w))
+                .param("bias", b)
+                .set("in_channels", i)
+                .set("out_channels", o)
+                .set("kernel_size", ints_to_dyn(&c.kernel_size))
+                .set("stride", ints_to_dyn(&c.stride))
+                .set("padding", padding_entry(&c.padding))
+                .set("dilation", ints_to_dyn(&c.dilation))
+                .set("groups", c.groups)
+                .set("output_padding", ints_to_dyn(&c.output_padding))
+                .set("padding_mode", c.padding_mode.clone())
+                .set("_nd", nd as INT)
+                .set("_transposed", transposed)
+                .build())
+        };
+        reg.volatile("nn", name, "in_channels, out_channels, kernel_size", &doc, move |i: INT, o: INT, k: Dynamic| make(i, o, k, &Map::new()));
+        reg.volatile("nn", name, "in_channels, out_channels, kernel_size, opts", &doc, move |i: INT, o: INT, k: Dynamic, m: Map| make(i, o, k, &m));
+    }
+    reg.func("", "__nn_conv_forward", "self, input", &fwd_doc("the convolutions (nn::conv2d …)", "let c = nn::conv1d(1, 1, 2);\nprint(c.forward(torch::ones([1, 1, 4])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
+        let c = conv_of(m)?;
+        let w = tree::tensor(m, "weight").or_script()?;
+        let b = tree::opt_tensor(m, "bias").or_script()?;
+        c.forward(&x, &w, b.as_deref()).map(Tensor::new).map_err(|e| layer_err(m, &c.describe(), e))
+    });
+
+    // pooling
+    for (name, ty, kind, nd) in [
+        ("max_pool1d", "MaxPool1d", "max", 1usize),
+        ("max_pool2d", "MaxPool2d", "max", 2),
+        ("avg_pool1d", "AvgPool1d", "avg", 1),
+        ("avg_pool2d", "AvgPool2d", "avg", 2),
+    ] {
+        let keys: &'static [&'static str] = match kind {
+            "max" => &["stride", "padding", "dilation", "ceil_mode", "return_indices"],
+            _ if nd == 1 => &["stride", "padding", "ceil_mode", "count_include_pad"],
+            _ => &["stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"],
+        };
+        let shape = if nd == 1 { "[1, 2, 6]" } else { "[1, 2, 6, 6]" };
+        let doc = format!(
+            "{}-pooling over {nd} spatial dim(s) (nn.{ty}): `nn::{name}(kernel_size)` plus options {} (stride defaults to the kernel size).\n\n\
+```rhai\nlet pool = nn::{name}(2);\nprint(pool.forward(torch::randn({shape})).shape);\nprint(nn::{name}(3, #{{stride: 1, padding: 1}}).forward(torch::randn({shape})).shape);\n```",
+            if kind == "max" { "Max" } else { "Average" },
+            keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        );
+        let make = move |k: Dynamic, m: &Map| -> RResult<Map> {
+            let what = format!("nn::{name}");
+            let o = Opts::new(m, &what, keys)?;
+            if o.bool_or("return_indices", false)? {
+                return Err(err(format!("{what}: return_indices is not supported")));
+            }
+            let stride = o.ints_opt("stride")?;
+            let mut p = Pool::new(
+                kind,
+                nd,
+                &int_list(&k, &what)?,
+                stride.as_deref(),
+                &o.ints_opt("padding")?.unwrap_or_else(|| vec![0]),
+                &o.ints_opt("dilation")?.unwrap_or_else(|| vec![1]),
+            )
+            .map_err(|e| err(format!("{what}: {e}")))?;
+            p.ceil_mode = o.bool_or("ceil_mode", false)?;
+            p.count_include_pad = o.bool_or("count_include_pad", true)?;
+            p.divisor_override = o.i64_opt("divisor_override")?;
+            Ok(tree::ModuleBuilder::new(ty, "__nn_pool_forward")
+                .set("kernel_size", ints_to_dyn(&p.kernel_size))
+                .set("stride", ints_to_dyn(&p.stride))
+                .set("padding", ints_to_dyn(&p.padding))
+                .set("dilation", ints_to_dyn(&p.dilation))
+                .set("ceil_mode", p.ceil_mode)
+                .set("count_include_pad", p.count_include_pad)
+                .set("divisor_override", p.divisor_override.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT))
+                .set("_kind", kind.to_string())
+                .set("_nd", nd as INT)
+                .build())
+        };
+        reg.volatile("nn", name, "kernel_size", &doc, move |k: Dynamic| make(k, &Map::new()));
+        reg.volatile("nn", name, "kernel_size, opts", &doc, move |k: Dynamic, m: Map| make(k, &m));
+    }
+    for (name, ty, nd) in [("adaptive_avg_pool1d", "AdaptiveAvgPool1d", 1usize), ("adaptive_avg_pool2d", "AdaptiveAvgPool2d", 2)] {
+        let shape = if nd == 1 { "[1, 2, 7]" } else { "[1, 2, 7, 5]" };
+        let doc = format!("Average pooling to a fixed output size (nn.{ty}).\n\n```rhai\nprint(nn::{name}(3).forward(torch::randn({shape})).shape);\n```");
+        reg.volatile("nn", name, "output_size", &doc, move |s: Dynamic| -> RResult<Map> {
+            let out = layers::conv::expand(&int_list(&s, name)?, nd, "output_size").or_script()?;
+            Ok(tree::ModuleBuilder::new(ty, "__nn_pool_forward")
+                .set("output_size", ints_to_dyn(&out))
+                .set("_kind", "adaptive_avg".to_string())
+                .set("_nd", nd as INT)
+                .build())
+        });
+    }
+    reg.func("", "__nn_pool_forward", "self, input", &fwd_doc("the pooling layers (nn::max_pool2d …)", "print(nn::max_pool1d(2).forward(torch::arange(4.0).reshape([1, 1, 4])));"), |m: &mut Map, x: T| -> RResult<T> {
+        let kind = tree::string(m, "_kind").or_script()?;
+        let nd = tree::int(m, "_nd").or_script()? as usize;
+        let p = if kind == "adaptive_avg" {
+            Pool {
+                kind,
+                nd,
+                kernel_size: vec![],
+                stride: vec![],
+                padding: vec![],
+                dilation: vec![],
+                ceil_mode: false,
+                count_include_pad: true,
+                divisor_override: None,
+                output_size: tree::ints(m, "output_size").or_script()?,
+            }
+        } else {
+            Pool {
+                kind,
+                nd,
+                kernel_size: tree::ints(m, "kernel_size").or_script()?,
+                stride: tree::ints(m, "stride").or_script()?,
+                padding: tree::ints(m, "padding").or_script()?,
+                dilation: tree::ints(m, "dilation").or_script()?,
+                ceil_mode: tree::boolean(m, "ceil_mode").or_script()?,
+                count_include_pad: tree::boolean(m, "count_include_pad").or_script()?,
+                divisor_override: m.get("divisor_override").and_then(|v| v.as_int().ok()),
+                output_size: vec![],
+            }
+        };
+        p.forward(&x).map(Tensor::new).map_err(|e| layer_err(m, "", e))
+    });
+}
+
+fn register_norm(reg: &mut Registry) {
+    for (name, ty, dims, shape) in [
+        ("batch_norm1d", "BatchNorm1d", &[2usize, 3][..], "[4, 3]"),
+        ("batch_norm2d", "BatchNorm2d", &[4usize][..], "[2, 3, 2, 2]"),
+        ("batch_norm3d", "BatchNorm3d", &[5usize][..], "[2, 3, 2, 2, 2]"),
+    ] {
+        let doc = format!(
+            "Batch normalization over dim 1 (nn.{ty}): batch statistics in training mode (updating `running_mean` / \
+`running_var` with `momentum`, 0.1; `()` for a cumulative average), running statistics after `eval_mode()`. Options: \
+`eps` (1e-5), `momentum`, `affine` (true), `track_running_stats` (true), `dtype`, `device`.\n\n```rhai\n\
+let bn = nn::{name}(3);\nlet y = bn.forward(torch::randn({shape}));\nprint(bn.num_batches_tracked);\nbn.eval_mode();\nprint(bn.forward(torch::randn({shape})).shape);\n```"
+        );
+        let make = move |n: INT, m: &Map| -> RResult<Map> {
+            let what = format!("nn::{name}");
+            let o = Opts::new(m, &what, &["eps", "momentum", "affine", "track_running_stats", "dtype", "device"])?;
+            let affine = o.bool_or("affine", true)?;
+            let track = o.bool_or("track_running_stats", true)?;
+            let momentum = if m.get("momentum").is_some_and(|v| v.is_unit()) { None } else { Some(o.f64_or("momentum", 0.1)?) };
+            let s = norm::batch_norm_init(n, affine, track, param_opts(&o)?).map_err(|e| err(format!("{what}: {e}")))?;
+            Ok(tree::ModuleBuilder::new(ty, "__nn_batch_norm_forward")
+                .param("weight", s.weight)
+                .param("bias", s.bias)
+                .buffer("running_mean", s.running_mean)
+                .buffer("running_var", s.running_var)
+                .buffer("num_batches_tracked", s.num_batches_tracked)
+                .set("num_features", n)
+                .set("eps", o.f64_or("eps", 1e-5)?)
+                .set("momentum", momentum.map(Dynamic::from_float).unwrap_or(Dynamic::UNIT))
+                .set("affine", affine)
+                .set("track_running_stats", track)
+                .set("_dims", ints_to_dyn(&dims.iter().map(|d| *d as i64).collect::<Vec<_>>()))
+                .build())
+        };
+        reg.volatile("nn", name, "num_features", &doc, move |n: INT| make(n, &Map::new()));
+        reg.volatile("nn", name, "num_features, opts", &doc, move |n: INT, m: Map| make(n, &m));
+    }
+    reg.func("", "__nn_batch_norm_forward", "self, input", &fwd_doc("nn::batch_norm1d / 2d / 3d", "let bn = nn::batch_norm1d(2);\nprint(bn.forward(torch::tensor([[1.0, 2.0], [3.0, 5.0]])));"), |m: &mut Map, x: T| -> RResult<T> {
+        let n = tree::int(m, "num_features").or_script()?;
+        let dims: Vec<usize> = tree::ints(m, "_dims").or_script()?.iter().map(|d| *d as usize).collect();
+        let s = norm::BatchNormState {
+            weight: tree::opt_tensor(m, "weight").or_script()?.map(|t| t.handle()),
+            bias: tree::opt_tensor(m, "bias").or_script()?.map(|t| t.handle()),
+            running_mean: tree::opt_tensor(m, "running_mean").or_script()?.map(|t| t.handle()),
+            running_var: tree::opt_tensor(m, "running_var").or_script()?.map(|t| t.handle()),
+            num_batches_tracked: tree::opt_tensor(m, "num_batches_tracked").or_script()?.map(|t| t.handle()),
+        };
+        let r = norm::batch_norm(&x, &dims, n, &s, tree::training(m), tree::opt_float(m, "momentum").or_script()?, tree::float(m, "eps").or_script()?);
+        r.map(Tensor::new).map_err(|e| layer_err(m, &n.to_string(), e))
+    });
+
+    let doc = "Layer normalization over the trailing `normalized_shape` dims (nn.LayerNorm). Options: `eps` (1e-5), \
+`elementwise_affine` (true), `bias` (true), `dtype`, `device`.\n\n```rhai\nlet ln = nn::layer_norm(4);\nprint(ln.forward(torch::randn([2, 4])).shape);\nprint(nn::layer_norm([2, 4]).forward(torch::randn([3, 2, 4])).shape);\n```";
+    fn make_ln(s: &Dynamic, m: &Map) -> RResult<Map> {
+        let o = Opts::new(m, "nn::layer_norm", &["eps", "elementwise_affine", "bias", "dtype", "device"])?;
+        let shape = int_list(s, "nn::layer_norm")?;
+        let po = param_opts(&o)?;
+        let affine = o.bool_or("elementwise_affine", true)?;
+        let w = if affine { Some(tch::Tensor::f_ones(shape.as_slice(), po).or_script()?) } else { None };
+        let b = if affine && o.bool_or("bias", true)? { Some(tch::Tensor::f_zeros(shape.as_slice(), po).or_script()?) } else { None };
+        Ok(tree::ModuleBuilder::new("LayerNorm", "__nn_layer_norm_forward")
+            .param("weight", w)
+            .param("bias", b)
+            .set("normalized_shape", ints_to_dyn(&shape))
+            .set("eps", o.f64_or("eps", 1e-5)?)
+            .set("elementwise_affine", affine)
+            .build())
+    }
+    reg.volatile("nn", "layer_norm", "normalized_shape", doc, |s: Dynamic| make_ln(&s, &Map::new()));
+    reg.volatile("nn", "layer_norm", "normalized_shape, opts", doc, |s: Dynamic, m: Map| make_ln(&s, &m));
+    reg.func("", "__nn_layer_norm_forward", "self, input", &fwd_doc("nn::layer_norm", "print(nn::layer_norm(2).forward(torch::tensor([[1.0, 3.0]])));"), |m: &mut Map, x: T| -> RResult<T> {
+        let shape = tree::ints(m, "normalized_shape").or_script()?;
+        let w = tree::opt_tensor(m, "weight").or_script()?;
+        let b = tree::opt_tensor(m, "bias").or_script()?;
+        norm::layer_norm(&x, &shape, w.as_deref(), b.as_deref(), tree::float(m, "eps").or_script()?)
+            .map(Tensor::new)
+            .map_err(|e| layer_err(m, &format!("{shape:?}"), e))
+    });
+
+    let doc = "Group normalization: channels split into `num_groups` groups (nn.GroupNorm). Options: `eps` (1e-5), `affine` (true), `dtype`, `device`.\n\n```rhai\nlet gn = nn::group_norm(2, 4);\nprint(gn.forward(torch::randn([3, 4, 5])).shape);\n```";
+    fn make_gn(g: INT, c: INT, m: &Map) -> RResult<Map> {
+        let o = Opts::new(m, "nn::group_norm", &["eps", "affine", "dtype", "device"])?;
+        if g <= 0 || c % g != 0 {
+            return Err(err(format!("nn::group_norm: num_channels ({c}) must be divisible by num_groups ({g})")));
+        }
+        let po = param_opts(&o)?;
+        let affine = o.bool_or("affine", true)?;
+        let (w, b) = if affine {
+            (Some(tch::Tensor::f_ones([c], po).or_script()?), Some(tch::Tensor::f_zeros([c], po).or_script()?))
+        } else {
+            (None, None)
+        };
+        Ok(tree::ModuleBuilder::new("GroupNorm", "__nn_group_norm_forward")
+            .param("weight", w)
+            .param("bias", b)
+            .set("num_groups", g)
+            .set("num_channels", c)
+            .set("eps", o.f64_or("eps", 1e-5)?)
+            .set("affine", affine)
+            .build())
+    }
+    reg.volatile("nn", "group_norm", "num_groups, num_channels", doc, |g: INT, c: INT| make_gn(g, c, &Map::new()));
+    reg.volatile("nn", "group_norm", "num_groups, num_channels, opts", doc, |g: INT, c: INT, m: Map| make_gn(g, c, &m));
+    reg.func("", "__nn_group_norm_forward", "self, input", &fwd_doc("nn::group_norm", "print(nn::group_norm(1, 2).forward(torch::tensor([[1.0, 3.0]])));"), |m: &mut Map, x: T| -> RResult<T> {
+        let (g, c) = (tree::int(m, "num_groups").or_script()?, tree::int(m, "num_channels").or_script()?);
+        let w = tree::opt_tensor(m, "weight").or_script()?;
+        let b = tree::opt_tensor(m, "bias").or_script()?;
+        norm::group_norm(&x, g, c, w.as_deref(), b.as_deref(), tree::float(m, "eps").or_script()?)
+            .map(Tensor::new)
+            .map_err(|e| layer_err(m, &format!("{g} groups, {c} channels"), e))
+    });
+
+    let doc = "RMS normalization over the trailing `normalized_shape` dims (nn.RMSNorm). Options: `eps` (default: the dtype's machine epsilon), `elementwise_affine` (true), `dtype`, `device`.\n\n```rhai\nlet n = nn::rms_norm(4);\nprint(n.forward(torch::randn([2, 4])).shape);\n```";
+    fn make_rms(s: &Dynamic, m: &Map) -> RResult<Map> {
+        let o = Opts::new(m, "nn::rms_norm", &["eps", "elementwise_affine", "dtype", "device"])?;
+        let shape = int_list(s, "nn::rms_norm")?;
+        let affine = o.bool_or("elementwise_affine", true)?;
+        let w = if affine { Some(tch::Tensor::f_ones(shape.as_slice(), param_opts(&o)?).or_script()?) } else { None };
+        Ok(tree::ModuleBuilder::new("RMSNorm", "__nn_rms_norm_forward")
+            .param("weight", w)
+            .set("normalized_shape", ints_to_dyn(&shape))
+            .set("eps", o.f64_opt("eps")?.map(Dynamic::from_float).unwrap_or(Dynamic::UNIT))
+            .set("elementwise_affine", affine)
+            .build())
+    }
+    reg.volatile("nn", "rms_norm", "normalized_shape", doc, |s: Dynamic| make_rms(&s, &Map::new()));
+    reg.volatile("nn", "rms_norm", "normalized_shape, opts", doc, |s: Dynamic, m: Map| make_rms(&s, &m));
+    reg.func("", "__nn_rms_norm_forward", "self, input", &fwd_doc("nn::rms_norm", "print(nn::rms_norm(2).forward(torch::tensor([[1.0, 3.0]])));"), |m: &mut Map, x: T| -> RResult<T> {
+        let shape = tree::ints(m, "normalized_shape").or_script()?;
+        let w = tree::opt_tensor(m, "weight").or_script()?;
+        norm::rms_norm(&x, &shape, w.as_deref(), tree::opt_float(m, "eps").or_script()?)
+            .map(Tensor::new)
+            .map_err(|e| layer_err(m, &format!("{shape:?}"), e))
+    });
+}
+
+fn rnn_of(m: &Map) -> RResult<Rnn> {
+    Ok(Rnn {
+        mode: tree::string(m, "mode").or_script()?,
+        input_size: tree::int(m, "input_size").or_script()?,
+        hidden_size: tree::int(m, "hidden_size").or_script()?,
+        num_layers: tree::int(m, "num_layers").or_script()?,
+        bias: tree::boolean(m, "bias").or_script()?,
+        batch_first: tree::boolean(m, "batch_first").or_script()?,
+        dropout: tree::float(m, "dropout").or_script()?,
+        bidirectional: tree::boolean(m, "bidirectional").or_script()?,
+    })
+}
+
+fn register_embedding_rnn(reg: &mut Registry) {
+    let doc = "A lookup table of `num_embeddings` vectors of size `embedding_dim` (nn.Embedding), drawn from N(0, 1). Options: \
+`padding_idx` (that row starts at zero and gets no gradient), `dtype`, `device`.\n\n```rhai\nlet emb = nn::embedding(10, 3, #{padding_idx: 0});\nprint(emb.forward(torch::tensor([[0, 2], [4, 9]])).shape);\nprint(emb.weight[0]);\n```";
+    fn make_emb(n: INT, d: INT, m: &Map) -> RResult<Map> {
+        let o = Opts::new(m, "nn::embedding", &["padding_idx", "dtype", "device"])?;
+        let (w, pi) = embedding::init(n, d, o.i64_opt("padding_idx")?, param_opts(&o)?).map_err(|e| err(format!("nn::embedding: {e}")))?;
+        Ok(tree::ModuleBuilder::new("Embedding", "__nn_embedding_forward")
+            .param("weight", Some(w))
+            .set("num_embeddings", n)
+            .set("embedding_dim", d)
+            .set("padding_idx", pi.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT))
+            .build())
+    }
+    reg.volatile("nn", "embedding", "num_embeddings, embedding_dim", doc, |n: INT, d: INT| make_emb(n, d, &Map::new()));
+    reg.volatile("nn", "embedding", "num_embeddings, embedding_dim, opts", doc, |n: INT, d: INT, m: Map| make_emb(n, d, &m));
+    reg.func("", "__nn_embedding_forward", "self, input", &fwd_doc("nn::embedding", "print(nn::embedding(4, 2).forward(torch::tensor([1, 3])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
+        let w = tree::tensor(m, "weight").or_script()?;
+        let pi = m.get("padding_idx").and_then(|v| v.as_int().ok());
+        let n = w.size().first().copied().unwrap_or(0);
+        let run = || -> crate::tensor::Result<tch::Tensor> {
+            if x.numel() > 0 && !crate::tensor::options::is_floating(x.kind()) {
+                let (lo, hi) = (x.f_min()?.f_int64_value(&[])?, x.f_max()?.f_int64_value(&[])?);
+                if lo < 0 || hi >= n {
+                    return Err(crate::tensor_err!("index out of range: indices must be in [0, {n}), got values in [{lo}, {hi}]"));
+                }
+            }
+            fun::embedding(&x, &w, pi)
+        };
+        run().map(Tensor::new).map_err(|e| layer_err(m, &format!("{n}×{}", w.size().get(1).copied().unwrap_or(0)), e))
+    });
+
+    for (name, mode, ty) in [("rnn", "RNN_TANH", "RNN"), ("lstm", "LSTM", "LSTM"), ("gru", "GRU", "GRU")] {
+        let states = if mode == "LSTM" { "`[h_n, c_n]`" } else { "`h_n`" };
+        let h0 = if mode == "LSTM" { "[h0, c0]" } else { "h0" };
+        let extra = if mode == "RNN_TANH" { "`nonlinearity` (\"tanh\" / \"relu\"), " } else { "" };
+        let doc = format!(
+            "A multi-layer {ty} over ATen's fused kernel (nn.{ty}): `nn::{name}(input_size, hidden_size)` plus options \
+`num_layers` (1), {extra}`bias` (true), `batch_first` (false), `dropout` (0, between layers in training), `bidirectional` (false), \
+`dtype`, `device`. `forward(x)` or `forward(x, {h0})` returns `[output, {}]`, as PyTorch's tuple.\n\n```rhai\n\
+let rnn = nn::{name}(3, 4, #{{num_layers: 2, batch_first: true}});\nlet out = rnn.forward(torch::randn([2, 5, 3]));\nprint(out[0].shape);\n```",
+            states.trim_matches('`')
+        );
+        let make = move |i: INT, h: INT, m: &Map| -> RResult<Map> {
+            let what = format!("nn::{name}");
+            let mut keys = vec!["num_layers", "bias", "batch_first", "dropout", "bidirectional", "dtype", "device"];
+            if mode == "RNN_TANH" {
+                keys.push("nonlinearity");
+            }
+            if mode == "LSTM" {
+                keys.push("proj_size");
+            }
+            let o = Opts::new(m, &what, &keys)?;
+            if o.i64_or("proj_size", 0)? != 0 {
+                return Err(err(format!("{what}: proj_size is not supported")));
+            }
+            let mode = match o.str_or("nonlinearity", "tanh")?.as_str() {
+                "tanh" => mode,
+                "relu" => "RNN_RELU",
+                other => return Err(err(format!("{what}: Unknown nonlinearity '{other}'. Select from 'tanh' or 'relu'."))),
+            };
+            let r = Rnn {
+                mode: mode.to_string(),
+                input_size: i,
+                hidden_size: h,
+                num_layers: o.i64_or("num_layers", 1)?,
+                bias: o.bool_or("bias", true)?,
+                batch_first: o.bool_or("batch_first", false)?,
+                dropout: o.f64_or("dropout", 0.0)?,
+                bidirectional: o.bool_or("bidirectional", false)?,
+            };
+            let params = r.init(param_opts(&o)?).map_err(|e| err(format!("{what}: {e}")))?;
+            let mut b = tree::ModuleBuilder::new(ty, "__nn_rnn_forward");
+            for (n, t) in params {
+                b = b.param(&n, Some(t));
+            }
+            Ok(b.set("mode", r.mode.clone())
+                .set("input_size", i)
+                .set("hidden_size", h)
+                .set("num_layers", r.num_layers)
+                .set("bias", r.bias)
+                .set("batch_first", r.batch_first)
+                .set("dropout", r.dropout)
+                .set("bidirectional", r.bidirectional)
+                .build())
+        };
+        reg.volatile("nn", name, "input_size, hidden_size", &doc, move |i: INT, h: INT| make(i, h, &Map::new()));
+        reg.volatile("nn", name, "input_size, hidden_size, opts", &doc, move |i: INT, h: INT, m: Map| make(i, h, &m));
+    }
+    fn rnn_forward(m: &mut Map, x: &Tensor, hx: Option<Dynamic>) -> RResult<Array> {
+        let r = rnn_of(m)?;
+        let params: Vec<tch::Tensor> =
+            r.param_names().iter().map(|n| tree::tensor(m, n).map(|t| t.handle())).collect::<Result<_, _>>().or_script()?;
+        let hx: Option<Vec<tch::Tensor>> = match hx {
+            None => None,
+            Some(d) if d.is_unit() => None,
+            Some(d) => {
+                if let Some(t) = d.read_lock::<Tensor>() {
+                    Some(vec![t.handle()])
+                } else if let Some(a) = d.read_lock::<Array>() {
+                    Some(a.iter().map(|v| v.read_lock::<Tensor>().map(|t| t.handle()).ok_or_else(|| err("initial states must be tensors"))).collect::<RResult<_>>()?)
+                } else {
+                    return Err(err(format!("{}: the initial state must be a Tensor or [h0, c0], got {}", tree::label(m), d.type_name())));
+                }
+            }
+        };
+        let desc = format!("{}→{}", r.input_size, r.hidden_size);
+        let (out, hs) = r.forward(x, &params, hx.as_deref(), tree::training(m)).map_err(|e| layer_err(m, &desc, e))?;
+        let mut hs: Vec<Dynamic> = hs.into_iter().map(|h| Dynamic::from(Tensor::new(h))).collect();
+        let state = if r.mode == "LSTM" { Dynamic::from_array(hs) } else { hs.remove(0) };
+        Ok(vec![Dynamic::from(Tensor::new(out)), state])
+    }
+    let doc = fwd_doc("nn::rnn / nn::lstm / nn::gru", "let g = nn::gru(2, 3);\nlet r = g.forward(torch::randn([4, 1, 2]));\nprint(r[1].shape);\nlet l = nn::lstm(2, 3);\nprint(l.forward(torch::randn([4, 2]), [torch::zeros([1, 3]), torch::zeros([1, 3])])[1][1].shape);");
+    reg.func("", "__nn_rnn_forward", "self, input", &doc, |m: &mut Map, x: T| rnn_forward(m, &x, None));
+    reg.func("", "__nn_rnn_forward", "self, input, hx", &doc, |m: &mut Map, x: T, h: Dynamic| rnn_forward(m, &x, Some(h)));
+}
+
+fn mha_params(m: &Map) -> RResult<attention::MhaParams> {
+    let out = m.get("out_proj").and_then(|d| d.read_lock::<Map>().map(|x| x.clone())).ok_or_else(|| err(format!("{}: missing out_proj", tree::label(m))))?;
+    Ok(attention::MhaParams {
+        in_proj_weight: tree::tensor(m, "in_proj_weight").or_script()?.handle(),
+        in_proj_bias: tree::opt_tensor(m, "in_proj_bias").or_script()?.map(|t| t.handle()),
+        out_proj_weight: tree::tensor(&out, "weight").or_script()?.handle(),
+        out_proj_bias: tree::opt_tensor(&out, "bias").or_script()?.map(|t| t.handle()),
+    })
+}
+
+/// Builds a MultiheadAttention module map.
+fn make_mha(e: INT, h: INT, o: &Opts) -> RResult<Map> {
+    for k in ["kdim", "vdim"] {
+        if let Some(d) = o.i64_opt(k)? {
+            if d != e {
+                return Err(err(format!("nn::multihead_attention: {k} different from embed_dim is not supported")));
+            }
+        }
+    }
+    for k in ["add_bias_kv", "add_zero_attn"] {
+        if o.bool_or(k, false)? {
+            return Err(err(format!("nn::multihead_attention: {k} is not supported")));
+        }
+    }
+    let dropout = o.f64_or("dropout", 0.0)?;
+    fun::check_p(dropout).map_err(|e| err(format!("nn::multihead_attention: {e}")))?;
+    let p = attention::init(e, h, o.bool_or("bias", true)?, param_opts(o)?).map_err(|er| err(format!("nn::multihead_attention: {er}")))?;
+    let out_proj = tree::ModuleBuilder::new("NonDynamicallyQuantizableLinear", "__nn_linear_forward")
+        .param("weight", Some(p.out_proj_weight))
+        .param("bias", p.out_proj_bias)
+        .set("in_features", e)
+        .set("out_features", e)
+        .build();
+    Ok(tree::ModuleBuilder::new("MultiheadAttention", "__nn_mha_forward")
+        .param("in_proj_weight", Some(p.in_proj_weight))
+        .param("in_proj_bias", p.in_proj_bias)
+        .set("out_proj", Dynamic::from_map(out_proj))
+        .set("embed_dim", e)
+        .set("num_heads", h)
+        .set("dropout", dropout)
+        .set("batch_first", o.bool_or("batch_first", false)?)
+        .build())
+}
+
+fn mha_forward(m: &Map, q: &Tensor, k: &Tensor, v: &Tensor, o: &Map) -> RResult<Array> {
+    let opts = Opts::new(o, "MultiheadAttention.forward", &["key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal"])?;
+    let kpm = opts.tensor_opt("key_padding_mask")?;
+    let am = opts.tensor_opt("attn_mask")?;
+    let fo = attention::MhaOpts {
+        key_padding_mask: kpm.as_deref(),
+        attn_mask: am.as_deref(),
+        need_weights: opts.bool_or("need_weights", true)?,
+        average_attn_weights: opts.bool_or("average_attn_weights", true)?,
+        is_causal: opts.bool_or("is_causal", false)?,
+    };
+    let p = mha_params(m)?;
+    let h = tree::int(m, "num_heads").or_script()?;
+    let dropout = if tree::training(m) { tree::float(m, "dropout").or_script()? } else { 0.0 };
+    let (out, w) = attention::forward(q, k, v, &p, h, tree::boolean(m, "batch_first").or_script()?, dropout, &fo)
+        .map_err(|e| layer_err(m, &format!("embed_dim {}, {h} heads", p.in_proj_weight.size()[1]), e))?;
+    Ok(vec![Dynamic::from(Tensor::new(out)), w.map(|w| Dynamic::from(Tensor::new(w))).unwrap_or(Dynamic::UNIT)])
+}
+
+fn register_attention(reg: &mut Registry) {
+    let doc = "Multi-head attention (nn.MultiheadAttention): `nn::multihead_attention(embed_dim, num_heads)` plus options \
+`dropout` (0), `bias` (true), `batch_first` (false), `dtype`, `device`. `forward(query, key, value)` or with options \
+`#{key_padding_mask, attn_mask, need_weights, average_attn_weights, is_causal}` returns `[output, weights]` (weights `()` when \
+`need_weights` is false). Bool masks: true = may not attend, as in PyTorch.\n\n```rhai\n\
+let mha = nn::multihead_attention(8, 2, #{batch_first: true});\nlet x = torch::randn([3, 5, 8]);\nlet r = mha.forward(x, x, x);\nprint(r[0].shape);\nprint(r[1].shape);\n```";
+    reg.volatile("nn", "multihead_attention", "embed_dim, num_heads", doc, |e: INT, h: INT| make_mha(e, h, &Opts::new(&Map::new(), "", &[])?));
+    reg.volatile("nn", "multihead_attention", "embed_dim, num_heads, opts", doc, |e: INT, h: INT, m: Map| {
+        let o = Opts::new(&m, "nn::multihead_attention", &["dropout", "bias", "batch_first", "kdim", "vdim", "add_bias_kv", "add_zero_attn", "dtype", "device"])?;
+        make_mha(e, h, &o)
+    });
+    let doc = fwd_doc("nn::multihead_attention", "let a = nn::multihead_attention(4, 2);\nlet x = torch::randn([3, 4]);\nprint(a.forward(x, x, x, #{need_weights: false})[0].shape);");
+    reg.func("", "__nn_mha_forward", "self, query, key, value", &doc, |m: &mut Map, q: T, k: T, v: T| mha_forward(m, &q, &k, &v, &Map::new()));
+    reg.func("", "__nn_mha_forward", "self, query, key, value, opts", &doc, |m: &mut Map, q: T, k: T, v: T, o: Map| mha_forward(m, &q, &k, &v, &o));
+
+    // TransformerEncoderLayer: native, its children are the host layers above.
+    let doc = "A Transformer encoder layer (nn.TransformerEncoderLayer): self-attention and a feed-forward block, each with \
+residual, dropout and layer norm. `nn::transformer_encoder_layer(d_model, nhead)` plus options `dim_feedforward` (2048), \
+`dropout` (0.1), `activation` (\"relu\" / \"gelu\"), `layer_norm_eps` (1e-5), `batch_first` (false), `norm_first` (false), \
+`bias` (true). `forward(src)` or `forward(src, #{src_mask, src_key_padding_mask, is_causal})`. Parameter names match PyTorch's \
+(`self_attn.in_proj_weight`, `linear1.weight`, `norm1.weight`, …).\n\n```rhai\nlet layer = nn::transformer_encoder_layer(8, 2, #{dim_feedforward: 16, batch_first: true});\nprint(layer.forward(torch::randn([2, 5, 8])).shape);\n```";
+    fn make_tel(d: INT, h: INT, m: &Map) -> RResult<Map> {
+        let o = Opts::new(m, "nn::transformer_encoder_layer", &["dim_feedforward", "dropout", "activation", "layer_norm_eps", "batch_first", "norm_first", "bias", "dtype", "device"])?;
+        let ff = o.i64_or("dim_feedforward", 2048)?;
+        let p = o.f64_or("dropout", 0.1)?;
+        let act = o.str_or("activation", "relu")?;
+        if act != "relu" && act != "gelu" {
+            return Err(err(format!("nn::transformer_encoder_layer: activation should be relu/gelu, not {act}")));
+        }
+        let eps = o.f64_or("layer_norm_eps", 1e-5)?;
+        let bias = o.bool_or("bias", true)?;
+        let mut mo = Map::new();
+        mo.insert("dropout".into(), Dynamic::from_float(p));
+        mo.insert("bias".into(), Dynamic::from_bool(bias));
+        mo.insert("batch_first".into(), Dynamic::from_bool(o.bool_or("batch_first", false)?));
+        for k in ["dtype", "device"] {
+            if let Some(v) = o.get(k) {
+                mo.insert(k.into(), v.clone());
+            }
+        }
+        let self_attn = make_mha(d, h, &Opts::new(&mo, "nn::transformer_encoder_layer", &["dropout", "bias", "batch_first", "dtype", "device"])?)?;
+        let mut lo = Map::new();
+        lo.insert("bias".into(), Dynamic::from_bool(bias));
+        for k in ["dtype", "device"] {
+            if let Some(v) = o.get(k) {
+                lo.insert(k.into(), v.clone());
+            }
+        }
+        let linear1 = make_linear_map(d, ff, &lo)?;
+        let drop = make_dropout("Dropout", p)?;
+        let linear2 = make_linear_map(ff, d, &lo)?;
+        let mut no = Map::new();
+        no.insert("eps".into(), Dynamic::from_float(eps));
+        no.insert("bias".into(), Dynamic::from_bool(bias));
+        for k in ["dtype", "device"] {
+            if let Some(v) = o.get(k) {
+                no.insert(k.into(), v.clone());
+            }
+        }
+        let norm1 = make_ln_map(d, &no)?;
+        let norm2 = make_ln_map(d, &no)?;
+        Ok(tree::ModuleBuilder::new("TransformerEncoderLayer", "__nn_transformer_encoder_layer_forward")
+            .set("self_attn", Dynamic::from_map(self_attn))
+            .set("linear1", Dynamic::from_map(linear1))
+            .set("dropout", Dynamic::from_map(drop))
+            .set("linear2", Dynamic::from_map(linear2))
+            .set("norm1", Dynamic::from_map(norm1))
+            .set("norm2", Dynamic::from_map(norm2))
+            .set("dropout1", Dynamic::from_map(make_dropout("Dropout", p)?))
+            .set("dropout2", Dynamic::from_map(make_dropout("Dropout", p)?))
+            .set("activation", act)
+            .set("norm_first", o.bool_or("norm_first", false)?)
+            .build())
+    }
+    reg.volatile("nn", "transformer_encoder_layer", "d_model, nhead", doc, |d: INT, h: INT| make_tel(d, h, &Map::new()));
+    reg.volatile("nn", "transformer_encoder_layer", "d_model, nhead, opts", doc, |d: INT, h: INT, m: Map| make_tel(d, h, &m));
+    let doc = fwd_doc("nn::transformer_encoder_layer", "let l = nn::transformer_encoder_layer(4, 2, #{dim_feedforward: 8});\nl.eval_mode();\nprint(l.forward(torch::randn([3, 1, 4])).shape);");
+    reg.func("", "__nn_transformer_encoder_layer_forward", "self, src", &doc, |m: &mut Map, x: T| tel_forward(m, &x, &Map::new()));
+    reg.func("", "__nn_transformer_encoder_layer_forward", "self, src, opts", &doc, |m: &mut Map, x: T, o: Map| tel_forward(m, &x, &o));
+}
+
+fn make_linear_map(i: INT, o: INT, m: &Map) -> RResult<Map> {
+    let opts = Opts::new(m, "nn::linear", &["bias", "dtype", "device"])?;
+    let (w, b) = linear::init(i, o, opts.bool_or("bias", true)?, param_opts(&opts)?).or_script()?;
+    Ok(tree::ModuleBuilder::new("Linear", "__nn_linear_forward").param("weight", Some(w)).param("bias", b).set("in_features", i).set("out_features", o).build())
+}
+
+fn make_ln_map(d: INT, m: &Map) -> RResult<Map> {
+    let o = Opts::new(m, "nn::layer_norm", &["eps", "bias", "dtype", "device"])?;
+    let po = param_opts(&o)?;
+    let w = tch::Tensor::f_ones([d], po).or_script()?;
+    let b = if o.bool_or("bias", true)? { Some(tch::Tensor::f_zeros([d], po).or_script()?) } else { None };
+    Ok(tree::ModuleBuilder::new("LayerNorm", "__nn_layer_norm_forward")
+        .param("weight", Some(w))
+        .param("bias", b)
+        .set("normalized_shape", ints_to_dyn(&[d]))
+        .set("eps", o.f64_or("eps", 1e-5)?)
+        .set("elementwise_affine", true)
+        .build())
+}
+
+fn make_dropout(ty: &str, p: f64) -> RResult<Map> {
+    fun::check_p(p).or_script()?;
+    let f = if ty == "Dropout" { "__nn_dropout_forward" } else { "__nn_feature_dropout_forward" };
+    Ok(tree::ModuleBuilder::new(ty, f).set("p", p).build())
+}
+
+fn tel_forward(m: &Map, x: &Tensor, o: &Map) -> RResult<T> {
+    let opts = Opts::new(o, "TransformerEncoderLayer.forward", &["src_mask", "src_key_padding_mask", "is_causal"])?;
+    let child = |k: &str| -> RResult<Map> {
+        m.get(k).and_then(|d| d.read_lock::<Map>().map(|x| x.clone())).ok_or_else(|| err(format!("{}: missing {k}", tree::label(m))))
+    };
+    let (attn, l1, l2, n1, n2, d0, d1, d2) =
+        (child("self_attn")?, child("linear1")?, child("linear2")?, child("norm1")?, child("norm2")?, child("dropout")?, child("dropout1")?, child("dropout2")?);
+    let training = tree::training(m);
+    let drop = |dm: &Map, t: tch::Tensor| -> RResult<tch::Tensor> {
+        let p = tree::float(dm, "p").or_script()?;
+        fun::dropout(&t, p, training && tree::training(dm)).map_err(err)
+    };
+    let lin = |lm: &Map, t: &tch::Tensor| -> RResult<tch::Tensor> {
+        let w = tree::tensor(lm, "weight").or_script()?;
+        let b = tree::opt_tensor(lm, "bias").or_script()?;
+        linear::forward(t, &w, b.as_deref()).map_err(|e| layer_err(lm, "", e))
+    };
+    let ln = |nm: &Map, t: &tch::Tensor| -> RResult<tch::Tensor> {
+        let w = tree::opt_tensor(nm, "weight").or_script()?;
+        let b = tree::opt_tensor(nm, "bias").or_script()?;
+        let shape = tree::ints(nm, "normalized_shape").or_script()?;
+        norm::layer_norm(t, &shape, w.as_deref(), b.as_deref(), tree::float(nm, "eps").or_script()?).map_err(|e| layer_err(nm, "", e))
+    };
+    let act = tree::string(m, "activation").or_script()?;
+    let mut ao = Map::new();
+    ao.insert("need_weights".into(), Dynamic::from_bool(false));
+    if let Some(t) = opts.get("src_mask") {
+        ao.insert("attn_mask".into(), t.clone());
+    }
+    if let Some(t) = opts.get("src_key_padding_mask") {
+        ao.insert("key_padding_mask".into(), t.clone());
+    }
+    if opts.bool_or("is_causal", false)? && !ao.contains_key("attn_mask") {
+        ao.insert("is_causal".into(), Dynamic::from_bool(true));
+    }
+    let sa = |t: &tch::Tensor| -> RResult<tch::Tensor> {
+        let tt = Tensor::new(t.shallow_clone());
+        let mut am = attn.clone();
+        am.insert("training".into(), Dynamic::from_bool(training && tree::training(&attn)));
+        let r = mha_forward(&am, &tt, &tt, &tt, &ao)?;
+        let out = r[0].read_lock::<Tensor>().map(|t| t.handle()).ok_or_else(|| err("self-attention returned no tensor"))?;
+        drop(&d1, out)
+    };
+    let ff = |t: &tch::Tensor| -> RResult<tch::Tensor> {
+        let h = lin(&l1, t)?;
+        let h = if act == "gelu" { h.f_gelu("none") } else { h.f_relu() }.or_script()?;
+        let h = drop(&d0, h)?;
+        drop(&d2, lin(&l2, &h)?)
+    };
+    let x = x.handle();
+    let out = if tree::boolean(m, "norm_first").or_script()? {
+        let x = x.f_add(&sa(&ln(&n1, &x)?)?).or_script()?;
+        x.f_add(&ff(&ln(&n2, &x)?)?).or_script()?
+    } else {
+        let x = ln(&n1, &x.f_add(&sa(&x)?).or_script()?)?;
+        ln(&n2, &x.f_add(&ff(&x)?).or_script()?)?
+    };
+    Ok(Tensor::new(out))
 }

@@ -1,6 +1,6 @@
 //! Weights in and out: safetensors files (read and written here, no pickle) and PyTorch
-//! `torch.save` files of a state_dict (read by libtorch's own loader, which unpickles only
-//! tensors and containers; it never runs Python code).
+//! `torch.save` files of a state_dict (read by [`super::torch_pickle`], which builds only tensors
+//! and containers; it never runs Python code).
 use crate::tensor::clean_torch_message;
 use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
@@ -174,11 +174,11 @@ pub fn sniff(path: &Path) -> Result<Format, String> {
     ))
 }
 
-/// Reads the state_dict of a PyTorch `torch.save(model.state_dict(), path)` file.
+/// Reads the state_dict of a PyTorch `torch.save(model.state_dict(), path)` file (zip format,
+/// PyTorch ≥ 1.6) with a restricted unpickler that builds only tensors and containers.
 pub fn load_torch(path: &Path) -> Result<Vec<(String, tch::Tensor)>, String> {
-    tch::Tensor::loadz_multi(path).map_err(|e| {
-        format!("{}: cannot read this torch.save file: {}", path.display(), clean_torch_message(&e.to_string()))
-    })
+    let buf = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    super::torch_pickle::load(&buf).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Reads named tensors from a safetensors or `torch.save` file.

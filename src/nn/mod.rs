@@ -15,4 +15,5 @@ pub mod init;
 pub mod io;
 pub mod layers;
 pub mod summary;
+pub mod torch_pickle;
 pub mod tree;

@@ -63,5 +63,6 @@ pub fn render(t: &Totals) -> String {
     out.push_str(&line(format!("{:.3}", t.bytes as f64 / 1e6), "Total estimated model params size (MB)"));
     out.push_str(&line(t.modules_train.to_string(), "Modules in train mode"));
     out.push_str(&line(t.modules_eval.to_string(), "Modules in eval mode"));
+    out.truncate(out.trim_end().len());
     out
 }

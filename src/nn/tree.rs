@@ -411,16 +411,17 @@ pub fn num_parameters(d: &Dynamic, trainable_only: bool) -> Result<i64, String> 
 /// Every module map under `d` with its path, children before parents (PyTorch's `apply` order),
 /// as copies: their tensors are shared with the model, so in-place changes reach it.
 pub fn modules_post_order(d: &Dynamic) -> Result<Vec<(String, Map)>, String> {
-    modules(d, true)
+    modules(d, true, false)
 }
 
 /// Every module map under `d` with its path, parents first (PyTorch's `named_modules` order).
 pub fn modules_pre_order(d: &Dynamic) -> Result<Vec<(String, Map)>, String> {
-    modules(d, false)
+    modules(d, false, false)
 }
 
-fn modules(d: &Dynamic, post: bool) -> Result<Vec<(String, Map)>, String> {
-    fn go(d: &Dynamic, prefix: &str, depth: usize, root: bool, post: bool, out: &mut Vec<(String, Map)>) -> Result<(), String> {
+/// `lists`: also list each array holding modules, as a `ModuleList` entry (for the summary).
+fn modules(d: &Dynamic, post: bool, lists: bool) -> Result<Vec<(String, Map)>, String> {
+    fn go(d: &Dynamic, prefix: &str, depth: usize, root: bool, post: bool, lists: bool, out: &mut Vec<(String, Map)>) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(too_deep(prefix));
         }
@@ -435,27 +436,36 @@ fn modules(d: &Dynamic, post: bool) -> Result<Vec<(String, Map)>, String> {
                     continue;
                 }
                 let p = if inline.iter().any(|i| i == k.as_str()) { prefix.to_string() } else { join(prefix, k) };
-                go(v, &p, depth + 1, false, post, out)?;
+                go(v, &p, depth + 1, false, post, lists, out)?;
             }
             if me && post {
                 out.push((prefix.to_string(), m.clone()));
             }
         } else if let Some(a) = d.read_lock::<Array>() {
+            let first_module = a.iter().find_map(|v| v.read_lock::<Map>().filter(|m| is_module(m)).map(|m| training(&m)));
+            // an array inlined into its map (Sequential's `layers`) has the map's path: no row of its own
+            let inlined = out.iter().any(|(p, _)| p == prefix);
+            if let (true, false, false, Some(mode)) = (lists, root, inlined, first_module) {
+                let mut m = Map::new();
+                m.insert("_type".into(), Dynamic::from("ModuleList".to_string()));
+                m.insert("training".into(), Dynamic::from_bool(mode));
+                out.push((prefix.to_string(), m));
+            }
             for (i, v) in a.iter().enumerate() {
-                go(v, &join(prefix, &i.to_string()), depth + 1, false, post, out)?;
+                go(v, &join(prefix, &i.to_string()), depth + 1, false, post, lists, out)?;
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
-    go(d, "", 0, true, post, &mut out)?;
+    go(d, "", 0, true, post, lists, &mut out)?;
     Ok(out)
 }
 
 /// Lightning's ModelSummary of the tree: modules down to `max_depth` levels (0: none, -1: all).
 pub fn summary(d: &Dynamic, max_depth: i64) -> Result<String, String> {
     let params = named_parameters(d)?;
-    let mods = modules_pre_order(d)?;
+    let mods = modules(d, false, true)?;
     let mut rows = Vec::new();
     for (path, m) in &mods {
         if path.is_empty() {

@@ -2,13 +2,15 @@
 //! One module per area; shared helpers in `common`.
 mod checkpoint;
 mod common;
+mod data;
 mod dist;
 mod docs;
 mod golden;
+mod nn;
+mod nn_fixtures;
 mod optim;
 mod sched;
 mod script_errors;
-mod data;
 mod tensor_api;
 mod trainer_core;
 mod trainer_script;

@@ -3,7 +3,13 @@
 //! ATen's own ops. Shape problems come back as `TensorError`s saying what was expected; the
 //! script surface prefixes the layer's path and configuration.
 pub mod activation;
+pub mod attention;
+pub mod conv;
+pub mod embedding;
 pub mod linear;
+pub mod norm;
+pub mod pool;
+pub mod rnn;
 
 use crate::tensor::Result;
 use crate::tensor_err;

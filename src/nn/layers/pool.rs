@@ -1,0 +1,74 @@
+//! Pooling: `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`, `nn.AdaptiveAvgPool1d/2d`.
+use super::conv::expand;
+use crate::tensor::Result;
+use crate::tensor_err;
+
+#[derive(Clone, Debug)]
+pub struct Pool {
+    /// "max", "avg" or "adaptive_avg".
+    pub kind: String,
+    pub nd: usize,
+    pub kernel_size: Vec<i64>,
+    pub stride: Vec<i64>,
+    pub padding: Vec<i64>,
+    pub dilation: Vec<i64>,
+    pub ceil_mode: bool,
+    pub count_include_pad: bool,
+    pub divisor_override: Option<i64>,
+    /// Adaptive pools: the output size.
+    pub output_size: Vec<i64>,
+}
+
+impl Pool {
+    /// A max/avg pool; `stride` defaults to the kernel size.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(kind: &str, nd: usize, k: &[i64], stride: Option<&[i64]>, padding: &[i64], dilation: &[i64]) -> Result<Pool> {
+        let kernel_size = expand(k, nd, "kernel_size")?;
+        let stride = match stride {
+            Some(s) => expand(s, nd, "stride")?,
+            None => kernel_size.clone(),
+        };
+        let padding = expand(padding, nd, "padding")?;
+        let dilation = expand(dilation, nd, "dilation")?;
+        for (k, p) in kernel_size.iter().zip(&padding) {
+            if *p < 0 || *p * 2 > *k {
+                return Err(tensor_err!("pad should be at most half of effective kernel size, but got pad={p} and kernel_size={k}"));
+            }
+        }
+        Ok(Pool {
+            kind: kind.into(),
+            nd,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode: false,
+            count_include_pad: true,
+            divisor_override: None,
+            output_size: vec![],
+        })
+    }
+
+    pub fn forward(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        let nd = self.nd;
+        if x.dim() != nd + 1 && x.dim() != nd + 2 {
+            return Err(tensor_err!(
+                "expected {}D (unbatched) or {}D (batched) input, got {}D input of shape {:?}",
+                nd + 1,
+                nd + 2,
+                x.dim(),
+                x.size()
+            ));
+        }
+        let (k, s, p, d) = (&self.kernel_size, &self.stride, &self.padding, &self.dilation);
+        Ok(match (self.kind.as_str(), nd) {
+            ("max", 1) => x.f_max_pool1d(k, s, p, d, self.ceil_mode)?,
+            ("max", 2) => x.f_max_pool2d(k, s, p, d, self.ceil_mode)?,
+            ("avg", 1) => x.f_avg_pool1d(k, s, p, self.ceil_mode, self.count_include_pad)?,
+            ("avg", 2) => x.f_avg_pool2d(k, s, p, self.ceil_mode, self.count_include_pad, self.divisor_override)?,
+            ("adaptive_avg", 1) => x.f_adaptive_avg_pool1d(&self.output_size)?,
+            ("adaptive_avg", 2) => x.f_adaptive_avg_pool2d(&self.output_size)?,
+            (kind, n) => return Err(tensor_err!("{kind} pooling over {n} dims is not available")),
+        })
+    }
+}
