@@ -3,6 +3,7 @@
 mod checkpoint;
 mod common;
 mod data;
+mod ddp;
 mod dist;
 mod docs;
 mod golden;
