@@ -1,2 +1,3 @@
 //! `lt bench`: figures measured outside the test suite.
+pub mod data;
 pub mod dispatch;
