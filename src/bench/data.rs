@@ -23,6 +23,8 @@ pub struct DataFigures {
     /// CPU cores busy on average while the image epochs ran.
     pub image_cores_1_worker: f64,
     pub image_cores_2_workers: f64,
+    /// Cores that two busy threads got, measured right after (see [`cores_for_two_threads`]).
+    pub cores_available: f64,
 }
 
 impl DataFigures {
@@ -92,6 +94,24 @@ fn script_bps(ds: &Arc<dyn Dataset>, repeats: usize) -> Result<f64, String> {
     Ok(n as f64 / best)
 }
 
+/// How many cores two busy threads actually get right now (CPU seconds / wall seconds over
+/// 0.5 s): on a shared machine this bounds any 2-worker speed-up.
+pub fn cores_for_two_threads() -> f64 {
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let spin = || {
+        let mut x = 0u64;
+        while t.elapsed().as_secs_f64() < 0.5 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(spin);
+        s.spawn(spin);
+    });
+    (cpu_seconds() - cpu0) / t.elapsed().as_secs_f64()
+}
+
 /// Runs both measurements.
 pub fn run() -> Result<DataFigures, String> {
     let e = |e: tch::TchError| e.to_string();
@@ -121,6 +141,7 @@ pub fn run() -> Result<DataFigures, String> {
     let folder: Arc<dyn Dataset> = Arc::new(ImageFolder::new(&dir, true).map_err(|e| e.to_string())?);
     let (image_batches, image_bps_1_worker, image_cores_1_worker) = epoch_bps_cpu(&folder, 64, 1, 5)?;
     let (_, image_bps_2_workers, image_cores_2_workers) = epoch_bps_cpu(&folder, 64, 2, 5)?;
+    let cores_available = cores_for_two_threads();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(DataFigures {
         tensor_batches,
@@ -133,5 +154,6 @@ pub fn run() -> Result<DataFigures, String> {
         image_bps_2_workers,
         image_cores_1_worker,
         image_cores_2_workers,
+        cores_available,
     })
 }

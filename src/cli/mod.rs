@@ -127,6 +127,7 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 println!("    1 worker                   {:>9.1} batches/s  ({:.2} cores busy)", f.image_bps_1_worker, f.image_cores_1_worker);
                 println!("    2 workers                  {:>9.1} batches/s  ({:.2} cores busy)", f.image_bps_2_workers, f.image_cores_2_workers);
                 println!("    speed-up                   {:>9.2}x  (aim >= 1.7x)", f.image_speedup());
+                println!("    control: two busy threads got {:.2} cores on this machine just now", f.cores_available);
                 ExitCode::SUCCESS
             }
             Err(e) => {
