@@ -1,3 +1,4 @@
 //! `lt bench`: figures measured outside the test suite.
+pub mod data;
 pub mod dispatch;
 pub mod optim;

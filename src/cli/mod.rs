@@ -97,7 +97,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0.0)]
         tolerance: f64,
     },
-    /// Measure figures (not tests): `dispatch` (script op overhead vs Rust), `optim` (one Adam step).
+    /// Measure figures (not tests): `dispatch` (script op overhead vs Rust), `optim` (one Adam step), `data` (loader throughput).
     Bench {
         #[arg(default_value = "dispatch")]
         which: String,
@@ -260,8 +260,28 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        "data" => match crate::bench::data::run() {
+            Ok(f) => {
+                println!("data: 1 libtorch thread, best of several epochs");
+                println!("  tensor dataset 60000x784 float32 + labels, batch 64, shuffled ({} batches/epoch):", f.tensor_batches);
+                println!("    rust iterator, 0 workers   {:>9.0} batches/s", f.tensor_bps);
+                println!("    rust iterator, 2 workers   {:>9.0} batches/s", f.tensor_bps_2_workers);
+                println!("    script `for b in loader`   {:>9.0} batches/s", f.tensor_bps_script);
+                println!("    (PyTorch DataLoader over a TensorDataset: run tools/bench_data_torch.py; aim >= 5x)");
+                println!("  image folder, {} PNGs 3x128x128, batch 64 ({} batches/epoch):", f.images, f.image_batches);
+                println!("    1 worker                   {:>9.1} batches/s  ({:.2} cores busy)", f.image_bps_1_worker, f.image_cores_1_worker);
+                println!("    2 workers                  {:>9.1} batches/s  ({:.2} cores busy)", f.image_bps_2_workers, f.image_cores_2_workers);
+                println!("    speed-up                   {:>9.2}x  (aim >= 1.7x)", f.image_speedup());
+                println!("    control: two busy threads got {:.2} cores on this machine just now", f.cores_available);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         other => {
-            eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim");
+            eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim, data");
             ExitCode::from(2)
         }
     }
