@@ -2,3 +2,4 @@
 pub mod data;
 pub mod dispatch;
 pub mod optim;
+pub mod trainer;

@@ -167,7 +167,7 @@ fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
 }
 
 fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs) -> ExitCode {
-    let result = train::load(path).and_then(|script| train::run_stage(stage, script, sets, ckpt, dist_args));
+    let result = train::load(path).and_then(|script| train::run_stage(stage, script, sets, ckpt, Some(dist_args)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -186,7 +186,7 @@ fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>, dist_args: &dist::Di
         }
     };
     if train::is_module_script(&script) {
-        return match train::run_stage(train::Stage::Run, script, sets, ckpt, dist_args) {
+        return match train::run_stage(train::Stage::Run, script, sets, ckpt, Some(dist_args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
@@ -280,8 +280,35 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        "trainer" => {
+            for (h, b) in [(256, 64), (32, 32)] {
+                match crate::bench::trainer::run(h, b, ops.min(100_000).max(200).min(2000)) {
+                    Ok(f) => {
+                        println!("trainer: MLP 784-{h}-10, batch {b}, Adam, this.log every step, 1 thread");
+                        println!("  raw tch loop (floor)  {:>8.3} ms/step", f.floor_ms);
+                        println!("  lt Trainer            {:>8.3} ms/step", f.lt_ms);
+                        println!("  ratio                 {:>8.2}x", f.lt_ms / f.floor_ms);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            match std::env::current_exe().map_err(|e| e.to_string()).and_then(|exe| crate::bench::trainer::startup(&exe)) {
+                Ok((secs, rss)) => {
+                    println!("start-up: `lt fit` to the first step and exit: {secs:.3} s, peak RSS {rss:.0} MB");
+                    println!("  (PyTorch and Lightning: python3 tools/bench_trainer_torch.py)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         other => {
-            eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim, data");
+            eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim, data, trainer");
             ExitCode::from(2)
         }
     }

@@ -83,16 +83,18 @@ pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
 }
 
 /// Runs a stage on a module script; returns an error text for the user.
-pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: &super::dist::DistArgs) -> Result<(), String> {
+pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: Option<&super::dist::DistArgs>) -> Result<(), String> {
     let (model_sets, trainer_sets) = parse_sets(sets)?;
     let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
     let mut trainer = Trainer::new(config)?;
     // A DDP worker (started by the launcher or torchrun) joins its process group first.
-    if let Some(env) = super::dist::worker_env(dist)? {
-        let backend = crate::dist::Backend::for_device(trainer.device());
-        let pg = crate::dist::ProcessGroup::new(backend, &env, dist.timeout()).map_err(|e| e.to_string())?;
-        trainer.set_process_group(pg);
+    if let Some(dist) = dist {
+        if let Some(env) = super::dist::worker_env(dist)? {
+            let backend = crate::dist::Backend::for_device(trainer.device());
+            let pg = crate::dist::ProcessGroup::new(backend, &env, dist.timeout()).map_err(|e| e.to_string())?;
+            trainer.set_process_group(pg);
+        }
     }
     module.attach(trainer.state.clone())?;
     let rank0 = trainer.state.borrow().global_rank == 0;
