@@ -322,3 +322,33 @@ fn log_rules_follow_lightning() {
     let e = st.borrow_mut().log("x", 1.0, &LogOptions { on_step: Some(true), ..Default::default() }).unwrap_err();
     assert!(e.contains("on_step"), "{e}");
 }
+
+#[test]
+fn grad_scaler_skips_inf_steps_and_backs_off_then_grows() {
+    use lt::trainer::scaler::GradScaler;
+    let mut sc = GradScaler::default();
+    sc.growth_interval = 2;
+    let p = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    // finite gradients: unscaled by 1/scale, no skip
+    sc.scale_loss(&(&p * 3.0).sum(Kind::Float)).unwrap().backward();
+    sc.unscale(&[p.shallow_clone()]).unwrap();
+    assert!(!sc.should_skip());
+    assert!((f64::try_from(&p.grad().get(0)).unwrap() - 3.0).abs() < 1e-6);
+    sc.update();
+    assert_eq!(sc.scale, 65536.0);
+    // inf gradient: skip, back off
+    let mut g = p.grad();
+    let _ = g.fill_(f64::INFINITY);
+    sc.unscale(&[p.shallow_clone()]).unwrap();
+    assert!(sc.should_skip());
+    sc.update();
+    assert_eq!(sc.scale, 32768.0);
+    // two clean steps grow it back
+    for _ in 0..2 {
+        let mut g = p.grad();
+        let _ = g.fill_(1.0);
+        sc.unscale(&[p.shallow_clone()]).unwrap();
+        sc.update();
+    }
+    assert_eq!(sc.scale, 65536.0);
+}

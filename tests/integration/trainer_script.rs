@@ -97,3 +97,28 @@ fn cli_set_overrides_script_trainer_and_hparams() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("unknown trainer option 'max_epoch'"), "{}", stderr(&bad));
 }
+
+fn precision_probe(precision: &str) -> String {
+    let dir = temp_dir("precision");
+    std::fs::write(
+        dir.join("p.rhai"),
+        "fn trainer() { #{max_steps: 1, enable_progress_bar: false, enable_model_summary: false, logger: false, enable_checkpointing: false} }\nfn init(h) { this.net = nn::linear(4, 2); }\nfn configure_optimizers() { optim::sgd(this.parameters(), #{lr: 0.1}) }\nfn train_dataloader() { [[torch::ones([3, 4])]] }\nfn training_step(b, i) { let y = this.net.forward(b[0]); print(`out ${y.dtype} param ${this.net.weight.dtype} input ${b[0].dtype} grad_enabled ${torch::is_grad_enabled()}`); y.float().sum() }\n",
+    )
+    .unwrap();
+    let out = lt_in(&dir, &["fit", "p.rhai", "--set", &format!("trainer.precision={precision}")]);
+    assert!(out.status.success(), "{precision}: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn precision_modes_autocast_or_cast_like_lightning() {
+    assert!(precision_probe("32-true").contains("out float32 param float32 input float32"));
+    assert!(precision_probe("bf16-mixed").contains("out bfloat16 param float32 input float32"));
+    assert!(precision_probe("16-mixed").contains("out float16 param float32 input float32"));
+    assert!(precision_probe("64-true").contains("out float64 param float64 input float64"));
+    assert!(precision_probe("bf16-true").contains("out bfloat16 param bfloat16 input bfloat16"));
+    let dir = temp_dir("badprec");
+    std::fs::write(dir.join("p.rhai"), "fn training_step(b, i) { }\n").unwrap();
+    let out = lt_in(&dir, &["fit", "p.rhai", "--set", "trainer.precision=8-mixed"]);
+    assert!(stderr(&out).contains("unknown precision '8-mixed'"), "{}", stderr(&out));
+}
