@@ -356,6 +356,18 @@ impl ScriptModule {
     /// Calls a function with `this` bound to `target`, passing as many of `args` as it takes.
     fn call_on(&self, target: &mut Dynamic, name: &str, mut args: Vec<Dynamic>, ast: Option<&AST>) -> Result<Dynamic, String> {
         if let Some(n) = self.fns.get(name) {
+            if *n > args.len() {
+                let extra = if name.contains("step") || name.contains("batch") {
+                    " (dataloader_idx is passed only when there are several dataloaders)"
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "error: fn {name} takes {n} parameter(s) but the Trainer passes {} here{extra}\n  --> {}",
+                    args.len(),
+                    self.file()
+                ));
+            }
             args.truncate(*n);
         }
         let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true).bind_this_ptr(target);

@@ -502,13 +502,8 @@ impl Trainer {
                 // a safe point: the batch is fully processed
                 self.flush_pending(m)?;
             }
-            if self.config.max_steps >= 0 && self.state.borrow().global_step as i64 >= self.config.max_steps {
+            if self.should_stop_fitting() {
                 break;
-            }
-            if let Some(t) = self.config.max_time {
-                if self.started.elapsed() >= t {
-                    break;
-                }
             }
         }
         let pb = self.state.borrow().views.progress_bar.clone();

@@ -122,3 +122,97 @@ fn precision_modes_autocast_or_cast_like_lightning() {
     let out = lt_in(&dir, &["fit", "p.rhai", "--set", "trainer.precision=8-mixed"]);
     assert!(stderr(&out).contains("unknown precision '8-mixed'"), "{}", stderr(&out));
 }
+
+fn fit_script(tag: &str, src: &str, extra: &[&str]) -> std::process::Output {
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let mut args = vec!["fit", "m.rhai"];
+    args.extend_from_slice(extra);
+    lt_in(&dir, &args)
+}
+
+const BASE: &str = "fn trainer() { #{max_epochs: 2, enable_progress_bar: false, enable_model_summary: false, logger: false, enable_checkpointing: false, num_sanity_val_steps: 0} }\nfn init(h) { this.w = torch::zeros([2, 1], #{requires_grad: true}); }\nfn batches(n) { let out = []; for i in 0..n { out.push([torch::ones([4, 2]) * (i + 1), torch::ones([4, 1])]); } out }\nfn train_dataloader() { batches(4) }\nfn loss(b) { (b[0].matmul(this.w) - b[1]).square().mean() }\nfn training_step(b, i) { this.loss(b) }\n";
+
+#[test]
+fn configure_optimizers_forms_and_schedulers() {
+    let forms = [
+        ("single", "optim::sgd([this.w], #{lr: 0.1})"),
+        ("list", "[optim::sgd([this.w], #{lr: 0.1})]"),
+        ("two_lists", "let o = optim::sgd([this.w], #{lr: 0.1}); [[o], [sched::step_lr(o, #{step_size: 1, gamma: 0.5})]]"),
+        ("map", "let o = optim::sgd([this.w], #{lr: 0.1}); #{optimizer: o, lr_scheduler: #{scheduler: sched::step_lr(o, #{step_size: 1, gamma: 0.5}), interval: \"step\", frequency: 2}}"),
+        ("list_of_maps", "let o = optim::sgd([this.w], #{lr: 0.1}); [#{optimizer: o, lr_scheduler: sched::step_lr(o, #{step_size: 1, gamma: 0.5})}]"),
+    ];
+    for (tag, body) in forms {
+        let src = format!("{BASE}fn configure_optimizers() {{ {body} }}\nfn on_train_end() {{ let o = this.optimizers(); print(`lr ${{o.param_groups[0].lr}} steps ${{this.global_step}}`); }}\n");
+        let out = fit_script(tag, &src, &[]);
+        assert!(out.status.success(), "{tag}: {}", stderr(&out));
+        let s = stdout(&out);
+        let want = match tag {
+            "two_lists" | "list_of_maps" => "lr 0.025 steps 8", // stepped per epoch: 2 epochs
+            "map" => "lr 0.00625 steps 8",                     // per step, every 2nd step: 4 times
+            _ => "lr 0.1 steps 8",
+        };
+        assert!(s.contains(want), "{tag}: {s}");
+    }
+    let out = fit_script("bad_cfg", &format!("{BASE}fn configure_optimizers() {{ 42 }}\n"), &[]);
+    assert!(stderr(&out).contains("configure_optimizers must return"), "{}", stderr(&out));
+}
+
+#[test]
+fn reduce_lr_on_plateau_needs_its_monitor_and_strict_reports_it() {
+    let body = "let o = optim::sgd([this.w], #{lr: 0.1}); #{optimizer: o, lr_scheduler: #{scheduler: sched::reduce_lr_on_plateau(o, #{patience: 0, factor: 0.5}), monitor: \"val_loss\"}}";
+    // no val_loss logged → strict error naming the available metrics
+    let out = fit_script("plateau_missing", &format!("{BASE}fn configure_optimizers() {{ {body} }}\n"), &[]);
+    assert!(stderr(&out).contains("ReduceLROnPlateau conditioned on metric 'val_loss'"), "{}", stderr(&out));
+    // with validation logging a constant val_loss, the LR halves after each non-improving epoch
+    let src = format!("{BASE}fn val_dataloader() {{ batches(1) }}\nfn validation_step(b, i) {{ this.log(\"val_loss\", 1.0); }}\nfn configure_optimizers() {{ {body} }}\nfn on_train_end() {{ print(`lr ${{this.optimizers().param_groups[0].lr}}`); }}\n");
+    let out = fit_script("plateau", &src, &["--set", "trainer.max_epochs=3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("lr 0.025"), "{}", stdout(&out));
+}
+
+#[test]
+fn manual_optimization_with_two_optimizers() {
+    let src = "fn trainer() { #{max_epochs: 1, enable_progress_bar: false, enable_model_summary: false, logger: false, enable_checkpointing: false} }\nfn init(h) { this.automatic_optimization = false; this.g = torch::ones([1], #{requires_grad: true}); this.d = torch::ones([1], #{requires_grad: true}); }\nfn train_dataloader() { [[torch::ones([1])], [torch::ones([1])], [torch::ones([1])]] }\nfn configure_optimizers() { [optim::sgd([this.g], #{lr: 0.1}), optim::adam([this.d], #{lr: 0.1})] }\nfn training_step(b, i) {\n  let opts = this.optimizers();\n  let g = opts[0]; let d = opts[1];\n  this.toggle_optimizer(g);\n  g.zero_grad();\n  let lg = (this.g * this.d).sum();\n  this.manual_backward(lg);\n  g.step();\n  this.untoggle_optimizer(g);\n  d.zero_grad();\n  let ld = (this.d * this.d).sum();\n  this.manual_backward(ld);\n  d.step();\n  this.log_dict(#{g_loss: lg, d_loss: ld}, #{prog_bar: true});\n}\nfn on_train_end() { print(`steps ${this.global_step} g ${this.g.item()} metrics ${this.trainer.callback_metrics.keys()}`); }\n";
+    let out = fit_script("manual", src, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    // global_step counts every optimizer step (2 per batch), as in Lightning
+    assert!(s.contains("steps 6"), "{s}");
+    assert!(s.contains("d_loss") && s.contains("g_loss"), "{s}");
+}
+
+#[test]
+fn several_val_loaders_get_dataloader_idx_and_suffixes() {
+    let src = format!("{BASE}fn configure_optimizers() {{ optim::sgd([this.w], #{{lr: 0.1}}) }}\nfn val_dataloader() {{ [data::loader(data::tensor_dataset(torch::ones([4, 2]), torch::ones([4, 1])), #{{batch_size: 4}}), data::loader(data::tensor_dataset(torch::ones([8, 2]), torch::ones([8, 1])), #{{batch_size: 4}})] }}\nfn validation_step(b, i, dl) {{ print(`val dl ${{dl}} batch ${{i}}`); this.log(\"val_loss\", this.loss(b)); }}\nfn on_train_end() {{ print(this.trainer.callback_metrics.keys()); }}\n");
+    let out = fit_script("multival", &src, &["--set", "trainer.max_epochs=1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    assert!(s.contains("val dl 0 batch 0") && s.contains("val dl 1 batch 1"), "{s}");
+    assert!(s.contains("val_loss/dataloader_idx_0") && s.contains("val_loss/dataloader_idx_1"), "{s}");
+}
+
+#[test]
+fn datamodule_supplies_the_data() {
+    let src = "fn trainer() { #{max_epochs: 1, enable_progress_bar: false, enable_model_summary: false, logger: false, enable_checkpointing: false} }\nfn init(h) { this.w = torch::zeros([1], #{requires_grad: true}); }\nfn datamodule() {\n  #{ n: 3,\n     prepare_data: || print(\"dm prepare_data\"),\n     setup: |stage| { print(`dm setup ${stage}`); this.items = []; for i in 0..this.n { this.items.push([torch::ones([2])]); } },\n     train_dataloader: || this.items,\n     teardown: |stage| print(`dm teardown ${stage}`) }\n}\nfn configure_optimizers() { optim::sgd([this.w], #{lr: 0.1}) }\nfn training_step(b, i) { (this.w * b[0]).sum() }\nfn on_train_end() { print(`steps ${this.global_step}`); }\n";
+    let out = fit_script("dm", src, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    for want in ["dm prepare_data", "dm setup fit", "steps 3", "dm teardown fit"] {
+        assert!(s.contains(want), "missing {want}: {s}");
+    }
+}
+
+#[test]
+fn should_stop_and_gradient_clipping() {
+    let src = format!("{BASE}fn configure_optimizers() {{ optim::sgd([this.w], #{{lr: 1.0}}) }}\nfn on_before_optimizer_step(opt) {{ print(`grad norm ${{this.w.grad.norm().item()}}`); }}\nfn on_train_batch_end(o, b, i) {{ if this.global_step == 3 {{ this.trainer.should_stop = true; }} }}\nfn on_train_end() {{ print(`steps ${{this.global_step}}`); }}\n");
+    let out = fit_script("stop", &src, &["--set", "trainer.gradient_clip_val=0.5", "--set", "trainer.max_epochs=5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    assert!(s.contains("steps 3"), "{s}");
+    // clipping happens after on_before_optimizer_step; the weights moved by at most lr * 0.5 per step
+    let out = fit_script("clip", &format!("{BASE}fn configure_optimizers() {{ optim::sgd([this.w], #{{lr: 1.0}}) }}\nfn on_train_end() {{ print(`wnorm ${{this.w.norm().item()}}`); }}\n"), &["--set", "trainer.gradient_clip_val=0.5", "--set", "trainer.max_steps=2"]);
+    let s = stdout(&out);
+    let v: f64 = s.trim().trim_start_matches("wnorm ").parse().unwrap_or(99.0);
+    assert!(v <= 1.0 + 1e-5, "{s}");
+}
