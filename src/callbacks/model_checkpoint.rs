@@ -112,7 +112,8 @@ impl ModelCheckpoint {
         let mut path = self.dir.join(format!("{name}.ckpt"));
         if self.cfg.enable_version_counter {
             let mut v = 1;
-            while path.exists() && exclude != Some(path.to_string_lossy().as_ref()) && !self.best_k_models.contains_key(path.to_string_lossy().as_ref()) {
+            // Lightning: a new name unless the existing file is the one this save replaces.
+            while path.exists() && exclude != Some(path.to_string_lossy().as_ref()) {
                 path = self.dir.join(format!("{name}-v{v}.ckpt"));
                 v += 1;
             }
@@ -131,7 +132,8 @@ impl ModelCheckpoint {
         if self.cfg.save_top_k != 0 {
             match &self.cfg.monitor {
                 None => {
-                    let path = self.path_for(&st, Some(&self.last_model_path))?;
+                    let replaced = if self.cfg.save_top_k == 1 { Some(self.best_model_path.clone()) } else { None };
+                    let path = self.path_for(&st, replaced.as_deref())?;
                     let p = path.to_string_lossy().to_string();
                     if self.cfg.save_top_k == 1 {
                         for old in std::mem::take(&mut self.best_k_models).into_keys() {
@@ -167,7 +169,8 @@ impl ModelCheckpoint {
                         .map(|(p, s)| (p.clone(), *s));
                     let improves = !full || worst.as_ref().is_some_and(|(_, w)| self.cfg.mode.better(current, *w));
                     if improves && current.is_finite() {
-                        let path = self.path_for(&st, None)?;
+                        let replaced = if full { worst.as_ref().map(|(p, _)| p.clone()) } else { None };
+                        let path = self.path_for(&st, replaced.as_deref())?;
                         let p = path.to_string_lossy().to_string();
                         if full {
                             if let Some((wp, _)) = worst {

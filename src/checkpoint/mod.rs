@@ -123,15 +123,14 @@ impl Checkpoint {
     pub fn describe(&self) -> String {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_FULL);
+        t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        t.set_width(120);
         t.set_header(vec!["key", "value"]);
         if let Value::Object(m) = &self.meta {
             for (k, v) in m {
                 let s = match v {
                     Value::String(s) => s.clone(),
-                    other => {
-                        let s = other.to_string();
-                        if s.len() > 100 { format!("{}…", &s[..100]) } else { s }
-                    }
+                    other => other.to_string(),
                 };
                 t.add_row(vec![k.clone(), s]);
             }

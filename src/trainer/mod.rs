@@ -39,6 +39,8 @@ pub struct Trainer {
     pub callbacks: Vec<Box<dyn Callback>>,
     pub loggers: Vec<Box<dyn Logger>>,
     progress: Progress,
+    /// The validation / test bar, separate from the epoch's bar it may interrupt.
+    eval_progress: Progress,
     started: Instant,
     device: tch::Device,
     /// The optimizers and schedulers of the running fit.
@@ -87,6 +89,7 @@ impl Trainer {
         }
         Ok(Trainer {
             progress: Progress::new(config.enable_progress_bar),
+            eval_progress: Progress::new(config.enable_progress_bar),
             config,
             state,
             callbacks: Vec::new(),
@@ -124,6 +127,7 @@ impl Trainer {
             drop(s);
             self.loggers.clear();
             self.progress = Progress::new(false);
+            self.eval_progress = Progress::new(false);
         }
     }
 
@@ -169,7 +173,10 @@ impl Trainer {
                     self.progress.message(&reason);
                 }
                 Action::Log(metrics) => {
-                    let step = self.state.borrow().global_step.saturating_sub(1);
+                    // Before a batch's optimizer step, its row is `global_step`; after it, the step
+                    // just taken (`global_step - 1`), as Lightning's `_batches_that_stepped`.
+                    let gs = self.state.borrow().global_step;
+                    let step = if name.ends_with("_start") { gs } else { gs.saturating_sub(1) };
                     self.log_to_loggers(&metrics, step)?;
                     self.state.borrow_mut().views.logged.extend(metrics);
                 }
@@ -687,7 +694,8 @@ impl Trainer {
                 (StepKind::Test, _) => "Testing",
                 _ => "Validation",
             };
-            self.progress.start(&if several { format!("{label} DataLoader {dl}") } else { label.to_string() }, n);
+            self.eval_progress.version = self.progress.version;
+            self.eval_progress.start(&if several { format!("{label} DataLoader {dl}") } else { label.to_string() }, n);
             let mut i = 0;
             loop {
                 if n.is_some_and(|n| i >= n) {
@@ -704,12 +712,11 @@ impl Trainer {
                 };
                 self.call(m, &format!("on_{prefix}_batch_end"), HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
                 self.state.borrow_mut().eval_results.end_step();
-                self.progress.advance(&BTreeMap::new());
+                self.eval_progress.advance(&BTreeMap::new());
                 i += 1;
             }
-            if kind == StepKind::Test || !sanity {
-                // the bar line of an eval pass is shown only on a terminal
-            }
+            let shown = self.state.borrow().eval_results.epoch_metrics().progress_bar;
+            self.eval_progress.finish(&shown);
         }
         self.state.borrow_mut().dataloader_idx = None;
         self.call(m, &format!("on_{prefix}_epoch_end"), HookArgs::None)?;

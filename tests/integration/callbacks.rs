@@ -1,0 +1,100 @@
+//! Built-in callbacks and the CSV logger, driven through `lt fit`.
+use crate::common::{lt_in, stderr, stdout, temp_dir};
+
+/// A model whose validation loss goes 0.5, 0.4, 0.45, 0.3, … by epoch (a table lookup), so
+/// top-k, best-model and early-stopping decisions are known in advance.
+const MODEL: &str = r#"
+fn hparams() { #{ losses: [0.5, 0.4, 0.45, 0.3, 0.35, 0.36, 0.37, 0.38] } }
+fn init(h) { this.save_hyperparameters(); this.w = torch::zeros([1], #{requires_grad: true}); }
+fn train_dataloader() { [[torch::ones([2])], [torch::ones([2])]] }
+fn val_dataloader() { [[torch::ones([2])]] }
+fn training_step(b, i) { let l = (this.w * b[0]).sum(); this.log("train_loss", l); l }
+fn validation_step(b, i) { this.log("val_loss", this.hparams.losses[this.current_epoch]); }
+fn configure_optimizers() { optim::sgd([this.w], #{lr: 0.1}) }
+"#;
+
+fn run(tag: &str, trainer: &str, callbacks: &str, extra: &[&str]) -> (std::path::PathBuf, std::process::Output) {
+    let dir = temp_dir(tag);
+    let src = format!(
+        "fn trainer() {{ #{{ enable_progress_bar: false, enable_model_summary: false, num_sanity_val_steps: 0, {trainer} }} }}\nfn callbacks() {{ [{callbacks}] }}\n{MODEL}"
+    );
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let mut args = vec!["fit", "m.rhai"];
+    args.extend_from_slice(extra);
+    let out = lt_in(&dir, &args);
+    (dir, out)
+}
+
+fn ckpts(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn model_checkpoint_top_k_templates_and_last() {
+    let (dir, out) = run(
+        "topk",
+        "max_epochs: 5",
+        r#"callbacks::model_checkpoint(#{dirpath: "ck", monitor: "val_loss", save_top_k: 2, save_last: true, filename: "{epoch}-{val_loss:.2f}"})"#,
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // losses by epoch: 0.5 0.4 0.45 0.3 0.35 → best two: epoch 3 (0.30) and epoch 4 (0.35)
+    assert_eq!(ckpts(&dir.join("ck")), ["epoch=3-val_loss=0.30.ckpt", "epoch=4-val_loss=0.35.ckpt", "last.ckpt"]);
+    // --ckpt best resolves to epoch 3 through the recorded best_model_path
+    let show = lt_in(&dir, &["ckpt", "show", "ck/last.ckpt"]);
+    assert!(stdout(&show).contains("epoch=3-val_loss=0.30.ckpt"), "{}", stdout(&show));
+}
+
+#[test]
+fn default_checkpoint_keeps_the_latest_in_the_version_folder() {
+    let (dir, out) = run("default_ck", "max_epochs: 3", "", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ckpts(&dir.join("lightning_logs/version_0/checkpoints")), ["epoch=2-step=6.ckpt"]);
+}
+
+#[test]
+fn version_counter_on_name_clash() {
+    let (dir, out) = run("clash", "max_epochs: 2", r#"callbacks::model_checkpoint(#{dirpath: "ck", filename: "model", save_top_k: -1})"#, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ckpts(&dir.join("ck")), ["model-v1.ckpt", "model.ckpt"]);
+}
+
+#[test]
+fn early_stopping_stops_with_its_reason() {
+    let (_, out) = run(
+        "es",
+        "max_epochs: 8",
+        r#"callbacks::early_stopping(#{monitor: "val_loss", patience: 2})"#,
+        &["--set", "trainer.enable_progress_bar=true"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    // best 0.3 at epoch 3; 0.35 and 0.36 do not improve → stop after epoch 5
+    assert!(s.contains("EarlyStopping: Monitored metric val_loss did not improve in the last 2 records. Best score: 0.300. Signaling Trainer to stop."), "{s}");
+    assert!(s.contains("Epoch 5") && !s.contains("Epoch 6"), "{s}");
+    let (_, out) = run("es_missing", "max_epochs: 2", r#"callbacks::early_stopping(#{monitor: "nope"})"#, &[]);
+    assert!(stderr(&out).contains("Early stopping conditioned on metric `nope` which is not available"), "{}", stderr(&out));
+}
+
+#[test]
+fn csv_logger_merges_train_and_val_rows_and_writes_hparams() {
+    let (dir, out) = run("csv", "max_epochs: 2, log_every_n_steps: 1", r#"callbacks::learning_rate_monitor()"#, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = dir.join("lightning_logs/version_0");
+    let csv = std::fs::read_to_string(v.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("epoch,lr-SGD,step,train_loss,val_loss"));
+    let rows: Vec<&str> = lines.collect();
+    // one row per step: step 1 holds epoch 0's last train loss AND its validation loss
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(rows[1].starts_with("0,0.1,1,") && rows[1].ends_with(",0.5"), "{csv}");
+    assert!(rows[3].starts_with("1,0.1,3,") && rows[3].ends_with(",0.4"), "{csv}");
+    let hp = std::fs::read_to_string(v.join("hparams.yaml")).unwrap();
+    assert!(hp.contains("losses:\n- 0.5\n- 0.4"), "{hp}");
+    // a second run gets version_1
+    let out = lt_in(&dir, &["fit", "m.rhai"]);
+    assert!(out.status.success());
+    assert!(dir.join("lightning_logs/version_1/metrics.csv").exists());
+}
