@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod dist;
+pub mod fs;
 pub mod golden;
 pub mod nn;
 pub mod optim;

@@ -3,11 +3,8 @@
 //! (epoch, global_step, loop progress, hyper_parameters, callback states, RNG state, lt version, …)
 //! as JSON in the safetensors header. Loading reads bytes and JSON only, so a file can never run
 //! code. Writes are atomic (temp file, fsync, rename), so a crash mid-save keeps the previous file.
-pub mod tensor_io;
-
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use tch::Tensor;
 
@@ -44,14 +41,6 @@ impl Checkpoint {
 
     /// Writes the checkpoint to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let mut entries = Vec::with_capacity(self.tensors.len());
-        let mut seen = std::collections::HashSet::new();
-        for (k, t) in &self.tensors {
-            if !seen.insert(k.as_str()) {
-                return Err(format!("checkpoint: two tensors named '{k}'"));
-            }
-            entries.push((k.clone(), tensor_io::to_bytes(t).map_err(|e| format!("checkpoint tensor '{k}': {e}"))?));
-        }
         let mut meta = self.meta.clone();
         if let Value::Object(m) = &mut meta {
             m.insert("format".into(), json!(FORMAT));
@@ -60,29 +49,11 @@ impl Checkpoint {
         }
         let mut header = HashMap::new();
         header.insert("lt".to_string(), meta.to_string());
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("ckpt"),
-            std::process::id()
-        ));
-        let result = (|| {
-            let views: Vec<(String, &tensor_io::TensorBytes)> = entries.iter().map(|(k, b)| (k.clone(), b)).collect();
-            let bytes = safetensors::serialize(views, Some(header)).map_err(|e| format!("cannot serialize checkpoint: {e}"))?;
-            let mut f = std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            f.write_all(&bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            f.sync_all().map_err(|e| format!("cannot sync {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, path).map_err(|e| format!("cannot move checkpoint into {}: {e}", path.display()))?;
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        let bytes = crate::nn::io::safetensors_bytes(&self.tensors, Some(header)).map_err(|e| format!("checkpoint: {e}"))?;
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        result
+        crate::fs::write_atomic(path, &bytes)
     }
 
     /// Reads and validates a checkpoint; refuses files that are truncated, corrupt or not ours.
@@ -95,12 +66,9 @@ impl Checkpoint {
         if bytes.len() < 8 {
             return Err("file too short to be a checkpoint (truncated?)".into());
         }
-        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("not a valid safetensors file ({e}); truncated or corrupt?"))?;
-        let (_, md) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| format!("bad header: {e}"))?;
+        let (mut tensors, md) = crate::nn::io::parse_safetensors(bytes).map_err(|e| format!("{e}; truncated or corrupt?"))?;
         let meta_text = md
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("lt"))
+            .get("lt")
             .ok_or("no lt metadata: this is a safetensors file but not an lt checkpoint (use nn::load for plain weights)")?;
         let meta: Value = serde_json::from_str(meta_text).map_err(|e| format!("corrupt metadata: {e}"))?;
         if meta.get("format").and_then(Value::as_str) != Some(FORMAT) {
@@ -109,11 +77,6 @@ impl Checkpoint {
         let v = meta.get("format_version").and_then(Value::as_i64).unwrap_or(0);
         if v > FORMAT_VERSION {
             return Err(format!("checkpoint format version {v} is newer than this lt understands ({FORMAT_VERSION})"));
-        }
-        let mut tensors = Vec::new();
-        for (name, view) in st.tensors() {
-            let t = tensor_io::from_bytes(view.dtype(), view.shape(), view.data()).map_err(|e| format!("tensor '{name}': {e}"))?;
-            tensors.push((name, t));
         }
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Checkpoint { meta, tensors })

@@ -1,5 +1,4 @@
 //! Comparing golden output: line by line, numbers within a tolerance, and a readable diff.
-use std::io::Write;
 use std::path::Path;
 
 /// Splits a line into tokens where numbers are separate, so `tensor([1.0001, 2.])` compares its
@@ -112,18 +111,7 @@ pub fn diff(expected: &str, actual: &str, tol: f64) -> Option<String> {
     Some(out)
 }
 
-/// Writes a file atomically: temp file in the same folder, fsync, rename.
+/// Writes a golden file atomically.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
-        std::process::id()
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
+    crate::fs::write_atomic(path, text.as_bytes()).map_err(std::io::Error::other)
 }

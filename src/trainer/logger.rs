@@ -3,7 +3,6 @@
 //! validation metrics logged at the same step share a row (Lightning writes them on separate rows).
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub trait Logger {
@@ -28,15 +27,7 @@ pub fn next_version_dir(root: &Path, name: &str) -> PathBuf {
     base.join(format!("version_{n}"))
 }
 
-/// Writes `text` to `path` atomically (temp file in the same folder, fsync, rename).
-pub fn write_atomic(path: &Path, text: &[u8]) -> Result<(), String> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(text).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
+pub use crate::fs::write_atomic;
 
 /// Renders a JSON value as YAML (the subset hparams need: maps, lists, scalars).
 pub fn to_yaml(v: &Value, indent: usize, out: &mut String) {
