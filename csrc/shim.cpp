@@ -105,3 +105,24 @@ int lt_rng_set_state(const at::Tensor* state, char* buf, size_t len) {
 }
 
 }  // extern "C"
+
+#include <ATen/Context.h>
+#include <torch/csrc/autograd/anomaly_mode.h>
+extern "C" {
+
+// Trainer(deterministic=...) and Trainer(detect_anomaly=...): libtorch's global switches.
+int lt_set_flags(int deterministic, int detect_anomaly, char* buf, size_t len) {
+  try {
+    if (deterministic >= 0) at::globalContext().setDeterministicAlgorithms(deterministic != 0, /*warn_only=*/false);
+    if (detect_anomaly >= 0) torch::autograd::AnomalyMode::set_enabled(detect_anomaly != 0);
+    return 0;
+  } catch (const std::exception& e) {
+    write_str(e.what(), buf, len);
+    return 1;
+  } catch (...) {
+    write_str("unknown C++ exception", buf, len);
+    return 1;
+  }
+}
+
+}  // extern "C"

@@ -144,11 +144,26 @@ impl Trainer {
         Ok(())
     }
 
-    /// Seeds libtorch (and, through the loaders' own seeds, data order), like `seed_everything`.
-    fn seed(&self) {
+    /// Seeds libtorch (and, through the loaders' own seeds, data order), like `seed_everything`,
+    /// and applies `deterministic`, `detect_anomaly` and `benchmark`.
+    fn seed(&self) -> Result<(), String> {
         if let Some(s) = self.config.seed {
             tch::manual_seed(s);
         }
+        extern "C" {
+            fn lt_set_flags(deterministic: i32, detect_anomaly: i32, buf: *mut u8, len: usize) -> i32;
+        }
+        let mut buf = [0u8; 512];
+        // SAFETY: the shim catches every C++ exception and writes at most `len` bytes.
+        let rc = unsafe { lt_set_flags(self.config.deterministic as i32, self.config.detect_anomaly as i32, buf.as_mut_ptr(), buf.len()) };
+        if rc != 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            return Err(format!("cannot set deterministic/detect_anomaly: {}", String::from_utf8_lossy(&buf[..end])));
+        }
+        if tch::Cuda::is_available() {
+            tch::Cuda::cudnn_set_benchmark(self.config.benchmark);
+        }
+        Ok(())
     }
 
     fn set_hook(&self, name: &str) {
@@ -223,7 +238,7 @@ impl Trainer {
     /// `trainer.fit(model, ckpt_path=...)`: resumes exactly from a checkpoint when given.
     pub fn fit_from<M: LightningModule>(&mut self, m: &mut M, ckpt: Option<&crate::checkpoint::Checkpoint>) -> Result<(), String> {
         self.started = Instant::now();
-        self.seed();
+        self.seed()?;
         {
             let mut s = self.state.borrow_mut();
             s.stage = RunningStage::Training;
@@ -749,7 +764,7 @@ impl Trainer {
             StepKind::Test => ("test", LoaderStage::Test),
             _ => ("validate", LoaderStage::Val),
         };
-        self.seed();
+        self.seed()?;
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
         self.state.borrow_mut().stage = if kind == StepKind::Test { RunningStage::Testing } else { RunningStage::Validating };
         self.call(m, "prepare_data", HookArgs::None)?;
@@ -785,7 +800,7 @@ impl Trainer {
 
     /// `trainer.predict(model)`: the outputs of predict_step, per dataloader.
     pub fn predict<M: LightningModule>(&mut self, m: &mut M) -> Result<Vec<Vec<M::Output>>, String> {
-        self.seed();
+        self.seed()?;
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
         self.state.borrow_mut().stage = RunningStage::Predicting;
         self.call(m, "prepare_data", HookArgs::None)?;

@@ -216,3 +216,13 @@ fn should_stop_and_gradient_clipping() {
     let v: f64 = s.trim().trim_start_matches("wnorm ").parse().unwrap_or(99.0);
     assert!(v <= 1.0 + 1e-5, "{s}");
 }
+
+#[test]
+fn detect_anomaly_names_the_backward_function_that_made_nan() {
+    let src = "fn trainer() { #{max_steps: 1, enable_progress_bar: false, enable_model_summary: false, logger: false, enable_checkpointing: false, detect_anomaly: true, deterministic: true} }\nfn init(h) { this.w = torch::zeros([2], #{requires_grad: true}); }\nfn configure_optimizers() { optim::sgd([this.w], #{lr: 0.1}) }\nfn train_dataloader() { [[torch::ones([2])]] }\nfn training_step(b, i) { (this.w * b[0] - 1.0).sqrt().sum() }\n";
+    let out = fit_script("anomaly", src, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("SqrtBackward0") && stderr(&out).contains("nan"), "{}", stderr(&out));
+    let ok = fit_script("no_anomaly", &src.replace("detect_anomaly: true", "detect_anomaly: false"), &[]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
