@@ -6,6 +6,7 @@ mod common;
 mod data;
 mod ddp;
 mod dist;
+mod examples;
 mod docs;
 mod golden;
 mod nn;
