@@ -728,6 +728,14 @@ fn register_indexing(reg: &mut Registry) {
         };
         ok(xt.f_where_self(&c, &yt))
     });
+    let doc = "The lower (`tril`) or upper (`triu`) triangle of a matrix, the rest zeroed; `diagonal` shifts the edge (torch.tril / torch.triu).\n\n```rhai\nlet m = torch::ones([3, 3]);\nprint(m.tril());\nprint(m.triu(1));\n```";
+    reg.func("", "tril", "self", doc, |x: &mut T| ok(x.f_tril(0)));
+    reg.func("", "tril", "self, diagonal", doc, |x: &mut T, d: INT| ok(x.f_tril(d)));
+    reg.func("", "triu", "self", doc, |x: &mut T| ok(x.f_triu(0)));
+    reg.func("", "triu", "self, diagonal", doc, |x: &mut T, d: INT| ok(x.f_triu(d)));
+    let doc = "Samples `num_samples` indices from each row of non-negative weights (torch.multinomial); `replacement` defaults to false.\n\n```rhai\ntorch::manual_seed(0);\nlet idx = torch::tensor([0.1, 0.0, 0.9]).multinomial(2);\nprint(idx.shape);\n```";
+    reg.volatile("", "multinomial", "self, num_samples", doc, |x: &mut T, n: INT| ok(x.f_multinomial(n, false)));
+    reg.volatile("", "multinomial", "self, num_samples, replacement", doc, |x: &mut T, n: INT, r: bool| ok(x.f_multinomial(n, r)));
     let doc = "Indices of nonzero elements, one row per element (torch.nonzero).\n\n```rhai\nprint(torch::tensor([0, 3, 0, 4]).nonzero());\n```";
     reg.func("", "nonzero", "self", doc, |x: &mut T| ok(x.f_nonzero()));
 }
@@ -768,7 +776,7 @@ fn register_autograd(reg: &mut Registry) {
         let mut t = x.0.shallow_clone();
         t.zero_grad();
     });
-    let doc = "Runs `f` with gradient recording off and returns its result (torch.no_grad).\n\n```rhai\nlet w = torch::ones([1], #{requires_grad: true});\nlet y = torch::no_grad(|| w * 2);\nprint(y.requires_grad);\n```";
+    let doc = "Runs `f` with gradient recording off and returns its result (torch.no_grad). A Rhai closure does not see `this`: copy what it needs into a local first (`let net = this.net; torch::no_grad(|| net.forward(x))`).\n\n```rhai\nlet w = torch::ones([1], #{requires_grad: true});\nlet y = torch::no_grad(|| w * 2);\nprint(y.requires_grad);\n```";
     reg.func("torch", "no_grad", "f", doc, |ctx: NativeCallContext, f: FnPtr| -> RResult<Dynamic> {
         let _guard = tch::no_grad_guard();
         f.call_within_context(&ctx, ())

@@ -96,8 +96,8 @@ pub struct CsvLogger {
 impl CsvLogger {
     /// A logger writing to the next `version_N` under `root/lightning_logs`.
     pub fn new(root: &Path) -> Result<CsvLogger, String> {
+        // The folder is created on the first write, so a run that fails in setup leaves nothing.
         let dir = next_version_dir(root, "lightning_logs");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         Ok(CsvLogger { dir, rows: BTreeMap::new(), columns: BTreeSet::new(), dirty: false })
     }
 
@@ -147,6 +147,7 @@ impl Logger for CsvLogger {
         if y.is_empty() {
             y.push_str("{}\n");
         }
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         write_atomic(&self.dir.join("hparams.yaml"), y.as_bytes())
     }
 
@@ -165,6 +166,7 @@ impl Logger for CsvLogger {
         if !self.dirty {
             return Ok(());
         }
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         write_atomic(&self.dir.join("metrics.csv"), self.render().as_bytes())?;
         self.dirty = false;
         Ok(())
