@@ -7,6 +7,7 @@ mod ddp;
 mod dist;
 mod docs;
 mod golden;
+mod loggers;
 mod nn;
 mod nn_fixtures;
 mod optim;
