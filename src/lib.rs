@@ -16,6 +16,7 @@ pub mod sched;
 pub mod script;
 pub mod tensor;
 pub mod trainer;
+pub mod tuner;
 
 /// Version of libtorch this binary runs on, as the library reports it.
 pub fn libtorch_version() -> String {

@@ -1,5 +1,6 @@
 //! The `lt` command line.
 pub mod train;
+pub mod tune;
 pub mod dist;
 
 use crate::script::runner::Script;
@@ -117,6 +118,9 @@ pub enum Command {
         #[arg(long = "x", default_value = "step")]
         x: String,
     },
+    /// Learning-rate finder: ramps the LR over `--num-training` steps of the script's training,
+    /// prints the suggested LR and writes a plot (the weights are not changed).
+    LrFind(tune::LrFindArgs),
     /// Checks the distributed backend (collectives, gradient sync) or times all-reduce.
     #[command(hide = true)]
     DistSelftest(dist::SelftestArgs),
@@ -159,6 +163,13 @@ pub fn main() -> ExitCode {
         Command::Bench { which, ops } => bench(&which, ops),
         Command::Golden { paths, bless, tolerance } => golden(paths, bless, tolerance),
         Command::Plot { run, out, x } => plot(&run, out.as_deref(), &x),
+        Command::LrFind(args) => match tune::lr_find_cmd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -16,3 +16,4 @@ mod script_errors;
 mod tensor_api;
 mod trainer_core;
 mod trainer_script;
+mod tuning;
