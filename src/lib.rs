@@ -12,10 +12,12 @@ pub mod fs;
 pub mod golden;
 pub mod nn;
 pub mod optim;
+pub mod plot;
 pub mod sched;
 pub mod script;
 pub mod tensor;
 pub mod trainer;
+pub mod tuner;
 
 /// Version of libtorch this binary runs on, as the library reports it.
 pub fn libtorch_version() -> String {

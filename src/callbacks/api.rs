@@ -1,7 +1,9 @@
 //! Script constructors of the built-in callbacks, used in a module's `fn callbacks()`:
 //! `callbacks::model_checkpoint(#{monitor: "val_loss", save_top_k: 2})`,
 //! `callbacks::early_stopping(#{monitor: "val_loss", patience: 3})`,
-//! `callbacks::learning_rate_monitor(#{logging_interval: "step"})`.
+//! `callbacks::learning_rate_monitor(#{logging_interval: "step"})`,
+//! `callbacks::timer(#{duration: "00:00:10:00"})`,
+//! `callbacks::gradient_accumulation_scheduler(#{scheduling: #{"0": 1, "2": 4}})`.
 use super::early_stopping::{EarlyStopping, EarlyStoppingConfig};
 use super::model_checkpoint::{ModelCheckpoint, ModelCheckpointConfig};
 use super::{LearningRateMonitor, Mode};
@@ -80,6 +82,29 @@ pub fn early_stopping(m: &Map) -> RResult<EarlyStopping> {
     EarlyStopping::new(cfg).or_script()
 }
 
+pub fn timer(m: &Map) -> RResult<super::Timer> {
+    let o = Opts::new(m, "callbacks::timer", &["duration", "interval", "verbose"])?;
+    let duration = match o.get("duration") {
+        Some(d) if !d.is_unit() => Some(crate::trainer::config::want_duration("duration", &crate::script::lightning::to_json(d)).or_script()?),
+        _ => None,
+    };
+    super::Timer::new(duration, &o.str_or("interval", "step")?, o.bool_or("verbose", true)?).or_script()
+}
+
+pub fn gradient_accumulation_scheduler(m: &Map) -> RResult<super::GradientAccumulationScheduler> {
+    let o = Opts::new(m, "callbacks::gradient_accumulation_scheduler", &["scheduling"])?;
+    let what = "callbacks::gradient_accumulation_scheduler: `scheduling` must map epochs to factors, like #{\"0\": 1, \"2\": 4}";
+    let sched = o.get("scheduling").ok_or_else(|| err(what))?;
+    let map = sched.clone().try_cast::<Map>().ok_or_else(|| err(what))?;
+    let mut pairs = Vec::new();
+    for (k, v) in map {
+        let epoch = k.trim().parse::<i64>().map_err(|_| err(format!("{what}; got key \"{k}\"")))?;
+        let factor = v.as_int().map_err(|_| err(format!("{what}; the factor for epoch {epoch} is a {}", v.type_name())))?;
+        pairs.push((epoch, factor));
+    }
+    super::GradientAccumulationScheduler::new(&pairs).or_script()
+}
+
 pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<NativeCallback>("Callback");
     let doc = "Lightning's ModelCheckpoint. Options: `dirpath`, `filename` (template like \"{epoch}-{val_loss:.2f}\"), `monitor`, `mode`, `save_top_k` (-1 all, 0 none, k best), `save_last`, `every_n_epochs`, `every_n_train_steps`, `train_time_interval` (seconds), `save_on_train_epoch_end`, `save_weights_only`, `auto_insert_metric_name`, `enable_version_counter`.\n\n```rhai\nfn callbacks() {\n    [callbacks::model_checkpoint(#{monitor: \"val_loss\", save_top_k: 2, save_last: true})]\n}\n```";
@@ -98,5 +123,13 @@ pub fn register(reg: &mut Registry) {
     });
     reg.volatile("callbacks", "learning_rate_monitor", "", doc, || -> RResult<NativeCallback> {
         Ok(NativeCallback::new("LearningRateMonitor", Box::new(LearningRateMonitor::new(None, false).or_script()?)))
+    });
+    let doc = "Lightning's Timer: stops the fit when `duration` of training time has passed, checked after each training batch (`interval: \"step\"`, default) or epoch (`\"epoch\"`). `duration` is \"DD:HH:MM:SS\", seconds, or a map #{days, hours, minutes, seconds}. The time spent in each stage (train, sanity_check, validate, test, predict) is saved in checkpoints, so a resumed fit keeps counting.\n\n```rhai\nfn callbacks() {\n    [callbacks::timer(#{duration: \"00:01:30:00\", interval: \"epoch\"})]\n}\n```";
+    reg.volatile("callbacks", "timer", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("Timer", Box::new(timer(&m)?)))
+    });
+    let doc = "Lightning's GradientAccumulationScheduler: `scheduling` maps an epoch (as a string key) to the number of batches whose gradients are accumulated per optimizer step from that epoch on; epochs before the first key use 1. Needs automatic optimization.\n\n```rhai\nfn callbacks() {\n    [callbacks::gradient_accumulation_scheduler(#{scheduling: #{\"0\": 1, \"2\": 4}})]\n}\n```";
+    reg.volatile("callbacks", "gradient_accumulation_scheduler", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("GradientAccumulationScheduler", Box::new(gradient_accumulation_scheduler(&m)?)))
     });
 }

@@ -1,14 +1,19 @@
-//! Lightning's built-in callbacks, in Rust: ModelCheckpoint, EarlyStopping, LearningRateMonitor.
+//! Lightning's built-in callbacks, in Rust: ModelCheckpoint, EarlyStopping, LearningRateMonitor,
+//! Timer, GradientAccumulationScheduler.
 //! They observe the loop state and ask the Trainer for actions (see `trainer::callback`).
 pub mod api;
 pub mod early_stopping;
 pub mod filename;
+pub mod grad_accum;
 pub mod lr_monitor;
 pub mod model_checkpoint;
+pub mod timer;
 
 pub use early_stopping::EarlyStopping;
 pub use lr_monitor::LearningRateMonitor;
+pub use grad_accum::GradientAccumulationScheduler;
 pub use model_checkpoint::ModelCheckpoint;
+pub use timer::Timer;
 
 /// "min" / "max" monitoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

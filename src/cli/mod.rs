@@ -1,5 +1,6 @@
 //! The `lt` command line.
 pub mod train;
+pub mod tune;
 pub mod dist;
 
 use crate::script::runner::Script;
@@ -105,6 +106,21 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000)]
         ops: usize,
     },
+    /// Draw a run's metrics.csv as a PNG: one panel per metric family (loss, acc, …), train and
+    /// val overlaid (`lt plot lightning_logs/version_0 -o run.png --x epoch`).
+    Plot {
+        /// A `lightning_logs/version_N` folder, or a metrics.csv file.
+        run: PathBuf,
+        /// Output PNG (default: metrics.png beside metrics.csv).
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// x axis: `step`, or `epoch` (each metric averaged per epoch).
+        #[arg(long = "x", default_value = "step")]
+        x: String,
+    },
+    /// Learning-rate finder: ramps the LR over `--num-training` steps of the script's training,
+    /// prints the suggested LR and writes a plot (the weights are not changed).
+    LrFind(tune::LrFindArgs),
     /// Checks the distributed backend (collectives, gradient sync) or times all-reduce.
     #[command(hide = true)]
     DistSelftest(dist::SelftestArgs),
@@ -146,6 +162,27 @@ pub fn main() -> ExitCode {
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
         Command::Golden { paths, bless, tolerance } => golden(paths, bless, tolerance),
+        Command::Plot { run, out, x } => plot(&run, out.as_deref(), &x),
+        Command::LrFind(args) => match tune::lr_find_cmd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn plot(run: &std::path::Path, out: Option<&std::path::Path>, x: &str) -> ExitCode {
+    match crate::plot::XAxis::parse(x).and_then(|x| crate::plot::plot_run(run, out, x)) {
+        Ok((path, (w, h))) => {
+            println!("wrote {} ({w}x{h})", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

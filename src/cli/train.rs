@@ -2,7 +2,6 @@
 use crate::script::lightning::{parse_set_value, ScriptModule};
 use crate::script::runner::Script;
 use crate::trainer::config::TrainerConfig;
-use crate::trainer::logger::CsvLogger;
 use crate::trainer::Trainer;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -99,8 +98,8 @@ pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&st
     module.attach(trainer.state.clone())?;
     let rank0 = trainer.state.borrow().global_rank == 0;
     if rank0 && trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
-        let logger = CsvLogger::new(&trainer.config.default_root_dir)?;
-        trainer.loggers.push(Box::new(logger));
+        let loggers = crate::trainer::logger::make_loggers(&trainer.config.default_root_dir, &trainer.config.loggers)?;
+        trainer.loggers.extend(loggers);
     }
     // Built-in callbacks the script listed, and Lightning's default ModelCheckpoint.
     for cb in module.take_native_callbacks() {

@@ -105,6 +105,12 @@ impl TrainerOptimizer for ScriptOptimizer {
     fn lrs(&self) -> Vec<f64> {
         self.0.lrs()
     }
+    fn set_lr(&mut self, lr: f64) -> Result<(), String> {
+        for g in 0..self.0.lrs().len() {
+            self.0.set_lr(g, lr)?;
+        }
+        Ok(())
+    }
     fn state_dict(&self) -> (Vec<(String, tch::Tensor)>, Value) {
         self.0.state_dict()
     }

@@ -19,6 +19,9 @@ pub enum Action {
     Stop(String),
     /// Send metrics to the loggers at the current step.
     Log(BTreeMap<String, f64>),
+    /// Set the learning rate of every group of every optimizer, now (before the next optimizer
+    /// step when asked at `on_train_batch_start`): the LR finder's ramp.
+    SetLr(f64),
 }
 
 /// What callbacks learn about the run when fitting starts.

@@ -107,7 +107,7 @@ impl Trainer {
                 Action::Remove(p) => {
                     let _ = std::fs::remove_file(p);
                 }
-                Action::Stop(_) | Action::Log(_) => {}
+                Action::Stop(_) | Action::Log(_) | Action::SetLr(_) => {}
             }
         }
         Ok(())

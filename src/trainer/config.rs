@@ -65,6 +65,9 @@ pub struct TrainerConfig {
     pub barebones: bool,
     pub seed: Option<i64>,
     pub logger: bool,
+    /// Which loggers write when `logger` is true: `loggers: ["csv", "tensorboard"]` (the
+    /// default: both, into the same `lightning_logs/version_N`), or one name as a string.
+    pub loggers: Vec<super::logger::LoggerKind>,
 }
 
 /// Every key the Trainer accepts.
@@ -75,7 +78,7 @@ pub const TRAINER_KEYS: &[&str] = &[
     "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "precision",
     "accelerator", "devices", "deterministic", "benchmark", "detect_anomaly", "default_root_dir",
     "log_every_n_steps", "enable_progress_bar", "enable_model_summary", "enable_checkpointing",
-    "inference_mode", "barebones", "seed", "logger",
+    "inference_mode", "barebones", "seed", "logger", "loggers",
 ];
 
 impl Default for TrainerConfig {
@@ -113,6 +116,7 @@ impl Default for TrainerConfig {
             barebones: false,
             seed: None,
             logger: true,
+            loggers: vec![super::logger::LoggerKind::Csv, super::logger::LoggerKind::TensorBoard],
         }
     }
 }
@@ -144,7 +148,7 @@ fn want_limit(k: &str, v: &Value) -> Result<Limit, String> {
 }
 
 /// "DD:HH:MM:SS" (Lightning's string form), or a number of seconds, or a map {days, hours, minutes, seconds}.
-fn want_duration(k: &str, v: &Value) -> Result<Duration, String> {
+pub fn want_duration(k: &str, v: &Value) -> Result<Duration, String> {
     if let Some(s) = v.as_f64() {
         return Ok(Duration::from_secs_f64(s.max(0.0)));
     }
@@ -236,6 +240,17 @@ impl TrainerConfig {
                 "barebones" => c.barebones = want_bool(k, v)?,
                 "seed" => c.seed = Some(want_int(k, v)?),
                 "logger" => c.logger = want_bool(k, v)?,
+                "loggers" => {
+                    let names: Vec<&str> = match v {
+                        Value::String(s) => vec![s.as_str()],
+                        Value::Array(a) => a
+                            .iter()
+                            .map(|x| x.as_str().ok_or_else(|| format!("trainer option 'loggers' must list names like \"csv\", got {x}")))
+                            .collect::<Result<_, _>>()?,
+                        _ => return Err(format!("trainer option 'loggers' must be a list like [\"csv\", \"tensorboard\"], got {v}")),
+                    };
+                    c.loggers = names.into_iter().map(super::logger::LoggerKind::parse).collect::<Result<_, _>>()?;
+                }
                 other => {
                     return Err(format!("unknown trainer option '{other}'; valid options: {}", TRAINER_KEYS.join(", ")))
                 }

@@ -13,6 +13,43 @@ pub trait Logger {
     fn log_dir(&self) -> Option<PathBuf>;
 }
 
+/// The loggers a run writes with, all into one `lightning_logs/version_N` folder (the Trainer
+/// option `loggers`, default both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoggerKind {
+    /// `metrics.csv` + `hparams.yaml` ([`CsvLogger`]).
+    Csv,
+    /// TensorBoard event files ([`super::tensorboard::TensorBoardLogger`]).
+    TensorBoard,
+}
+
+impl LoggerKind {
+    /// `"csv"` or `"tensorboard"` (also `"tb"`).
+    pub fn parse(s: &str) -> Result<LoggerKind, String> {
+        match s {
+            "csv" => Ok(LoggerKind::Csv),
+            "tensorboard" | "tb" => Ok(LoggerKind::TensorBoard),
+            o => Err(format!("unknown logger \"{o}\"; expected \"csv\" or \"tensorboard\"")),
+        }
+    }
+}
+
+/// Creates the loggers of `kinds` in the next free `root/lightning_logs/version_N` folder.
+pub fn make_loggers(root: &Path, kinds: &[LoggerKind]) -> Result<Vec<Box<dyn Logger>>, String> {
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = next_version_dir(root, "lightning_logs");
+    let mut out: Vec<Box<dyn Logger>> = Vec::new();
+    for k in kinds {
+        match k {
+            LoggerKind::Csv => out.push(Box::new(CsvLogger::in_dir(&dir)?)),
+            LoggerKind::TensorBoard => out.push(Box::new(super::tensorboard::TensorBoardLogger::new(&dir)?)),
+        }
+    }
+    Ok(out)
+}
+
 /// The next free `version_N` folder under `root/lightning_logs`.
 pub fn next_version_dir(root: &Path, name: &str) -> PathBuf {
     let base = root.join(name);
@@ -96,9 +133,13 @@ pub struct CsvLogger {
 impl CsvLogger {
     /// A logger writing to the next `version_N` under `root/lightning_logs`.
     pub fn new(root: &Path) -> Result<CsvLogger, String> {
-        // The folder is created on the first write, so a run that fails in setup leaves nothing.
-        let dir = next_version_dir(root, "lightning_logs");
-        Ok(CsvLogger { dir, rows: BTreeMap::new(), columns: BTreeSet::new(), dirty: false })
+        CsvLogger::in_dir(&next_version_dir(root, "lightning_logs"))
+    }
+
+    /// A logger writing to `dir` (shared with other loggers of the same run).
+    /// The folder is created on the first write, so a run that fails in setup leaves nothing.
+    pub fn in_dir(dir: &Path) -> Result<CsvLogger, String> {
+        Ok(CsvLogger { dir: dir.to_path_buf(), rows: BTreeMap::new(), columns: BTreeSet::new(), dirty: false })
     }
 
     fn render(&self) -> String {

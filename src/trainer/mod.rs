@@ -12,6 +12,7 @@ pub mod precision;
 pub mod progress;
 pub mod scaler;
 pub mod state;
+pub mod tensorboard;
 
 use callback::{Action, Callback};
 use config::{ClipAlgorithm, Limit, TrainerConfig};
@@ -194,6 +195,12 @@ impl Trainer {
                     let step = if name.ends_with("_start") { gs } else { gs.saturating_sub(1) };
                     self.log_to_loggers(&metrics, step)?;
                     self.state.borrow_mut().views.logged.extend(metrics);
+                }
+                Action::SetLr(lr) => {
+                    for o in &mut self.opt.optimizers {
+                        o.set_lr(lr)?;
+                    }
+                    self.update_lrs();
                 }
                 other => self.pending.push(other),
             }
@@ -456,7 +463,7 @@ impl Trainer {
                 None => break,
             }
         }
-        let accumulate = self.config.accumulate_grad_batches as usize;
+        let accumulate = self.state.borrow().accumulate_grad_batches.unwrap_or(self.config.accumulate_grad_batches as usize).max(1);
         let mut batch_idx = resuming;
         self.batch_in_epoch = resuming;
         let dtype = self.config.precision.module_dtype();
@@ -524,6 +531,7 @@ impl Trainer {
                 // a safe point: the batch is fully processed
                 self.flush_pending(m)?;
             }
+            // max_steps, max_time, or a stop request (once min_epochs / min_steps are reached)
             if self.should_stop_fitting() {
                 break;
             }
@@ -569,6 +577,7 @@ impl Trainer {
             self.call(m, "on_before_zero_grad", HookArgs::Optimizer(0))?;
             self.opt.optimizers[0].zero_grad(true)?;
         }
+        self.state.borrow_mut().last_loss = Some(loss.detach());
         let loss = if window > 1 { loss.f_div_scalar(window as f64).map_err(|e| e.to_string())? } else { loss };
         self.call(m, "on_before_backward", HookArgs::Loss(&loss))?;
         let to_backward = match &self.state.borrow().scaler {

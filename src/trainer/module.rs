@@ -80,6 +80,10 @@ pub trait TrainerOptimizer {
     /// Class name and per-group learning rates (for LearningRateMonitor).
     fn name(&self) -> String;
     fn lrs(&self) -> Vec<f64>;
+    /// Sets the learning rate of every parameter group (the LR finder's ramp).
+    fn set_lr(&mut self, _lr: f64) -> Result<(), String> {
+        Err(format!("optimizer {} does not support setting its learning rate", self.name()))
+    }
     /// State tensors and JSON (param groups, step counts) for checkpoints.
     fn state_dict(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
     fn load_state_dict(&mut self, tensors: &[(String, Tensor)], meta: &serde_json::Value) -> Result<(), String>;

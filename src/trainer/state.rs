@@ -57,6 +57,12 @@ pub struct LoopState {
     pub process_group: Option<Rc<crate::dist::ProcessGroup>>,
     /// Each optimizer's class name, per-group learning rates and momenta (for LearningRateMonitor).
     pub optimizer_lrs: Vec<(String, Vec<f64>, Vec<Option<f64>>)>,
+    /// Overrides the `accumulate_grad_batches` option from the next epoch start on (set by
+    /// GradientAccumulationScheduler).
+    pub accumulate_grad_batches: Option<usize>,
+    /// The loss of the last training step under automatic optimization, detached (read by the
+    /// LR finder; not synchronized to the host unless read).
+    pub last_loss: Option<tch::Tensor>,
 }
 
 pub type SharedState = Rc<RefCell<LoopState>>;
@@ -87,6 +93,8 @@ impl Default for LoopState {
             hparams: serde_json::Value::Null,
             optimizer_lrs: Vec::new(),
             process_group: None,
+            accumulate_grad_batches: None,
+            last_loss: None,
         }
     }
 }
