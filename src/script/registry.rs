@@ -192,7 +192,9 @@ impl Registry {
             }
             other => other,
         };
-        let wrapped = with_call_position(f);
+        // Rhai fills in the call position for global functions itself; only namespaced calls
+        // (`torch::zeros(...)`) need the wrapper, which costs a context per call.
+        let wrapped = if ns.is_empty() { f } else { with_call_position(f) };
         reg.with_params_info(info)
             .with_comments([comment])
             .set_into_module_raw(module, FUNC::param_types(), wrapped);
