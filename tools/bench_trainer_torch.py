@@ -141,8 +141,10 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, pytorch_lightning {pl.__version__}, {torch.get_num_threads()} thread")
     print(f"{'per step (ms)':<28}" + "".join(f"H={h}, batch {b}".rjust(18) for h, b in CONFIGS))
-    print(f"{'raw PyTorch + DataLoader':<28}" + "".join(f"{per_step_ms(raw_seconds, h, b):18.3f}" for h, b in CONFIGS))
-    print(f"{'PyTorch Lightning':<28}" + "".join(f"{per_step_ms(lightning_seconds, h, b):18.3f}" for h, b in CONFIGS))
+    raw = [per_step_ms(raw_seconds, h, b) for h, b in CONFIGS]
+    light = [per_step_ms(lightning_seconds, h, b) for h, b in CONFIGS]
+    print(f"{'raw PyTorch + DataLoader':<28}" + "".join(f"{v:18.3f}" for v in raw))
+    print(f"{'PyTorch Lightning':<28}" + "".join(f"{v:18.3f}" for v in light))
     me = os.path.abspath(__file__)
     print(f"{'start-up (best of 3)':<28}{'wall s':>18}{'peak RSS MB':>18}")
     codes = {
@@ -152,6 +154,12 @@ if __name__ == "__main__":
         "Lightning fit, 1 step": STARTUP["Lightning fit, 1 step"] % (PL_DIR, me),
     }
     # peak RSS from RUSAGE_CHILDREN is a running max over all children: run in increasing size
+    starts = {}
     for name, code in codes.items():
         s, rss = startup(code)
+        starts[name] = (s, rss)
         print(f"{name:<28}{s:18.2f}{rss:18.0f}")
+    # one machine-readable line for `lt bench trainer`'s combined table
+    import json
+    print("#PEERS " + json.dumps({"raw": raw, "lightning": light,
+                                  "raw_start": starts["raw loop, 1 step"], "lightning_start": starts["Lightning fit, 1 step"]}))

@@ -116,3 +116,40 @@ pub fn startup(lt_bin: &Path) -> Result<(f64, f64), String> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok((best, rss_mb))
 }
+
+/// Figures of raw PyTorch and Lightning from `tools/bench_trainer_torch.py`.
+pub struct PeerFigures {
+    pub raw: Vec<f64>,
+    pub lightning: Vec<f64>,
+    pub raw_start: (f64, f64),
+    pub lightning_start: (f64, f64),
+}
+
+/// Runs the Python peer benchmark with the torch that lt itself uses (the provisioned wheel).
+pub fn python_peers() -> Result<PeerFigures, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/bench_trainer_torch.py");
+    if !script.exists() {
+        return Err(format!("{} not found", script.display()));
+    }
+    // LT_LIBTORCH_LIB = <site>/torch/lib: the wheel's site folder is two levels up.
+    let site = Path::new(env!("LT_LIBTORCH_LIB")).parent().and_then(|p| p.parent()).map(|p| p.to_path_buf()).unwrap_or_default();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .env("PYTHONPATH", &site)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("#PEERS ")).ok_or_else(|| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        format!("the Python benchmark gave no figures: {}", err.lines().last().unwrap_or(""))
+    })?;
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let nums = |k: &str| -> Vec<f64> { v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default() };
+    let pair = |k: &str| -> (f64, f64) { (v[k][0].as_f64().unwrap_or(f64::NAN), v[k][1].as_f64().unwrap_or(f64::NAN)) };
+    let (raw, lightning) = (nums("raw"), nums("lightning"));
+    if raw.len() < 2 || lightning.len() < 2 {
+        return Err("the Python benchmark's figures are incomplete".into());
+    }
+    Ok(PeerFigures { raw, lightning, raw_start: pair("raw_start"), lightning_start: pair("lightning_start") })
+}

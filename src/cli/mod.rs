@@ -317,33 +317,13 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        "trainer" => {
-            for (h, b) in [(256, 64), (32, 32)] {
-                match crate::bench::trainer::run(h, b, ops.min(100_000).max(200).min(2000)) {
-                    Ok(f) => {
-                        println!("trainer: MLP 784-{h}-10, batch {b}, Adam, this.log every step, 1 thread");
-                        println!("  raw tch loop (floor)  {:>8.3} ms/step", f.floor_ms);
-                        println!("  lt Trainer            {:>8.3} ms/step", f.lt_ms);
-                        println!("  ratio                 {:>8.2}x", f.lt_ms / f.floor_ms);
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
+        "trainer" => match bench_trainer(ops) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
             }
-            match std::env::current_exe().map_err(|e| e.to_string()).and_then(|exe| crate::bench::trainer::startup(&exe)) {
-                Ok((secs, rss)) => {
-                    println!("start-up: `lt fit` to the first step and exit: {secs:.3} s, peak RSS {rss:.0} MB");
-                    println!("  (PyTorch and Lightning: python3 tools/bench_trainer_torch.py)");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        },
         other => {
             eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim, data, trainer");
             ExitCode::from(2)
@@ -387,4 +367,34 @@ fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
     }
     println!("golden: {passed} passed, {failed} failed");
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// `lt bench trainer`: lt and the raw tch floor, then — when a Python with torch is at hand —
+/// raw PyTorch and PyTorch Lightning in the same run (`tools/bench_trainer_torch.py`), as one table.
+fn bench_trainer(ops: usize) -> Result<(), String> {
+    let steps = ops.clamp(200, 2000);
+    let mut rows = Vec::new();
+    for (h, b) in [(256, 64), (32, 32)] {
+        rows.push(crate::bench::trainer::run(h, b, steps)?);
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let (start_s, rss) = crate::bench::trainer::startup(&exe)?;
+    let peers = crate::bench::trainer::python_peers();
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL);
+    t.set_header(vec!["MLP 784-H-10, Adam, log every step, 1 thread", "H=256 b=64 ms/step", "ratio", "H=32 b=32 ms/step", "ratio", "start-up s", "peak RSS MB"]);
+    let cell = |v: f64| format!("{v:.3}");
+    let ratio = |v: f64, lt: f64| format!("{:.2}x", v / lt);
+    t.add_row(vec!["lt Trainer".to_string(), cell(rows[0].lt_ms), "1.00x".into(), cell(rows[1].lt_ms), "1.00x".into(), format!("{start_s:.2}"), format!("{rss:.0}")]);
+    t.add_row(vec!["raw tch loop (floor)".to_string(), cell(rows[0].floor_ms), ratio(rows[0].floor_ms, rows[0].lt_ms), cell(rows[1].floor_ms), ratio(rows[1].floor_ms, rows[1].lt_ms), String::new(), String::new()]);
+    match &peers {
+        Ok(p) => {
+            for (name, v, st) in [("raw PyTorch + DataLoader", &p.raw, p.raw_start), ("PyTorch Lightning", &p.lightning, p.lightning_start)] {
+                t.add_row(vec![name.to_string(), cell(v[0]), ratio(v[0], rows[0].lt_ms), cell(v[1]), ratio(v[1], rows[1].lt_ms), format!("{:.2}", st.0), format!("{:.0}", st.1)]);
+            }
+        }
+        Err(e) => println!("(Python peers not measured: {e})"),
+    }
+    println!("{t}");
+    Ok(())
 }
