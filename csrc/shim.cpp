@@ -13,16 +13,12 @@ void write_str(const std::string& s, char* buf, size_t len) {
   std::memcpy(buf, s.data(), n);
   buf[n] = 0;
 }
-}  // namespace
 
-extern "C" {
-
-// Name of the autograd node that produced `t` ("AddBackward0"), or "" for leaves. Returns 0 on
-// success, 1 on error (message in buf).
-int lt_grad_fn_name(const at::Tensor* t, char* buf, size_t len) {
+// Runs `f`, turning any C++ exception into an error message in `buf`: 0 on success, 1 on error.
+template <typename F>
+int guarded(char* buf, size_t len, F&& f) {
   try {
-    const auto& fn = t->grad_fn();
-    write_str(fn ? fn->name() : std::string(), buf, len);
+    f();
     return 0;
   } catch (const std::exception& e) {
     write_str(e.what(), buf, len);
@@ -31,6 +27,18 @@ int lt_grad_fn_name(const at::Tensor* t, char* buf, size_t len) {
     write_str("unknown C++ exception", buf, len);
     return 1;
   }
+}
+}  // namespace
+
+extern "C" {
+
+// Name of the autograd node that produced `t` ("AddBackward0"), or "" for leaves. Returns 0 on
+// success, 1 on error (message in buf).
+int lt_grad_fn_name(const at::Tensor* t, char* buf, size_t len) {
+  return guarded(buf, len, [&] {
+    const auto& fn = t->grad_fn();
+    write_str(fn ? fn->name() : std::string(), buf, len);
+  });
 }
 
 }  // extern "C"
@@ -45,7 +53,7 @@ extern "C" {
 // code), returning the previous enabled state. On leaving (enabled = 0) the cast cache is cleared
 // when the outermost region ends, as torch.autocast does. 0 on success, 1 on error (message in buf).
 int lt_autocast_set(int device, int enabled, int dtype, int* prev, char* buf, size_t len) {
-  try {
+  return guarded(buf, len, [&] {
     auto dev = device == 1 ? at::DeviceType::CUDA : at::DeviceType::CPU;
     *prev = at::autocast::is_autocast_enabled(dev) ? 1 : 0;
     if (enabled) {
@@ -56,14 +64,7 @@ int lt_autocast_set(int device, int enabled, int dtype, int* prev, char* buf, si
       at::autocast::set_autocast_enabled(dev, false);
       if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
     }
-    return 0;
-  } catch (const std::exception& e) {
-    write_str(e.what(), buf, len);
-    return 1;
-  } catch (...) {
-    write_str("unknown C++ exception", buf, len);
-    return 1;
-  }
+  });
 }
 
 }  // extern "C"
@@ -74,34 +75,20 @@ extern "C" {
 
 // The default CPU generator's state as a new uint8 tensor (torch.get_rng_state()).
 int lt_rng_get_state(at::Tensor** out, char* buf, size_t len) {
-  try {
+  return guarded(buf, len, [&] {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     *out = new at::Tensor(gen.get_state());
-    return 0;
-  } catch (const std::exception& e) {
-    write_str(e.what(), buf, len);
-    return 1;
-  } catch (...) {
-    write_str("unknown C++ exception", buf, len);
-    return 1;
-  }
+  });
 }
 
 // Restores the default CPU generator's state (torch.set_rng_state(state)).
 int lt_rng_set_state(const at::Tensor* state, char* buf, size_t len) {
-  try {
+  return guarded(buf, len, [&] {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(*state);
-    return 0;
-  } catch (const std::exception& e) {
-    write_str(e.what(), buf, len);
-    return 1;
-  } catch (...) {
-    write_str("unknown C++ exception", buf, len);
-    return 1;
-  }
+  });
 }
 
 }  // extern "C"
@@ -112,17 +99,10 @@ extern "C" {
 
 // Trainer(deterministic=...) and Trainer(detect_anomaly=...): libtorch's global switches.
 int lt_set_flags(int deterministic, int detect_anomaly, char* buf, size_t len) {
-  try {
+  return guarded(buf, len, [&] {
     if (deterministic >= 0) at::globalContext().setDeterministicAlgorithms(deterministic != 0, /*warn_only=*/false);
     if (detect_anomaly >= 0) torch::autograd::AnomalyMode::set_enabled(detect_anomaly != 0);
-    return 0;
-  } catch (const std::exception& e) {
-    write_str(e.what(), buf, len);
-    return 1;
-  } catch (...) {
-    write_str("unknown C++ exception", buf, len);
-    return 1;
-  }
+  });
 }
 
 }  // extern "C"
