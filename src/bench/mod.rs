@@ -1,4 +1,5 @@
 //! `lt bench`: figures measured outside the test suite.
+pub mod checkpoint;
 pub mod data;
 pub mod dispatch;
 pub mod optim;

@@ -317,6 +317,19 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        "checkpoint" => match crate::bench::checkpoint::run(&std::env::temp_dir()) {
+            Ok(f) => {
+                println!("checkpoint: {:.0} MB (100M float32 parameters in 10 tensors), best of 3", f.megabytes);
+                println!("  lt save (atomic, fsync)  {:>8.0} MB/s", f.save_mb_s);
+                println!("  lt load (validated)      {:>8.0} MB/s", f.load_mb_s);
+                println!("  (PyTorch: python3 tools/bench_checkpoint_torch.py)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         "trainer" => match bench_trainer(ops) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -325,7 +338,7 @@ fn bench(which: &str, ops: usize) -> ExitCode {
             }
         },
         other => {
-            eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim, data, trainer");
+            eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim, data, trainer, checkpoint");
             ExitCode::from(2)
         }
     }
