@@ -11,6 +11,7 @@ pub mod dist;
 pub mod golden;
 pub mod nn;
 pub mod optim;
+pub mod repl;
 pub mod sched;
 pub mod script;
 pub mod tensor;

@@ -84,11 +84,20 @@ pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
 
 /// Runs a stage on a module script; returns an error text for the user.
 pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>) -> Result<(), String> {
+    run_stage_watch(stage, script, sets, ckpt, false)
+}
+
+/// [`run_stage`]; with `watch`, the script is hot-reloaded when saved (`lt fit --watch`).
+pub fn run_stage_watch(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, watch: bool) -> Result<(), String> {
     let (model_sets, trainer_sets) = parse_sets(sets)?;
     let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
     let mut trainer = Trainer::new(config)?;
     module.attach(trainer.state.clone())?;
+    if watch {
+        module.watch()?;
+        println!("watching {} for changes: saved edits apply at the next training step", module.script.name());
+    }
     if trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
         let logger = CsvLogger::new(&trainer.config.default_root_dir)?;
         trainer.loggers.push(Box::new(logger));

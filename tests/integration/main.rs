@@ -5,6 +5,7 @@ mod common;
 mod dist;
 mod docs;
 mod golden;
+mod host;
 mod optim;
 mod sched;
 mod script_errors;
