@@ -16,7 +16,7 @@ static STDIN_ENDED: AtomicBool = AtomicBool::new(false);
 /// Registers the `breakpoint()` statement on `engine`.
 pub fn register(engine: &mut Engine) -> Result<(), String> {
     engine
-        .register_custom_syntax(["breakpoint", "(", ")"], false, |ctx, _| breakpoint(ctx))
+        .register_custom_syntax(["breakpoint", "()"], false, |ctx, _| breakpoint(ctx))
         .map_err(|e| format!("cannot register breakpoint(): {e}"))?;
     Ok(())
 }
