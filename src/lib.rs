@@ -13,6 +13,7 @@ pub mod golden;
 pub mod nn;
 pub mod optim;
 pub mod plot;
+pub mod repl;
 pub mod sched;
 pub mod script;
 pub mod tensor;

@@ -32,6 +32,10 @@ pub enum Command {
         /// `last` or `best`.
         #[arg(long)]
         ckpt: Option<String>,
+        /// Hot reload: when the script is saved, swap its functions in at the next training step
+        /// (weights, optimizer state and counters are kept).
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         dist: dist::DistArgs,
     },
@@ -44,6 +48,10 @@ pub enum Command {
         /// `last` or `best`.
         #[arg(long)]
         ckpt: Option<String>,
+        /// Hot reload: when the script is saved, swap its functions in at the next training step
+        /// (weights, optimizer state and counters are kept).
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         dist: dist::DistArgs,
     },
@@ -82,6 +90,13 @@ pub enum Command {
         ckpt: Option<String>,
         #[command(flatten)]
         dist: dist::DistArgs,
+    },
+    /// Interactive Rhai on libtorch; with a module script, the model and a Trainer (`:fit N`).
+    Repl {
+        /// A script to load first (a module script becomes the model).
+        script: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// List every script function, or show the full doc of one (`lt doc zeros`, `lt doc torch::cat`).
     Doc { name: Option<String> },
@@ -137,14 +152,15 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match cmd {
-        Command::Run { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
+        Command::Run { script, sets, ckpt, watch, dist } => match dist::launch_if_needed(&dist) {
             Some(code) => code,
-            None => run(&script, &sets, ckpt.as_deref(), &dist),
+            None => run(&script, &sets, ckpt.as_deref(), &dist, watch),
         },
-        Command::Fit { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
+        Command::Fit { script, sets, ckpt, watch, dist } => match dist::launch_if_needed(&dist) {
             Some(code) => code,
-            None => stage(train::Stage::Fit, &script, &sets, ckpt.as_deref(), &dist),
+            None => stage_watch(train::Stage::Fit, &script, &sets, ckpt.as_deref(), &dist, watch),
         },
+        Command::Repl { script, sets } => crate::repl::main(script.as_deref(), &sets),
         Command::Validate { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
             Some(code) => code,
             None => stage(train::Stage::Validate, &script, &sets, ckpt.as_deref(), &dist),
@@ -204,7 +220,11 @@ fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
 }
 
 fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs) -> ExitCode {
-    let result = train::load(path).and_then(|script| train::run_stage(stage, script, sets, ckpt, Some(dist_args)));
+    stage_watch(stage, path, sets, ckpt, dist_args, false)
+}
+
+fn stage_watch(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs, watch: bool) -> ExitCode {
+    let result = train::load(path).and_then(|script| train::run_stage_watch(stage, script, sets, ckpt, Some(dist_args), watch));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -214,7 +234,7 @@ fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Opt
     }
 }
 
-fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs) -> ExitCode {
+fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs, watch: bool) -> ExitCode {
     let script = match Script::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -223,13 +243,17 @@ fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>, dist_args: &dist::Di
         }
     };
     if train::is_module_script(&script) {
-        return match train::run_stage(train::Stage::Run, script, sets, ckpt, Some(dist_args)) {
+        return match train::run_stage_watch(train::Stage::Run, script, sets, ckpt, Some(dist_args), watch) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
                 ExitCode::FAILURE
             }
         };
+    }
+    if watch {
+        eprintln!("error: --watch applies to module scripts (scripts with a training_step)");
+        return ExitCode::from(2);
     }
     if !sets.is_empty() {
         eprintln!("error: --set applies to module scripts (scripts with a training_step)");

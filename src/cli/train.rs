@@ -83,6 +83,11 @@ pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
 
 /// Runs a stage on a module script; returns an error text for the user.
 pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: Option<&super::dist::DistArgs>) -> Result<(), String> {
+    run_stage_watch(stage, script, sets, ckpt, dist, false)
+}
+
+/// [`run_stage`]; with `watch`, the script is hot-reloaded when saved (`lt fit --watch`).
+pub fn run_stage_watch(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: Option<&super::dist::DistArgs>, watch: bool) -> Result<(), String> {
     let (model_sets, trainer_sets) = parse_sets(sets)?;
     let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
@@ -96,6 +101,10 @@ pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&st
         }
     }
     module.attach(trainer.state.clone())?;
+    if watch {
+        module.watch()?;
+        println!("watching {} for changes: saved edits apply at the next training step", module.script.name());
+    }
     let rank0 = trainer.state.borrow().global_rank == 0;
     if rank0 && trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
         let loggers = crate::trainer::logger::make_loggers(&trainer.config.default_root_dir, &trainer.config.loggers)?;

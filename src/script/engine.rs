@@ -40,6 +40,7 @@ pub fn new_engine() -> Result<Engine, String> {
         .register_custom_operator("@", 180)
         .map_err(|e| format!("cannot register the @ operator: {e}"))?;
 
+    crate::repl::pause::register(&mut engine)?;
     let (global, namespaces) = registry().into_modules();
     engine.register_global_module(global);
     for (name, module) in namespaces {

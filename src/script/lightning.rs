@@ -30,6 +30,8 @@ pub struct ScriptModule {
     fns: HashMap<String, usize>,
     optimizers: Vec<Dynamic>,
     schedulers: Vec<Dynamic>,
+    /// File watcher of `lt fit --watch`: reloads are swapped in at step boundaries.
+    watch: Option<super::reload::Watcher>,
 }
 
 /// Converts a Rhai value to JSON (for hparams and trainer options).
@@ -253,6 +255,7 @@ impl ScriptModule {
             fns,
             optimizers: Vec::new(),
             schedulers: Vec::new(),
+            watch: None,
         };
         let mut hp = if m.fns.contains_key("hparams") { m.call_plain("hparams", vec![])? } else { Dynamic::from_map(Map::new()) };
         if !hp.is_map() {
@@ -321,6 +324,20 @@ impl ScriptModule {
             None => true,
         });
         out
+    }
+
+    /// Watches the script's file (and `.rhai` files beside it) for hot reload.
+    pub fn watch(&mut self) -> Result<(), String> {
+        let mut w = super::reload::Watcher::new(&self.script.path)?;
+        w.seen(&self.script.source);
+        self.watch = Some(w);
+        Ok(())
+    }
+
+    /// Replaces the script's functions, keeping `this`, optimizers and schedulers.
+    pub fn swap_script(&mut self, script: Script) {
+        self.fns = script.ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
+        self.script = Rc::new(script);
     }
 
     /// Attaches the run's shared loop state and installs the script-side run context.
@@ -782,6 +799,41 @@ impl LightningModule for ScriptModule {
 
     fn hparams(&self) -> Value {
         self.this.read_lock::<Map>().and_then(|m| m.get("hparams").map(to_json)).unwrap_or(Value::Null)
+    }
+
+    fn at_step_boundary(&mut self) -> Result<Option<(String, f64)>, String> {
+        let changes = match self.watch.as_mut() {
+            Some(w) => w.poll(),
+            None => return Ok(None),
+        };
+        if !changes.main && !changes.other {
+            return Ok(None);
+        }
+        // A save may come as several events (or remove + create): the file may be briefly absent.
+        let Ok(new_text) = std::fs::read_to_string(&self.script.path) else { return Ok(None) };
+        let seen = self.watch.as_mut().is_some_and(|w| w.seen(&new_text));
+        if seen && !changes.other {
+            return Ok(None);
+        }
+        let step = self.state.borrow().global_step;
+        let file = self.file();
+        match super::reload::prepare_source(&self.script, new_text) {
+            Ok(Some((script, changed))) => {
+                self.swap_script(script);
+                let n = self.watch.as_mut().map(|w| {
+                    w.reloads += 1;
+                    w.reloads
+                });
+                println!("reloaded {file} at step {step}: {}", super::reload::describe(&changed));
+                Ok(n.map(|n| ("reload".to_string(), n as f64)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                eprintln!("{e}");
+                println!("reload skipped at step {step}: {file} keeps running the old code (see the error above)");
+                Ok(None)
+            }
+        }
     }
 }
 

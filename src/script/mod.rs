@@ -6,4 +6,5 @@ pub mod engine;
 pub mod error;
 pub mod lightning;
 pub mod registry;
+pub mod reload;
 pub mod runner;

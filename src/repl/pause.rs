@@ -1,0 +1,76 @@
+//! `breakpoint()`: pauses the running script inside a hook and opens the REPL there, with `this`,
+//! the hook's arguments and its local variables in scope, and the script's functions callable.
+//! `:continue` or Ctrl-D resumes the run; what the REPL changed in `this` and in those variables
+//! is kept. `:quit` stops the run with an error.
+//!
+//! Input is read from stdin: a terminal gets the line editor; otherwise lines are read until
+//! `:continue` or end of input, and once stdin has ended every later `breakpoint()` continues at
+//! once (so a run with no input never waits). `LT_BREAKPOINTS=off` skips them all.
+use super::input::Input;
+use super::{signal, Exit, Repl};
+use rhai::{Dynamic, Engine, EvalContext, AST};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STDIN_ENDED: AtomicBool = AtomicBool::new(false);
+
+/// Registers the `breakpoint()` statement on `engine`.
+pub fn register(engine: &mut Engine) -> Result<(), String> {
+    engine
+        .register_custom_syntax(["breakpoint", "()"], false, |ctx, _| breakpoint(ctx))
+        .map_err(|e| format!("cannot register breakpoint(): {e}"))?;
+    Ok(())
+}
+
+fn breakpoint(ctx: &mut EvalContext) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+    if STDIN_ENDED.load(Ordering::SeqCst) || std::env::var("LT_BREAKPOINTS").is_ok_and(|v| v == "off") {
+        return Ok(Dynamic::UNIT);
+    }
+    let mut repl = Repl::new(Vec::new()).map_err(|e| -> Box<rhai::EvalAltResult> { e.into() })?;
+    let locals: Vec<(String, bool, Dynamic)> = ctx.scope().iter().map(|(n, c, v)| (n.to_string(), c, v)).collect();
+    for (name, _, value) in &locals {
+        repl.scope.push_dynamic(name.as_str(), value.clone());
+    }
+    let has_this = ctx.this_ptr().is_some();
+    if let Some(this) = ctx.this_ptr() {
+        repl.scope.push_dynamic("this", this.clone());
+    }
+    let mut fns = AST::empty();
+    for m in ctx.global_runtime_state().lib.iter() {
+        fns = fns.merge(&AST::new_from_module(m.clone()));
+    }
+    repl.paused_fns = Some(fns);
+    let mut names: Vec<&str> = locals.iter().map(|(n, _, _)| n.as_str()).collect();
+    if has_this {
+        names.insert(0, "this");
+    }
+    let hook = ctx.global_runtime_state().source().unwrap_or("script").to_string();
+    println!("breakpoint() in {hook}: in scope: {}. :continue (or Ctrl-D) resumes.", if names.is_empty() { "nothing".to_string() } else { names.join(", ") });
+    let exit = {
+        let _sigint = signal::SigintGuard::install();
+        let mut input = Input::open(repl.vars.clone());
+        let exit = repl.run(&mut input);
+        if exit == Exit::Eof && matches!(input, Input::Pipe) {
+            STDIN_ENDED.store(true, Ordering::SeqCst);
+        }
+        exit
+    };
+    // Keep what the REPL changed.
+    for (name, constant, _) in &locals {
+        if *constant {
+            continue;
+        }
+        if let (Some(v), Some(slot)) = (repl.scope.get_value::<Dynamic>(name), ctx.scope_mut().get_mut(name)) {
+            *slot = v;
+        }
+    }
+    if let (Some(v), Some(slot)) = (repl.scope.get_value::<Dynamic>("this"), ctx.this_ptr_mut()) {
+        *slot = v;
+    }
+    match exit {
+        Exit::Quit => Err("the run was stopped at a breakpoint() (:quit)".into()),
+        Exit::Continue | Exit::Eof => {
+            println!("continuing");
+            Ok(Dynamic::UNIT)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! A module script loaded in the REPL: the ScriptModule and a Trainer that stay alive between
+//! commands, so `:fit N` continues where the last one stopped.
+use crate::checkpoint::Checkpoint;
+use crate::script::lightning::ScriptModule;
+use crate::script::runner::Script;
+use crate::trainer::config::TrainerConfig;
+use crate::trainer::logger::CsvLogger;
+use crate::trainer::Trainer;
+
+pub struct Session {
+    pub module: ScriptModule,
+    pub trainer: Trainer,
+    /// Whether a fit ran (the next one resumes from the state it left).
+    fitted: bool,
+}
+
+impl Session {
+    /// Builds the module (runs `init`) and its Trainer from the script's `trainer()` and `--set`s.
+    pub fn open(mut script: Script, sets: &[String]) -> Result<Session, String> {
+        super::signal::make_interruptible(&mut script.engine);
+        let (model_sets, trainer_sets) = crate::cli::train::parse_sets(sets)?;
+        let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
+        let config = TrainerConfig::from_map(&opts)?;
+        let mut trainer = Trainer::new(config)?;
+        module.attach(trainer.state.clone())?;
+        if trainer.config.logger {
+            trainer.loggers.push(Box::new(CsvLogger::new(&trainer.config.default_root_dir)?));
+        }
+        for cb in module.take_native_callbacks() {
+            trainer.callbacks.push(cb);
+        }
+        Ok(Session { module, trainer, fitted: false })
+    }
+
+    /// Trains `n` more optimizer steps. The first call starts the fit; later calls resume from the
+    /// state the previous one left (weights as they are now, optimizer and scheduler state, step
+    /// and epoch counters), as resuming from a checkpoint does. A fit that reaches its steps
+    /// mid-epoch closes that epoch (as Lightning does at max_steps), so the next starts a new one;
+    /// an interrupted fit resumes mid-epoch.
+    pub fn fit(&mut self, n: usize) -> Result<(), String> {
+        let ck: Option<Checkpoint> = if self.fitted { Some(self.trainer.checkpoint(&mut self.module, false)?) } else { None };
+        let start = self.trainer.state.borrow().global_step;
+        let target = (start + n) as i64;
+        self.trainer.config.max_steps = target;
+        self.trainer.config.max_epochs = None;
+        {
+            let mut s = self.trainer.state.borrow_mut();
+            s.max_steps = target;
+            s.max_epochs = None;
+            s.should_stop = false;
+        }
+        let r = self.trainer.fit_from(&mut self.module, ck.as_ref());
+        let end = self.trainer.state.borrow().global_step;
+        self.fitted |= r.is_ok() || end > start;
+        r?;
+        println!("global_step {end} (epoch {})", self.trainer.state.borrow().current_epoch);
+        Ok(())
+    }
+
+    pub fn validate(&mut self) -> Result<(), String> {
+        let r = self.trainer.validate(&mut self.module)?;
+        println!("{}", Trainer::results_table("Validate", &r));
+        Ok(())
+    }
+
+    pub fn test(&mut self) -> Result<(), String> {
+        let r = self.trainer.test(&mut self.module)?;
+        println!("{}", Trainer::results_table("Test", &r));
+        Ok(())
+    }
+
+    /// `name = value` lines of callback_metrics.
+    pub fn metrics(&self) -> String {
+        let s = self.trainer.state.borrow();
+        if s.views.callback.is_empty() {
+            return "no metrics yet\n".into();
+        }
+        s.views.callback.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+    }
+}

@@ -1,0 +1,287 @@
+//! The scripting host: `lt repl` (piped and in a pseudo-terminal), `breakpoint()`, `lt fit --watch`
+//! and golden tests of module scripts. Every test drives the real binary.
+use crate::common::{lt, lt_bin, stdout, temp_dir};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `lt args` in `dir` with `input` piped to stdin.
+fn lt_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(lt_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", "1")
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lt");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait for lt")
+}
+
+fn all(o: &Output) -> String {
+    format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn repl_piped_keeps_state_prints_values_and_survives_errors() {
+    let dir = temp_dir("repl_piped");
+    let input = "let x = torch::ones([2, 2]);\nx * 3\nfn twice(a) {\n    a * 2\n}\ntwice(21)\nundefined_fn(1)\nlet s = [1,\n 2, 3];\ns.len()\n\"text\"\n:vars\n:help zeros\n:bogus\n:fit 2\nx.sum()\n:quit\nprint(\"not reached\");\n";
+    let out = lt_with_input(&dir, &["repl"], input);
+    let text = all(&out);
+    assert!(out.status.success(), "{text}");
+    let so = stdout(&out);
+    assert!(so.contains("tensor([[3., 3.],\n        [3., 3.]])"), "{so}");
+    assert!(so.contains("\n42\n"), "{so}");
+    assert!(so.contains("\n3\n"), "multi-line array literal: {so}");
+    assert!(so.contains("\"text\""), "{so}");
+    assert!(so.contains("x: Tensor = tensor([[1., 1.],"), ":vars: {so}");
+    assert!(so.contains("torch::zeros(shape: any) -> Tensor"), ":help: {so}");
+    assert!(so.contains("tensor(4.)"), "the session went on after the errors: {so}");
+    assert!(!so.contains("not reached"), "{so}");
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("error: Function not found: undefined_fn") && se.contains("--> <repl>:1:1"), "{se}");
+    assert!(se.contains("unknown command :bogus") && se.contains("no module loaded"), "{se}");
+}
+
+const MODULE: &str = r#"
+fn trainer() { #{ max_epochs: 1, enable_progress_bar: false, enable_model_summary: false, logger: false, enable_checkpointing: false, num_sanity_val_steps: 0 } }
+fn init(hp) { this.w = torch::zeros([2, 1], #{requires_grad: true}); }
+fn configure_optimizers() { optim::adam([this.w], #{lr: 0.1}) }
+fn train_dataloader() { [[torch::tensor([[1.0, 2.0], [3.0, 4.0]]), torch::tensor([[1.0], [-1.0]])]] }
+fn training_step(batch, i) {
+    let loss = (batch[0].matmul(this.w) - batch[1]).square().mean();
+    this.log("train_loss", loss);
+    loss
+}
+"#;
+
+#[test]
+fn repl_module_fit_continues_between_commands() {
+    let dir = temp_dir("repl_fit");
+    std::fs::write(dir.join("m.rhai"), MODULE).unwrap();
+    // 2 + 3 steps in one session must end where 5 steps in one go end (Adam's state carried over).
+    let split = lt_with_input(&dir, &["repl", "m.rhai"], ":fit 2\n:fit 3\n:metrics\nthis.w.sum().item()\nthis.w.grad.shape\n");
+    let whole = lt_with_input(&dir, &["repl", "m.rhai"], ":fit 5\nthis.w.sum().item()\n");
+    let (s, w) = (stdout(&split), stdout(&whole));
+    assert!(s.contains("global_step 2") && s.contains("global_step 5"), "{}", all(&split));
+    assert!(s.contains("train_loss = "), ":metrics: {s}");
+    assert!(s.contains("[2, 1]"), "gradients are inspectable: {s}");
+    let last_float = |t: &str| t.lines().filter_map(|l| l.trim().parse::<f64>().ok()).next_back();
+    let (a, b) = (last_float(&s).expect("a weight sum"), last_float(&w).expect("a weight sum"));
+    assert_eq!(a, b, "split:\n{s}\nwhole:\n{w}");
+    assert!(a != 0.0);
+}
+
+/// Collects a child's output chunks on a thread, so the test can wait for text to appear.
+struct Screen {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl Screen {
+    fn new(mut out: impl std::io::Read + Send + 'static) -> Screen {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).to_string()).is_err() {
+                    break;
+                }
+            }
+        });
+        Screen { rx, seen: String::new() }
+    }
+
+    /// Waits until `needle` occurs `count` times in the output (false if the output ends first).
+    fn wait_for(&mut self, needle: &str, count: usize) -> bool {
+        while self.seen.matches(needle).count() < count {
+            // a generous bound so a broken terminal fails the test instead of hanging it
+            match self.rx.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(chunk) => self.seen.push_str(&chunk),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+#[test]
+fn repl_in_a_pseudo_terminal() {
+    let dir = temp_dir("repl_tty");
+    let cmd = format!("{} repl", lt_bin().display());
+    let mut child = match Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .current_dir(&dir)
+        .env("TERM", "xterm")
+        .env("OMP_NUM_THREADS", "1")
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skipped: `script` (util-linux) is not available: {e}");
+            return;
+        }
+    };
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut screen = Screen::new(child.stdout.take().expect("stdout"));
+    // One input at a time, each once the editor is ready for it (typed-ahead input may be dropped
+    // when the editor switches terminal modes).
+    // (After a multi-line input the editor asks the terminal for the cursor position, which this
+    // pseudo-terminal never answers: the multi-line input comes last.)
+    let mut steps: Vec<(&str, &str, usize)> = vec![("", "lt> ", 1)];
+    steps.push(("let x = 6 * 7;\r", "lt> ", 2));
+    steps.push(("torch::zer\t", "torch::zeros", 1));
+    steps.push(("([2])\r", "tensor([0., 0.])", 1));
+    steps.push(("fn f(a) {\r", "fn f(a) {", 1));
+    steps.push(("a + 42 }; f(1000)\r", "1042", 1));
+    let mut ok = true;
+    for (send, expect, count) in steps {
+        stdin.write_all(send.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        if !screen.wait_for(expect, count) {
+            ok = false;
+            break;
+        }
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "{}", screen.seen);
+    let history = std::fs::read_to_string(dir.join("cache/lt/repl_history")).unwrap_or_default();
+    assert!(history.contains("f(1000)"), "history file: {history}");
+}
+
+#[test]
+fn breakpoint_opens_the_repl_inside_a_hook_and_keeps_changes() {
+    let dir = temp_dir("breakpoint");
+    let src = MODULE.replace(
+        "    this.log(\"train_loss\", loss);",
+        "    if this.global_step == 0 { let local = 5; breakpoint(); print(`after: local=${local} marker=${this.marker}`); }\n    if this.global_step == 1 { breakpoint(); print(\"second breakpoint passed\"); }\n    this.log(\"train_loss\", loss);",
+    ).replace("fn init(hp) {", "fn init(hp) { this.marker = 0;");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let input = "i\nbatch[1].shape\nlocal = local + 1;\nthis.marker = 7;\nthis.w.shape\n:continue\n";
+    let out = lt_with_input(&dir, &["fit", "m.rhai", "--set", "trainer.max_epochs=3"], input);
+    let text = all(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("breakpoint() in") && text.contains("this, batch, i"), "{text}");
+    assert!(text.contains("\n0\n") && text.contains("[2, 1]"), "hook arguments in scope: {text}");
+    assert!(text.contains("after: local=6 marker=7"), "changes kept: {text}");
+    // stdin has ended: the second breakpoint continues at once
+    assert!(text.contains("second breakpoint passed"), "{text}");
+}
+
+/// Reads the child's stdout lines until one satisfies `f`; returns all lines read.
+fn read_until(lines: &mut impl Iterator<Item = String>, log: &mut Vec<String>, f: impl Fn(&str) -> bool) -> bool {
+    for l in lines.by_ref() {
+        let hit = f(&l);
+        log.push(l);
+        if hit {
+            return true;
+        }
+    }
+    false
+}
+
+/// Replaces `path` in one step (as editors that save by rename do).
+fn save(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+const WATCHED: &str = r#"
+fn trainer() { #{ max_epochs: -1, max_steps: 300000, enable_progress_bar: false, enable_model_summary: false, enable_checkpointing: false, num_sanity_val_steps: 0 } }
+fn init(hp) { this.w = torch::zeros([2, 1], #{requires_grad: true}); }
+fn configure_optimizers() { optim::sgd([this.w], #{lr: 0.001}) }
+fn train_dataloader() { let out = []; for i in 0..10 { out.push([torch::ones([4, 2]), torch::ones([4, 1])]); } out }
+fn on_train_batch_end(out, batch, i) { print(`end step=${this.global_step} w=${this.w.sum().item()}`); }
+fn training_step(batch, i) {
+    print(`VERSION step=${this.global_step} w=${this.w.sum().item()}`);
+    STOP
+    (batch[0].matmul(this.w) - batch[1]).square().mean()
+}
+"#;
+
+#[test]
+fn watch_swaps_training_step_at_a_step_boundary_keeping_weights() {
+    let dir = temp_dir("watch");
+    let path = dir.join("w.rhai");
+    let v1 = WATCHED.replace("VERSION", "v1").replace("STOP", "");
+    std::fs::write(&path, &v1).unwrap();
+    let mut child = Command::new(lt_bin())
+        .args(["fit", "--watch", "w.rhai"])
+        .current_dir(&dir)
+        .env("OMP_NUM_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lt");
+    let stderr = child.stderr.take().expect("stderr");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines().map_while(Result::ok);
+    let mut log = Vec::new();
+    let ok = read_until(&mut lines, &mut log, |l| l.starts_with("v1 step=3 "));
+    assert!(ok, "{log:?}");
+    // 1. a syntax error: reported, training goes on with the old code
+    save(&path, &v1.replace("fn training_step(batch, i) {", "fn training_step(batch, i) { let = ;"));
+    assert!(read_until(&mut lines, &mut log, |l| l.starts_with("reload skipped")), "{log:?}");
+    assert!(read_until(&mut lines, &mut log, |l| l.starts_with("v1 step=")), "{log:?}");
+    // 2. init changed: refused as a whole
+    save(&path, &v1.replace("torch::zeros([2, 1]", "torch::ones([2, 1]").replace("VERSION", "v9"));
+    assert!(read_until(&mut lines, &mut log, |l| l.starts_with("reload skipped")), "{log:?}");
+    assert!(read_until(&mut lines, &mut log, |l| l.starts_with("v1 step=")), "{log:?}");
+    // 3. a new training_step: swapped in; it stops the run itself
+    let v2 = WATCHED.replace("VERSION", "v2").replace("STOP", "this.trainer.should_stop = true;");
+    save(&path, &v2);
+    assert!(read_until(&mut lines, &mut log, |l| l.starts_with("v2 step=")), "{log:?}");
+    log.extend(lines);
+    let status = child.wait().expect("wait");
+    let err = err_thread.join().unwrap_or_default();
+    assert!(status.success(), "{log:?}\n{err}");
+    assert!(err.contains("syntax error") && err.contains("w.rhai:"), "location of the compile error: {err}");
+    assert!(err.contains("init changed") && err.contains("restart"), "{err}");
+    assert!(!log.iter().any(|l| l.starts_with("v9")), "a refused reload must not apply: {log:?}");
+    // the swap happened between two steps and left the weights as the last v1 step made them
+    let first_v2 = log.iter().position(|l| l.starts_with("v2 step=")).expect("v2 ran");
+    let reloaded = log[..first_v2].iter().rposition(|l| l.starts_with("reloaded w.rhai at step")).expect("reload printed");
+    assert!(log[reloaded].contains("training_step changed"), "{}", log[reloaded]);
+    let last_end = log[..reloaded].iter().rposition(|l| l.starts_with("end step=")).expect("a v1 step ended before");
+    let value = |l: &str, key: &str| l.split_whitespace().find_map(|t| t.strip_prefix(key)).unwrap_or("?").to_string();
+    assert_eq!(value(&log[last_end], "w="), value(&log[first_v2], "w="), "weights untouched: {:?}", &log[last_end..=first_v2]);
+    assert_eq!(value(&log[last_end], "step="), value(&log[first_v2], "step="));
+    assert!(value(&log[first_v2], "w=") != "0", "training had moved the weights");
+    // the reload is in the metrics log
+    let csv = std::fs::read_to_string(dir.join("lightning_logs/version_0/metrics.csv")).unwrap_or_default();
+    assert!(csv.lines().next().is_some_and(|h| h.split(',').any(|c| c == "reload")), "{csv}");
+}
+
+#[test]
+fn golden_runs_module_scripts() {
+    let out = lt(&["golden", "tests/scripts/trace.rhai", "scripts/mnist.rhai"]);
+    let text = stdout(&out);
+    assert!(out.status.success() && text.contains("2 passed, 0 failed"), "{text}");
+    // a metrics mismatch fails
+    let dir = temp_dir("golden_module");
+    let src = MODULE.replace("logger: false", "logger: true");
+    std::fs::write(dir.join("m.rhai"), format!("// golden-args: --set trainer.max_epochs=2 --set trainer.log_every_n_steps=1\n{src}")).unwrap();
+    assert!(crate::common::lt_in(&dir, &["golden", "m.rhai", "--bless"]).status.success());
+    let metrics = std::fs::read_to_string(dir.join("m.metrics.golden")).expect("metrics blessed");
+    assert!(metrics.contains("train_loss"), "{metrics}");
+    let ok = crate::common::lt_in(&dir, &["golden", "m.rhai"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    std::fs::write(dir.join("m.metrics.golden"), metrics.replacen("train_loss", "other", 1)).unwrap();
+    let bad = crate::common::lt_in(&dir, &["golden", "m.rhai"]);
+    assert!(!bad.status.success() && stdout(&bad).contains("metrics.csv differs"), "{}", stdout(&bad));
+}
