@@ -82,12 +82,14 @@ pub fn capture_module(path: &Path) -> (String, Option<String>) {
     };
     let root = std::env::temp_dir().join(format!("lt-golden-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::create_dir_all(&root);
     let out = std::process::Command::new(exe)
         .arg("run")
         .arg(path)
         .args(["--set", "trainer.enable_progress_bar=false", "--set"])
         .arg(format!("trainer.default_root_dir={}", root.display()))
-        .args(golden_args(&source))
+        // `<root>` in golden-args is the run's temp folder (for files a script writes)
+        .args(golden_args(&source).into_iter().map(|a| a.replace("<root>", &root.display().to_string())))
         .env("OMP_NUM_THREADS", "1")
         .env("LT_BREAKPOINTS", "off")
         .stdin(std::process::Stdio::null())

@@ -10,6 +10,15 @@ fn golden_scripts_match() {
 }
 
 #[test]
+fn example_scripts_match_their_golden_output() {
+    // every example in scripts/ runs (module scripts with fast_dev_run) and prints what it printed
+    let out = lt(&["golden", "scripts"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "example goldens failed:\n{text}");
+    assert!(text.contains("golden: 9 passed, 0 failed"), "{text}");
+}
+
+#[test]
 fn golden_reports_a_diff_and_fails_on_mismatch() {
     let dir = crate::common::temp_dir("golden_mismatch");
     std::fs::write(dir.join("a.rhai"), "print(torch::tensor([1.0, 2.0]) * 2);\n").unwrap();
