@@ -58,8 +58,16 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+/// libtorch's random generator is global to the process and tests run on parallel threads: every
+/// in-process test that seeds or draws random numbers holds this lock.
+pub fn rng_guard() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs a script in-process with a fresh engine and returns the value of its last expression.
 pub fn eval(source: &str) -> Result<rhai::Dynamic, String> {
+    let _rng = rng_guard();
     let script = lt::script::runner::Script::from_source(Path::new("test.rhai"), source.to_string())
         .map_err(|e| e.to_string())?;
     script.run(&mut rhai::Scope::new()).map_err(|e| e.to_string())

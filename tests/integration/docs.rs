@@ -4,6 +4,7 @@ use crate::common::{lt, stdout};
 
 #[test]
 fn every_function_has_a_doc_with_a_rhai_example_that_runs() {
+    let _rng = crate::common::rng_guard();
     let engine = lt::script::engine::new_engine().unwrap();
     let docs = lt::script::doc::all_docs(&engine).unwrap();
     assert!(docs.len() > 300, "only {} functions documented", docs.len());

@@ -51,6 +51,7 @@ fn state_map(v: &Value) -> Map {
 
 #[test]
 fn layers_and_losses_match_pytorch() {
+    let _rng = crate::common::rng_guard();
     let fx = fixture("layers.json");
     let mut failures = Vec::new();
     let cases = fx["cases"].as_array().unwrap();
@@ -113,6 +114,7 @@ fn layers_and_losses_match_pytorch() {
 
 #[test]
 fn seeded_default_init_equals_pytorch() {
+    let _rng = crate::common::rng_guard();
     let fx = fixture("torch_io.json");
     let mut failures = Vec::new();
     for (name, c) in fx["seeded"].as_object().unwrap() {
@@ -134,6 +136,7 @@ fn seeded_default_init_equals_pytorch() {
 
 #[test]
 fn imports_a_torch_save_state_dict() {
+    let _rng = crate::common::rng_guard();
     let fx = fixture("torch_io.json");
     let pt = root().join("tests/fixtures/nn/mlp.pt");
     let mut scope = Scope::new();
