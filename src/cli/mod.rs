@@ -18,78 +18,57 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// What every stage command takes: the script, overrides, a checkpoint, distributed options.
+#[derive(clap::Args)]
+pub struct StageArgs {
+    /// The .rhai file.
+    pub script: PathBuf,
+    /// Override a Trainer option or hyperparameter: --set trainer.max_epochs=3 --set model.lr=0.01
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
+    /// `last` or `best`.
+    #[arg(long)]
+    pub ckpt: Option<String>,
+    #[command(flatten)]
+    pub dist: dist::DistArgs,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a script: a module script (one with training_step) is fit, then tested when it has a
     /// test step and test data; any other script runs top to bottom.
     Run {
-        /// The .rhai file.
-        script: PathBuf,
-        /// Override a Trainer option or hyperparameter: --set trainer.max_epochs=3 --set model.lr=0.01
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
-        /// `last` or `best`.
-        #[arg(long)]
-        ckpt: Option<String>,
+        #[command(flatten)]
+        stage: StageArgs,
         /// Hot reload: when the script is saved, swap its functions in at the next training step
         /// (weights, optimizer state and counters are kept).
         #[arg(long)]
         watch: bool,
-        #[command(flatten)]
-        dist: dist::DistArgs,
     },
     /// Train a module script (Lightning's trainer.fit).
     Fit {
-        script: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
-        /// `last` or `best`.
-        #[arg(long)]
-        ckpt: Option<String>,
+        #[command(flatten)]
+        stage: StageArgs,
         /// Hot reload: when the script is saved, swap its functions in at the next training step
         /// (weights, optimizer state and counters are kept).
         #[arg(long)]
         watch: bool,
-        #[command(flatten)]
-        dist: dist::DistArgs,
     },
     /// Run the validation loop of a module script.
     Validate {
-        script: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
-        /// `last` or `best`.
-        #[arg(long)]
-        ckpt: Option<String>,
         #[command(flatten)]
-        dist: dist::DistArgs,
+        stage: StageArgs,
     },
     /// Run the test loop of a module script.
     Test {
-        script: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
-        /// `last` or `best`.
-        #[arg(long)]
-        ckpt: Option<String>,
         #[command(flatten)]
-        dist: dist::DistArgs,
+        stage: StageArgs,
     },
     /// Run predict_step over the predict data of a module script.
     Predict {
-        script: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
-        /// `last` or `best`.
-        #[arg(long)]
-        ckpt: Option<String>,
         #[command(flatten)]
-        dist: dist::DistArgs,
+        stage: StageArgs,
     },
     /// Interactive Rhai on libtorch; with a module script, the model and a Trainer (`:fit N`).
     Repl {
@@ -152,27 +131,15 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match cmd {
-        Command::Run { script, sets, ckpt, watch, dist } => match dist::launch_if_needed(&dist) {
+        Command::Run { stage: a, watch } => match dist::launch_if_needed(&a.dist) {
             Some(code) => code,
-            None => run(&script, &sets, ckpt.as_deref(), &dist, watch),
+            None => run(&a.script, &a.sets, a.ckpt.as_deref(), &a.dist, watch),
         },
-        Command::Fit { script, sets, ckpt, watch, dist } => match dist::launch_if_needed(&dist) {
-            Some(code) => code,
-            None => stage_watch(train::Stage::Fit, &script, &sets, ckpt.as_deref(), &dist, watch),
-        },
+        Command::Fit { stage: a, watch } => launch_stage(train::Stage::Fit, &a, watch),
+        Command::Validate { stage: a } => launch_stage(train::Stage::Validate, &a, false),
+        Command::Test { stage: a } => launch_stage(train::Stage::Test, &a, false),
+        Command::Predict { stage: a } => launch_stage(train::Stage::Predict, &a, false),
         Command::Repl { script, sets } => crate::repl::main(script.as_deref(), &sets),
-        Command::Validate { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
-            Some(code) => code,
-            None => stage(train::Stage::Validate, &script, &sets, ckpt.as_deref(), &dist),
-        },
-        Command::Test { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
-            Some(code) => code,
-            None => stage(train::Stage::Test, &script, &sets, ckpt.as_deref(), &dist),
-        },
-        Command::Predict { script, sets, ckpt, dist } => match dist::launch_if_needed(&dist) {
-            Some(code) => code,
-            None => stage(train::Stage::Predict, &script, &sets, ckpt.as_deref(), &dist),
-        },
         Command::Ckpt { action, file } => ckpt_cmd(&action, &file),
         Command::DistSelftest(args) => dist::selftest(&args),
         Command::Doc { name } => doc(name.as_deref()),
@@ -219,12 +186,12 @@ fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn stage(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs) -> ExitCode {
-    stage_watch(stage, path, sets, ckpt, dist_args, false)
-}
-
-fn stage_watch(stage: train::Stage, path: &std::path::Path, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs, watch: bool) -> ExitCode {
-    let result = train::load(path).and_then(|script| train::run_stage_watch(stage, script, sets, ckpt, Some(dist_args), watch));
+/// A stage command: the DDP launcher when asked for, else this process runs the stage.
+fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
+    if let Some(code) = dist::launch_if_needed(&a.dist) {
+        return code;
+    }
+    let result = train::load(&a.script).and_then(|script| train::run_stage_watch(stage, script, &a.sets, a.ckpt.as_deref(), Some(&a.dist), watch));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
