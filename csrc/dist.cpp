@@ -13,13 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "guard.h"
+using lt_ffi::guarded;
+using lt_ffi::write_str;
+
 namespace {
-void write_str(const std::string& s, char* buf, size_t len) {
-  if (len == 0) return;
-  size_t n = s.size() < len - 1 ? s.size() : len - 1;
-  std::memcpy(buf, s.data(), n);
-  buf[n] = 0;
-}
 
 struct LtPg {
   c10::intrusive_ptr<c10d::Store> store;

@@ -7,14 +7,10 @@
 #include <cstring>
 #include <string>
 
-namespace {
-void write_str(const std::string& s, char* buf, size_t len) {
-  if (len == 0) return;
-  size_t n = s.size() < len - 1 ? s.size() : len - 1;
-  std::memcpy(buf, s.data(), n);
-  buf[n] = 0;
-}
-}  // namespace
+#include "guard.h"
+using lt_ffi::guarded;
+using lt_ffi::write_str;
+
 
 extern "C" __attribute__((visibility("default"))) c10d::Backend* lt_nccl_backend_new(
     const c10::intrusive_ptr<c10d::Store>* store, int rank, int size, int64_t timeout_ms, char* buf,

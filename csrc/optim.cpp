@@ -7,27 +7,12 @@
 #include <string>
 #include <vector>
 
-namespace {
-void write_err(const std::string& s, char* buf, size_t len) {
-  if (len == 0) return;
-  size_t n = s.size() < len - 1 ? s.size() : len - 1;
-  std::memcpy(buf, s.data(), n);
-  buf[n] = 0;
-}
+#include "guard.h"
+using lt_ffi::guarded;
+using lt_ffi::write_str;
 
-template <typename F>
-int guarded(char* err, size_t len, F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    write_err(e.what(), err, len);
-    return 1;
-  } catch (...) {
-    write_err("unknown C++ exception", err, len);
-    return 1;
-  }
-}
+namespace {
+
 
 std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
   std::vector<at::Tensor> v;
