@@ -3,7 +3,9 @@
 //! `callbacks::early_stopping(#{monitor: "val_loss", patience: 3})`,
 //! `callbacks::learning_rate_monitor(#{logging_interval: "step"})`,
 //! `callbacks::timer(#{duration: "00:00:10:00"})`,
-//! `callbacks::gradient_accumulation_scheduler(#{scheduling: #{"0": 1, "2": 4}})`.
+//! `callbacks::gradient_accumulation_scheduler(#{scheduling: #{"0": 1, "2": 4}})`,
+//! `callbacks::stochastic_weight_averaging(#{swa_lrs: 0.05})`,
+//! `callbacks::ema_weight_averaging(#{decay: 0.999})`, `callbacks::weight_averaging()`.
 use super::early_stopping::{EarlyStopping, EarlyStoppingConfig};
 use super::model_checkpoint::{ModelCheckpoint, ModelCheckpointConfig};
 use super::{LearningRateMonitor, Mode};
@@ -105,6 +107,41 @@ pub fn gradient_accumulation_scheduler(m: &Map) -> RResult<super::GradientAccumu
     super::GradientAccumulationScheduler::new(&pairs).or_script()
 }
 
+pub fn stochastic_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
+    use super::weight_averaging::{EpochStart, SwaSchedule};
+    let what = "callbacks::stochastic_weight_averaging";
+    let o = Opts::new(m, what, &["swa_lrs", "swa_epoch_start", "annealing_epochs", "annealing_strategy"])?;
+    let swa_lrs = match o.get("swa_lrs") {
+        Some(d) if d.is_array() => d.read_lock::<rhai::Array>().map(|a| a.iter().map(|v| crate::script::convert::number(v, what)).collect::<RResult<Vec<f64>>>()).unwrap_or(Ok(vec![]))?,
+        Some(d) => vec![crate::script::convert::number(d, what)?],
+        None => return Err(err(format!("{what} needs `swa_lrs` (a learning rate, or one per parameter group)"))),
+    };
+    let epoch_start = match o.get("swa_epoch_start") {
+        None => EpochStart::Fraction(0.8),
+        Some(d) if d.is_int() => EpochStart::Epoch(d.as_int().unwrap_or(0).max(0) as usize),
+        Some(d) => EpochStart::Fraction(crate::script::convert::number(d, what)?),
+    };
+    let cosine = match o.str_or("annealing_strategy", "cos")?.as_str() {
+        "cos" => true,
+        "linear" => false,
+        other => return Err(err(format!("{what}: annealing_strategy must be \"cos\" or \"linear\", got \"{other}\""))),
+    };
+    let s = SwaSchedule { swa_lrs, epoch_start, annealing_epochs: o.i64_or("annealing_epochs", 10)?, cosine };
+    super::WeightAveraging::swa(s).or_script()
+}
+
+pub fn ema_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
+    let o = Opts::new(m, "callbacks::ema_weight_averaging", &["decay", "update_every_n_steps", "update_starting_at_step", "update_starting_at_epoch", "use_buffers"])?;
+    let nonneg = |k: &str| -> RResult<Option<usize>> {
+        match o.i64_opt(k)? {
+            Some(v) if v < 0 => Err(err(format!("callbacks::ema_weight_averaging: {k} must be >= 0, got {v}"))),
+            v => Ok(v.map(|v| v as usize)),
+        }
+    };
+    let every = nonneg("update_every_n_steps")?.unwrap_or(1);
+    super::WeightAveraging::ema(o.f64_or("decay", 0.999)?, every, nonneg("update_starting_at_step")?, nonneg("update_starting_at_epoch")?, o.bool_or("use_buffers", true)?).or_script()
+}
+
 pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<NativeCallback>("Callback");
     let doc = "Lightning's ModelCheckpoint. Options: `dirpath`, `filename` (template like \"{epoch}-{val_loss:.2f}\"), `monitor`, `mode`, `save_top_k` (-1 all, 0 none, k best), `save_last`, `every_n_epochs`, `every_n_train_steps`, `train_time_interval` (seconds), `save_on_train_epoch_end`, `save_weights_only`, `auto_insert_metric_name`, `enable_version_counter`.\n\n```rhai\nfn callbacks() {\n    [callbacks::model_checkpoint(#{monitor: \"val_loss\", save_top_k: 2, save_last: true})]\n}\n```";
@@ -131,5 +168,24 @@ pub fn register(reg: &mut Registry) {
     let doc = "Lightning's GradientAccumulationScheduler: `scheduling` maps an epoch (as a string key) to the number of batches whose gradients are accumulated per optimizer step from that epoch on; epochs before the first key use 1. Needs automatic optimization.\n\n```rhai\nfn callbacks() {\n    [callbacks::gradient_accumulation_scheduler(#{scheduling: #{\"0\": 1, \"2\": 4}})]\n}\n```";
     reg.volatile("callbacks", "gradient_accumulation_scheduler", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         Ok(NativeCallback::new("GradientAccumulationScheduler", Box::new(gradient_accumulation_scheduler(&m)?)))
+    });
+    let doc = "Lightning's StochasticWeightAveraging (SWA): from epoch `swa_epoch_start` (an int, or a fraction of max_epochs; 0.8) the learning rate of optimizer 0 anneals to `swa_lrs` over `annealing_epochs` (10) with `annealing_strategy` \"cos\" or \"linear\" (PyTorch's SWALR; the configured schedulers stop), the parameters are averaged at the end of every epoch, and when training ends the model gets the average and its batch-norm statistics are recomputed with one `forward` pass over the training inputs (PyTorch's update_bn; the script needs `fn forward(x)`). Differs from Lightning on purpose: the average is taken at epoch ends, so it covers exactly the SWA epochs (Lightning's includes the epoch before and misses the last).\n\n```rhai\nfn callbacks() {\n    [callbacks::stochastic_weight_averaging(#{swa_lrs: 0.05, swa_epoch_start: 2, annealing_epochs: 2})]\n}\n```";
+    reg.volatile("callbacks", "stochastic_weight_averaging", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("StochasticWeightAveraging", Box::new(stochastic_weight_averaging(&m)?)))
+    });
+    let doc = "Lightning's EMAWeightAveraging: an exponential moving average of the weights (`decay * avg + (1 - decay) * w`, first value copied), updated after optimizer steps (`update_every_n_steps`, from `update_starting_at_step`) and at the ends of epochs from `update_starting_at_epoch` when given. Buffers are averaged too unless `use_buffers: false`. Validation runs with the average (once there is one), checkpoints store the average as their weights (the current ones are kept for resuming), and the model ends training with the average. Options: `decay` (0.999), `update_every_n_steps` (1), `update_starting_at_step`, `update_starting_at_epoch`, `use_buffers` (true).\n\n```rhai\nfn callbacks() {\n    [callbacks::ema_weight_averaging(#{decay: 0.99})]\n}\n```";
+    reg.volatile("callbacks", "ema_weight_averaging", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("EMAWeightAveraging", Box::new(ema_weight_averaging(&m)?)))
+    });
+    reg.volatile("callbacks", "ema_weight_averaging", "", doc, || -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("EMAWeightAveraging", Box::new(ema_weight_averaging(&Map::new())?)))
+    });
+    let doc = "Lightning's WeightAveraging: an equal-weight average of the weights after every optimizer step (PyTorch's AveragedModel). Validation runs with the average, checkpoints store it as their weights, and the model ends training with it. Option: `use_buffers` (true; false leaves buffers as trained).\n\n```rhai\nfn callbacks() {\n    [callbacks::weight_averaging(#{use_buffers: false})]\n}\n```";
+    reg.volatile("callbacks", "weight_averaging", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        let o = Opts::new(&m, "callbacks::weight_averaging", &["use_buffers"])?;
+        Ok(NativeCallback::new("WeightAveraging", Box::new(super::WeightAveraging::mean(o.bool_or("use_buffers", true)?))))
+    });
+    reg.volatile("callbacks", "weight_averaging", "", doc, || -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("WeightAveraging", Box::new(super::WeightAveraging::mean(true))))
     });
 }

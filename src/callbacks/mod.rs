@@ -1,5 +1,6 @@
 //! Lightning's built-in callbacks, in Rust: ModelCheckpoint, EarlyStopping, LearningRateMonitor,
-//! Timer, GradientAccumulationScheduler.
+//! Timer, GradientAccumulationScheduler, StochasticWeightAveraging, WeightAveraging and
+//! EMAWeightAveraging.
 //! They observe the loop state and ask the Trainer for actions (see `trainer::callback`).
 pub mod api;
 pub mod early_stopping;
@@ -8,12 +9,14 @@ pub mod grad_accum;
 pub mod lr_monitor;
 pub mod model_checkpoint;
 pub mod timer;
+pub mod weight_averaging;
 
 pub use early_stopping::EarlyStopping;
 pub use lr_monitor::LearningRateMonitor;
 pub use grad_accum::GradientAccumulationScheduler;
 pub use model_checkpoint::ModelCheckpoint;
 pub use timer::Timer;
+pub use weight_averaging::WeightAveraging;
 
 /// "min" / "max" monitoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

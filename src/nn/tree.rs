@@ -290,6 +290,49 @@ pub fn set_training(d: &mut Dynamic, mode: bool) -> Result<(), String> {
     })
 }
 
+/// The batch-norm layers (`_type` `BatchNorm1d/2d/3d` tracking running statistics) in walker
+/// order: resets their running statistics (mean 0, var 1, count 0) and sets their momentum
+/// (`None`: a cumulative average). Returns the previous momenta. For SWA's `update_bn`.
+pub fn reset_batch_norm(d: &mut Dynamic, momentum: Option<f64>) -> Result<Vec<Option<f64>>, String> {
+    let mut old = Vec::new();
+    let mut fail = None;
+    walk_modules_mut(d, &mut |_, m| {
+        if !is_batch_norm(m) {
+            return;
+        }
+        old.push(m.get("momentum").and_then(|v| v.as_float().ok()));
+        m.insert("momentum".into(), momentum.map(Dynamic::from_float).unwrap_or(Dynamic::UNIT));
+        let _g = tch::no_grad_guard();
+        for (k, v) in [("running_mean", 0.0), ("running_var", 1.0), ("num_batches_tracked", 0.0)] {
+            if let Some(t) = m.get(k).and_then(|x| x.read_lock::<Tensor>().map(|t| t.handle())) {
+                if let Err(e) = t.shallow_clone().f_fill_(v) {
+                    fail = Some(format!("cannot reset {k}: {e}"));
+                }
+            }
+        }
+    })?;
+    match fail {
+        Some(e) => Err(e),
+        None => Ok(old),
+    }
+}
+
+/// Puts back the momenta [`reset_batch_norm`] returned.
+pub fn restore_batch_norm_momenta(d: &mut Dynamic, momenta: &[Option<f64>]) -> Result<(), String> {
+    let mut it = momenta.iter();
+    walk_modules_mut(d, &mut |_, m| {
+        if is_batch_norm(m) {
+            if let Some(v) = it.next() {
+                m.insert("momentum".into(), v.map(Dynamic::from_float).unwrap_or(Dynamic::UNIT));
+            }
+        }
+    })
+}
+
+fn is_batch_norm(m: &Map) -> bool {
+    type_name(m).starts_with("BatchNorm") && m.get("running_mean").is_some_and(|v| v.is::<Tensor>())
+}
+
 /// Turns gradient recording of every parameter on or off. Parameters of script-composed maps are
 /// recorded in their map's `_params` first, so a frozen one stays a parameter.
 pub fn requires_grad_(d: &mut Dynamic, on: bool) -> Result<(), String> {

@@ -107,9 +107,13 @@ impl TrainerOptimizer for ScriptOptimizer {
     fn lrs(&self) -> Vec<f64> {
         self.0.lrs()
     }
-    fn set_lr(&mut self, lr: f64) -> Result<(), String> {
-        for g in 0..self.0.lrs().len() {
-            self.0.set_lr(g, lr)?;
+    fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), String> {
+        let n = self.0.lrs().len();
+        if lrs.len() != 1 && lrs.len() != n {
+            return Err(format!("{} learning rates given for an optimizer with {n} parameter groups", lrs.len()));
+        }
+        for g in 0..n {
+            self.0.set_lr(g, lrs[if lrs.len() == 1 { 0 } else { g }])?;
         }
         Ok(())
     }
@@ -733,8 +737,27 @@ impl LightningModule for ScriptModule {
         crate::nn::tree::parameters(&self.this).map(|v| v.into_iter().map(|t| t.handle()).collect())
     }
 
-    fn buffers(&self) -> Result<Vec<tch::Tensor>, String> {
-        crate::nn::tree::named_buffers(&self.this).map(|v| v.into_iter().map(|(_, t)| t.handle()).collect())
+    fn named_buffers(&self) -> Result<Vec<(String, tch::Tensor)>, String> {
+        crate::nn::tree::named_buffers(&self.this).map(|v| v.into_iter().map(|(k, t)| (k, t.handle())).collect())
+    }
+
+    fn reset_batch_norm(&mut self, momentum: Option<f64>) -> Result<Vec<Option<f64>>, String> {
+        crate::nn::tree::reset_batch_norm(&mut self.this, momentum)
+    }
+
+    fn restore_batch_norm_momenta(&mut self, momenta: &[Option<f64>]) -> Result<(), String> {
+        crate::nn::tree::restore_batch_norm_momenta(&mut self.this, momenta)
+    }
+
+    fn forward_input(&mut self, batch: &Dynamic) -> Result<(), String> {
+        if !self.fns.contains_key("forward") {
+            return Err("the script defines no `fn forward(x)` (needed to recompute batch-norm statistics)".into());
+        }
+        let input = match batch.read_lock::<rhai::Array>() {
+            Some(a) => a.first().cloned().unwrap_or(Dynamic::UNIT),
+            None => batch.clone(),
+        };
+        self.call_hook("forward", vec![input]).map(|_| ())
     }
 
     fn set_training(&mut self, training: bool) -> Result<(), String> {

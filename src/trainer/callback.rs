@@ -19,9 +19,25 @@ pub enum Action {
     Stop(String),
     /// Send metrics to the loggers at the current step.
     Log(BTreeMap<String, f64>),
-    /// Set the learning rate of every group of every optimizer, now (before the next optimizer
-    /// step when asked at `on_train_batch_start`): the LR finder's ramp.
-    SetLr(f64),
+    /// Set the learning rates of every optimizer now (before the next optimizer step when asked
+    /// at `on_train_batch_start`): one value for every group (the LR finder's ramp), or one per
+    /// group (SWA's annealing).
+    SetLr(Vec<f64>),
+    /// Stop stepping the configured LR schedulers for the rest of the fit, printing the message
+    /// (SWA takes over the learning rate, as Lightning swaps the scheduler for SWALR).
+    SuspendSchedulers(String),
+    /// After this hook, recompute batch-norm running statistics with one pass over the training
+    /// data (PyTorch's `update_bn`), for weights that were averaged.
+    UpdateBatchNorm,
+}
+
+/// The module's tensors, for callbacks that keep copies of the weights (weight averaging). They
+/// share storage with the module, so an in-place copy into them changes the model.
+pub struct ModelWeights {
+    /// Parameters with their dotted names.
+    pub parameters: Vec<(String, tch::Tensor)>,
+    /// Buffers (batch-norm running statistics …) with their dotted names.
+    pub buffers: Vec<(String, tch::Tensor)>,
 }
 
 /// What callbacks learn about the run when fitting starts.
@@ -53,5 +69,28 @@ pub trait Callback {
     }
     fn load_state_dict(&mut self, _state: &Value) -> Result<(), String> {
         Ok(())
+    }
+    /// Whether the callback wants the module's tensors (see [`ModelWeights`]) at fit start.
+    fn wants_weights(&self) -> bool {
+        false
+    }
+    /// Called at fit start, after `setup` and before a checkpoint is restored, when
+    /// `wants_weights`.
+    fn set_weights(&mut self, _weights: ModelWeights) -> Result<(), String> {
+        Ok(())
+    }
+    /// Tensors saved with the callback's state (under `callbacks.<state_key>.` in checkpoints).
+    fn state_tensors(&self) -> Result<Vec<(String, tch::Tensor)>, String> {
+        Ok(Vec::new())
+    }
+    /// Restores what `state_tensors` saved; called after the checkpoint's weights were loaded into
+    /// the module.
+    fn load_state_tensors(&mut self, _tensors: &[(String, tch::Tensor)]) -> Result<(), String> {
+        Ok(())
+    }
+    /// Weights a checkpoint stores as its `state_dict` in place of the module's current ones
+    /// (weight averaging stores the average, as Lightning does).
+    fn checkpoint_weights(&self) -> Result<Option<Vec<(String, tch::Tensor)>>, String> {
+        Ok(None)
     }
 }

@@ -33,7 +33,7 @@ impl Trainer {
         let scaler = s.scaler.clone();
         drop(s);
         let mut ck = Checkpoint::new(Value::Null);
-        ck.add_section("state_dict", m.state_dict()?);
+        ck.add_section("state_dict", self.checkpoint_weights(m)?);
         if !weights_only {
             let mut opt_meta = Vec::new();
             for (i, o) in self.opt.optimizers.iter().enumerate() {
@@ -49,6 +49,7 @@ impl Trainer {
             let mut cbs = serde_json::Map::new();
             for cb in &self.callbacks {
                 cbs.insert(cb.state_key(), cb.state_dict());
+                ck.add_section(&format!("callbacks.{}", cb.state_key()), cb.state_tensors()?);
             }
             meta["callbacks"] = Value::Object(cbs);
             ck.tensors.push(("rng.torch_cpu".into(), crate::tensor::rng::get_state()?));
@@ -62,6 +63,26 @@ impl Trainer {
         meta["weights_only"] = json!(weights_only);
         ck.meta = meta;
         Ok(ck)
+    }
+
+    /// The module's state_dict, with the weights a callback keeps in its place (a weight average)
+    /// substituted, matched by name or by storage (tied weights).
+    fn checkpoint_weights<M: LightningModule>(&self, m: &M) -> Result<Vec<(String, tch::Tensor)>, String> {
+        let mut sd = m.state_dict()?;
+        for cb in &self.callbacks {
+            let Some(subst) = cb.checkpoint_weights()? else { continue };
+            let by_name: std::collections::HashMap<&str, &tch::Tensor> = subst.iter().map(|(k, t)| (k.as_str(), t)).collect();
+            let by_ptr: std::collections::HashMap<usize, &tch::Tensor> = sd
+                .iter()
+                .filter_map(|(k, t)| by_name.get(k.as_str()).map(|v| (t.data_ptr() as usize, *v)))
+                .collect();
+            for (k, t) in sd.iter_mut() {
+                if let Some(v) = by_name.get(k.as_str()).or_else(|| by_ptr.get(&(t.data_ptr() as usize))) {
+                    *t = v.shallow_clone();
+                }
+            }
+        }
+        Ok(sd)
     }
 
     /// Saves a checkpoint to `path` (atomically).
@@ -107,7 +128,7 @@ impl Trainer {
                 Action::Remove(p) => {
                     let _ = std::fs::remove_file(p);
                 }
-                Action::Stop(_) | Action::Log(_) | Action::SetLr(_) => {}
+                Action::Stop(_) | Action::Log(_) | Action::SetLr(_) | Action::SuspendSchedulers(_) | Action::UpdateBatchNorm => {}
             }
         }
         Ok(())
@@ -147,6 +168,7 @@ impl Trainer {
             for cb in &mut self.callbacks {
                 if let Some(st) = cbs.get(&cb.state_key()) {
                     cb.load_state_dict(st)?;
+                    cb.load_state_tensors(&ck.section(&format!("callbacks.{}", cb.state_key())))?;
                 }
             }
         }

@@ -60,6 +60,10 @@ pub struct Trainer {
     skip_batches: usize,
     /// Gradient averaging across ranks under DDP.
     grad_sync: crate::dist::GradSync,
+    /// A callback took over the learning rate (SWA): the configured schedulers stop stepping.
+    schedulers_suspended: bool,
+    /// A callback asked for batch-norm statistics to be recomputed after `on_train_end` (SWA).
+    update_bn: bool,
 }
 
 /// Clips gradients in place, as the Trainer's `gradient_clip_val` does: by total 2-norm (returns
@@ -105,6 +109,8 @@ impl Trainer {
             manual_step_base: 0,
             skip_batches: 0,
             grad_sync: crate::dist::GradSync::new(),
+            schedulers_suspended: false,
+            update_bn: false,
         })
     }
 
@@ -196,12 +202,19 @@ impl Trainer {
                     self.log_to_loggers(&metrics, step)?;
                     self.state.borrow_mut().views.logged.extend(metrics);
                 }
-                Action::SetLr(lr) => {
+                Action::SetLr(lrs) => {
                     for o in &mut self.opt.optimizers {
-                        o.set_lr(lr)?;
+                        o.set_lrs(&lrs)?;
                     }
                     self.update_lrs();
                 }
+                Action::SuspendSchedulers(message) => {
+                    if !self.schedulers_suspended && !self.opt.schedulers.is_empty() {
+                        self.progress.message(&message);
+                    }
+                    self.schedulers_suspended = true;
+                }
+                Action::UpdateBatchNorm => self.update_bn = true,
                 other => self.pending.push(other),
             }
         }
@@ -275,6 +288,14 @@ impl Trainer {
         for cb in &mut self.callbacks {
             cb.setup(&info)?;
         }
+        self.schedulers_suspended = false;
+        self.update_bn = false;
+        if self.callbacks.iter().any(|c| c.wants_weights()) {
+            let buffer_names: std::collections::HashSet<String> = m.named_buffers()?.into_iter().map(|(n, _)| n).collect();
+            for cb in self.callbacks.iter_mut().filter(|c| c.wants_weights()) {
+                cb.set_weights(Self::model_weights(m, &buffer_names)?)?;
+            }
+        }
         if let Some(c) = ckpt {
             self.restore(m, c)?;
         }
@@ -338,6 +359,9 @@ impl Trainer {
         let result = self.epochs(m, train.as_mut(), n_batches, &mut val_loaders);
         let end = result.and_then(|_| {
             self.call(m, "on_train_end", HookArgs::None)?;
+            if std::mem::take(&mut self.update_bn) {
+                self.update_batch_norm(m, train.as_mut())?;
+            }
             self.flush_pending(m)?;
             self.save_loggers()
         });
@@ -345,6 +369,55 @@ impl Trainer {
         let fit_end = if end.is_ok() { self.call(m, "on_fit_end", HookArgs::None).map(|_| ()) } else { Ok(()) };
         let teardown = self.call(m, "teardown", HookArgs::Stage("fit")).map(|_| ());
         end.and(fit_end).and(teardown)
+    }
+
+    /// The module's parameters and buffers by name, sharing storage with it; a tensor reachable
+    /// under two names (tied weights) is listed once.
+    fn model_weights<M: LightningModule>(m: &M, buffer_names: &std::collections::HashSet<String>) -> Result<callback::ModelWeights, String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut w = callback::ModelWeights { parameters: Vec::new(), buffers: Vec::new() };
+        for (name, t) in m.state_dict()? {
+            if !seen.insert(t.data_ptr() as usize) {
+                continue;
+            }
+            if buffer_names.contains(&name) {
+                w.buffers.push((name, t));
+            } else {
+                w.parameters.push((name, t));
+            }
+        }
+        Ok(w)
+    }
+
+    /// PyTorch's `update_bn`: resets the batch-norm running statistics, then runs `forward` over
+    /// one epoch of training inputs in training mode without gradients, averaging the batch
+    /// statistics cumulatively (for weights that were averaged, which no batch has seen).
+    fn update_batch_norm<M: LightningModule>(&mut self, m: &mut M, train: &mut dyn BatchLoader<M::Batch>) -> Result<(), String> {
+        let momenta = m.reset_batch_norm(None)?;
+        if momenta.is_empty() {
+            return Ok(());
+        }
+        self.progress.message("Updating batch-norm statistics for the averaged weights");
+        m.set_training(true)?;
+        let n = self.train_batches(train);
+        let epoch = self.state.borrow().current_epoch;
+        train.start_epoch(epoch)?;
+        let dtype = self.config.precision.module_dtype();
+        let _g = tch::no_grad_guard();
+        let mut i = 0;
+        let r = (|| {
+            while n.is_none_or(|n| i < n) {
+                let Some(batch) = train.next_batch() else { break };
+                let batch = m.batch_to_device(batch?, self.device, dtype)?;
+                let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+                self.set_hook("forward");
+                m.forward_input(&batch)?;
+                i += 1;
+            }
+            Ok::<(), String>(())
+        })();
+        m.restore_batch_norm_momenta(&momenta)?;
+        r
     }
 
     fn train_batches<B>(&self, loader: &dyn BatchLoader<B>) -> Option<usize> {
@@ -629,6 +702,9 @@ impl Trainer {
     /// Steps the schedulers of `interval` whose frequency is due. Plateau schedulers read their
     /// monitored metric from callback_metrics (`strict`: a missing metric is an error).
     fn step_schedulers(&mut self, interval: Interval, plateau: bool) -> Result<(), String> {
+        if self.schedulers_suspended {
+            return Ok(());
+        }
         let (step, epoch) = {
             let s = self.state.borrow();
             (s.global_step, s.current_epoch)

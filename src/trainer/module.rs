@@ -80,8 +80,8 @@ pub trait TrainerOptimizer {
     /// Class name and per-group learning rates (for LearningRateMonitor).
     fn name(&self) -> String;
     fn lrs(&self) -> Vec<f64>;
-    /// Sets the learning rate of every parameter group (the LR finder's ramp).
-    fn set_lr(&mut self, _lr: f64) -> Result<(), String> {
+    /// Sets the learning rates: one value for every parameter group, or one per group.
+    fn set_lrs(&mut self, _lrs: &[f64]) -> Result<(), String> {
         Err(format!("optimizer {} does not support setting its learning rate", self.name()))
     }
     /// State tensors and JSON (param groups, step counts) for checkpoints.
@@ -151,7 +151,26 @@ pub trait LightningModule {
     fn parameters(&self) -> Result<Vec<Tensor>, String>;
     /// Buffers (batch-norm running stats …), broadcast from rank 0 at the start of DDP.
     fn buffers(&self) -> Result<Vec<Tensor>, String> {
+        Ok(self.named_buffers()?.into_iter().map(|(_, t)| t).collect())
+    }
+    /// Buffers with their dotted names (sharing storage with the module).
+    fn named_buffers(&self) -> Result<Vec<(String, Tensor)>, String> {
         Ok(Vec::new())
+    }
+    /// For SWA's batch-norm update: resets the running statistics of every batch-norm layer and
+    /// sets its momentum (`None`: a cumulative average). Returns the previous momenta in layer
+    /// order; empty when the module has no batch norm.
+    fn reset_batch_norm(&mut self, _momentum: Option<f64>) -> Result<Vec<Option<f64>>, String> {
+        Ok(Vec::new())
+    }
+    /// Puts back the momenta `reset_batch_norm` returned.
+    fn restore_batch_norm_momenta(&mut self, _momenta: &[Option<f64>]) -> Result<(), String> {
+        Ok(())
+    }
+    /// Runs `forward` on a batch's input, as PyTorch's `update_bn` does: the first element of a
+    /// list batch, else the batch itself.
+    fn forward_input(&mut self, _batch: &Self::Batch) -> Result<(), String> {
+        Err("this module has no forward".into())
     }
     fn set_training(&mut self, training: bool) -> Result<(), String>;
     fn to_device_dtype(&mut self, device: Device, dtype: Option<Kind>) -> Result<(), String>;

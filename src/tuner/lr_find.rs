@@ -148,7 +148,7 @@ impl Callback for LrCallback {
             "on_train_batch_start" => {
                 let k = state.borrow().global_step - self.start_step;
                 self.current_lr = self.cfg.lr_at(k);
-                Ok(vec![Action::SetLr(self.current_lr)])
+                Ok(vec![Action::SetLr(vec![self.current_lr])])
             }
             "on_train_batch_end" => {
                 let (step, loss) = {

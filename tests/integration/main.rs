@@ -1,5 +1,6 @@
 //! The one integration-test binary (each extra test binary would link libtorch again).
 //! One module per area; shared helpers in `common`.
+mod averaging;
 mod callbacks;
 mod checkpoint;
 mod common;
