@@ -30,8 +30,24 @@ pub struct StageArgs {
     /// `last` or `best`.
     #[arg(long)]
     pub ckpt: Option<String>,
+    /// No progress bars or lines, model summary or Trainer messages: only results tables, what the
+    /// script prints, and errors.
+    #[arg(long, short)]
+    pub quiet: bool,
     #[command(flatten)]
     pub dist: dist::DistArgs,
+}
+
+impl StageArgs {
+    /// The `--set` overrides, with what `--quiet` implies.
+    fn all_sets(&self) -> Vec<String> {
+        let mut sets = self.sets.clone();
+        if self.quiet {
+            sets.push("trainer.enable_progress_bar=false".into());
+            sets.push("trainer.enable_model_summary=false".into());
+        }
+        sets
+    }
 }
 
 #[derive(Subcommand)]
@@ -133,7 +149,7 @@ pub fn main() -> ExitCode {
     match cmd {
         Command::Run { stage: a, watch } => match dist::launch_if_needed(&a.dist) {
             Some(code) => code,
-            None => run(&a.script, &a.sets, a.ckpt.as_deref(), &a.dist, watch),
+            None => run(&a, watch),
         },
         Command::Fit { stage: a, watch } => launch_stage(train::Stage::Fit, &a, watch),
         Command::Validate { stage: a } => launch_stage(train::Stage::Validate, &a, false),
@@ -191,7 +207,7 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
     if let Some(code) = dist::launch_if_needed(&a.dist) {
         return code;
     }
-    let result = train::load(&a.script).and_then(|script| train::run_stage_watch(stage, script, &a.sets, a.ckpt.as_deref(), Some(&a.dist), watch));
+    let result = train::load(&a.script).and_then(|script| train::run_stage_watch(stage, script, &a.all_sets(), a.ckpt.as_deref(), Some(&a.dist), watch));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -201,8 +217,8 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
     }
 }
 
-fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>, dist_args: &dist::DistArgs, watch: bool) -> ExitCode {
-    let script = match Script::load(path) {
+fn run(a: &StageArgs, watch: bool) -> ExitCode {
+    let script = match Script::load(&a.script) {
         Ok(s) => s,
         Err(e) => {
             eprint!("{e}");
@@ -210,7 +226,7 @@ fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>, dist_args: &dist::Di
         }
     };
     if train::is_module_script(&script) {
-        return match train::run_stage_watch(train::Stage::Run, script, sets, ckpt, Some(dist_args), watch) {
+        return match train::run_stage_watch(train::Stage::Run, script, &a.all_sets(), a.ckpt.as_deref(), Some(&a.dist), watch) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
@@ -222,7 +238,7 @@ fn run(path: &PathBuf, sets: &[String], ckpt: Option<&str>, dist_args: &dist::Di
         eprintln!("error: --watch applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
-    if !sets.is_empty() {
+    if !a.sets.is_empty() {
         eprintln!("error: --set applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }

@@ -217,27 +217,19 @@ fn hparams_events(hparams: &BTreeMap<String, Value>, metrics: &[&str], wall_time
     .collect()
 }
 
-/// Writes TensorBoard event files (see the module docs).
+/// Writes TensorBoard event files (see the module docs). The folder and the event file are made at
+/// the first write, so a run that fails before logging anything leaves no empty version folder.
 pub struct TensorBoardLogger {
     dir: PathBuf,
     path: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
+    out: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl TensorBoardLogger {
     /// A logger writing a new event file in `dir` (a `lightning_logs/version_N` folder).
     pub fn new(dir: &Path) -> Result<TensorBoardLogger, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let wall = now_secs();
-        let name = format!("events.out.tfevents.{:010}.{}.{}.0", wall as u64, hostname(), std::process::id());
-        let path = dir.join(name);
-        let f = std::fs::File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        let mut lg = TensorBoardLogger { dir: dir.to_path_buf(), path, out: std::io::BufWriter::new(f) };
-        let mut header = Pb::default();
-        header.double(1, wall).bytes(3, b"brain.Event:2");
-        lg.write(&header.0)?;
-        lg.save()?;
-        Ok(lg)
+        let name = format!("events.out.tfevents.{:010}.{}.{}.0", now_secs() as u64, hostname(), std::process::id());
+        Ok(TensorBoardLogger { dir: dir.to_path_buf(), path: dir.join(name), out: None })
     }
 
     /// The event file this logger writes.
@@ -245,8 +237,23 @@ impl TensorBoardLogger {
         &self.path
     }
 
+    /// The open event file, created with its header event on first use.
+    fn file(&mut self) -> Result<&mut std::io::BufWriter<std::fs::File>, String> {
+        if self.out.is_none() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+            let f = std::fs::File::create(&self.path).map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+            let mut out = std::io::BufWriter::new(f);
+            let mut header = Pb::default();
+            header.double(1, now_secs()).bytes(3, b"brain.Event:2");
+            out.write_all(&tfrecord(&header.0)).map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+            self.out = Some(out);
+        }
+        self.out.as_mut().ok_or_else(|| "event file not open".to_string())
+    }
+
     fn write(&mut self, event: &[u8]) -> Result<(), String> {
-        self.out.write_all(&tfrecord(event)).map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+        let path = self.path.display().to_string();
+        self.file()?.write_all(&tfrecord(event)).map_err(|e| format!("cannot write {path}: {e}"))
     }
 }
 
@@ -259,6 +266,7 @@ impl Logger for TensorBoardLogger {
         if y.is_empty() {
             y.push_str("{}\n");
         }
+        self.file()?;
         write_atomic(&self.dir.join("hparams.yaml"), y.as_bytes())?;
         let mut flat = BTreeMap::new();
         flatten("", hparams, &mut flat);
@@ -281,7 +289,10 @@ impl Logger for TensorBoardLogger {
     }
 
     fn save(&mut self) -> Result<(), String> {
-        self.out.flush().map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+        match self.out.as_mut() {
+            Some(out) => out.flush().map_err(|e| format!("cannot write {}: {e}", self.path.display())),
+            None => Ok(()),
+        }
     }
 
     fn log_dir(&self) -> Option<PathBuf> {
@@ -291,6 +302,8 @@ impl Logger for TensorBoardLogger {
 
 impl Drop for TensorBoardLogger {
     fn drop(&mut self) {
-        let _ = self.out.flush();
+        if let Some(out) = self.out.as_mut() {
+            let _ = out.flush();
+        }
     }
 }

@@ -98,3 +98,18 @@ fn csv_logger_merges_train_and_val_rows_and_writes_hparams() {
     assert!(out.status.success());
     assert!(dir.join("lightning_logs/version_1/metrics.csv").exists());
 }
+
+#[test]
+fn quiet_flag_prints_nothing_but_keeps_logging() {
+    // `run` turns the bar off in trainer(); turn it back on so --quiet has something to silence
+    let dir = temp_dir("quiet");
+    let src = format!("fn trainer() {{ #{{ max_epochs: 2, num_sanity_val_steps: 0 }} }}\nfn callbacks() {{ [callbacks::early_stopping(#{{monitor: \"val_loss\", patience: 0}})] }}\n{MODEL}");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let loud = lt_in(&dir, &["fit", "m.rhai"]);
+    assert!(loud.status.success(), "{}", stderr(&loud));
+    assert!(stdout(&loud).contains("Epoch 0"), "{}", stdout(&loud));
+    let quiet = lt_in(&dir, &["fit", "m.rhai", "--quiet"]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert_eq!(stdout(&quiet), "", "--quiet printed something");
+    assert!(dir.join("lightning_logs/version_1/metrics.csv").exists());
+}

@@ -281,3 +281,13 @@ fn metric_families() {
     assert_eq!(family("lr-Adam"), "lr-Adam");
     assert_eq!(lt::plot::grid(3), (2, 2));
 }
+
+#[test]
+fn a_run_that_fails_before_logging_leaves_no_version_folder() {
+    let dir = temp_dir("no-empty-version");
+    let src = TINY.replace("optim::sgd([this.w], #{ lr: this.hparams.lr })", "throw \"broken configure_optimizers\"");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let out = lt_in(&dir, &["fit", "m.rhai"]);
+    assert!(!out.status.success());
+    assert!(!dir.join("lightning_logs").exists(), "an empty lightning_logs/version_0 was left behind");
+}
