@@ -49,24 +49,33 @@ impl Checkpoint {
         }
         let mut header = HashMap::new();
         header.insert("lt".to_string(), meta.to_string());
-        let bytes = crate::nn::io::safetensors_bytes(&self.tensors, Some(header)).map_err(|e| format!("checkpoint: {e}"))?;
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        crate::fs::write_atomic(path, &bytes)
+        crate::nn::io::write_safetensors(path, &self.tensors, Some(header)).map_err(|e| format!("checkpoint: {e}"))
     }
 
     /// Reads and validates a checkpoint; refuses files that are truncated, corrupt or not ours.
     pub fn load(path: &Path) -> Result<Checkpoint, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?;
-        Self::from_bytes(&bytes).map_err(|e| format!("refusing checkpoint {}: {e}", path.display()))
+        let len = std::fs::metadata(path).map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?.len();
+        let refuse = |e: String| format!("refusing checkpoint {}: {e}", path.display());
+        if len < 8 {
+            return Err(refuse("file too short to be a checkpoint (truncated?)".into()));
+        }
+        let (tensors, md) = crate::nn::io::read_safetensors_file(path).map_err(|e| refuse(format!("{e}; truncated or corrupt?")))?;
+        Self::from_parts(tensors, md).map_err(refuse)
     }
 
+    /// Reads a checkpoint from bytes (as [`Checkpoint::load`] does a file).
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
         if bytes.len() < 8 {
             return Err("file too short to be a checkpoint (truncated?)".into());
         }
-        let (mut tensors, md) = crate::nn::io::parse_safetensors(bytes).map_err(|e| format!("{e}; truncated or corrupt?"))?;
+        let (tensors, md) = crate::nn::io::parse_safetensors(bytes).map_err(|e| format!("{e}; truncated or corrupt?"))?;
+        Self::from_parts(tensors, md)
+    }
+
+    fn from_parts(mut tensors: Vec<(String, Tensor)>, md: HashMap<String, String>) -> Result<Checkpoint, String> {
         let meta_text = md
             .get("lt")
             .ok_or("no lt metadata: this is a safetensors file but not an lt checkpoint (use nn::load for plain weights)")?;

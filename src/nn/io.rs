@@ -40,14 +40,16 @@ fn from_st_dtype(d: Dtype) -> Result<Kind, String> {
     })
 }
 
-/// A tensor's bytes on the CPU, contiguous, for safetensors.
-struct Bytes {
+/// A tensor as safetensors bytes without copying: contiguous on the CPU (a copy only when it was
+/// not), its memory borrowed while it is written.
+struct TensorBytes {
     dtype: Dtype,
     shape: Vec<usize>,
-    data: Vec<u8>,
+    tensor: tch::Tensor,
+    len: usize,
 }
 
-impl View for &Bytes {
+impl View for &TensorBytes {
     fn dtype(&self) -> Dtype {
         self.dtype
     }
@@ -55,37 +57,47 @@ impl View for &Bytes {
         &self.shape
     }
     fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
+        if self.len == 0 {
+            return Cow::Borrowed(&[]);
+        }
+        // SAFETY: `tensor` is a contiguous CPU tensor owned by `self` of exactly `len` bytes; the
+        // slice borrows `self`, so the memory outlives it, and nothing writes to it meanwhile.
+        Cow::Borrowed(unsafe { std::slice::from_raw_parts(self.tensor.data_ptr() as *const u8, self.len) })
     }
     fn data_len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 }
 
-fn bytes_of(name: &str, t: &tch::Tensor) -> Result<Bytes, String> {
+fn bytes_of(name: &str, t: &tch::Tensor) -> Result<TensorBytes, String> {
     let e = |e: tch::TchError| format!("{name}: {}", clean_torch_message(&e.to_string()));
     let dtype = to_st_dtype(t.kind())?;
     let c = t.f_detach().and_then(|x| x.f_to_device(tch::Device::Cpu)).and_then(|x| x.f_contiguous()).map_err(e)?;
-    let numel = c.numel();
-    let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-    c.f_copy_data_u8(&mut data, numel).map_err(e)?;
-    Ok(Bytes { dtype, shape: c.size().iter().map(|&s| s as usize).collect(), data })
+    let len = c.numel() * t.kind().elt_size_in_bytes();
+    Ok(TensorBytes { dtype, shape: c.size().iter().map(|&s| s as usize).collect(), tensor: c, len })
 }
 
-/// Serializes named tensors (and string metadata) to safetensors bytes.
-pub fn safetensors_bytes(
-    tensors: &[(String, tch::Tensor)],
-    metadata: Option<HashMap<String, String>>,
-) -> Result<Vec<u8>, String> {
+fn views(tensors: &[(String, tch::Tensor)]) -> Result<Vec<(String, TensorBytes)>, String> {
     let mut seen = std::collections::HashSet::new();
     for (n, _) in tensors {
         if !seen.insert(n.as_str()) {
             return Err(format!("safetensors: duplicate tensor name '{n}'"));
         }
     }
-    let bytes: Vec<(String, Bytes)> =
-        tensors.iter().map(|(n, t)| Ok((n.clone(), bytes_of(n, t)?))).collect::<Result<_, String>>()?;
-    safetensors::serialize(bytes.iter().map(|(n, b)| (n.as_str(), b)), metadata).map_err(|e| format!("safetensors: {e}"))
+    tensors.iter().map(|(n, t)| Ok((n.clone(), bytes_of(n, t)?))).collect()
+}
+
+/// Writes named tensors (and string metadata) to a safetensors file atomically, streaming each
+/// tensor's memory to the file (no in-memory copy of the whole file).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, tch::Tensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<(), String> {
+    let v = views(tensors)?;
+    crate::fs::write_atomic_with(path, |tmp| {
+        safetensors::serialize_to_file(v.iter().map(|(n, b)| (n.as_str(), b)), metadata, tmp).map_err(|e| format!("safetensors: {e}"))
+    })
 }
 
 pub use crate::fs::write_atomic;
@@ -98,7 +110,7 @@ pub fn save_safetensors(
 ) -> Result<(), String> {
     let mut meta = metadata.unwrap_or_default();
     meta.entry("format".into()).or_insert_with(|| "pt".into());
-    write_atomic(path, &safetensors_bytes(tensors, Some(meta))?)
+    write_safetensors(path, tensors, Some(meta))
 }
 
 /// Parses safetensors bytes: tensors in file order, and the metadata.
@@ -121,8 +133,80 @@ pub fn parse_safetensors(buf: &[u8]) -> Result<(Vec<(String, tch::Tensor)>, Hash
 
 /// Reads a safetensors file.
 pub fn load_safetensors(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, HashMap<String, String>), String> {
-    let buf = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse_safetensors(&buf).map_err(|e| format!("{}: {e}", path.display()))
+    read_safetensors_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The largest safetensors header accepted (the format's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Reads a safetensors file straight into tensor memory (one copy, no whole-file buffer): the
+/// header is parsed and checked first (dtypes, shapes against byte ranges, ranges contiguous and
+/// covering the file exactly), then each tensor is allocated and filled from the file. A truncated
+/// or corrupt file is an error. Tensors come in file order.
+pub fn read_safetensors_file(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, HashMap<String, String>), String> {
+    use std::io::Read;
+    let bad = |why: String| format!("not a valid safetensors file: {why}");
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let file_len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+    let mut n8 = [0u8; 8];
+    f.read_exact(&mut n8).map_err(|_| bad("shorter than its 8-byte header size".into()))?;
+    let n = u64::from_le_bytes(n8);
+    if n > MAX_HEADER || 8 + n > file_len {
+        return Err(bad(format!("header size {n} does not fit a file of {file_len} bytes")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| bad(format!("cannot read the header: {e}")))?;
+    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
+    let mut metadata = HashMap::new();
+    let mut entries = Vec::new();
+    for (name, v) in obj {
+        if name == "__metadata__" {
+            for (k, val) in v.as_object().ok_or_else(|| bad("__metadata__ is not an object".into()))? {
+                metadata.insert(k.clone(), val.as_str().ok_or_else(|| bad(format!("metadata '{k}' is not a string")))?.to_string());
+            }
+            continue;
+        }
+        let dtype: Dtype = serde_json::from_value(v.get("dtype").cloned().unwrap_or_default()).map_err(|e| bad(format!("{name}: dtype: {e}")))?;
+        let kind = from_st_dtype(dtype)?;
+        let shape: Vec<i64> = serde_json::from_value(v.get("shape").cloned().unwrap_or_default()).map_err(|e| bad(format!("{name}: shape: {e}")))?;
+        let offsets: [u64; 2] = serde_json::from_value(v.get("data_offsets").cloned().unwrap_or_default()).map_err(|e| bad(format!("{name}: data_offsets: {e}")))?;
+        let numel = shape.iter().try_fold(1u64, |acc, &d| if d < 0 { None } else { acc.checked_mul(d as u64) });
+        let bytes = numel.and_then(|k| k.checked_mul(kind.elt_size_in_bytes() as u64));
+        if offsets[1] < offsets[0] || bytes != Some(offsets[1] - offsets[0]) {
+            return Err(bad(format!("{name}: shape {shape:?} does not match its byte range {offsets:?}")));
+        }
+        entries.push((offsets, name.clone(), kind, shape));
+    }
+    entries.sort_by_key(|e| e.0);
+    let mut end = 0;
+    for (o, name, ..) in &entries {
+        if o[0] != end {
+            return Err(bad(format!("{name}: byte range {o:?} leaves a gap or overlaps")));
+        }
+        end = o[1];
+    }
+    if 8 + n + end != file_len {
+        return Err(bad(format!("the tensors take {end} bytes but the file holds {} after the header", file_len - 8 - n)));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+    for (o, name, kind, shape) in entries {
+        let t = tch::Tensor::f_empty(shape.as_slice(), (kind, tch::Device::Cpu)).map_err(|e| format!("{name}: {}", clean_torch_message(&e.to_string())))?;
+        let len = (o[1] - o[0]) as usize;
+        if len > 0 {
+            // SAFETY: `t` is a new contiguous CPU tensor of exactly `len` bytes that nothing else
+            // references yet; every byte pattern is a valid value of these dtypes except bool,
+            // which is checked below.
+            let dst = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, len) };
+            reader.read_exact(dst).map_err(|e| bad(format!("{name}: {e}")))?;
+            if kind == Kind::Bool && dst.iter().any(|&b| b > 1) {
+                return Err(bad(format!("{name}: a bool tensor holds bytes other than 0 and 1")));
+            }
+        }
+        out.push((name, t));
+    }
+    Ok((out, metadata))
 }
 
 /// The kind of weights file at `path`, from its first bytes.

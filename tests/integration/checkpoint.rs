@@ -84,6 +84,7 @@ fn broken_checkpoints_are_refused_with_a_reason() {
         ("truncated.ckpt", bytes[..bytes.len() / 2].to_vec(), "truncated or corrupt"),
         ("garbage.ckpt", b"this is not a checkpoint at all, just text".to_vec(), "not a valid safetensors file"),
         ("empty.ckpt", vec![], "too short"),
+        ("extended.ckpt", [bytes.as_slice(), b"extra"].concat(), "truncated or corrupt"),
     ];
     for (name, data, want) in cases {
         std::fs::write(dir.join(name), &data).unwrap();
