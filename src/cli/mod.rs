@@ -30,6 +30,10 @@ pub struct StageArgs {
     /// `last` or `best`.
     #[arg(long)]
     pub ckpt: Option<String>,
+    /// Add a built-in callback, as the script would write it:
+    /// --callback 'early_stopping(#{monitor: "val_loss", patience: 3})' (repeatable).
+    #[arg(long = "callback", value_name = "EXPR")]
+    pub callbacks: Vec<String>,
     /// No progress bars or lines, model summary or Trainer messages: only results tables, what the
     /// script prints, and errors.
     #[arg(long, short)]
@@ -207,7 +211,7 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
     if let Some(code) = dist::launch_if_needed(&a.dist) {
         return code;
     }
-    let result = train::load(&a.script).and_then(|script| train::run_stage_watch(stage, script, &a.all_sets(), a.ckpt.as_deref(), Some(&a.dist), watch));
+    let result = train::load(&a.script).and_then(|script| train::run_stage_watch(stage, script, &a.all_sets(), &a.callbacks, a.ckpt.as_deref(), Some(&a.dist), watch));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -226,7 +230,7 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
         }
     };
     if train::is_module_script(&script) {
-        return match train::run_stage_watch(train::Stage::Run, script, &a.all_sets(), a.ckpt.as_deref(), Some(&a.dist), watch) {
+        return match train::run_stage_watch(train::Stage::Run, script, &a.all_sets(), &a.callbacks, a.ckpt.as_deref(), Some(&a.dist), watch) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
@@ -236,6 +240,10 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
     }
     if watch {
         eprintln!("error: --watch applies to module scripts (scripts with a training_step)");
+        return ExitCode::from(2);
+    }
+    if !a.callbacks.is_empty() {
+        eprintln!("error: --callback applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
     if !a.sets.is_empty() {

@@ -81,13 +81,34 @@ pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
     Ok(best)
 }
 
+/// A `--callback` expression evaluated with the script engine: `early_stopping(#{…})` or
+/// `callbacks::early_stopping(#{…})`.
+fn cli_callback(engine: &rhai::Engine, expr: &str) -> Result<Box<dyn crate::trainer::callback::Callback>, String> {
+    let code = if expr.trim_start().starts_with("callbacks::") { expr.to_string() } else { format!("callbacks::{}", expr.trim_start()) };
+    let v: rhai::Dynamic = engine.eval(&code).map_err(|e| format!("--callback {expr}: {e}"))?;
+    let cb = v
+        .try_cast::<crate::callbacks::api::NativeCallback>()
+        .ok_or_else(|| format!("--callback {expr}: not a callback (try `lt doc callbacks::` for the list)"))?;
+    cb.take().ok_or_else(|| format!("--callback {expr}: this callback was already used"))
+}
+
 /// Runs a stage on a module script; returns an error text for the user.
 pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: Option<&super::dist::DistArgs>) -> Result<(), String> {
-    run_stage_watch(stage, script, sets, ckpt, dist, false)
+    run_stage_watch(stage, script, sets, &[], ckpt, dist, false)
 }
 
 /// [`run_stage`]; with `watch`, the script is hot-reloaded when saved (`lt fit --watch`).
-pub fn run_stage_watch(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: Option<&super::dist::DistArgs>, watch: bool) -> Result<(), String> {
+/// `callbacks` are `--callback` expressions (`early_stopping(#{monitor: "val_loss"})`), added after
+/// the script's own.
+pub fn run_stage_watch(
+    stage: Stage,
+    script: Script,
+    sets: &[String],
+    callbacks: &[String],
+    ckpt: Option<&str>,
+    dist: Option<&super::dist::DistArgs>,
+    watch: bool,
+) -> Result<(), String> {
     let (model_sets, trainer_sets) = parse_sets(sets)?;
     let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
@@ -113,6 +134,9 @@ pub fn run_stage_watch(stage: Stage, script: Script, sets: &[String], ckpt: Opti
     // Built-in callbacks the script listed, and Lightning's default ModelCheckpoint.
     for cb in module.take_native_callbacks() {
         trainer.callbacks.push(cb);
+    }
+    for expr in callbacks {
+        trainer.callbacks.push(cli_callback(&module.script.engine, expr)?);
     }
     let has_ckpt_cb = trainer.callbacks.iter().any(|c| c.state_key().starts_with("ModelCheckpoint"));
     if trainer.config.enable_checkpointing && !has_ckpt_cb && matches!(stage, Stage::Fit | Stage::Run) {

@@ -113,3 +113,14 @@ fn quiet_flag_prints_nothing_but_keeps_logging() {
     assert_eq!(stdout(&quiet), "", "--quiet printed something");
     assert!(dir.join("lightning_logs/version_1/metrics.csv").exists());
 }
+
+#[test]
+fn callbacks_from_the_command_line() {
+    // losses 0.5, 0.4, 0.45 → with patience 1 the fit stops after epoch 2 of 5
+    let (dir, out) = run("cli_cb", "max_epochs: 5", "", &["--callback", r#"early_stopping(#{monitor: "val_loss", patience: 1})"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ckpts(&dir.join("lightning_logs/version_0/checkpoints")), ["epoch=2-step=6.ckpt"]);
+    let bad = lt_in(&dir, &["fit", "m.rhai", "--callback", "early_stoping(#{})"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("--callback early_stoping(#{})"), "{}", stderr(&bad));
+}
