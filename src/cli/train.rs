@@ -127,6 +127,10 @@ pub fn run_stage_watch(
         println!("watching {} for changes: saved edits apply at the next training step", module.script.name());
     }
     let rank0 = trainer.state.borrow().global_rank == 0;
+    let alone = trainer.state.borrow().world_size <= 1;
+    if alone && matches!(stage, Stage::Fit | Stage::Run) && module.enable_pause_key() && trainer.config.enable_progress_bar {
+        println!("press Enter to pause into the REPL (:continue resumes)");
+    }
     if rank0 && trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
         let loggers = crate::trainer::logger::make_loggers(&trainer.config.default_root_dir, &trainer.config.loggers)?;
         trainer.loggers.extend(loggers);

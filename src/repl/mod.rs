@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod complete;
 pub mod input;
+pub mod keypress;
 pub mod multiline;
 pub mod pause;
 pub mod session;
@@ -96,6 +97,9 @@ impl Repl {
             if t.is_empty() {
                 continue;
             }
+            // The line editor keeps its own SIGINT handler while it exists: take Ctrl-C back for
+            // the evaluation, so it cancels the evaluation (not the REPL).
+            let _sigint = signal::SigintGuard::install();
             if !t.starts_with(':') {
                 self.eval(&line);
                 continue;

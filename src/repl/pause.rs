@@ -6,6 +6,9 @@
 //! Input is read from stdin: a terminal gets the line editor; otherwise lines are read until
 //! `:continue` or end of input, and once stdin has ended every later `breakpoint()` continues at
 //! once (so a run with no input never waits). `LT_BREAKPOINTS=off` skips them all.
+//!
+//! [`pause_run`] opens the same REPL between two training steps, when Enter was pressed during
+//! `lt fit` on a terminal (see [`super::keypress`]).
 use super::input::Input;
 use super::{signal, Exit, Repl};
 use rhai::{Dynamic, Engine, EvalContext, AST};
@@ -71,6 +74,31 @@ fn breakpoint(ctx: &mut EvalContext) -> Result<Dynamic, Box<rhai::EvalAltResult>
         Exit::Continue | Exit::Eof => {
             println!("continuing");
             Ok(Dynamic::UNIT)
+        }
+    }
+}
+
+/// Opens the REPL between two training steps of a running fit, with `this` (the model) in scope and
+/// the script's functions callable. `:continue` or Ctrl-D resumes with what the REPL changed in
+/// `this`; `:quit` stops the run with an error.
+pub fn pause_run(this: &mut Dynamic, fns: &AST, at: &str) -> Result<(), String> {
+    let mut repl = Repl::new(Vec::new())?;
+    repl.scope.push_dynamic("this", this.clone());
+    repl.paused_fns = Some(fns.clone_functions_only());
+    println!("\npaused {at}: `this` is the model. :continue (or Ctrl-D) resumes, :quit stops the run.");
+    let exit = {
+        let _sigint = signal::SigintGuard::install();
+        let mut input = Input::open(repl.vars.clone());
+        repl.run(&mut input)
+    };
+    if let Some(v) = repl.scope.get_value::<Dynamic>("this") {
+        *this = v;
+    }
+    match exit {
+        Exit::Quit => Err("the run was stopped from the pause REPL (:quit)".into()),
+        Exit::Continue | Exit::Eof => {
+            println!("continuing");
+            Ok(())
         }
     }
 }

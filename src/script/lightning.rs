@@ -32,6 +32,8 @@ pub struct ScriptModule {
     schedulers: Vec<Dynamic>,
     /// File watcher of `lt fit --watch`: reloads are swapped in at step boundaries.
     watch: Option<super::reload::Watcher>,
+    /// Enter on the terminal pauses the fit into the REPL at the next step boundary.
+    pause_key: Option<crate::repl::keypress::KeyWatcher>,
 }
 
 /// Converts a Rhai value to JSON (for hparams and trainer options).
@@ -260,6 +262,7 @@ impl ScriptModule {
             optimizers: Vec::new(),
             schedulers: Vec::new(),
             watch: None,
+            pause_key: None,
         };
         let mut hp = if m.fns.contains_key("hparams") { m.call_plain("hparams", vec![])? } else { Dynamic::from_map(Map::new()) };
         if !hp.is_map() {
@@ -328,6 +331,12 @@ impl ScriptModule {
             None => true,
         });
         out
+    }
+
+    /// Lets Enter pause the fit into the REPL (when stdin is a terminal); returns whether it can.
+    pub fn enable_pause_key(&mut self) -> bool {
+        self.pause_key = crate::repl::keypress::KeyWatcher::start();
+        self.pause_key.is_some()
     }
 
     /// Watches the script's file (and `.rhai` files beside it) for hot reload.
@@ -825,6 +834,14 @@ impl LightningModule for ScriptModule {
     }
 
     fn at_step_boundary(&mut self) -> Result<Option<(String, f64)>, String> {
+        if self.pause_key.as_ref().is_some_and(|k| k.take_request()) {
+            self.refresh_this();
+            let step = self.state.borrow().global_step;
+            if let Some(k) = self.pause_key.as_ref() {
+                let _parked = k.park();
+                crate::repl::pause::pause_run(&mut self.this, &self.script.ast, &format!("at step {step}"))?;
+            }
+        }
         let changes = match self.watch.as_mut() {
             Some(w) => w.poll(),
             None => return Ok(None),

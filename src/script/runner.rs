@@ -31,6 +31,22 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// A module script's hooks are called without running its top level, so its top-level
+/// `import "path" as name;` statements are resolved once here and their modules registered under
+/// `name` on the engine: `name::f()` then works inside every function.
+fn register_top_level_imports(engine: &mut Engine, ast: &AST) -> Result<(), Box<rhai::EvalAltResult>> {
+    for stmt in ast.statements() {
+        let rhai::Stmt::Import(x, pos) = stmt else { continue };
+        let (rhai::Expr::StringConstant(module_path, _), alias) = &**x else { continue };
+        if alias.name.is_empty() {
+            continue;
+        }
+        let module = engine.module_resolver().resolve(engine, ast.source(), module_path, *pos)?;
+        engine.register_static_module(alias.name.as_str(), module);
+    }
+    Ok(())
+}
+
 impl Script {
     /// Reads and compiles `path`.
     pub fn load(path: &Path) -> Result<Script, LoadError> {
@@ -38,14 +54,18 @@ impl Script {
         Self::from_source(path, source)
     }
 
-    /// Compiles `source` as if read from `path`.
+    /// Compiles `source` as if read from `path`. `import "helpers" as h;` finds `helpers.rhai`
+    /// beside the script.
     pub fn from_source(path: &Path, source: String) -> Result<Script, LoadError> {
-        let engine = new_engine().map_err(LoadError::Engine)?;
+        let mut engine = new_engine().map_err(LoadError::Engine)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        engine.set_module_resolver(rhai::module_resolvers::FileModuleResolver::new_with_path(dir));
         let name = path.display().to_string();
         let mut ast = engine
             .compile(&source)
             .map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;
-        ast.set_source(name);
+        ast.set_source(name.clone());
+        register_top_level_imports(&mut engine, &ast).map_err(|e| LoadError::Script(ScriptError::from_eval(&e, &name, &source, None)))?;
         Ok(Script { engine, ast, path: path.to_path_buf(), source })
     }
 

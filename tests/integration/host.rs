@@ -111,10 +111,30 @@ impl Screen {
 #[test]
 fn repl_in_a_pseudo_terminal() {
     let dir = temp_dir("repl_tty");
-    let cmd = format!("{} repl", lt_bin().display());
+    // One input at a time, each once the editor is ready for it (typed-ahead input may be dropped
+    // when the editor switches terminal modes).
+    // (After a multi-line input the editor asks the terminal for the cursor position, which this
+    // pseudo-terminal never answers: the multi-line input comes last.)
+    let mut steps: Vec<(&str, &str, usize)> = vec![("", "lt> ", 1)];
+    steps.push(("let x = 6 * 7;\r", "lt> ", 2));
+    steps.push(("torch::zer\t", "torch::zeros", 1));
+    steps.push(("([2])\r", "tensor([0., 0.])", 1));
+    steps.push(("fn f(a) {\r", "fn f(a) {", 1));
+    steps.push(("a + 42 }; f(1000)\r", "1042", 1));
+    let Some((ok, seen)) = in_terminal(&dir, "repl", &steps) else { return };
+    assert!(ok, "{seen}");
+    let history = std::fs::read_to_string(dir.join("cache/lt/repl_history")).unwrap_or_default();
+    assert!(history.contains("f(1000)"), "history file: {history}");
+}
+
+/// Runs `lt args` in a pseudo-terminal (`script`, util-linux), sending each input once `expect`
+/// has appeared `count` times; returns whether every step was seen, and the screen. None when
+/// `script` is not installed.
+fn in_terminal(dir: &Path, args: &str, steps: &[(&str, &str, usize)]) -> Option<(bool, String)> {
+    let cmd = format!("{} {args}", lt_bin().display());
     let mut child = match Command::new("script")
         .args(["-qfec", &cmd, "/dev/null"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .env("TERM", "xterm")
         .env("OMP_NUM_THREADS", "1")
         .env("XDG_CACHE_HOME", dir.join("cache"))
@@ -126,26 +146,16 @@ fn repl_in_a_pseudo_terminal() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("skipped: `script` (util-linux) is not available: {e}");
-            return;
+            return None;
         }
     };
     let mut stdin = child.stdin.take().expect("stdin");
     let mut screen = Screen::new(child.stdout.take().expect("stdout"));
-    // One input at a time, each once the editor is ready for it (typed-ahead input may be dropped
-    // when the editor switches terminal modes).
-    // (After a multi-line input the editor asks the terminal for the cursor position, which this
-    // pseudo-terminal never answers: the multi-line input comes last.)
-    let mut steps: Vec<(&str, &str, usize)> = vec![("", "lt> ", 1)];
-    steps.push(("let x = 6 * 7;\r", "lt> ", 2));
-    steps.push(("torch::zer\t", "torch::zeros", 1));
-    steps.push(("([2])\r", "tensor([0., 0.])", 1));
-    steps.push(("fn f(a) {\r", "fn f(a) {", 1));
-    steps.push(("a + 42 }; f(1000)\r", "1042", 1));
     let mut ok = true;
     for (send, expect, count) in steps {
         stdin.write_all(send.as_bytes()).unwrap();
         stdin.flush().unwrap();
-        if !screen.wait_for(expect, count) {
+        if !screen.wait_for(expect, *count) {
             ok = false;
             break;
         }
@@ -153,9 +163,40 @@ fn repl_in_a_pseudo_terminal() {
     drop(stdin);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(ok, "{}", screen.seen);
-    let history = std::fs::read_to_string(dir.join("cache/lt/repl_history")).unwrap_or_default();
-    assert!(history.contains("f(1000)"), "history file: {history}");
+    Some((ok, screen.seen))
+}
+
+#[test]
+fn enter_pauses_a_running_fit_into_the_repl() {
+    let dir = temp_dir("pause_key");
+    // trains until the REPL sets `this.stop`; the change must reach the running fit
+    let src = MODULE
+        .replace("max_epochs: 1,", "max_epochs: -1, max_steps: 1000000,")
+        .replace("fn init(hp) {", "fn init(hp) { this.stop = false;")
+        .replace("    loss\n}", "    if this.stop { this.trainer.should_stop = true; }\n    loss\n}\nfn on_fit_end() { print(`stopped by the REPL at step ${this.global_step}`); }");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let steps = [
+        ("", "press Enter to pause", 1),
+        ("\r", "paused at step", 1),
+        ("this.w.shape\r", "[2, 1]", 1),
+        ("this.stop = true;\r", "lt> ", 3),
+        (":continue\r", "stopped by the REPL at step", 1),
+    ];
+    let Some((ok, seen)) = in_terminal(&dir, "fit m.rhai --set trainer.enable_progress_bar=true", &steps) else { return };
+    assert!(ok, "{seen}");
+}
+
+#[test]
+fn ctrl_c_cancels_the_running_evaluation_not_the_repl() {
+    let dir = temp_dir("repl_ctrl_c");
+    let steps = [
+        ("", "lt> ", 1),
+        ("let n = 0; loop { n += 1; }\r", "let n = 0", 1),
+        ("\x03", "interrupted", 1),
+        ("n > 0\r", "true", 1),
+    ];
+    let Some((ok, seen)) = in_terminal(&dir, "repl", &steps) else { return };
+    assert!(ok, "{seen}");
 }
 
 #[test]
@@ -284,4 +325,37 @@ fn golden_runs_module_scripts() {
     std::fs::write(dir.join("m.metrics.golden"), metrics.replacen("train_loss", "other", 1)).unwrap();
     let bad = crate::common::lt_in(&dir, &["golden", "m.rhai"]);
     assert!(!bad.status.success() && stdout(&bad).contains("metrics.csv differs"), "{}", stdout(&bad));
+}
+
+#[test]
+fn watch_picks_up_edits_of_imported_modules() {
+    let dir = temp_dir("watch_import");
+    std::fs::write(dir.join("helpers.rhai"), "fn tag() { \"h1\" }\nfn stop() { false }\n").unwrap();
+    let main = WATCHED
+        .replace("fn trainer()", "import \"helpers\" as helpers;\nfn trainer()")
+        .replace("VERSION", "${helpers::tag()}")
+        .replace("STOP", "if helpers::stop() { this.trainer.should_stop = true; }");
+    std::fs::write(dir.join("w.rhai"), &main).unwrap();
+    let mut child = Command::new(lt_bin())
+        .args(["fit", "--watch", "w.rhai"])
+        .current_dir(&dir)
+        .env("OMP_NUM_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lt");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines().map_while(Result::ok);
+    let mut log = Vec::new();
+    assert!(read_until(&mut lines, &mut log, |l| l.starts_with("h1 step=3 ")), "{log:?}");
+    save(&dir.join("helpers.rhai"), "fn tag() { \"h2\" }\nfn stop() { true }\n");
+    assert!(read_until(&mut lines, &mut log, |l| l.starts_with("h2 step=")), "the imported module's edit did not apply: {log:?}");
+    log.extend(lines);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{log:?}");
+    // the weights carried over the reload
+    let first_h2 = log.iter().position(|l| l.starts_with("h2 step=")).unwrap();
+    let last_end = log[..first_h2].iter().rposition(|l| l.starts_with("end step=")).unwrap();
+    let w = |l: &str| l.split_whitespace().find_map(|t| t.strip_prefix("w=")).unwrap_or("?").to_string();
+    assert_eq!(w(&log[last_end]), w(&log[first_h2]), "{:?}", &log[last_end..=first_h2]);
 }

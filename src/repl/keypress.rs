@@ -1,0 +1,107 @@
+//! Pausing a running `lt fit` from the keyboard: when stdin is a terminal, a thread waits for the
+//! user to press Enter and raises a flag; the module checks it at the next step boundary and opens
+//! the REPL there (see [`super::pause::pause_run`]). While the REPL has the terminal, the thread
+//! is parked, so it never takes the REPL's input.
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+#[derive(Default)]
+struct Shared {
+    /// (the REPL wants stdin, the thread has stopped reading)
+    park: Mutex<(bool, bool)>,
+    cv: Condvar,
+    requested: AtomicBool,
+    stop: AtomicBool,
+}
+
+pub struct KeyWatcher {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// While alive, the watcher does not read stdin.
+pub struct Parked<'a>(&'a KeyWatcher);
+
+impl KeyWatcher {
+    /// Starts watching when stdin is a terminal (and `LT_PAUSE_KEY` is not `off`).
+    pub fn start() -> Option<KeyWatcher> {
+        if !std::io::stdin().is_terminal() || std::env::var("LT_PAUSE_KEY").is_ok_and(|v| v == "off") {
+            return None;
+        }
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let thread = std::thread::Builder::new().name("lt-pause-key".into()).spawn(move || watch(&s)).ok()?;
+        Some(KeyWatcher { shared, thread: Some(thread) })
+    }
+
+    /// Whether Enter was pressed since the last call.
+    pub fn take_request(&self) -> bool {
+        self.shared.requested.swap(false, Ordering::SeqCst)
+    }
+
+    /// Stops the thread from reading stdin until the guard is dropped (waits for it to let go).
+    pub fn park(&self) -> Parked<'_> {
+        let mut g = self.shared.park.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = true;
+        self.shared.cv.notify_all();
+        while !g.1 && self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            g = self.shared.cv.wait_timeout(g, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        Parked(self)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        let mut g = self.0.shared.park.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = false;
+        self.0.shared.cv.notify_all();
+    }
+}
+
+impl Drop for KeyWatcher {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn watch(s: &Shared) {
+    let mut buf = [0u8; 1024];
+    while !s.stop.load(Ordering::SeqCst) {
+        {
+            let mut g = s.park.lock().unwrap_or_else(|e| e.into_inner());
+            if g.0 {
+                g.1 = true;
+                s.cv.notify_all();
+                while g.0 && !s.stop.load(Ordering::SeqCst) {
+                    g = s.cv.wait_timeout(g, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                g.1 = false;
+                continue;
+            }
+        }
+        let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut fds, 1, 100) };
+        if ready <= 0 || fds.revents & libc::POLLIN == 0 {
+            if fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                return;
+            }
+            continue;
+        }
+        // A terminal in canonical mode hands over one line per read.
+        // SAFETY: reads at most `buf.len()` bytes into `buf`.
+        let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        s.requested.store(true, Ordering::SeqCst);
+    }
+}
