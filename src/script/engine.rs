@@ -15,6 +15,7 @@ pub fn registry() -> Registry {
     crate::callbacks::api::register(&mut reg);
     crate::data::api::register(&mut reg);
     crate::nn::api::register(&mut reg);
+    crate::script::loaded::register(&mut reg);
     reg
 }
 

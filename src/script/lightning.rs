@@ -34,6 +34,8 @@ pub struct ScriptModule {
     watch: Option<super::reload::Watcher>,
     /// Enter on the terminal pauses the fit into the REPL at the next step boundary.
     pause_key: Option<crate::repl::keypress::KeyWatcher>,
+    /// This module installed the Trainer's script context (`attach`), and removes it when dropped.
+    attached: bool,
 }
 
 /// Converts a Rhai value to JSON (for hparams and trainer options).
@@ -263,6 +265,7 @@ impl ScriptModule {
             schedulers: Vec::new(),
             watch: None,
             pause_key: None,
+            attached: false,
         };
         let mut hp = if m.fns.contains_key("hparams") { m.call_plain("hparams", vec![])? } else { Dynamic::from_map(Map::new()) };
         if !hp.is_map() {
@@ -333,6 +336,11 @@ impl ScriptModule {
         out
     }
 
+    /// Whether the script defines `fn name`.
+    pub fn has_fn(&self, name: &str) -> bool {
+        self.fns.contains_key(name)
+    }
+
     /// Lets Enter pause the fit into the REPL (when stdin is a terminal); returns whether it can.
     pub fn enable_pause_key(&mut self) -> bool {
         self.pause_key = crate::repl::keypress::KeyWatcher::start();
@@ -358,6 +366,7 @@ impl ScriptModule {
         self.state = state.clone();
         let params = self.parameters()?;
         trainer_api::install(RunContext { state, optimizers: Vec::new(), schedulers: Vec::new(), parameters: params, toggled: None });
+        self.attached = true;
         self.refresh_this();
         Ok(())
     }
@@ -879,6 +888,10 @@ impl LightningModule for ScriptModule {
 
 impl Drop for ScriptModule {
     fn drop(&mut self) {
-        trainer_api::uninstall();
+        // a module loaded inside another script (nn::load_module) never attached: leave the
+        // running module's context alone
+        if self.attached {
+            trainer_api::uninstall();
+        }
     }
 }

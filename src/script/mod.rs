@@ -5,6 +5,7 @@ pub mod doc;
 pub mod engine;
 pub mod error;
 pub mod lightning;
+pub mod loaded;
 pub mod registry;
 pub mod reload;
 pub mod runner;

@@ -124,3 +124,26 @@ fn callbacks_from_the_command_line() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("--callback early_stoping(#{})"), "{}", stderr(&bad));
 }
+
+#[test]
+fn load_from_checkpoint_in_a_script_uses_saved_hparams_and_weights() {
+    let (dir, out) = run("load_from_ckpt", "max_epochs: 2", "", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ckpt = "lightning_logs/version_0/checkpoints/epoch=1-step=4.ckpt";
+    // the "class" may gain functions after training (this.log would need a running Trainer)
+    let mut src = std::fs::read_to_string(dir.join("m.rhai")).unwrap();
+    src.push_str("fn score(x) { (this.w * x).sum() }\n");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let user = format!(
+        "let m = nn::load_from_checkpoint(\"m.rhai\", \"{ckpt}\", #{{extra: 7}});\nprint(`losses=${{m.hparams.losses.len()}} extra=${{m.hparams.extra}}`);\nprint(`w=${{m.w.item()}}`);\nprint(`loss=${{m.call_fn(\"score\", [torch::ones([2])]).item()}}`);\n"
+    );
+    std::fs::write(dir.join("use.rhai"), user).unwrap();
+    let out = lt_in(&dir, &["run", "use.rhai"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let ck = lt::checkpoint::Checkpoint::load(&dir.join(ckpt)).unwrap();
+    let w = ck.section("state_dict").into_iter().find(|(k, _)| k == "w").unwrap().1.double_value(&[0]);
+    assert!(text.contains("losses=8 extra=7"), "{text}");
+    assert!(text.contains(&format!("w={w}")), "weights from the checkpoint ({w}): {text}");
+    assert!(text.contains(&format!("loss={}", 2.0 * w)), "the script's functions run with its this: {text}");
+}
