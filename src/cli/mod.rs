@@ -34,6 +34,10 @@ pub struct StageArgs {
     /// --callback 'early_stopping(#{monitor: "val_loss", patience: 3})' (repeatable).
     #[arg(long = "callback", value_name = "EXPR")]
     pub callbacks: Vec<String>,
+    /// validate/test/predict: load the --ckpt weights without requiring every key to match
+    /// (Lightning's strict=False).
+    #[arg(long)]
+    pub no_strict: bool,
     /// No progress bars or lines, model summary or Trainer messages: only results tables, what the
     /// script prints, and errors.
     #[arg(long, short)]
@@ -43,6 +47,18 @@ pub struct StageArgs {
 }
 
 impl StageArgs {
+    /// The options a stage runs with (`sets` from [`StageArgs::all_sets`]).
+    fn options<'a>(&'a self, sets: &'a [String], watch: bool) -> train::StageOptions<'a> {
+        train::StageOptions {
+            sets,
+            callbacks: &self.callbacks,
+            ckpt: self.ckpt.as_deref(),
+            non_strict: self.no_strict,
+            dist: Some(&self.dist),
+            watch,
+        }
+    }
+
     /// The `--set` overrides, with what `--quiet` implies.
     fn all_sets(&self) -> Vec<String> {
         let mut sets = self.sets.clone();
@@ -211,7 +227,8 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
     if let Some(code) = dist::launch_if_needed(&a.dist) {
         return code;
     }
-    let result = train::load(&a.script).and_then(|script| train::run_stage_watch(stage, script, &a.all_sets(), &a.callbacks, a.ckpt.as_deref(), Some(&a.dist), watch));
+    let sets = a.all_sets();
+    let result = train::load(&a.script).and_then(|script| train::run_stage_with(stage, script, &a.options(&sets, watch)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -230,7 +247,8 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
         }
     };
     if train::is_module_script(&script) {
-        return match train::run_stage_watch(train::Stage::Run, script, &a.all_sets(), &a.callbacks, a.ckpt.as_deref(), Some(&a.dist), watch) {
+        let sets = a.all_sets();
+        return match train::run_stage_with(train::Stage::Run, script, &a.options(&sets, watch)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });

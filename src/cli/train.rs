@@ -92,29 +92,60 @@ fn cli_callback(engine: &rhai::Engine, expr: &str) -> Result<Box<dyn crate::trai
     cb.take().ok_or_else(|| format!("--callback {expr}: this callback was already used"))
 }
 
-/// Runs a stage on a module script; returns an error text for the user.
-pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: Option<&super::dist::DistArgs>) -> Result<(), String> {
-    run_stage_watch(stage, script, sets, &[], ckpt, dist, false)
+/// What a stage command was asked besides the script.
+#[derive(Default)]
+pub struct StageOptions<'a> {
+    /// `--set trainer.k=v` / `--set model.k=v`.
+    pub sets: &'a [String],
+    /// `--callback` expressions (`early_stopping(#{monitor: "val_loss"})`), added after the
+    /// script's own.
+    pub callbacks: &'a [String],
+    /// `--ckpt PATH|last|best`.
+    pub ckpt: Option<&'a str>,
+    /// `--no-strict`: validate/test/predict load `--ckpt` weights without requiring every key.
+    pub non_strict: bool,
+    pub dist: Option<&'a super::dist::DistArgs>,
+    /// `--watch`: hot-reload the script when saved.
+    pub watch: bool,
 }
 
-/// [`run_stage`]; with `watch`, the script is hot-reloaded when saved (`lt fit --watch`).
-/// `callbacks` are `--callback` expressions (`early_stopping(#{monitor: "val_loss"})`), added after
-/// the script's own.
-pub fn run_stage_watch(
-    stage: Stage,
-    script: Script,
-    sets: &[String],
-    callbacks: &[String],
-    ckpt: Option<&str>,
-    dist: Option<&super::dist::DistArgs>,
-    watch: bool,
-) -> Result<(), String> {
-    let (model_sets, trainer_sets) = parse_sets(sets)?;
-    let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
+/// Runs a stage on a module script; returns an error text for the user.
+pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: Option<&super::dist::DistArgs>) -> Result<(), String> {
+    run_stage_with(stage, script, &StageOptions { sets, ckpt, dist, ..Default::default() })
+}
+
+/// [`run_stage`] with every option. With `--ckpt`, validate/test/predict build the module with the
+/// checkpoint's hyperparameters (`--set model.k=v` wins), as `load_from_checkpoint` does.
+pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<(), String> {
+    let (mut model_sets, trainer_sets) = parse_sets(o.sets)?;
+    let script_path = script.path.clone();
+    let (mut module, mut opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
+    let eval_stage = matches!(stage, Stage::Validate | Stage::Test | Stage::Predict);
+    let ck = match o.ckpt {
+        Some(spec) => {
+            let root = TrainerConfig::from_map(&opts)?.default_root_dir;
+            Some(crate::checkpoint::Checkpoint::load(&resolve_ckpt(spec, &root)?)?)
+        }
+        None => None,
+    };
+    if let (Some(c), true) = (&ck, eval_stage) {
+        if let Some(Value::Object(saved)) = c.meta.get("hyper_parameters") {
+            let mut merged: BTreeMap<String, Value> = saved.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            merged.extend(std::mem::take(&mut model_sets));
+            let differs = match crate::trainer::module::LightningModule::hparams(&module) {
+                Value::Object(now) => merged.iter().any(|(k, v)| now.get(k) != Some(v)),
+                _ => !merged.is_empty(),
+            };
+            if differs {
+                drop(module);
+                (module, opts) = ScriptModule::load(load(&script_path)?, &merged, &trainer_sets)?;
+            }
+        }
+    }
     let config = TrainerConfig::from_map(&opts)?;
     let mut trainer = Trainer::new(config)?;
     // A DDP worker (started by the launcher or torchrun) joins its process group first.
-    if let Some(dist) = dist {
+    if let Some(dist) = o.dist {
         if let Some(env) = super::dist::worker_env(dist)? {
             let backend = crate::dist::Backend::for_device(trainer.device());
             let pg = crate::dist::ProcessGroup::new(backend, &env, dist.timeout()).map_err(|e| e.to_string())?;
@@ -122,7 +153,7 @@ pub fn run_stage_watch(
         }
     }
     module.attach(trainer.state.clone())?;
-    if watch {
+    if o.watch {
         module.watch()?;
         println!("watching {} for changes: saved edits apply at the next training step", module.script.name());
     }
@@ -139,7 +170,7 @@ pub fn run_stage_watch(
     for cb in module.take_native_callbacks() {
         trainer.callbacks.push(cb);
     }
-    for expr in callbacks {
+    for expr in o.callbacks {
         trainer.callbacks.push(cli_callback(&module.script.engine, expr)?);
     }
     let has_ckpt_cb = trainer.callbacks.iter().any(|c| c.state_key().starts_with("ModelCheckpoint"));
@@ -147,15 +178,8 @@ pub fn run_stage_watch(
         let mc = crate::callbacks::ModelCheckpoint::new(Default::default())?;
         trainer.callbacks.push(Box::new(mc));
     }
-    let ck = match ckpt {
-        Some(spec) => {
-            let path = resolve_ckpt(spec, &trainer.config.default_root_dir)?;
-            Some(crate::checkpoint::Checkpoint::load(&path)?)
-        }
-        None => None,
-    };
-    if let (Some(c), Stage::Validate | Stage::Test | Stage::Predict) = (&ck, stage) {
-        crate::trainer::module::LightningModule::load_state_dict(&mut module, &c.section("state_dict"), true)?;
+    if let (Some(c), true) = (&ck, eval_stage) {
+        crate::trainer::module::LightningModule::load_state_dict(&mut module, &c.section("state_dict"), !o.non_strict)?;
     }
     match stage {
         Stage::Fit => trainer.fit_from(&mut module, ck.as_ref()),

@@ -114,3 +114,38 @@ fn ckpt_show_lists_metadata_and_tensors() {
         assert!(s.contains(want), "missing {want} in:\n{s}");
     }
 }
+
+#[test]
+fn eval_with_ckpt_uses_the_saved_hyperparameters_and_optionally_non_strict_weights() {
+    let dir = temp_dir("ckpt_hparams");
+    let src = r#"
+fn hparams() { #{ hidden: 2, extra: false } }
+fn trainer() { #{ max_epochs: 1, enable_progress_bar: false, enable_model_summary: false, logger: false } }
+fn init(h) {
+    this.save_hyperparameters();
+    this.net = nn::linear(2, h.hidden);
+    if h.extra { this.more = nn::linear(h.hidden, h.hidden); }
+}
+fn batches() { [[torch::ones([4, 2])]] }
+fn train_dataloader() { batches() }
+fn test_dataloader() { batches() }
+fn training_step(b, i) { this.net.forward(b[0]).square().mean() }
+fn test_step(b, i) { this.log("width", this.net.forward(b[0]).shape[1]); }
+fn configure_optimizers() { optim::sgd(this.parameters(), #{lr: 0.1}) }
+"#;
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let fit = lt_in(&dir, &["fit", "m.rhai", "--set", "model.hidden=3"]);
+    assert!(fit.status.success(), "{}", stderr(&fit));
+    // built with hidden=3 from the checkpoint, not the script's default of 2
+    let test = lt_in(&dir, &["test", "m.rhai", "--ckpt", "last"]);
+    assert!(test.status.success(), "{}", stderr(&test));
+    assert!(stdout(&test).contains("width") && stdout(&test).contains(" 3 "), "{}", stdout(&test));
+    // --set wins over the saved value: then the weights do not fit
+    let wrong = lt_in(&dir, &["test", "m.rhai", "--ckpt", "last", "--set", "model.hidden=5"]);
+    assert!(!wrong.status.success() && stderr(&wrong).contains("size mismatch"), "{}", stderr(&wrong));
+    // a new layer the checkpoint lacks: refused unless --no-strict
+    let strict = lt_in(&dir, &["test", "m.rhai", "--ckpt", "last", "--set", "model.extra=true"]);
+    assert!(!strict.status.success() && stderr(&strict).contains("Missing key(s)"), "{}", stderr(&strict));
+    let loose = lt_in(&dir, &["test", "m.rhai", "--ckpt", "last", "--set", "model.extra=true", "--no-strict"]);
+    assert!(loose.status.success(), "{}", stderr(&loose));
+}
