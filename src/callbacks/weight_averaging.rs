@@ -274,6 +274,10 @@ impl Callback for WeightAveraging {
         match hook {
             "on_train_start" => {
                 self.resolve_swa_start(state)?;
+                let n_opt = state.borrow().optimizer_lrs.len();
+                if self.is_swa() && n_opt != 1 {
+                    return Err(format!("StochasticWeightAveraging works with one optimizer; configure_optimizers returned {n_opt}"));
+                }
                 // resumed after SWA began: it owns the learning rate again
                 if self.is_swa() && self.swa_steps > 0 {
                     actions.push(Action::SuspendSchedulers("StochasticWeightAveraging: the LR schedulers stay swapped for SWALR".into()));

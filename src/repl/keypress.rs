@@ -1,7 +1,9 @@
 //! Pausing a running `lt fit` from the keyboard: when stdin is a terminal, a thread waits for the
 //! user to press Enter and raises a flag; the module checks it at the next step boundary and opens
-//! the REPL there (see [`super::pause::pause_run`]). While the REPL has the terminal, the thread
-//! is parked, so it never takes the REPL's input.
+//! the REPL there (see [`super::pause::pause_run`]). While a REPL has the terminal (this one, or a
+//! `breakpoint()`), the thread is parked, so it never takes the REPL's input. It reads only while
+//! the process is in the terminal's foreground (a job in the background must not be stopped by
+//! SIGTTIN for reading it).
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,7 +17,12 @@ struct Shared {
     cv: Condvar,
     requested: AtomicBool,
     stop: AtomicBool,
+    /// The thread is running.
+    alive: AtomicBool,
 }
+
+/// The running watcher, for [`park_current`].
+static CURRENT: Mutex<Option<Arc<Shared>>> = Mutex::new(None);
 
 pub struct KeyWatcher {
     shared: Arc<Shared>,
@@ -23,7 +30,31 @@ pub struct KeyWatcher {
 }
 
 /// While alive, the watcher does not read stdin.
-pub struct Parked<'a>(&'a KeyWatcher);
+pub struct Parked(Arc<Shared>);
+
+/// Parks the running watcher, if any (a `breakpoint()` REPL takes the terminal).
+pub fn park_current() -> Option<Parked> {
+    let shared = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+    Some(park(shared))
+}
+
+fn park(shared: Arc<Shared>) -> Parked {
+    {
+        let mut g = shared.park.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = true;
+        shared.cv.notify_all();
+        while !g.1 && shared.alive.load(Ordering::SeqCst) {
+            g = shared.cv.wait_timeout(g, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+    Parked(shared)
+}
+
+/// Whether this process is in the terminal's foreground process group.
+fn in_foreground() -> bool {
+    // SAFETY: plain queries of the process group ids.
+    unsafe { libc::tcgetpgrp(0) == libc::getpgrp() }
+}
 
 impl KeyWatcher {
     /// Starts watching when stdin is a terminal (and `LT_PAUSE_KEY` is not `off`).
@@ -32,8 +63,17 @@ impl KeyWatcher {
             return None;
         }
         let shared = Arc::new(Shared::default());
+        shared.alive.store(true, Ordering::SeqCst);
         let s = shared.clone();
-        let thread = std::thread::Builder::new().name("lt-pause-key".into()).spawn(move || watch(&s)).ok()?;
+        let thread = std::thread::Builder::new()
+            .name("lt-pause-key".into())
+            .spawn(move || {
+                watch(&s);
+                s.alive.store(false, Ordering::SeqCst);
+                s.cv.notify_all();
+            })
+            .ok()?;
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
         Some(KeyWatcher { shared, thread: Some(thread) })
     }
 
@@ -43,27 +83,26 @@ impl KeyWatcher {
     }
 
     /// Stops the thread from reading stdin until the guard is dropped (waits for it to let go).
-    pub fn park(&self) -> Parked<'_> {
-        let mut g = self.shared.park.lock().unwrap_or_else(|e| e.into_inner());
-        g.0 = true;
-        self.shared.cv.notify_all();
-        while !g.1 && self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
-            g = self.shared.cv.wait_timeout(g, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
-        }
-        Parked(self)
+    pub fn park(&self) -> Parked {
+        park(self.shared.clone())
     }
 }
 
-impl Drop for Parked<'_> {
+impl Drop for Parked {
     fn drop(&mut self) {
-        let mut g = self.0.shared.park.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.0.park.lock().unwrap_or_else(|e| e.into_inner());
         g.0 = false;
-        self.0.shared.cv.notify_all();
+        self.0.cv.notify_all();
     }
 }
 
 impl Drop for KeyWatcher {
     fn drop(&mut self) {
+        let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.shared)) {
+            *current = None;
+        }
+        drop(current);
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.cv.notify_all();
         if let Some(t) = self.thread.take() {
@@ -86,6 +125,10 @@ fn watch(s: &Shared) {
                 g.1 = false;
                 continue;
             }
+        }
+        if !in_foreground() {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
         }
         let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd for the duration of the call.

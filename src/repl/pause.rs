@@ -49,6 +49,8 @@ fn breakpoint(ctx: &mut EvalContext) -> Result<Dynamic, Box<rhai::EvalAltResult>
     let hook = ctx.global_runtime_state().source().unwrap_or("script").to_string();
     println!("breakpoint() in {hook}: in scope: {}. :continue (or Ctrl-D) resumes.", if names.is_empty() { "nothing".to_string() } else { names.join(", ") });
     let exit = {
+        // a running fit's pause-key watcher must not read what is typed here
+        let _parked = super::keypress::park_current();
         let _sigint = signal::SigintGuard::install();
         let mut input = Input::open(repl.vars.clone());
         let exit = repl.run(&mut input);

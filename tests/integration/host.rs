@@ -361,3 +361,20 @@ fn watch_picks_up_edits_of_imported_modules() {
     let w = |l: &str| l.split_whitespace().find_map(|t| t.strip_prefix("w=")).unwrap_or("?").to_string();
     assert_eq!(w(&log[last_end]), w(&log[first_h2]), "{:?}", &log[last_end..=first_h2]);
 }
+
+#[test]
+fn breakpoint_in_a_terminal_gets_the_typed_lines_not_the_pause_key() {
+    let dir = temp_dir("breakpoint_tty");
+    let src = MODULE
+        .replace("max_epochs: 1,", "max_epochs: 4,")
+        .replace("fn init(hp) {", "fn init(hp) { this.marker = 0;")
+        .replace("    loss\n}", "    if this.global_step == 2 { breakpoint(); print(`marker=${this.marker}`); }\n    loss\n}");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let steps = [
+        ("", "(breakpoint) lt> ", 1),
+        ("this.marker = 9;\r", "(breakpoint) lt> ", 2),
+        (":continue\r", "marker=9", 1),
+    ];
+    let Some((ok, seen)) = in_terminal(&dir, "fit m.rhai --set trainer.enable_progress_bar=true", &steps) else { return };
+    assert!(ok, "{seen}");
+}
