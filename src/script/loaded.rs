@@ -59,26 +59,36 @@ pub fn load_from_checkpoint(script: &Path, ckpt: &Path, over: &BTreeMap<String, 
 }
 
 impl LoadedModule {
+    /// The module, unless one of its own functions is running (it was passed to itself).
+    fn get(&self) -> RResult<std::cell::Ref<'_, ScriptModule>> {
+        self.0.try_borrow().map_err(|_| err("the loaded module is busy: one of its functions is running"))
+    }
+
+    fn get_mut(&self) -> RResult<std::cell::RefMut<'_, ScriptModule>> {
+        self.0.try_borrow_mut().map_err(|_| err("the loaded module is busy: one of its functions is running"))
+    }
+
     fn call(&self, name: &str, args: Vec<Dynamic>) -> RResult<Dynamic> {
-        let mut m = self.0.try_borrow_mut().map_err(|_| err(format!("{name}: the module is busy (called from inside itself?)")))?;
+        let mut m = self.get_mut()?;
         if !m.has_fn(name) {
             return Err(err(format!("{} defines no `fn {name}`", m.script.name())));
         }
-        m.call_hook(name, args).or_script()
+        // the inner error already says where it happened; the caller's report adds the call site
+        m.call_hook(name, args).map_err(|e| err(e.strip_prefix("error: ").unwrap_or(&e).to_string()))
     }
 
     /// A weights-only checkpoint with the hyperparameters (Lightning's
     /// `trainer.save_checkpoint(path, weights_only=True)`), atomically.
-    fn save_checkpoint(&self, path: &Path) -> Result<(), String> {
-        let m = self.0.borrow();
+    fn save_checkpoint(&self, path: &Path) -> RResult<()> {
+        let m = self.get()?;
         let mut ck = crate::checkpoint::Checkpoint::new(serde_json::json!({
             "epoch": 0,
             "global_step": 0,
             "hyper_parameters": m.hparams(),
             "weights_only": true,
         }));
-        ck.add_section("state_dict", m.state_dict()?);
-        ck.save(path)
+        ck.add_section("state_dict", m.state_dict().or_script()?);
+        ck.save(path).or_script()
     }
 }
 
@@ -110,22 +120,25 @@ pub fn register(reg: &mut Registry) {
     let doc = format!("Calls any function of the loaded script with its own `this`: `m.call_fn(\"encode\", [x])`.\n\n{example}");
     reg.volatile("", "call_fn", "self, name, args", &doc, |m: &mut LoadedModule, name: ImmutableString, args: Array| m.call(&name, args));
     let doc = format!("The loaded module's hyperparameters (`this.hparams`).\n\n{example}");
-    reg.getter("hparams", &doc, |m: &mut LoadedModule| -> Dynamic { from_json(&m.0.borrow().hparams()) });
+    reg.getter("hparams", &doc, |m: &mut LoadedModule| -> RResult<Dynamic> { Ok(from_json(&m.get()?.hparams())) });
     let doc = format!("An attribute of the loaded module's `this` (layers and tensors are shared with it): `m.net`, `m[\"net\"]`.\n\n{example}\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/a.rhai\", \"fn init(h) {{ this.net = nn::linear(2, 3); }}\");\nlet m = nn::load_module(dir + \"/a.rhai\");\nprint(m.net.weight.shape);\nprint(m.to_map().parameters().len());\n```");
     reg.index_get(&doc, |m: &mut LoadedModule, key: ImmutableString| -> RResult<Dynamic> {
-        let this = m.0.borrow().this.clone();
+        let this = m.get()?.this.clone();
         let found = this.read_lock::<Map>().and_then(|t| t.get(key.as_str()).cloned());
         found.ok_or_else(|| err(format!("the loaded module has no attribute '{key}'")))
     });
     let doc = format!("The loaded module's whole `this` map (its layers share tensors with it): `m.to_map().parameters()`.\n\n{example}");
-    reg.func("", "to_map", "self", &doc, |m: &mut LoadedModule| -> Dynamic { m.0.borrow().this.clone() });
+    reg.func("", "to_map", "self", &doc, |m: &mut LoadedModule| -> RResult<Dynamic> { Ok(m.get()?.this.clone()) });
     let doc = format!("Training mode on (true) or off for every layer of the loaded module (dropout, batch norm).\n\n{example}\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/d.rhai\", \"fn init(h) {{ this.drop = nn::dropout(0.5); }}\\nfn forward(x) {{ this.drop.forward(x) }}\");\nlet m = nn::load_module(dir + \"/d.rhai\");\nm.train(false);\nprint(m.forward(torch::ones([4])));\n```");
-    reg.volatile("", "train", "self, mode", &doc, |m: &mut LoadedModule, mode: bool| -> RResult<()> { m.0.borrow_mut().set_training(mode).or_script() });
+    reg.volatile("", "train", "self, mode", &doc, |m: &mut LoadedModule, mode: bool| -> RResult<()> { m.get_mut()?.set_training(mode).or_script() });
     let doc = format!("Saves the loaded module's weights and hyperparameters as a weights-only checkpoint (atomically), for `nn::load_from_checkpoint` and `lt test --ckpt`.\n\n{example}");
     reg.volatile("", "save_checkpoint", "self, path", &doc, |ctx: NativeCallContext, m: &mut LoadedModule, p: ImmutableString| -> RResult<()> {
-        m.save_checkpoint(&beside_caller(&ctx, &p)).or_script()
+        m.save_checkpoint(&beside_caller(&ctx, &p))
     });
     reg.func("", "to_string", "self", "The script a loaded module came from.\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/e.rhai\", \"fn init(h) {}\");\nprint(nn::load_module(dir + \"/e.rhai\"));\n```", |m: &mut LoadedModule| -> String {
-        format!("LoadedModule({})", m.0.borrow().script.name())
+        match m.0.try_borrow() {
+            Ok(inner) => format!("LoadedModule({})", inner.script.name()),
+            Err(_) => "LoadedModule(running)".to_string(),
+        }
     });
 }
