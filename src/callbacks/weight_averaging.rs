@@ -111,7 +111,7 @@ impl WeightAveraging {
     /// Lightning's `StochasticWeightAveraging(swa_lrs, swa_epoch_start, annealing_epochs,
     /// annealing_strategy)`: parameters only; batch norm is recomputed at the end.
     pub fn swa(s: SwaSchedule) -> Result<WeightAveraging, String> {
-        if s.swa_lrs.is_empty() || s.swa_lrs.iter().any(|lr| !(*lr > 0.0)) {
+        if s.swa_lrs.is_empty() || s.swa_lrs.iter().any(|lr| !lr.is_finite() || *lr <= 0.0) {
             return Err(format!("StochasticWeightAveraging: swa_lrs must be positive numbers, got {:?}", s.swa_lrs));
         }
         match s.epoch_start {
@@ -202,7 +202,7 @@ impl WeightAveraging {
     fn should_update_step(&self, step_idx: usize) -> bool {
         match &self.when {
             When::Steps { every_n_steps, start_step, .. } => {
-                start_step.is_none_or(|s| step_idx >= s) && *every_n_steps > 0 && step_idx % every_n_steps == 0
+                start_step.is_none_or(|s| step_idx >= s) && *every_n_steps > 0 && step_idx.is_multiple_of(*every_n_steps)
             }
             When::Swa(_) => false,
         }
