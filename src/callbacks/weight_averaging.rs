@@ -160,13 +160,14 @@ impl WeightAveraging {
                 a.f_copy_(cur)
             } else {
                 match self.avg_fn {
+                    // in place, with PyTorch's operation order (so the numbers are its own)
                     AvgFn::Mean => {
-                        let v = cur.f_sub(&a).and_then(|d| d.f_div_scalar((self.n_averaged + 1) as f64)).and_then(|d| a.f_add(&d));
-                        v.and_then(|v| a.f_copy_(&v))
+                        let d = cur.f_sub(&a).and_then(|d| d.f_div_scalar((self.n_averaged + 1) as f64));
+                        d.and_then(|d| a.f_add_(&d)).map(|_| ())
                     }
                     AvgFn::Ema { decay } => {
-                        let v = a.f_mul_scalar(decay).and_then(|x| x.f_add(&cur.f_mul_scalar(1.0 - decay)?));
-                        v.and_then(|v| a.f_copy_(&v))
+                        let c = cur.f_mul_scalar(1.0 - decay);
+                        c.and_then(|c| a.f_mul_scalar_(decay).and_then(|mut a| a.f_add_(&c))).map(|_| ())
                     }
                 }
             };
