@@ -57,9 +57,11 @@ fn in_foreground() -> bool {
 }
 
 impl KeyWatcher {
-    /// Starts watching when stdin is a terminal (and `LT_PAUSE_KEY` is not `off`).
+    /// Starts watching when stdin and stdout are a terminal (the REPL must be seen) and
+    /// `LT_PAUSE_KEY` is not `off`.
     pub fn start() -> Option<KeyWatcher> {
-        if !std::io::stdin().is_terminal() || std::env::var("LT_PAUSE_KEY").is_ok_and(|v| v == "off") {
+        let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        if !terminal || std::env::var("LT_PAUSE_KEY").is_ok_and(|v| v == "off") {
             return None;
         }
         let shared = Arc::new(Shared::default());
