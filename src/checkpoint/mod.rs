@@ -66,15 +66,6 @@ impl Checkpoint {
         Self::from_parts(tensors, md).map_err(refuse)
     }
 
-    /// Reads a checkpoint from bytes (as [`Checkpoint::load`] does a file).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, String> {
-        if bytes.len() < 8 {
-            return Err("file too short to be a checkpoint (truncated?)".into());
-        }
-        let (tensors, md) = crate::nn::io::parse_safetensors(bytes).map_err(|e| format!("{e}; truncated or corrupt?"))?;
-        Self::from_parts(tensors, md)
-    }
-
     fn from_parts(mut tensors: Vec<(String, Tensor)>, md: HashMap<String, String>) -> Result<Checkpoint, String> {
         let meta_text = md
             .get("lt")

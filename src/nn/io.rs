@@ -2,7 +2,7 @@
 //! `torch.save` files of a state_dict (read by [`super::torch_pickle`], which builds only tensors
 //! and containers; it never runs Python code).
 use crate::tensor::clean_torch_message;
-use safetensors::{Dtype, SafeTensors, View};
+use safetensors::{Dtype, View};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -111,24 +111,6 @@ pub fn save_safetensors(
     let mut meta = metadata.unwrap_or_default();
     meta.entry("format".into()).or_insert_with(|| "pt".into());
     write_safetensors(path, tensors, Some(meta))
-}
-
-/// Parses safetensors bytes: tensors in file order, and the metadata.
-pub fn parse_safetensors(buf: &[u8]) -> Result<(Vec<(String, tch::Tensor)>, HashMap<String, String>), String> {
-    let (_, meta) = SafeTensors::read_metadata(buf).map_err(|e| format!("not a valid safetensors file: {e}"))?;
-    let st = SafeTensors::deserialize(buf).map_err(|e| format!("not a valid safetensors file: {e}"))?;
-    let mut out = Vec::new();
-    for (name, view) in st.tensors() {
-        let kind = from_st_dtype(view.dtype())?;
-        let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
-        let t = tch::Tensor::f_from_data_size(view.data(), &shape, kind)
-            .map_err(|e| format!("{name}: {}", clean_torch_message(&e.to_string())))?;
-        out.push((name, t));
-    }
-    // keep the file's order (offsets are increasing in file order)
-    let order: HashMap<String, usize> = meta.offset_keys().into_iter().enumerate().map(|(i, k)| (k, i)).collect();
-    out.sort_by_key(|(n, _)| order.get(n).copied().unwrap_or(usize::MAX));
-    Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
 /// Reads a safetensors file.
