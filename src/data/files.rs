@@ -136,16 +136,17 @@ fn contiguous_cpu(ts: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
         .collect()
 }
 
+/// A safetensors file's tensors, sorted by name (read and validated by [`crate::nn::io`]).
 pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     check_exists(path, "load_safetensors")?;
-    let mut ts = Tensor::read_safetensors(path).map_err(|e| data_err!("{}: {}", path.display(), super::DataError::from(e)))?;
+    let (mut ts, _) = crate::nn::io::load_safetensors(path).map_err(|e| data_err!("{e}"))?;
     ts.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(ts)
 }
 
+/// Writes tensors as a safetensors file, atomically (through [`crate::nn::io`]).
 pub fn write_safetensors(ts: &[(String, Tensor)], path: &Path) -> Result<()> {
-    let ts = contiguous_cpu(ts)?;
-    Tensor::write_safetensors(&ts, path).map_err(|e| data_err!("{}: {}", path.display(), super::DataError::from(e)))
+    crate::nn::io::save_safetensors(path, ts, None).map_err(|e| data_err!("{e}"))
 }
 
 /// Picks `keys` (all, in file order, when `None`) out of named tensors.
