@@ -87,6 +87,8 @@ fn message_of(e: &EvalAltResult) -> String {
             Ok(s) => s.to_string(),
             Err(_) => format!("{v}"),
         },
+        // the engine's progress callback stopped it: Ctrl-C
+        EvalAltResult::ErrorTerminated(..) => "interrupted (Ctrl-C)".to_string(),
         other => {
             // Rhai's Display appends " (line x, position y)"; the location is printed separately.
             let s = other.to_string();

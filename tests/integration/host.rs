@@ -190,12 +190,21 @@ fn enter_pauses_a_running_fit_into_the_repl() {
 #[test]
 fn ctrl_c_cancels_the_running_evaluation_not_the_repl() {
     let dir = temp_dir("repl_ctrl_c");
+    let slow = MODULE
+        .replace("max_epochs: 1,", "max_epochs: -1,")
+        .replace("    loss\n}", "    if this.global_step == 100 { print(\"spin\" + \"ning\"); }\n    loss\n}");
+    std::fs::write(dir.join("m.rhai"), slow).unwrap();
     let steps = [
         ("", "lt> ", 1),
         // Ctrl-C once the evaluation has surely started (it printed)
         ("let n = 0; print(\"sp\" + \"in\"); loop { n += 1; }\r", "spin", 1),
         ("\x03", "interrupted", 1),
         ("n > 0\r", "true", 1),
+        // a long :fit stops too, and the next :fit goes on from there
+        (":load m.rhai\r", "loaded module", 1),
+        (":fit 100000000\r", "spinning", 1),
+        ("\x03", "interrupted (Ctrl-C)", 1),
+        (":fit 2\r", "global_step", 1),
     ];
     let Some((ok, seen)) = in_terminal(&dir, "repl", &steps) else { return };
     assert!(ok, "{seen}");
