@@ -245,6 +245,10 @@ impl Callback for ModelCheckpoint {
         Ok(())
     }
 
+    fn checkpoint_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.clone())
+    }
+
     fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String> {
         let (stage, step, epoch) = {
             let s = state.borrow();

@@ -327,6 +327,10 @@ impl Callback for WeightAveraging {
                 if self.is_swa() && self.has_batch_norm() {
                     actions.push(Action::UpdateBatchNorm);
                 }
+                if self.is_swa() {
+                    // checkpoints of the fit hold the trained weights: keep the final model too
+                    actions.push(Action::SaveFinalWeights("swa.ckpt".into()));
+                }
             }
             _ => {}
         }

@@ -82,6 +82,13 @@ impl Checkpoint {
         Ok(Checkpoint { meta, tensors })
     }
 
+    /// A checkpoint's metadata, reading only the file's header (cheap for any size).
+    pub fn read_meta(path: &Path) -> Result<Value, String> {
+        let md = crate::nn::io::read_safetensors_metadata(path)?;
+        let text = md.get("lt").ok_or_else(|| format!("{}: not an lt checkpoint", path.display()))?;
+        serde_json::from_str(text).map_err(|e| format!("{}: corrupt metadata: {e}", path.display()))
+    }
+
     /// `lt ckpt show`: the metadata and the tensors as tables.
     pub fn describe(&self) -> String {
         let mut t = comfy_table::Table::new();

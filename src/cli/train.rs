@@ -43,7 +43,7 @@ pub fn is_module_script(script: &Script) -> bool {
 }
 
 /// Finds the checkpoint `--ckpt` names: a path, `last` (the newest `last.ckpt`, else the newest
-/// checkpoint under `root`), or `best` (the best_model_path recorded in that checkpoint).
+/// full checkpoint under `root`), or `best` (the best_model_path recorded in that checkpoint).
 pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
     if spec != "last" && spec != "best" {
         return Ok(PathBuf::from(spec));
@@ -62,6 +62,12 @@ pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
     }
     let mut all = Vec::new();
     walk(root, &mut all);
+    // a run resumes from full checkpoints: weights-only files (save_weights_only, SWA's final
+    // model) are candidates only when there is nothing else
+    let weights_only = |p: &PathBuf| crate::checkpoint::Checkpoint::read_meta(p).ok().and_then(|m| m.get("weights_only").and_then(Value::as_bool)) == Some(true);
+    if all.iter().any(|p| !weights_only(p)) {
+        all.retain(|p| !weights_only(p));
+    }
     let newest = |v: Vec<PathBuf>| v.into_iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let lasts: Vec<PathBuf> = all.iter().filter(|p| p.file_name().is_some_and(|n| n == "last.ckpt")).cloned().collect();
     let last = newest(if lasts.is_empty() { all } else { lasts }).ok_or_else(|| format!("--ckpt {spec}: no checkpoint found under {}", root.display()))?;

@@ -121,6 +121,31 @@ pub fn load_safetensors(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, Hash
 /// The largest safetensors header accepted (the format's own limit).
 const MAX_HEADER: u64 = 100_000_000;
 
+/// Reads the header of a safetensors file: its size and its JSON.
+fn read_header(f: &mut std::fs::File, file_len: u64) -> Result<(u64, serde_json::Value), String> {
+    use std::io::Read;
+    let bad = |why: String| format!("not a valid safetensors file: {why}");
+    let mut n8 = [0u8; 8];
+    f.read_exact(&mut n8).map_err(|_| bad("shorter than its 8-byte header size".into()))?;
+    let n = u64::from_le_bytes(n8);
+    if n > MAX_HEADER || 8 + n > file_len {
+        return Err(bad(format!("header size {n} does not fit a file of {file_len} bytes")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| bad(format!("cannot read the header: {e}")))?;
+    let json = serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    Ok((n, json))
+}
+
+/// The string metadata of a safetensors file, reading only its header.
+pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let len = f.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+    let (_, json) = read_header(&mut f, len).map_err(|e| format!("{}: {e}", path.display()))?;
+    let md = json.get("__metadata__").and_then(|m| m.as_object()).cloned().unwrap_or_default();
+    Ok(md.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string()))).collect())
+}
+
 /// Reads a safetensors file straight into tensor memory (one copy, no whole-file buffer): the
 /// header is parsed and checked first (dtypes, shapes against byte ranges, ranges contiguous and
 /// covering the file exactly), then each tensor is allocated and filled from the file. A truncated
@@ -130,15 +155,7 @@ pub fn read_safetensors_file(path: &Path) -> Result<(Vec<(String, tch::Tensor)>,
     let bad = |why: String| format!("not a valid safetensors file: {why}");
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     let file_len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
-    let mut n8 = [0u8; 8];
-    f.read_exact(&mut n8).map_err(|_| bad("shorter than its 8-byte header size".into()))?;
-    let n = u64::from_le_bytes(n8);
-    if n > MAX_HEADER || 8 + n > file_len {
-        return Err(bad(format!("header size {n} does not fit a file of {file_len} bytes")));
-    }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(|e| bad(format!("cannot read the header: {e}")))?;
-    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let (n, json) = read_header(&mut f, file_len)?;
     let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
     let mut metadata = HashMap::new();
     let mut entries = Vec::new();

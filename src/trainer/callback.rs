@@ -29,6 +29,9 @@ pub enum Action {
     /// After this hook, recompute batch-norm running statistics with one pass over the training
     /// data (PyTorch's `update_bn`), for weights that were averaged.
     UpdateBatchNorm,
+    /// Save the model as it is at the end of training (after a batch-norm update) as a
+    /// weights-only checkpoint with this file name in the checkpoint folder, if checkpointing is on.
+    SaveFinalWeights(String),
 }
 
 /// The module's tensors, for callbacks that keep copies of the weights (weight averaging). They
@@ -87,6 +90,10 @@ pub trait Callback {
     /// the module.
     fn load_state_tensors(&mut self, _tensors: &[(String, tch::Tensor)]) -> Result<(), String> {
         Ok(())
+    }
+    /// Where this callback writes checkpoints (ModelCheckpoint's folder, known after `setup`).
+    fn checkpoint_dir(&self) -> Option<PathBuf> {
+        None
     }
     /// Weights a checkpoint stores as its `state_dict` in place of the module's current ones
     /// (weight averaging stores the average, as Lightning does).

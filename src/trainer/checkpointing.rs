@@ -128,7 +128,7 @@ impl Trainer {
                 Action::Remove(p) => {
                     let _ = std::fs::remove_file(p);
                 }
-                Action::Stop(_) | Action::Log(_) | Action::SetLr(_) | Action::SuspendSchedulers(_) | Action::UpdateBatchNorm => {}
+                Action::Stop(_) | Action::Log(_) | Action::SetLr(_) | Action::SuspendSchedulers(_) | Action::UpdateBatchNorm | Action::SaveFinalWeights(_) => {}
             }
         }
         Ok(())

@@ -215,6 +215,13 @@ impl Trainer {
                     self.schedulers_suspended = true;
                 }
                 Action::UpdateBatchNorm => self.update_bn = true,
+                Action::SaveFinalWeights(name) => {
+                    if let Some(dir) = self.callbacks.iter().find_map(|c| c.checkpoint_dir()) {
+                        let path = dir.join(name);
+                        self.progress.message(&format!("the final model is saved to {}", path.display()));
+                        self.pending.push(Action::SaveCheckpoint { path, weights_only: true });
+                    }
+                }
                 other => self.pending.push(other),
             }
         }

@@ -79,6 +79,17 @@ fn swa_matches_torch_swalr_average_and_update_bn() {
     let opt = "let o = optim::sgd(this.parameters(), #{lr: 0.1}); #{optimizer: o, lr_scheduler: sched::step_lr(o, #{step_size: 3, gamma: 0.5})}";
     let dir = fit("swa", &script(cb, opt, "max_epochs: 4"), &[]);
     assert_matches(&dir.join("final.safetensors"), &fx["swa"]["final"], 1e-5, &[]);
+    // the final model is also kept as a weights-only checkpoint
+    let swa = lt::checkpoint::Checkpoint::load(&dir.join("lightning_logs/version_0/checkpoints/swa.ckpt")).unwrap();
+    let fin = weights(&dir.join("final.safetensors"));
+    for (k, t) in swa.section("state_dict") {
+        let k = k.strip_prefix("net.").unwrap_or(&k).to_string();
+        let want = &fin.iter().find(|(n, _)| *n == k).unwrap_or_else(|| panic!("{k} not in the final weights")).1;
+        assert!(t.equal(want), "swa.ckpt {k} differs from the final model");
+    }
+    // ... which `--ckpt last` passes over: a fit resumes from full checkpoints
+    let again = lt_in(&dir, &["fit", "m.rhai", "--ckpt", "last"]);
+    assert!(again.status.success(), "{}", stderr(&again));
     // the learning rate of each epoch, as LearningRateMonitor logged it
     let csv = std::fs::read_to_string(dir.join("lightning_logs/version_0/metrics.csv")).unwrap();
     let mut lines = csv.lines();
