@@ -234,6 +234,13 @@ pub fn register(reg: &mut Registry) {
     reg.getter("current_epoch", "`this.trainer.current_epoch`.\n\n```rhai\nfn on_train_epoch_start() { print(this.trainer.current_epoch); }\n```", view(|s| Dynamic::from_int(s.current_epoch as INT)));
     reg.getter("global_step", "`this.trainer.global_step`: optimizer steps so far.\n\n```rhai\nfn on_train_batch_end(out, batch, i) { print(this.trainer.global_step); }\n```", view(|s| Dynamic::from_int(s.global_step as INT)));
     reg.getter("should_stop", "Whether the fit will stop at the next check.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.should_stop); }\n```", view(|s| Dynamic::from_bool(s.should_stop)));
+    let doc = "Lightning's `trainer.save_checkpoint(path, weights_only=False)` during a fit: the checkpoint (atomic, resumable unless weights only) is written at the next safe point — the end of the current batch or epoch — so it always describes a state the fit can resume from exactly.\n\n```rhai\nfn on_train_epoch_end() {\n    if this.current_epoch == 2 { this.trainer.save_checkpoint(\"epoch2.ckpt\"); }\n}\n```";
+    reg.volatile("", "save_checkpoint", "self, path", doc, |t: &mut TrainerView, p: rhai::ImmutableString| {
+        t.0.borrow_mut().requested_saves.push((std::path::PathBuf::from(p.as_str()), false));
+    });
+    reg.volatile("", "save_checkpoint", "self, path, weights_only", doc, |t: &mut TrainerView, p: rhai::ImmutableString, w: bool| {
+        t.0.borrow_mut().requested_saves.push((std::path::PathBuf::from(p.as_str()), w));
+    });
     reg.setter("should_stop", "Asks the fit to stop (honouring min_epochs / min_steps), as `self.trainer.should_stop = True`.\n\n```rhai\nfn on_train_epoch_end() { this.trainer.should_stop = true; }\n```", |t: &mut TrainerView, b: bool| {
         t.0.borrow_mut().should_stop = b;
     });

@@ -93,6 +93,8 @@ impl Trainer {
 
     /// Carries out the checkpoint actions callbacks requested, at a safe point of the loop.
     pub(super) fn flush_pending<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        let requested = std::mem::take(&mut self.state.borrow_mut().requested_saves);
+        self.pending.extend(requested.into_iter().map(|(path, weights_only)| Action::SaveCheckpoint { path, weights_only }));
         if self.pending.is_empty() {
             return Ok(());
         }

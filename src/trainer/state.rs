@@ -63,6 +63,9 @@ pub struct LoopState {
     /// The loss of the last training step under automatic optimization, detached (read by the
     /// LR finder; not synchronized to the host unless read).
     pub last_loss: Option<tch::Tensor>,
+    /// Checkpoints a script asked for with `this.trainer.save_checkpoint(path, weights_only)`,
+    /// written at the next safe point of the fit.
+    pub requested_saves: Vec<(std::path::PathBuf, bool)>,
 }
 
 pub type SharedState = Rc<RefCell<LoopState>>;
@@ -95,6 +98,7 @@ impl Default for LoopState {
             process_group: None,
             accumulate_grad_batches: None,
             last_loss: None,
+            requested_saves: Vec::new(),
         }
     }
 }

@@ -147,3 +147,26 @@ fn load_from_checkpoint_in_a_script_uses_saved_hparams_and_weights() {
     assert!(text.contains(&format!("w={w}")), "weights from the checkpoint ({w}): {text}");
     assert!(text.contains(&format!("loss={}", 2.0 * w)), "the script's functions run with its this: {text}");
 }
+
+#[test]
+fn trainer_save_checkpoint_from_a_hook_writes_a_resumable_checkpoint() {
+    let (dir, out) = run(
+        "manual_save",
+        "max_epochs: 3",
+        "",
+        &["--set", "trainer.enable_checkpointing=false"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // the same model, asking for a checkpoint at the end of epoch 1
+    let mut src = std::fs::read_to_string(dir.join("m.rhai")).unwrap();
+    src.push_str("fn on_train_epoch_end() { if this.current_epoch == 1 { this.trainer.save_checkpoint(\"manual.ckpt\"); } }\n");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let out = lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.enable_checkpointing=false"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = lt::checkpoint::Checkpoint::read_meta(&dir.join("manual.ckpt")).unwrap();
+    assert_eq!(meta["epoch"], 1, "{meta}");
+    assert_eq!(meta["global_step"], 4, "{meta}");
+    assert_eq!(meta["weights_only"], false);
+    let resumed = lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.enable_checkpointing=false", "--ckpt", "manual.ckpt"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+}
