@@ -245,10 +245,6 @@ impl WeightAveraging {
         };
         Ok(current.iter().zip(&swa).map(|(lr, swa_lr)| swalr_step(*lr, *swa_lr, self.swa_steps, s.annealing_epochs, s.cosine)).collect())
     }
-
-    fn has_batch_norm(&self) -> bool {
-        self.model[self.n_params..].iter().any(|(n, _)| n.ends_with("running_mean"))
-    }
 }
 
 impl Callback for WeightAveraging {
@@ -324,11 +320,10 @@ impl Callback for WeightAveraging {
                         cur.shallow_clone().f_copy_(avg).map_err(|e| e.to_string())?;
                     }
                 }
-                if self.is_swa() && self.has_batch_norm() {
-                    actions.push(Action::UpdateBatchNorm);
-                }
                 if self.is_swa() {
-                    // checkpoints of the fit hold the trained weights: keep the final model too
+                    // batch-norm statistics for the averaged weights (a no-op without batch norm),
+                    // and, since the fit's checkpoints hold the trained weights, the final model
+                    actions.push(Action::UpdateBatchNorm);
                     actions.push(Action::SaveFinalWeights("swa.ckpt".into()));
                 }
             }

@@ -1,5 +1,5 @@
 //! `lt fit | validate | test | predict | run` on a module script.
-use crate::script::lightning::{parse_set_value, ScriptModule};
+use crate::script::lightning::{parse_set_value, trainer_options, ScriptModule};
 use crate::script::runner::Script;
 use crate::trainer::config::TrainerConfig;
 use crate::trainer::Trainer;
@@ -124,30 +124,23 @@ pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&st
 /// checkpoint's hyperparameters (`--set model.k=v` wins), as `load_from_checkpoint` does.
 pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<(), String> {
     let (mut model_sets, trainer_sets) = parse_sets(o.sets)?;
-    let script_path = script.path.clone();
-    let (mut module, mut opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let eval_stage = matches!(stage, Stage::Validate | Stage::Test | Stage::Predict);
     let ck = match o.ckpt {
         Some(spec) => {
-            let root = TrainerConfig::from_map(&opts)?.default_root_dir;
+            let root = TrainerConfig::from_map(&trainer_options(&script, &trainer_sets)?)?.default_root_dir;
             Some(crate::checkpoint::Checkpoint::load(&resolve_ckpt(spec, &root)?)?)
         }
         None => None,
     };
+    // evaluating a checkpoint: the model is built with the hyperparameters it was trained with
     if let (Some(c), true) = (&ck, eval_stage) {
         if let Some(Value::Object(saved)) = c.meta.get("hyper_parameters") {
             let mut merged: BTreeMap<String, Value> = saved.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             merged.extend(std::mem::take(&mut model_sets));
-            let differs = match crate::trainer::module::LightningModule::hparams(&module) {
-                Value::Object(now) => merged.iter().any(|(k, v)| now.get(k) != Some(v)),
-                _ => !merged.is_empty(),
-            };
-            if differs {
-                drop(module);
-                (module, opts) = ScriptModule::load(load(&script_path)?, &merged, &trainer_sets)?;
-            }
+            model_sets = merged;
         }
     }
+    let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
     let mut trainer = Trainer::new(config)?;
     // A DDP worker (started by the launcher or torchrun) joins its process group first.

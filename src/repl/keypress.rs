@@ -32,7 +32,8 @@ pub struct KeyWatcher {
 /// While alive, the watcher does not read stdin.
 pub struct Parked(Arc<Shared>);
 
-/// Parks the running watcher, if any (a `breakpoint()` REPL takes the terminal).
+/// Stops the running watcher, if any, from reading stdin until the guard is dropped (a REPL takes
+/// the terminal); waits for it to let go.
 pub fn park_current() -> Option<Parked> {
     let shared = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
     Some(park(shared))
@@ -82,11 +83,6 @@ impl KeyWatcher {
     /// Whether Enter was pressed since the last call.
     pub fn take_request(&self) -> bool {
         self.shared.requested.swap(false, Ordering::SeqCst)
-    }
-
-    /// Stops the thread from reading stdin until the guard is dropped (waits for it to let go).
-    pub fn park(&self) -> Parked {
-        park(self.shared.clone())
     }
 }
 

@@ -24,6 +24,19 @@ pub fn register(engine: &mut Engine) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs a REPL that interrupts a run, owning the terminal: the pause-key watcher is parked and
+/// Ctrl-C cancels evaluations. Once piped stdin has ended, later breakpoints continue at once.
+fn run_paused(repl: &mut Repl) -> Exit {
+    let _parked = super::keypress::park_current();
+    let _sigint = signal::SigintGuard::install();
+    let mut input = Input::open(repl.vars.clone());
+    let exit = repl.run(&mut input);
+    if exit == Exit::Eof && matches!(input, Input::Pipe) {
+        STDIN_ENDED.store(true, Ordering::SeqCst);
+    }
+    exit
+}
+
 fn breakpoint(ctx: &mut EvalContext) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
     if STDIN_ENDED.load(Ordering::SeqCst) || std::env::var("LT_BREAKPOINTS").is_ok_and(|v| v == "off") {
         return Ok(Dynamic::UNIT);
@@ -48,17 +61,7 @@ fn breakpoint(ctx: &mut EvalContext) -> Result<Dynamic, Box<rhai::EvalAltResult>
     }
     let hook = ctx.global_runtime_state().source().unwrap_or("script").to_string();
     println!("breakpoint() in {hook}: in scope: {}. :continue (or Ctrl-D) resumes.", if names.is_empty() { "nothing".to_string() } else { names.join(", ") });
-    let exit = {
-        // a running fit's pause-key watcher must not read what is typed here
-        let _parked = super::keypress::park_current();
-        let _sigint = signal::SigintGuard::install();
-        let mut input = Input::open(repl.vars.clone());
-        let exit = repl.run(&mut input);
-        if exit == Exit::Eof && matches!(input, Input::Pipe) {
-            STDIN_ENDED.store(true, Ordering::SeqCst);
-        }
-        exit
-    };
+    let exit = run_paused(&mut repl);
     // Keep what the REPL changed.
     for (name, constant, _) in &locals {
         if *constant {
@@ -88,11 +91,7 @@ pub fn pause_run(this: &mut Dynamic, fns: &AST, at: &str) -> Result<(), String> 
     repl.scope.push_dynamic("this", this.clone());
     repl.paused_fns = Some(fns.clone_functions_only());
     println!("\npaused {at}: `this` is the model. :continue (or Ctrl-D) resumes, :quit stops the run.");
-    let exit = {
-        let _sigint = signal::SigintGuard::install();
-        let mut input = Input::open(repl.vars.clone());
-        repl.run(&mut input)
-    };
+    let exit = run_paused(&mut repl);
     if let Some(v) = repl.scope.get_value::<Dynamic>("this") {
         *this = v;
     }

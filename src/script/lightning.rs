@@ -241,6 +241,26 @@ fn first_tensor_rows(d: &Dynamic) -> Option<usize> {
     None
 }
 
+/// The Trainer options of a module script: its `trainer()` merged with `trainer_sets` (the command
+/// line wins). Needs nothing else of the script, so a command can read them before building the
+/// module.
+pub fn trainer_options(script: &Script, trainer_sets: &BTreeMap<String, Value>) -> Result<BTreeMap<String, Value>, String> {
+    let mut opts: BTreeMap<String, Value> = BTreeMap::new();
+    if script.ast.iter_functions().any(|f| f.name == "trainer") {
+        let t: Dynamic = script
+            .engine
+            .call_fn_with_options(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &script.ast, "trainer", ())
+            .map_err(|e| ScriptError::from_eval(&e, &script.name(), &script.source, Some("trainer")).to_string().trim_end().to_string())?;
+        match to_json(&t) {
+            Value::Object(o) => opts.extend(o),
+            Value::Null => {}
+            other => return Err(format!("trainer() must return a map of Trainer options, got {other}")),
+        }
+    }
+    opts.extend(trainer_sets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(opts)
+}
+
 impl ScriptModule {
     /// Loads `script`, builds hyperparameters (`hparams()` merged with `model_sets`), creates `this`
     /// and runs `init(hparams)`. Returns the module and the Trainer options (`trainer()` merged with
@@ -286,16 +306,7 @@ impl ScriptModule {
                 this.insert("automatic_optimization".into(), Dynamic::from_bool(true));
             }
         }
-        let mut trainer_opts: BTreeMap<String, Value> = BTreeMap::new();
-        if m.fns.contains_key("trainer") {
-            let t = m.call_plain("trainer", vec![])?;
-            match to_json(&t) {
-                Value::Object(o) => trainer_opts.extend(o),
-                Value::Null => {}
-                other => return Err(format!("trainer() must return a map of Trainer options, got {other}")),
-            }
-        }
-        trainer_opts.extend(trainer_sets.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let trainer_opts = trainer_options(&m.script, trainer_sets)?;
         // seed_everything before the model is built, so initial weights are reproducible too.
         if let Some(seed) = trainer_opts.get("seed").and_then(Value::as_i64) {
             tch::manual_seed(seed);
@@ -846,10 +857,7 @@ impl LightningModule for ScriptModule {
         if self.pause_key.as_ref().is_some_and(|k| k.take_request()) {
             self.refresh_this();
             let step = self.state.borrow().global_step;
-            if let Some(k) = self.pause_key.as_ref() {
-                let _parked = k.park();
-                crate::repl::pause::pause_run(&mut self.this, &self.script.ast, &format!("at step {step}"))?;
-            }
+            crate::repl::pause::pause_run(&mut self.this, &self.script.ast, &format!("at step {step}"))?;
         }
         let changes = match self.watch.as_mut() {
             Some(w) => w.poll(),

@@ -66,6 +66,17 @@ pub fn next_version_dir(root: &Path, name: &str) -> PathBuf {
 
 pub use crate::fs::write_atomic;
 
+/// Writes `dir/hparams.yaml` as Lightning's loggers do (`{}` when there are none), creating `dir`.
+pub fn write_hparams_yaml(dir: &Path, hparams: &Value) -> Result<(), String> {
+    let mut y = String::new();
+    to_yaml(hparams, 0, &mut y);
+    if y.is_empty() {
+        y.push_str("{}\n");
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write_atomic(&dir.join("hparams.yaml"), y.as_bytes())
+}
+
 /// Renders a JSON value as YAML (the subset hparams need: maps, lists, scalars).
 pub fn to_yaml(v: &Value, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
@@ -183,13 +194,7 @@ fn format_value(v: f64) -> String {
 
 impl Logger for CsvLogger {
     fn log_hyperparams(&mut self, hparams: &Value) -> Result<(), String> {
-        let mut y = String::new();
-        to_yaml(hparams, 0, &mut y);
-        if y.is_empty() {
-            y.push_str("{}\n");
-        }
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        write_atomic(&self.dir.join("hparams.yaml"), y.as_bytes())
+        write_hparams_yaml(&self.dir, hparams)
     }
 
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String> {

@@ -8,7 +8,7 @@
 //! - hyperparameters through the HParams plugin (`_hparams_/experiment`, `_hparams_/session_start_info`,
 //!   `_hparams_/session_end_info` summaries, plugin name `hparams`), so they show in TensorBoard's
 //!   HPARAMS tab, with Lightning's default `hp_metric = -1` at step 0.
-use super::logger::{to_yaml, write_atomic, Logger};
+use super::logger::{write_hparams_yaml, Logger};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -252,8 +252,11 @@ impl TensorBoardLogger {
     }
 
     fn write(&mut self, event: &[u8]) -> Result<(), String> {
-        let path = self.path.display().to_string();
-        self.file()?.write_all(&tfrecord(event)).map_err(|e| format!("cannot write {path}: {e}"))
+        let record = tfrecord(event);
+        if let Err(e) = self.file()?.write_all(&record) {
+            return Err(format!("cannot write {}: {e}", self.path.display()));
+        }
+        Ok(())
     }
 }
 
@@ -261,13 +264,8 @@ impl Logger for TensorBoardLogger {
     fn log_hyperparams(&mut self, hparams: &Value) -> Result<(), String> {
         // hparams.yaml as Lightning's TensorBoardLogger writes it (the CSV logger in the same
         // folder writes the same file).
-        let mut y = String::new();
-        to_yaml(hparams, 0, &mut y);
-        if y.is_empty() {
-            y.push_str("{}\n");
-        }
         self.file()?;
-        write_atomic(&self.dir.join("hparams.yaml"), y.as_bytes())?;
+        write_hparams_yaml(&self.dir, hparams)?;
         let mut flat = BTreeMap::new();
         flatten("", hparams, &mut flat);
         let wall = now_secs();

@@ -255,6 +255,32 @@ fn read_until(lines: &mut impl Iterator<Item = String>, log: &mut Vec<String>, f
     false
 }
 
+/// `lt fit --watch w.rhai` in `dir`: the child, its stdout lines, and a thread collecting stderr.
+fn fit_watching(dir: &Path) -> (std::process::Child, impl Iterator<Item = String>, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(lt_bin())
+        .args(["fit", "--watch", "w.rhai"])
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lt");
+    let stderr = child.stderr.take().expect("stderr");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines().map_while(Result::ok);
+    (child, lines, err_thread)
+}
+
+/// The value of `key` (like `w=`) in a line of `key=value` words.
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace().find_map(|t| t.strip_prefix(key)).unwrap_or("?").to_string()
+}
+
 /// Replaces `path` in one step (as editors that save by rename do).
 fn save(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
@@ -281,22 +307,7 @@ fn watch_swaps_training_step_at_a_step_boundary_keeping_weights() {
     let path = dir.join("w.rhai");
     let v1 = WATCHED.replace("VERSION", "v1").replace("STOP", "");
     std::fs::write(&path, &v1).unwrap();
-    let mut child = Command::new(lt_bin())
-        .args(["fit", "--watch", "w.rhai"])
-        .current_dir(&dir)
-        .env("OMP_NUM_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lt");
-    let stderr = child.stderr.take().expect("stderr");
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
-        s
-    });
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines().map_while(Result::ok);
+    let (mut child, mut lines, err_thread) = fit_watching(&dir);
     let mut log = Vec::new();
     let ok = read_until(&mut lines, &mut log, |l| l.starts_with("v1 step=3 "));
     assert!(ok, "{log:?}");
@@ -324,10 +335,9 @@ fn watch_swaps_training_step_at_a_step_boundary_keeping_weights() {
     let reloaded = log[..first_v2].iter().rposition(|l| l.starts_with("reloaded w.rhai at step")).expect("reload printed");
     assert!(log[reloaded].contains("training_step changed"), "{}", log[reloaded]);
     let last_end = log[..reloaded].iter().rposition(|l| l.starts_with("end step=")).expect("a v1 step ended before");
-    let value = |l: &str, key: &str| l.split_whitespace().find_map(|t| t.strip_prefix(key)).unwrap_or("?").to_string();
-    assert_eq!(value(&log[last_end], "w="), value(&log[first_v2], "w="), "weights untouched: {:?}", &log[last_end..=first_v2]);
-    assert_eq!(value(&log[last_end], "step="), value(&log[first_v2], "step="));
-    assert!(value(&log[first_v2], "w=") != "0", "training had moved the weights");
+    assert_eq!(field(&log[last_end], "w="), field(&log[first_v2], "w="), "weights untouched: {:?}", &log[last_end..=first_v2]);
+    assert_eq!(field(&log[last_end], "step="), field(&log[first_v2], "step="));
+    assert!(field(&log[first_v2], "w=") != "0", "training had moved the weights");
     // the reload is in the metrics log
     let csv = std::fs::read_to_string(dir.join("lightning_logs/version_0/metrics.csv")).unwrap_or_default();
     assert!(csv.lines().next().is_some_and(|h| h.split(',').any(|c| c == "reload")), "{csv}");
@@ -361,16 +371,7 @@ fn watch_picks_up_edits_of_imported_modules() {
         .replace("VERSION", "${helpers::tag()}")
         .replace("STOP", "if helpers::stop() { this.trainer.should_stop = true; }");
     std::fs::write(dir.join("w.rhai"), &main).unwrap();
-    let mut child = Command::new(lt_bin())
-        .args(["fit", "--watch", "w.rhai"])
-        .current_dir(&dir)
-        .env("OMP_NUM_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start lt");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines().map_while(Result::ok);
+    let (mut child, mut lines, _) = fit_watching(&dir);
     let mut log = Vec::new();
     assert!(read_until(&mut lines, &mut log, |l| l.starts_with("h1 step=3 ")), "{log:?}");
     save(&dir.join("helpers.rhai"), "fn tag() { \"h2\" }\nfn stop() { true }\n");
@@ -381,8 +382,7 @@ fn watch_picks_up_edits_of_imported_modules() {
     // the weights carried over the reload
     let first_h2 = log.iter().position(|l| l.starts_with("h2 step=")).unwrap();
     let last_end = log[..first_h2].iter().rposition(|l| l.starts_with("end step=")).unwrap();
-    let w = |l: &str| l.split_whitespace().find_map(|t| t.strip_prefix("w=")).unwrap_or("?").to_string();
-    assert_eq!(w(&log[last_end]), w(&log[first_h2]), "{:?}", &log[last_end..=first_h2]);
+    assert_eq!(field(&log[last_end], "w="), field(&log[first_h2], "w="), "{:?}", &log[last_end..=first_h2]);
 }
 
 #[test]
