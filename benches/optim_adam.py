@@ -1,6 +1,6 @@
 """PyTorch's side of `lt bench optim`: one torch.optim.Adam step (foreach, and fused) over 100
 parameter tensors of 100,000 float32 values, 1 thread, best of 20 after 3 warm-up steps.
-Run: PYTHONPATH=$HOME/.cache/lt/torch-2.13.0 python3 benches/optim_adam.py
+Run: PYTHONPATH=$HOME/.cache/lt/torch-2.11.0 python3 benches/optim_adam.py
 """
 import time
 import torch

@@ -1,7 +1,7 @@
 """PyTorch's side of the all-reduce figure (lt's side: `lt dist-selftest --devices 2 --bench 10000000`).
 Same method: 3 warm-up sum all-reduces of N float32, then ITERS timed ones, each after a barrier;
 rank 0 prints median and min. Run with the libtorch lt uses:
-  PYTHONPATH=$HOME/.cache/lt/torch-2.13.0 python3 -m torch.distributed.run --nproc-per-node 2 \
+  PYTHONPATH=$HOME/.cache/lt/torch-2.11.0 python3 -m torch.distributed.run --nproc-per-node 2 \
       tools/bench_allreduce_torch.py [N] [ITERS]
 """
 import sys

@@ -1,6 +1,6 @@
 """PyTorch's side of `lt bench checkpoint`: torch.save / torch.load of 10 float32 tensors of 10M
 values (100M parameters, 400 MB), best of 3, MB/s.
-    PYTHONPATH=$HOME/.cache/lt/torch-2.13.0 python3 tools/bench_checkpoint_torch.py
+    PYTHONPATH=$HOME/.cache/lt/torch-2.11.0 python3 tools/bench_checkpoint_torch.py
 """
 import os
 import tempfile

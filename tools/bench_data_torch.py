@@ -1,7 +1,7 @@
 """PyTorch's side of `lt bench data`: DataLoader over an MNIST-shaped TensorDataset
 (60000x784 float32 + int64 labels), batch 64, shuffled, one epoch, 1 thread, best of 5.
 
-    PYTHONPATH=$HOME/.cache/lt/torch-2.13.0 python3 tools/bench_data_torch.py
+    PYTHONPATH=$HOME/.cache/lt/torch-2.11.0 python3 tools/bench_data_torch.py
 
 Recorded on the 2-core dev machine (shared, load ~2): PyTorch 2.13.0 3635 batches/s;
 `lt bench data` in the same minute: 20648 batches/s from Rust, 20944 from a script's

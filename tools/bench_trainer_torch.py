@@ -8,7 +8,7 @@ Per step = (time of 2000 + 200 steps - time of 200 steps) / 2000, which removes 
 `lt bench trainer` does. Start-up: wall time of a fresh process that imports, builds the model and
 data, trains 1 step and exits (best of 3), and its peak RSS.
 
-    PYTHONPATH=$HOME/.cache/lt/torch-2.13.0 python3 tools/bench_trainer_torch.py
+    PYTHONPATH=$HOME/.cache/lt/torch-2.11.0 python3 tools/bench_trainer_torch.py
 
 If `pytorch_lightning` is not importable, it is installed into ~/.cache/lt/pl with
 `pip install --target` (never needed by the tests).

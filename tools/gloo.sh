@@ -28,5 +28,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 echo "lt: gloo's C++ headers are needed to build lt's distributed backend and /usr/include/gloo is missing." >&2
 echo "    Install them as root (Debian/Ubuntu: apt-get install libgloo-dev), or point LT_GLOO_INCLUDE" >&2
-echo "    at a folder that holds gloo/ (headers of gloo matching libtorch 2.13)." >&2
+echo "    at a folder that holds gloo/ (headers of gloo matching libtorch 2.11)." >&2
 exit 1

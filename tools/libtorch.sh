@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Provision libtorch 2.13.0 (the version tch 0.26 needs) from PyPI's torch wheel into a per-user
+# Provision libtorch 2.11.0 (the version tch 0.24 needs, and the one the lent GPU machine runs) from PyPI's torch wheel into a per-user
 # cache outside the work tree, once, and print the path of its `torch/` folder (which holds lib/ and
 # include/). Idempotent and safe against two builds racing (flock + atomic rename).
 #   LT_LIBTORCH_CACHE  overrides the cache folder (default: ~/.cache/lt)
 #   LIBTORCH           if already set to a folder with lib/libtorch_cpu.so, it is used as is.
 set -euo pipefail
-TORCH_VERSION=2.13.0
+TORCH_VERSION=2.11.0
 
 if [ -n "${LIBTORCH:-}" ] && [ -f "$LIBTORCH/lib/libtorch_cpu.so" ]; then
   echo "$LIBTORCH"; exit 0

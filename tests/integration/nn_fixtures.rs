@@ -1,4 +1,4 @@
-//! nn layers, losses and functional ops against PyTorch 2.13: forward outputs, input gradients,
+//! nn layers, losses and functional ops against PyTorch 2.11: forward outputs, input gradients,
 //! parameter gradients and updated buffers on fixtures PyTorch produced from the same weights
 //! (tests/fixtures/nn/gen_layers.py), and PyTorch's seeded default init and torch.save import
 //! (tests/fixtures/nn/gen_torch_io.py).
