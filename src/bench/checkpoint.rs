@@ -12,7 +12,10 @@ pub struct CheckpointFigures {
 pub fn run(dir: &std::path::Path) -> Result<CheckpointFigures, String> {
     let mut ck = Checkpoint::new(serde_json::json!({"epoch": 0, "global_step": 0}));
     for i in 0..10 {
-        ck.tensors.push((format!("state_dict.layer{i}.weight"), tch::Tensor::randn([10_000_000], (tch::Kind::Float, tch::Device::Cpu))));
+        ck.tensors.push((
+            format!("state_dict.layer{i}.weight"),
+            tch::Tensor::randn([10_000_000], (tch::Kind::Float, tch::Device::Cpu)),
+        ));
     }
     let megabytes = 10.0 * 10_000_000.0 * 4.0 / 1e6;
     let path = dir.join("bench.ckpt");

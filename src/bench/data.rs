@@ -49,7 +49,12 @@ fn epoch_bps(ds: &Arc<dyn Dataset>, batch_size: usize, workers: usize, repeats: 
 }
 
 /// Batches per second (best epoch) and the CPU cores busy on average over all epochs.
-fn epoch_bps_cpu(ds: &Arc<dyn Dataset>, batch_size: usize, workers: usize, repeats: usize) -> Result<(usize, f64, f64), String> {
+fn epoch_bps_cpu(
+    ds: &Arc<dyn Dataset>,
+    batch_size: usize,
+    workers: usize,
+    repeats: usize,
+) -> Result<(usize, f64, f64), String> {
     let cpu0 = cpu_seconds();
     let wall0 = Instant::now();
     let (n, bps) = epoch_bps_inner(ds, batch_size, workers, repeats)?;
@@ -57,7 +62,12 @@ fn epoch_bps_cpu(ds: &Arc<dyn Dataset>, batch_size: usize, workers: usize, repea
     Ok((n, bps, cores))
 }
 
-fn epoch_bps_inner(ds: &Arc<dyn Dataset>, batch_size: usize, workers: usize, repeats: usize) -> Result<(usize, f64), String> {
+fn epoch_bps_inner(
+    ds: &Arc<dyn Dataset>,
+    batch_size: usize,
+    workers: usize,
+    repeats: usize,
+) -> Result<(usize, f64), String> {
     let opts = LoaderOptions { batch_size, shuffle: true, num_workers: workers, seed: 0, ..Default::default() };
     let l = DataLoader::new(ds.clone(), opts).map_err(|e| e.to_string())?;
     let mut best = f64::INFINITY;
@@ -133,7 +143,9 @@ pub fn run() -> Result<DataFigures, String> {
         // (inflate + unfilter) is the work, as with real images
         let ramp = tch::Tensor::f_arange(SIDE, (tch::Kind::Float, tch::Device::Cpu)).map_err(e)?;
         let grad = ramp.f_unsqueeze(0).map_err(e)?.f_add(&ramp.f_unsqueeze(1).map_err(e)?).map_err(e)?;
-        let base = tch::Tensor::f_stack(&[&grad * 0.5, &grad * 0.25 + (i % 64) as f64, grad.f_flip([1]).map_err(e)? * 0.5], 0).map_err(e)?;
+        let base =
+            tch::Tensor::f_stack(&[&grad * 0.5, &grad * 0.25 + (i % 64) as f64, grad.f_flip([1]).map_err(e)? * 0.5], 0)
+                .map_err(e)?;
         let noise = tch::Tensor::f_randint(8, [3, SIDE, SIDE], (tch::Kind::Float, tch::Device::Cpu)).map_err(e)?;
         let img = base.f_add(&noise).map_err(e)?.f_remainder(256).map_err(e)?.f_to_kind(tch::Kind::Uint8).map_err(e)?;
         save_png(&img, &class.join(format!("{i}.png"))).map_err(|e| e.to_string())?;

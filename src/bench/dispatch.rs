@@ -29,9 +29,7 @@ pub fn run(ops: usize, repeats: usize) -> Result<DispatchFigures, String> {
         best_rust = best_rust.min(t.elapsed().as_secs_f64());
     }
     let engine = new_engine()?;
-    let script = format!(
-        "let x = torch::ones([4]); let y = x; for i in 0..{ops} {{ y = x + x; }} y"
-    );
+    let script = format!("let x = torch::ones([4]); let y = x; for i in 0..{ops} {{ y = x + x; }} y");
     let ast = engine.compile(&script).map_err(|e| e.to_string())?;
     let mut best_rhai = f64::INFINITY;
     for _ in 0..repeats {

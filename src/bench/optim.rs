@@ -23,7 +23,9 @@ fn params() -> Vec<Tensor> {
 fn set_grads(ps: &[Tensor]) -> Result<(), String> {
     let mut loss = Tensor::zeros([], (Kind::Float, Device::Cpu));
     for p in ps {
-        loss = loss.f_add(&p.f_sin().map_err(|e| e.to_string())?.f_sum(Kind::Float).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        loss = loss
+            .f_add(&p.f_sin().map_err(|e| e.to_string())?.f_sum(Kind::Float).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
     loss.f_backward().map_err(|e| e.to_string())?;
     Ok(())
@@ -63,5 +65,9 @@ fn tch_adam(steps: usize) -> Result<f64, String> {
 }
 
 pub fn run(steps: usize) -> Result<OptimFigures, String> {
-    Ok(OptimFigures { lt_per_tensor_ms: lt_adam(false, steps)?, lt_fused_ms: lt_adam(true, steps)?, tch_ms: tch_adam(steps)? })
+    Ok(OptimFigures {
+        lt_per_tensor_ms: lt_adam(false, steps)?,
+        lt_fused_ms: lt_adam(true, steps)?,
+        tch_ms: tch_adam(steps)?,
+    })
 }

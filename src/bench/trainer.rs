@@ -42,7 +42,8 @@ fn configure_optimizers() {{ optim::adam(this.parameters(), #{{ lr: 1e-3 }}) }}
 }
 
 fn lt_fit_seconds(hidden: i64, batch: i64, steps: usize) -> Result<f64, String> {
-    let script = Script::from_source(Path::new("bench_mlp.rhai"), script_source(hidden, batch)).map_err(|e| e.to_string())?;
+    let script =
+        Script::from_source(Path::new("bench_mlp.rhai"), script_source(hidden, batch)).map_err(|e| e.to_string())?;
     let t = Instant::now();
     run_stage(Stage::Fit, script, &[format!("trainer.max_steps={steps}")], None, None)?;
     Ok(t.elapsed().as_secs_f64())
@@ -67,7 +68,11 @@ fn floor_seconds(hidden: i64, batch: i64, steps: usize) -> Result<f64, String> {
             // reshuffle once per epoch, as the DataLoader does
             let _ = tch::Tensor::randperm(n, (tch::Kind::Int64, tch::Device::Cpu));
         }
-        let idx = tch::Tensor::arange_start((s as i64 % 50) * batch, (s as i64 % 50 + 1) * batch, (tch::Kind::Int64, tch::Device::Cpu));
+        let idx = tch::Tensor::arange_start(
+            (s as i64 % 50) * batch,
+            (s as i64 % 50 + 1) * batch,
+            (tch::Kind::Int64, tch::Device::Cpu),
+        );
         let xb = x.index_select(0, &idx);
         let yb = y.index_select(0, &idx);
         let loss = net.forward(&xb).cross_entropy_for_logits(&yb);
@@ -132,7 +137,11 @@ pub fn python_peers() -> Result<PeerFigures, String> {
         return Err(format!("{} not found", script.display()));
     }
     // LT_LIBTORCH_LIB = <site>/torch/lib: the wheel's site folder is two levels up.
-    let site = Path::new(env!("LT_LIBTORCH_LIB")).parent().and_then(|p| p.parent()).map(|p| p.to_path_buf()).unwrap_or_default();
+    let site = Path::new(env!("LT_LIBTORCH_LIB"))
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
     let out = std::process::Command::new("python3")
         .arg(&script)
         .env("PYTHONPATH", &site)
@@ -145,7 +154,9 @@ pub fn python_peers() -> Result<PeerFigures, String> {
         format!("the Python benchmark gave no figures: {}", err.lines().last().unwrap_or(""))
     })?;
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let nums = |k: &str| -> Vec<f64> { v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default() };
+    let nums = |k: &str| -> Vec<f64> {
+        v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default()
+    };
     let pair = |k: &str| -> (f64, f64) { (v[k][0].as_f64().unwrap_or(f64::NAN), v[k][1].as_f64().unwrap_or(f64::NAN)) };
     let (raw, lightning) = (nums("raw"), nums("lightning"));
     if raw.len() < 2 || lightning.len() < 2 {

@@ -9,7 +9,7 @@
 use super::early_stopping::{EarlyStopping, EarlyStoppingConfig};
 use super::model_checkpoint::{ModelCheckpoint, ModelCheckpointConfig};
 use super::{LearningRateMonitor, Mode};
-use crate::script::convert::{err, OrScript, Opts, RResult};
+use crate::script::convert::{err, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
 use crate::trainer::callback::Callback;
 use rhai::Map;
@@ -43,7 +43,22 @@ pub fn model_checkpoint(m: &Map) -> RResult<ModelCheckpoint> {
     let o = Opts::new(
         m,
         "callbacks::model_checkpoint",
-        &["dirpath", "filename", "monitor", "mode", "save_top_k", "save_last", "every_n_epochs", "every_n_train_steps", "train_time_interval", "save_on_train_epoch_end", "save_weights_only", "auto_insert_metric_name", "enable_version_counter", "verbose"],
+        &[
+            "dirpath",
+            "filename",
+            "monitor",
+            "mode",
+            "save_top_k",
+            "save_last",
+            "every_n_epochs",
+            "every_n_train_steps",
+            "train_time_interval",
+            "save_on_train_epoch_end",
+            "save_weights_only",
+            "auto_insert_metric_name",
+            "enable_version_counter",
+            "verbose",
+        ],
     )?;
     let cfg = ModelCheckpointConfig {
         dirpath: o.str_opt("dirpath")?.map(PathBuf::from),
@@ -55,7 +70,11 @@ pub fn model_checkpoint(m: &Map) -> RResult<ModelCheckpoint> {
         every_n_epochs: o.i64_opt("every_n_epochs")?,
         every_n_train_steps: o.i64_opt("every_n_train_steps")?,
         train_time_interval: duration(&o, "train_time_interval")?,
-        save_on_train_epoch_end: if o.has("save_on_train_epoch_end") { Some(o.bool_or("save_on_train_epoch_end", false)?) } else { None },
+        save_on_train_epoch_end: if o.has("save_on_train_epoch_end") {
+            Some(o.bool_or("save_on_train_epoch_end", false)?)
+        } else {
+            None
+        },
         save_weights_only: o.bool_or("save_weights_only", false)?,
         auto_insert_metric_name: o.bool_or("auto_insert_metric_name", true)?,
         enable_version_counter: o.bool_or("enable_version_counter", true)?,
@@ -67,7 +86,19 @@ pub fn early_stopping(m: &Map) -> RResult<EarlyStopping> {
     let o = Opts::new(
         m,
         "callbacks::early_stopping",
-        &["monitor", "min_delta", "patience", "mode", "strict", "check_finite", "stopping_threshold", "divergence_threshold", "check_on_train_epoch_end", "verbose", "log_rank_zero_only"],
+        &[
+            "monitor",
+            "min_delta",
+            "patience",
+            "mode",
+            "strict",
+            "check_finite",
+            "stopping_threshold",
+            "divergence_threshold",
+            "check_on_train_epoch_end",
+            "verbose",
+            "log_rank_zero_only",
+        ],
     )?;
     let monitor = o.str_opt("monitor")?.ok_or_else(|| err("callbacks::early_stopping needs a `monitor`"))?;
     let mut cfg = EarlyStoppingConfig::new(&monitor);
@@ -87,7 +118,9 @@ pub fn early_stopping(m: &Map) -> RResult<EarlyStopping> {
 pub fn timer(m: &Map) -> RResult<super::Timer> {
     let o = Opts::new(m, "callbacks::timer", &["duration", "interval", "verbose"])?;
     let duration = match o.get("duration") {
-        Some(d) if !d.is_unit() => Some(crate::trainer::config::want_duration("duration", &crate::script::lightning::to_json(d)).or_script()?),
+        Some(d) if !d.is_unit() => {
+            Some(crate::trainer::config::want_duration("duration", &crate::script::lightning::to_json(d)).or_script()?)
+        }
         _ => None,
     };
     super::Timer::new(duration, &o.str_or("interval", "step")?, o.bool_or("verbose", true)?).or_script()
@@ -101,7 +134,8 @@ pub fn gradient_accumulation_scheduler(m: &Map) -> RResult<super::GradientAccumu
     let mut pairs = Vec::new();
     for (k, v) in map {
         let epoch = k.trim().parse::<i64>().map_err(|_| err(format!("{what}; got key \"{k}\"")))?;
-        let factor = v.as_int().map_err(|_| err(format!("{what}; the factor for epoch {epoch} is a {}", v.type_name())))?;
+        let factor =
+            v.as_int().map_err(|_| err(format!("{what}; the factor for epoch {epoch} is a {}", v.type_name())))?;
         pairs.push((epoch, factor));
     }
     super::GradientAccumulationScheduler::new(&pairs).or_script()
@@ -112,7 +146,10 @@ pub fn stochastic_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
     let what = "callbacks::stochastic_weight_averaging";
     let o = Opts::new(m, what, &["swa_lrs", "swa_epoch_start", "annealing_epochs", "annealing_strategy"])?;
     let swa_lrs = match o.get("swa_lrs") {
-        Some(d) if d.is_array() => d.read_lock::<rhai::Array>().map(|a| a.iter().map(|v| crate::script::convert::number(v, what)).collect::<RResult<Vec<f64>>>()).unwrap_or(Ok(vec![]))?,
+        Some(d) if d.is_array() => d
+            .read_lock::<rhai::Array>()
+            .map(|a| a.iter().map(|v| crate::script::convert::number(v, what)).collect::<RResult<Vec<f64>>>())
+            .unwrap_or(Ok(vec![]))?,
         Some(d) => vec![crate::script::convert::number(d, what)?],
         None => return Err(err(format!("{what} needs `swa_lrs` (a learning rate, or one per parameter group)"))),
     };
@@ -131,7 +168,11 @@ pub fn stochastic_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
 }
 
 pub fn ema_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
-    let o = Opts::new(m, "callbacks::ema_weight_averaging", &["decay", "update_every_n_steps", "update_starting_at_step", "update_starting_at_epoch", "use_buffers"])?;
+    let o = Opts::new(
+        m,
+        "callbacks::ema_weight_averaging",
+        &["decay", "update_every_n_steps", "update_starting_at_step", "update_starting_at_epoch", "use_buffers"],
+    )?;
     let nonneg = |k: &str| -> RResult<Option<usize>> {
         match o.i64_opt(k)? {
             Some(v) if v < 0 => Err(err(format!("callbacks::ema_weight_averaging: {k} must be >= 0, got {v}"))),
@@ -139,7 +180,14 @@ pub fn ema_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
         }
     };
     let every = nonneg("update_every_n_steps")?.unwrap_or(1);
-    super::WeightAveraging::ema(o.f64_or("decay", 0.999)?, every, nonneg("update_starting_at_step")?, nonneg("update_starting_at_epoch")?, o.bool_or("use_buffers", true)?).or_script()
+    super::WeightAveraging::ema(
+        o.f64_or("decay", 0.999)?,
+        every,
+        nonneg("update_starting_at_step")?,
+        nonneg("update_starting_at_epoch")?,
+        o.bool_or("use_buffers", true)?,
+    )
+    .or_script()
 }
 
 pub fn register(reg: &mut Registry) {
@@ -154,8 +202,13 @@ pub fn register(reg: &mut Registry) {
     });
     let doc = "Lightning's LearningRateMonitor: logs `lr-Adam` (and `lr-Adam/pg1`, … for several groups) every step (default) or epoch. Options: `logging_interval` (\"step\" | \"epoch\"), `log_momentum`.\n\n```rhai\nfn callbacks() {\n    [callbacks::learning_rate_monitor(#{logging_interval: \"step\"})]\n}\n```";
     reg.volatile("callbacks", "learning_rate_monitor", "opts", doc, |m: Map| -> RResult<NativeCallback> {
-        let o = Opts::new(&m, "callbacks::learning_rate_monitor", &["logging_interval", "log_momentum", "log_weight_decay"])?;
-        let cb = LearningRateMonitor::new(o.str_opt("logging_interval")?, o.bool_or("log_momentum", false)?).or_script()?;
+        let o = Opts::new(
+            &m,
+            "callbacks::learning_rate_monitor",
+            &["logging_interval", "log_momentum", "log_weight_decay"],
+        )?;
+        let cb =
+            LearningRateMonitor::new(o.str_opt("logging_interval")?, o.bool_or("log_momentum", false)?).or_script()?;
         Ok(NativeCallback::new("LearningRateMonitor", Box::new(cb)))
     });
     reg.volatile("callbacks", "learning_rate_monitor", "", doc, || -> RResult<NativeCallback> {
@@ -183,7 +236,10 @@ pub fn register(reg: &mut Registry) {
     let doc = "Lightning's WeightAveraging: an equal-weight average of the weights after every optimizer step (PyTorch's AveragedModel). Validation runs with the average, checkpoints store it as their weights, and the model ends training with it. Option: `use_buffers` (true; false leaves buffers as trained).\n\n```rhai\nfn callbacks() {\n    [callbacks::weight_averaging(#{use_buffers: false})]\n}\n```";
     reg.volatile("callbacks", "weight_averaging", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         let o = Opts::new(&m, "callbacks::weight_averaging", &["use_buffers"])?;
-        Ok(NativeCallback::new("WeightAveraging", Box::new(super::WeightAveraging::mean(o.bool_or("use_buffers", true)?))))
+        Ok(NativeCallback::new(
+            "WeightAveraging",
+            Box::new(super::WeightAveraging::mean(o.bool_or("use_buffers", true)?)),
+        ))
     });
     reg.volatile("callbacks", "weight_averaging", "", doc, || -> RResult<NativeCallback> {
         Ok(NativeCallback::new("WeightAveraging", Box::new(super::WeightAveraging::mean(true))))

@@ -50,7 +50,14 @@ impl EarlyStopping {
             return Err(format!("EarlyStopping: patience must be >= 0, got {}", cfg.patience));
         }
         let best = cfg.mode.worst();
-        Ok(EarlyStopping { cfg, wait_count: 0, best_score: best, stopped_epoch: None, stopping_reason: None, on_train_epoch_end: false })
+        Ok(EarlyStopping {
+            cfg,
+            wait_count: 0,
+            best_score: best,
+            stopped_epoch: None,
+            stopping_reason: None,
+            on_train_epoch_end: false,
+        })
     }
 
     fn delta(&self) -> f64 {
@@ -74,7 +81,9 @@ impl EarlyStopping {
             if self.cfg.mode.better(current, t) || current == t {
                 let op = if self.cfg.mode == Mode::Min { "<=" } else { ">=" };
                 if (self.cfg.mode == Mode::Min && current <= t) || (self.cfg.mode == Mode::Max && current >= t) {
-                    return Some(format!("Stopping threshold reached: {m} = {current} {op} {t}. Signaling Trainer to stop."));
+                    return Some(format!(
+                        "Stopping threshold reached: {m} = {current} {op} {t}. Signaling Trainer to stop."
+                    ));
                 }
             }
         }
@@ -85,7 +94,9 @@ impl EarlyStopping {
             };
             if diverged {
                 let op = if self.cfg.mode == Mode::Min { ">" } else { "<" };
-                return Some(format!("Divergence threshold reached: {m} = {current} {op} {t}. Signaling Trainer to stop."));
+                return Some(format!(
+                    "Divergence threshold reached: {m} = {current} {op} {t}. Signaling Trainer to stop."
+                ));
             }
         }
         if self.cfg.mode.better(current - self.delta(), self.best_score) {
@@ -108,7 +119,11 @@ impl EarlyStopping {
     fn check(&mut self, state: &SharedState) -> Result<Vec<Action>, String> {
         let (current, epoch, keys) = {
             let s = state.borrow();
-            (s.views.callback.get(&self.cfg.monitor).copied(), s.current_epoch, s.views.callback.keys().cloned().collect::<Vec<_>>())
+            (
+                s.views.callback.get(&self.cfg.monitor).copied(),
+                s.current_epoch,
+                s.views.callback.keys().cloned().collect::<Vec<_>>(),
+            )
         };
         let Some(current) = current else {
             if self.cfg.strict {
@@ -133,7 +148,11 @@ impl EarlyStopping {
 
 impl Callback for EarlyStopping {
     fn state_key(&self) -> String {
-        format!("EarlyStopping{{\"monitor\": \"{}\", \"mode\": \"{}\"}}", self.cfg.monitor, if self.cfg.mode == Mode::Min { "min" } else { "max" })
+        format!(
+            "EarlyStopping{{\"monitor\": \"{}\", \"mode\": \"{}\"}}",
+            self.cfg.monitor,
+            if self.cfg.mode == Mode::Min { "min" } else { "max" }
+        )
     }
     fn monitoring(&self) -> bool {
         true

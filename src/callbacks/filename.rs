@@ -39,7 +39,13 @@ pub fn format_spec(v: f64, spec: &str, is_int: bool) -> Result<String, String> {
     } else {
         match kind_part {
             "d" => format!("{}", v.round() as i64),
-            "" => if is_int { format!("{}", v as i64) } else { format!("{v}") },
+            "" => {
+                if is_int {
+                    format!("{}", v as i64)
+                } else {
+                    format!("{v}")
+                }
+            }
             "f" => format!("{v:.6}"),
             "e" => py_sci(v, 6),
             _ => return Err(format!("unsupported format spec '{spec}'")),
@@ -61,7 +67,11 @@ pub fn format_spec(v: f64, spec: &str, is_int: bool) -> Result<String, String> {
 
 /// Fills a template: `{name}` / `{name:spec}` become `name=value` (or just the value when
 /// `auto_insert_metric_name` is off). Missing metrics count as 0, as in Lightning.
-pub fn format_template(template: &str, values: &BTreeMap<String, (f64, bool)>, auto_insert_metric_name: bool) -> Result<String, String> {
+pub fn format_template(
+    template: &str,
+    values: &BTreeMap<String, (f64, bool)>,
+    auto_insert_metric_name: bool,
+) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {

@@ -23,7 +23,9 @@ impl GradientAccumulationScheduler {
                 return Err(format!("GradientAccumulationScheduler: epoch keys must be >= 0, got {epoch}"));
             }
             if factor < 1 {
-                return Err(format!("GradientAccumulationScheduler: accumulation factor for epoch {epoch} must be >= 1, got {factor}"));
+                return Err(format!(
+                    "GradientAccumulationScheduler: accumulation factor for epoch {epoch} must be >= 1, got {factor}"
+                ));
             }
             s.insert(epoch as usize, factor as usize);
         }

@@ -14,7 +14,9 @@ impl LearningRateMonitor {
     pub fn new(logging_interval: Option<String>, log_momentum: bool) -> Result<Self, String> {
         if let Some(i) = &logging_interval {
             if i != "step" && i != "epoch" {
-                return Err(format!("LearningRateMonitor: logging_interval must be \"step\", \"epoch\" or none, got \"{i}\""));
+                return Err(format!(
+                    "LearningRateMonitor: logging_interval must be \"step\", \"epoch\" or none, got \"{i}\""
+                ));
             }
         }
         Ok(LearningRateMonitor { logging_interval, log_momentum })
@@ -33,7 +35,14 @@ impl LearningRateMonitor {
                 out.insert(key.clone(), *lr);
                 if self.log_momentum {
                     if let Some(Some(m)) = momenta.get(i) {
-                        out.insert(format!("{}-momentum{}", base, if groups.len() > 1 { format!("/pg{}", i + 1) } else { String::new() }), *m);
+                        out.insert(
+                            format!(
+                                "{}-momentum{}",
+                                base,
+                                if groups.len() > 1 { format!("/pg{}", i + 1) } else { String::new() }
+                            ),
+                            *m,
+                        );
                     }
                 }
             }

@@ -12,8 +12,8 @@ pub mod timer;
 pub mod weight_averaging;
 
 pub use early_stopping::EarlyStopping;
-pub use lr_monitor::LearningRateMonitor;
 pub use grad_accum::GradientAccumulationScheduler;
+pub use lr_monitor::LearningRateMonitor;
 pub use model_checkpoint::ModelCheckpoint;
 pub use timer::Timer;
 pub use weight_averaging::WeightAveraging;

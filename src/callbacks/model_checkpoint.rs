@@ -66,14 +66,24 @@ impl ModelCheckpoint {
             return Err(format!("ModelCheckpoint: save_top_k must be >= -1, got {}", cfg.save_top_k));
         }
         if cfg.monitor.is_none() && cfg.save_top_k > 1 {
-            return Err(format!("ModelCheckpoint(save_top_k={}, monitor=None) is not valid: set a monitor or use save_top_k -1, 0 or 1", cfg.save_top_k));
+            return Err(format!(
+                "ModelCheckpoint(save_top_k={}, monitor=None) is not valid: set a monitor or use save_top_k -1, 0 or 1",
+                cfg.save_top_k
+            ));
         }
-        let n_triggers = [cfg.every_n_epochs.is_some_and(|n| n > 0), cfg.every_n_train_steps.is_some_and(|n| n > 0), cfg.train_time_interval.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let n_triggers = [
+            cfg.every_n_epochs.is_some_and(|n| n > 0),
+            cfg.every_n_train_steps.is_some_and(|n| n > 0),
+            cfg.train_time_interval.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if n_triggers > 1 {
-            return Err("ModelCheckpoint: every_n_epochs, every_n_train_steps and train_time_interval are mutually exclusive".into());
+            return Err(
+                "ModelCheckpoint: every_n_epochs, every_n_train_steps and train_time_interval are mutually exclusive"
+                    .into(),
+            );
         }
         Ok(ModelCheckpoint {
             cfg,
@@ -100,7 +110,8 @@ impl ModelCheckpoint {
     }
 
     fn values(state: &crate::trainer::state::LoopState) -> BTreeMap<String, (f64, bool)> {
-        let mut v: BTreeMap<String, (f64, bool)> = state.views.callback.iter().map(|(k, x)| (k.clone(), (*x, false))).collect();
+        let mut v: BTreeMap<String, (f64, bool)> =
+            state.views.callback.iter().map(|(k, x)| (k.clone(), (*x, false))).collect();
         v.insert("epoch".into(), (state.current_epoch as f64, true));
         v.insert("step".into(), (state.global_step as f64, true));
         v
@@ -182,10 +193,16 @@ impl ModelCheckpoint {
                         }
                         actions.insert(0, Action::SaveCheckpoint { path: path.clone(), weights_only });
                         self.best_k_models.insert(p, current);
-                        let (bp, bs) = self
-                            .best_k_models
-                            .iter()
-                            .fold((String::new(), self.cfg.mode.worst()), |(bp, bs), (p, s)| if self.cfg.mode.better(*s, bs) || bp.is_empty() { (p.clone(), *s) } else { (bp, bs) });
+                        let (bp, bs) = self.best_k_models.iter().fold(
+                            (String::new(), self.cfg.mode.worst()),
+                            |(bp, bs), (p, s)| {
+                                if self.cfg.mode.better(*s, bs) || bp.is_empty() {
+                                    (p.clone(), *s)
+                                } else {
+                                    (bp, bs)
+                                }
+                            },
+                        );
                         self.best_model_path = bp;
                         self.best_model_score = Some(bs);
                         saved_path = Some(path);
@@ -273,10 +290,12 @@ impl Callback for ModelCheckpoint {
                 Some(n) if n > 0 && (epoch + 1) % n as usize == 0 => self.save(state),
                 _ => Ok(vec![]),
             },
-            "on_validation_end" if !self.on_train_epoch_end && stage == RunningStage::Validating => match self.epoch_trigger() {
-                Some(n) if n > 0 && (epoch + 1) % n as usize == 0 => self.save(state),
-                _ => Ok(vec![]),
-            },
+            "on_validation_end" if !self.on_train_epoch_end && stage == RunningStage::Validating => {
+                match self.epoch_trigger() {
+                    Some(n) if n > 0 && (epoch + 1) % n as usize == 0 => self.save(state),
+                    _ => Ok(vec![]),
+                }
+            }
             _ => Ok(vec![]),
         }
     }

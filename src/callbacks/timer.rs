@@ -39,7 +39,8 @@ impl Timer {
 
     /// Seconds spent in `stage` so far (Lightning's `timer.time_elapsed(stage)`).
     pub fn time_elapsed(&self, stage: &str) -> f64 {
-        self.done.get(stage).copied().unwrap_or(0.0) + self.running.get(stage).map_or(0.0, |t| t.elapsed().as_secs_f64())
+        self.done.get(stage).copied().unwrap_or(0.0)
+            + self.running.get(stage).map_or(0.0, |t| t.elapsed().as_secs_f64())
     }
 
     /// Seconds of training left before the limit (None without a duration).
@@ -61,7 +62,10 @@ impl Timer {
         match self.time_remaining() {
             Some(r) if r <= 0.0 => {
                 let e = self.time_elapsed("train");
-                vec![Action::Stop(format!("Time limit reached. Elapsed time is {}. Signaling Trainer to stop.", hms(e)))]
+                vec![Action::Stop(format!(
+                    "Time limit reached. Elapsed time is {}. Signaling Trainer to stop.",
+                    hms(e)
+                ))]
             }
             _ => vec![],
         }
@@ -92,7 +96,8 @@ impl Callback for Timer {
         Ok(vec![])
     }
     fn state_dict(&self) -> Value {
-        let elapsed: serde_json::Map<String, Value> = STAGES.iter().map(|s| (s.to_string(), json!(self.time_elapsed(s)))).collect();
+        let elapsed: serde_json::Map<String, Value> =
+            STAGES.iter().map(|s| (s.to_string(), json!(self.time_elapsed(s)))).collect();
         json!({ "time_elapsed": elapsed })
     }
     fn load_state_dict(&mut self, s: &Value) -> Result<(), String> {

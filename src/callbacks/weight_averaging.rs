@@ -96,16 +96,32 @@ pub struct WeightAveraging {
 impl WeightAveraging {
     /// Lightning's `WeightAveraging()`: an equal-weight average updated after every step.
     pub fn mean(use_buffers: bool) -> WeightAveraging {
-        Self::new("WeightAveraging", AvgFn::Mean, use_buffers, When::Steps { every_n_steps: 1, start_step: None, start_epoch: None })
+        Self::new(
+            "WeightAveraging",
+            AvgFn::Mean,
+            use_buffers,
+            When::Steps { every_n_steps: 1, start_step: None, start_epoch: None },
+        )
     }
 
     /// Lightning's `EMAWeightAveraging(decay, update_every_n_steps, update_starting_at_step,
     /// update_starting_at_epoch, use_buffers)`.
-    pub fn ema(decay: f64, every_n_steps: usize, start_step: Option<usize>, start_epoch: Option<usize>, use_buffers: bool) -> Result<WeightAveraging, String> {
+    pub fn ema(
+        decay: f64,
+        every_n_steps: usize,
+        start_step: Option<usize>,
+        start_epoch: Option<usize>,
+        use_buffers: bool,
+    ) -> Result<WeightAveraging, String> {
         if !(0.0..=1.0).contains(&decay) {
             return Err(format!("EMAWeightAveraging: decay must be in [0, 1], got {decay}"));
         }
-        Ok(Self::new("EMAWeightAveraging", AvgFn::Ema { decay }, use_buffers, When::Steps { every_n_steps, start_step, start_epoch }))
+        Ok(Self::new(
+            "EMAWeightAveraging",
+            AvgFn::Ema { decay },
+            use_buffers,
+            When::Steps { every_n_steps, start_step, start_epoch },
+        ))
     }
 
     /// Lightning's `StochasticWeightAveraging(swa_lrs, swa_epoch_start, annealing_epochs,
@@ -116,12 +132,17 @@ impl WeightAveraging {
         }
         match s.epoch_start {
             EpochStart::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
-                return Err(format!("StochasticWeightAveraging: swa_epoch_start as a fraction must be in (0, 1], got {f}"));
+                return Err(format!(
+                    "StochasticWeightAveraging: swa_epoch_start as a fraction must be in (0, 1], got {f}"
+                ));
             }
             _ => {}
         }
         if s.annealing_epochs < 0 {
-            return Err(format!("StochasticWeightAveraging: annealing_epochs must be >= 0, got {}", s.annealing_epochs));
+            return Err(format!(
+                "StochasticWeightAveraging: annealing_epochs must be >= 0, got {}",
+                s.annealing_epochs
+            ));
         }
         Ok(Self::new("StochasticWeightAveraging", AvgFn::Mean, false, When::Swa(s)))
     }
@@ -203,7 +224,9 @@ impl WeightAveraging {
     fn should_update_step(&self, step_idx: usize) -> bool {
         match &self.when {
             When::Steps { every_n_steps, start_step, .. } => {
-                start_step.is_none_or(|s| step_idx >= s) && *every_n_steps > 0 && step_idx.is_multiple_of(*every_n_steps)
+                start_step.is_none_or(|s| step_idx >= s)
+                    && *every_n_steps > 0
+                    && step_idx.is_multiple_of(*every_n_steps)
             }
             When::Swa(_) => false,
         }
@@ -226,7 +249,8 @@ impl WeightAveraging {
         self.swa_start = Some(match s.epoch_start {
             EpochStart::Epoch(e) => e,
             EpochStart::Fraction(f) => {
-                let me = max_epochs.ok_or("StochasticWeightAveraging: a fractional swa_epoch_start needs max_epochs")?;
+                let me =
+                    max_epochs.ok_or("StochasticWeightAveraging: a fractional swa_epoch_start needs max_epochs")?;
                 ((me as f64 * f) as usize).min(me as usize - 1)
             }
         });
@@ -237,13 +261,26 @@ impl WeightAveraging {
     fn swa_lrs(&self, state: &SharedState) -> Result<Vec<f64>, String> {
         let When::Swa(s) = &self.when else { return Ok(vec![]) };
         let st = state.borrow();
-        let current = st.optimizer_lrs.first().map(|(_, lrs, _)| lrs.clone()).ok_or("StochasticWeightAveraging needs an optimizer")?;
+        let current = st
+            .optimizer_lrs
+            .first()
+            .map(|(_, lrs, _)| lrs.clone())
+            .ok_or("StochasticWeightAveraging needs an optimizer")?;
         let swa: Vec<f64> = match s.swa_lrs.len() {
             1 => vec![s.swa_lrs[0]; current.len()],
             n if n == current.len() => s.swa_lrs.clone(),
-            n => return Err(format!("StochasticWeightAveraging: {n} swa_lrs given for an optimizer with {} parameter groups", current.len())),
+            n => {
+                return Err(format!(
+                    "StochasticWeightAveraging: {n} swa_lrs given for an optimizer with {} parameter groups",
+                    current.len()
+                ))
+            }
         };
-        Ok(current.iter().zip(&swa).map(|(lr, swa_lr)| swalr_step(*lr, *swa_lr, self.swa_steps, s.annealing_epochs, s.cosine)).collect())
+        Ok(current
+            .iter()
+            .zip(&swa)
+            .map(|(lr, swa_lr)| swalr_step(*lr, *swa_lr, self.swa_steps, s.annealing_epochs, s.cosine))
+            .collect())
     }
 }
 
@@ -260,7 +297,8 @@ impl Callback for WeightAveraging {
         self.n_params = w.parameters.len();
         self.model = w.parameters.into_iter().chain(w.buffers).collect();
         let _g = tch::no_grad_guard();
-        self.average = self.model.iter().map(|(_, t)| t.f_detach_copy()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        self.average =
+            self.model.iter().map(|(_, t)| t.f_detach_copy()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
         self.n_averaged = 0;
         self.swapped = false;
         Ok(())
@@ -273,11 +311,15 @@ impl Callback for WeightAveraging {
                 self.resolve_swa_start(state)?;
                 let n_opt = state.borrow().optimizer_lrs.len();
                 if self.is_swa() && n_opt != 1 {
-                    return Err(format!("StochasticWeightAveraging works with one optimizer; configure_optimizers returned {n_opt}"));
+                    return Err(format!(
+                        "StochasticWeightAveraging works with one optimizer; configure_optimizers returned {n_opt}"
+                    ));
                 }
                 // resumed after SWA began: it owns the learning rate again
                 if self.is_swa() && self.swa_steps > 0 {
-                    actions.push(Action::SuspendSchedulers("StochasticWeightAveraging: the LR schedulers stay swapped for SWALR".into()));
+                    actions.push(Action::SuspendSchedulers(
+                        "StochasticWeightAveraging: the LR schedulers stay swapped for SWALR".into(),
+                    ));
                 }
             }
             "on_train_epoch_start" => {
@@ -285,7 +327,9 @@ impl Callback for WeightAveraging {
                 if self.is_swa() && self.swa_start.is_some_and(|s| epoch >= s) && self.swa_steps == 0 {
                     // SWALR's construction: its first step leaves the learning rate as it is
                     self.swa_steps = 1;
-                    actions.push(Action::SuspendSchedulers("StochasticWeightAveraging: swapping the LR schedulers for SWALR".into()));
+                    actions.push(Action::SuspendSchedulers(
+                        "StochasticWeightAveraging: swapping the LR schedulers for SWALR".into(),
+                    ));
                 }
             }
             "on_train_batch_end" => {
@@ -371,7 +415,9 @@ impl Callback for WeightAveraging {
             .model
             .iter()
             .enumerate()
-            .map(|(i, (n, _))| (n.clone(), if i < self.n_params || self.use_buffers { avg[i] } else { cur[i] }.shallow_clone()))
+            .map(|(i, (n, _))| {
+                (n.clone(), if i < self.n_params || self.use_buffers { avg[i] } else { cur[i] }.shallow_clone())
+            })
             .collect();
         Ok(Some(out))
     }
@@ -381,12 +427,23 @@ impl Callback for WeightAveraging {
             return Ok(());
         }
         let (prefix, missing) = if self.is_swa() { ("average", "averaged") } else { ("current", "current") };
-        let find = |name: &str| tensors.iter().find(|(k, _)| k.strip_prefix(prefix).and_then(|k| k.strip_prefix('.')) == Some(name)).map(|(_, t)| t);
+        let find = |name: &str| {
+            tensors
+                .iter()
+                .find(|(k, _)| k.strip_prefix(prefix).and_then(|k| k.strip_prefix('.')) == Some(name))
+                .map(|(_, t)| t)
+        };
         let _g = tch::no_grad_guard();
         for (i, (name, cur)) in self.model.iter().enumerate() {
-            let saved = find(name).ok_or_else(|| format!("{}: the checkpoint lacks the {missing} value of '{name}'", self.name))?;
+            let saved = find(name)
+                .ok_or_else(|| format!("{}: the checkpoint lacks the {missing} value of '{name}'", self.name))?;
             if saved.size() != cur.size() {
-                return Err(format!("{}: '{name}' has shape {:?} in the checkpoint, {:?} in the model", self.name, saved.size(), cur.size()));
+                return Err(format!(
+                    "{}: '{name}' has shape {:?} in the checkpoint, {:?} in the model",
+                    self.name,
+                    saved.size(),
+                    cur.size()
+                ));
             }
             let avg = self.average[i].shallow_clone();
             if self.is_swa() {

@@ -62,14 +62,15 @@ impl Checkpoint {
         if len < 8 {
             return Err(refuse("file too short to be a checkpoint (truncated?)".into()));
         }
-        let (tensors, md) = crate::nn::io::read_safetensors_file(path).map_err(|e| refuse(format!("{e}; truncated or corrupt?")))?;
+        let (tensors, md) =
+            crate::nn::io::read_safetensors_file(path).map_err(|e| refuse(format!("{e}; truncated or corrupt?")))?;
         Self::from_parts(tensors, md).map_err(refuse)
     }
 
     fn from_parts(mut tensors: Vec<(String, Tensor)>, md: HashMap<String, String>) -> Result<Checkpoint, String> {
-        let meta_text = md
-            .get("lt")
-            .ok_or("no lt metadata: this is a safetensors file but not an lt checkpoint (use nn::load for plain weights)")?;
+        let meta_text = md.get("lt").ok_or(
+            "no lt metadata: this is a safetensors file but not an lt checkpoint (use nn::load for plain weights)",
+        )?;
         let meta: Value = serde_json::from_str(meta_text).map_err(|e| format!("corrupt metadata: {e}"))?;
         if meta.get("format").and_then(Value::as_str) != Some(FORMAT) {
             return Err("wrong format marker: not an lt checkpoint".into());
@@ -111,7 +112,12 @@ impl Checkpoint {
         let mut total = 0usize;
         for (k, v) in &self.tensors {
             total += v.numel();
-            tt.add_row(vec![k.clone(), crate::tensor::options::dtype_name(v.kind()).to_string(), format!("{:?}", v.size()), v.numel().to_string()]);
+            tt.add_row(vec![
+                k.clone(),
+                crate::tensor::options::dtype_name(v.kind()).to_string(),
+                format!("{:?}", v.size()),
+                v.numel().to_string(),
+            ]);
         }
         format!("{t}\n{tt}\n{} tensors, {} values\n", self.tensors.len(), total)
     }

@@ -58,7 +58,10 @@ impl DistArgs {
             "auto" | "ddp" => launcher::role(&self.launch_config()).map_err(String::from),
             "single" | "single_device" => {
                 if self.devices * self.num_nodes > 1 {
-                    Err(format!("--strategy {} runs one process; drop --devices/--num-nodes or use --strategy ddp", self.strategy))
+                    Err(format!(
+                        "--strategy {} runs one process; drop --devices/--num-nodes or use --strategy ddp",
+                        self.strategy
+                    ))
                 } else {
                     Ok(Role::Single)
                 }

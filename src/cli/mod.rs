@@ -1,7 +1,7 @@
 //! The `lt` command line.
+pub mod dist;
 pub mod train;
 pub mod tune;
-pub mod dist;
 
 use crate::script::runner::Script;
 use clap::{Parser, Subcommand};
@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lt", about = "Lightning-style training of Rhai-scripted models on libtorch", disable_version_flag = true)]
+#[command(
+    name = "lt",
+    about = "Lightning-style training of Rhai-scripted models on libtorch",
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Print lt and libtorch versions, CUDA availability and thread count.
     #[arg(short = 'V', long = "version")]
@@ -228,7 +232,8 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
         return code;
     }
     let sets = a.all_sets();
-    let result = train::load(&a.script).and_then(|script| train::run_stage_with(stage, script, &a.options(&sets, watch)));
+    let result =
+        train::load(&a.script).and_then(|script| train::run_stage_with(stage, script, &a.options(&sets, watch)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -333,14 +338,23 @@ fn bench(which: &str, ops: usize) -> ExitCode {
         "data" => match crate::bench::data::run() {
             Ok(f) => {
                 println!("data: 1 libtorch thread, best of several epochs");
-                println!("  tensor dataset 60000x784 float32 + labels, batch 64, shuffled ({} batches/epoch):", f.tensor_batches);
+                println!(
+                    "  tensor dataset 60000x784 float32 + labels, batch 64, shuffled ({} batches/epoch):",
+                    f.tensor_batches
+                );
                 println!("    rust iterator, 0 workers   {:>9.0} batches/s", f.tensor_bps);
                 println!("    rust iterator, 2 workers   {:>9.0} batches/s", f.tensor_bps_2_workers);
                 println!("    script `for b in loader`   {:>9.0} batches/s", f.tensor_bps_script);
                 println!("    (PyTorch DataLoader over a TensorDataset: run tools/bench_data_torch.py; aim >= 5x)");
                 println!("  image folder, {} PNGs 3x128x128, batch 64 ({} batches/epoch):", f.images, f.image_batches);
-                println!("    1 worker                   {:>9.1} batches/s  ({:.2} cores busy)", f.image_bps_1_worker, f.image_cores_1_worker);
-                println!("    2 workers                  {:>9.1} batches/s  ({:.2} cores busy)", f.image_bps_2_workers, f.image_cores_2_workers);
+                println!(
+                    "    1 worker                   {:>9.1} batches/s  ({:.2} cores busy)",
+                    f.image_bps_1_worker, f.image_cores_1_worker
+                );
+                println!(
+                    "    2 workers                  {:>9.1} batches/s  ({:.2} cores busy)",
+                    f.image_bps_2_workers, f.image_cores_2_workers
+                );
                 println!("    speed-up                   {:>9.2}x  (aim >= 1.7x)", f.image_speedup());
                 println!("    control: two busy threads got {:.2} cores on this machine just now", f.cores_available);
                 ExitCode::SUCCESS
@@ -403,7 +417,11 @@ fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
             }
             Outcome::Missing => {
                 failed += 1;
-                println!("MISSING {} (no {}; run with --bless to create it)", s.display(), crate::golden::golden_path(s).display());
+                println!(
+                    "MISSING {} (no {}; run with --bless to create it)",
+                    s.display(),
+                    crate::golden::golden_path(s).display()
+                );
             }
             Outcome::Fail(d) => {
                 failed += 1;
@@ -412,7 +430,11 @@ fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
         }
     }
     println!("golden: {passed} passed, {failed} failed");
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `lt bench trainer`: lt and the raw tch floor, then — when a Python with torch is at hand —
@@ -428,15 +450,50 @@ fn bench_trainer(ops: usize) -> Result<(), String> {
     let peers = crate::bench::trainer::python_peers();
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL);
-    t.set_header(vec!["MLP 784-H-10, Adam, log every step, 1 thread", "H=256 b=64 ms/step", "ratio", "H=32 b=32 ms/step", "ratio", "start-up s", "peak RSS MB"]);
+    t.set_header(vec![
+        "MLP 784-H-10, Adam, log every step, 1 thread",
+        "H=256 b=64 ms/step",
+        "ratio",
+        "H=32 b=32 ms/step",
+        "ratio",
+        "start-up s",
+        "peak RSS MB",
+    ]);
     let cell = |v: f64| format!("{v:.3}");
     let ratio = |v: f64, lt: f64| format!("{:.2}x", v / lt);
-    t.add_row(vec!["lt Trainer".to_string(), cell(rows[0].lt_ms), "1.00x".into(), cell(rows[1].lt_ms), "1.00x".into(), format!("{start_s:.2}"), format!("{rss:.0}")]);
-    t.add_row(vec!["raw tch loop (floor)".to_string(), cell(rows[0].floor_ms), ratio(rows[0].floor_ms, rows[0].lt_ms), cell(rows[1].floor_ms), ratio(rows[1].floor_ms, rows[1].lt_ms), String::new(), String::new()]);
+    t.add_row(vec![
+        "lt Trainer".to_string(),
+        cell(rows[0].lt_ms),
+        "1.00x".into(),
+        cell(rows[1].lt_ms),
+        "1.00x".into(),
+        format!("{start_s:.2}"),
+        format!("{rss:.0}"),
+    ]);
+    t.add_row(vec![
+        "raw tch loop (floor)".to_string(),
+        cell(rows[0].floor_ms),
+        ratio(rows[0].floor_ms, rows[0].lt_ms),
+        cell(rows[1].floor_ms),
+        ratio(rows[1].floor_ms, rows[1].lt_ms),
+        String::new(),
+        String::new(),
+    ]);
     match &peers {
         Ok(p) => {
-            for (name, v, st) in [("raw PyTorch + DataLoader", &p.raw, p.raw_start), ("PyTorch Lightning", &p.lightning, p.lightning_start)] {
-                t.add_row(vec![name.to_string(), cell(v[0]), ratio(v[0], rows[0].lt_ms), cell(v[1]), ratio(v[1], rows[1].lt_ms), format!("{:.2}", st.0), format!("{:.0}", st.1)]);
+            for (name, v, st) in [
+                ("raw PyTorch + DataLoader", &p.raw, p.raw_start),
+                ("PyTorch Lightning", &p.lightning, p.lightning_start),
+            ] {
+                t.add_row(vec![
+                    name.to_string(),
+                    cell(v[0]),
+                    ratio(v[0], rows[0].lt_ms),
+                    cell(v[1]),
+                    ratio(v[1], rows[1].lt_ms),
+                    format!("{:.2}", st.0),
+                    format!("{:.0}", st.1),
+                ]);
             }
         }
         Err(e) => println!("(Python peers not measured: {e})"),

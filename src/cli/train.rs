@@ -64,13 +64,17 @@ pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
     walk(root, &mut all);
     // a run resumes from full checkpoints: weights-only files (save_weights_only, SWA's final
     // model) are candidates only when there is nothing else
-    let weights_only = |p: &PathBuf| crate::checkpoint::Checkpoint::read_meta(p).ok().and_then(|m| m.get("weights_only").and_then(Value::as_bool)) == Some(true);
+    let weights_only = |p: &PathBuf| {
+        crate::checkpoint::Checkpoint::read_meta(p).ok().and_then(|m| m.get("weights_only").and_then(Value::as_bool))
+            == Some(true)
+    };
     if all.iter().any(|p| !weights_only(p)) {
         all.retain(|p| !weights_only(p));
     }
     let newest = |v: Vec<PathBuf>| v.into_iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let lasts: Vec<PathBuf> = all.iter().filter(|p| p.file_name().is_some_and(|n| n == "last.ckpt")).cloned().collect();
-    let last = newest(if lasts.is_empty() { all } else { lasts }).ok_or_else(|| format!("--ckpt {spec}: no checkpoint found under {}", root.display()))?;
+    let last = newest(if lasts.is_empty() { all } else { lasts })
+        .ok_or_else(|| format!("--ckpt {spec}: no checkpoint found under {}", root.display()))?;
     if spec == "last" {
         return Ok(last);
     }
@@ -90,7 +94,11 @@ pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
 /// A `--callback` expression evaluated with the script engine: `early_stopping(#{…})` or
 /// `callbacks::early_stopping(#{…})`.
 fn cli_callback(engine: &rhai::Engine, expr: &str) -> Result<Box<dyn crate::trainer::callback::Callback>, String> {
-    let code = if expr.trim_start().starts_with("callbacks::") { expr.to_string() } else { format!("callbacks::{}", expr.trim_start()) };
+    let code = if expr.trim_start().starts_with("callbacks::") {
+        expr.to_string()
+    } else {
+        format!("callbacks::{}", expr.trim_start())
+    };
     let v: rhai::Dynamic = engine.eval(&code).map_err(|e| format!("--callback {expr}: {e}"))?;
     let cb = v
         .try_cast::<crate::callbacks::api::NativeCallback>()
@@ -116,7 +124,13 @@ pub struct StageOptions<'a> {
 }
 
 /// Runs a stage on a module script; returns an error text for the user.
-pub fn run_stage(stage: Stage, script: Script, sets: &[String], ckpt: Option<&str>, dist: Option<&super::dist::DistArgs>) -> Result<(), String> {
+pub fn run_stage(
+    stage: Stage,
+    script: Script,
+    sets: &[String],
+    ckpt: Option<&str>,
+    dist: Option<&super::dist::DistArgs>,
+) -> Result<(), String> {
     run_stage_with(stage, script, &StageOptions { sets, ckpt, dist, ..Default::default() })
 }
 
@@ -158,7 +172,11 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
     }
     let rank0 = trainer.state.borrow().global_rank == 0;
     let alone = trainer.state.borrow().world_size <= 1;
-    if alone && matches!(stage, Stage::Fit | Stage::Run) && module.enable_pause_key() && trainer.config.enable_progress_bar {
+    if alone
+        && matches!(stage, Stage::Fit | Stage::Run)
+        && module.enable_pause_key()
+        && trainer.config.enable_progress_bar
+    {
         println!("press Enter to pause into the REPL (:continue resumes)");
     }
     if rank0 && trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
@@ -186,7 +204,10 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
             trainer.fit_from(&mut module, ck.as_ref())?;
             let has_test = crate::trainer::module::LightningModule::has_hook(&module, "test_step");
             if has_test {
-                let loaders = crate::trainer::module::LightningModule::loaders(&mut module, crate::trainer::module::LoaderStage::Test)?;
+                let loaders = crate::trainer::module::LightningModule::loaders(
+                    &mut module,
+                    crate::trainer::module::LoaderStage::Test,
+                )?;
                 if !loaders.is_empty() {
                     let r = trainer.test(&mut module)?;
                     if rank0 {

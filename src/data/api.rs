@@ -1,21 +1,21 @@
 //! The `data::` script surface: datasets, loaders, samplers, transforms, file formats, and the
 //! Rust-side accessors the Trainer uses on loaders returned by a script's hooks.
+use super::csv::{Column, CsvOptions};
 use super::dataset::{self, Concat, SplitSizes, Subset, TensorDataset};
 use super::loader::{DataLoader, LoaderOptions};
 use super::rng::seed_from_torch;
 use super::sampler::Sampler;
 use super::script_ds::ScriptDataset;
-use super::csv::{Column, CsvOptions};
 use super::transform::{Field, Transform, Transformed};
 use super::{files, idx, image, synthetic, text, Batch, Dataset, EpochIter, FetchCtx};
-use crate::tensor::options::parse_dtype;
-use rhai::ImmutableString;
-use std::path::Path;
-use crate::script::convert::{err, number, OrScript, Opts, RResult};
+use crate::script::convert::{err, number, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
+use crate::tensor::options::parse_dtype;
 use crate::tensor::Tensor;
+use rhai::ImmutableString;
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext, INT};
 use std::cell::RefCell;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -135,11 +135,8 @@ fn tensor_arg(d: &Dynamic, what: &str, i: usize) -> RResult<tch::Tensor> {
 }
 
 fn tensor_dataset(ts: &[Dynamic]) -> RResult<DatasetHandle> {
-    let ts = ts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| tensor_arg(t, "data::tensor_dataset", i))
-        .collect::<RResult<Vec<_>>>()?;
+    let ts =
+        ts.iter().enumerate().map(|(i, t)| tensor_arg(t, "data::tensor_dataset", i)).collect::<RResult<Vec<_>>>()?;
     Ok(ds(TensorDataset::new(&ts).or_script()?))
 }
 
@@ -204,10 +201,7 @@ fn datasets_of(a: &Array, what: &str) -> RResult<Vec<Arc<dyn Dataset>>> {
 fn split_sizes(a: &Array) -> RResult<SplitSizes> {
     const W: &str = "data::random_split";
     if a.iter().all(|v| v.is_int()) {
-        let c = a
-            .iter()
-            .map(|v| to_usize(v.as_int().unwrap_or(0), W, "lengths"))
-            .collect::<RResult<Vec<_>>>()?;
+        let c = a.iter().map(|v| to_usize(v.as_int().unwrap_or(0), W, "lengths")).collect::<RResult<Vec<_>>>()?;
         return Ok(SplitSizes::Counts(c));
     }
     Ok(SplitSizes::Fractions(a.iter().map(|v| number(v, W)).collect::<RResult<_>>()?))
@@ -285,7 +279,8 @@ fn register_datasets(reg: &mut Registry) {
             None => Dynamic::UNIT,
         }
     });
-    let doc = "What the dataset is, with its size and shapes.\n\n```rhai\nprint(data::blobs(#{n: 10}).to_string());\n```";
+    let doc =
+        "What the dataset is, with its size and shapes.\n\n```rhai\nprint(data::blobs(#{n: 10}).to_string());\n```";
     reg.func("", "to_string", "self", doc, |d: &mut DatasetHandle| d.0.describe());
     reg.func("", "to_debug", "self", doc, |d: &mut DatasetHandle| d.0.describe());
 
@@ -309,11 +304,17 @@ fn register_datasets(reg: &mut Registry) {
         let parts = dataset::random_split(d.0, &split_sizes(&l)?, seed_from_torch()).or_script()?;
         Ok(parts.into_iter().map(|s| Dynamic::from(ds(s))).collect())
     });
-    reg.volatile("data", "random_split", "ds, lengths, opts", doc, |d: DatasetHandle, l: Array, m: Map| -> RResult<Array> {
-        let o = Opts::new(&m, "data::random_split", &["seed"])?;
-        let parts = dataset::random_split(d.0, &split_sizes(&l)?, seed_opt(&o)?).or_script()?;
-        Ok(parts.into_iter().map(|s| Dynamic::from(ds(s))).collect())
-    });
+    reg.volatile(
+        "data",
+        "random_split",
+        "ds, lengths, opts",
+        doc,
+        |d: DatasetHandle, l: Array, m: Map| -> RResult<Array> {
+            let o = Opts::new(&m, "data::random_split", &["seed"])?;
+            let parts = dataset::random_split(d.0, &split_sizes(&l)?, seed_opt(&o)?).or_script()?;
+            Ok(parts.into_iter().map(|s| Dynamic::from(ds(s))).collect())
+        },
+    );
 }
 
 fn register_synthetic(reg: &mut Registry) {
@@ -386,7 +387,8 @@ fn register_loader(reg: &mut Registry) {
 
     let doc = "Number of batches per epoch (len(loader)).\n\n```rhai\nprint(data::loader(data::blobs(#{n: 10}), #{batch_size: 4}).len());\n```";
     reg.func("", "len", "self", doc, |l: &mut LoaderHandle| l.borrow().len() as INT);
-    let doc = "The loader's dataset.\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 10}));\nprint(l.dataset.len());\n```";
+    let doc =
+        "The loader's dataset.\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 10}));\nprint(l.dataset.len());\n```";
     reg.getter("dataset", doc, |l: &mut LoaderHandle| DatasetHandle(l.borrow().dataset().clone()));
     let doc = "Samples per batch.\n\n```rhai\nprint(data::loader(data::blobs(), #{batch_size: 16}).batch_size);\n```";
     reg.getter("batch_size", doc, |l: &mut LoaderHandle| l.borrow().options().batch_size as INT);
@@ -400,11 +402,17 @@ fn register_loader(reg: &mut Registry) {
         Ok(())
     });
     let doc = "Makes this loader read only rank `rank`'s share of the data out of `world_size` (a DistributedSampler with the loader's shuffle and seed, padded so every rank gets as many batches). The Trainer does this by itself under DDP.\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 10}), #{batch_size: 2});\nl.set_distributed(1, 4);\nprint(l.len());\n```";
-    reg.func("", "set_distributed", "self, rank, world_size", doc, |l: &mut LoaderHandle, r: INT, w: INT| -> RResult<()> {
-        let r = to_usize(r, "set_distributed", "rank")?;
-        let w = to_usize(w, "set_distributed", "world_size")?;
-        l.borrow_mut().set_distributed(r, w).or_script()
-    });
+    reg.func(
+        "",
+        "set_distributed",
+        "self, rank, world_size",
+        doc,
+        |l: &mut LoaderHandle, r: INT, w: INT| -> RResult<()> {
+            let r = to_usize(r, "set_distributed", "rank")?;
+            let w = to_usize(w, "set_distributed", "world_size")?;
+            l.borrow_mut().set_distributed(r, w).or_script()
+        },
+    );
     let doc = "The loader's settings and dataset.\n\n```rhai\nprint(data::loader(data::blobs(), #{batch_size: 8}).to_string());\n```";
     reg.func("", "to_string", "self", doc, |l: &mut LoaderHandle| format!("{:?}", l.borrow()));
     reg.func("", "to_debug", "self", doc, |l: &mut LoaderHandle| format!("{:?}", l.borrow()));
@@ -449,12 +457,16 @@ fn register_samplers(reg: &mut Registry) {
             Sampler::Sequential
         };
         Ok(SamplerHandle(
-            Sampler::distributed(base, to_usize(rank, W, "rank")?, to_usize(world, W, "num_replicas")?, o.bool_or("drop_last", false)?)
-                .or_script()?,
+            Sampler::distributed(
+                base,
+                to_usize(rank, W, "rank")?,
+                to_usize(world, W, "num_replicas")?,
+                o.bool_or("drop_last", false)?,
+            )
+            .or_script()?,
         ))
     });
 }
-
 
 /// Script type `Transform`.
 #[derive(Clone)]
@@ -480,7 +492,12 @@ fn strings(d: &Dynamic, what: &str) -> RResult<Vec<String>> {
     if let Some(a) = d.read_lock::<Array>() {
         return a
             .iter()
-            .map(|v| v.clone().into_immutable_string().map(|s| s.to_string()).map_err(|t| err(format!("{what}: expected strings, found {t}"))))
+            .map(|v| {
+                v.clone()
+                    .into_immutable_string()
+                    .map(|s| s.to_string())
+                    .map_err(|t| err(format!("{what}: expected strings, found {t}")))
+            })
             .collect();
     }
     Err(err(format!("{what}: expected an array of strings, got {}", d.type_name())))
@@ -508,7 +525,9 @@ fn csv(path: &str, m: &Map) -> RResult<DatasetHandle> {
         };
     }
     if let Some(cols) = o.get("columns") {
-        let a = cols.read_lock::<Array>().ok_or_else(|| err(format!("{W}: 'columns' must be an array of names or indices")))?;
+        let a = cols
+            .read_lock::<Array>()
+            .ok_or_else(|| err(format!("{W}: 'columns' must be an array of names or indices")))?;
         c.columns = Some(a.iter().map(|v| column(v, W)).collect::<RResult<_>>()?);
     }
     if let Some(t) = o.get("target") {
@@ -543,7 +562,9 @@ fn image_folder(root: &str, m: &Map) -> RResult<DatasetHandle> {
     let float = match o.str_or("dtype", "float32")?.as_str() {
         "float32" | "float" => true,
         "uint8" => false,
-        other => return Err(err(format!("{W}: dtype must be \"float32\" (scaled to [0, 1]) or \"uint8\", got \"{other}\""))),
+        other => {
+            return Err(err(format!("{W}: dtype must be \"float32\" (scaled to [0, 1]) or \"uint8\", got \"{other}\"")))
+        }
     };
     Ok(ds(image::ImageFolder::new(Path::new(root), float).or_script()?))
 }
@@ -566,7 +587,8 @@ fn register_files(reg: &mut Registry) {
     reg.volatile("data", "temp_dir", "", doc, || -> RResult<String> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!("lt-data-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let p =
+            std::env::temp_dir().join(format!("lt-data-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).map_err(|e| err(format!("data::temp_dir: {}: {e}", p.display())))?;
         Ok(p.display().to_string())
@@ -636,7 +658,9 @@ fn register_files(reg: &mut Registry) {
     reg.func("data", "mnist", "root, opts", doc, |p: ImmutableString, m: Map| mnist(&p, &m, "data::mnist"));
     let doc = "Fashion-MNIST from its IDX files in `root` (same file names and layout as MNIST, also `root/FashionMNIST/raw`): `#{train: true}`.\n\n```rhai\nlet root = data::temp_dir();\ndata::save_idx(torch::zeros([2, 28, 28]).to(\"uint8\"), root + \"/t10k-images-idx3-ubyte\");\ndata::save_idx(torch::zeros([2]).to(\"uint8\"), root + \"/t10k-labels-idx1-ubyte\");\nprint(data::fashion_mnist(root, #{train: false}).len());\n```";
     reg.func("data", "fashion_mnist", "root", doc, |p: ImmutableString| mnist(&p, &Map::new(), "data::fashion_mnist"));
-    reg.func("data", "fashion_mnist", "root, opts", doc, |p: ImmutableString, m: Map| mnist(&p, &m, "data::fashion_mnist"));
+    reg.func("data", "fashion_mnist", "root, opts", doc, |p: ImmutableString, m: Map| {
+        mnist(&p, &m, "data::fashion_mnist")
+    });
 
     let doc = "An image folder (torchvision ImageFolder): `root/<class>/<image>.png|jpg`, classes in sorted order (`ds.classes`). Images are decoded in Rust on the loader's workers; samples `[image: [C, H, W], label: int64]`, float32 in [0, 1] or `#{dtype: \"uint8\"}`.\n\n```rhai\nlet root = data::temp_dir();\ndata::save_image(torch::rand([3, 8, 8]), root + \"/cat/0.png\");\ndata::save_image(torch::rand([3, 8, 8]), root + \"/dog/0.png\");\nlet ds = data::image_folder(root);\nprint(ds.classes);\nprint(ds[1][0].shape);\n```";
     reg.func("data", "image_folder", "root", doc, |p: ImmutableString| image_folder(&p, &Map::new()));
@@ -709,7 +733,9 @@ fn register_transforms(reg: &mut Registry) {
         Ok(TransformHandle(Transform::RandomHorizontalFlip { p }))
     };
     reg.func("data", "random_horizontal_flip", "", doc, move || flip(0.5));
-    reg.func("data", "random_horizontal_flip", "p", doc, move |p: Dynamic| flip(number(&p, "data::random_horizontal_flip")?));
+    reg.func("data", "random_horizontal_flip", "p", doc, move |p: Dynamic| {
+        flip(number(&p, "data::random_horizontal_flip")?)
+    });
     let doc = "Class indices to one-hot int64 vectors of `num_classes` (F.one_hot); usually a `target_transform`.\n\n```rhai\nlet ds = data::transformed(data::blobs(#{n: 6, centers: 3}), #{target_transform: data::one_hot(3)});\nprint(ds[1][1]);\n```";
     reg.func("data", "one_hot", "num_classes", doc, |n: INT| -> RResult<TransformHandle> {
         if n <= 0 {
@@ -720,7 +746,10 @@ fn register_transforms(reg: &mut Registry) {
     let doc = "Casts to `dtype`; with `#{scale: true}`, uint8 images become floats in [0, 1] (torchvision ToDtype).\n\n```rhai\nlet t = data::to_dtype(\"float32\", #{scale: true});\nlet ds = data::transformed(data::tensor_dataset(torch::full([2, 3], 255).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
     let to_dtype = |d: ImmutableString, m: Map| -> RResult<TransformHandle> {
         let o = Opts::new(&m, "data::to_dtype", &["scale"])?;
-        Ok(TransformHandle(Transform::ToDtype { kind: parse_dtype(&d).or_script()?, scale: o.bool_or("scale", false)? }))
+        Ok(TransformHandle(Transform::ToDtype {
+            kind: parse_dtype(&d).or_script()?,
+            scale: o.bool_or("scale", false)?,
+        }))
     };
     reg.func("data", "to_dtype", "dtype", doc, move |d: ImmutableString| to_dtype(d, Map::new()));
     reg.func("data", "to_dtype", "dtype, opts", doc, to_dtype);
@@ -742,7 +771,8 @@ fn register_transforms(reg: &mut Registry) {
             ts.push((Field::Target, transform_of(t, W)?));
         }
         if let Some(k) = o.get("keys") {
-            let km = k.read_lock::<Map>().ok_or_else(|| err(format!("{W}: 'keys' must be a map of key → Transform")))?;
+            let km =
+                k.read_lock::<Map>().ok_or_else(|| err(format!("{W}: 'keys' must be a map of key → Transform")))?;
             for (name, t) in km.iter() {
                 ts.push((Field::Key(name.to_string()), transform_of(t, W)?));
             }

@@ -40,11 +40,7 @@ impl Batch {
         Ok(match self {
             Batch::Tensor(t) => Batch::Tensor(f(t)?),
             Batch::List(v) => Batch::List(v.into_iter().map(|b| b.map_tensors(f)).collect::<Result<_>>()?),
-            Batch::Map(v) => Batch::Map(
-                v.into_iter()
-                    .map(|(k, b)| Ok((k, b.map_tensors(f)?)))
-                    .collect::<Result<_>>()?,
-            ),
+            Batch::Map(v) => Batch::Map(v.into_iter().map(|(k, b)| Ok((k, b.map_tensors(f)?))).collect::<Result<_>>()?),
             other => other,
         })
     }
@@ -101,7 +97,9 @@ impl Batch {
             }
             Batch::Strs(s) => Batch::Strs(idx.iter().map(|&i| s.get(i).cloned().unwrap_or_default()).collect()),
             Batch::List(v) => Batch::List(v.iter().map(|b| b.index_select(idx)).collect::<Result<_>>()?),
-            Batch::Map(v) => Batch::Map(v.iter().map(|(k, b)| Ok((k.clone(), b.index_select(idx)?))).collect::<Result<_>>()?),
+            Batch::Map(v) => {
+                Batch::Map(v.iter().map(|(k, b)| Ok((k.clone(), b.index_select(idx)?))).collect::<Result<_>>()?)
+            }
             other => other.shallow_clone(),
         })
     }
@@ -169,7 +167,9 @@ fn cat_all(parts: Vec<Batch>, path: &str) -> Result<Batch> {
                             c.push(x);
                         }
                     }
-                    other => return Err(data_err!("{path}: cannot concatenate a list of {n} with {}", other.describe())),
+                    other => {
+                        return Err(data_err!("{path}: cannot concatenate a list of {n} with {}", other.describe()))
+                    }
                 }
             }
             Ok(Batch::List(

@@ -98,9 +98,10 @@ pub fn load(path: &Path, o: &CsvOptions) -> Result<TensorDataset> {
             Column::Index(i) => Err(data_err!("{name}: column {i} is out of range ({width} columns)")),
             Column::Name(n) => match &names {
                 None => Err(data_err!("{name}: column '{n}' given by name, but the file has no header")),
-                Some(h) => h.iter().position(|x| x == n).ok_or_else(|| {
-                    data_err!("{name}: no column named '{n}'; columns: {}", h.join(", "))
-                }),
+                Some(h) => h
+                    .iter()
+                    .position(|x| x == n)
+                    .ok_or_else(|| data_err!("{name}: no column named '{n}'; columns: {}", h.join(", "))),
             },
         }
     };
@@ -113,9 +114,9 @@ pub fn load(path: &Path, o: &CsvOptions) -> Result<TensorDataset> {
     let mut x = Vec::with_capacity(rows.len() * features.len());
     for (line, r) in &rows {
         for &c in &features {
-            let v = r[c].parse::<f64>().map_err(|_| {
-                data_err!("{name}:{line}: column {}: cannot parse '{}' as a number", col_name(c), r[c])
-            })?;
+            let v = r[c]
+                .parse::<f64>()
+                .map_err(|_| data_err!("{name}:{line}: column {}: cannot parse '{}' as a number", col_name(c), r[c]))?;
             x.push(v);
         }
     }
@@ -132,7 +133,8 @@ pub fn load(path: &Path, o: &CsvOptions) -> Result<TensorDataset> {
         let kind = o.target_dtype.unwrap_or(if all_int { Kind::Int64 } else { Kind::Float });
         (Tensor::f_from_slice(&v)?.f_to_kind(kind)?, None)
     } else if nums.iter().any(Option::is_some) && o.target_dtype.is_some_and(|k| k != Kind::Int64) {
-        let (line, r) = rows.iter().find(|(_, r)| r[t].parse::<f64>().is_err()).map(|(l, r)| (*l, r)).unwrap_or((0, &rows[0].1));
+        let (line, r) =
+            rows.iter().find(|(_, r)| r[t].parse::<f64>().is_err()).map(|(l, r)| (*l, r)).unwrap_or((0, &rows[0].1));
         return Err(data_err!("{name}:{line}: column {}: cannot parse '{}' as a number", col_name(t), r[t]));
     } else {
         // string labels: class indices in sorted order of the names

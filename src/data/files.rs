@@ -66,9 +66,7 @@ pub fn parse_npy(bytes: &[u8], name: &str) -> Result<Tensor> {
         }
         (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
     };
-    let header = bytes
-        .get(hstart..hstart + hlen)
-        .ok_or_else(|| data_err!("{name}: truncated .npy header"))?;
+    let header = bytes.get(hstart..hstart + hlen).ok_or_else(|| data_err!("{name}: truncated .npy header"))?;
     let header = std::str::from_utf8(header).map_err(|_| data_err!("{name}: .npy header is not text"))?;
     let descr = header_field(header, "descr")
         .map(|d| d.trim_matches(|c| c == '\'' || c == '"'))
@@ -91,7 +89,10 @@ pub fn parse_npy(bytes: &[u8], name: &str) -> Result<Tensor> {
     let numel: i64 = shape.iter().product();
     let want = numel as usize * kind.elt_size_in_bytes();
     if data.len() < want {
-        return Err(data_err!("{name}: truncated .npy data: expected {want} bytes for shape {shape:?}, found {}", data.len()));
+        return Err(data_err!(
+            "{name}: truncated .npy data: expected {want} bytes for shape {shape:?}, found {}",
+            data.len()
+        ));
     }
     Ok(Tensor::f_from_data_size(&data[..want], &shape, kind)?)
 }
@@ -108,7 +109,8 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>> {
     check_exists(path, "load_npz")?;
     let shown = path.display().to_string();
     let f = std::fs::File::open(path).map_err(|e| data_err!("{shown}: {e}"))?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|e| data_err!("{shown}: not an .npz archive: {e}"))?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|e| data_err!("{shown}: not an .npz archive: {e}"))?;
     let mut out = Vec::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| data_err!("{shown}: entry {i}: {e}"))?;
@@ -131,9 +133,7 @@ pub fn write_npz(ts: &[(String, Tensor)], path: &Path) -> Result<()> {
 }
 
 fn contiguous_cpu(ts: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
-    ts.iter()
-        .map(|(k, t)| Ok((k.clone(), t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_contiguous()?)))
-        .collect()
+    ts.iter().map(|(k, t)| Ok((k.clone(), t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_contiguous()?))).collect()
 }
 
 /// A safetensors file's tensors, sorted by name (read and validated by [`crate::nn::io`]).

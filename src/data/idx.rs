@@ -39,13 +39,17 @@ pub fn parse_idx(b: &[u8], name: &str) -> Result<Tensor> {
     if b.len() < hdr {
         return Err(data_err!("{name}: truncated IDX header"));
     }
-    let dims: Vec<i64> =
-        (0..ndim).map(|i| u32::from_be_bytes([b[4 + 4 * i], b[5 + 4 * i], b[6 + 4 * i], b[7 + 4 * i]]) as i64).collect();
+    let dims: Vec<i64> = (0..ndim)
+        .map(|i| u32::from_be_bytes([b[4 + 4 * i], b[5 + 4 * i], b[6 + 4 * i], b[7 + 4 * i]]) as i64)
+        .collect();
     let numel: i64 = dims.iter().product();
     let want = numel as usize * size;
     let data = &b[hdr..];
     if data.len() < want {
-        return Err(data_err!("{name}: truncated IDX data: expected {want} bytes for shape {dims:?}, found {}", data.len()));
+        return Err(data_err!(
+            "{name}: truncated IDX data: expected {want} bytes for shape {dims:?}, found {}",
+            data.len()
+        ));
     }
     let mut data = data[..want].to_vec();
     if size > 1 {

@@ -129,7 +129,10 @@ impl ImageFolder {
             return Err(data_err!("data::image_folder: {} has no class subfolders", root.display()));
         }
         if files.is_empty() {
-            return Err(data_err!("data::image_folder: no .png / .jpg / .jpeg files in the class folders of {}", root.display()));
+            return Err(data_err!(
+                "data::image_folder: no .png / .jpg / .jpeg files in the class folders of {}",
+                root.display()
+            ));
         }
         Ok(ImageFolder { root: root.to_path_buf(), files, classes, float })
     }

@@ -156,14 +156,8 @@ impl DataLoader {
         let batches = self.batch_indices(epoch);
         let ctx = FetchCtx { seed: self.opts.seed, epoch, batch: 0 };
         let workers = if self.dataset.thread_bound() { 0 } else { self.opts.num_workers.min(batches.len()) };
-        let mut it = EpochIter {
-            batches,
-            next: 0,
-            ds: self.dataset.clone(),
-            ctx,
-            pin: self.opts.pin_memory,
-            pool: None,
-        };
+        let mut it =
+            EpochIter { batches, next: 0, ds: self.dataset.clone(), ctx, pin: self.opts.pin_memory, pool: None };
         if workers > 0 {
             it.pool = Some(Pool::start(&it, workers, self.opts.prefetch_factor));
         }
@@ -214,7 +208,8 @@ struct Pool {
 
 impl Pool {
     fn start(it: &EpochIter, n: usize, prefetch: usize) -> Pool {
-        let mut pool = Pool { jobs: Vec::new(), results: Vec::new(), handles: Vec::new(), dispatched: 0, broken: Vec::new() };
+        let mut pool =
+            Pool { jobs: Vec::new(), results: Vec::new(), handles: Vec::new(), dispatched: 0, broken: Vec::new() };
         for w in 0..n {
             let (jtx, jrx) = mpsc::channel::<Job>();
             let (rtx, rrx) = mpsc::channel::<Result<Batch>>();

@@ -26,7 +26,9 @@ impl Sampler {
             return Err(data_err!("weighted_random_sampler: weights must not be empty"));
         }
         if let Some((i, w)) = weights.iter().enumerate().find(|(_, w)| !w.is_finite() || **w < 0.0) {
-            return Err(data_err!("weighted_random_sampler: weight {i} is {w}; weights must be finite and non-negative"));
+            return Err(data_err!(
+                "weighted_random_sampler: weight {i} is {w}; weights must be finite and non-negative"
+            ));
         }
         if weights.iter().sum::<f64>() <= 0.0 {
             return Err(data_err!("weighted_random_sampler: the weights sum to zero"));
@@ -49,7 +51,10 @@ impl Sampler {
             return Err(data_err!("distributed sampler: world_size must be at least 1"));
         }
         if rank >= world_size {
-            return Err(data_err!("distributed sampler: invalid rank {rank}, rank should be in the interval [0, {}]", world_size - 1));
+            return Err(data_err!(
+                "distributed sampler: invalid rank {rank}, rank should be in the interval [0, {}]",
+                world_size - 1
+            ));
         }
         let base = match base {
             Sampler::Distributed { base, .. } => base,

@@ -112,12 +112,13 @@ pub fn to_sample(v: &Dynamic) -> std::result::Result<Batch, String> {
     }
     if let Some(m) = v.read_lock::<Map>() {
         return Ok(Batch::Map(
-            m.iter()
-                .map(|(k, x)| Ok((k.to_string(), to_sample(x)?)))
-                .collect::<std::result::Result<_, String>>()?,
+            m.iter().map(|(k, x)| Ok((k.to_string(), to_sample(x)?))).collect::<std::result::Result<_, String>>()?,
         ));
     }
-    Err(format!("a value of type {}, which cannot be batched (expected tensors, numbers, strings, arrays or maps)", v.type_name()))
+    Err(format!(
+        "a value of type {}, which cannot be batched (expected tensors, numbers, strings, arrays or maps)",
+        v.type_name()
+    ))
 }
 
 impl Dataset for ScriptDataset {

@@ -32,7 +32,10 @@ impl TextDataset {
         let bytes = std::fs::read(path).map_err(|e| data_err!("{name}: {e}"))?;
         let (ids, vocab): (Vec<i64>, Option<Vec<String>>) = if chars {
             let text = String::from_utf8(bytes).map_err(|e| {
-                data_err!("{name}: not valid UTF-8 at byte {} (use mode: \"byte\" for binary text)", e.utf8_error().valid_up_to())
+                data_err!(
+                    "{name}: not valid UTF-8 at byte {} (use mode: \"byte\" for binary text)",
+                    e.utf8_error().valid_up_to()
+                )
             })?;
             let mut v: Vec<char> = text.chars().collect();
             v.sort_unstable();

@@ -94,13 +94,17 @@ impl Transform {
                 let flags: Vec<u8> = (0..shape[0]).map(|_| u8::from(rng.uniform() < *p)).collect();
                 let mut view = vec![1i64; shape.len()];
                 view[0] = shape[0];
-                let mask = Tensor::f_from_slice(&flags)?.f_to_kind(Kind::Bool)?.f_to_device(t.device())?.f_reshape(&view)?;
+                let mask =
+                    Tensor::f_from_slice(&flags)?.f_to_kind(Kind::Bool)?.f_to_device(t.device())?.f_reshape(&view)?;
                 let flipped = t.f_flip([-1])?;
                 Ok(flipped.f_where_self(&mask, &t)?)
             }
             Transform::OneHot { num_classes } => {
                 if is_float(t.kind()) {
-                    return Err(data_err!("{what}: expects integer class indices, got {}", crate::tensor::options::dtype_name(t.kind())));
+                    return Err(data_err!(
+                        "{what}: expects integer class indices, got {}",
+                        crate::tensor::options::dtype_name(t.kind())
+                    ));
                 }
                 Ok(t.f_to_kind(Kind::Int64)?.f_one_hot(*num_classes)?)
             }
@@ -167,9 +171,15 @@ fn apply_field(b: Batch, field: &Field, f: &mut dyn FnMut(Tensor) -> Result<Tens
             v[pos].1 = x.map_tensors(f)?;
             Ok(Batch::Map(v))
         }
-        (Field::Key(k), other) => Err(data_err!("transform for key '{k}': the samples are not maps but {}", other.describe())),
-        (Field::Target, other) => Err(data_err!("target_transform: the samples are not arrays but {}", other.describe())),
-        (Field::Input, other) => Err(data_err!("transform: the samples are {}; use per-key transforms for maps", other.describe())),
+        (Field::Key(k), other) => {
+            Err(data_err!("transform for key '{k}': the samples are not maps but {}", other.describe()))
+        }
+        (Field::Target, other) => {
+            Err(data_err!("target_transform: the samples are not arrays but {}", other.describe()))
+        }
+        (Field::Input, other) => {
+            Err(data_err!("transform: the samples are {}; use per-key transforms for maps", other.describe()))
+        }
     }
 }
 

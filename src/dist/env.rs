@@ -30,7 +30,11 @@ impl DistEnv {
             return Ok(None);
         }
         let num = |name: &str, v: Option<String>| -> Result<usize> {
-            let v = v.ok_or_else(|| DistError(format!("{name} is not set (a distributed worker needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)")))?;
+            let v = v.ok_or_else(|| {
+                DistError(format!(
+                    "{name} is not set (a distributed worker needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT)"
+                ))
+            })?;
             v.trim().parse::<usize>().map_err(|_| DistError(format!("{name}={v:?} is not a non-negative integer")))
         };
         let rank = num("RANK", rank)?;
@@ -38,9 +42,14 @@ impl DistEnv {
         if world_size == 0 || rank >= world_size {
             return Err(DistError(format!("RANK={rank} must be below WORLD_SIZE={world_size}")));
         }
-        let master_addr = get("MASTER_ADDR").filter(|s| !s.trim().is_empty()).ok_or_else(|| DistError("MASTER_ADDR is not set".into()))?;
+        let master_addr = get("MASTER_ADDR")
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| DistError("MASTER_ADDR is not set".into()))?;
         let port = num("MASTER_PORT", get("MASTER_PORT"))?;
-        let master_port = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| DistError(format!("MASTER_PORT={port} is not a TCP port")))?;
+        let master_port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| DistError(format!("MASTER_PORT={port} is not a TCP port")))?;
         let local_rank = match get("LOCAL_RANK") {
             Some(v) => num("LOCAL_RANK", Some(v))?,
             None => rank,
@@ -53,7 +62,15 @@ impl DistEnv {
             Some(v) => num("GROUP_RANK", Some(v))?,
             None => 0,
         };
-        Ok(Some(DistEnv { master_addr: master_addr.trim().to_string(), master_port, rank, world_size, local_rank, local_world_size, node_rank }))
+        Ok(Some(DistEnv {
+            master_addr: master_addr.trim().to_string(),
+            master_port,
+            rank,
+            world_size,
+            local_rank,
+            local_world_size,
+            node_rank,
+        }))
     }
 
     /// The variables to give a worker process (what torchrun sets).

@@ -40,7 +40,11 @@ impl GradSync {
     /// (the order backward produces gradients), grouped by dtype and device, capped in bytes.
     pub fn buckets(&self, params: &[tch::Tensor]) -> Vec<Vec<usize>> {
         let order: Vec<usize> = (0..params.len()).rev().filter(|&i| params[i].requires_grad()).collect();
-        group_indices(&order, |i| (params[i].kind(), params[i].device(), params[i].numel() * params[i].kind().elt_size_in_bytes()), self.bucket_cap_bytes)
+        group_indices(
+            &order,
+            |i| (params[i].kind(), params[i].device(), params[i].numel() * params[i].kind().elt_size_in_bytes()),
+            self.bucket_cap_bytes,
+        )
     }
 
     /// Averages the gradients of `params` over all ranks, in place. Call it on every rank, with

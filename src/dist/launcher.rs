@@ -40,7 +40,10 @@ impl LaunchConfig {
             return Err(DistError("--devices and --num-nodes must be at least 1".into()));
         }
         if self.node_rank >= self.num_nodes {
-            return Err(DistError(format!("--node-rank {} must be below --num-nodes {}", self.node_rank, self.num_nodes)));
+            return Err(DistError(format!(
+                "--node-rank {} must be below --num-nodes {}",
+                self.node_rank, self.num_nodes
+            )));
         }
         Ok(())
     }
@@ -64,7 +67,9 @@ pub fn role(cfg: &LaunchConfig) -> Result<Role> {
         return Ok(Role::Worker(env));
     }
     if std::env::var_os(WORKER_MARKER).is_some() {
-        return Err(DistError(format!("{WORKER_MARKER} is set but RANK/WORLD_SIZE are not: refusing to launch workers from a worker")));
+        return Err(DistError(format!(
+            "{WORKER_MARKER} is set but RANK/WORLD_SIZE are not: refusing to launch workers from a worker"
+        )));
     }
     cfg.check()?;
     Ok(if cfg.world_size() > 1 { Role::Launcher } else { Role::Single })
@@ -72,7 +77,8 @@ pub fn role(cfg: &LaunchConfig) -> Result<Role> {
 
 /// A TCP port that is free on 127.0.0.1 right now.
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| DistError(format!("cannot find a free port: {e}")))?;
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| DistError(format!("cannot find a free port: {e}")))?;
     let port = l.local_addr().map_err(|e| DistError(format!("cannot find a free port: {e}")))?.port();
     Ok(port)
 }

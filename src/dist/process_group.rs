@@ -22,9 +22,30 @@ extern "C" {
         len: usize,
     ) -> i32;
     fn lt_dist_free(handle: *mut c_void);
-    fn lt_dist_all_reduce(handle: *mut c_void, ts: *const *mut c_void, n: usize, op: i32, buf: *mut u8, len: usize) -> i32;
-    fn lt_dist_broadcast(handle: *mut c_void, ts: *const *mut c_void, n: usize, root: i32, buf: *mut u8, len: usize) -> i32;
-    fn lt_dist_all_gather(handle: *mut c_void, input: *const c_void, outs: *const *mut c_void, n: usize, buf: *mut u8, len: usize) -> i32;
+    fn lt_dist_all_reduce(
+        handle: *mut c_void,
+        ts: *const *mut c_void,
+        n: usize,
+        op: i32,
+        buf: *mut u8,
+        len: usize,
+    ) -> i32;
+    fn lt_dist_broadcast(
+        handle: *mut c_void,
+        ts: *const *mut c_void,
+        n: usize,
+        root: i32,
+        buf: *mut u8,
+        len: usize,
+    ) -> i32;
+    fn lt_dist_all_gather(
+        handle: *mut c_void,
+        input: *const c_void,
+        outs: *const *mut c_void,
+        n: usize,
+        buf: *mut u8,
+        len: usize,
+    ) -> i32;
     fn lt_dist_barrier(handle: *mut c_void, buf: *mut u8, len: usize) -> i32;
     fn lt_dist_set_grad(param: *const c_void, grad: *const c_void, buf: *mut u8, len: usize) -> i32;
 }
@@ -146,11 +167,14 @@ impl ProcessGroup {
     pub fn new(backend: Backend, env: &DistEnv, timeout: Duration) -> Result<ProcessGroup> {
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(1);
         let rank = i32::try_from(env.rank).map_err(|_| DistError(format!("rank {} is too large", env.rank)))?;
-        let size = i32::try_from(env.world_size).map_err(|_| DistError(format!("world size {} is too large", env.world_size)))?;
+        let size = i32::try_from(env.world_size)
+            .map_err(|_| DistError(format!("world size {} is too large", env.world_size)))?;
         let name = CString::new(backend.name()).map_err(|_| DistError("bad backend name".into()))?;
-        let host = CString::new(env.master_addr.as_str()).map_err(|_| DistError(format!("MASTER_ADDR {:?} contains a NUL byte", env.master_addr)))?;
+        let host = CString::new(env.master_addr.as_str())
+            .map_err(|_| DistError(format!("MASTER_ADDR {:?} contains a NUL byte", env.master_addr)))?;
         let nccl = match backend {
-            Backend::Nccl => CString::new(nccl_lib().unwrap_or_default()).map_err(|_| DistError("LT_NCCL_LIB contains a NUL byte".into()))?,
+            Backend::Nccl => CString::new(nccl_lib().unwrap_or_default())
+                .map_err(|_| DistError("LT_NCCL_LIB contains a NUL byte".into()))?,
             Backend::Gloo => CString::default(),
         };
         let mut handle: *mut c_void = std::ptr::null_mut();
@@ -165,18 +189,39 @@ impl ProcessGroup {
         call(&what, |buf, len| {
             // SAFETY: all strings are NUL-terminated and outlive the call; the shim catches every
             // C++ exception and writes the handle only on success.
-            unsafe { lt_dist_new(name.as_ptr(), host.as_ptr(), i32::from(env.master_port), rank, size, timeout_ms, nccl.as_ptr(), &mut handle, buf, len) }
+            unsafe {
+                lt_dist_new(
+                    name.as_ptr(),
+                    host.as_ptr(),
+                    i32::from(env.master_port),
+                    rank,
+                    size,
+                    timeout_ms,
+                    nccl.as_ptr(),
+                    &mut handle,
+                    buf,
+                    len,
+                )
+            }
         })?;
         if handle.is_null() {
             return Err(DistError(format!("{what}: no handle returned")));
         }
-        Ok(ProcessGroup { handle, backend, rank: env.rank, world_size: env.world_size, local_rank: env.local_rank, timeout })
+        Ok(ProcessGroup {
+            handle,
+            backend,
+            rank: env.rank,
+            world_size: env.world_size,
+            local_rank: env.local_rank,
+            timeout,
+        })
     }
 
     /// Joins the group the torchrun environment describes (see [`DistEnv`]); an error when the
     /// environment does not describe one.
     pub fn from_env(backend: Backend, timeout: Duration) -> Result<ProcessGroup> {
-        let env = DistEnv::from_env()?.ok_or_else(|| DistError("not a distributed worker: RANK and WORLD_SIZE are not set".into()))?;
+        let env = DistEnv::from_env()?
+            .ok_or_else(|| DistError("not a distributed worker: RANK and WORLD_SIZE are not set".into()))?;
         Self::new(backend, &env, timeout)
     }
 
@@ -226,12 +271,15 @@ impl ProcessGroup {
 
     /// Every rank's `tensor`, in rank order (same shape and dtype on every rank).
     pub fn all_gather(&self, tensor: &tch::Tensor) -> Result<Vec<tch::Tensor>> {
-        let outs: Vec<tch::Tensor> =
-            (0..self.world_size).map(|_| tensor.f_empty_like().and_then(|t| t.f_contiguous())).collect::<std::result::Result<_, _>>()?;
+        let outs: Vec<tch::Tensor> = (0..self.world_size)
+            .map(|_| tensor.f_empty_like().and_then(|t| t.f_contiguous()))
+            .collect::<std::result::Result<_, _>>()?;
         let ptrs: Vec<*mut c_void> = outs.iter().map(|t| t.as_ptr() as *mut c_void).collect();
         call("all_gather failed", |buf, len| {
             // SAFETY: as in all_reduce.
-            unsafe { lt_dist_all_gather(self.handle, tensor.as_ptr() as *const c_void, ptrs.as_ptr(), ptrs.len(), buf, len) }
+            unsafe {
+                lt_dist_all_gather(self.handle, tensor.as_ptr() as *const c_void, ptrs.as_ptr(), ptrs.len(), buf, len)
+            }
         })?;
         Ok(outs)
     }
@@ -277,11 +325,19 @@ impl Drop for ProcessGroup {
 /// would exceed `cap_bytes` (a single larger tensor gets a group of its own).
 pub(crate) fn group_by_kind(tensors: &[tch::Tensor], cap_bytes: usize) -> Vec<Vec<usize>> {
     let indices: Vec<usize> = (0..tensors.len()).collect();
-    group_indices(&indices, |i| (tensors[i].kind(), tensors[i].device(), tensors[i].numel() * tensors[i].kind().elt_size_in_bytes()), cap_bytes)
+    group_indices(
+        &indices,
+        |i| (tensors[i].kind(), tensors[i].device(), tensors[i].numel() * tensors[i].kind().elt_size_in_bytes()),
+        cap_bytes,
+    )
 }
 
 /// Buckets `order` by key, each bucket holding at most `cap_bytes` (except a single oversized item).
-pub(crate) fn group_indices<K: PartialEq + Copy>(order: &[usize], info: impl Fn(usize) -> (tch::Kind, K, usize), cap_bytes: usize) -> Vec<Vec<usize>> {
+pub(crate) fn group_indices<K: PartialEq + Copy>(
+    order: &[usize],
+    info: impl Fn(usize) -> (tch::Kind, K, usize),
+    cap_bytes: usize,
+) -> Vec<Vec<usize>> {
     // Open buckets, one per kind; a bucket is closed (pushed) when full.
     let mut open: Vec<((tch::Kind, K), Vec<usize>, usize)> = Vec::new();
     let mut done: Vec<Vec<usize>> = Vec::new();
@@ -307,7 +363,8 @@ pub(crate) fn group_indices<K: PartialEq + Copy>(order: &[usize], info: impl Fn(
 
 /// The tensors' elements, concatenated into one new 1-D contiguous tensor.
 pub(crate) fn flatten(tensors: &[&tch::Tensor]) -> Result<tch::Tensor> {
-    let flat: Vec<tch::Tensor> = tensors.iter().map(|t| t.f_detach().and_then(|d| d.f_reshape([-1]))).collect::<std::result::Result<_, _>>()?;
+    let flat: Vec<tch::Tensor> =
+        tensors.iter().map(|t| t.f_detach().and_then(|d| d.f_reshape([-1]))).collect::<std::result::Result<_, _>>()?;
     Ok(tch::Tensor::f_cat(&flat, 0)?)
 }
 

@@ -6,7 +6,12 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 fn check(name: &str, got: &Tensor, want: &Tensor, tol: f64) -> Result<String> {
-    let diff = got.f_to_kind(Kind::Double)?.f_sub(&want.f_to_kind(Kind::Double)?.f_to_device(got.device())?)?.f_abs()?.f_max()?.f_double_value(&[])?;
+    let diff = got
+        .f_to_kind(Kind::Double)?
+        .f_sub(&want.f_to_kind(Kind::Double)?.f_to_device(got.device())?)?
+        .f_abs()?
+        .f_max()?
+        .f_double_value(&[])?;
     if got.size() != want.size() || diff.is_nan() || diff > tol {
         return Err(DistError(format!("{name}: got {got:?}, expected {want:?}")));
     }
@@ -72,8 +77,18 @@ pub fn run_checks(pg: &ProcessGroup, device: Device, report: &mut dyn FnMut(&str
         vec_f(&[r + 1.0; 2], device)?,
     ];
     pg.all_reduce_coalesced(&mut t, ReduceOp::Sum)?;
-    report(&check("all_reduce_coalesced f32", &Tensor::f_cat(&[&t[0], &t[3]], 0)?, &vec_f(&[sum_ranks1; 6], device)?, 0.0)?);
-    report(&check("all_reduce_coalesced i64", &t[1], &Tensor::f_full([3], sum_ranks1 as i64, (Kind::Int64, device))?, 0.0)?);
+    report(&check(
+        "all_reduce_coalesced f32",
+        &Tensor::f_cat(&[&t[0], &t[3]], 0)?,
+        &vec_f(&[sum_ranks1; 6], device)?,
+        0.0,
+    )?);
+    report(&check(
+        "all_reduce_coalesced i64",
+        &t[1],
+        &Tensor::f_full([3], sum_ranks1 as i64, (Kind::Int64, device))?,
+        0.0,
+    )?);
     report(&check("all_reduce_coalesced f64", &t[2], &vec_f(&[2.0 * sum_ranks1], device)?, 0.0)?);
 
     report(&grad_sync_check(pg, device)?);
@@ -117,7 +132,10 @@ fn grad_sync_check(pg: &ProcessGroup, device: Device) -> Result<String> {
     loss(&params, &x.f_narrow(0, start, per_rank)?, &y.f_narrow(0, start, per_rank)?)?.f_backward()?;
     GradSync::with_bucket_cap_bytes(64).sync(pg, &params)?;
 
-    let reference: Vec<Tensor> = params.iter().map(|p| detached_copy(p).and_then(|t| t.f_set_requires_grad(true))).collect::<std::result::Result<_, _>>()?;
+    let reference: Vec<Tensor> = params
+        .iter()
+        .map(|p| detached_copy(p).and_then(|t| t.f_set_requires_grad(true)))
+        .collect::<std::result::Result<_, _>>()?;
     loss(&reference, &x, &y)?.f_backward()?;
     let mut max_diff = 0f64;
     for (i, (p, q)) in params.iter().zip(&reference).enumerate().take(4) {
@@ -164,5 +182,11 @@ pub fn bench_all_reduce(pg: &ProcessGroup, device: Device, numel: i64, iters: us
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    Ok(BenchFigure { numel, iters: times.len(), world_size: pg.world_size(), median_ms: times[times.len() / 2], min_ms: times[0] })
+    Ok(BenchFigure {
+        numel,
+        iters: times.len(),
+        world_size: pg.world_size(),
+        median_ms: times[times.len() / 2],
+        min_ms: times[0],
+    })
 }

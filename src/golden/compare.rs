@@ -10,8 +10,8 @@ fn tokens(line: &str) -> Vec<String> {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let starts_number = c.is_ascii_digit()
-            || ((c == '-' || c == '.') && i + 1 < chars.len() && chars[i + 1].is_ascii_digit());
+        let starts_number =
+            c.is_ascii_digit() || ((c == '-' || c == '.') && i + 1 < chars.len() && chars[i + 1].is_ascii_digit());
         if starts_number && (cur.is_empty() || !cur.ends_with(|p: char| p.is_alphanumeric() || p == '_')) {
             if !cur.is_empty() {
                 out.push(std::mem::take(&mut cur));

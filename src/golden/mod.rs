@@ -80,7 +80,8 @@ pub fn capture_module(path: &Path) -> (String, Option<String>) {
         Ok(e) => e,
         Err(e) => return (format!("error: cannot find the lt binary: {e}\n"), None),
     };
-    let root = std::env::temp_dir().join(format!("lt-golden-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let root =
+        std::env::temp_dir().join(format!("lt-golden-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::create_dir_all(&root);
     let out = std::process::Command::new(exe)

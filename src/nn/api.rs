@@ -8,7 +8,7 @@ use super::layers::pool::Pool;
 use super::layers::rnn::Rnn;
 use super::layers::{self, attention, embedding, linear, norm};
 use super::{init, io, tree};
-use crate::script::convert::{err, int_list, number, OrScript, Opts, RResult};
+use crate::script::convert::{err, int_list, number, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
 use crate::tensor::options::{parse_device, parse_dtype};
 use crate::tensor::{Tensor, TensorError};
@@ -53,9 +53,7 @@ fn str_array(v: &[String]) -> Array {
 }
 
 fn pairs(v: Vec<(String, Tensor)>) -> Array {
-    v.into_iter()
-        .map(|(n, t)| Dynamic::from_array(vec![Dynamic::from(n), Dynamic::from(t)]))
-        .collect()
+    v.into_iter().map(|(n, t)| Dynamic::from_array(vec![Dynamic::from(n), Dynamic::from(t)])).collect()
 }
 
 fn tensor_map(v: Vec<(String, Tensor)>) -> Map {
@@ -69,9 +67,7 @@ fn as_state_dict(d: &Dynamic) -> Option<Vec<(String, tch::Tensor)>> {
     if tree::is_module(&m) {
         return None;
     }
-    m.iter()
-        .map(|(k, v)| v.read_lock::<Tensor>().map(|t| (k.to_string(), t.handle())))
-        .collect()
+    m.iter().map(|(k, v)| v.read_lock::<Tensor>().map(|t| (k.to_string(), t.handle()))).collect()
 }
 
 /// The named tensors of a module (its state_dict) or of a state_dict map.
@@ -85,9 +81,9 @@ fn named_tensors(d: &Dynamic) -> RResult<Vec<(String, tch::Tensor)>> {
 /// Calls a module's `forward` with `this` bound to the module.
 pub fn call_forward(ctx: &NativeCallContext, module: &mut Dynamic, args: Vec<Dynamic>) -> RResult<Dynamic> {
     let f = {
-        let m = module
-            .read_lock::<Map>()
-            .ok_or_else(|| err(format!("expected a module (a map with a forward function), got {}", module.type_name())))?;
+        let m = module.read_lock::<Map>().ok_or_else(|| {
+            err(format!("expected a module (a map with a forward function), got {}", module.type_name()))
+        })?;
         match m.get("forward") {
             Some(f) if f.is_fnptr() => f.clone().cast::<FnPtr>(),
             _ => return Err(err(format!("{} has no forward function", tree::label(&m)))),
@@ -131,7 +127,9 @@ for optimizers. Parameters are the tensors a layer lists, plus tensors that requ
     let doc = "The buffers (running statistics …) of a module and its children (Module.buffers()).\n\n\
 ```rhai\nlet m = #{stats: torch::zeros([3]), _buffers: [\"stats\"]};\nprint(m.buffers().len());\n```";
     reg.func("", "buffers", "self", doc, |m: &mut Map| -> RResult<Array> {
-        with_dyn(m, |d| tree::named_buffers(d)).map(|v| v.into_iter().map(|(_, t)| Dynamic::from(t)).collect()).or_script()
+        with_dyn(m, |d| tree::named_buffers(d))
+            .map(|v| v.into_iter().map(|(_, t)| Dynamic::from(t)).collect())
+            .or_script()
     });
     let doc = "`[name, tensor]` pairs of the buffers (Module.named_buffers()).\n\n\
 ```rhai\nlet m = #{stats: torch::zeros([3]), _buffers: [\"stats\"]};\nfor b in m.named_buffers() { print(b[0]); }\n```";
@@ -152,9 +150,9 @@ let r = b.load_state_dict(#{weight: torch::zeros([3, 2])}, #{strict: false});\np
         let sd: Vec<(String, tch::Tensor)> = sd
             .iter()
             .map(|(k, v)| {
-                v.read_lock::<Tensor>()
-                    .map(|t| (k.to_string(), t.handle()))
-                    .ok_or_else(|| err(format!("load_state_dict: entry '{k}' is a {}, expected a Tensor", v.type_name())))
+                v.read_lock::<Tensor>().map(|t| (k.to_string(), t.handle())).ok_or_else(|| {
+                    err(format!("load_state_dict: entry '{k}' is a {}, expected a Tensor", v.type_name()))
+                })
             })
             .collect::<RResult<_>>()?;
         let r = with_dyn(m, |d| tree::load_state_dict(d, &sd, strict)).or_script()?;
@@ -179,7 +177,8 @@ module (Module.train()); `train(false)` is `eval()`. Also records each module's 
         with_dyn(m, |d| tree::set_training(d, mode)).or_script()?;
         Ok(m.clone())
     });
-    let doc = "Puts every module in evaluation mode (dropout off, batch norm using running statistics) and returns the \
+    let doc =
+        "Puts every module in evaluation mode (dropout off, batch norm using running statistics) and returns the \
 module: PyTorch's `model.eval()`, which Rhai cannot spell (`eval` is a keyword); `model.train(false)` is the same.\n\n\
 ```rhai\nlet m = #{drop: nn::dropout(0.5), fc: nn::linear(2, 2)};\nm.eval_mode();\nprint(m.drop.training);\n```";
     reg.func("", "eval_mode", "self", doc, |m: &mut Map| -> RResult<Map> {
@@ -221,9 +220,12 @@ tensors keep their identity, so optimizers created before still hold them (Modul
         with_dyn(m, |d| tree::to(d, dev, kind)).or_script()?;
         Ok(m.clone())
     });
-    let doc = "Zeroes the gradients of all parameters (Module.zero_grad).\n\n```rhai\nlet m = #{fc: nn::linear(2, 1)};\n\
+    let doc =
+        "Zeroes the gradients of all parameters (Module.zero_grad).\n\n```rhai\nlet m = #{fc: nn::linear(2, 1)};\n\
 m.fc.forward(torch::ones([1, 2])).sum().backward();\nm.zero_grad();\nprint(m.fc.weight.grad.abs().sum().item());\n```";
-    reg.func("", "zero_grad", "self", doc, |m: &mut Map| -> RResult<()> { with_dyn(m, |d| tree::zero_grad(d)).or_script() });
+    reg.func("", "zero_grad", "self", doc, |m: &mut Map| -> RResult<()> {
+        with_dyn(m, |d| tree::zero_grad(d)).or_script()
+    });
     let doc = "Number of parameter elements; `num_parameters(true)` counts only trainable ones.\n\n```rhai\nlet m = #{fc: nn::linear(4, 2)};\nprint(m.num_parameters());\n```";
     reg.func("", "num_parameters", "self", doc, |m: &mut Map| -> RResult<INT> {
         with_dyn(m, |d| tree::num_parameters(d, false)).or_script()
@@ -248,8 +250,12 @@ Also `nn::summary(model)`.\n\n```rhai\nlet m = #{encoder: nn::sequential([nn::li
         let depth = Opts::new(o, "summary", &["max_depth"])?.i64_or("max_depth", 1)?;
         tree::summary(d, depth).or_script()
     }
-    reg.func("", "summary", "self", doc, |m: &mut Map| -> RResult<String> { with_dyn(m, |d| tree::summary(d, 1)).or_script() });
-    reg.func("", "summary", "self, opts", doc, |m: &mut Map, o: Map| -> RResult<String> { with_dyn(m, |d| summary_opts(d, &o)) });
+    reg.func("", "summary", "self", doc, |m: &mut Map| -> RResult<String> {
+        with_dyn(m, |d| tree::summary(d, 1)).or_script()
+    });
+    reg.func("", "summary", "self, opts", doc, |m: &mut Map, o: Map| -> RResult<String> {
+        with_dyn(m, |d| summary_opts(d, &o))
+    });
     reg.func("nn", "summary", "model", doc, |d: Dynamic| -> RResult<String> { tree::summary(&d, 1).or_script() });
     reg.func("nn", "summary", "model, opts", doc, |d: Dynamic, o: Map| summary_opts(&d, &o));
 
@@ -282,15 +288,24 @@ Weight and bias are drawn like PyTorch's (U(-1/√in, 1/√in)) from the seeded 
             .build())
     }
     reg.volatile("nn", "linear", "in_features, out_features", doc, |i: INT, o: INT| make_linear(i, o, &Map::new()));
-    reg.volatile("nn", "linear", "in_features, out_features, opts", doc, |i: INT, o: INT, m: Map| make_linear(i, o, &m));
-    reg.func("", "__nn_linear_forward", "self, input", &fwd_doc("nn::linear", "let fc = nn::linear(3, 2);\nprint(fc.forward(torch::ones([3])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
-        let w = tree::tensor(m, "weight").or_script()?;
-        let b = tree::opt_tensor(m, "bias").or_script()?;
-        linear::forward(&x, &w, b.as_deref()).map(Tensor::new).map_err(|e| {
-            let desc = format!("{}→{}", w.size().get(1).copied().unwrap_or(0), w.size().first().copied().unwrap_or(0));
-            layer_err(m, &desc, e)
-        })
+    reg.volatile("nn", "linear", "in_features, out_features, opts", doc, |i: INT, o: INT, m: Map| {
+        make_linear(i, o, &m)
     });
+    reg.func(
+        "",
+        "__nn_linear_forward",
+        "self, input",
+        &fwd_doc("nn::linear", "let fc = nn::linear(3, 2);\nprint(fc.forward(torch::ones([3])).shape);"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let w = tree::tensor(m, "weight").or_script()?;
+            let b = tree::opt_tensor(m, "bias").or_script()?;
+            linear::forward(&x, &w, b.as_deref()).map(Tensor::new).map_err(|e| {
+                let desc =
+                    format!("{}→{}", w.size().get(1).copied().unwrap_or(0), w.size().first().copied().unwrap_or(0));
+                layer_err(m, &desc, e)
+            })
+        },
+    );
 
     // ---- Bilinear ----
     let doc = "A bilinear layer `y = x1ᵀ A x2 + b` (nn.Bilinear). Options: `bias`, `dtype`, `device`. Forward takes two inputs.\n\n\
@@ -309,16 +324,33 @@ Weight and bias are drawn like PyTorch's (U(-1/√in, 1/√in)) from the seeded 
             .set("out_features", o)
             .build())
     }
-    reg.volatile("nn", "bilinear", "in1_features, in2_features, out_features", doc, |a: INT, b: INT, o: INT| make_bilinear(a, b, o, &Map::new()));
-    reg.volatile("nn", "bilinear", "in1_features, in2_features, out_features, opts", doc, |a: INT, b: INT, o: INT, m: Map| make_bilinear(a, b, o, &m));
-    reg.func("", "__nn_bilinear_forward", "self, input1, input2", &fwd_doc("nn::bilinear", "let bl = nn::bilinear(2, 2, 1);\nprint(bl.forward(torch::ones([1, 2]), torch::ones([1, 2])).shape);"), |m: &mut Map, x1: T, x2: T| -> RResult<T> {
-        let w = tree::tensor(m, "weight").or_script()?;
-        let b = tree::opt_tensor(m, "bias").or_script()?;
-        linear::bilinear(&x1, &x2, &w, b.as_deref()).map(Tensor::new).map_err(|e| {
-            let s = w.size();
-            layer_err(m, &format!("{}×{}→{}", s[1], s[2], s[0]), e)
-        })
+    reg.volatile("nn", "bilinear", "in1_features, in2_features, out_features", doc, |a: INT, b: INT, o: INT| {
+        make_bilinear(a, b, o, &Map::new())
     });
+    reg.volatile(
+        "nn",
+        "bilinear",
+        "in1_features, in2_features, out_features, opts",
+        doc,
+        |a: INT, b: INT, o: INT, m: Map| make_bilinear(a, b, o, &m),
+    );
+    reg.func(
+        "",
+        "__nn_bilinear_forward",
+        "self, input1, input2",
+        &fwd_doc(
+            "nn::bilinear",
+            "let bl = nn::bilinear(2, 2, 1);\nprint(bl.forward(torch::ones([1, 2]), torch::ones([1, 2])).shape);",
+        ),
+        |m: &mut Map, x1: T, x2: T| -> RResult<T> {
+            let w = tree::tensor(m, "weight").or_script()?;
+            let b = tree::opt_tensor(m, "bias").or_script()?;
+            linear::bilinear(&x1, &x2, &w, b.as_deref()).map(Tensor::new).map_err(|e| {
+                let s = w.size();
+                layer_err(m, &format!("{}×{}→{}", s[1], s[2], s[0]), e)
+            })
+        },
+    );
 
     // ---- Sequential ----
     let doc = "Chains modules: the output of each is the input of the next (nn.Sequential). Children are in the `layers` \
@@ -339,20 +371,33 @@ array and are named `0`, `1`, … in the state_dict, as in PyTorch (`encoder.0.w
         m.insert("_inline".into(), Dynamic::from_array(vec![Dynamic::from("layers".to_string())]));
         Ok(m)
     });
-    reg.func("", "__nn_sequential_forward", "self, input", &fwd_doc("nn::sequential", "let s = nn::sequential([nn::identity()]);\nprint(s.forward(torch::ones([2])));"), |ctx: NativeCallContext, m: &mut Map, x: Dynamic| -> RResult<Dynamic> {
-        let layers = m.get_mut("layers").ok_or_else(|| err("Sequential: missing entry 'layers'"))?;
-        let mut arr = layers.write_lock::<Array>().ok_or_else(|| err("Sequential: entry 'layers' must be an array"))?;
-        let mut x = x;
-        for l in arr.iter_mut() {
-            x = call_forward(&ctx, l, vec![x])?;
-        }
-        Ok(x)
-    });
+    reg.func(
+        "",
+        "__nn_sequential_forward",
+        "self, input",
+        &fwd_doc("nn::sequential", "let s = nn::sequential([nn::identity()]);\nprint(s.forward(torch::ones([2])));"),
+        |ctx: NativeCallContext, m: &mut Map, x: Dynamic| -> RResult<Dynamic> {
+            let layers = m.get_mut("layers").ok_or_else(|| err("Sequential: missing entry 'layers'"))?;
+            let mut arr =
+                layers.write_lock::<Array>().ok_or_else(|| err("Sequential: entry 'layers' must be an array"))?;
+            let mut x = x;
+            for l in arr.iter_mut() {
+                x = call_forward(&ctx, l, vec![x])?;
+            }
+            Ok(x)
+        },
+    );
 
     // ---- Identity / Flatten / Unflatten ----
     let doc = "A module that returns its input (nn.Identity).\n\n```rhai\nprint(nn::identity().forward(torch::ones([2])));\n```";
     reg.volatile("nn", "identity", "", doc, || tree::ModuleBuilder::new("Identity", "__nn_identity_forward").build());
-    reg.func("", "__nn_identity_forward", "self, input", &fwd_doc("nn::identity", "print(nn::identity().forward(torch::zeros([1])));"), |_m: &mut Map, x: Dynamic| x);
+    reg.func(
+        "",
+        "__nn_identity_forward",
+        "self, input",
+        &fwd_doc("nn::identity", "print(nn::identity().forward(torch::zeros([1])));"),
+        |_m: &mut Map, x: Dynamic| x,
+    );
 
     let doc = "Flattens dims `start_dim` (default 1) to `end_dim` (default -1) (nn.Flatten); `nn::flatten(start_dim, end_dim)` or \
 `nn::flatten(#{start_dim, end_dim})`.\n\n```rhai\nprint(nn::flatten().forward(torch::ones([2, 3, 4])).shape);\nprint(nn::flatten(0, 1).forward(torch::ones([2, 3, 4])).shape);\n```";
@@ -365,20 +410,35 @@ array and are named `0`, `1`, … in the state_dict, as in PyTorch (`encoder.0.w
         let o = Opts::new(&o, "nn::flatten", &["start_dim", "end_dim"])?;
         Ok(make_flatten(o.i64_or("start_dim", 1)?, o.i64_or("end_dim", -1)?))
     });
-    reg.func("", "__nn_flatten_forward", "self, input", &fwd_doc("nn::flatten", "print(nn::flatten().forward(torch::ones([2, 2, 2])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
-        let (s, e) = (tree::int(m, "start_dim").or_script()?, tree::int(m, "end_dim").or_script()?);
-        x.f_flatten(s, e).map(Tensor::new).map_err(|e| layer_err(m, "", e.into()))
-    });
+    reg.func(
+        "",
+        "__nn_flatten_forward",
+        "self, input",
+        &fwd_doc("nn::flatten", "print(nn::flatten().forward(torch::ones([2, 2, 2])).shape);"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let (s, e) = (tree::int(m, "start_dim").or_script()?, tree::int(m, "end_dim").or_script()?);
+            x.f_flatten(s, e).map(Tensor::new).map_err(|e| layer_err(m, "", e.into()))
+        },
+    );
     let doc = "Unflattens dim `dim` into `sizes` (nn.Unflatten).\n\n```rhai\nprint(nn::unflatten(1, [2, 3]).forward(torch::ones([4, 6])).shape);\n```";
     reg.volatile("nn", "unflatten", "dim, unflattened_size", doc, |d: INT, s: Dynamic| -> RResult<Map> {
         let sizes = int_list(&s, "nn::unflatten")?;
-        Ok(tree::ModuleBuilder::new("Unflatten", "__nn_unflatten_forward").set("dim", d).set_ints("unflattened_size", &sizes).build())
+        Ok(tree::ModuleBuilder::new("Unflatten", "__nn_unflatten_forward")
+            .set("dim", d)
+            .set_ints("unflattened_size", &sizes)
+            .build())
     });
-    reg.func("", "__nn_unflatten_forward", "self, input", &fwd_doc("nn::unflatten", "print(nn::unflatten(0, [2, 2]).forward(torch::ones([4])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
-        let d = tree::int(m, "dim").or_script()?;
-        let s = tree::ints(m, "unflattened_size").or_script()?;
-        x.f_unflatten(d, s.as_slice()).map(Tensor::new).map_err(|e| layer_err(m, &format!("{s:?}"), e.into()))
-    });
+    reg.func(
+        "",
+        "__nn_unflatten_forward",
+        "self, input",
+        &fwd_doc("nn::unflatten", "print(nn::unflatten(0, [2, 2]).forward(torch::ones([4])).shape);"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let d = tree::int(m, "dim").or_script()?;
+            let s = tree::ints(m, "unflattened_size").or_script()?;
+            x.f_unflatten(d, s.as_slice()).map(Tensor::new).map_err(|e| layer_err(m, &format!("{s:?}"), e.into()))
+        },
+    );
 
     // ---- Dropout ----
     let doc = "Randomly zeroes elements with probability `p` (default 0.5) during training and scales the rest by \
@@ -390,34 +450,53 @@ array and are named `0`, `1`, … in the state_dict, as in PyTorch (`encoder.0.w
     }
     reg.volatile("nn", "dropout", "", doc, || make_dropout("Dropout", 0.5));
     reg.volatile("nn", "dropout", "p", doc, |p: Dynamic| make_dropout("Dropout", number(&p, "nn::dropout")?));
-    reg.func("", "__nn_dropout_forward", "self, input", &fwd_doc("nn::dropout", "let d = nn::dropout(0.0);\nprint(d.forward(torch::ones([2])));"), |m: &mut Map, x: T| -> RResult<T> {
-        let p = tree::float(m, "p").or_script()?;
-        fun::dropout(&x, p, tree::training(m)).map(Tensor::new).map_err(|e| layer_err(m, &format!("p={p}"), e))
-    });
-    for (name, ty, nd) in [("dropout1d", "Dropout1d", "2 or 3"), ("dropout2d", "Dropout2d", "3 or 4"), ("dropout3d", "Dropout3d", "4 or 5")] {
+    reg.func(
+        "",
+        "__nn_dropout_forward",
+        "self, input",
+        &fwd_doc("nn::dropout", "let d = nn::dropout(0.0);\nprint(d.forward(torch::ones([2])));"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let p = tree::float(m, "p").or_script()?;
+            fun::dropout(&x, p, tree::training(m)).map(Tensor::new).map_err(|e| layer_err(m, &format!("p={p}"), e))
+        },
+    );
+    for (name, ty, nd) in [
+        ("dropout1d", "Dropout1d", "2 or 3"),
+        ("dropout2d", "Dropout2d", "3 or 4"),
+        ("dropout3d", "Dropout3d", "4 or 5"),
+    ] {
         let doc = format!("Zeroes whole channels with probability `p` (default 0.5) during training (nn.{ty}); expects {nd}-dim input; identity in eval mode.\n\n```rhai\ntorch::manual_seed(0);\nlet d = nn::{name}(0.5);\nprint(d.p);\n```");
         reg.volatile("nn", name, "", &doc, move || make_dropout(ty, 0.5));
         reg.volatile("nn", name, "p", &doc, move |p: Dynamic| make_dropout(ty, number(&p, "nn::dropout")?));
     }
-    reg.func("", "__nn_feature_dropout_forward", "self, input", &fwd_doc("nn::dropout2d", "let d = nn::dropout2d(0.5);\nd.eval_mode();\nprint(d.forward(torch::ones([1, 2, 2, 2])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
-        let p = tree::float(m, "p").or_script()?;
-        let ty = tree::type_name(m);
-        let ok_dims: &[usize] = match ty.as_str() {
-            "Dropout1d" => &[2, 3],
-            "Dropout2d" => &[3, 4],
-            _ => &[4, 5],
-        };
-        let run = || -> crate::tensor::Result<tch::Tensor> {
-            layers::expect_ndim(&x, ok_dims, "")?;
-            fun::check_p(p)?;
-            // an unbatched input is one sample: add and drop the batch dim
-            let batched = x.dim() == ok_dims[1];
-            let inp = if batched { x.handle() } else { x.f_unsqueeze(0)? };
-            let y = inp.f_feature_dropout(p, tree::training(m))?;
-            Ok(if batched { y } else { y.f_squeeze_dim(0)? })
-        };
-        run().map(Tensor::new).map_err(|e| layer_err(m, &format!("p={p}"), e))
-    });
+    reg.func(
+        "",
+        "__nn_feature_dropout_forward",
+        "self, input",
+        &fwd_doc(
+            "nn::dropout2d",
+            "let d = nn::dropout2d(0.5);\nd.eval_mode();\nprint(d.forward(torch::ones([1, 2, 2, 2])).shape);",
+        ),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let p = tree::float(m, "p").or_script()?;
+            let ty = tree::type_name(m);
+            let ok_dims: &[usize] = match ty.as_str() {
+                "Dropout1d" => &[2, 3],
+                "Dropout2d" => &[3, 4],
+                _ => &[4, 5],
+            };
+            let run = || -> crate::tensor::Result<tch::Tensor> {
+                layers::expect_ndim(&x, ok_dims, "")?;
+                fun::check_p(p)?;
+                // an unbatched input is one sample: add and drop the batch dim
+                let batched = x.dim() == ok_dims[1];
+                let inp = if batched { x.handle() } else { x.f_unsqueeze(0)? };
+                let y = inp.f_feature_dropout(p, tree::training(m))?;
+                Ok(if batched { y } else { y.f_squeeze_dim(0)? })
+            };
+            run().map(Tensor::new).map_err(|e| layer_err(m, &format!("p={p}"), e))
+        },
+    );
 }
 
 /// Parses an activation from its script name and a lookup of its options.
@@ -433,7 +512,10 @@ fn parse_act(name: &str, get: &dyn Fn(&str) -> Option<Dynamic>) -> RResult<Act> 
         "relu" => Act::Relu,
         "relu6" => Act::Relu6,
         "gelu" => {
-            let a = get("approximate").and_then(|v| v.into_immutable_string().ok()).map(|s| s.to_string()).unwrap_or_else(|| "none".into());
+            let a = get("approximate")
+                .and_then(|v| v.into_immutable_string().ok())
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "none".into());
             match a.as_str() {
                 "none" => Act::Gelu { tanh: false },
                 "tanh" => Act::Gelu { tanh: true },
@@ -491,7 +573,8 @@ fn make_act(name: &'static str, keys: &'static [&'static str], o: &Map) -> RResu
     let what = format!("nn::{name}");
     Opts::new(o, &what, keys)?;
     let act = parse_act(name, &|k| o.get(k).filter(|v| !v.is_unit()).cloned())?;
-    let mut b = tree::ModuleBuilder::new(activation::type_name(&act), "__nn_activation_forward").set("_fn", name.to_string());
+    let mut b =
+        tree::ModuleBuilder::new(activation::type_name(&act), "__nn_activation_forward").set("_fn", name.to_string());
     for k in keys {
         if let Some(v) = o.get(*k) {
             b = b.set(k, v.clone());
@@ -550,11 +633,16 @@ fn register_activations(reg: &mut Registry) {
             };
             reg.func("F", name, &format!("input, {p}"), &f_doc, move |x: T, v: INT| one(&x, Dynamic::from_int(v)));
             if p != "dim" {
-                reg.func("F", name, &format!("input, {p}"), &f_doc, move |x: T, v: FLOAT| one(&x, Dynamic::from_float(v)));
+                reg.func("F", name, &format!("input, {p}"), &f_doc, move |x: T, v: FLOAT| {
+                    one(&x, Dynamic::from_float(v))
+                });
             }
         }
     }
-    let doc = fwd_doc("the activation layers (nn::relu() …)", "let a = nn::leaky_relu(0.2);\nprint(a.forward(torch::tensor([-1.0, 1.0])));");
+    let doc = fwd_doc(
+        "the activation layers (nn::relu() …)",
+        "let a = nn::leaky_relu(0.2);\nprint(a.forward(torch::tensor([-1.0, 1.0])));",
+    );
     reg.func("", "__nn_activation_forward", "self, input", &doc, |m: &mut Map, x: T| -> RResult<T> {
         let name = tree::string(m, "_fn").or_script()?;
         let act = parse_act(&name, &|k| m.get(k).filter(|v| !v.is_unit()).cloned())?;
@@ -579,7 +667,9 @@ input) (F.cross_entropy). Options: `weight`, `ignore_index` (-100), `reduction` 
             label_smoothing: o.f64_or("label_smoothing", 0.0)?,
         })
     }
-    reg.func("F", "cross_entropy", "input, target", doc, |x: T, y: T| ok(fun::cross_entropy(&x, &y, &ClassLossOpts::default())));
+    reg.func("F", "cross_entropy", "input, target", doc, |x: T, y: T| {
+        ok(fun::cross_entropy(&x, &y, &ClassLossOpts::default()))
+    });
     reg.func("F", "cross_entropy", "input, target, opts", doc, |x: T, y: T, o: Map| {
         ok(fun::cross_entropy(&x, &y, &class_opts(&o, "F::cross_entropy")?))
     });
@@ -608,14 +698,30 @@ input) (F.cross_entropy). Options: `weight`, `ignore_index` (-100), `reduction` 
             });
         }};
     }
-    simple_loss!("mse_loss", "Mean squared error", "", 0.0, |x: &Tensor, y: &Tensor, r, _e: f64| fun::mse_loss(x, y, r));
+    simple_loss!("mse_loss", "Mean squared error", "", 0.0, |x: &Tensor, y: &Tensor, r, _e: f64| fun::mse_loss(
+        x, y, r
+    ));
     simple_loss!("l1_loss", "Mean absolute error", "", 0.0, |x: &Tensor, y: &Tensor, r, _e: f64| fun::l1_loss(x, y, r));
-    simple_loss!("smooth_l1_loss", "Smooth L1 loss: quadratic below `beta` (default 1.0), linear above", "beta", 1.0, |x: &Tensor, y: &Tensor, r, e: f64| fun::smooth_l1_loss(x, y, r, e));
-    simple_loss!("huber_loss", "Huber loss: quadratic below `delta` (default 1.0), linear above", "delta", 1.0, |x: &Tensor, y: &Tensor, r, e: f64| fun::huber_loss(x, y, r, e));
+    simple_loss!(
+        "smooth_l1_loss",
+        "Smooth L1 loss: quadratic below `beta` (default 1.0), linear above",
+        "beta",
+        1.0,
+        |x: &Tensor, y: &Tensor, r, e: f64| fun::smooth_l1_loss(x, y, r, e)
+    );
+    simple_loss!(
+        "huber_loss",
+        "Huber loss: quadratic below `delta` (default 1.0), linear above",
+        "delta",
+        1.0,
+        |x: &Tensor, y: &Tensor, r, e: f64| fun::huber_loss(x, y, r, e)
+    );
 
     let doc = "Binary cross entropy of probabilities in [0, 1] against targets of the same shape (F.binary_cross_entropy). Options: `weight`, `reduction`.\n\n\
 ```rhai\nprint(F::binary_cross_entropy(torch::tensor([0.9, 0.2]), torch::tensor([1.0, 0.0])));\n```";
-    reg.func("F", "binary_cross_entropy", "input, target", doc, |x: T, y: T| ok(fun::binary_cross_entropy(&x, &y, None, tch::Reduction::Mean)));
+    reg.func("F", "binary_cross_entropy", "input, target", doc, |x: T, y: T| {
+        ok(fun::binary_cross_entropy(&x, &y, None, tch::Reduction::Mean))
+    });
     reg.func("F", "binary_cross_entropy", "input, target, opts", doc, |x: T, y: T, o: Map| -> RResult<T> {
         let o = Opts::new(&o, "F::binary_cross_entropy", &["weight", "reduction"])?;
         let w = o.tensor_opt("weight")?;
@@ -653,7 +759,9 @@ fn register_functional(reg: &mut Registry) {
     let doc = "Pads the last dims (F.pad): `pad` = [left, right] for the last dim, then [top, bottom] for the one before, …; \
 options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `value`.\n\n\
 ```rhai\nprint(F::pad(torch::ones([1, 2]), [1, 2]));\nprint(F::pad(torch::arange(3.0).reshape([1, 1, 3]), [2, 0], #{mode: \"reflect\"}));\n```";
-    reg.func("F", "pad", "input, pad", doc, |x: T, p: Dynamic| ok(fun::pad(&x, &int_list(&p, "F::pad")?, "constant", 0.0)));
+    reg.func("F", "pad", "input, pad", doc, |x: T, p: Dynamic| {
+        ok(fun::pad(&x, &int_list(&p, "F::pad")?, "constant", 0.0))
+    });
     reg.func("F", "pad", "input, pad, opts", doc, |x: T, p: Dynamic, o: Map| -> RResult<T> {
         let o = Opts::new(&o, "F::pad", &["mode", "value"])?;
         ok(fun::pad(&x, &int_list(&p, "F::pad")?, &o.str_or("mode", "constant")?, o.f64_or("value", 0.0)?))
@@ -671,7 +779,11 @@ options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `val
 (a number or one per spatial dim), `mode` (\"nearest\", \"linear\", \"bilinear\", \"bicubic\", \"trilinear\"), `align_corners`.\n\n\
 ```rhai\nlet x = torch::arange(4.0).reshape([1, 1, 2, 2]);\nprint(F::interpolate(x, #{scale_factor: 2}).shape);\nprint(F::interpolate(x, #{size: [3, 3], mode: \"bilinear\", align_corners: true}));\n```";
     reg.func("F", "interpolate", "input, opts", doc, |x: T, o: Map| -> RResult<T> {
-        let o = Opts::new(&o, "F::interpolate", &["size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"])?;
+        let o = Opts::new(
+            &o,
+            "F::interpolate",
+            &["size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"],
+        )?;
         if o.bool_or("antialias", false)? {
             return Err(err("F::interpolate: antialias is not supported"));
         }
@@ -706,11 +818,29 @@ options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `val
     reg.volatile("F", "scaled_dot_product_attention", "query, key, value", doc, |q: T, k: T, v: T| {
         ok(fun::scaled_dot_product_attention(&q, &k, &v, None, 0.0, false, None))
     });
-    reg.volatile("F", "scaled_dot_product_attention", "query, key, value, opts", doc, |q: T, k: T, v: T, o: Map| -> RResult<T> {
-        let o = Opts::new(&o, "F::scaled_dot_product_attention", &["attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"])?;
-        let mask = o.tensor_opt("attn_mask")?;
-        ok(fun::scaled_dot_product_attention(&q, &k, &v, mask.as_deref(), o.f64_or("dropout_p", 0.0)?, o.bool_or("is_causal", false)?, o.f64_opt("scale")?))
-    });
+    reg.volatile(
+        "F",
+        "scaled_dot_product_attention",
+        "query, key, value, opts",
+        doc,
+        |q: T, k: T, v: T, o: Map| -> RResult<T> {
+            let o = Opts::new(
+                &o,
+                "F::scaled_dot_product_attention",
+                &["attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"],
+            )?;
+            let mask = o.tensor_opt("attn_mask")?;
+            ok(fun::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                mask.as_deref(),
+                o.f64_or("dropout_p", 0.0)?,
+                o.bool_or("is_causal", false)?,
+                o.f64_opt("scale")?,
+            ))
+        },
+    );
     let doc = "`x Wᵀ + b` (F.linear).\n\n```rhai\nprint(F::linear(torch::ones([1, 2]), torch::ones([3, 2])));\nprint(F::linear(torch::ones([1, 2]), torch::ones([3, 2]), torch::zeros([3])));\n```";
     reg.func("F", "linear", "input, weight", doc, |x: T, w: T| ok(linear::forward(&x, &w, None)));
     reg.func("F", "linear", "input, weight, bias", doc, |x: T, w: T, b: T| ok(linear::forward(&x, &w, Some(&b))));
@@ -721,14 +851,20 @@ fn register_init(reg: &mut Registry) {
         r.map(|_| t).map_err(err)
     }
     let doc = "Fills with U(a, b) (default U(0, 1)) in place and returns the tensor (nn.init.uniform_).\n\n```rhai\nlet w = torch::empty([2, 2]);\ninit::uniform_(w, #{a: -0.1, b: 0.1});\nprint(w.abs().max().item() <= 0.1);\n```";
-    reg.volatile("init", "uniform_", "tensor", doc, |t: T| { let r = init::uniform_(&t, 0.0, 1.0); done(t, r) });
+    reg.volatile("init", "uniform_", "tensor", doc, |t: T| {
+        let r = init::uniform_(&t, 0.0, 1.0);
+        done(t, r)
+    });
     reg.volatile("init", "uniform_", "tensor, opts", doc, |t: T, o: Map| -> RResult<T> {
         let o = Opts::new(&o, "init::uniform_", &["a", "b"])?;
         let r = init::uniform_(&t, o.f64_or("a", 0.0)?, o.f64_or("b", 1.0)?);
         done(t, r)
     });
     let doc = "Fills with N(mean, std²) (default N(0, 1)) in place (nn.init.normal_).\n\n```rhai\nlet w = torch::empty([3]);\ninit::normal_(w, #{mean: 0.0, std: 0.02});\nprint(w.shape);\n```";
-    reg.volatile("init", "normal_", "tensor", doc, |t: T| { let r = init::normal_(&t, 0.0, 1.0); done(t, r) });
+    reg.volatile("init", "normal_", "tensor", doc, |t: T| {
+        let r = init::normal_(&t, 0.0, 1.0);
+        done(t, r)
+    });
     reg.volatile("init", "normal_", "tensor, opts", doc, |t: T, o: Map| -> RResult<T> {
         let o = Opts::new(&o, "init::normal_", &["mean", "std"])?;
         let r = init::normal_(&t, o.f64_or("mean", 0.0)?, o.f64_or("std", 1.0)?);
@@ -740,24 +876,44 @@ fn register_init(reg: &mut Registry) {
         done(t, r)
     });
     let doc = "Fills with zeros in place (nn.init.zeros_).\n\n```rhai\nprint(init::zeros_(torch::empty([2])));\n```";
-    reg.func("init", "zeros_", "tensor", doc, |t: T| { let r = init::constant_(&t, 0.0); done(t, r) });
+    reg.func("init", "zeros_", "tensor", doc, |t: T| {
+        let r = init::constant_(&t, 0.0);
+        done(t, r)
+    });
     let doc = "Fills with ones in place (nn.init.ones_).\n\n```rhai\nprint(init::ones_(torch::empty([2])));\n```";
-    reg.func("init", "ones_", "tensor", doc, |t: T| { let r = init::constant_(&t, 1.0); done(t, r) });
+    reg.func("init", "ones_", "tensor", doc, |t: T| {
+        let r = init::constant_(&t, 1.0);
+        done(t, r)
+    });
     for (name, normal) in [("kaiming_uniform_", false), ("kaiming_normal_", true)] {
         let doc = format!("Kaiming (He) {} init in place (nn.init.{name}). Options: `a` (0), `mode` (\"fan_in\" / \"fan_out\"), `nonlinearity` (\"leaky_relu\").\n\n```rhai\nlet w = torch::empty([4, 3]);\ninit::{name}(w, #{{mode: \"fan_out\", nonlinearity: \"relu\"}});\nprint(w.shape);\n```", if normal { "normal" } else { "uniform" });
-        let run = move |t: &Tensor, a: f64, mode: &str, nl: &str| if normal { init::kaiming_normal_(t, a, mode, nl) } else { init::kaiming_uniform_(t, a, mode, nl) };
-        reg.volatile("init", name, "tensor", &doc, move |t: T| { let r = run(&t, 0.0, "fan_in", "leaky_relu"); done(t, r) });
+        let run = move |t: &Tensor, a: f64, mode: &str, nl: &str| {
+            if normal {
+                init::kaiming_normal_(t, a, mode, nl)
+            } else {
+                init::kaiming_uniform_(t, a, mode, nl)
+            }
+        };
+        reg.volatile("init", name, "tensor", &doc, move |t: T| {
+            let r = run(&t, 0.0, "fan_in", "leaky_relu");
+            done(t, r)
+        });
         reg.volatile("init", name, "tensor, opts", &doc, move |t: T, o: Map| -> RResult<T> {
             let what = format!("init::{name}");
             let o = Opts::new(&o, &what, &["a", "mode", "nonlinearity"])?;
-            let r = run(&t, o.f64_or("a", 0.0)?, &o.str_or("mode", "fan_in")?, &o.str_or("nonlinearity", "leaky_relu")?);
+            let r =
+                run(&t, o.f64_or("a", 0.0)?, &o.str_or("mode", "fan_in")?, &o.str_or("nonlinearity", "leaky_relu")?);
             done(t, r)
         });
     }
     for (name, normal) in [("xavier_uniform_", false), ("xavier_normal_", true)] {
         let doc = format!("Xavier (Glorot) {} init in place (nn.init.{name}). Option: `gain` (1.0).\n\n```rhai\nlet w = torch::empty([4, 3]);\ninit::{name}(w, #{{gain: 1.0}});\nprint(w.shape);\n```", if normal { "normal" } else { "uniform" });
-        let run = move |t: &Tensor, g: f64| if normal { init::xavier_normal_(t, g) } else { init::xavier_uniform_(t, g) };
-        reg.volatile("init", name, "tensor", &doc, move |t: T| { let r = run(&t, 1.0); done(t, r) });
+        let run =
+            move |t: &Tensor, g: f64| if normal { init::xavier_normal_(t, g) } else { init::xavier_uniform_(t, g) };
+        reg.volatile("init", name, "tensor", &doc, move |t: T| {
+            let r = run(&t, 1.0);
+            done(t, r)
+        });
         reg.volatile("init", name, "tensor, opts", &doc, move |t: T, o: Map| -> RResult<T> {
             let what = format!("init::{name}");
             let o = Opts::new(&o, &what, &["gain"])?;
@@ -766,17 +922,29 @@ fn register_init(reg: &mut Registry) {
         });
     }
     let doc = "A (semi-)orthogonal matrix in place (nn.init.orthogonal_). Option: `gain`.\n\n```rhai\nlet w = init::orthogonal_(torch::empty([3, 3]));\nprint((w @ w.t() - torch::eye(3)).abs().max().item() < 1e-5);\n```";
-    reg.volatile("init", "orthogonal_", "tensor", doc, |t: T| { let r = init::orthogonal_(&t, 1.0); done(t, r) });
+    reg.volatile("init", "orthogonal_", "tensor", doc, |t: T| {
+        let r = init::orthogonal_(&t, 1.0);
+        done(t, r)
+    });
     reg.volatile("init", "orthogonal_", "tensor, opts", doc, |t: T, o: Map| -> RResult<T> {
         let o = Opts::new(&o, "init::orthogonal_", &["gain"])?;
         let r = init::orthogonal_(&t, o.f64_or("gain", 1.0)?);
         done(t, r)
     });
     let doc = "Normal N(mean, std²) truncated to [a, b] in place (nn.init.trunc_normal_). Options: `mean` (0), `std` (1), `a` (-2), `b` (2).\n\n```rhai\nlet w = init::trunc_normal_(torch::empty([100]), #{std: 0.02, a: -0.04, b: 0.04});\nprint(w.abs().max().item() <= 0.04);\n```";
-    reg.volatile("init", "trunc_normal_", "tensor", doc, |t: T| { let r = init::trunc_normal_(&t, 0.0, 1.0, -2.0, 2.0); done(t, r) });
+    reg.volatile("init", "trunc_normal_", "tensor", doc, |t: T| {
+        let r = init::trunc_normal_(&t, 0.0, 1.0, -2.0, 2.0);
+        done(t, r)
+    });
     reg.volatile("init", "trunc_normal_", "tensor, opts", doc, |t: T, o: Map| -> RResult<T> {
         let o = Opts::new(&o, "init::trunc_normal_", &["mean", "std", "a", "b"])?;
-        let r = init::trunc_normal_(&t, o.f64_or("mean", 0.0)?, o.f64_or("std", 1.0)?, o.f64_or("a", -2.0)?, o.f64_or("b", 2.0)?);
+        let r = init::trunc_normal_(
+            &t,
+            o.f64_or("mean", 0.0)?,
+            o.f64_or("std", 1.0)?,
+            o.f64_or("a", -2.0)?,
+            o.f64_or("b", 2.0)?,
+        );
         done(t, r)
     });
     let doc = "The recommended gain for a nonlinearity (nn.init.calculate_gain); `param` is leaky_relu's slope.\n\n```rhai\nprint(init::calculate_gain(\"relu\"));\nprint(init::calculate_gain(\"leaky_relu\", 0.2));\n```";
@@ -819,11 +987,13 @@ fn padding_entry(p: &Padding) -> Dynamic {
 fn parse_padding(d: Option<&Dynamic>, nd: usize, what: &str) -> RResult<Padding> {
     match d {
         None => Ok(Padding::Explicit(vec![0; nd])),
-        Some(v) if v.is_string() => match v.clone().into_immutable_string().map(|s| s.to_string()).unwrap_or_default().as_str() {
-            "same" => Ok(Padding::Same),
-            "valid" => Ok(Padding::Valid),
-            o => Err(err(format!("{what}: invalid padding string '{o}', should be one of 'valid' or 'same'"))),
-        },
+        Some(v) if v.is_string() => {
+            match v.clone().into_immutable_string().map(|s| s.to_string()).unwrap_or_default().as_str() {
+                "same" => Ok(Padding::Same),
+                "valid" => Ok(Padding::Valid),
+                o => Err(err(format!("{what}: invalid padding string '{o}', should be one of 'valid' or 'same'"))),
+            }
+        }
         Some(v) => Ok(Padding::Explicit(layers::conv::expand(&int_list(v, what)?, nd, "padding").or_script()?)),
     }
 }
@@ -891,7 +1061,8 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                 output_padding: ex("output_padding", 0)?,
                 padding_mode: opts.str_or("padding_mode", "zeros")?,
             };
-            let (w, b) = c.init(opts.bool_or("bias", true)?, param_opts(&opts)?).map_err(|e| err(format!("{what}: {e}")))?;
+            let (w, b) =
+                c.init(opts.bool_or("bias", true)?, param_opts(&opts)?).map_err(|e| err(format!("{what}: {e}")))?;
             Ok(tree::ModuleBuilder::new(ty, "__nn_conv_forward")
                 .param("weight", Some(w))
                 .param("bias", b)
@@ -908,15 +1079,32 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                 .set("_transposed", transposed)
                 .build())
         };
-        reg.volatile("nn", name, "in_channels, out_channels, kernel_size", &doc, move |i: INT, o: INT, k: Dynamic| make(i, o, k, &Map::new()));
-        reg.volatile("nn", name, "in_channels, out_channels, kernel_size, opts", &doc, move |i: INT, o: INT, k: Dynamic, m: Map| make(i, o, k, &m));
+        reg.volatile("nn", name, "in_channels, out_channels, kernel_size", &doc, move |i: INT, o: INT, k: Dynamic| {
+            make(i, o, k, &Map::new())
+        });
+        reg.volatile(
+            "nn",
+            name,
+            "in_channels, out_channels, kernel_size, opts",
+            &doc,
+            move |i: INT, o: INT, k: Dynamic, m: Map| make(i, o, k, &m),
+        );
     }
-    reg.func("", "__nn_conv_forward", "self, input", &fwd_doc("the convolutions (nn::conv2d …)", "let c = nn::conv1d(1, 1, 2);\nprint(c.forward(torch::ones([1, 1, 4])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
-        let c = conv_of(m)?;
-        let w = tree::tensor(m, "weight").or_script()?;
-        let b = tree::opt_tensor(m, "bias").or_script()?;
-        c.forward(&x, &w, b.as_deref()).map(Tensor::new).map_err(|e| layer_err(m, &c.describe(), e))
-    });
+    reg.func(
+        "",
+        "__nn_conv_forward",
+        "self, input",
+        &fwd_doc(
+            "the convolutions (nn::conv2d …)",
+            "let c = nn::conv1d(1, 1, 2);\nprint(c.forward(torch::ones([1, 1, 4])).shape);",
+        ),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let c = conv_of(m)?;
+            let w = tree::tensor(m, "weight").or_script()?;
+            let b = tree::opt_tensor(m, "bias").or_script()?;
+            c.forward(&x, &w, b.as_deref()).map(Tensor::new).map_err(|e| layer_err(m, &c.describe(), e))
+        },
+    );
 
     // pooling
     for (name, ty, kind, nd) in [
@@ -971,7 +1159,9 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
         reg.volatile("nn", name, "kernel_size", &doc, move |k: Dynamic| make(k, &Map::new()));
         reg.volatile("nn", name, "kernel_size, opts", &doc, move |k: Dynamic, m: Map| make(k, &m));
     }
-    for (name, ty, nd) in [("adaptive_avg_pool1d", "AdaptiveAvgPool1d", 1usize), ("adaptive_avg_pool2d", "AdaptiveAvgPool2d", 2)] {
+    for (name, ty, nd) in
+        [("adaptive_avg_pool1d", "AdaptiveAvgPool1d", 1usize), ("adaptive_avg_pool2d", "AdaptiveAvgPool2d", 2)]
+    {
         let shape = if nd == 1 { "[1, 2, 7]" } else { "[1, 2, 7, 5]" };
         let doc = format!("Average pooling to a fixed output size (nn.{ty}).\n\n```rhai\nprint(nn::{name}(3).forward(torch::randn({shape})).shape);\n```");
         reg.volatile("nn", name, "output_size", &doc, move |s: Dynamic| -> RResult<Map> {
@@ -983,38 +1173,47 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                 .build())
         });
     }
-    reg.func("", "__nn_pool_forward", "self, input", &fwd_doc("the pooling layers (nn::max_pool2d …)", "print(nn::max_pool1d(2).forward(torch::arange(4.0).reshape([1, 1, 4])));"), |m: &mut Map, x: T| -> RResult<T> {
-        let kind = tree::string(m, "_kind").or_script()?;
-        let nd = tree::int(m, "_nd").or_script()? as usize;
-        let p = if kind == "adaptive_avg" {
-            Pool {
-                kind,
-                nd,
-                kernel_size: vec![],
-                stride: vec![],
-                padding: vec![],
-                dilation: vec![],
-                ceil_mode: false,
-                count_include_pad: true,
-                divisor_override: None,
-                output_size: tree::ints(m, "output_size").or_script()?,
-            }
-        } else {
-            Pool {
-                kind,
-                nd,
-                kernel_size: tree::ints(m, "kernel_size").or_script()?,
-                stride: tree::ints(m, "stride").or_script()?,
-                padding: tree::ints(m, "padding").or_script()?,
-                dilation: tree::ints(m, "dilation").or_script()?,
-                ceil_mode: tree::boolean(m, "ceil_mode").or_script()?,
-                count_include_pad: tree::boolean(m, "count_include_pad").or_script()?,
-                divisor_override: m.get("divisor_override").and_then(|v| v.as_int().ok()),
-                output_size: vec![],
-            }
-        };
-        p.forward(&x).map(Tensor::new).map_err(|e| layer_err(m, "", e))
-    });
+    reg.func(
+        "",
+        "__nn_pool_forward",
+        "self, input",
+        &fwd_doc(
+            "the pooling layers (nn::max_pool2d …)",
+            "print(nn::max_pool1d(2).forward(torch::arange(4.0).reshape([1, 1, 4])));",
+        ),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let kind = tree::string(m, "_kind").or_script()?;
+            let nd = tree::int(m, "_nd").or_script()? as usize;
+            let p = if kind == "adaptive_avg" {
+                Pool {
+                    kind,
+                    nd,
+                    kernel_size: vec![],
+                    stride: vec![],
+                    padding: vec![],
+                    dilation: vec![],
+                    ceil_mode: false,
+                    count_include_pad: true,
+                    divisor_override: None,
+                    output_size: tree::ints(m, "output_size").or_script()?,
+                }
+            } else {
+                Pool {
+                    kind,
+                    nd,
+                    kernel_size: tree::ints(m, "kernel_size").or_script()?,
+                    stride: tree::ints(m, "stride").or_script()?,
+                    padding: tree::ints(m, "padding").or_script()?,
+                    dilation: tree::ints(m, "dilation").or_script()?,
+                    ceil_mode: tree::boolean(m, "ceil_mode").or_script()?,
+                    count_include_pad: tree::boolean(m, "count_include_pad").or_script()?,
+                    divisor_override: m.get("divisor_override").and_then(|v| v.as_int().ok()),
+                    output_size: vec![],
+                }
+            };
+            p.forward(&x).map(Tensor::new).map_err(|e| layer_err(m, "", e))
+        },
+    );
 }
 
 fn register_norm(reg: &mut Registry) {
@@ -1034,8 +1233,10 @@ let bn = nn::{name}(3);\nlet y = bn.forward(torch::randn({shape}));\nprint(bn.nu
             let o = Opts::new(m, &what, &["eps", "momentum", "affine", "track_running_stats", "dtype", "device"])?;
             let affine = o.bool_or("affine", true)?;
             let track = o.bool_or("track_running_stats", true)?;
-            let momentum = if m.get("momentum").is_some_and(|v| v.is_unit()) { None } else { Some(o.f64_or("momentum", 0.1)?) };
-            let s = norm::batch_norm_init(n, affine, track, param_opts(&o)?).map_err(|e| err(format!("{what}: {e}")))?;
+            let momentum =
+                if m.get("momentum").is_some_and(|v| v.is_unit()) { None } else { Some(o.f64_or("momentum", 0.1)?) };
+            let s =
+                norm::batch_norm_init(n, affine, track, param_opts(&o)?).map_err(|e| err(format!("{what}: {e}")))?;
             Ok(tree::ModuleBuilder::new(ty, "__nn_batch_norm_forward")
                 .param("weight", s.weight)
                 .param("bias", s.bias)
@@ -1053,19 +1254,36 @@ let bn = nn::{name}(3);\nlet y = bn.forward(torch::randn({shape}));\nprint(bn.nu
         reg.volatile("nn", name, "num_features", &doc, move |n: INT| make(n, &Map::new()));
         reg.volatile("nn", name, "num_features, opts", &doc, move |n: INT, m: Map| make(n, &m));
     }
-    reg.func("", "__nn_batch_norm_forward", "self, input", &fwd_doc("nn::batch_norm1d / 2d / 3d", "let bn = nn::batch_norm1d(2);\nprint(bn.forward(torch::tensor([[1.0, 2.0], [3.0, 5.0]])));"), |m: &mut Map, x: T| -> RResult<T> {
-        let n = tree::int(m, "num_features").or_script()?;
-        let dims: Vec<usize> = tree::ints(m, "_dims").or_script()?.iter().map(|d| *d as usize).collect();
-        let s = norm::BatchNormState {
-            weight: tree::opt_tensor(m, "weight").or_script()?.map(|t| t.handle()),
-            bias: tree::opt_tensor(m, "bias").or_script()?.map(|t| t.handle()),
-            running_mean: tree::opt_tensor(m, "running_mean").or_script()?.map(|t| t.handle()),
-            running_var: tree::opt_tensor(m, "running_var").or_script()?.map(|t| t.handle()),
-            num_batches_tracked: tree::opt_tensor(m, "num_batches_tracked").or_script()?.map(|t| t.handle()),
-        };
-        let r = norm::batch_norm(&x, &dims, n, &s, tree::training(m), tree::opt_float(m, "momentum").or_script()?, tree::float(m, "eps").or_script()?);
-        r.map(Tensor::new).map_err(|e| layer_err(m, &n.to_string(), e))
-    });
+    reg.func(
+        "",
+        "__nn_batch_norm_forward",
+        "self, input",
+        &fwd_doc(
+            "nn::batch_norm1d / 2d / 3d",
+            "let bn = nn::batch_norm1d(2);\nprint(bn.forward(torch::tensor([[1.0, 2.0], [3.0, 5.0]])));",
+        ),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let n = tree::int(m, "num_features").or_script()?;
+            let dims: Vec<usize> = tree::ints(m, "_dims").or_script()?.iter().map(|d| *d as usize).collect();
+            let s = norm::BatchNormState {
+                weight: tree::opt_tensor(m, "weight").or_script()?.map(|t| t.handle()),
+                bias: tree::opt_tensor(m, "bias").or_script()?.map(|t| t.handle()),
+                running_mean: tree::opt_tensor(m, "running_mean").or_script()?.map(|t| t.handle()),
+                running_var: tree::opt_tensor(m, "running_var").or_script()?.map(|t| t.handle()),
+                num_batches_tracked: tree::opt_tensor(m, "num_batches_tracked").or_script()?.map(|t| t.handle()),
+            };
+            let r = norm::batch_norm(
+                &x,
+                &dims,
+                n,
+                &s,
+                tree::training(m),
+                tree::opt_float(m, "momentum").or_script()?,
+                tree::float(m, "eps").or_script()?,
+            );
+            r.map(Tensor::new).map_err(|e| layer_err(m, &n.to_string(), e))
+        },
+    );
 
     let doc = "Layer normalization over the trailing `normalized_shape` dims (nn.LayerNorm). Options: `eps` (1e-5), \
 `elementwise_affine` (true), `bias` (true), `dtype`, `device`.\n\n```rhai\nlet ln = nn::layer_norm(4);\nprint(ln.forward(torch::randn([2, 4])).shape);\nprint(nn::layer_norm([2, 4]).forward(torch::randn([3, 2, 4])).shape);\n```";
@@ -1075,7 +1293,11 @@ let bn = nn::{name}(3);\nlet y = bn.forward(torch::randn({shape}));\nprint(bn.nu
         let po = param_opts(&o)?;
         let affine = o.bool_or("elementwise_affine", true)?;
         let w = if affine { Some(tch::Tensor::f_ones(shape.as_slice(), po).or_script()?) } else { None };
-        let b = if affine && o.bool_or("bias", true)? { Some(tch::Tensor::f_zeros(shape.as_slice(), po).or_script()?) } else { None };
+        let b = if affine && o.bool_or("bias", true)? {
+            Some(tch::Tensor::f_zeros(shape.as_slice(), po).or_script()?)
+        } else {
+            None
+        };
         Ok(tree::ModuleBuilder::new("LayerNorm", "__nn_layer_norm_forward")
             .param("weight", w)
             .param("bias", b)
@@ -1086,14 +1308,20 @@ let bn = nn::{name}(3);\nlet y = bn.forward(torch::randn({shape}));\nprint(bn.nu
     }
     reg.volatile("nn", "layer_norm", "normalized_shape", doc, |s: Dynamic| make_ln(&s, &Map::new()));
     reg.volatile("nn", "layer_norm", "normalized_shape, opts", doc, |s: Dynamic, m: Map| make_ln(&s, &m));
-    reg.func("", "__nn_layer_norm_forward", "self, input", &fwd_doc("nn::layer_norm", "print(nn::layer_norm(2).forward(torch::tensor([[1.0, 3.0]])));"), |m: &mut Map, x: T| -> RResult<T> {
-        let shape = tree::ints(m, "normalized_shape").or_script()?;
-        let w = tree::opt_tensor(m, "weight").or_script()?;
-        let b = tree::opt_tensor(m, "bias").or_script()?;
-        norm::layer_norm(&x, &shape, w.as_deref(), b.as_deref(), tree::float(m, "eps").or_script()?)
-            .map(Tensor::new)
-            .map_err(|e| layer_err(m, &format!("{shape:?}"), e))
-    });
+    reg.func(
+        "",
+        "__nn_layer_norm_forward",
+        "self, input",
+        &fwd_doc("nn::layer_norm", "print(nn::layer_norm(2).forward(torch::tensor([[1.0, 3.0]])));"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let shape = tree::ints(m, "normalized_shape").or_script()?;
+            let w = tree::opt_tensor(m, "weight").or_script()?;
+            let b = tree::opt_tensor(m, "bias").or_script()?;
+            norm::layer_norm(&x, &shape, w.as_deref(), b.as_deref(), tree::float(m, "eps").or_script()?)
+                .map(Tensor::new)
+                .map_err(|e| layer_err(m, &format!("{shape:?}"), e))
+        },
+    );
 
     let doc = "Group normalization: channels split into `num_groups` groups (nn.GroupNorm). Options: `eps` (1e-5), `affine` (true), `dtype`, `device`.\n\n```rhai\nlet gn = nn::group_norm(2, 4);\nprint(gn.forward(torch::randn([3, 4, 5])).shape);\n```";
     fn make_gn(g: INT, c: INT, m: &Map) -> RResult<Map> {
@@ -1119,14 +1347,20 @@ let bn = nn::{name}(3);\nlet y = bn.forward(torch::randn({shape}));\nprint(bn.nu
     }
     reg.volatile("nn", "group_norm", "num_groups, num_channels", doc, |g: INT, c: INT| make_gn(g, c, &Map::new()));
     reg.volatile("nn", "group_norm", "num_groups, num_channels, opts", doc, |g: INT, c: INT, m: Map| make_gn(g, c, &m));
-    reg.func("", "__nn_group_norm_forward", "self, input", &fwd_doc("nn::group_norm", "print(nn::group_norm(1, 2).forward(torch::tensor([[1.0, 3.0]])));"), |m: &mut Map, x: T| -> RResult<T> {
-        let (g, c) = (tree::int(m, "num_groups").or_script()?, tree::int(m, "num_channels").or_script()?);
-        let w = tree::opt_tensor(m, "weight").or_script()?;
-        let b = tree::opt_tensor(m, "bias").or_script()?;
-        norm::group_norm(&x, g, c, w.as_deref(), b.as_deref(), tree::float(m, "eps").or_script()?)
-            .map(Tensor::new)
-            .map_err(|e| layer_err(m, &format!("{g} groups, {c} channels"), e))
-    });
+    reg.func(
+        "",
+        "__nn_group_norm_forward",
+        "self, input",
+        &fwd_doc("nn::group_norm", "print(nn::group_norm(1, 2).forward(torch::tensor([[1.0, 3.0]])));"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let (g, c) = (tree::int(m, "num_groups").or_script()?, tree::int(m, "num_channels").or_script()?);
+            let w = tree::opt_tensor(m, "weight").or_script()?;
+            let b = tree::opt_tensor(m, "bias").or_script()?;
+            norm::group_norm(&x, g, c, w.as_deref(), b.as_deref(), tree::float(m, "eps").or_script()?)
+                .map(Tensor::new)
+                .map_err(|e| layer_err(m, &format!("{g} groups, {c} channels"), e))
+        },
+    );
 
     let doc = "RMS normalization over the trailing `normalized_shape` dims (nn.RMSNorm). Options: `eps` (default: the dtype's machine epsilon), `elementwise_affine` (true), `dtype`, `device`.\n\n```rhai\nlet n = nn::rms_norm(4);\nprint(n.forward(torch::randn([2, 4])).shape);\n```";
     fn make_rms(s: &Dynamic, m: &Map) -> RResult<Map> {
@@ -1143,13 +1377,19 @@ let bn = nn::{name}(3);\nlet y = bn.forward(torch::randn({shape}));\nprint(bn.nu
     }
     reg.volatile("nn", "rms_norm", "normalized_shape", doc, |s: Dynamic| make_rms(&s, &Map::new()));
     reg.volatile("nn", "rms_norm", "normalized_shape, opts", doc, |s: Dynamic, m: Map| make_rms(&s, &m));
-    reg.func("", "__nn_rms_norm_forward", "self, input", &fwd_doc("nn::rms_norm", "print(nn::rms_norm(2).forward(torch::tensor([[1.0, 3.0]])));"), |m: &mut Map, x: T| -> RResult<T> {
-        let shape = tree::ints(m, "normalized_shape").or_script()?;
-        let w = tree::opt_tensor(m, "weight").or_script()?;
-        norm::rms_norm(&x, &shape, w.as_deref(), tree::opt_float(m, "eps").or_script()?)
-            .map(Tensor::new)
-            .map_err(|e| layer_err(m, &format!("{shape:?}"), e))
-    });
+    reg.func(
+        "",
+        "__nn_rms_norm_forward",
+        "self, input",
+        &fwd_doc("nn::rms_norm", "print(nn::rms_norm(2).forward(torch::tensor([[1.0, 3.0]])));"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let shape = tree::ints(m, "normalized_shape").or_script()?;
+            let w = tree::opt_tensor(m, "weight").or_script()?;
+            norm::rms_norm(&x, &shape, w.as_deref(), tree::opt_float(m, "eps").or_script()?)
+                .map(Tensor::new)
+                .map_err(|e| layer_err(m, &format!("{shape:?}"), e))
+        },
+    );
 }
 
 fn rnn_of(m: &Map) -> RResult<Rnn> {
@@ -1170,7 +1410,8 @@ fn register_embedding_rnn(reg: &mut Registry) {
 `padding_idx` (that row starts at zero and gets no gradient), `dtype`, `device`.\n\n```rhai\nlet emb = nn::embedding(10, 3, #{padding_idx: 0});\nprint(emb.forward(torch::tensor([[0, 2], [4, 9]])).shape);\nprint(emb.weight[0]);\n```";
     fn make_emb(n: INT, d: INT, m: &Map) -> RResult<Map> {
         let o = Opts::new(m, "nn::embedding", &["padding_idx", "dtype", "device"])?;
-        let (w, pi) = embedding::init(n, d, o.i64_opt("padding_idx")?, param_opts(&o)?).map_err(|e| err(format!("nn::embedding: {e}")))?;
+        let (w, pi) = embedding::init(n, d, o.i64_opt("padding_idx")?, param_opts(&o)?)
+            .map_err(|e| err(format!("nn::embedding: {e}")))?;
         Ok(tree::ModuleBuilder::new("Embedding", "__nn_embedding_forward")
             .param("weight", Some(w))
             .set("num_embeddings", n)
@@ -1179,22 +1420,34 @@ fn register_embedding_rnn(reg: &mut Registry) {
             .build())
     }
     reg.volatile("nn", "embedding", "num_embeddings, embedding_dim", doc, |n: INT, d: INT| make_emb(n, d, &Map::new()));
-    reg.volatile("nn", "embedding", "num_embeddings, embedding_dim, opts", doc, |n: INT, d: INT, m: Map| make_emb(n, d, &m));
-    reg.func("", "__nn_embedding_forward", "self, input", &fwd_doc("nn::embedding", "print(nn::embedding(4, 2).forward(torch::tensor([1, 3])).shape);"), |m: &mut Map, x: T| -> RResult<T> {
-        let w = tree::tensor(m, "weight").or_script()?;
-        let pi = m.get("padding_idx").and_then(|v| v.as_int().ok());
-        let n = w.size().first().copied().unwrap_or(0);
-        let run = || -> crate::tensor::Result<tch::Tensor> {
-            if x.numel() > 0 && !crate::tensor::options::is_floating(x.kind()) {
-                let (lo, hi) = (x.f_min()?.f_int64_value(&[])?, x.f_max()?.f_int64_value(&[])?);
-                if lo < 0 || hi >= n {
-                    return Err(crate::tensor_err!("index out of range: indices must be in [0, {n}), got values in [{lo}, {hi}]"));
-                }
-            }
-            fun::embedding(&x, &w, pi)
-        };
-        run().map(Tensor::new).map_err(|e| layer_err(m, &format!("{n}×{}", w.size().get(1).copied().unwrap_or(0)), e))
+    reg.volatile("nn", "embedding", "num_embeddings, embedding_dim, opts", doc, |n: INT, d: INT, m: Map| {
+        make_emb(n, d, &m)
     });
+    reg.func(
+        "",
+        "__nn_embedding_forward",
+        "self, input",
+        &fwd_doc("nn::embedding", "print(nn::embedding(4, 2).forward(torch::tensor([1, 3])).shape);"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let w = tree::tensor(m, "weight").or_script()?;
+            let pi = m.get("padding_idx").and_then(|v| v.as_int().ok());
+            let n = w.size().first().copied().unwrap_or(0);
+            let run = || -> crate::tensor::Result<tch::Tensor> {
+                if x.numel() > 0 && !crate::tensor::options::is_floating(x.kind()) {
+                    let (lo, hi) = (x.f_min()?.f_int64_value(&[])?, x.f_max()?.f_int64_value(&[])?);
+                    if lo < 0 || hi >= n {
+                        return Err(crate::tensor_err!(
+                            "index out of range: indices must be in [0, {n}), got values in [{lo}, {hi}]"
+                        ));
+                    }
+                }
+                fun::embedding(&x, &w, pi)
+            };
+            run()
+                .map(Tensor::new)
+                .map_err(|e| layer_err(m, &format!("{n}×{}", w.size().get(1).copied().unwrap_or(0)), e))
+        },
+    );
 
     for (name, mode, ty) in [("rnn", "RNN_TANH", "RNN"), ("lstm", "LSTM", "LSTM"), ("gru", "GRU", "GRU")] {
         let states = if mode == "LSTM" { "`[h_n, c_n]`" } else { "`h_n`" };
@@ -1223,7 +1476,9 @@ let rnn = nn::{name}(3, 4, #{{num_layers: 2, batch_first: true}});\nlet out = rn
             let mode = match o.str_or("nonlinearity", "tanh")?.as_str() {
                 "tanh" => mode,
                 "relu" => "RNN_RELU",
-                other => return Err(err(format!("{what}: Unknown nonlinearity '{other}'. Select from 'tanh' or 'relu'."))),
+                other => {
+                    return Err(err(format!("{what}: Unknown nonlinearity '{other}'. Select from 'tanh' or 'relu'.")))
+                }
             };
             let r = Rnn {
                 mode: mode.to_string(),
@@ -1255,8 +1510,12 @@ let rnn = nn::{name}(3, 4, #{{num_layers: 2, batch_first: true}});\nlet out = rn
     }
     fn rnn_forward(m: &mut Map, x: &Tensor, hx: Option<Dynamic>) -> RResult<Array> {
         let r = rnn_of(m)?;
-        let params: Vec<tch::Tensor> =
-            r.param_names().iter().map(|n| tree::tensor(m, n).map(|t| t.handle())).collect::<Result<_, _>>().or_script()?;
+        let params: Vec<tch::Tensor> = r
+            .param_names()
+            .iter()
+            .map(|n| tree::tensor(m, n).map(|t| t.handle()))
+            .collect::<Result<_, _>>()
+            .or_script()?;
         let hx: Option<Vec<tch::Tensor>> = match hx {
             None => None,
             Some(d) if d.is_unit() => None,
@@ -1264,9 +1523,21 @@ let rnn = nn::{name}(3, 4, #{{num_layers: 2, batch_first: true}});\nlet out = rn
                 if let Some(t) = d.read_lock::<Tensor>() {
                     Some(vec![t.handle()])
                 } else if let Some(a) = d.read_lock::<Array>() {
-                    Some(a.iter().map(|v| v.read_lock::<Tensor>().map(|t| t.handle()).ok_or_else(|| err("initial states must be tensors"))).collect::<RResult<_>>()?)
+                    Some(
+                        a.iter()
+                            .map(|v| {
+                                v.read_lock::<Tensor>()
+                                    .map(|t| t.handle())
+                                    .ok_or_else(|| err("initial states must be tensors"))
+                            })
+                            .collect::<RResult<_>>()?,
+                    )
                 } else {
-                    return Err(err(format!("{}: the initial state must be a Tensor or [h0, c0], got {}", tree::label(m), d.type_name())));
+                    return Err(err(format!(
+                        "{}: the initial state must be a Tensor or [h0, c0], got {}",
+                        tree::label(m),
+                        d.type_name()
+                    )));
                 }
             }
         };
@@ -1278,11 +1549,16 @@ let rnn = nn::{name}(3, 4, #{{num_layers: 2, batch_first: true}});\nlet out = rn
     }
     let doc = fwd_doc("nn::rnn / nn::lstm / nn::gru", "let g = nn::gru(2, 3);\nlet r = g.forward(torch::randn([4, 1, 2]));\nprint(r[1].shape);\nlet l = nn::lstm(2, 3);\nprint(l.forward(torch::randn([4, 2]), [torch::zeros([1, 3]), torch::zeros([1, 3])])[1][1].shape);");
     reg.func("", "__nn_rnn_forward", "self, input", &doc, |m: &mut Map, x: T| rnn_forward(m, &x, None));
-    reg.func("", "__nn_rnn_forward", "self, input, hx", &doc, |m: &mut Map, x: T, h: Dynamic| rnn_forward(m, &x, Some(h)));
+    reg.func("", "__nn_rnn_forward", "self, input, hx", &doc, |m: &mut Map, x: T, h: Dynamic| {
+        rnn_forward(m, &x, Some(h))
+    });
 }
 
 fn mha_params(m: &Map) -> RResult<attention::MhaParams> {
-    let out = m.get("out_proj").and_then(|d| d.read_lock::<Map>().map(|x| x.clone())).ok_or_else(|| err(format!("{}: missing out_proj", tree::label(m))))?;
+    let out = m
+        .get("out_proj")
+        .and_then(|d| d.read_lock::<Map>().map(|x| x.clone()))
+        .ok_or_else(|| err(format!("{}: missing out_proj", tree::label(m))))?;
     Ok(attention::MhaParams {
         in_proj_weight: tree::tensor(m, "in_proj_weight").or_script()?.handle(),
         in_proj_bias: tree::opt_tensor(m, "in_proj_bias").or_script()?.map(|t| t.handle()),
@@ -1307,7 +1583,8 @@ fn make_mha(e: INT, h: INT, o: &Opts) -> RResult<Map> {
     }
     let dropout = o.f64_or("dropout", 0.0)?;
     fun::check_p(dropout).map_err(|e| err(format!("nn::multihead_attention: {e}")))?;
-    let p = attention::init(e, h, o.bool_or("bias", true)?, param_opts(o)?).map_err(|er| err(format!("nn::multihead_attention: {er}")))?;
+    let p = attention::init(e, h, o.bool_or("bias", true)?, param_opts(o)?)
+        .map_err(|er| err(format!("nn::multihead_attention: {er}")))?;
     let out_proj = tree::ModuleBuilder::new("NonDynamicallyQuantizableLinear", "__nn_linear_forward")
         .param("weight", Some(p.out_proj_weight))
         .param("bias", p.out_proj_bias)
@@ -1326,7 +1603,11 @@ fn make_mha(e: INT, h: INT, o: &Opts) -> RResult<Map> {
 }
 
 fn mha_forward(m: &Map, q: &Tensor, k: &Tensor, v: &Tensor, o: &Map) -> RResult<Array> {
-    let opts = Opts::new(o, "MultiheadAttention.forward", &["key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal"])?;
+    let opts = Opts::new(
+        o,
+        "MultiheadAttention.forward",
+        &["key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal"],
+    )?;
     let kpm = opts.tensor_opt("key_padding_mask")?;
     let am = opts.tensor_opt("attn_mask")?;
     let fo = attention::MhaOpts {
@@ -1350,14 +1631,24 @@ fn register_attention(reg: &mut Registry) {
 `#{key_padding_mask, attn_mask, need_weights, average_attn_weights, is_causal}` returns `[output, weights]` (weights `()` when \
 `need_weights` is false). Bool masks: true = may not attend, as in PyTorch.\n\n```rhai\n\
 let mha = nn::multihead_attention(8, 2, #{batch_first: true});\nlet x = torch::randn([3, 5, 8]);\nlet r = mha.forward(x, x, x);\nprint(r[0].shape);\nprint(r[1].shape);\n```";
-    reg.volatile("nn", "multihead_attention", "embed_dim, num_heads", doc, |e: INT, h: INT| make_mha(e, h, &Opts::new(&Map::new(), "", &[])?));
+    reg.volatile("nn", "multihead_attention", "embed_dim, num_heads", doc, |e: INT, h: INT| {
+        make_mha(e, h, &Opts::new(&Map::new(), "", &[])?)
+    });
     reg.volatile("nn", "multihead_attention", "embed_dim, num_heads, opts", doc, |e: INT, h: INT, m: Map| {
-        let o = Opts::new(&m, "nn::multihead_attention", &["dropout", "bias", "batch_first", "kdim", "vdim", "add_bias_kv", "add_zero_attn", "dtype", "device"])?;
+        let o = Opts::new(
+            &m,
+            "nn::multihead_attention",
+            &["dropout", "bias", "batch_first", "kdim", "vdim", "add_bias_kv", "add_zero_attn", "dtype", "device"],
+        )?;
         make_mha(e, h, &o)
     });
     let doc = fwd_doc("nn::multihead_attention", "let a = nn::multihead_attention(4, 2);\nlet x = torch::randn([3, 4]);\nprint(a.forward(x, x, x, #{need_weights: false})[0].shape);");
-    reg.func("", "__nn_mha_forward", "self, query, key, value", &doc, |m: &mut Map, q: T, k: T, v: T| mha_forward(m, &q, &k, &v, &Map::new()));
-    reg.func("", "__nn_mha_forward", "self, query, key, value, opts", &doc, |m: &mut Map, q: T, k: T, v: T, o: Map| mha_forward(m, &q, &k, &v, &o));
+    reg.func("", "__nn_mha_forward", "self, query, key, value", &doc, |m: &mut Map, q: T, k: T, v: T| {
+        mha_forward(m, &q, &k, &v, &Map::new())
+    });
+    reg.func("", "__nn_mha_forward", "self, query, key, value, opts", &doc, |m: &mut Map, q: T, k: T, v: T, o: Map| {
+        mha_forward(m, &q, &k, &v, &o)
+    });
 
     // TransformerEncoderLayer: native, its children are the host layers above.
     let doc = "A Transformer encoder layer (nn.TransformerEncoderLayer): self-attention and a feed-forward block, each with \
@@ -1366,7 +1657,21 @@ residual, dropout and layer norm. `nn::transformer_encoder_layer(d_model, nhead)
 `bias` (true). `forward(src)` or `forward(src, #{src_mask, src_key_padding_mask, is_causal})`. Parameter names match PyTorch's \
 (`self_attn.in_proj_weight`, `linear1.weight`, `norm1.weight`, …).\n\n```rhai\nlet layer = nn::transformer_encoder_layer(8, 2, #{dim_feedforward: 16, batch_first: true});\nprint(layer.forward(torch::randn([2, 5, 8])).shape);\n```";
     fn make_tel(d: INT, h: INT, m: &Map) -> RResult<Map> {
-        let o = Opts::new(m, "nn::transformer_encoder_layer", &["dim_feedforward", "dropout", "activation", "layer_norm_eps", "batch_first", "norm_first", "bias", "dtype", "device"])?;
+        let o = Opts::new(
+            m,
+            "nn::transformer_encoder_layer",
+            &[
+                "dim_feedforward",
+                "dropout",
+                "activation",
+                "layer_norm_eps",
+                "batch_first",
+                "norm_first",
+                "bias",
+                "dtype",
+                "device",
+            ],
+        )?;
         let ff = o.i64_or("dim_feedforward", 2048)?;
         let p = o.f64_or("dropout", 0.1)?;
         let act = o.str_or("activation", "relu")?;
@@ -1384,7 +1689,11 @@ residual, dropout and layer norm. `nn::transformer_encoder_layer(d_model, nhead)
                 mo.insert(k.into(), v.clone());
             }
         }
-        let self_attn = make_mha(d, h, &Opts::new(&mo, "nn::transformer_encoder_layer", &["dropout", "bias", "batch_first", "dtype", "device"])?)?;
+        let self_attn = make_mha(
+            d,
+            h,
+            &Opts::new(&mo, "nn::transformer_encoder_layer", &["dropout", "bias", "batch_first", "dtype", "device"])?,
+        )?;
         let mut lo = Map::new();
         lo.insert("bias".into(), Dynamic::from_bool(bias));
         for k in ["dtype", "device"] {
@@ -1418,17 +1727,30 @@ residual, dropout and layer norm. `nn::transformer_encoder_layer(d_model, nhead)
             .set("norm_first", o.bool_or("norm_first", false)?)
             .build())
     }
-    reg.volatile("nn", "transformer_encoder_layer", "d_model, nhead", doc, |d: INT, h: INT| make_tel(d, h, &Map::new()));
-    reg.volatile("nn", "transformer_encoder_layer", "d_model, nhead, opts", doc, |d: INT, h: INT, m: Map| make_tel(d, h, &m));
+    reg.volatile("nn", "transformer_encoder_layer", "d_model, nhead", doc, |d: INT, h: INT| {
+        make_tel(d, h, &Map::new())
+    });
+    reg.volatile("nn", "transformer_encoder_layer", "d_model, nhead, opts", doc, |d: INT, h: INT, m: Map| {
+        make_tel(d, h, &m)
+    });
     let doc = fwd_doc("nn::transformer_encoder_layer", "let l = nn::transformer_encoder_layer(4, 2, #{dim_feedforward: 8});\nl.eval_mode();\nprint(l.forward(torch::randn([3, 1, 4])).shape);");
-    reg.func("", "__nn_transformer_encoder_layer_forward", "self, src", &doc, |m: &mut Map, x: T| tel_forward(m, &x, &Map::new()));
-    reg.func("", "__nn_transformer_encoder_layer_forward", "self, src, opts", &doc, |m: &mut Map, x: T, o: Map| tel_forward(m, &x, &o));
+    reg.func("", "__nn_transformer_encoder_layer_forward", "self, src", &doc, |m: &mut Map, x: T| {
+        tel_forward(m, &x, &Map::new())
+    });
+    reg.func("", "__nn_transformer_encoder_layer_forward", "self, src, opts", &doc, |m: &mut Map, x: T, o: Map| {
+        tel_forward(m, &x, &o)
+    });
 }
 
 fn make_linear_map(i: INT, o: INT, m: &Map) -> RResult<Map> {
     let opts = Opts::new(m, "nn::linear", &["bias", "dtype", "device"])?;
     let (w, b) = linear::init(i, o, opts.bool_or("bias", true)?, param_opts(&opts)?).or_script()?;
-    Ok(tree::ModuleBuilder::new("Linear", "__nn_linear_forward").param("weight", Some(w)).param("bias", b).set("in_features", i).set("out_features", o).build())
+    Ok(tree::ModuleBuilder::new("Linear", "__nn_linear_forward")
+        .param("weight", Some(w))
+        .param("bias", b)
+        .set("in_features", i)
+        .set("out_features", o)
+        .build())
 }
 
 fn make_ln_map(d: INT, m: &Map) -> RResult<Map> {
@@ -1454,10 +1776,20 @@ fn make_dropout(ty: &str, p: f64) -> RResult<Map> {
 fn tel_forward(m: &Map, x: &Tensor, o: &Map) -> RResult<T> {
     let opts = Opts::new(o, "TransformerEncoderLayer.forward", &["src_mask", "src_key_padding_mask", "is_causal"])?;
     let child = |k: &str| -> RResult<Map> {
-        m.get(k).and_then(|d| d.read_lock::<Map>().map(|x| x.clone())).ok_or_else(|| err(format!("{}: missing {k}", tree::label(m))))
+        m.get(k)
+            .and_then(|d| d.read_lock::<Map>().map(|x| x.clone()))
+            .ok_or_else(|| err(format!("{}: missing {k}", tree::label(m))))
     };
-    let (attn, l1, l2, n1, n2, d0, d1, d2) =
-        (child("self_attn")?, child("linear1")?, child("linear2")?, child("norm1")?, child("norm2")?, child("dropout")?, child("dropout1")?, child("dropout2")?);
+    let (attn, l1, l2, n1, n2, d0, d1, d2) = (
+        child("self_attn")?,
+        child("linear1")?,
+        child("linear2")?,
+        child("norm1")?,
+        child("norm2")?,
+        child("dropout")?,
+        child("dropout1")?,
+        child("dropout2")?,
+    );
     let training = tree::training(m);
     let drop = |dm: &Map, t: tch::Tensor| -> RResult<tch::Tensor> {
         let p = tree::float(dm, "p").or_script()?;
@@ -1472,7 +1804,8 @@ fn tel_forward(m: &Map, x: &Tensor, o: &Map) -> RResult<T> {
         let w = tree::opt_tensor(nm, "weight").or_script()?;
         let b = tree::opt_tensor(nm, "bias").or_script()?;
         let shape = tree::ints(nm, "normalized_shape").or_script()?;
-        norm::layer_norm(t, &shape, w.as_deref(), b.as_deref(), tree::float(nm, "eps").or_script()?).map_err(|e| layer_err(nm, "", e))
+        norm::layer_norm(t, &shape, w.as_deref(), b.as_deref(), tree::float(nm, "eps").or_script()?)
+            .map_err(|e| layer_err(nm, "", e))
     };
     let act = tree::string(m, "activation").or_script()?;
     let mut ao = Map::new();
@@ -1491,7 +1824,8 @@ fn tel_forward(m: &Map, x: &Tensor, o: &Map) -> RResult<T> {
         let mut am = attn.clone();
         am.insert("training".into(), Dynamic::from_bool(training && tree::training(&attn)));
         let r = mha_forward(&am, &tt, &tt, &tt, &ao)?;
-        let out = r[0].read_lock::<Tensor>().map(|t| t.handle()).ok_or_else(|| err("self-attention returned no tensor"))?;
+        let out =
+            r[0].read_lock::<Tensor>().map(|t| t.handle()).ok_or_else(|| err("self-attention returned no tensor"))?;
         drop(&d1, out)
     };
     let ff = |t: &tch::Tensor| -> RResult<tch::Tensor> {

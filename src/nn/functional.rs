@@ -10,7 +10,9 @@ pub fn reduction(s: &str) -> Result<Reduction> {
         "mean" => Ok(Reduction::Mean),
         "sum" => Ok(Reduction::Sum),
         "none" => Ok(Reduction::None),
-        other => Err(tensor_err!("{other} is not a valid value for reduction (expected \"mean\", \"sum\" or \"none\")")),
+        other => {
+            Err(tensor_err!("{other} is not a valid value for reduction (expected \"mean\", \"sum\" or \"none\")"))
+        }
     }
 }
 
@@ -103,7 +105,12 @@ pub fn binary_cross_entropy_with_logits(
 }
 
 /// KL divergence with `input` as log-probabilities; `reduction` may also be `"batchmean"`.
-pub fn kl_div(input: &tch::Tensor, target: &tch::Tensor, reduction_name: &str, log_target: bool) -> Result<tch::Tensor> {
+pub fn kl_div(
+    input: &tch::Tensor,
+    target: &tch::Tensor,
+    reduction_name: &str,
+    log_target: bool,
+) -> Result<tch::Tensor> {
     if reduction_name == "batchmean" {
         let s = input.f_kl_div(target, Reduction::Sum, log_target)?;
         let n = if input.dim() > 0 { input.size()[0] } else { 1 };
@@ -132,7 +139,9 @@ pub fn pad(x: &tch::Tensor, pad: &[i64], mode: &str, value: f64) -> Result<tch::
         return Err(tensor_err!("Padding length must be divisible by 2, got {}", pad.len()));
     }
     if !matches!(mode, "constant" | "reflect" | "replicate" | "circular") {
-        return Err(tensor_err!("Unrecognised padding mode {mode} (expected constant, reflect, replicate or circular)"));
+        return Err(tensor_err!(
+            "Unrecognised padding mode {mode} (expected constant, reflect, replicate or circular)"
+        ));
     }
     let value = if mode == "constant" { Some(value) } else { None };
     Ok(x.f_pad(pad, mode, value)?)
@@ -158,7 +167,10 @@ pub fn interpolate(
 ) -> Result<tch::Tensor> {
     let sp = x.dim() as i64 - 2;
     if sp < 1 {
-        return Err(tensor_err!("interpolate: expected an input of shape (N, C, …) with at least one spatial dim, got {:?}", x.size()));
+        return Err(tensor_err!(
+            "interpolate: expected an input of shape (N, C, …) with at least one spatial dim, got {:?}",
+            x.size()
+        ));
     }
     let in_sp: Vec<i64> = x.size()[2..].to_vec();
     let expand_f = |v: &[f64]| -> Result<Vec<f64>> {
@@ -179,7 +191,10 @@ pub fn interpolate(
         }
         (None, Some(f)) => {
             let f = expand_f(f)?;
-            (in_sp.iter().zip(&f).map(|(i, s)| (*i as f64 * s).floor() as i64).collect(), f.into_iter().map(Some).collect())
+            (
+                in_sp.iter().zip(&f).map(|(i, s)| (*i as f64 * s).floor() as i64).collect(),
+                f.into_iter().map(Some).collect(),
+            )
         }
         _ => return Err(tensor_err!("interpolate: give exactly one of size and scale_factor")),
     };
@@ -209,7 +224,9 @@ pub fn interpolate(
 pub fn embedding(indices: &tch::Tensor, weight: &tch::Tensor, padding_idx: Option<i64>) -> Result<tch::Tensor> {
     let n = weight.size().first().copied().unwrap_or(0);
     let pi = match padding_idx {
-        Some(p) if p >= n || p < -n => return Err(tensor_err!("Padding_idx must be within num_embeddings ({n}), got {p}")),
+        Some(p) if p >= n || p < -n => {
+            return Err(tensor_err!("Padding_idx must be within num_embeddings ({n}), got {p}"))
+        }
         Some(p) if p < 0 => n + p,
         Some(p) => p,
         None => -1,

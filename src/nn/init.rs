@@ -140,8 +140,5 @@ pub fn orthogonal_(t: &tch::Tensor, gain: f64) -> Result<()> {
 
 /// erf in double precision, computed by libtorch (as exact as Python's `math.erf`).
 fn erf(x: f64) -> f64 {
-    tch::Tensor::from(x)
-        .f_erf()
-        .and_then(|t| t.f_double_value(&[]))
-        .unwrap_or(if x >= 0.0 { 1.0 } else { -1.0 })
+    tch::Tensor::from(x).f_erf().and_then(|t| t.f_double_value(&[])).unwrap_or(if x >= 0.0 { 1.0 } else { -1.0 })
 }

@@ -96,7 +96,8 @@ pub fn write_safetensors(
 ) -> Result<(), String> {
     let v = views(tensors)?;
     crate::fs::write_atomic_with(path, |tmp| {
-        safetensors::serialize_to_file(v.iter().map(|(n, b)| (n.as_str(), b)), metadata, tmp).map_err(|e| format!("safetensors: {e}"))
+        safetensors::serialize_to_file(v.iter().map(|(n, b)| (n.as_str(), b)), metadata, tmp)
+            .map_err(|e| format!("safetensors: {e}"))
     })
 }
 
@@ -162,14 +163,20 @@ pub fn read_safetensors_file(path: &Path) -> Result<(Vec<(String, tch::Tensor)>,
     for (name, v) in obj {
         if name == "__metadata__" {
             for (k, val) in v.as_object().ok_or_else(|| bad("__metadata__ is not an object".into()))? {
-                metadata.insert(k.clone(), val.as_str().ok_or_else(|| bad(format!("metadata '{k}' is not a string")))?.to_string());
+                metadata.insert(
+                    k.clone(),
+                    val.as_str().ok_or_else(|| bad(format!("metadata '{k}' is not a string")))?.to_string(),
+                );
             }
             continue;
         }
-        let dtype: Dtype = serde_json::from_value(v.get("dtype").cloned().unwrap_or_default()).map_err(|e| bad(format!("{name}: dtype: {e}")))?;
+        let dtype: Dtype = serde_json::from_value(v.get("dtype").cloned().unwrap_or_default())
+            .map_err(|e| bad(format!("{name}: dtype: {e}")))?;
         let kind = from_st_dtype(dtype)?;
-        let shape: Vec<i64> = serde_json::from_value(v.get("shape").cloned().unwrap_or_default()).map_err(|e| bad(format!("{name}: shape: {e}")))?;
-        let offsets: [u64; 2] = serde_json::from_value(v.get("data_offsets").cloned().unwrap_or_default()).map_err(|e| bad(format!("{name}: data_offsets: {e}")))?;
+        let shape: Vec<i64> = serde_json::from_value(v.get("shape").cloned().unwrap_or_default())
+            .map_err(|e| bad(format!("{name}: shape: {e}")))?;
+        let offsets: [u64; 2] = serde_json::from_value(v.get("data_offsets").cloned().unwrap_or_default())
+            .map_err(|e| bad(format!("{name}: data_offsets: {e}")))?;
         let numel = shape.iter().try_fold(1u64, |acc, &d| if d < 0 { None } else { acc.checked_mul(d as u64) });
         let bytes = numel.and_then(|k| k.checked_mul(kind.elt_size_in_bytes() as u64));
         if offsets[1] < offsets[0] || bytes != Some(offsets[1] - offsets[0]) {
@@ -186,12 +193,16 @@ pub fn read_safetensors_file(path: &Path) -> Result<(Vec<(String, tch::Tensor)>,
         end = o[1];
     }
     if 8 + n + end != file_len {
-        return Err(bad(format!("the tensors take {end} bytes but the file holds {} after the header", file_len - 8 - n)));
+        return Err(bad(format!(
+            "the tensors take {end} bytes but the file holds {} after the header",
+            file_len - 8 - n
+        )));
     }
     let mut out = Vec::with_capacity(entries.len());
     let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
     for (o, name, kind, shape) in entries {
-        let t = tch::Tensor::f_empty(shape.as_slice(), (kind, tch::Device::Cpu)).map_err(|e| format!("{name}: {}", clean_torch_message(&e.to_string())))?;
+        let t = tch::Tensor::f_empty(shape.as_slice(), (kind, tch::Device::Cpu))
+            .map_err(|e| format!("{name}: {}", clean_torch_message(&e.to_string())))?;
         let len = (o[1] - o[0]) as usize;
         if len > 0 {
             // SAFETY: `t` is a new contiguous CPU tensor of exactly `len` bytes that nothing else

@@ -9,12 +9,17 @@ fn u16le(b: &[u8], i: usize) -> Result<usize, String> {
     b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as usize).ok_or_else(|| "truncated zip file".to_string())
 }
 fn u32le(b: &[u8], i: usize) -> Result<usize, String> {
-    b.get(i..i + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize).ok_or_else(|| "truncated zip file".to_string())
+    b.get(i..i + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
+        .ok_or_else(|| "truncated zip file".to_string())
 }
 
 /// The stored (uncompressed) entries of a zip file, by name.
 fn zip_entries(b: &[u8]) -> Result<HashMap<String, &[u8]>, String> {
-    let eocd = (0..b.len().saturating_sub(21)).rev().find(|&i| b[i..].starts_with(&[0x50, 0x4b, 0x05, 0x06])).ok_or("not a zip file (no end of central directory)")?;
+    let eocd = (0..b.len().saturating_sub(21))
+        .rev()
+        .find(|&i| b[i..].starts_with(&[0x50, 0x4b, 0x05, 0x06]))
+        .ok_or("not a zip file (no end of central directory)")?;
     let n = u16le(b, eocd + 10)?;
     let mut p = u32le(b, eocd + 16)?;
     let mut out = HashMap::new();
@@ -91,7 +96,9 @@ fn storage_kind(name: &str) -> Option<tch::Kind> {
 
 fn ints(v: &V) -> Result<Vec<i64>, String> {
     match v {
-        V::Tuple(x) | V::List(x) => x.iter().map(|e| if let V::Int(i) = e { Ok(*i) } else { Err("expected ints".to_string()) }).collect(),
+        V::Tuple(x) | V::List(x) => {
+            x.iter().map(|e| if let V::Int(i) = e { Ok(*i) } else { Err("expected ints".to_string()) }).collect()
+        }
         _ => Err("expected a tuple of ints".into()),
     }
 }
@@ -99,7 +106,11 @@ fn ints(v: &V) -> Result<Vec<i64>, String> {
 /// Named tensors of a `torch.save(state_dict)` file's bytes.
 pub fn load(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, String> {
     let entries = zip_entries(bytes)?;
-    let pkl_name = entries.keys().find(|k| k.ends_with("/data.pkl") || *k == "data.pkl").cloned().ok_or("no data.pkl in the zip file")?;
+    let pkl_name = entries
+        .keys()
+        .find(|k| k.ends_with("/data.pkl") || *k == "data.pkl")
+        .cloned()
+        .ok_or("no data.pkl in the zip file")?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
     if let Some(order) = entries.get(&format!("{prefix}byteorder")) {
         if *order != b"little" {
@@ -132,67 +143,158 @@ pub fn load(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, String> {
         let op = *pkl.get(i).ok_or_else(bad)?;
         i += 1;
         match op {
-            0x80 => i += 1,                                  // PROTO
-            0x95 => i += 8,                                  // FRAME
-            b'.' => break,                                   // STOP
-            b'(' => stack.push(V::Mark),                     // MARK
+            0x80 => i += 1,              // PROTO
+            0x95 => i += 8,              // FRAME
+            b'.' => break,               // STOP
+            b'(' => stack.push(V::Mark), // MARK
             b'N' => stack.push(V::None),
             0x88 => stack.push(V::Bool(true)),
             0x89 => stack.push(V::Bool(false)),
             b')' => stack.push(V::Tuple(vec![])),
             b']' => stack.push(V::List(vec![])),
             b'}' => stack.push(V::Dict(vec![])),
-            b'K' => { let b = take(&mut i, 1)?; stack.push(V::Int(b[0] as i64)) }
-            b'M' => { let b = take(&mut i, 2)?; stack.push(V::Int(u16::from_le_bytes([b[0], b[1]]) as i64)) }
-            b'J' => { let b = take(&mut i, 4)?; stack.push(V::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)) }
+            b'K' => {
+                let b = take(&mut i, 1)?;
+                stack.push(V::Int(b[0] as i64))
+            }
+            b'M' => {
+                let b = take(&mut i, 2)?;
+                stack.push(V::Int(u16::from_le_bytes([b[0], b[1]]) as i64))
+            }
+            b'J' => {
+                let b = take(&mut i, 4)?;
+                stack.push(V::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64))
+            }
             0x8a => {
                 let n = take(&mut i, 1)?[0] as usize;
                 let b = take(&mut i, n)?;
-                if n > 8 { return Err("integer too large in pickle".into()); }
+                if n > 8 {
+                    return Err("integer too large in pickle".into());
+                }
                 let mut v: i64 = 0;
-                for (k, byte) in b.iter().enumerate() { v |= (*byte as i64) << (8 * k); }
-                if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 { v -= 1i64 << (8 * n); }
+                for (k, byte) in b.iter().enumerate() {
+                    v |= (*byte as i64) << (8 * k);
+                }
+                if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
+                    v -= 1i64 << (8 * n);
+                }
                 stack.push(V::Int(v))
             }
-            b'G' => { let b = take(&mut i, 8)?; stack.push(V::Float(f64::from_be_bytes(b.try_into().map_err(|_| bad())?))) }
-            b'X' => { let n = u32le(pkl, i).map_err(|_| bad())?; i += 4; let s = take(&mut i, n)?; stack.push(V::Str(String::from_utf8_lossy(s).to_string())) }
-            0x8c => { let n = take(&mut i, 1)?[0] as usize; let s = take(&mut i, n)?; stack.push(V::Str(String::from_utf8_lossy(s).to_string())) }
-            b'c' => { let m = line(&mut i)?; let n = line(&mut i)?; stack.push(V::Global(format!("{m}.{n}"))) }
+            b'G' => {
+                let b = take(&mut i, 8)?;
+                stack.push(V::Float(f64::from_be_bytes(b.try_into().map_err(|_| bad())?)))
+            }
+            b'X' => {
+                let n = u32le(pkl, i).map_err(|_| bad())?;
+                i += 4;
+                let s = take(&mut i, n)?;
+                stack.push(V::Str(String::from_utf8_lossy(s).to_string()))
+            }
+            0x8c => {
+                let n = take(&mut i, 1)?[0] as usize;
+                let s = take(&mut i, n)?;
+                stack.push(V::Str(String::from_utf8_lossy(s).to_string()))
+            }
+            b'c' => {
+                let m = line(&mut i)?;
+                let n = line(&mut i)?;
+                stack.push(V::Global(format!("{m}.{n}")))
+            }
             0x93 => {
                 let n = stack.pop().ok_or_else(bad)?;
                 let m = stack.pop().ok_or_else(bad)?;
-                match (m, n) { (V::Str(m), V::Str(n)) => stack.push(V::Global(format!("{m}.{n}"))), _ => return Err(bad()) }
+                match (m, n) {
+                    (V::Str(m), V::Str(n)) => stack.push(V::Global(format!("{m}.{n}"))),
+                    _ => return Err(bad()),
+                }
             }
-            b'q' => { let k = take(&mut i, 1)?[0] as usize; memo.insert(k, stack.last().ok_or_else(bad)?.clone()); }
-            b'r' => { let k = u32le(pkl, i).map_err(|_| bad())?; i += 4; memo.insert(k, stack.last().ok_or_else(bad)?.clone()); }
-            0x94 => { let k = memo.len(); memo.insert(k, stack.last().ok_or_else(bad)?.clone()); }
-            b'h' => { let k = take(&mut i, 1)?[0] as usize; stack.push(memo.get(&k).ok_or_else(bad)?.clone()) }
-            b'j' => { let k = u32le(pkl, i).map_err(|_| bad())?; i += 4; stack.push(memo.get(&k).ok_or_else(bad)?.clone()) }
-            b't' => { let items = pop_mark(&mut stack)?; stack.push(V::Tuple(items)) }
-            0x85 => { let a = stack.pop().ok_or_else(bad)?; stack.push(V::Tuple(vec![a])) }
-            0x86 => { let b = stack.pop().ok_or_else(bad)?; let a = stack.pop().ok_or_else(bad)?; stack.push(V::Tuple(vec![a, b])) }
-            0x87 => { let c = stack.pop().ok_or_else(bad)?; let b = stack.pop().ok_or_else(bad)?; let a = stack.pop().ok_or_else(bad)?; stack.push(V::Tuple(vec![a, b, c])) }
-            b'a' => { let v = stack.pop().ok_or_else(bad)?; if let Some(V::List(l)) = stack.last_mut() { l.push(v) } else { return Err(bad()) } }
-            b'e' => { let items = pop_mark(&mut stack)?; if let Some(V::List(l)) = stack.last_mut() { l.extend(items) } else { return Err(bad()) } }
+            b'q' => {
+                let k = take(&mut i, 1)?[0] as usize;
+                memo.insert(k, stack.last().ok_or_else(bad)?.clone());
+            }
+            b'r' => {
+                let k = u32le(pkl, i).map_err(|_| bad())?;
+                i += 4;
+                memo.insert(k, stack.last().ok_or_else(bad)?.clone());
+            }
+            0x94 => {
+                let k = memo.len();
+                memo.insert(k, stack.last().ok_or_else(bad)?.clone());
+            }
+            b'h' => {
+                let k = take(&mut i, 1)?[0] as usize;
+                stack.push(memo.get(&k).ok_or_else(bad)?.clone())
+            }
+            b'j' => {
+                let k = u32le(pkl, i).map_err(|_| bad())?;
+                i += 4;
+                stack.push(memo.get(&k).ok_or_else(bad)?.clone())
+            }
+            b't' => {
+                let items = pop_mark(&mut stack)?;
+                stack.push(V::Tuple(items))
+            }
+            0x85 => {
+                let a = stack.pop().ok_or_else(bad)?;
+                stack.push(V::Tuple(vec![a]))
+            }
+            0x86 => {
+                let b = stack.pop().ok_or_else(bad)?;
+                let a = stack.pop().ok_or_else(bad)?;
+                stack.push(V::Tuple(vec![a, b]))
+            }
+            0x87 => {
+                let c = stack.pop().ok_or_else(bad)?;
+                let b = stack.pop().ok_or_else(bad)?;
+                let a = stack.pop().ok_or_else(bad)?;
+                stack.push(V::Tuple(vec![a, b, c]))
+            }
+            b'a' => {
+                let v = stack.pop().ok_or_else(bad)?;
+                if let Some(V::List(l)) = stack.last_mut() {
+                    l.push(v)
+                } else {
+                    return Err(bad());
+                }
+            }
+            b'e' => {
+                let items = pop_mark(&mut stack)?;
+                if let Some(V::List(l)) = stack.last_mut() {
+                    l.extend(items)
+                } else {
+                    return Err(bad());
+                }
+            }
             b's' => {
                 let v = stack.pop().ok_or_else(bad)?;
                 let k = stack.pop().ok_or_else(bad)?;
-                if let Some(V::Dict(d)) = stack.last_mut() { d.push((k, v)) } else { return Err(bad()) }
+                if let Some(V::Dict(d)) = stack.last_mut() {
+                    d.push((k, v))
+                } else {
+                    return Err(bad());
+                }
             }
             b'u' => {
                 let items = pop_mark(&mut stack)?;
                 if let Some(V::Dict(d)) = stack.last_mut() {
                     let mut it = items.into_iter();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) { d.push((k, v)); }
-                } else { return Err(bad()) }
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        d.push((k, v));
+                    }
+                } else {
+                    return Err(bad());
+                }
             }
-            b'b' => { stack.pop().ok_or_else(bad)?; } // BUILD: drop the state (OrderedDict._metadata)
+            b'b' => {
+                stack.pop().ok_or_else(bad)?;
+            } // BUILD: drop the state (OrderedDict._metadata)
             b'Q' => {
                 let pid = stack.pop().ok_or_else(bad)?;
                 let V::Tuple(p) = pid else { return Err(bad()) };
                 match (p.first(), p.get(1), p.get(2)) {
                     (Some(V::Str(s)), Some(V::Global(ty)), Some(V::Str(key))) if s == "storage" => {
-                        let kind = storage_kind(ty).ok_or_else(|| format!("unsupported storage type {ty} in torch.save file"))?;
+                        let kind = storage_kind(ty)
+                            .ok_or_else(|| format!("unsupported storage type {ty} in torch.save file"))?;
                         stack.push(V::Storage(kind, key.clone()))
                     }
                     _ => return Err("unsupported persistent id in torch.save file".into()),

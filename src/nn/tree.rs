@@ -235,7 +235,13 @@ pub fn load_state_dict(d: &Dynamic, sd: &[(String, tch::Tensor)], strict: bool) 
 
 /// Calls `f(path, map)` on every module map under `d` (pre-order, root first with path "").
 pub fn walk_modules_mut(d: &mut Dynamic, f: &mut dyn FnMut(&str, &mut Map)) -> Result<(), String> {
-    fn go(d: &mut Dynamic, prefix: &str, depth: usize, root: bool, f: &mut dyn FnMut(&str, &mut Map)) -> Result<(), String> {
+    fn go(
+        d: &mut Dynamic,
+        prefix: &str,
+        depth: usize,
+        root: bool,
+        f: &mut dyn FnMut(&str, &mut Map),
+    ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(too_deep(prefix));
         }
@@ -252,7 +258,13 @@ pub fn walk_modules_mut(d: &mut Dynamic, f: &mut dyn FnMut(&str, &mut Map)) -> R
         }
         Ok(())
     }
-    fn go_map(m: &mut Map, prefix: &str, depth: usize, root: bool, f: &mut dyn FnMut(&str, &mut Map)) -> Result<(), String> {
+    fn go_map(
+        m: &mut Map,
+        prefix: &str,
+        depth: usize,
+        root: bool,
+        f: &mut dyn FnMut(&str, &mut Map),
+    ) -> Result<(), String> {
         if root || is_module(m) {
             f(prefix, m);
         }
@@ -444,11 +456,7 @@ pub fn zero_grad(d: &Dynamic) -> Result<(), String> {
 
 /// Number of parameter elements; only those with `requires_grad` when `trainable_only`.
 pub fn num_parameters(d: &Dynamic, trainable_only: bool) -> Result<i64, String> {
-    Ok(parameters(d)?
-        .iter()
-        .filter(|t| !trainable_only || t.requires_grad())
-        .map(|t| t.numel() as i64)
-        .sum())
+    Ok(parameters(d)?.iter().filter(|t| !trainable_only || t.requires_grad()).map(|t| t.numel() as i64).sum())
 }
 
 /// Every module map under `d` with its path, children before parents (PyTorch's `apply` order),
@@ -464,7 +472,15 @@ pub fn modules_pre_order(d: &Dynamic) -> Result<Vec<(String, Map)>, String> {
 
 /// `lists`: also list each array holding modules, as a `ModuleList` entry (for the summary).
 fn modules(d: &Dynamic, post: bool, lists: bool) -> Result<Vec<(String, Map)>, String> {
-    fn go(d: &Dynamic, prefix: &str, depth: usize, root: bool, post: bool, lists: bool, out: &mut Vec<(String, Map)>) -> Result<(), String> {
+    fn go(
+        d: &Dynamic,
+        prefix: &str,
+        depth: usize,
+        root: bool,
+        post: bool,
+        lists: bool,
+        out: &mut Vec<(String, Map)>,
+    ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(too_deep(prefix));
         }
@@ -485,7 +501,8 @@ fn modules(d: &Dynamic, post: bool, lists: bool) -> Result<Vec<(String, Map)>, S
                 out.push((prefix.to_string(), m.clone()));
             }
         } else if let Some(a) = d.read_lock::<Array>() {
-            let first_module = a.iter().find_map(|v| v.read_lock::<Map>().filter(|m| is_module(m)).map(|m| training(&m)));
+            let first_module =
+                a.iter().find_map(|v| v.read_lock::<Map>().filter(|m| is_module(m)).map(|m| training(&m)));
             // an array inlined into its map (Sequential's `layers`) has the map's path: no row of its own
             let inlined = out.iter().any(|(p, _)| p == prefix);
             if let (true, false, false, Some(mode)) = (lists, root, inlined, first_module) {
@@ -560,9 +577,7 @@ pub fn opt_tensor(m: &Map, key: &str) -> Result<Option<Tensor>, String> {
 
 /// The int entry `key`.
 pub fn int(m: &Map, key: &str) -> Result<i64, String> {
-    m.get(key)
-        .and_then(|v| v.as_int().ok())
-        .ok_or_else(|| format!("{}: entry '{key}' must be an int", label(m)))
+    m.get(key).and_then(|v| v.as_int().ok()).ok_or_else(|| format!("{}: entry '{key}' must be an int", label(m)))
 }
 
 /// The number entry `key` as f64.
@@ -587,9 +602,7 @@ pub fn opt_float(m: &Map, key: &str) -> Result<Option<f64>, String> {
 
 /// The bool entry `key`.
 pub fn boolean(m: &Map, key: &str) -> Result<bool, String> {
-    m.get(key)
-        .and_then(|v| v.as_bool().ok())
-        .ok_or_else(|| format!("{}: entry '{key}' must be a bool", label(m)))
+    m.get(key).and_then(|v| v.as_bool().ok()).ok_or_else(|| format!("{}: entry '{key}' must be a bool", label(m)))
 }
 
 /// The int-array entry `key`.

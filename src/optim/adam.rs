@@ -4,7 +4,13 @@ use super::aten;
 use super::{zeros_like, ParamGroup, ParamState, TchResult};
 use tch::Tensor;
 
-pub fn step(group: &ParamGroup, state: &mut ParamState, p: &Tensor, grad: &Tensor, decoupled: bool) -> Result<(), String> {
+pub fn step(
+    group: &ParamGroup,
+    state: &mut ParamState,
+    p: &Tensor,
+    grad: &Tensor,
+    decoupled: bool,
+) -> Result<(), String> {
     let (lr, eps, wd) = (group.f("lr")?, group.f("eps")?, group.f("weight_decay")?);
     let (beta1, beta2) = group.pair("betas")?;
     let (amsgrad, maximize) = (group.b("amsgrad")?, group.b("maximize")?);

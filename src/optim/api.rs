@@ -2,7 +2,7 @@
 //! type (`step`, `zero_grad`, `param_groups`, `state_dict`, `load_state_dict`,
 //! `add_param_group`), and the gradient utilities `nn::clip_grad_norm_` / `nn::clip_grad_value_`.
 use super::{clip, Algorithm, HValue, Optimizer, OptimizerCore, Options};
-use crate::script::convert::{err, number, OrScript, Opts, RResult};
+use crate::script::convert::{err, number, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
 use crate::tensor::Tensor;
 use rhai::{Array, Dynamic, Map, FLOAT, INT};
@@ -82,7 +82,8 @@ fn groups(params: &Array, algo: Algorithm, what: &str) -> RResult<Vec<(Vec<tch::
             let gwhat = format!("{what} (param group {gi})");
             let o = options(&m, &gwhat, &keys, &["params"])?;
             let p = m.get("params").ok_or_else(|| err(format!("{gwhat}: the group has no 'params'")))?;
-            let p = p.read_lock::<Array>().ok_or_else(|| err(format!("{gwhat}: 'params' must be an array of tensors")))?;
+            let p =
+                p.read_lock::<Array>().ok_or_else(|| err(format!("{gwhat}: 'params' must be an array of tensors")))?;
             out.push((tensors(&p, &gwhat)?, o));
         }
         return Ok(out);
@@ -171,7 +172,8 @@ pub fn state_dict_from_map(m: &Map) -> RResult<(Vec<(String, tch::Tensor)>, serd
     if let Some(state) = rest.remove("state") {
         let state = state.read_lock::<Map>().ok_or_else(|| err("load_state_dict: 'state' must be a map"))?.clone();
         for (i, entry) in state {
-            let e = entry.read_lock::<Map>().ok_or_else(|| err(format!("load_state_dict: state '{i}' must be a map")))?;
+            let e =
+                entry.read_lock::<Map>().ok_or_else(|| err(format!("load_state_dict: state '{i}' must be a map")))?;
             for (k, v) in e.iter() {
                 let t = v
                     .read_lock::<Tensor>()
@@ -217,7 +219,9 @@ pub fn register(reg: &mut Registry) {
             example(algo)
         );
         reg.volatile("optim", algo.script_name(), "params", &doc, move |p: Array| construct(algo, &p, &Map::new()));
-        reg.volatile("optim", algo.script_name(), "params, opts", &doc, move |p: Array, o: Map| construct(algo, &p, &o));
+        reg.volatile("optim", algo.script_name(), "params, opts", &doc, move |p: Array, o: Map| {
+            construct(algo, &p, &o)
+        });
     }
 
     let doc = "Updates every parameter that has a gradient (optimizer.step()).\n\n```rhai\nlet w = torch::ones([2], #{requires_grad: true});\nlet opt = optim::sgd([w], #{lr: 0.5});\n(w * w).sum().backward();\nopt.step();\nprint(w);\n```";
@@ -290,7 +294,9 @@ fn norm_type(d: &Dynamic) -> RResult<f64> {
         return match s.as_str() {
             "inf" => Ok(f64::INFINITY),
             "-inf" => Ok(f64::NEG_INFINITY),
-            other => Err(err(format!("nn::clip_grad_norm_: norm_type must be a number, \"inf\" or \"-inf\", got \"{other}\""))),
+            other => Err(err(format!(
+                "nn::clip_grad_norm_: norm_type must be a number, \"inf\" or \"-inf\", got \"{other}\""
+            ))),
         };
     }
     number(d, "nn::clip_grad_norm_: norm_type")
@@ -313,9 +319,15 @@ fn register_clip(reg: &mut Registry) {
         clip::clip_grad_norm(&params, max, nt, o.bool_or("error_if_nonfinite", false)?).map(Tensor::new).or_script()
     };
     reg.func("nn", "clip_grad_norm_", "params, max_norm", doc, move |p: Array, max: FLOAT| run(p, max, Map::new()));
-    reg.func("nn", "clip_grad_norm_", "params, max_norm", doc, move |p: Array, max: INT| run(p, max as f64, Map::new()));
-    reg.func("nn", "clip_grad_norm_", "params, max_norm, opts", doc, move |p: Array, max: FLOAT, m: Map| run(p, max, m));
-    reg.func("nn", "clip_grad_norm_", "params, max_norm, opts", doc, move |p: Array, max: INT, m: Map| run(p, max as f64, m));
+    reg.func("nn", "clip_grad_norm_", "params, max_norm", doc, move |p: Array, max: INT| {
+        run(p, max as f64, Map::new())
+    });
+    reg.func("nn", "clip_grad_norm_", "params, max_norm, opts", doc, move |p: Array, max: FLOAT, m: Map| {
+        run(p, max, m)
+    });
+    reg.func("nn", "clip_grad_norm_", "params, max_norm, opts", doc, move |p: Array, max: INT, m: Map| {
+        run(p, max as f64, m)
+    });
 
     let doc = "Clamps every gradient of `params` into `[-clip_value, clip_value]` in place (torch.nn.utils.clip_grad_value_).\n\n```rhai\nlet w = torch::ones([3], #{requires_grad: true});\n(w * 5.0).sum().backward();\nnn::clip_grad_value_([w], 0.5);\nprint(w.grad);\n```";
     let run = |p: Array, v: f64| -> RResult<()> {

@@ -6,9 +6,24 @@ use tch::{TchError, Tensor};
 
 extern "C" {
     fn lt_add_alpha_(s: *mut c_void, o: *const c_void, alpha: f64, err: *mut u8, len: usize) -> i32;
-    fn lt_add_alpha(out: *mut *mut c_void, s: *const c_void, o: *const c_void, alpha: f64, err: *mut u8, len: usize) -> i32;
+    fn lt_add_alpha(
+        out: *mut *mut c_void,
+        s: *const c_void,
+        o: *const c_void,
+        alpha: f64,
+        err: *mut u8,
+        len: usize,
+    ) -> i32;
     fn lt_addcmul_(s: *mut c_void, a: *const c_void, b: *const c_void, v: f64, err: *mut u8, len: usize) -> i32;
-    fn lt_addcmul(out: *mut *mut c_void, s: *const c_void, a: *const c_void, b: *const c_void, v: f64, err: *mut u8, len: usize) -> i32;
+    fn lt_addcmul(
+        out: *mut *mut c_void,
+        s: *const c_void,
+        a: *const c_void,
+        b: *const c_void,
+        v: f64,
+        err: *mut u8,
+        len: usize,
+    ) -> i32;
     fn lt_vector_norm(out: *mut *mut c_void, s: *const c_void, ord: f64, err: *mut u8, len: usize) -> i32;
     fn lt_addcdiv_(s: *mut c_void, a: *const c_void, b: *const c_void, v: f64, err: *mut u8, len: usize) -> i32;
 }

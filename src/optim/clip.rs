@@ -8,7 +8,12 @@ use tch::Tensor;
 /// `max_norm`, and returns the total norm before clipping (a 0-dim tensor). `norm_type` may be
 /// any p, `f64::INFINITY` included. Parameters without a gradient are skipped.
 /// With `error_if_nonfinite`, a NaN or infinite total norm is an error (gradients untouched).
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f64, norm_type: f64, error_if_nonfinite: bool) -> Result<Tensor, String> {
+pub fn clip_grad_norm(
+    params: &[Tensor],
+    max_norm: f64,
+    norm_type: f64,
+    error_if_nonfinite: bool,
+) -> Result<Tensor, String> {
     let _guard = tch::no_grad_guard();
     let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
     if grads.is_empty() {

@@ -29,7 +29,13 @@ extern "C" {
 }
 
 /// One fused step of group `gi` over the parameters `params` (flat indices `idx`, gradients `grads`).
-pub fn adam_step(core: &mut OptimizerCore, gi: usize, idx: &[usize], params: &[Tensor], grads: &[Tensor]) -> Result<(), String> {
+pub fn adam_step(
+    core: &mut OptimizerCore,
+    gi: usize,
+    idx: &[usize],
+    params: &[Tensor],
+    grads: &[Tensor],
+) -> Result<(), String> {
     let group = &core.groups[gi];
     let (lr, eps, wd) = (group.f("lr")?, group.f("eps")?, group.f("weight_decay")?);
     let (beta1, beta2) = group.pair("betas")?;

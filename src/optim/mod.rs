@@ -183,7 +183,12 @@ pub fn check_option(algo: Algorithm, key: &str, v: &HValue) -> Result<(), String
     let what = format!("optim::{}", algo.script_name());
     let default = algo.defaults().into_iter().find(|(k, _)| *k == key).map(|(_, v)| v);
     if let Some(d) = &default {
-        let same = matches!((d, v), (HValue::Num(_), HValue::Num(_)) | (HValue::Bool(_), HValue::Bool(_)) | (HValue::Pair(..), HValue::Pair(..)));
+        let same = matches!(
+            (d, v),
+            (HValue::Num(_), HValue::Num(_))
+                | (HValue::Bool(_), HValue::Bool(_))
+                | (HValue::Pair(..), HValue::Pair(..))
+        );
         if !same {
             let want = match d {
                 HValue::Num(_) => "a number",
@@ -196,11 +201,19 @@ pub fn check_option(algo: Algorithm, key: &str, v: &HValue) -> Result<(), String
     match (key, v) {
         ("lr", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid learning rate: {x} (must be >= 0)")),
         ("eps", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid epsilon value: {x} (must be >= 0)")),
-        ("weight_decay", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid weight_decay value: {x} (must be >= 0)")),
-        ("momentum", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid momentum value: {x} (must be >= 0)")),
+        ("weight_decay", HValue::Num(x)) if !(*x >= 0.0) => {
+            Err(format!("{what}: invalid weight_decay value: {x} (must be >= 0)"))
+        }
+        ("momentum", HValue::Num(x)) if !(*x >= 0.0) => {
+            Err(format!("{what}: invalid momentum value: {x} (must be >= 0)"))
+        }
         ("alpha", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid alpha value: {x} (must be >= 0)")),
-        ("lr_decay", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid lr_decay value: {x} (must be >= 0)")),
-        ("momentum_decay", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid momentum_decay value: {x} (must be >= 0)")),
+        ("lr_decay", HValue::Num(x)) if !(*x >= 0.0) => {
+            Err(format!("{what}: invalid lr_decay value: {x} (must be >= 0)"))
+        }
+        ("momentum_decay", HValue::Num(x)) if !(*x >= 0.0) => {
+            Err(format!("{what}: invalid momentum_decay value: {x} (must be >= 0)"))
+        }
         ("initial_accumulator_value", HValue::Num(x)) if !(*x >= 0.0) => {
             Err(format!("{what}: invalid initial_accumulator_value: {x} (must be >= 0)"))
         }
@@ -328,7 +341,11 @@ fn complete_group(algo: Algorithm, defaults: &Options, mut options: Options) -> 
 impl OptimizerCore {
     /// Builds an optimizer. `groups` are (parameters, options given for that group); `defaults`
     /// are the options given for the whole optimizer (PyTorch's keyword arguments).
-    pub fn new(algorithm: Algorithm, groups: Vec<(Vec<tch::Tensor>, Options)>, defaults: Options) -> Result<Self, String> {
+    pub fn new(
+        algorithm: Algorithm,
+        groups: Vec<(Vec<tch::Tensor>, Options)>,
+        defaults: Options,
+    ) -> Result<Self, String> {
         let what = format!("optim::{}", algorithm.script_name());
         let mut full: Options = algorithm.defaults().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         for (k, v) in defaults {
@@ -338,7 +355,14 @@ impl OptimizerCore {
         if groups.is_empty() {
             return Err(format!("{what}: got an empty parameter list"));
         }
-        let mut core = OptimizerCore { algorithm, defaults: full, groups: vec![], state: vec![], fused_steps: vec![], steps_taken: 0 };
+        let mut core = OptimizerCore {
+            algorithm,
+            defaults: full,
+            groups: vec![],
+            state: vec![],
+            fused_steps: vec![],
+            steps_taken: 0,
+        };
         for (params, opts) in groups {
             core.add_param_group(params, opts)?;
         }
@@ -354,13 +378,20 @@ impl OptimizerCore {
         let mut seen: HashSet<usize> = self.groups.iter().flat_map(|g| g.params.iter().map(impl_id)).collect();
         for (i, p) in params.iter().enumerate() {
             if !p.is_floating_point() && !p.is_complex() {
-                return Err(format!("{what}: can only optimize floating point tensors, but parameter {i} of group {} has dtype {:?}", self.groups.len(), p.kind()));
+                return Err(format!(
+                    "{what}: can only optimize floating point tensors, but parameter {i} of group {} has dtype {:?}",
+                    self.groups.len(),
+                    p.kind()
+                ));
             }
             if p.is_complex() {
                 return Err(format!("{what}: complex parameters are not supported"));
             }
             if !seen.insert(impl_id(p)) {
-                return Err(format!("{what}: some parameters appear in more than one parameter group (parameter {i} of group {})", self.groups.len()));
+                return Err(format!(
+                    "{what}: some parameters appear in more than one parameter group (parameter {i} of group {})",
+                    self.groups.len()
+                ));
             }
         }
         let options = complete_group(self.algorithm, &self.defaults, options)?;
@@ -502,7 +533,8 @@ impl OptimizerCore {
                 Value::Object(m)
             })
             .collect();
-        let defaults: serde_json::Map<String, Value> = self.defaults.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let defaults: serde_json::Map<String, Value> =
+            self.defaults.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
         (tensors, json!({"optimizer": self.name(), "param_groups": groups, "defaults": defaults}))
     }
 
@@ -543,10 +575,12 @@ impl OptimizerCore {
                 if k == "params" || v.is_null() {
                     continue;
                 }
-                let hv = HValue::from_json(v).ok_or_else(|| format!("{what}: param_groups[{gi}].{k} has an unsupported value {v}"))?;
+                let hv = HValue::from_json(v)
+                    .ok_or_else(|| format!("{what}: param_groups[{gi}].{k} has an unsupported value {v}"))?;
                 o.insert(k.clone(), hv);
             }
-            let o = complete_group(self.algorithm, &self.defaults, o).map_err(|e| format!("{what}: param_groups[{gi}]: {e}"))?;
+            let o = complete_group(self.algorithm, &self.defaults, o)
+                .map_err(|e| format!("{what}: param_groups[{gi}]: {e}"))?;
             new_opts.push(o);
         }
         let params = self.params();
@@ -555,9 +589,9 @@ impl OptimizerCore {
             let rest = name.strip_prefix("state.").ok_or_else(|| format!("{what}: unexpected tensor name '{name}'"))?;
             let (i, key) = rest.split_once('.').ok_or_else(|| format!("{what}: unexpected tensor name '{name}'"))?;
             let i: usize = i.parse().map_err(|_| format!("{what}: unexpected tensor name '{name}'"))?;
-            let p = params
-                .get(i)
-                .ok_or_else(|| format!("{what}: state for parameter {i}, but the optimizer has {} parameters", params.len()))?;
+            let p = params.get(i).ok_or_else(|| {
+                format!("{what}: state for parameter {i}, but the optimizer has {} parameters", params.len())
+            })?;
             let s = new_state[i].get_or_insert_with(ParamState::default);
             if key == "step" {
                 s.step = t.f_double_value(&[]).map_err(terr)?;
@@ -565,12 +599,21 @@ impl OptimizerCore {
             }
             let shape_ok = key == "mu_product" || t.size() == p.size();
             if !shape_ok {
-                return Err(format!("{what}: state '{name}' has shape {:?}, parameter {i} has shape {:?}", t.size(), p.size()));
+                return Err(format!(
+                    "{what}: state '{name}' has shape {:?}, parameter {i} has shape {:?}",
+                    t.size(),
+                    p.size()
+                ));
             }
             let v = if key == "mu_product" {
                 t.f_to_kind(tch::Kind::Float).map_err(terr)?.f_detach_copy().map_err(terr)?
             } else {
-                t.f_to_device(p.device()).map_err(terr)?.f_to_kind(p.kind()).map_err(terr)?.f_detach_copy().map_err(terr)?
+                t.f_to_device(p.device())
+                    .map_err(terr)?
+                    .f_to_kind(p.kind())
+                    .map_err(terr)?
+                    .f_detach_copy()
+                    .map_err(terr)?
             };
             s.buffers.insert(key.to_string(), v);
         }

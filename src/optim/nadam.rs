@@ -5,7 +5,8 @@ use super::{zeros_like, ParamGroup, ParamState, TchResult};
 use tch::Tensor;
 
 pub fn step(group: &ParamGroup, state: &mut ParamState, p: &Tensor, grad: &Tensor) -> Result<(), String> {
-    let (lr, eps, wd, momentum_decay) = (group.f("lr")?, group.f("eps")?, group.f("weight_decay")?, group.f("momentum_decay")?);
+    let (lr, eps, wd, momentum_decay) =
+        (group.f("lr")?, group.f("eps")?, group.f("weight_decay")?, group.f("momentum_decay")?);
     let (beta1, beta2) = group.pair("betas")?;
     let (decoupled, maximize) = (group.b("decoupled_weight_decay")?, group.b("maximize")?);
     if state.buffers.is_empty() {

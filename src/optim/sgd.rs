@@ -5,7 +5,8 @@ use super::{ParamGroup, ParamState, TchResult};
 use tch::Tensor;
 
 pub fn step(group: &ParamGroup, state: &mut ParamState, p: &Tensor, grad: &Tensor) -> Result<(), String> {
-    let (lr, momentum, dampening, wd) = (group.f("lr")?, group.f("momentum")?, group.f("dampening")?, group.f("weight_decay")?);
+    let (lr, momentum, dampening, wd) =
+        (group.f("lr")?, group.f("momentum")?, group.f("dampening")?, group.f("weight_decay")?);
     let (nesterov, maximize) = (group.b("nesterov")?, group.b("maximize")?);
     let mut g = if maximize { grad.f_neg().e()? } else { grad.shallow_clone() };
     if wd != 0.0 {

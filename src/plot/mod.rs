@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 fn register_font() -> Result<(), String> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("../../assets/fonts/DejaVuSansMono.ttf"))
-            .map_err(|_| "the bundled chart font could not be loaded".to_string())
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../../assets/fonts/DejaVuSansMono.ttf"),
+        )
+        .map_err(|_| "the bundled chart font could not be loaded".to_string())
     })
     .clone()
 }
@@ -66,7 +70,8 @@ pub fn render_png(panels: &[Panel]) -> Result<(Vec<u8>, (u32, u32)), String> {
         root.fill(&WHITE).map_err(draw_err)?;
         let areas = root.split_evenly((rows, cols));
         for (panel, area) in panels.iter().zip(areas.iter()) {
-            let points = || panel.series.iter().flat_map(|(_, p)| p.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+            let points =
+                || panel.series.iter().flat_map(|(_, p)| p.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
             let (x0, x1) = range(points().map(|p| p.0));
             let (y0, y1) = range(points().map(|p| p.1));
             let mut chart = ChartBuilder::on(area)
@@ -86,7 +91,8 @@ pub fn render_png(panels: &[Panel]) -> Result<(Vec<u8>, (u32, u32)), String> {
                 .map_err(draw_err)?;
             for (i, (name, pts)) in panel.series.iter().enumerate() {
                 let color = Palette99::pick(i).to_rgba();
-                let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+                let pts: Vec<(f64, f64)> =
+                    pts.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
                 if pts.len() == 1 {
                     chart.draw_series(std::iter::once(Circle::new(pts[0], 3, color.filled()))).map_err(draw_err)?;
                 }
@@ -98,7 +104,11 @@ pub fn render_png(panels: &[Panel]) -> Result<(Vec<u8>, (u32, u32)), String> {
             }
             if let Some((mx, my, label)) = &panel.marker {
                 let red = RGBColor(220, 30, 30);
-                chart.draw_series(std::iter::once(Circle::new((*mx, *my), 6, red.filled()))).map_err(draw_err)?.label(label.as_str()).legend(move |(x, y)| Circle::new((x + 9, y), 5, red.filled()));
+                chart
+                    .draw_series(std::iter::once(Circle::new((*mx, *my), 6, red.filled())))
+                    .map_err(draw_err)?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 5, red.filled()));
             }
             chart
                 .configure_series_labels()
@@ -193,7 +203,11 @@ pub fn metrics_panels(csv: &str, x: XAxis) -> Result<Vec<Panel>, String> {
     let mut fams: BTreeMap<String, Panel> = BTreeMap::new();
     for (name, pts) in series {
         let f = family(&name);
-        let panel = fams.entry(f.clone()).or_insert_with(|| Panel { title: f.clone(), x_label: if x == XAxis::Step { "step".into() } else { "epoch".into() }, ..Default::default() });
+        let panel = fams.entry(f.clone()).or_insert_with(|| Panel {
+            title: f.clone(),
+            x_label: if x == XAxis::Step { "step".into() } else { "epoch".into() },
+            ..Default::default()
+        });
         panel.series.push((name, pts.into_iter().map(|(x, (s, c))| (x as f64, s / c as f64)).collect()));
     }
     if fams.is_empty() {

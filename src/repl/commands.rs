@@ -41,7 +41,9 @@ pub fn parse(line: &str) -> Result<Command, String> {
     let no_arg = |c: Command| if arg.is_empty() { Ok(c) } else { Err(format!("{name} takes no argument")) };
     match name {
         ":help" | ":h" | ":?" => Ok(Command::Help(arg_opt)),
-        ":load" | ":l" => arg_opt.map(|a| Command::Load(PathBuf::from(a))).ok_or_else(|| "usage: :load FILE".to_string()),
+        ":load" | ":l" => {
+            arg_opt.map(|a| Command::Load(PathBuf::from(a))).ok_or_else(|| "usage: :load FILE".to_string())
+        }
         ":reload" | ":r" => no_arg(Command::Reload),
         ":vars" => no_arg(Command::Vars),
         ":metrics" => no_arg(Command::Metrics),

@@ -27,7 +27,8 @@ pub struct Words {
 }
 
 fn is_name(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    s.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 impl Words {
@@ -90,7 +91,9 @@ impl Words {
         } else if word.contains("::") {
             out.extend(self.namespaces.iter().chain(&self.qualified).filter(|n| n.starts_with(word)).cloned());
         } else {
-            out.extend(self.namespaces.iter().chain(&self.globals).chain(vars).filter(|n| n.starts_with(word)).cloned());
+            out.extend(
+                self.namespaces.iter().chain(&self.globals).chain(vars).filter(|n| n.starts_with(word)).cloned(),
+            );
         }
         (start, out.into_iter().collect())
     }
@@ -120,7 +123,11 @@ impl Highlighter for ReplHelper {}
 
 impl Validator for ReplHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        Ok(if is_incomplete(&self.engine, ctx.input()) { ValidationResult::Incomplete } else { ValidationResult::Valid(None) })
+        Ok(if is_incomplete(&self.engine, ctx.input()) {
+            ValidationResult::Incomplete
+        } else {
+            ValidationResult::Valid(None)
+        })
     }
 }
 

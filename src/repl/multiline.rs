@@ -119,7 +119,8 @@ pub fn is_incomplete(engine: &Engine, src: &str) -> bool {
 pub fn fn_texts(src: &str) -> BTreeMap<String, String> {
     let (chars, _) = classify(src);
     // comments become a space; strings keep their text
-    let text: Vec<(char, Kind)> = chars.into_iter().map(|(c, k)| if k == Kind::Comment { (' ', Kind::Code) } else { (c, k) }).collect();
+    let text: Vec<(char, Kind)> =
+        chars.into_iter().map(|(c, k)| if k == Kind::Comment { (' ', Kind::Code) } else { (c, k) }).collect();
     let is_ident = |c: char| c.is_alphanumeric() || c == '_';
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     let mut depth = 0i64;

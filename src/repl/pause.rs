@@ -60,7 +60,10 @@ fn breakpoint(ctx: &mut EvalContext) -> Result<Dynamic, Box<rhai::EvalAltResult>
         names.insert(0, "this");
     }
     let hook = ctx.global_runtime_state().source().unwrap_or("script").to_string();
-    println!("breakpoint() in {hook}: in scope: {}. :continue (or Ctrl-D) resumes.", if names.is_empty() { "nothing".to_string() } else { names.join(", ") });
+    println!(
+        "breakpoint() in {hook}: in scope: {}. :continue (or Ctrl-D) resumes.",
+        if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
+    );
     let exit = run_paused(&mut repl);
     // Keep what the REPL changed.
     for (name, constant, _) in &locals {

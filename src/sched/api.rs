@@ -5,7 +5,7 @@ use super::cycles::{CyclicMode, CyclicOptions, OneCycleOptions};
 use super::plateau::Plateau;
 use super::{Kind, LRScheduler, LrFn, SchedulerCore};
 use crate::optim::Optimizer;
-use crate::script::convert::{err, number, OrScript, Opts, RResult};
+use crate::script::convert::{err, number, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
 use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext, AST, FLOAT, INT};
 use std::rc::Rc;
@@ -114,7 +114,9 @@ fn linear_lr(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
     let start_factor = o.f64_or("start_factor", 1.0 / 3.0)?;
     let end_factor = o.f64_or("end_factor", 1.0)?;
     if start_factor > 1.0 || start_factor <= 0.0 {
-        return Err(err(format!("{w}: start_factor expected to be greater than 0 and less or equal to 1, got {start_factor}")));
+        return Err(err(format!(
+            "{w}: start_factor expected to be greater than 0 and less or equal to 1, got {start_factor}"
+        )));
     }
     if !(0.0..=1.0).contains(&end_factor) {
         return Err(err(format!("{w}: end_factor expected to be between 0 and 1, got {end_factor}")));
@@ -154,8 +156,18 @@ fn one_cycle_lr(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
         m,
         w,
         &[
-            "max_lr", "total_steps", "epochs", "steps_per_epoch", "pct_start", "anneal_strategy", "cycle_momentum",
-            "base_momentum", "max_momentum", "div_factor", "final_div_factor", "three_phase",
+            "max_lr",
+            "total_steps",
+            "epochs",
+            "steps_per_epoch",
+            "pct_start",
+            "anneal_strategy",
+            "cycle_momentum",
+            "base_momentum",
+            "max_momentum",
+            "div_factor",
+            "final_div_factor",
+            "three_phase",
         ],
     )?;
     let max_lr = numbers(req(o.get("max_lr"), w, "max_lr")?, w)?.0;
@@ -189,7 +201,17 @@ fn cyclic_lr(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
     let o = Opts::new(
         m,
         w,
-        &["base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma", "cycle_momentum", "base_momentum", "max_momentum"],
+        &[
+            "base_lr",
+            "max_lr",
+            "step_size_up",
+            "step_size_down",
+            "mode",
+            "gamma",
+            "cycle_momentum",
+            "base_momentum",
+            "max_momentum",
+        ],
     )?;
     let mode = match o.str_or("mode", "triangular")?.as_str() {
         "triangular" => CyclicMode::Triangular,
@@ -213,7 +235,8 @@ fn cyclic_lr(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
 
 fn plateau(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
     let w = "sched::reduce_lr_on_plateau";
-    let o = Opts::new(m, w, &["mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"])?;
+    let o =
+        Opts::new(m, w, &["mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"])?;
     let (min_lr, is_list) = match o.get("min_lr") {
         Some(d) => numbers(d, w)?,
         None => (vec![0.0], false),
@@ -286,7 +309,8 @@ macro_rules! ctor {
     };
 }
 
-const PRELUDE: &str = "let w = torch::zeros([2], #{requires_grad: true});\nlet opt = optim::sgd([w], #{lr: 0.1, momentum: 0.9});\n";
+const PRELUDE: &str =
+    "let w = torch::zeros([2], #{requires_grad: true});\nlet opt = optim::sgd([w], #{lr: 0.1, momentum: 0.9});\n";
 
 fn doc(text: &str, body: &str) -> String {
     format!("{text}\n\n```rhai\n{PRELUDE}{body}\n```")
@@ -299,7 +323,10 @@ pub fn register(reg: &mut Registry) {
     ctor!(reg, "step_lr", step_lr, &d);
     let d = doc("Multiplies the learning rate by `gamma` at each milestone (MultiStepLR). Options: milestones (required), gamma (0.1).", "let s = sched::multi_step_lr(opt, #{milestones: [2, 3], gamma: 0.1});\nfor i in 0..4 { s.step(); }\nprint(s.get_last_lr());");
     ctor!(reg, "multi_step_lr", multi_step_lr, &d);
-    let d = doc("Multiplies the learning rate by `gamma` every step (ExponentialLR). Options: gamma (required).", "let s = sched::exponential_lr(opt, #{gamma: 0.9});\ns.step();\nprint(s.get_last_lr());");
+    let d = doc(
+        "Multiplies the learning rate by `gamma` every step (ExponentialLR). Options: gamma (required).",
+        "let s = sched::exponential_lr(opt, #{gamma: 0.9});\ns.step();\nprint(s.get_last_lr());",
+    );
     ctor!(reg, "exponential_lr", exponential_lr, &d);
     let d = doc("Cosine annealing from the initial learning rate to `eta_min` over `T_max` steps, computed in PyTorch's recursive form (CosineAnnealingLR). Options: T_max (required), eta_min (0).", "let s = sched::cosine_annealing_lr(opt, #{T_max: 10, eta_min: 0.001});\nfor i in 0..5 { s.step(); }\nprint(s.get_last_lr());");
     ctor!(reg, "cosine_annealing_lr", cosine_annealing_lr, &d);
@@ -319,18 +346,38 @@ pub fn register(reg: &mut Registry) {
     ctor!(reg, "reduce_lr_on_plateau", plateau, &d, optional);
 
     let d = doc("The learning rate is the initial one times `lr_lambda(epoch)` (LambdaLR); give one function or an array with one per param group.", "let s = sched::lambda_lr(opt, |epoch| 0.95 ** epoch);\ns.step();\nprint(s.get_last_lr());");
-    reg.volatile("sched", "lambda_lr", "optimizer, lr_lambda", &d, |ctx: NativeCallContext, o: Optimizer, f: Dynamic| lambda(&ctx, o, f, false));
+    reg.volatile(
+        "sched",
+        "lambda_lr",
+        "optimizer, lr_lambda",
+        &d,
+        |ctx: NativeCallContext, o: Optimizer, f: Dynamic| lambda(&ctx, o, f, false),
+    );
     let d = doc("Each step multiplies the learning rate by `lr_lambda(epoch)` (MultiplicativeLR); give one function or an array with one per param group.", "let s = sched::multiplicative_lr(opt, |epoch| 0.9);\ns.step();\nprint(s.get_last_lr());");
-    reg.volatile("sched", "multiplicative_lr", "optimizer, lr_lambda", &d, |ctx: NativeCallContext, o: Optimizer, f: Dynamic| lambda(&ctx, o, f, true));
+    reg.volatile(
+        "sched",
+        "multiplicative_lr",
+        "optimizer, lr_lambda",
+        &d,
+        |ctx: NativeCallContext, o: Optimizer, f: Dynamic| lambda(&ctx, o, f, true),
+    );
 
     let d = doc("Runs `schedulers` one after another, switching at the `milestones` steps (SequentialLR). All schedulers must be on `optimizer`.", "let warm = sched::linear_lr(opt, #{start_factor: 0.1, total_iters: 2});\nlet decay = sched::exponential_lr(opt, #{gamma: 0.9});\nlet s = sched::sequential_lr(opt, [warm, decay], [2]);\nfor i in 0..4 { s.step(); }\nprint(s.get_last_lr());");
-    reg.volatile("sched", "sequential_lr", "optimizer, schedulers, milestones", &d, |ctx: NativeCallContext, o: Optimizer, s: Array, m: Array| -> RResult<LRScheduler> {
-        let w = "sched::sequential_lr";
-        let scheds = schedulers(&s, w)?;
-        let milestones = crate::script::convert::ints(&m, w)?;
-        let mut eval = ctx_eval(&ctx);
-        SchedulerCore::sequential(o, scheds, milestones, &mut eval).map(LRScheduler::new).map_err(|e| err(format!("{w}: {e}")))
-    });
+    reg.volatile(
+        "sched",
+        "sequential_lr",
+        "optimizer, schedulers, milestones",
+        &d,
+        |ctx: NativeCallContext, o: Optimizer, s: Array, m: Array| -> RResult<LRScheduler> {
+            let w = "sched::sequential_lr";
+            let scheds = schedulers(&s, w)?;
+            let milestones = crate::script::convert::ints(&m, w)?;
+            let mut eval = ctx_eval(&ctx);
+            SchedulerCore::sequential(o, scheds, milestones, &mut eval)
+                .map(LRScheduler::new)
+                .map_err(|e| err(format!("{w}: {e}")))
+        },
+    );
     let d = doc("Steps every scheduler in `schedulers` at each step, so their factors multiply (ChainedScheduler).", "let a = sched::constant_lr(opt, #{factor: 0.5, total_iters: 2});\nlet b = sched::exponential_lr(opt, #{gamma: 0.9});\nlet s = sched::chained_scheduler([a, b]);\nfor i in 0..3 { s.step(); }\nprint(s.get_last_lr());");
     reg.volatile("sched", "chained_scheduler", "schedulers", &d, |s: Array| -> RResult<LRScheduler> {
         let w = "sched::chained_scheduler";
@@ -350,19 +397,36 @@ pub fn register(reg: &mut Registry) {
         let mut eval = ctx_eval(&ctx);
         s.step(Some(m as f64), &mut eval).or_script()
     });
-    reg.func("", "step", "self, metric", &d, |ctx: NativeCallContext, s: &mut LRScheduler, m: crate::tensor::Tensor| -> RResult<()> {
-        let v = m.f_double_value(&[]).map_err(|e| err(crate::tensor::TensorError::from(e)))?;
-        let mut eval = ctx_eval(&ctx);
-        s.step(Some(v), &mut eval).or_script()
-    });
+    reg.func(
+        "",
+        "step",
+        "self, metric",
+        &d,
+        |ctx: NativeCallContext, s: &mut LRScheduler, m: crate::tensor::Tensor| -> RResult<()> {
+            let v = m.f_double_value(&[]).map_err(|e| err(crate::tensor::TensorError::from(e)))?;
+            let mut eval = ctx_eval(&ctx);
+            s.step(Some(v), &mut eval).or_script()
+        },
+    );
 
-    let d = doc("The learning rates of the last step, one per param group (get_last_lr()).", "let s = sched::exponential_lr(opt, #{gamma: 0.5});\ns.step();\nprint(s.get_last_lr());");
-    reg.func("", "get_last_lr", "self", &d, |s: &mut LRScheduler| -> Array { s.get_last_lr().into_iter().map(Dynamic::from_float).collect() });
-    let d = doc("The scheduler's step counter (last_epoch).", "let s = sched::exponential_lr(opt, #{gamma: 0.5});\ns.step();\nprint(s.last_epoch);");
+    let d = doc(
+        "The learning rates of the last step, one per param group (get_last_lr()).",
+        "let s = sched::exponential_lr(opt, #{gamma: 0.5});\ns.step();\nprint(s.get_last_lr());",
+    );
+    reg.func("", "get_last_lr", "self", &d, |s: &mut LRScheduler| -> Array {
+        s.get_last_lr().into_iter().map(Dynamic::from_float).collect()
+    });
+    let d = doc(
+        "The scheduler's step counter (last_epoch).",
+        "let s = sched::exponential_lr(opt, #{gamma: 0.5});\ns.step();\nprint(s.last_epoch);",
+    );
     reg.getter("last_epoch", &d, |s: &mut LRScheduler| -> RResult<INT> {
         Ok(s.0.try_borrow().map_err(|_| err("the scheduler is busy"))?.last_epoch)
     });
-    let d = doc("The optimizer this scheduler drives.", "let s = sched::exponential_lr(opt, #{gamma: 0.5});\nprint(s.optimizer.name);");
+    let d = doc(
+        "The optimizer this scheduler drives.",
+        "let s = sched::exponential_lr(opt, #{gamma: 0.5});\nprint(s.optimizer.name);",
+    );
     reg.getter("optimizer", &d, |s: &mut LRScheduler| s.optimizer().or_script());
     let d = doc("The scheduler's state as a map (state_dict()); restore it with `load_state_dict`, on a scheduler of the same kind over an optimizer with the same number of param groups.", "let s = sched::step_lr(opt, #{step_size: 2});\ns.step();\nlet sd = s.state_dict();\nlet s2 = sched::step_lr(opt, #{step_size: 2});\ns2.load_state_dict(sd);\nprint(s2.last_epoch);");
     reg.func("", "state_dict", "self", &d, |s: &mut LRScheduler| scheduler_map(s));
@@ -370,7 +434,10 @@ pub fn register(reg: &mut Registry) {
         let v: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(m))?;
         s.load_state_dict(&v).or_script()
     });
-    let d = doc("A one-line description: class, step and learning rates.", "print(sched::exponential_lr(opt, #{gamma: 0.5}));");
+    let d = doc(
+        "A one-line description: class, step and learning rates.",
+        "print(sched::exponential_lr(opt, #{gamma: 0.5}));",
+    );
     let describe = |s: &mut LRScheduler| -> String {
         let e = s.0.try_borrow().map(|c| c.last_epoch).unwrap_or(0);
         format!("{}(last_epoch={e}, lr={:?})", s.name(), s.get_last_lr())

@@ -108,7 +108,13 @@ impl SchedulerCore {
             return Err(format!("Expected float between 0 and 1 pct_start, but got {}", o.pct_start));
         }
         let t = o.total_steps as f64;
-        let phase = |end_step, start_lr, end_lr, start_momentum, end_momentum| Phase { end_step, start_lr, end_lr, start_momentum, end_momentum };
+        let phase = |end_step, start_lr, end_lr, start_momentum, end_momentum| Phase {
+            end_step,
+            start_lr,
+            end_lr,
+            start_momentum,
+            end_momentum,
+        };
         let phases = if o.three_phase {
             vec![
                 phase(o.pct_start * t - 1.0, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
@@ -135,7 +141,13 @@ impl SchedulerCore {
             let base_m = per_group("base_momentum", &opt, o.base_momentum)?;
             init_momentum(&opt, use_beta1, &max_m, &base_m)?;
         }
-        let kind = Kind::OneCycle(OneCycle { total_steps: o.total_steps, phases, anneal_cos: o.anneal_cos, cycle_momentum: o.cycle_momentum, use_beta1 });
+        let kind = Kind::OneCycle(OneCycle {
+            total_steps: o.total_steps,
+            phases,
+            anneal_cos: o.anneal_cos,
+            cycle_momentum: o.cycle_momentum,
+            use_beta1,
+        });
         SchedulerCore::new(opt, kind, &mut super::no_eval)
     }
 
@@ -199,7 +211,10 @@ pub(crate) fn get_lr(s: &SchedulerCore) -> Result<Vec<f64>, String> {
         Kind::OneCycle(c) => {
             let step_num = s.last_epoch;
             if step_num > c.total_steps {
-                return Err(format!("Tried to step {step_num} times. The specified number of total steps is {}", c.total_steps));
+                return Err(format!(
+                    "Tried to step {step_num} times. The specified number of total steps is {}",
+                    c.total_steps
+                ));
             }
             let mut lrs = Vec::with_capacity(n);
             for i in 0..n {
@@ -210,7 +225,12 @@ pub(crate) fn get_lr(s: &SchedulerCore) -> Result<Vec<f64>, String> {
                         let pct = (step_num as f64 - start_step) / (ph.end_step - start_step);
                         let lr = anneal(c.anneal_cos, group_f(opt, i, ph.start_lr)?, group_f(opt, i, ph.end_lr)?, pct);
                         let m = if c.cycle_momentum {
-                            Some(anneal(c.anneal_cos, group_f(opt, i, ph.start_momentum)?, group_f(opt, i, ph.end_momentum)?, pct))
+                            Some(anneal(
+                                c.anneal_cos,
+                                group_f(opt, i, ph.start_momentum)?,
+                                group_f(opt, i, ph.end_momentum)?,
+                                pct,
+                            ))
                         } else {
                             None
                         };
@@ -237,16 +257,15 @@ pub(crate) fn get_lr(s: &SchedulerCore) -> Result<Vec<f64>, String> {
                 CyclicMode::Triangular2 => 1.0 / 2.0f64.powf(cycle - 1.0),
                 CyclicMode::ExpRange => c.gamma.powf(e),
             };
-            let lrs: Vec<f64> = s
-                .base_lrs
-                .iter()
-                .zip(&c.max_lrs)
-                .map(|(b, m)| b + (m - b) * scale_factor * scale)
-                .collect();
+            let lrs: Vec<f64> =
+                s.base_lrs.iter().zip(&c.max_lrs).map(|(b, m)| b + (m - b) * scale_factor * scale).collect();
             if c.cycle_momentum {
                 for i in 0..n {
                     let (Some(&bm), Some(&mm)) = (c.base_momentums.get(i), c.max_momentums.get(i)) else {
-                        return Err(format!("CyclicLR was built for {} param groups, the optimizer now has {n}", c.max_lrs.len()));
+                        return Err(format!(
+                            "CyclicLR was built for {} param groups, the optimizer now has {n}",
+                            c.max_lrs.len()
+                        ));
                     };
                     let base_height = (mm - bm) * scale_factor;
                     set_momentum(opt, i, c.use_beta1, mm - base_height * scale)?;

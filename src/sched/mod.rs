@@ -29,21 +29,57 @@ pub fn no_eval(_: &LrFn, _: i64) -> Result<f64, String> {
 
 /// What a scheduler computes.
 pub enum Kind {
-    Step { step_size: i64, gamma: f64 },
+    Step {
+        step_size: i64,
+        gamma: f64,
+    },
     /// milestones sorted, repeated ones repeated (PyTorch's Counter)
-    MultiStep { milestones: Vec<i64>, gamma: f64 },
-    Constant { factor: f64, total_iters: i64 },
-    Linear { start_factor: f64, end_factor: f64, total_iters: i64 },
-    Exponential { gamma: f64 },
-    Polynomial { total_iters: i64, power: f64 },
-    Cosine { t_max: i64, eta_min: f64 },
-    WarmRestarts { t_0: i64, t_i: i64, t_mult: i64, eta_min: f64, t_cur: i64 },
+    MultiStep {
+        milestones: Vec<i64>,
+        gamma: f64,
+    },
+    Constant {
+        factor: f64,
+        total_iters: i64,
+    },
+    Linear {
+        start_factor: f64,
+        end_factor: f64,
+        total_iters: i64,
+    },
+    Exponential {
+        gamma: f64,
+    },
+    Polynomial {
+        total_iters: i64,
+        power: f64,
+    },
+    Cosine {
+        t_max: i64,
+        eta_min: f64,
+    },
+    WarmRestarts {
+        t_0: i64,
+        t_i: i64,
+        t_mult: i64,
+        eta_min: f64,
+        t_cur: i64,
+    },
     OneCycle(cycles::OneCycle),
     Cyclic(cycles::Cyclic),
-    Lambda { fns: Vec<LrFn> },
-    Multiplicative { fns: Vec<LrFn> },
-    Sequential { schedulers: Vec<LRScheduler>, milestones: Vec<i64> },
-    Chained { schedulers: Vec<LRScheduler> },
+    Lambda {
+        fns: Vec<LrFn>,
+    },
+    Multiplicative {
+        fns: Vec<LrFn>,
+    },
+    Sequential {
+        schedulers: Vec<LRScheduler>,
+        milestones: Vec<i64>,
+    },
+    Chained {
+        schedulers: Vec<LRScheduler>,
+    },
     Plateau(plateau::Plateau),
 }
 
@@ -121,7 +157,15 @@ impl SchedulerCore {
             }
         }
         let base_lrs = group_vals(&optimizer, "initial_lr")?;
-        let mut s = SchedulerCore { optimizer, kind, last_epoch: -1, step_count: 0, base_lrs, last_lr: vec![], is_initial: false };
+        let mut s = SchedulerCore {
+            optimizer,
+            kind,
+            last_epoch: -1,
+            step_count: 0,
+            base_lrs,
+            last_lr: vec![],
+            is_initial: false,
+        };
         s.initial_step(eval)?;
         Ok(s)
     }
@@ -286,9 +330,12 @@ impl SchedulerCore {
             return Err(format!("{what}: the state is of a {ty} scheduler"));
         }
         let floats = |k: &str| -> Result<Vec<f64>, String> {
-            serde_json::from_value(v.get(k).cloned().unwrap_or(Value::Null)).map_err(|_| format!("{what}: bad or missing '{k}'"))
+            serde_json::from_value(v.get(k).cloned().unwrap_or(Value::Null))
+                .map_err(|_| format!("{what}: bad or missing '{k}'"))
         };
-        let int = |k: &str| -> Result<i64, String> { v.get(k).and_then(Value::as_i64).ok_or_else(|| format!("{what}: bad or missing '{k}'")) };
+        let int = |k: &str| -> Result<i64, String> {
+            v.get(k).and_then(Value::as_i64).ok_or_else(|| format!("{what}: bad or missing '{k}'"))
+        };
         let base_lrs = floats("base_lrs")?;
         let last_lr = floats("_last_lr")?;
         let n = self.optimizer.num_groups();
@@ -307,9 +354,16 @@ impl SchedulerCore {
             }
             Kind::Plateau(p) => p.load(v).map_err(|e| format!("{what}: {e}"))?,
             Kind::Sequential { schedulers, .. } | Kind::Chained { schedulers } => {
-                let children = v.get("_schedulers").and_then(Value::as_array).ok_or_else(|| format!("{what}: missing '_schedulers'"))?;
+                let children = v
+                    .get("_schedulers")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| format!("{what}: missing '_schedulers'"))?;
                 if children.len() != schedulers.len() {
-                    return Err(format!("{what}: the state has {} schedulers, this one {}", children.len(), schedulers.len()));
+                    return Err(format!(
+                        "{what}: the state has {} schedulers, this one {}",
+                        children.len(),
+                        schedulers.len()
+                    ));
                 }
                 for (s, c) in schedulers.iter().zip(children) {
                     s.0.try_borrow_mut().map_err(|_| "a scheduler is busy".to_string())?.load_state_dict(c)?;
@@ -331,14 +385,21 @@ impl SchedulerCore {
 
     /// ChainedScheduler: steps every scheduler in turn (all on `optimizer`).
     pub fn chained(schedulers: Vec<LRScheduler>) -> Result<Self, String> {
-        let first = schedulers.first().ok_or("ChainedScheduler expects at least one scheduler to be chained, but got no scheduler")?;
+        let first = schedulers
+            .first()
+            .ok_or("ChainedScheduler expects at least one scheduler to be chained, but got no scheduler")?;
         let optimizer = first.optimizer()?;
         check_children("ChainedScheduler", &optimizer, &schedulers)?;
         SchedulerCore::bare(optimizer, Kind::Chained { schedulers }, 0)
     }
 
     /// SequentialLR: `schedulers[i]` runs from `milestones[i-1]` on.
-    pub fn sequential(optimizer: Optimizer, schedulers: Vec<LRScheduler>, milestones: Vec<i64>, eval: LrEval) -> Result<Self, String> {
+    pub fn sequential(
+        optimizer: Optimizer,
+        schedulers: Vec<LRScheduler>,
+        milestones: Vec<i64>,
+        eval: LrEval,
+    ) -> Result<Self, String> {
         if schedulers.is_empty() {
             return Err("SequentialLR expects at least one scheduler, but got no scheduler".into());
         }
@@ -350,8 +411,10 @@ impl SchedulerCore {
                 milestones.len()
             ));
         }
-        let initial = group_vals(&optimizer, "initial_lr")
-            .map_err(|_| "SequentialLR: the optimizer's groups have no initial_lr (build its schedulers on this optimizer first)".to_string())?;
+        let initial = group_vals(&optimizer, "initial_lr").map_err(|_| {
+            "SequentialLR: the optimizer's groups have no initial_lr (build its schedulers on this optimizer first)"
+                .to_string()
+        })?;
         for (i, lr) in initial.iter().enumerate() {
             set_group_val(&optimizer, i, "lr", HValue::Num(*lr))?;
         }

@@ -74,10 +74,7 @@ pub(crate) fn get_lr(s: &SchedulerCore, eval: LrEval) -> Result<Vec<f64>, String
             } else if s.step_count == 1 && e > 0 {
                 s.base_lrs.iter().map(|b| eta + (b - eta) * (1.0 + (e as f64 * PI / tm).cos()) / 2.0).collect()
             } else if py_mod(e - 1 - t_max, 2 * t_max) == 0 {
-                lrs.iter()
-                    .zip(&s.base_lrs)
-                    .map(|(lr, b)| lr + (b - eta) * (1.0 - (PI / tm).cos()) / 2.0)
-                    .collect()
+                lrs.iter().zip(&s.base_lrs).map(|(lr, b)| lr + (b - eta) * (1.0 - (PI / tm).cos()) / 2.0).collect()
             } else {
                 let f = (1.0 + (PI * e as f64 / tm).cos()) / (1.0 + (PI * (e - 1) as f64 / tm).cos());
                 all(&|lr| f * (lr - eta) + eta)
@@ -126,9 +123,9 @@ pub(crate) fn closed_form(s: &SchedulerCore) -> Result<Option<Vec<f64>>, String>
             let on = if e >= *total_iters { 1.0 } else { 0.0 };
             all(&|b| b * (factor + on * (1.0 - factor)))
         }
-        Kind::Linear { start_factor, end_factor, total_iters } => {
-            all(&|b| b * (start_factor + (end_factor - start_factor) * (*total_iters).min(e) as f64 / *total_iters as f64))
-        }
+        Kind::Linear { start_factor, end_factor, total_iters } => all(&|b| {
+            b * (start_factor + (end_factor - start_factor) * (*total_iters).min(e) as f64 / *total_iters as f64)
+        }),
         Kind::Exponential { gamma } => all(&|b| b * gamma.powf(e as f64)),
         Kind::Polynomial { total_iters, power } => {
             all(&|b| b * (1.0 - (*total_iters).min(e) as f64 / *total_iters as f64).powf(*power))

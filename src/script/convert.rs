@@ -34,8 +34,7 @@ pub fn int_list(d: &Dynamic, what: &str) -> RResult<Vec<i64>> {
         return a
             .iter()
             .map(|v| {
-                v.as_int()
-                    .map_err(|t| err(format!("{what}: expected a list of ints, found an element of type {t}")))
+                v.as_int().map_err(|t| err(format!("{what}: expected a list of ints, found an element of type {t}")))
             })
             .collect();
     }
@@ -110,12 +109,31 @@ pub fn literal(d: &Dynamic) -> RResult<(Literal, Vec<i64>)> {
             }
         } else if v.is_bool() {
         } else {
-            return Err(err(format!("torch::tensor: cannot make a tensor element from a value of type {}", v.type_name())));
+            return Err(err(format!(
+                "torch::tensor: cannot make a tensor element from a value of type {}",
+                v.type_name()
+            )));
         }
     }
     let lit = match kind {
-        Kind::Float => Literal::Float(flat.iter().map(|v| v.as_float().unwrap_or_else(|_| v.as_int().map(|i| i as f64).unwrap_or_else(|_| if v.as_bool().unwrap_or(false) { 1.0 } else { 0.0 }))).collect()),
-        Kind::Int => Literal::Int(flat.iter().map(|v| v.as_int().unwrap_or_else(|_| i64::from(v.as_bool().unwrap_or(false)))).collect()),
+        Kind::Float => Literal::Float(
+            flat.iter()
+                .map(|v| {
+                    v.as_float().unwrap_or_else(|_| {
+                        v.as_int().map(|i| i as f64).unwrap_or_else(|_| {
+                            if v.as_bool().unwrap_or(false) {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        })
+                    })
+                })
+                .collect(),
+        ),
+        Kind::Int => Literal::Int(
+            flat.iter().map(|v| v.as_int().unwrap_or_else(|_| i64::from(v.as_bool().unwrap_or(false)))).collect(),
+        ),
         Kind::Bool => Literal::Bool(flat.iter().map(|v| v.as_bool().unwrap_or(false)).collect()),
     };
     // An empty literal `[]` is a float tensor of shape [0], as in PyTorch.
@@ -217,8 +235,7 @@ pub fn to_tensor(d: &Dynamic, what: &str) -> RResult<tch::Tensor> {
     if let Some(t) = d.read_lock::<Tensor>() {
         return Ok(t.0.shallow_clone());
     }
-    let (lit, shape) = literal(d).map_err(|_| err(format!("{what}: expected a Tensor or a number, got {}", d.type_name())))?;
-    crate::tensor::create::from_literal(lit, &shape, &TensorOptions::default())
-        .map(|t| t.handle())
-        .or_script()
+    let (lit, shape) =
+        literal(d).map_err(|_| err(format!("{what}: expected a Tensor or a number, got {}", d.type_name())))?;
+    crate::tensor::create::from_literal(lit, &shape, &TensorOptions::default()).map(|t| t.handle()).or_script()
 }

@@ -71,9 +71,7 @@ fn collect(prefix: &str, v: &Value, out: &mut Vec<FnDoc>) {
 
 /// Every function the engine exposes beyond Rhai's own standard library, sorted by name.
 pub fn all_docs(engine: &Engine) -> Result<Vec<FnDoc>, String> {
-    let json = engine
-        .gen_fn_metadata_to_json(false)
-        .map_err(|e| format!("cannot read the engine's metadata: {e}"))?;
+    let json = engine.gen_fn_metadata_to_json(false).map_err(|e| format!("cannot read the engine's metadata: {e}"))?;
     let v: Value = serde_json::from_str(&json).map_err(|e| format!("bad metadata: {e}"))?;
     let mut out = Vec::new();
     collect("", &v, &mut out);

@@ -37,9 +37,7 @@ pub fn new_engine() -> Result<Engine, String> {
         rhai::Token::Reserved(s) if s.as_str() == "var" => rhai::Token::Identifier(s),
         t => t,
     });
-    engine
-        .register_custom_operator("@", 180)
-        .map_err(|e| format!("cannot register the @ operator: {e}"))?;
+    engine.register_custom_operator("@", 180).map_err(|e| format!("cannot register the @ operator: {e}"))?;
 
     crate::repl::pause::register(&mut engine)?;
     let (global, namespaces) = registry().into_modules();
@@ -55,11 +53,8 @@ pub fn new_engine() -> Result<Engine, String> {
 }
 
 fn compile_stdlib(engine: &Engine, name: &str, source: &str) -> Result<Shared<Module>, String> {
-    let mut ast = engine
-        .compile(source)
-        .map_err(|e| format!("stdlib/{name}.rhai: {e}"))?;
+    let mut ast = engine.compile(source).map_err(|e| format!("stdlib/{name}.rhai: {e}"))?;
     ast.set_source(format!("stdlib/{name}.rhai"));
-    let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-        .map_err(|e| format!("stdlib/{name}.rhai: {e}"))?;
+    let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| format!("stdlib/{name}.rhai: {e}"))?;
     Ok(Shared::new(module))
 }

@@ -116,11 +116,8 @@ impl fmt::Display for ScriptError {
             writeln!(f, "{num} | {text}")?;
             if let Some(c) = self.position.position() {
                 // columns count characters; tabs keep their width by copying them
-                let lead: String = text
-                    .chars()
-                    .take(c.saturating_sub(1))
-                    .map(|ch| if ch == '\t' { '\t' } else { ' ' })
-                    .collect();
+                let lead: String =
+                    text.chars().take(c.saturating_sub(1)).map(|ch| if ch == '\t' { '\t' } else { ' ' }).collect();
                 writeln!(f, "{pad} | {lead}^")?;
             }
         }

@@ -8,8 +8,8 @@ use super::runner::Script;
 use crate::tensor::Tensor;
 use crate::trainer::api::{self as trainer_api, RunContext, TrainerView};
 use crate::trainer::module::{
-    BatchLoader, CheckpointExtra, HookArgs, Interval, LightningModule, LoaderStage, OptimizerSetup, SchedulerConfig, StepKind,
-    TrainerOptimizer, TrainerScheduler,
+    BatchLoader, CheckpointExtra, HookArgs, Interval, LightningModule, LoaderStage, OptimizerSetup, SchedulerConfig,
+    StepKind, TrainerOptimizer, TrainerScheduler,
 };
 use crate::trainer::state::SharedState;
 use rhai::{Array, CallFnOptions, Dynamic, Map, Scope, AST};
@@ -56,7 +56,9 @@ pub fn to_json(d: &Dynamic) -> Value {
         return Value::Array(a.iter().map(to_json).collect());
     }
     if let Some(m) = d.read_lock::<Map>() {
-        return Value::Object(m.iter().filter(|(k, _)| !k.starts_with('_')).map(|(k, v)| (k.to_string(), to_json(v))).collect());
+        return Value::Object(
+            m.iter().filter(|(k, _)| !k.starts_with('_')).map(|(k, v)| (k.to_string(), to_json(v))).collect(),
+        );
     }
     Value::String(d.to_string())
 }
@@ -175,7 +177,8 @@ impl BatchLoader<Dynamic> for DataLoaderAdapter {
 }
 
 fn trainer_loader(d: &Dynamic) -> Option<Box<dyn BatchLoader<Dynamic>>> {
-    crate::data::api::loader_of(d).map(|handle| Box::new(DataLoaderAdapter { handle, iter: None }) as Box<dyn BatchLoader<Dynamic>>)
+    crate::data::api::loader_of(d)
+        .map(|handle| Box::new(DataLoaderAdapter { handle, iter: None }) as Box<dyn BatchLoader<Dynamic>>)
 }
 
 /// A Rhai array of batches used as a loader (any iterable of batches works in Lightning).
@@ -211,7 +214,9 @@ impl BatchLoader<Dynamic> for ArrayLoader {
 
 fn map_tensors(d: Dynamic, f: &dyn Fn(&tch::Tensor) -> Result<tch::Tensor, tch::TchError>) -> Result<Dynamic, String> {
     if let Some(t) = d.read_lock::<Tensor>() {
-        return f(&t.0).map(|t| Dynamic::from(Tensor::new(t))).map_err(|e| crate::tensor::clean_torch_message(&e.to_string()));
+        return f(&t.0)
+            .map(|t| Dynamic::from(Tensor::new(t)))
+            .map_err(|e| crate::tensor::clean_torch_message(&e.to_string()));
     }
     if d.is_array() {
         let a = d.cast::<Array>();
@@ -244,13 +249,21 @@ fn first_tensor_rows(d: &Dynamic) -> Option<usize> {
 /// The Trainer options of a module script: its `trainer()` merged with `trainer_sets` (the command
 /// line wins). Needs nothing else of the script, so a command can read them before building the
 /// module.
-pub fn trainer_options(script: &Script, trainer_sets: &BTreeMap<String, Value>) -> Result<BTreeMap<String, Value>, String> {
+pub fn trainer_options(
+    script: &Script,
+    trainer_sets: &BTreeMap<String, Value>,
+) -> Result<BTreeMap<String, Value>, String> {
     let mut opts: BTreeMap<String, Value> = BTreeMap::new();
     if script.ast.iter_functions().any(|f| f.name == "trainer") {
         let t: Dynamic = script
             .engine
             .call_fn_with_options(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &script.ast, "trainer", ())
-            .map_err(|e| ScriptError::from_eval(&e, &script.name(), &script.source, Some("trainer")).to_string().trim_end().to_string())?;
+            .map_err(|e| {
+                ScriptError::from_eval(&e, &script.name(), &script.source, Some("trainer"))
+                    .to_string()
+                    .trim_end()
+                    .to_string()
+            })?;
         match to_json(&t) {
             Value::Object(o) => opts.extend(o),
             Value::Null => {}
@@ -270,7 +283,8 @@ impl ScriptModule {
         model_sets: &BTreeMap<String, Value>,
         trainer_sets: &BTreeMap<String, Value>,
     ) -> Result<(ScriptModule, BTreeMap<String, Value>), String> {
-        let fns: HashMap<String, usize> = script.ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
+        let fns: HashMap<String, usize> =
+            script.ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
         let script = Rc::new(script);
         // Run the top level once (constants, prints).
         let _ = script.run(&mut Scope::new()).map_err(|e| e.to_string())?;
@@ -287,7 +301,11 @@ impl ScriptModule {
             pause_key: None,
             attached: false,
         };
-        let mut hp = if m.fns.contains_key("hparams") { m.call_plain("hparams", vec![])? } else { Dynamic::from_map(Map::new()) };
+        let mut hp = if m.fns.contains_key("hparams") {
+            m.call_plain("hparams", vec![])?
+        } else {
+            Dynamic::from_map(Map::new())
+        };
         if !hp.is_map() {
             return Err(format!("hparams() must return a map, got {}", hp.type_name()));
         }
@@ -376,7 +394,13 @@ impl ScriptModule {
     pub fn attach(&mut self, state: SharedState) -> Result<(), String> {
         self.state = state.clone();
         let params = self.parameters()?;
-        trainer_api::install(RunContext { state, optimizers: Vec::new(), schedulers: Vec::new(), parameters: params, toggled: None });
+        trainer_api::install(RunContext {
+            state,
+            optimizers: Vec::new(),
+            schedulers: Vec::new(),
+            parameters: params,
+            toggled: None,
+        });
         self.attached = true;
         self.refresh_this();
         Ok(())
@@ -410,7 +434,13 @@ impl ScriptModule {
     }
 
     /// Calls a function with `this` bound to `target`, passing as many of `args` as it takes.
-    fn call_on(&self, target: &mut Dynamic, name: &str, mut args: Vec<Dynamic>, ast: Option<&AST>) -> Result<Dynamic, String> {
+    fn call_on(
+        &self,
+        target: &mut Dynamic,
+        name: &str,
+        mut args: Vec<Dynamic>,
+        ast: Option<&AST>,
+    ) -> Result<Dynamic, String> {
         if let Some(n) = self.fns.get(name) {
             if *n > args.len() {
                 let extra = if name.contains("step") || name.contains("batch") {
@@ -449,7 +479,13 @@ impl ScriptModule {
         let mut scope = Scope::new();
         self.script
             .engine
-            .call_fn_with_options::<Dynamic>(CallFnOptions::new().eval_ast(false), &mut scope, &self.script.ast, name, args)
+            .call_fn_with_options::<Dynamic>(
+                CallFnOptions::new().eval_ast(false),
+                &mut scope,
+                &self.script.ast,
+                name,
+                args,
+            )
             .map_err(|e| self.script_error(&e, name))
     }
 
@@ -473,7 +509,13 @@ impl ScriptModule {
         all.extend(args);
         let mut this = std::mem::take(target);
         let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true).bind_this_ptr(&mut this);
-        let r = self.script.engine.call_fn_with_options::<Dynamic>(opts, &mut Scope::new(), &self.script.ast, fp.fn_name(), all);
+        let r = self.script.engine.call_fn_with_options::<Dynamic>(
+            opts,
+            &mut Scope::new(),
+            &self.script.ast,
+            fp.fn_name(),
+            all,
+        );
         *target = this;
         r.map(Some).map_err(|e| self.script_error(&e, name))
     }
@@ -517,7 +559,10 @@ impl ScriptModule {
             }
             return Ok(vec![Box::new(ArrayLoader { items: a, pos: 0 })]);
         }
-        Err(format!("{what} must return a DataLoader, an array of DataLoaders, or an array of batches; got {}", d.type_name()))
+        Err(format!(
+            "{what} must return a DataLoader, an array of DataLoaders, or an array of batches; got {}",
+            d.type_name()
+        ))
     }
 
     /// Parses every form configure_optimizers may return.
@@ -528,7 +573,11 @@ impl ScriptModule {
         fn is_opt(d: &Dynamic) -> bool {
             d.is::<crate::optim::Optimizer>()
         }
-        fn take_config(d: &Dynamic, opts: &mut Vec<Dynamic>, scheds: &mut Vec<(Dynamic, Option<Map>)>) -> Result<(), String> {
+        fn take_config(
+            d: &Dynamic,
+            opts: &mut Vec<Dynamic>,
+            scheds: &mut Vec<(Dynamic, Option<Map>)>,
+        ) -> Result<(), String> {
             // #{optimizer, lr_scheduler: sched | #{scheduler, interval, frequency, monitor, strict, name}}
             let m = d.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
             for k in m.keys() {
@@ -547,7 +596,10 @@ impl ScriptModule {
                     if let Some(mon) = m.get("monitor") {
                         cfg.entry("monitor".into()).or_insert(mon.clone());
                     }
-                    let sched = cfg.get("scheduler").cloned().ok_or("configure_optimizers: an lr_scheduler map needs a `scheduler`")?;
+                    let sched = cfg
+                        .get("scheduler")
+                        .cloned()
+                        .ok_or("configure_optimizers: an lr_scheduler map needs a `scheduler`")?;
                     scheds.push((sched, Some(cfg)));
                 } else {
                     let mut cfg = Map::new();
@@ -570,13 +622,19 @@ impl ScriptModule {
             if two_lists {
                 for o in a[0].clone().cast::<Array>() {
                     if !is_opt(&o) {
-                        return Err(format!("configure_optimizers: expected optimizers in the first list, got {}", o.type_name()));
+                        return Err(format!(
+                            "configure_optimizers: expected optimizers in the first list, got {}",
+                            o.type_name()
+                        ));
                     }
                     opts.push(o);
                 }
                 for s in a[1].clone().cast::<Array>() {
                     if let Some(sm) = s.read_lock::<Map>() {
-                        let sched = sm.get("scheduler").cloned().ok_or("configure_optimizers: an lr_scheduler map needs a `scheduler`")?;
+                        let sched = sm
+                            .get("scheduler")
+                            .cloned()
+                            .ok_or("configure_optimizers: an lr_scheduler map needs a `scheduler`")?;
                         scheds.push((sched, Some(sm.clone())));
                     } else {
                         scheds.push((s.clone(), None));
@@ -589,7 +647,10 @@ impl ScriptModule {
                     } else if x.is_map() {
                         take_config(&x, &mut opts, &mut scheds)?;
                     } else {
-                        return Err(format!("configure_optimizers: unexpected element of type {} in the returned list", x.type_name()));
+                        return Err(format!(
+                            "configure_optimizers: unexpected element of type {} in the returned list",
+                            x.type_name()
+                        ));
                     }
                 }
             }
@@ -604,13 +665,19 @@ impl ScriptModule {
             setup.optimizers.push(Box::new(ScriptOptimizer(h)));
         }
         for (s, cfg) in scheds {
-            let sched = s.clone().try_cast::<crate::sched::LRScheduler>()
+            let sched = s
+                .clone()
+                .try_cast::<crate::sched::LRScheduler>()
                 .ok_or_else(|| format!("configure_optimizers: expected an LR scheduler, got {}", s.type_name()))?;
             let cfg = cfg.unwrap_or_default();
-            const KEYS: &[&str] = &["scheduler", "interval", "frequency", "monitor", "strict", "name", "reduce_on_plateau"];
+            const KEYS: &[&str] =
+                &["scheduler", "interval", "frequency", "monitor", "strict", "name", "reduce_on_plateau"];
             for k in cfg.keys() {
                 if !KEYS.contains(&k.as_str()) {
-                    return Err(format!("configure_optimizers: unknown lr_scheduler key '{k}'; valid keys: {}", KEYS.join(", ")));
+                    return Err(format!(
+                        "configure_optimizers: unknown lr_scheduler key '{k}'; valid keys: {}",
+                        KEYS.join(", ")
+                    ));
                 }
             }
             let interval = match cfg.get("interval").map(|v| v.to_string()) {
@@ -689,7 +756,13 @@ impl LightningModule for ScriptModule {
         Ok(None)
     }
 
-    fn step(&mut self, kind: StepKind, batch: &Dynamic, batch_idx: usize, dl: Option<usize>) -> Result<(Option<tch::Tensor>, Dynamic), String> {
+    fn step(
+        &mut self,
+        kind: StepKind,
+        batch: &Dynamic,
+        batch_idx: usize,
+        dl: Option<usize>,
+    ) -> Result<(Option<tch::Tensor>, Dynamic), String> {
         let name = kind.hook();
         if !self.fns.contains_key(name) {
             return Err(format!("the script defines no `fn {name}(batch, batch_idx)`"));
@@ -722,7 +795,11 @@ impl LightningModule for ScriptModule {
     }
 
     fn configure_optimizers(&mut self) -> Result<OptimizerSetup, String> {
-        let d = if self.fns.contains_key("configure_optimizers") { self.call_hook("configure_optimizers", vec![])? } else { Dynamic::UNIT };
+        let d = if self.fns.contains_key("configure_optimizers") {
+            self.call_hook("configure_optimizers", vec![])?
+        } else {
+            Dynamic::UNIT
+        };
         let setup = self.parse_optimizers(d)?;
         let (o, s) = (self.optimizers.clone(), self.schedulers.clone());
         trainer_api::with_run(|c| {

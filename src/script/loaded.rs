@@ -46,7 +46,12 @@ pub fn load_module(script: &Path, hparams: &BTreeMap<String, Value>) -> Result<L
 
 /// `MyModel.load_from_checkpoint(ckpt, **overrides)`: the checkpoint's hyperparameters, then
 /// `overrides`, then its weights (`strict`: every key must match).
-pub fn load_from_checkpoint(script: &Path, ckpt: &Path, over: &BTreeMap<String, Value>, strict: bool) -> Result<LoadedModule, String> {
+pub fn load_from_checkpoint(
+    script: &Path,
+    ckpt: &Path,
+    over: &BTreeMap<String, Value>,
+    strict: bool,
+) -> Result<LoadedModule, String> {
     let ck = crate::checkpoint::Checkpoint::load(ckpt)?;
     let mut hp: BTreeMap<String, Value> = match ck.meta.get("hyper_parameters") {
         Some(Value::Object(o)) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -54,7 +59,9 @@ pub fn load_from_checkpoint(script: &Path, ckpt: &Path, over: &BTreeMap<String, 
     };
     hp.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
     let m = load_module(script, &hp)?;
-    m.0.borrow_mut().load_state_dict(&ck.section("state_dict"), strict).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+    m.0.borrow_mut()
+        .load_state_dict(&ck.section("state_dict"), strict)
+        .map_err(|e| format!("{}: {e}", ckpt.display()))?;
     Ok(m)
 }
 
@@ -96,29 +103,82 @@ pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<LoadedModule>("LoadedModule");
     let example = "```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/tiny.rhai\", `\nfn hparams() { #{ hidden: 4 } }\nfn init(h) { this.save_hyperparameters(); this.net = nn::linear(2, h.hidden); }\nfn forward(x) { this.net.forward(x) }\n`);\nlet m = nn::load_module(dir + \"/tiny.rhai\", #{hidden: 3});\nm.save_checkpoint(dir + \"/tiny.ckpt\");\nlet back = nn::load_from_checkpoint(dir + \"/tiny.rhai\", dir + \"/tiny.ckpt\");\nprint(back.hparams.hidden);\nprint(back.forward(torch::ones([1, 2])).shape);\n```";
     let doc = format!("Builds a module script as a value (Lightning's `MyModel(**hparams)`): its `hparams()` overlaid with `hparams`, then `init`. A relative path is looked up beside the calling script first. Call its functions with `m.forward(x)` or `m.call_fn(name, args)`; `m.net` reads an attribute of its `this`, `m.to_map()` gives all of it.\n\n{example}");
-    reg.volatile("nn", "load_module", "script, hparams", &doc, |ctx: NativeCallContext, script: ImmutableString, h: Map| -> RResult<LoadedModule> {
-        load_module(&beside_caller(&ctx, &script), &overrides(&h)).or_script()
-    });
-    reg.volatile("nn", "load_module", "script", &doc, |ctx: NativeCallContext, script: ImmutableString| -> RResult<LoadedModule> {
-        load_module(&beside_caller(&ctx, &script), &BTreeMap::new()).or_script()
-    });
+    reg.volatile(
+        "nn",
+        "load_module",
+        "script, hparams",
+        &doc,
+        |ctx: NativeCallContext, script: ImmutableString, h: Map| -> RResult<LoadedModule> {
+            load_module(&beside_caller(&ctx, &script), &overrides(&h)).or_script()
+        },
+    );
+    reg.volatile(
+        "nn",
+        "load_module",
+        "script",
+        &doc,
+        |ctx: NativeCallContext, script: ImmutableString| -> RResult<LoadedModule> {
+            load_module(&beside_caller(&ctx, &script), &BTreeMap::new()).or_script()
+        },
+    );
     let doc = format!("Lightning's `MyModel.load_from_checkpoint(path, **overrides)`: builds the module script `script` with the hyperparameters saved in the checkpoint (`overrides` win), then loads its weights. `opts`: `strict` (true: every key must match). Checkpoints are never unpickled, so loading cannot run code.\n\n{example}");
-    reg.volatile("nn", "load_from_checkpoint", "script, ckpt", &doc, |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString| -> RResult<LoadedModule> {
-        load_from_checkpoint(&beside_caller(&ctx, &script), &beside_caller(&ctx, &ckpt), &BTreeMap::new(), true).or_script()
-    });
-    reg.volatile("nn", "load_from_checkpoint", "script, ckpt, overrides", &doc, |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString, o: Map| -> RResult<LoadedModule> {
-        load_from_checkpoint(&beside_caller(&ctx, &script), &beside_caller(&ctx, &ckpt), &overrides(&o), true).or_script()
-    });
-    reg.volatile("nn", "load_from_checkpoint", "script, ckpt, overrides, opts", &doc, |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString, o: Map, opts: Map| -> RResult<LoadedModule> {
-        let o2 = super::convert::Opts::new(&opts, "nn::load_from_checkpoint", &["strict"])?;
-        load_from_checkpoint(&beside_caller(&ctx, &script), &beside_caller(&ctx, &ckpt), &overrides(&o), o2.bool_or("strict", true)?).or_script()
-    });
+    reg.volatile(
+        "nn",
+        "load_from_checkpoint",
+        "script, ckpt",
+        &doc,
+        |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString| -> RResult<LoadedModule> {
+            load_from_checkpoint(&beside_caller(&ctx, &script), &beside_caller(&ctx, &ckpt), &BTreeMap::new(), true)
+                .or_script()
+        },
+    );
+    reg.volatile(
+        "nn",
+        "load_from_checkpoint",
+        "script, ckpt, overrides",
+        &doc,
+        |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString, o: Map| -> RResult<LoadedModule> {
+            load_from_checkpoint(&beside_caller(&ctx, &script), &beside_caller(&ctx, &ckpt), &overrides(&o), true)
+                .or_script()
+        },
+    );
+    reg.volatile(
+        "nn",
+        "load_from_checkpoint",
+        "script, ckpt, overrides, opts",
+        &doc,
+        |ctx: NativeCallContext,
+         script: ImmutableString,
+         ckpt: ImmutableString,
+         o: Map,
+         opts: Map|
+         -> RResult<LoadedModule> {
+            let o2 = super::convert::Opts::new(&opts, "nn::load_from_checkpoint", &["strict"])?;
+            load_from_checkpoint(
+                &beside_caller(&ctx, &script),
+                &beside_caller(&ctx, &ckpt),
+                &overrides(&o),
+                o2.bool_or("strict", true)?,
+            )
+            .or_script()
+        },
+    );
 
     let doc = format!("Calls the loaded script's `forward` with its own `this`.\n\n{example}");
     reg.volatile("", "forward", "self, x", &doc, |m: &mut LoadedModule, x: Dynamic| m.call("forward", vec![x]));
-    reg.volatile("", "forward", "self, x, y", &doc, |m: &mut LoadedModule, x: Dynamic, y: Dynamic| m.call("forward", vec![x, y]));
-    let doc = format!("Calls any function of the loaded script with its own `this`: `m.call_fn(\"encode\", [x])`.\n\n{example}");
-    reg.volatile("", "call_fn", "self, name, args", &doc, |m: &mut LoadedModule, name: ImmutableString, args: Array| m.call(&name, args));
+    reg.volatile("", "forward", "self, x, y", &doc, |m: &mut LoadedModule, x: Dynamic, y: Dynamic| {
+        m.call("forward", vec![x, y])
+    });
+    let doc = format!(
+        "Calls any function of the loaded script with its own `this`: `m.call_fn(\"encode\", [x])`.\n\n{example}"
+    );
+    reg.volatile(
+        "",
+        "call_fn",
+        "self, name, args",
+        &doc,
+        |m: &mut LoadedModule, name: ImmutableString, args: Array| m.call(&name, args),
+    );
     let doc = format!("The loaded module's hyperparameters (`this.hparams`).\n\n{example}");
     reg.getter("hparams", &doc, |m: &mut LoadedModule| -> RResult<Dynamic> { Ok(from_json(&m.get()?.hparams())) });
     let doc = format!("An attribute of the loaded module's `this` (layers and tensors are shared with it): `m.net`, `m[\"net\"]`.\n\n{example}\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/a.rhai\", \"fn init(h) {{ this.net = nn::linear(2, 3); }}\");\nlet m = nn::load_module(dir + \"/a.rhai\");\nprint(m.net.weight.shape);\nprint(m.to_map().parameters().len());\n```");
@@ -130,11 +190,19 @@ pub fn register(reg: &mut Registry) {
     let doc = format!("The loaded module's whole `this` map (its layers share tensors with it): `m.to_map().parameters()`.\n\n{example}");
     reg.func("", "to_map", "self", &doc, |m: &mut LoadedModule| -> RResult<Dynamic> { Ok(m.get()?.this.clone()) });
     let doc = format!("Training mode on (true) or off for every layer of the loaded module (dropout, batch norm).\n\n{example}\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/d.rhai\", \"fn init(h) {{ this.drop = nn::dropout(0.5); }}\\nfn forward(x) {{ this.drop.forward(x) }}\");\nlet m = nn::load_module(dir + \"/d.rhai\");\nm.train(false);\nprint(m.forward(torch::ones([4])));\n```");
-    reg.volatile("", "train", "self, mode", &doc, |m: &mut LoadedModule, mode: bool| -> RResult<()> { m.get_mut()?.set_training(mode).or_script() });
-    let doc = format!("Saves the loaded module's weights and hyperparameters as a weights-only checkpoint (atomically), for `nn::load_from_checkpoint` and `lt test --ckpt`.\n\n{example}");
-    reg.volatile("", "save_checkpoint", "self, path", &doc, |ctx: NativeCallContext, m: &mut LoadedModule, p: ImmutableString| -> RResult<()> {
-        m.save_checkpoint(&beside_caller(&ctx, &p))
+    reg.volatile("", "train", "self, mode", &doc, |m: &mut LoadedModule, mode: bool| -> RResult<()> {
+        m.get_mut()?.set_training(mode).or_script()
     });
+    let doc = format!("Saves the loaded module's weights and hyperparameters as a weights-only checkpoint (atomically), for `nn::load_from_checkpoint` and `lt test --ckpt`.\n\n{example}");
+    reg.volatile(
+        "",
+        "save_checkpoint",
+        "self, path",
+        &doc,
+        |ctx: NativeCallContext, m: &mut LoadedModule, p: ImmutableString| -> RResult<()> {
+            m.save_checkpoint(&beside_caller(&ctx, &p))
+        },
+    );
     reg.func("", "to_string", "self", "The script a loaded module came from.\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/e.rhai\", \"fn init(h) {}\");\nprint(nn::load_module(dir + \"/e.rhai\"));\n```", |m: &mut LoadedModule| -> String {
         match m.0.try_borrow() {
             Ok(inner) => format!("LoadedModule({})", inner.script.name()),

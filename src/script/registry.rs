@@ -5,8 +5,8 @@
 //! engine. Because `lt doc` reads the docs back from the engine's own metadata, the reference can
 //! never drift from what is registered.
 use rhai::{
-    Dynamic, EvalAltResult, FnNamespace, FuncRegistration, Module, NativeCallContext, RhaiFunc,
-    RhaiNativeFunc, Shared, Variant,
+    Dynamic, EvalAltResult, FnNamespace, FuncRegistration, Module, NativeCallContext, RhaiFunc, RhaiNativeFunc, Shared,
+    Variant,
 };
 use std::collections::BTreeMap;
 
@@ -98,12 +98,8 @@ impl Registry {
     }
 
     /// Registers a property getter `x.name`.
-    pub fn getter<A: 'static, const X: bool, R, const F: bool, FUNC>(
-        &mut self,
-        name: &str,
-        doc: &str,
-        func: FUNC,
-    ) where
+    pub fn getter<A: 'static, const X: bool, R, const F: bool, FUNC>(&mut self, name: &str, doc: &str, func: FUNC)
+    where
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 1, X, R, F> + 'static,
     {
@@ -111,12 +107,8 @@ impl Registry {
     }
 
     /// Registers a property setter `x.name = v`.
-    pub fn setter<A: 'static, const X: bool, R, const F: bool, FUNC>(
-        &mut self,
-        name: &str,
-        doc: &str,
-        func: FUNC,
-    ) where
+    pub fn setter<A: 'static, const X: bool, R, const F: bool, FUNC>(&mut self, name: &str, doc: &str, func: FUNC)
+    where
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 2, X, R, F> + 'static,
     {
@@ -172,11 +164,7 @@ impl Registry {
             .map(|l| format!("/// {l}").trim_end().to_string())
             .collect::<Vec<_>>()
             .join("\n");
-        let module = if ns.is_empty() {
-            &mut self.global
-        } else {
-            self.namespaces.entry(ns.to_string()).or_default()
-        };
+        let module = if ns.is_empty() { &mut self.global } else { self.namespaces.entry(ns.to_string()).or_default() };
         let reg = if ns.is_empty() { reg.with_namespace(FnNamespace::Global) } else { reg };
         let volatile = std::mem::take(&mut self.volatile_next);
         // Tensor methods never change the Rust value of their receiver (in-place ops act on the
@@ -187,7 +175,9 @@ impl Registry {
         let op_assign = matches!(name_for_purity.as_str(), "+=" | "-=" | "*=" | "/=");
         let f = func.into_rhai_function(!setter, volatile);
         let f = match f {
-            RhaiFunc::Method { func, has_context, is_pure, is_volatile } if tensor_receiver && !setter && !op_assign => {
+            RhaiFunc::Method { func, has_context, is_pure, is_volatile }
+                if tensor_receiver && !setter && !op_assign =>
+            {
                 RhaiFunc::Pure { func, has_context, is_pure, is_volatile }
             }
             other => other,
@@ -195,9 +185,7 @@ impl Registry {
         // Rhai fills in the call position for global functions itself; only namespaced calls
         // (`torch::zeros(...)`) need the wrapper, which costs a context per call.
         let wrapped = if ns.is_empty() { f } else { with_call_position(f) };
-        reg.with_params_info(info)
-            .with_comments([comment])
-            .set_into_module_raw(module, FUNC::param_types(), wrapped);
+        reg.with_params_info(info).with_comments([comment]).set_into_module_raw(module, FUNC::param_types(), wrapped);
     }
 
     /// Gives direct access to the global module (to register custom types, iterators…).
@@ -207,11 +195,7 @@ impl Registry {
 
     /// Consumes the registry: the global module and the namespaced modules.
     pub fn into_modules(self) -> (Shared<Module>, Vec<(String, Shared<Module>)>) {
-        let ns = self
-            .namespaces
-            .into_iter()
-            .map(|(k, m)| (k, Shared::new(m)))
-            .collect();
+        let ns = self.namespaces.into_iter().map(|(k, m)| (k, Shared::new(m))).collect();
         (Shared::new(self.global), ns)
     }
 }

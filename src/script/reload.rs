@@ -52,7 +52,16 @@ impl Watcher {
         let mut c = Changes::default();
         while let Ok(ev) = self.rx.try_recv() {
             let Ok(ev) = ev else { continue };
-            if !matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Data(_) | notify::event::ModifyKind::Name(_) | notify::event::ModifyKind::Any) | EventKind::Remove(_)) {
+            if !matches!(
+                ev.kind,
+                EventKind::Create(_)
+                    | EventKind::Modify(
+                        notify::event::ModifyKind::Data(_)
+                            | notify::event::ModifyKind::Name(_)
+                            | notify::event::ModifyKind::Any
+                    )
+                    | EventKind::Remove(_)
+            ) {
                 continue;
             }
             for p in &ev.paths {
@@ -84,7 +93,8 @@ impl Watcher {
 /// and the names of the functions that changed. `Err`: the report to print (compile error, or a
 /// change that needs a restart); the old script stays.
 pub fn prepare(current: &Script, force: bool) -> Result<Option<(Script, Vec<String>)>, String> {
-    let source = std::fs::read_to_string(&current.path).map_err(|e| format!("cannot read {}: {e}", current.path.display()))?;
+    let source =
+        std::fs::read_to_string(&current.path).map_err(|e| format!("cannot read {}: {e}", current.path.display()))?;
     if source == current.source && !force {
         return Ok(None);
     }
@@ -95,7 +105,8 @@ pub fn prepare(current: &Script, force: bool) -> Result<Option<(Script, Vec<Stri
 pub fn prepare_source(current: &Script, source: String) -> Result<Option<(Script, Vec<String>)>, String> {
     let (old, new) = (fn_texts(&current.source), fn_texts(&source));
     let script = Script::from_source(&current.path, source).map_err(|e| e.to_string().trim_end().to_string())?;
-    let mut changed: Vec<String> = old.keys().chain(new.keys()).filter(|k| old.get(*k) != new.get(*k)).cloned().collect();
+    let mut changed: Vec<String> =
+        old.keys().chain(new.keys()).filter(|k| old.get(*k) != new.get(*k)).cloned().collect();
     changed.sort();
     changed.dedup();
     let restart: Vec<&str> = changed.iter().map(String::as_str).filter(|n| RESTART_FNS.contains(n)).collect();

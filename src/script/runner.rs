@@ -61,11 +61,11 @@ impl Script {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         engine.set_module_resolver(rhai::module_resolvers::FileModuleResolver::new_with_path(dir));
         let name = path.display().to_string();
-        let mut ast = engine
-            .compile(&source)
-            .map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;
+        let mut ast =
+            engine.compile(&source).map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;
         ast.set_source(name.clone());
-        register_top_level_imports(&mut engine, &ast).map_err(|e| LoadError::Script(ScriptError::from_eval(&e, &name, &source, None)))?;
+        register_top_level_imports(&mut engine, &ast)
+            .map_err(|e| LoadError::Script(ScriptError::from_eval(&e, &name, &source, None)))?;
         Ok(Script { engine, ast, path: path.to_path_buf(), source })
     }
 

@@ -4,11 +4,9 @@ use super::create::{self, like_opts};
 use super::index;
 use super::options::{device_name, dtype_name, parse_device, parse_dtype, TensorOptions};
 use super::Tensor;
-use crate::script::convert::{
-    err, int_list, literal, number, tensor_options, to_tensor, OrScript, Opts, RResult,
-};
+use crate::script::convert::{err, int_list, literal, number, tensor_options, to_tensor, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
-use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext, INT, FLOAT};
+use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext, FLOAT, INT};
 
 type ExclusiveRange = std::ops::Range<INT>;
 use tch::Kind;
@@ -176,10 +174,7 @@ fn to_dynamic_value(t: &tch::Tensor, flat: usize) -> RResult<Dynamic> {
 /// `x.item()`: the single value as FLOAT, INT or BOOL.
 fn item(t: &tch::Tensor) -> RResult<Dynamic> {
     if t.numel() != 1 {
-        return Err(err(format!(
-            "a Tensor with {} elements cannot be converted to a scalar",
-            t.numel()
-        )));
+        return Err(err(format!("a Tensor with {} elements cannot be converted to a scalar", t.numel())));
     }
     let t = t.f_detach().or_script()?.f_to_device(tch::Device::Cpu).or_script()?.f_reshape([1]).or_script()?;
     Ok(match t.kind() {
@@ -283,9 +278,15 @@ Options: `dtype`, `device`, `requires_grad`.\n\n```rhai\nprint(torch::tensor([[1
         let all_int = s.is_int() && e.is_int() && st.is_int();
         create::arange(number(s, "arange")?, number(e, "arange")?, number(st, "arange")?, all_int, o).or_script()
     }
-    reg.func("torch", "arange", "end", doc, |e: Dynamic| ar(&Dynamic::from_int(0), &e, &Dynamic::from_int(1), &TensorOptions::default()));
-    reg.func("torch", "arange", "start, end", doc, |s: Dynamic, e: Dynamic| ar(&s, &e, &Dynamic::from_int(1), &TensorOptions::default()));
-    reg.func("torch", "arange", "start, end, step", doc, |s: Dynamic, e: Dynamic, st: Dynamic| ar(&s, &e, &st, &TensorOptions::default()));
+    reg.func("torch", "arange", "end", doc, |e: Dynamic| {
+        ar(&Dynamic::from_int(0), &e, &Dynamic::from_int(1), &TensorOptions::default())
+    });
+    reg.func("torch", "arange", "start, end", doc, |s: Dynamic, e: Dynamic| {
+        ar(&s, &e, &Dynamic::from_int(1), &TensorOptions::default())
+    });
+    reg.func("torch", "arange", "start, end, step", doc, |s: Dynamic, e: Dynamic, st: Dynamic| {
+        ar(&s, &e, &st, &TensorOptions::default())
+    });
     reg.func("torch", "arange", "start, end, step, opts", doc, |s: Dynamic, e: Dynamic, st: Dynamic, o: Map| {
         ar(&s, &e, &st, &tensor_options(&o, "torch::arange")?)
     });
@@ -295,7 +296,8 @@ Options: `dtype`, `device`, `requires_grad`.\n\n```rhai\nprint(torch::tensor([[1
         create::linspace(number(&s, "linspace")?, number(&e, "linspace")?, n, &TensorOptions::default()).or_script()
     });
     reg.func("torch", "linspace", "start, end, steps, opts", doc, |s: Dynamic, e: Dynamic, n: INT, o: Map| {
-        create::linspace(number(&s, "linspace")?, number(&e, "linspace")?, n, &tensor_options(&o, "torch::linspace")?).or_script()
+        create::linspace(number(&s, "linspace")?, number(&e, "linspace")?, n, &tensor_options(&o, "torch::linspace")?)
+            .or_script()
     });
 
     let doc = "The identity matrix `n`×`n` or `n`×`m` (torch.eye).\n\n```rhai\nprint(torch::eye(2));\nprint(torch::eye(2, 3, #{dtype: \"int64\"}));\n```";
@@ -325,9 +327,11 @@ Options: `dtype`, `device`, `requires_grad`.\n\n```rhai\nprint(torch::tensor([[1
 }
 
 fn register_properties(reg: &mut Registry) {
-    reg.getter("shape", "The shape as an array of ints (x.shape).\n\n```rhai\nprint(torch::zeros([2, 3]).shape);\n```", |x: &mut T| -> Array {
-        x.size().into_iter().map(Dynamic::from_int).collect()
-    });
+    reg.getter(
+        "shape",
+        "The shape as an array of ints (x.shape).\n\n```rhai\nprint(torch::zeros([2, 3]).shape);\n```",
+        |x: &mut T| -> Array { x.size().into_iter().map(Dynamic::from_int).collect() },
+    );
     reg.func("", "size", "self", "The shape as an array of ints (x.size()); `x.size(d)` is one dimension.\n\n```rhai\nlet x = torch::zeros([2, 3]);\nprint(x.size());\nprint(x.size(-1));\n```", |x: &mut T| -> Array {
         x.size().into_iter().map(Dynamic::from_int).collect()
     });
@@ -338,17 +342,49 @@ fn register_properties(reg: &mut Registry) {
         })?;
         Ok(s[i as usize])
     });
-    reg.getter("dtype", "The dtype name (`\"float32\"`, `\"int64\"`, …).\n\n```rhai\nprint(torch::arange(3).dtype);\n```", |x: &mut T| -> String {
-        dtype_name(x.kind()).to_string()
-    });
-    reg.getter("device", "The device name (`\"cpu\"`, `\"cuda:0\"`).\n\n```rhai\nprint(torch::zeros([1]).device);\n```", |x: &mut T| -> String {
-        device_name(x.device())
-    });
-    reg.func("", "dim", "self", "Number of dimensions (x.dim()).\n\n```rhai\nprint(torch::zeros([2, 3]).dim());\n```", |x: &mut T| x.dim() as INT);
-    reg.getter("ndim", "Number of dimensions (x.ndim).\n\n```rhai\nprint(torch::zeros([2, 3]).ndim);\n```", |x: &mut T| x.dim() as INT);
-    reg.func("", "numel", "self", "Number of elements (x.numel()).\n\n```rhai\nprint(torch::zeros([2, 3]).numel());\n```", |x: &mut T| x.numel() as INT);
-    reg.func("", "is_floating_point", "self", "True for float dtypes.\n\n```rhai\nprint(torch::zeros([1]).is_floating_point());\n```", |x: &mut T| super::options::is_floating(x.kind()));
-    reg.func("", "is_contiguous", "self", "True when the memory layout is contiguous.\n\n```rhai\nprint(torch::zeros([2, 3]).t().is_contiguous());\n```", |x: &mut T| x.is_contiguous());
+    reg.getter(
+        "dtype",
+        "The dtype name (`\"float32\"`, `\"int64\"`, …).\n\n```rhai\nprint(torch::arange(3).dtype);\n```",
+        |x: &mut T| -> String { dtype_name(x.kind()).to_string() },
+    );
+    reg.getter(
+        "device",
+        "The device name (`\"cpu\"`, `\"cuda:0\"`).\n\n```rhai\nprint(torch::zeros([1]).device);\n```",
+        |x: &mut T| -> String { device_name(x.device()) },
+    );
+    reg.func(
+        "",
+        "dim",
+        "self",
+        "Number of dimensions (x.dim()).\n\n```rhai\nprint(torch::zeros([2, 3]).dim());\n```",
+        |x: &mut T| x.dim() as INT,
+    );
+    reg.getter(
+        "ndim",
+        "Number of dimensions (x.ndim).\n\n```rhai\nprint(torch::zeros([2, 3]).ndim);\n```",
+        |x: &mut T| x.dim() as INT,
+    );
+    reg.func(
+        "",
+        "numel",
+        "self",
+        "Number of elements (x.numel()).\n\n```rhai\nprint(torch::zeros([2, 3]).numel());\n```",
+        |x: &mut T| x.numel() as INT,
+    );
+    reg.func(
+        "",
+        "is_floating_point",
+        "self",
+        "True for float dtypes.\n\n```rhai\nprint(torch::zeros([1]).is_floating_point());\n```",
+        |x: &mut T| super::options::is_floating(x.kind()),
+    );
+    reg.func(
+        "",
+        "is_contiguous",
+        "self",
+        "True when the memory layout is contiguous.\n\n```rhai\nprint(torch::zeros([2, 3]).t().is_contiguous());\n```",
+        |x: &mut T| x.is_contiguous(),
+    );
     reg.getter("is_leaf", "True for tensors not produced by a differentiable op (x.is_leaf).\n\n```rhai\nlet w = torch::ones([2], #{requires_grad: true});\nprint(w.is_leaf);\nprint((w * 2).is_leaf);\n```", |x: &mut T| -> RResult<bool> {
         x.f_is_leaf().or_script()
     });
@@ -369,7 +405,9 @@ fn register_properties(reg: &mut Registry) {
         }
         Ok(Tensor::new(t))
     });
-    reg.func("", "to", "self, other", doc, |x: &mut T, o: T| ok(x.f_to_device(o.device()).and_then(|t| t.f_to_kind(o.kind()))));
+    reg.func("", "to", "self, other", doc, |x: &mut T, o: T| {
+        ok(x.f_to_device(o.device()).and_then(|t| t.f_to_kind(o.kind())))
+    });
     for (name, kind) in [
         ("float", Kind::Float),
         ("double", Kind::Double),
@@ -379,25 +417,112 @@ fn register_properties(reg: &mut Registry) {
         ("int", Kind::Int),
         ("bool", Kind::Bool),
     ] {
-        let doc = format!("Casts to {} (x.{name}()).\n\n```rhai\nprint(torch::tensor([1.7, -0.2]).{name}());\n```", dtype_name(kind));
+        let doc = format!(
+            "Casts to {} (x.{name}()).\n\n```rhai\nprint(torch::tensor([1.7, -0.2]).{name}());\n```",
+            dtype_name(kind)
+        );
         reg.func("", name, "self", &doc, move |x: &mut T| ok(x.f_to_kind(kind)));
     }
     reg.func("", "cpu", "self", "Copies to the CPU (x.cpu()); a CPU tensor is returned as is.\n\n```rhai\nprint(torch::ones([1]).cpu().device);\n```", |x: &mut T| ok(x.f_to_device(tch::Device::Cpu)));
 }
 
 fn register_operators(reg: &mut Registry) {
-    operator!(reg, "+", "Addition", |a: &tch::Tensor, b: &tch::Tensor| a.f_add(b), |a: &tch::Tensor, s: tch::Scalar| a.f_add_scalar(s), |s: tch::Scalar, b: &tch::Tensor| b.f_add_scalar(s));
-    operator!(reg, "-", "Subtraction", |a: &tch::Tensor, b: &tch::Tensor| a.f_sub(b), |a: &tch::Tensor, s: tch::Scalar| a.f_sub_scalar(s), |s: tch::Scalar, b: &tch::Tensor| b.f_neg().and_then(|n| n.f_add_scalar(s)));
-    operator!(reg, "*", "Multiplication", |a: &tch::Tensor, b: &tch::Tensor| a.f_mul(b), |a: &tch::Tensor, s: tch::Scalar| a.f_mul_scalar(s), |s: tch::Scalar, b: &tch::Tensor| b.f_mul_scalar(s));
-    operator!(reg, "/", "True division", |a: &tch::Tensor, b: &tch::Tensor| a.f_div(b), |a: &tch::Tensor, s: tch::Scalar| a.f_div_scalar(s), |s: tch::Scalar, b: &tch::Tensor| b.f_reciprocal().and_then(|r| r.f_mul_scalar(s)));
-    operator!(reg, "%", "Python-style remainder (torch.remainder)", |a: &tch::Tensor, b: &tch::Tensor| a.f_remainder_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_remainder(s), |s: tch::Scalar, b: &tch::Tensor| tch::Tensor::f_remainder_scalar_tensor(s, b));
-    operator!(reg, "**", "Power (torch.pow)", |a: &tch::Tensor, b: &tch::Tensor| a.f_pow(b), |a: &tch::Tensor, s: tch::Scalar| a.f_pow_tensor_scalar(s), |s: tch::Scalar, b: &tch::Tensor| tch::Tensor::f_pow_scalar(s, b));
-    operator!(reg, "==", "Elementwise equality, a bool tensor", |a: &tch::Tensor, b: &tch::Tensor| a.f_eq_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_eq(s), |s: tch::Scalar, b: &tch::Tensor| b.f_eq(s));
-    operator!(reg, "!=", "Elementwise inequality, a bool tensor", |a: &tch::Tensor, b: &tch::Tensor| a.f_ne_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_ne(s), |s: tch::Scalar, b: &tch::Tensor| b.f_ne(s));
-    operator!(reg, "<", "Elementwise less-than, a bool tensor", |a: &tch::Tensor, b: &tch::Tensor| a.f_lt_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_lt(s), |s: tch::Scalar, b: &tch::Tensor| b.f_gt(s));
-    operator!(reg, "<=", "Elementwise less-or-equal, a bool tensor", |a: &tch::Tensor, b: &tch::Tensor| a.f_le_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_le(s), |s: tch::Scalar, b: &tch::Tensor| b.f_ge(s));
-    operator!(reg, ">", "Elementwise greater-than, a bool tensor", |a: &tch::Tensor, b: &tch::Tensor| a.f_gt_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_gt(s), |s: tch::Scalar, b: &tch::Tensor| b.f_lt(s));
-    operator!(reg, ">=", "Elementwise greater-or-equal, a bool tensor", |a: &tch::Tensor, b: &tch::Tensor| a.f_ge_tensor(b), |a: &tch::Tensor, s: tch::Scalar| a.f_ge(s), |s: tch::Scalar, b: &tch::Tensor| b.f_le(s));
+    operator!(
+        reg,
+        "+",
+        "Addition",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_add(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_add_scalar(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_add_scalar(s)
+    );
+    operator!(
+        reg,
+        "-",
+        "Subtraction",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_sub(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_sub_scalar(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_neg().and_then(|n| n.f_add_scalar(s))
+    );
+    operator!(
+        reg,
+        "*",
+        "Multiplication",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_mul(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_mul_scalar(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_mul_scalar(s)
+    );
+    operator!(
+        reg,
+        "/",
+        "True division",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_div(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_div_scalar(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_reciprocal().and_then(|r| r.f_mul_scalar(s))
+    );
+    operator!(
+        reg,
+        "%",
+        "Python-style remainder (torch.remainder)",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_remainder_tensor(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_remainder(s),
+        |s: tch::Scalar, b: &tch::Tensor| tch::Tensor::f_remainder_scalar_tensor(s, b)
+    );
+    operator!(
+        reg,
+        "**",
+        "Power (torch.pow)",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_pow(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_pow_tensor_scalar(s),
+        |s: tch::Scalar, b: &tch::Tensor| tch::Tensor::f_pow_scalar(s, b)
+    );
+    operator!(
+        reg,
+        "==",
+        "Elementwise equality, a bool tensor",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_eq_tensor(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_eq(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_eq(s)
+    );
+    operator!(
+        reg,
+        "!=",
+        "Elementwise inequality, a bool tensor",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_ne_tensor(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_ne(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_ne(s)
+    );
+    operator!(
+        reg,
+        "<",
+        "Elementwise less-than, a bool tensor",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_lt_tensor(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_lt(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_gt(s)
+    );
+    operator!(
+        reg,
+        "<=",
+        "Elementwise less-or-equal, a bool tensor",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_le_tensor(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_le(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_ge(s)
+    );
+    operator!(
+        reg,
+        ">",
+        "Elementwise greater-than, a bool tensor",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_gt_tensor(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_gt(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_lt(s)
+    );
+    operator!(
+        reg,
+        ">=",
+        "Elementwise greater-or-equal, a bool tensor",
+        |a: &tch::Tensor, b: &tch::Tensor| a.f_ge_tensor(b),
+        |a: &tch::Tensor, s: tch::Scalar| a.f_ge(s),
+        |s: tch::Scalar, b: &tch::Tensor| b.f_le(s)
+    );
 
     // Compound assignment works in place, as in PyTorch: `w -= lr * w.grad` inside `no_grad`
     // updates the parameter itself, and every handle on the tensor sees the change.
@@ -406,8 +531,12 @@ fn register_operators(reg: &mut Registry) {
             "In-place {name} (`x {op} y`, Tensor.{name}_): modifies the tensor itself, so every handle on it sees the change.\n\n```rhai\nlet x = torch::ones([2]);\nlet alias = x;\nx {op} 2;\nprint(alias);\n```"
         );
         reg.func("", op, "x, y", &doc, move |x: &mut T, y: T| -> RResult<()> { inplace(x, name, &y.0) });
-        reg.func("", op, "x, y", &doc, move |x: &mut T, y: INT| -> RResult<()> { inplace(x, name, &scalar_like(y, x)?) });
-        reg.func("", op, "x, y", &doc, move |x: &mut T, y: FLOAT| -> RResult<()> { inplace(x, name, &scalar_like(y, x)?) });
+        reg.func("", op, "x, y", &doc, move |x: &mut T, y: INT| -> RResult<()> {
+            inplace(x, name, &scalar_like(y, x)?)
+        });
+        reg.func("", op, "x, y", &doc, move |x: &mut T, y: FLOAT| -> RResult<()> {
+            inplace(x, name, &scalar_like(y, x)?)
+        });
     }
     let doc = "Negation (`-x`).\n\n```rhai\nprint(-torch::tensor([1, -2]));\n```";
     reg.func("", "-", "x", doc, |x: T| ok(x.f_neg()));
@@ -427,7 +556,8 @@ fn register_operators(reg: &mut Registry) {
     reg.func("", "matmul", "self, other", doc, |a: &mut T, b: T| ok(a.f_matmul(&b)));
     reg.func("torch", "matmul", "a, b", doc, |a: T, b: T| ok(a.f_matmul(&b)));
     reg.func("", "@", "a, b", doc, |a: T, b: T| ok(a.f_matmul(&b)));
-    let doc = "Matrix product of 2-D tensors (torch.mm).\n\n```rhai\nprint(torch::eye(2).mm(torch::ones([2, 2])));\n```";
+    let doc =
+        "Matrix product of 2-D tensors (torch.mm).\n\n```rhai\nprint(torch::eye(2).mm(torch::ones([2, 2])));\n```";
     reg.func("", "mm", "self, other", doc, |a: &mut T, b: T| ok(a.f_mm(&b)));
     let doc = "Batched matrix product of 3-D tensors (torch.bmm).\n\n```rhai\nprint(torch::ones([4, 2, 3]).bmm(torch::ones([4, 3, 5])).shape);\n```";
     reg.func("", "bmm", "self, other", doc, |a: &mut T, b: T| ok(a.f_bmm(&b)));
@@ -501,21 +631,54 @@ fn register_math(reg: &mut Registry) {
     let doc = "Leaky ReLU with `negative_slope` (default 0.01).\n\n```rhai\nprint(torch::tensor([-1.0, 1.0]).leaky_relu(0.1));\n```";
     reg.func("", "leaky_relu", "self", doc, |x: &mut T| ok(x.f_leaky_relu()));
     reg.func("", "leaky_relu", "self, negative_slope", doc, |x: &mut T, s: FLOAT| {
-        ok(x.f_clamp_min(0.0).and_then(|p| x.f_clamp_max(0.0).and_then(|n| n.f_mul_scalar(s)).and_then(|n| p.f_add(&n))))
+        ok(x.f_clamp_min(0.0)
+            .and_then(|p| x.f_clamp_max(0.0).and_then(|n| n.f_mul_scalar(s)).and_then(|n| p.f_add(&n))))
     });
 }
 
 fn register_reductions(reg: &mut Registry) {
-    reduction!(reg, "sum", "Sum", |x: &tch::Tensor| x.f_sum(None::<Kind>), |x: &tch::Tensor, d: &[i64], k| x.f_sum_dim_intlist(d, k, None::<Kind>));
-    reduction!(reg, "mean", "Mean", |x: &tch::Tensor| x.f_mean(None::<Kind>), |x: &tch::Tensor, d: &[i64], k| x.f_mean_dim(d, k, None::<Kind>));
-    reduction!(reg, "std", "Standard deviation with Bessel's correction", |x: &tch::Tensor| x.f_std(true), |x: &tch::Tensor, d: &[i64], k| x.f_std_dim(d, true, k));
-    reduction!(reg, "var", "Variance with Bessel's correction", |x: &tch::Tensor| x.f_var(true), |x: &tch::Tensor, d: &[i64], k| x.f_var_dim(d, true, k));
-    reduction!(reg, "amax", "Maximum", |x: &tch::Tensor| x.f_amax(&[] as &[i64], false), |x: &tch::Tensor, d: &[i64], k| x.f_amax(d, k));
-    reduction!(reg, "amin", "Minimum", |x: &tch::Tensor| x.f_amin(&[] as &[i64], false), |x: &tch::Tensor, d: &[i64], k| x.f_amin(d, k));
-    reduction!(reg, "logsumexp", "log(sum(exp(x))), computed stably,", |x: &tch::Tensor| {
-        let all: Vec<i64> = (0..x.dim() as i64).collect();
-        x.f_logsumexp(all.as_slice(), false)
-    }, |x: &tch::Tensor, d: &[i64], k| x.f_logsumexp(d, k));
+    reduction!(reg, "sum", "Sum", |x: &tch::Tensor| x.f_sum(None::<Kind>), |x: &tch::Tensor, d: &[i64], k| x
+        .f_sum_dim_intlist(d, k, None::<Kind>));
+    reduction!(reg, "mean", "Mean", |x: &tch::Tensor| x.f_mean(None::<Kind>), |x: &tch::Tensor, d: &[i64], k| x
+        .f_mean_dim(d, k, None::<Kind>));
+    reduction!(
+        reg,
+        "std",
+        "Standard deviation with Bessel's correction",
+        |x: &tch::Tensor| x.f_std(true),
+        |x: &tch::Tensor, d: &[i64], k| x.f_std_dim(d, true, k)
+    );
+    reduction!(
+        reg,
+        "var",
+        "Variance with Bessel's correction",
+        |x: &tch::Tensor| x.f_var(true),
+        |x: &tch::Tensor, d: &[i64], k| x.f_var_dim(d, true, k)
+    );
+    reduction!(
+        reg,
+        "amax",
+        "Maximum",
+        |x: &tch::Tensor| x.f_amax(&[] as &[i64], false),
+        |x: &tch::Tensor, d: &[i64], k| x.f_amax(d, k)
+    );
+    reduction!(
+        reg,
+        "amin",
+        "Minimum",
+        |x: &tch::Tensor| x.f_amin(&[] as &[i64], false),
+        |x: &tch::Tensor, d: &[i64], k| x.f_amin(d, k)
+    );
+    reduction!(
+        reg,
+        "logsumexp",
+        "log(sum(exp(x))), computed stably,",
+        |x: &tch::Tensor| {
+            let all: Vec<i64> = (0..x.dim() as i64).collect();
+            x.f_logsumexp(all.as_slice(), false)
+        },
+        |x: &tch::Tensor, d: &[i64], k| x.f_logsumexp(d, k)
+    );
 
     for (name, is_max) in [("max", true), ("min", false)] {
         let doc = format!(
@@ -530,7 +693,9 @@ fn register_reductions(reg: &mut Registry) {
             let (v, i) = if is_max { x.f_max_dim(d, k) } else { x.f_min_dim(d, k) }.or_script()?;
             Ok(values_indices(v, i))
         });
-        reg.func("", name, "self, other", &doc, move |x: &mut T, o: T| ok(if is_max { x.f_maximum(&o) } else { x.f_minimum(&o) }));
+        reg.func("", name, "self, other", &doc, move |x: &mut T, o: T| {
+            ok(if is_max { x.f_maximum(&o) } else { x.f_minimum(&o) })
+        });
         reg.func("torch", name, "x", &doc, move |x: T| ok(if is_max { x.f_max() } else { x.f_min() }));
     }
     for (name, is_max) in [("argmax", true), ("argmin", false)] {
@@ -538,14 +703,22 @@ fn register_reductions(reg: &mut Registry) {
             "Index of the {} value, of the flattened tensor or along `dim` (torch.{name}).\n\n```rhai\nlet x = torch::tensor([[1, 5], [7, 2]]);\nprint(x.{name}());\nprint(x.{name}(1));\nprint(x.{name}(1, true));\n```",
             if is_max { "largest" } else { "smallest" }
         );
-        reg.func("", name, "self", &doc, move |x: &mut T| ok(if is_max { x.f_argmax(None, false) } else { x.f_argmin(None, false) }));
-        reg.func("", name, "self, dim", &doc, move |x: &mut T, d: INT| ok(if is_max { x.f_argmax(d, false) } else { x.f_argmin(d, false) }));
-        reg.func("", name, "self, dim, keepdim", &doc, move |x: &mut T, d: INT, k: bool| ok(if is_max { x.f_argmax(d, k) } else { x.f_argmin(d, k) }));
+        reg.func("", name, "self", &doc, move |x: &mut T| {
+            ok(if is_max { x.f_argmax(None, false) } else { x.f_argmin(None, false) })
+        });
+        reg.func("", name, "self, dim", &doc, move |x: &mut T, d: INT| {
+            ok(if is_max { x.f_argmax(d, false) } else { x.f_argmin(d, false) })
+        });
+        reg.func("", name, "self, dim, keepdim", &doc, move |x: &mut T, d: INT, k: bool| {
+            ok(if is_max { x.f_argmax(d, k) } else { x.f_argmin(d, k) })
+        });
     }
     let doc = "Product of all elements, or along `dim` (torch.prod).\n\n```rhai\nlet x = torch::tensor([[1, 2], [3, 4]]);\nprint(x.prod());\nprint(x.prod(0));\nprint(x.prod(1, true));\n```";
     reg.func("", "prod", "self", doc, |x: &mut T| ok(x.f_prod(None::<Kind>)));
     reg.func("", "prod", "self, dim", doc, |x: &mut T, d: INT| ok(x.f_prod_dim_int(d, false, None::<Kind>)));
-    reg.func("", "prod", "self, dim, keepdim", doc, |x: &mut T, d: INT, k: bool| ok(x.f_prod_dim_int(d, k, None::<Kind>)));
+    reg.func("", "prod", "self, dim, keepdim", doc, |x: &mut T, d: INT, k: bool| {
+        ok(x.f_prod_dim_int(d, k, None::<Kind>))
+    });
     let doc = "Vector p-norm (default 2) of all elements or along `dim` (torch.norm / torch.linalg.vector_norm). `p` may be a number or \"inf\".\n\n```rhai\nlet x = torch::tensor([[3.0, 4.0], [6.0, 8.0]]);\nprint(x.norm());\nprint(x.norm(1));\nprint(x.norm(2, 1));\nprint(x.norm(\"inf\", 1, true));\n```";
     fn p_of(p: &Dynamic) -> RResult<f64> {
         if let Ok(s) = p.clone().into_immutable_string() {
@@ -558,8 +731,13 @@ fn register_reductions(reg: &mut Registry) {
         }
         number(p, "norm")
     }
-    reg.func("", "norm", "self", doc, |x: &mut T| ok(x.f_reshape([-1]).and_then(|f| f.f_norm_scalaropt_dim(2.0, [0i64].as_slice(), false))));
-    reg.func("", "norm", "self, p", doc, |x: &mut T, p: Dynamic| { let p = p_of(&p)?; ok(x.f_reshape([-1]).and_then(|f| f.f_norm_scalaropt_dim(p, [0i64].as_slice(), false))) });
+    reg.func("", "norm", "self", doc, |x: &mut T| {
+        ok(x.f_reshape([-1]).and_then(|f| f.f_norm_scalaropt_dim(2.0, [0i64].as_slice(), false)))
+    });
+    reg.func("", "norm", "self, p", doc, |x: &mut T, p: Dynamic| {
+        let p = p_of(&p)?;
+        ok(x.f_reshape([-1]).and_then(|f| f.f_norm_scalaropt_dim(p, [0i64].as_slice(), false)))
+    });
     reg.func("", "norm", "self, p, dim", doc, |x: &mut T, p: Dynamic, d: Dynamic| {
         let dims = int_list(&d, "norm")?;
         ok(x.f_norm_scalaropt_dim(p_of(&p)?, dims.as_slice(), false))
@@ -571,7 +749,8 @@ fn register_reductions(reg: &mut Registry) {
     let doc = "The `k` largest (or smallest) values along `dim` (default last) as `#{values, indices}` (torch.topk). Options: `dim`, `largest` (true), `sorted` (true).\n\n```rhai\nlet r = torch::tensor([1, 9, 3, 7]).topk(2);\nprint(r.values);\nprint(torch::tensor([1, 9, 3, 7]).topk(2, #{largest: false}).indices);\n```";
     fn topk(x: &tch::Tensor, k: i64, m: &Map) -> RResult<Map> {
         let o = Opts::new(m, "topk", &["dim", "largest", "sorted"])?;
-        let (v, i) = x.f_topk(k, o.i64_or("dim", -1)?, o.bool_or("largest", true)?, o.bool_or("sorted", true)?).or_script()?;
+        let (v, i) =
+            x.f_topk(k, o.i64_or("dim", -1)?, o.bool_or("largest", true)?, o.bool_or("sorted", true)?).or_script()?;
         Ok(values_indices(v, i))
     }
     reg.func("", "topk", "self, k", doc, |x: &mut T, k: INT| topk(&x.0, k, &none()));
@@ -597,7 +776,8 @@ fn register_reductions(reg: &mut Registry) {
     reg.func("", "argsort", "self, dim, descending", doc, |x: &mut T, d: INT, desc: bool| ok(x.f_argsort(d, desc)));
     let doc = "Cumulative sum along `dim` (torch.cumsum).\n\n```rhai\nprint(torch::tensor([1, 2, 3]).cumsum(0));\n```";
     reg.func("", "cumsum", "self, dim", doc, |x: &mut T, d: INT| ok(x.f_cumsum(d, None::<Kind>)));
-    let doc = "Cumulative product along `dim` (torch.cumprod).\n\n```rhai\nprint(torch::tensor([1, 2, 3]).cumprod(0));\n```";
+    let doc =
+        "Cumulative product along `dim` (torch.cumprod).\n\n```rhai\nprint(torch::tensor([1, 2, 3]).cumprod(0));\n```";
     reg.func("", "cumprod", "self, dim", doc, |x: &mut T, d: INT| ok(x.f_cumprod(d, None::<Kind>)));
     let doc = "True when any / all elements are true (torch.any / torch.all), as a bool tensor.\n\n```rhai\nlet m = torch::tensor([true, false]);\nprint(m.any());\nprint(m.all());\n```";
     reg.func("", "any", "self", doc, |x: &mut T| ok(x.f_any()));
@@ -614,7 +794,8 @@ fn register_shape(reg: &mut Registry) {
     shape_arg!(reg, "repeat", "Tiles the tensor `n` times along each dim (Tensor.repeat).\n\n```rhai\nprint(torch::tensor([1, 2]).repeat(2, 2));\n```", |x: &tch::Tensor, s: &[i64]| x.f_repeat(s));
     let doc = "Swaps two dimensions (torch.transpose).\n\n```rhai\nprint(torch::zeros([2, 3, 4]).transpose(0, 2).shape);\n```";
     reg.func("", "transpose", "self, dim0, dim1", doc, |x: &mut T, a: INT, b: INT| ok(x.f_transpose(a, b)));
-    let doc = "Transpose of a tensor of at most 2 dims (Tensor.t()).\n\n```rhai\nprint(torch::tensor([[1, 2, 3]]).t());\n```";
+    let doc =
+        "Transpose of a tensor of at most 2 dims (Tensor.t()).\n\n```rhai\nprint(torch::tensor([[1, 2, 3]]).t());\n```";
     reg.func("", "t", "self", doc, |x: &mut T| {
         if x.dim() > 2 {
             return Err(err(format!("t() expects a tensor with <= 2 dimensions, but self is {}D", x.dim())));
@@ -637,10 +818,14 @@ fn register_shape(reg: &mut Registry) {
 
     let doc = "Concatenates tensors along an existing `dim` (default 0) (torch.cat).\n\n```rhai\nlet a = torch::ones([2, 2]);\nprint(torch::cat([a, a]).shape);\nprint(torch::cat([a, a], 1).shape);\n```";
     reg.func("torch", "cat", "tensors", doc, |a: Array| ok(tch::Tensor::f_cat(&tensors(&a, "torch::cat")?, 0)));
-    reg.func("torch", "cat", "tensors, dim", doc, |a: Array, d: INT| ok(tch::Tensor::f_cat(&tensors(&a, "torch::cat")?, d)));
+    reg.func("torch", "cat", "tensors, dim", doc, |a: Array, d: INT| {
+        ok(tch::Tensor::f_cat(&tensors(&a, "torch::cat")?, d))
+    });
     let doc = "Stacks tensors of equal shape along a new `dim` (default 0) (torch.stack).\n\n```rhai\nlet a = torch::ones([2]);\nprint(torch::stack([a, a]).shape);\nprint(torch::stack([a, a], 1).shape);\n```";
     reg.func("torch", "stack", "tensors", doc, |a: Array| ok(tch::Tensor::f_stack(&tensors(&a, "torch::stack")?, 0)));
-    reg.func("torch", "stack", "tensors, dim", doc, |a: Array, d: INT| ok(tch::Tensor::f_stack(&tensors(&a, "torch::stack")?, d)));
+    reg.func("torch", "stack", "tensors, dim", doc, |a: Array, d: INT| {
+        ok(tch::Tensor::f_stack(&tensors(&a, "torch::stack")?, d))
+    });
     let doc = "Splits into pieces of `split_size` (an int) or of the given sizes (an array) along `dim` (default 0) (torch.split). Returns an array of tensors.\n\n```rhai\nlet x = torch::arange(5);\nprint(x.split(2).len());\nprint(x.split([1, 4])[1]);\n```";
     fn split(x: &tch::Tensor, s: &Dynamic, d: i64) -> RResult<Array> {
         if let Ok(n) = s.as_int() {
@@ -675,11 +860,15 @@ fn register_indexing(reg: &mut Registry) {
     reg.index_get(doc, |x: &mut T, r: ExclusiveRange| index::get_range(x, r.start, r.end).or_script());
     reg.index_get(doc, |x: &mut T, m: T| index::get_tensor(x, &m).or_script());
     let doc = "`x[i] = v`, `x[a..b] = v`, `x[mask] = v` write into the tensor in place; `v` is a tensor or a number (broadcast).\n\n```rhai\nlet x = torch::zeros([2, 3]);\nx[0] = 1.0;\nx[1] = torch::tensor([1.0, 2.0, 3.0]);\nx[x > 1.5] = -1;\nprint(x);\n```";
-    reg.index_set(doc, |x: &mut T, i: INT, v: Dynamic| index::set_int(x, i, &to_tensor(&v, "index assignment")?).or_script());
+    reg.index_set(doc, |x: &mut T, i: INT, v: Dynamic| {
+        index::set_int(x, i, &to_tensor(&v, "index assignment")?).or_script()
+    });
     reg.index_set(doc, |x: &mut T, r: ExclusiveRange, v: Dynamic| {
         index::set_range(x, r.start, r.end, &to_tensor(&v, "index assignment")?).or_script()
     });
-    reg.index_set(doc, |x: &mut T, m: T, v: Dynamic| index::set_tensor(x, &m, &to_tensor(&v, "index assignment")?).or_script());
+    reg.index_set(doc, |x: &mut T, m: T, v: Dynamic| {
+        index::set_tensor(x, &m, &to_tensor(&v, "index assignment")?).or_script()
+    });
 
     let doc = "Slice `start..end` by `step` along `dim` (like `x[:, start:end:step]`).\n\n```rhai\nlet x = torch::arange(10).reshape(2, 5);\nprint(x.slice(1, 0, 5, 2));\nprint(x.slice(1, 1, 3));\n```";
     fn slice(x: &tch::Tensor, d: i64, s: i64, e: i64, step: i64) -> RResult<Tensor> {
@@ -689,11 +878,19 @@ fn register_indexing(reg: &mut Registry) {
         ok(x.f_slice(d, s, e, step))
     }
     reg.func("", "slice", "self, dim, start, end", doc, |x: &mut T, d: INT, s: INT, e: INT| slice(&x.0, d, s, e, 1));
-    reg.func("", "slice", "self, dim, start, end, step", doc, |x: &mut T, d: INT, s: INT, e: INT, st: INT| slice(&x.0, d, s, e, st));
+    reg.func("", "slice", "self, dim, start, end, step", doc, |x: &mut T, d: INT, s: INT, e: INT, st: INT| {
+        slice(&x.0, d, s, e, st)
+    });
     let doc = "Selects index `index` along `dim`, removing that dim (torch.select).\n\n```rhai\nprint(torch::arange(6).reshape(2, 3).select(1, -1));\n```";
     reg.func("", "select", "self, dim, index", doc, |x: &mut T, d: INT, i: INT| ok(x.f_select(d, i)));
     let doc = "`length` elements from `start` along `dim`, as a view (torch.narrow).\n\n```rhai\nprint(torch::arange(6).narrow(0, 2, 3));\n```";
-    reg.func("", "narrow", "self, dim, start, length", doc, |x: &mut T, d: INT, s: INT, l: INT| ok(x.f_narrow(d, s, l)));
+    reg.func(
+        "",
+        "narrow",
+        "self, dim, start, length",
+        doc,
+        |x: &mut T, d: INT, s: INT, l: INT| ok(x.f_narrow(d, s, l)),
+    );
     let doc = "Rows (or entries along `dim`) picked by an int64 index tensor (torch.index_select).\n\n```rhai\nlet x = torch::arange(6).reshape(3, 2);\nprint(x.index_select(0, torch::tensor([2, 0])));\n```";
     reg.func("", "index_select", "self, dim, index", doc, |x: &mut T, d: INT, i: T| ok(x.f_index_select(d, &i)));
     let doc = "Gathers values along `dim` at `index` (torch.gather).\n\n```rhai\nlet x = torch::tensor([[1, 2], [3, 4]]);\nprint(x.gather(1, torch::tensor([[0, 0], [1, 0]])));\n```";
@@ -706,7 +903,9 @@ fn register_indexing(reg: &mut Registry) {
         ok(x.f_scatter_value(d, &i, number(&s, "scatter")?))
     });
     let doc = "Adds `src` at `index` along `dim`, out of place (torch.scatter_add).\n\n```rhai\nprint(torch::zeros([3]).scatter_add(0, torch::tensor([0, 0, 2]), torch::ones([3])));\n```";
-    reg.func("", "scatter_add", "self, dim, index, src", doc, |x: &mut T, d: INT, i: T, s: T| ok(x.f_scatter_add(d, &i, &s)));
+    reg.func("", "scatter_add", "self, dim, index, src", doc, |x: &mut T, d: INT, i: T, s: T| {
+        ok(x.f_scatter_add(d, &i, &s))
+    });
     let doc = "Replaces elements where the bool `mask` is true by `value` (torch.masked_fill).\n\n```rhai\nlet x = torch::tensor([1.0, 2.0, 3.0]);\nprint(x.masked_fill(x > 1.5, 0.0));\n```";
     reg.func("", "masked_fill", "self, mask, value", doc, |x: &mut T, m: T, v: Dynamic| {
         if let Some(t) = v.read_lock::<Tensor>() {
@@ -722,8 +921,14 @@ fn register_indexing(reg: &mut Registry) {
         let yt = to_tensor(&y, "torch::where")?;
         // numbers become 0-dim tensors: cast them to the other operand's dtype like Python scalars
         let (xt, yt) = match (x.is::<Tensor>(), y.is::<Tensor>()) {
-            (true, false) => { let k = xt.kind(); (xt, yt.f_to_kind(k).or_script()?) }
-            (false, true) => { let k = yt.kind(); (xt.f_to_kind(k).or_script()?, yt) }
+            (true, false) => {
+                let k = xt.kind();
+                (xt, yt.f_to_kind(k).or_script()?)
+            }
+            (false, true) => {
+                let k = yt.kind();
+                (xt.f_to_kind(k).or_script()?, yt)
+            }
             _ => (xt, yt),
         };
         ok(xt.f_where_self(&c, &yt))
@@ -735,7 +940,9 @@ fn register_indexing(reg: &mut Registry) {
     reg.func("", "triu", "self, diagonal", doc, |x: &mut T, d: INT| ok(x.f_triu(d)));
     let doc = "Samples `num_samples` indices from each row of non-negative weights (torch.multinomial); `replacement` defaults to false.\n\n```rhai\ntorch::manual_seed(0);\nlet idx = torch::tensor([0.1, 0.0, 0.9]).multinomial(2);\nprint(idx.shape);\n```";
     reg.volatile("", "multinomial", "self, num_samples", doc, |x: &mut T, n: INT| ok(x.f_multinomial(n, false)));
-    reg.volatile("", "multinomial", "self, num_samples, replacement", doc, |x: &mut T, n: INT, r: bool| ok(x.f_multinomial(n, r)));
+    reg.volatile("", "multinomial", "self, num_samples, replacement", doc, |x: &mut T, n: INT, r: bool| {
+        ok(x.f_multinomial(n, r))
+    });
     let doc = "Indices of nonzero elements, one row per element (torch.nonzero).\n\n```rhai\nprint(torch::tensor([0, 3, 0, 4]).nonzero());\n```";
     reg.func("", "nonzero", "self", doc, |x: &mut T| ok(x.f_nonzero()));
 }
@@ -746,17 +953,30 @@ fn register_autograd(reg: &mut Registry) {
         set_requires_grad(x, b)
     });
     let doc = "Sets `requires_grad` in place and returns the tensor (Tensor.requires_grad_).\n\n```rhai\nlet w = torch::zeros([2]).requires_grad_(true);\nprint(w.requires_grad);\n```";
-    reg.func("", "requires_grad_", "self", doc, |x: &mut T| -> RResult<Tensor> { set_requires_grad(x, true)?; Ok(x.clone()) });
-    reg.func("", "requires_grad_", "self, requires_grad", doc, |x: &mut T, b: bool| -> RResult<Tensor> { set_requires_grad(x, b)?; Ok(x.clone()) });
+    reg.func("", "requires_grad_", "self", doc, |x: &mut T| -> RResult<Tensor> {
+        set_requires_grad(x, true)?;
+        Ok(x.clone())
+    });
+    reg.func("", "requires_grad_", "self, requires_grad", doc, |x: &mut T, b: bool| -> RResult<Tensor> {
+        set_requires_grad(x, b)?;
+        Ok(x.clone())
+    });
     let doc = "The accumulated gradient, or `()` when there is none yet (Tensor.grad).\n\n```rhai\nlet w = torch::tensor([1.0, 2.0], #{requires_grad: true});\n(w * w).sum().backward();\nprint(w.grad);\n```";
     reg.getter("grad", doc, |x: &mut T| -> Dynamic {
         let g = x.grad();
-        if g.defined() { Dynamic::from(Tensor::new(g)) } else { Dynamic::UNIT }
+        if g.defined() {
+            Dynamic::from(Tensor::new(g))
+        } else {
+            Dynamic::UNIT
+        }
     });
     let doc = "Computes gradients of this scalar (or, given `gradient`, of any shape) with respect to the leaves that require grad (Tensor.backward).\n\n```rhai\nlet x = torch::tensor([3.0], #{requires_grad: true});\nlet y = x * x;\ny.backward(torch::ones([1]));\nprint(x.grad);\n```";
     reg.func("", "backward", "self", doc, |x: &mut T| -> RResult<()> {
         if x.numel() != 1 {
-            return Err(err(format!("grad can be implicitly created only for scalar outputs (this tensor has {} elements); pass a gradient", x.numel())));
+            return Err(err(format!(
+                "grad can be implicitly created only for scalar outputs (this tensor has {} elements); pass a gradient",
+                x.numel()
+            )));
         }
         if !x.requires_grad() {
             return Err(err("element 0 of tensors does not require grad and does not have a grad_fn"));
@@ -820,11 +1040,16 @@ impl Drop for GradModeGuard {
 
 fn set_requires_grad(x: &Tensor, b: bool) -> RResult<()> {
     if b && !super::options::is_floating(x.kind()) {
-        return Err(err(format!("only tensors of floating point dtype can require gradients, not {}", dtype_name(x.kind()))));
+        return Err(err(format!(
+            "only tensors of floating point dtype can require gradients, not {}",
+            dtype_name(x.kind())
+        )));
     }
     let leaf = x.f_is_leaf().or_script()?;
     if !leaf && !b {
-        return Err(err("you can only change requires_grad flags of leaf variables; use detach() to get a tensor without grad"));
+        return Err(err(
+            "you can only change requires_grad flags of leaf variables; use detach() to get a tensor without grad",
+        ));
     }
     let _ = x.set_requires_grad(b);
     Ok(())

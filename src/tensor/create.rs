@@ -64,9 +64,7 @@ pub fn arange(start: f64, end: f64, step: f64, all_int: bool, o: &TensorOptions)
         return Err(tensor_err!("arange: step must be nonzero"));
     }
     if (end - start) * step < 0.0 {
-        return Err(tensor_err!(
-            "arange: upper bound and larger bound inconsistent with step sign"
-        ));
+        return Err(tensor_err!("arange: upper bound and larger bound inconsistent with step sign"));
     }
     let kind = o.dtype.unwrap_or(if all_int { Kind::Int64 } else { Kind::Float });
     let t = tch::Tensor::f_arange_start_step(start, end, step, (kind, o.device))?;

@@ -310,7 +310,8 @@ pub fn tensor_repr(t: &Tensor) -> String {
     }
     let k = t.kind();
     // An empty tensor has no elements to infer the dtype from, so only float32 goes unnamed.
-    let default_dtype = if t.numel() == 0 { k == Kind::Float } else { matches!(k, Kind::Float | Kind::Int64 | Kind::Bool) };
+    let default_dtype =
+        if t.numel() == 0 { k == Kind::Float } else { matches!(k, Kind::Float | Kind::Int64 | Kind::Bool) };
     if !default_dtype {
         suffixes.push(format!("dtype=torch.{}", dtype_name(k)));
     }

@@ -8,9 +8,7 @@ use crate::tensor_err;
 pub fn wrap_index(i: i64, size: i64, dim: i64) -> Result<i64> {
     let j = if i < 0 { i + size } else { i };
     if j < 0 || j >= size {
-        return Err(tensor_err!(
-            "index {i} is out of bounds for dimension {dim} with size {size}"
-        ));
+        return Err(tensor_err!("index {i} is out of bounds for dimension {dim} with size {size}"));
     }
     Ok(j)
 }

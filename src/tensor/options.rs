@@ -47,23 +47,18 @@ pub fn parse_device(name: &str) -> Result<Device> {
         "cuda" | "gpu" => Device::Cuda(0),
         "mps" => Device::Mps,
         other => match other.strip_prefix("cuda:") {
-            Some(i) => Device::Cuda(
-                i.parse::<usize>()
-                    .map_err(|_| tensor_err!("bad device '{name}': expected cuda:<index>"))?,
-            ),
+            Some(i) => {
+                Device::Cuda(i.parse::<usize>().map_err(|_| tensor_err!("bad device '{name}': expected cuda:<index>"))?)
+            }
             None => {
-                return Err(tensor_err!(
-                    "unknown device '{name}'; expected \"cpu\", \"cuda\", \"cuda:N\" or \"mps\""
-                ))
+                return Err(tensor_err!("unknown device '{name}'; expected \"cpu\", \"cuda\", \"cuda:N\" or \"mps\""))
             }
         },
     };
     if let Device::Cuda(i) = dev {
         let n = tch::Cuda::device_count() as usize;
         if i >= n {
-            return Err(tensor_err!(
-                "device '{name}' is not available: this machine has {n} CUDA device(s)"
-            ));
+            return Err(tensor_err!("device '{name}' is not available: this machine has {n} CUDA device(s)"));
         }
     }
     Ok(dev)
@@ -118,25 +113,15 @@ impl TensorOptions {
 
 /// True for float, double, half, bfloat16 (and complex) kinds.
 pub fn is_floating(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 | Kind::ComplexFloat | Kind::ComplexDouble
-    )
+    matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16 | Kind::ComplexFloat | Kind::ComplexDouble)
 }
 
 /// A validated set of option keys: reading a key not in `allowed` is a programming error, and a
 /// key given by the user that is not allowed is reported with the list of valid ones.
-pub fn check_keys<'a>(
-    what: &str,
-    keys: impl Iterator<Item = &'a str>,
-    allowed: &[&str],
-) -> Result<()> {
+pub fn check_keys<'a>(what: &str, keys: impl Iterator<Item = &'a str>, allowed: &[&str]) -> Result<()> {
     for k in keys {
         if !allowed.contains(&k) {
-            return Err(TensorError(format!(
-                "unknown option '{k}' for {what}; valid options: {}",
-                allowed.join(", ")
-            )));
+            return Err(TensorError(format!("unknown option '{k}' for {what}; valid options: {}", allowed.join(", "))));
         }
     }
     Ok(())

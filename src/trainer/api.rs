@@ -6,10 +6,10 @@
 //! (loop state, optimizers, schedulers) here for the duration of a fit/validate/test/predict.
 use super::logging::{LogOptions, ReduceFx};
 use super::state::SharedState;
-use crate::script::convert::{err, OrScript, Opts, RResult};
+use crate::script::convert::{err, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
 use crate::tensor::Tensor;
-use rhai::{Array, Dynamic, Map, NativeCallContext, FnPtr, INT, FLOAT};
+use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext, FLOAT, INT};
 use std::cell::RefCell;
 
 /// What a running Trainer shares with script calls.
@@ -44,14 +44,19 @@ pub fn uninstall() {
 }
 
 fn state() -> RResult<SharedState> {
-    with_run(|c| c.state.clone()).ok_or_else(|| err("this.log and the trainer properties work while a Trainer runs the module (lt fit / validate / test)"))
+    with_run(|c| c.state.clone()).ok_or_else(|| {
+        err("this.log and the trainer properties work while a Trainer runs the module (lt fit / validate / test)")
+    })
 }
 
 /// A logged value: a one-element tensor, a number or a bool.
 fn scalar(v: &Dynamic, name: &str) -> RResult<f64> {
     if let Some(t) = v.read_lock::<Tensor>() {
         if t.numel() != 1 {
-            return Err(err(format!("this.log(\"{name}\", ...): the value must be a scalar, got a tensor of shape {:?}", t.size())));
+            return Err(err(format!(
+                "this.log(\"{name}\", ...): the value must be a scalar, got a tensor of shape {:?}",
+                t.size()
+            )));
         }
         return f64::try_from(t.0.as_ref()).or_script();
     }
@@ -68,8 +73,18 @@ fn scalar(v: &Dynamic, name: &str) -> RResult<f64> {
 }
 
 const LOG_KEYS: &[&str] = &[
-    "on_step", "on_epoch", "prog_bar", "logger", "reduce_fx", "batch_size", "sync_dist",
-    "rank_zero_only", "add_dataloader_idx", "sync_dist_group", "enable_graph", "metric_attribute",
+    "on_step",
+    "on_epoch",
+    "prog_bar",
+    "logger",
+    "reduce_fx",
+    "batch_size",
+    "sync_dist",
+    "rank_zero_only",
+    "add_dataloader_idx",
+    "sync_dist_group",
+    "enable_graph",
+    "metric_attribute",
 ];
 
 fn log_options(m: &Map) -> RResult<LogOptions> {
@@ -112,8 +127,12 @@ pub struct TrainerView(pub SharedState);
 pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<TrainerView>("Trainer");
     let doc = "Logs a metric from a hook, as Lightning's `self.log`: the value is a scalar tensor or a number. Options: `on_step`, `on_epoch` (defaults depend on the hook), `prog_bar`, `logger`, `reduce_fx` (\"mean\" weighted by batch size, \"sum\", \"max\", \"min\"), `batch_size`, `sync_dist`, `rank_zero_only`, `add_dataloader_idx`.\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let loss = batch.sum();\n    this.log(\"train_loss\", loss, #{prog_bar: true});\n    loss\n}\n```";
-    reg.func("", "log", "this, name, value", doc, |_m: &mut Map, name: &str, v: Dynamic| log(name, &v, &LogOptions::default()));
-    reg.func("", "log", "this, name, value, opts", doc, |_m: &mut Map, name: &str, v: Dynamic, o: Map| log(name, &v, &log_options(&o)?));
+    reg.func("", "log", "this, name, value", doc, |_m: &mut Map, name: &str, v: Dynamic| {
+        log(name, &v, &LogOptions::default())
+    });
+    reg.func("", "log", "this, name, value, opts", doc, |_m: &mut Map, name: &str, v: Dynamic, o: Map| {
+        log(name, &v, &log_options(&o)?)
+    });
     let doc = "Logs every entry of a map with the same options (Lightning's `self.log_dict`).\n\n```rhai\nfn validation_step(batch, batch_idx) {\n    this.log_dict(#{val_loss: batch.mean(), val_acc: 0.5});\n}\n```";
     reg.func("", "log_dict", "this, metrics", doc, |_m: &mut Map, d: Map| -> RResult<()> {
         for (k, v) in &d {
@@ -146,7 +165,10 @@ pub fn register(reg: &mut Registry) {
         let init = m.get("_init_hparams").and_then(|d| d.read_lock::<Map>().map(|x| x.clone())).unwrap_or_default();
         let mut out = Map::new();
         for n in names {
-            let v = init.get(n.as_str()).cloned().ok_or_else(|| err(format!("save_hyperparameters: '{n}' is not among init's hyperparameters")))?;
+            let v = init
+                .get(n.as_str())
+                .cloned()
+                .ok_or_else(|| err(format!("save_hyperparameters: '{n}' is not among init's hyperparameters")))?;
             out.insert(n.as_str().into(), v);
         }
         m.insert("hparams".into(), Dynamic::from_map(out));
@@ -154,12 +176,14 @@ pub fn register(reg: &mut Registry) {
     });
     let doc = "The optimizer(s) configure_optimizers returned: one optimizer, or an array when there are several (for manual optimization).\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let opt = this.optimizers();\n    opt.zero_grad();\n}\n```";
     reg.func("", "optimizers", "this", doc, |_m: &mut Map| -> RResult<Dynamic> {
-        let opts = with_run(|c| c.optimizers.clone()).ok_or_else(|| err("this.optimizers() works while a Trainer runs the module"))?;
+        let opts = with_run(|c| c.optimizers.clone())
+            .ok_or_else(|| err("this.optimizers() works while a Trainer runs the module"))?;
         Ok(if opts.len() == 1 { opts[0].clone() } else { Dynamic::from_array(opts) })
     });
     let doc = "The LR scheduler(s) configure_optimizers returned: one, an array, or `()` when there are none.\n\n```rhai\nfn on_train_epoch_end() {\n    let s = this.lr_schedulers();\n}\n```";
     reg.func("", "lr_schedulers", "this", doc, |_m: &mut Map| -> RResult<Dynamic> {
-        let s = with_run(|c| c.schedulers.clone()).ok_or_else(|| err("this.lr_schedulers() works while a Trainer runs the module"))?;
+        let s = with_run(|c| c.schedulers.clone())
+            .ok_or_else(|| err("this.lr_schedulers() works while a Trainer runs the module"))?;
         Ok(match s.len() {
             0 => Dynamic::UNIT,
             1 => s[0].clone(),
@@ -178,19 +202,31 @@ pub fn register(reg: &mut Registry) {
         Ok(())
     });
     let doc = "Clips the gradients of an optimizer's parameters: `algorithm` \"norm\" (default) or \"value\" (Lightning's `self.clip_gradients`).\n\n```rhai\nfn on_before_optimizer_step(opt) {\n    this.clip_gradients(opt, 1.0, \"norm\");\n}\n```";
-    reg.func("", "clip_gradients", "this, optimizer, gradient_clip_val, gradient_clip_algorithm", doc, |_m: &mut Map, opt: Dynamic, v: FLOAT, algo: &str| -> RResult<()> {
-        let a = match algo {
-            "norm" => super::config::ClipAlgorithm::Norm,
-            "value" => super::config::ClipAlgorithm::Value,
-            o => return Err(err(format!("clip_gradients: algorithm must be \"norm\" or \"value\", got \"{o}\""))),
-        };
-        let params = crate::script::lightning::optimizer_params(&opt)?;
-        super::clip_gradients(&params, v, a).map(|_| ()).or_script()
-    });
-    reg.func("", "clip_gradients", "this, optimizer, gradient_clip_val", doc, |_m: &mut Map, opt: Dynamic, v: FLOAT| -> RResult<()> {
-        let params = crate::script::lightning::optimizer_params(&opt)?;
-        super::clip_gradients(&params, v, super::config::ClipAlgorithm::Norm).map(|_| ()).or_script()
-    });
+    reg.func(
+        "",
+        "clip_gradients",
+        "this, optimizer, gradient_clip_val, gradient_clip_algorithm",
+        doc,
+        |_m: &mut Map, opt: Dynamic, v: FLOAT, algo: &str| -> RResult<()> {
+            let a = match algo {
+                "norm" => super::config::ClipAlgorithm::Norm,
+                "value" => super::config::ClipAlgorithm::Value,
+                o => return Err(err(format!("clip_gradients: algorithm must be \"norm\" or \"value\", got \"{o}\""))),
+            };
+            let params = crate::script::lightning::optimizer_params(&opt)?;
+            super::clip_gradients(&params, v, a).map(|_| ()).or_script()
+        },
+    );
+    reg.func(
+        "",
+        "clip_gradients",
+        "this, optimizer, gradient_clip_val",
+        doc,
+        |_m: &mut Map, opt: Dynamic, v: FLOAT| -> RResult<()> {
+            let params = crate::script::lightning::optimizer_params(&opt)?;
+            super::clip_gradients(&params, v, super::config::ClipAlgorithm::Norm).map(|_| ()).or_script()
+        },
+    );
     let doc = "Makes only `optimizer`'s parameters require grad (the others are frozen) until `untoggle_optimizer` (Lightning's `self.toggle_optimizer`).\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let opts = this.optimizers();\n    this.toggle_optimizer(opts[0]);\n    this.untoggle_optimizer(opts[0]);\n}\n```";
     reg.func("", "toggle_optimizer", "this, optimizer", doc, |_m: &mut Map, opt: Dynamic| -> RResult<()> {
         let mine = crate::script::lightning::optimizer_params(&opt)?;
@@ -238,9 +274,15 @@ pub fn register(reg: &mut Registry) {
     reg.volatile("", "save_checkpoint", "self, path", doc, |t: &mut TrainerView, p: rhai::ImmutableString| {
         t.0.borrow_mut().requested_saves.push((std::path::PathBuf::from(p.as_str()), false));
     });
-    reg.volatile("", "save_checkpoint", "self, path, weights_only", doc, |t: &mut TrainerView, p: rhai::ImmutableString, w: bool| {
-        t.0.borrow_mut().requested_saves.push((std::path::PathBuf::from(p.as_str()), w));
-    });
+    reg.volatile(
+        "",
+        "save_checkpoint",
+        "self, path, weights_only",
+        doc,
+        |t: &mut TrainerView, p: rhai::ImmutableString, w: bool| {
+            t.0.borrow_mut().requested_saves.push((std::path::PathBuf::from(p.as_str()), w));
+        },
+    );
     reg.setter("should_stop", "Asks the fit to stop (honouring min_epochs / min_steps), as `self.trainer.should_stop = True`.\n\n```rhai\nfn on_train_epoch_end() { this.trainer.should_stop = true; }\n```", |t: &mut TrainerView, b: bool| {
         t.0.borrow_mut().should_stop = b;
     });

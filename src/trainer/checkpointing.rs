@@ -42,7 +42,8 @@ impl Trainer {
                 opt_meta.push(j);
             }
             meta["optimizer_states"] = Value::Array(opt_meta);
-            meta["lr_schedulers"] = Value::Array(self.opt.schedulers.iter().map(|s| s.scheduler.state_dict()).collect());
+            meta["lr_schedulers"] =
+                Value::Array(self.opt.schedulers.iter().map(|s| s.scheduler.state_dict()).collect());
             if let Some(sc) = scaler {
                 meta["MixedPrecision"] = serde_json::to_value(sc).unwrap_or(Value::Null);
             }
@@ -71,11 +72,10 @@ impl Trainer {
         let mut sd = m.state_dict()?;
         for cb in &self.callbacks {
             let Some(subst) = cb.checkpoint_weights()? else { continue };
-            let by_name: std::collections::HashMap<&str, &tch::Tensor> = subst.iter().map(|(k, t)| (k.as_str(), t)).collect();
-            let by_ptr: std::collections::HashMap<usize, &tch::Tensor> = sd
-                .iter()
-                .filter_map(|(k, t)| by_name.get(k.as_str()).map(|v| (t.data_ptr() as usize, *v)))
-                .collect();
+            let by_name: std::collections::HashMap<&str, &tch::Tensor> =
+                subst.iter().map(|(k, t)| (k.as_str(), t)).collect();
+            let by_ptr: std::collections::HashMap<usize, &tch::Tensor> =
+                sd.iter().filter_map(|(k, t)| by_name.get(k.as_str()).map(|v| (t.data_ptr() as usize, *v))).collect();
             for (k, t) in sd.iter_mut() {
                 if let Some(v) = by_name.get(k.as_str()).or_else(|| by_ptr.get(&(t.data_ptr() as usize))) {
                     *t = v.shallow_clone();
@@ -86,7 +86,12 @@ impl Trainer {
     }
 
     /// Saves a checkpoint to `path` (atomically).
-    pub fn save_checkpoint<M: LightningModule>(&mut self, m: &mut M, path: &Path, weights_only: bool) -> Result<(), String> {
+    pub fn save_checkpoint<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        path: &Path,
+        weights_only: bool,
+    ) -> Result<(), String> {
         let ck = self.checkpoint(m, weights_only)?;
         ck.save(path)
     }
@@ -94,7 +99,8 @@ impl Trainer {
     /// Carries out the checkpoint actions callbacks requested, at a safe point of the loop.
     pub(super) fn flush_pending<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
         let requested = std::mem::take(&mut self.state.borrow_mut().requested_saves);
-        self.pending.extend(requested.into_iter().map(|(path, weights_only)| Action::SaveCheckpoint { path, weights_only }));
+        self.pending
+            .extend(requested.into_iter().map(|(path, weights_only)| Action::SaveCheckpoint { path, weights_only }));
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -124,13 +130,19 @@ impl Trainer {
                 Action::SaveCheckpoint { path, weights_only } => self.save_checkpoint(m, &path, weights_only)?,
                 Action::Copy { from, to } => {
                     let tmp = to.with_extension("ckpt.tmp");
-                    std::fs::copy(&from, &tmp).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), tmp.display()))?;
+                    std::fs::copy(&from, &tmp)
+                        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), tmp.display()))?;
                     std::fs::rename(&tmp, &to).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
                 }
                 Action::Remove(p) => {
                     let _ = std::fs::remove_file(p);
                 }
-                Action::Stop(_) | Action::Log(_) | Action::SetLr(_) | Action::SuspendSchedulers(_) | Action::UpdateBatchNorm | Action::SaveFinalWeights(_) => {}
+                Action::Stop(_)
+                | Action::Log(_)
+                | Action::SetLr(_)
+                | Action::SuspendSchedulers(_)
+                | Action::UpdateBatchNorm
+                | Action::SaveFinalWeights(_) => {}
             }
         }
         Ok(())
@@ -203,7 +215,8 @@ impl Trainer {
             }
         }
         self.total_batches_seen = fit.get("total_batches_seen").and_then(Value::as_u64).unwrap_or(0) as usize;
-        self.manual_step_base = self.state.borrow().global_step - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(self.state.borrow().global_step);
+        self.manual_step_base = self.state.borrow().global_step
+            - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(self.state.borrow().global_step);
         let mut extra = CheckpointExtra::default();
         if let Some(Value::Object(j)) = meta.get("extra") {
             extra.json = j.clone();

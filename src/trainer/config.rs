@@ -72,13 +72,39 @@ pub struct TrainerConfig {
 
 /// Every key the Trainer accepts.
 pub const TRAINER_KEYS: &[&str] = &[
-    "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches",
-    "limit_val_batches", "limit_test_batches", "limit_predict_batches", "val_check_interval",
-    "check_val_every_n_epoch", "num_sanity_val_steps", "fast_dev_run", "overfit_batches",
-    "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "precision",
-    "accelerator", "devices", "deterministic", "benchmark", "detect_anomaly", "default_root_dir",
-    "log_every_n_steps", "enable_progress_bar", "enable_model_summary", "enable_checkpointing",
-    "inference_mode", "barebones", "seed", "logger", "loggers",
+    "max_epochs",
+    "min_epochs",
+    "max_steps",
+    "min_steps",
+    "max_time",
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",
+    "limit_predict_batches",
+    "val_check_interval",
+    "check_val_every_n_epoch",
+    "num_sanity_val_steps",
+    "fast_dev_run",
+    "overfit_batches",
+    "accumulate_grad_batches",
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+    "precision",
+    "accelerator",
+    "devices",
+    "deterministic",
+    "benchmark",
+    "detect_anomaly",
+    "default_root_dir",
+    "log_every_n_steps",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "enable_checkpointing",
+    "inference_mode",
+    "barebones",
+    "seed",
+    "logger",
+    "loggers",
 ];
 
 impl Default for TrainerConfig {
@@ -163,7 +189,9 @@ pub fn want_duration(k: &str, v: &Value) -> Result<Duration, String> {
     }
     if let Some(m) = v.as_object() {
         let get = |n: &str| m.get(n).and_then(Value::as_f64).unwrap_or(0.0);
-        return Ok(Duration::from_secs_f64(get("days") * 86400.0 + get("hours") * 3600.0 + get("minutes") * 60.0 + get("seconds")));
+        return Ok(Duration::from_secs_f64(
+            get("days") * 86400.0 + get("hours") * 3600.0 + get("minutes") * 60.0 + get("seconds"),
+        ));
     }
     Err(format!("trainer option '{k}' must be \"DD:HH:MM:SS\", seconds, or a map, got {v}"))
 }
@@ -221,7 +249,9 @@ impl TrainerConfig {
                 "accelerator" => {
                     let s = v.as_str().ok_or_else(|| format!("accelerator must be a string, got {v}"))?;
                     if !["cpu", "cuda", "gpu", "auto", "mps"].contains(&s) {
-                        return Err(format!("unknown accelerator '{s}'; expected \"cpu\", \"cuda\", \"gpu\", \"mps\" or \"auto\""));
+                        return Err(format!(
+                            "unknown accelerator '{s}'; expected \"cpu\", \"cuda\", \"gpu\", \"mps\" or \"auto\""
+                        ));
                     }
                     c.accelerator = s.to_string();
                 }
@@ -230,7 +260,9 @@ impl TrainerConfig {
                 "benchmark" => c.benchmark = want_bool(k, v)?,
                 "detect_anomaly" => c.detect_anomaly = want_bool(k, v)?,
                 "default_root_dir" => {
-                    c.default_root_dir = PathBuf::from(v.as_str().ok_or_else(|| format!("default_root_dir must be a path string, got {v}"))?)
+                    c.default_root_dir = PathBuf::from(
+                        v.as_str().ok_or_else(|| format!("default_root_dir must be a path string, got {v}"))?,
+                    )
                 }
                 "log_every_n_steps" => c.log_every_n_steps = want_int(k, v)?.max(1),
                 "enable_progress_bar" => c.enable_progress_bar = want_bool(k, v)?,
@@ -245,9 +277,17 @@ impl TrainerConfig {
                         Value::String(s) => vec![s.as_str()],
                         Value::Array(a) => a
                             .iter()
-                            .map(|x| x.as_str().ok_or_else(|| format!("trainer option 'loggers' must list names like \"csv\", got {x}")))
+                            .map(|x| {
+                                x.as_str().ok_or_else(|| {
+                                    format!("trainer option 'loggers' must list names like \"csv\", got {x}")
+                                })
+                            })
                             .collect::<Result<_, _>>()?,
-                        _ => return Err(format!("trainer option 'loggers' must be a list like [\"csv\", \"tensorboard\"], got {v}")),
+                        _ => {
+                            return Err(format!(
+                                "trainer option 'loggers' must be a list like [\"csv\", \"tensorboard\"], got {v}"
+                            ))
+                        }
                     };
                     c.loggers = names.into_iter().map(super::logger::LoggerKind::parse).collect::<Result<_, _>>()?;
                 }

@@ -56,7 +56,9 @@ pub fn next_version_dir(root: &Path, name: &str) -> PathBuf {
     let mut n = 0;
     if let Ok(rd) = std::fs::read_dir(&base) {
         for e in rd.flatten() {
-            if let Some(v) = e.file_name().to_str().and_then(|s| s.strip_prefix("version_")).and_then(|s| s.parse::<usize>().ok()) {
+            if let Some(v) =
+                e.file_name().to_str().and_then(|s| s.strip_prefix("version_")).and_then(|s| s.parse::<usize>().ok())
+            {
                 n = n.max(v + 1);
             }
         }
@@ -125,7 +127,11 @@ fn yaml_scalar(v: &Value) -> String {
                 && s.chars().all(|c| c.is_alphanumeric() || "_-./".contains(c))
                 && s.parse::<f64>().is_err()
                 && !["true", "false", "null", "yes", "no", "on", "off"].contains(&s.to_ascii_lowercase().as_str());
-            if plain { s.clone() } else { serde_json::to_string(s).unwrap_or_default() }
+            if plain {
+                s.clone()
+            } else {
+                serde_json::to_string(s).unwrap_or_default()
+            }
         }
         Value::Array(a) if a.is_empty() => "[]".into(),
         Value::Object(_) | Value::Array(_) => "{}".into(),

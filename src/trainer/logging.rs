@@ -62,13 +62,30 @@ fn hook_rules(hook: &str) -> Option<(&'static [bool], &'static [bool], bool, boo
     const NO: &[bool] = &[false];
     const YES: &[bool] = &[true];
     Some(match hook {
-        "training_step" | "on_before_backward" | "on_after_backward" | "on_before_optimizer_step"
-        | "on_before_zero_grad" | "on_train_batch_start" | "on_train_batch_end" => (BOTH, BOTH, true, false),
-        "on_train_start" | "on_train_epoch_start" | "on_train_epoch_end" | "on_validation_start"
-        | "on_validation_epoch_start" | "on_validation_epoch_end" | "on_test_start" | "on_test_epoch_start"
-        | "on_test_epoch_end" | "on_validation_end" | "on_test_end" => (NO, YES, false, true),
-        "validation_step" | "test_step" | "on_validation_batch_start" | "on_validation_batch_end"
-        | "on_test_batch_start" | "on_test_batch_end" => (BOTH, BOTH, false, true),
+        "training_step"
+        | "on_before_backward"
+        | "on_after_backward"
+        | "on_before_optimizer_step"
+        | "on_before_zero_grad"
+        | "on_train_batch_start"
+        | "on_train_batch_end" => (BOTH, BOTH, true, false),
+        "on_train_start"
+        | "on_train_epoch_start"
+        | "on_train_epoch_end"
+        | "on_validation_start"
+        | "on_validation_epoch_start"
+        | "on_validation_epoch_end"
+        | "on_test_start"
+        | "on_test_epoch_start"
+        | "on_test_epoch_end"
+        | "on_validation_end"
+        | "on_test_end" => (NO, YES, false, true),
+        "validation_step"
+        | "test_step"
+        | "on_validation_batch_start"
+        | "on_validation_batch_end"
+        | "on_test_batch_start"
+        | "on_test_batch_end" => (BOTH, BOTH, false, true),
         _ => return None,
     })
 }
@@ -94,10 +111,18 @@ impl Metric {
         self.on_step && self.on_epoch
     }
     fn step_name(&self) -> String {
-        if self.forked() { format!("{}_step", self.name) } else { self.name.clone() }
+        if self.forked() {
+            format!("{}_step", self.name)
+        } else {
+            self.name.clone()
+        }
     }
     fn epoch_name(&self) -> String {
-        if self.forked() { format!("{}_epoch", self.name) } else { self.name.clone() }
+        if self.forked() {
+            format!("{}_epoch", self.name)
+        } else {
+            self.name.clone()
+        }
     }
     fn epoch_value(&self) -> Option<f64> {
         if !self.seen {
@@ -105,7 +130,11 @@ impl Metric {
         }
         Some(match self.reduce_fx {
             ReduceFx::Mean => {
-                if self.weight > 0.0 { self.acc / self.weight } else { f64::NAN }
+                if self.weight > 0.0 {
+                    self.acc / self.weight
+                } else {
+                    f64::NAN
+                }
             }
             _ => self.acc,
         })

@@ -162,7 +162,14 @@ impl Trainer {
         }
         let mut buf = [0u8; 512];
         // SAFETY: the shim catches every C++ exception and writes at most `len` bytes.
-        let rc = unsafe { lt_set_flags(self.config.deterministic as i32, self.config.detect_anomaly as i32, buf.as_mut_ptr(), buf.len()) };
+        let rc = unsafe {
+            lt_set_flags(
+                self.config.deterministic as i32,
+                self.config.detect_anomaly as i32,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
         if rc != 0 {
             let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
             return Err(format!("cannot set deterministic/detect_anomaly: {}", String::from_utf8_lossy(&buf[..end])));
@@ -178,7 +185,12 @@ impl Trainer {
     }
 
     /// Calls a hook on callbacks (non-monitoring first), then the module, then monitoring callbacks.
-    fn call<M: LightningModule>(&mut self, m: &mut M, name: &str, args: HookArgs<'_, M::Batch, M::Output>) -> Result<Option<i64>, String> {
+    fn call<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        name: &str,
+        args: HookArgs<'_, M::Batch, M::Output>,
+    ) -> Result<Option<i64>, String> {
         self.set_hook(name);
         let mut actions = Vec::new();
         for cb in self.callbacks.iter_mut().filter(|c| !c.monitoring()) {
@@ -247,7 +259,10 @@ impl Trainer {
         Ok(())
     }
 
-    fn first_loader<B>(mut loaders: Vec<Box<dyn BatchLoader<B>>>, what: &str) -> Result<Box<dyn BatchLoader<B>>, String> {
+    fn first_loader<B>(
+        mut loaders: Vec<Box<dyn BatchLoader<B>>>,
+        what: &str,
+    ) -> Result<Box<dyn BatchLoader<B>>, String> {
         if loaders.is_empty() {
             return Err(format!("{what} returned no dataloader"));
         }
@@ -263,7 +278,11 @@ impl Trainer {
     }
 
     /// `trainer.fit(model, ckpt_path=...)`: resumes exactly from a checkpoint when given.
-    pub fn fit_from<M: LightningModule>(&mut self, m: &mut M, ckpt: Option<&crate::checkpoint::Checkpoint>) -> Result<(), String> {
+    pub fn fit_from<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        ckpt: Option<&crate::checkpoint::Checkpoint>,
+    ) -> Result<(), String> {
         self.started = Instant::now();
         self.seed()?;
         {
@@ -298,7 +317,8 @@ impl Trainer {
         self.schedulers_suspended = false;
         self.update_bn = false;
         if self.callbacks.iter().any(|c| c.wants_weights()) {
-            let buffer_names: std::collections::HashSet<String> = m.named_buffers()?.into_iter().map(|(n, _)| n).collect();
+            let buffer_names: std::collections::HashSet<String> =
+                m.named_buffers()?.into_iter().map(|(n, _)| n).collect();
             for cb in self.callbacks.iter_mut().filter(|c| c.wants_weights()) {
                 cb.set_weights(Self::model_weights(m, &buffer_names)?)?;
             }
@@ -308,7 +328,10 @@ impl Trainer {
         }
         if let Some(pg) = self.process_group() {
             if !automatic {
-                return Err("DDP with manual optimization is not supported yet; use automatic optimization or one device".into());
+                return Err(
+                    "DDP with manual optimization is not supported yet; use automatic optimization or one device"
+                        .into(),
+                );
             }
             crate::dist::broadcast_parameters(&pg, &m.parameters()?, &m.buffers()?).map_err(|e| e.to_string())?;
         }
@@ -332,7 +355,9 @@ impl Trainer {
         self.call(m, "on_fit_start", HookArgs::None)?;
 
         // Validation loaders, if the module validates.
-        let has_val = m.has_hook("validation_step") && self.config.limit_val_batches != Limit::Count(0) && self.config.limit_val_batches != Limit::Fraction(0.0);
+        let has_val = m.has_hook("validation_step")
+            && self.config.limit_val_batches != Limit::Count(0)
+            && self.config.limit_val_batches != Limit::Fraction(0.0);
         let mut val_loaders = if has_val { m.loaders(LoaderStage::Val)? } else { Vec::new() };
         self.distribute(&mut val_loaders)?;
         if self.config.num_sanity_val_steps != 0 && !val_loaders.is_empty() && ckpt.is_none() {
@@ -340,7 +365,11 @@ impl Trainer {
             let rng = crate::tensor::rng::get_state()?;
             self.state.borrow_mut().stage = RunningStage::SanityChecking;
             self.call(m, "on_sanity_check_start", HookArgs::None)?;
-            let limit = if self.config.num_sanity_val_steps < 0 { None } else { Some(self.config.num_sanity_val_steps as usize) };
+            let limit = if self.config.num_sanity_val_steps < 0 {
+                None
+            } else {
+                Some(self.config.num_sanity_val_steps as usize)
+            };
             self.eval_loop(m, StepKind::Validation, &mut val_loaders, limit, true)?;
             self.call(m, "on_sanity_check_end", HookArgs::None)?;
             self.state.borrow_mut().stage = RunningStage::Training;
@@ -380,7 +409,10 @@ impl Trainer {
 
     /// The module's parameters and buffers by name, sharing storage with it; a tensor reachable
     /// under two names (tied weights) is listed once.
-    fn model_weights<M: LightningModule>(m: &M, buffer_names: &std::collections::HashSet<String>) -> Result<callback::ModelWeights, String> {
+    fn model_weights<M: LightningModule>(
+        m: &M,
+        buffer_names: &std::collections::HashSet<String>,
+    ) -> Result<callback::ModelWeights, String> {
         let mut seen = std::collections::HashSet::new();
         let mut w = callback::ModelWeights { parameters: Vec::new(), buffers: Vec::new() };
         for (name, t) in m.state_dict()? {
@@ -399,7 +431,11 @@ impl Trainer {
     /// PyTorch's `update_bn`: resets the batch-norm running statistics, then runs `forward` over
     /// one epoch of training inputs in training mode without gradients, averaging the batch
     /// statistics cumulatively (for weights that were averaged, which no batch has seen).
-    fn update_batch_norm<M: LightningModule>(&mut self, m: &mut M, train: &mut dyn BatchLoader<M::Batch>) -> Result<(), String> {
+    fn update_batch_norm<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        train: &mut dyn BatchLoader<M::Batch>,
+    ) -> Result<(), String> {
         let momenta = m.reset_batch_norm(None)?;
         if momenta.is_empty() {
             return Ok(());
@@ -543,7 +579,8 @@ impl Trainer {
                 None => break,
             }
         }
-        let accumulate = self.state.borrow().accumulate_grad_batches.unwrap_or(self.config.accumulate_grad_batches as usize).max(1);
+        let accumulate =
+            self.state.borrow().accumulate_grad_batches.unwrap_or(self.config.accumulate_grad_batches as usize).max(1);
         let mut batch_idx = resuming;
         self.batch_in_epoch = resuming;
         let dtype = self.config.precision.module_dtype();
@@ -560,7 +597,11 @@ impl Trainer {
             let Some(batch) = train.next_batch() else { break };
             let batch = m.batch_to_device(batch?, self.device, dtype)?;
             self.state.borrow_mut().batch_size = m.batch_size(&batch);
-            let r = self.call(m, "on_train_batch_start", HookArgs::BatchStart { batch: &batch, batch_idx, dataloader_idx: None })?;
+            let r = self.call(
+                m,
+                "on_train_batch_start",
+                HookArgs::BatchStart { batch: &batch, batch_idx, dataloader_idx: None },
+            )?;
             if r == Some(-1) {
                 break;
             }
@@ -583,7 +624,11 @@ impl Trainer {
                 self.state.borrow_mut().global_step = self.manual_step_base + steps;
                 out
             };
-            self.call(m, "on_train_batch_end", HookArgs::BatchEnd { outputs: &outputs, batch: &batch, batch_idx, dataloader_idx: None })?;
+            self.call(
+                m,
+                "on_train_batch_end",
+                HookArgs::BatchEnd { outputs: &outputs, batch: &batch, batch_idx, dataloader_idx: None },
+            )?;
             // step-level metrics
             let step_views = self.state.borrow().train_results.step_metrics();
             let stepped = self.state.borrow().global_step;
@@ -665,9 +710,13 @@ impl Trainer {
             None => loss.shallow_clone(),
         };
         if !to_backward.requires_grad() {
-            return Err("the loss returned by training_step does not require grad: it is not connected to any parameter".into());
+            return Err(
+                "the loss returned by training_step does not require grad: it is not connected to any parameter".into(),
+            );
         }
-        to_backward.f_backward().map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
+        to_backward
+            .f_backward()
+            .map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
         self.call(m, "on_after_backward", HookArgs::None)?;
         if last_in_window {
             if let Some(pg) = self.process_group() {
@@ -702,7 +751,8 @@ impl Trainer {
 
     /// Records each optimizer's learning rates in the loop state (for LearningRateMonitor).
     fn update_lrs(&mut self) {
-        let lrs = self.opt.optimizers.iter().map(|o| (o.name(), o.lrs(), o.lrs().iter().map(|_| None).collect())).collect();
+        let lrs =
+            self.opt.optimizers.iter().map(|o| (o.name(), o.lrs(), o.lrs().iter().map(|_| None).collect())).collect();
         self.state.borrow_mut().optimizer_lrs = lrs;
     }
 
@@ -811,13 +861,21 @@ impl Trainer {
                 let Some(batch) = loader.next_batch() else { break };
                 let batch = m.batch_to_device(batch?, self.device, dtype)?;
                 self.state.borrow_mut().batch_size = m.batch_size(&batch);
-                self.call(m, &format!("on_{prefix}_batch_start"), HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
+                self.call(
+                    m,
+                    &format!("on_{prefix}_batch_start"),
+                    HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
+                )?;
                 let out = {
                     let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
                     self.set_hook(kind.hook());
                     m.step(kind, &batch, i, dl_idx)?.1
                 };
-                self.call(m, &format!("on_{prefix}_batch_end"), HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
+                self.call(
+                    m,
+                    &format!("on_{prefix}_batch_end"),
+                    HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
+                )?;
                 self.state.borrow_mut().eval_results.end_step();
                 self.eval_progress.advance(&BTreeMap::new());
                 i += 1;
@@ -858,11 +916,16 @@ impl Trainer {
         };
         self.seed()?;
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
-        self.state.borrow_mut().stage = if kind == StepKind::Test { RunningStage::Testing } else { RunningStage::Validating };
+        self.state.borrow_mut().stage =
+            if kind == StepKind::Test { RunningStage::Testing } else { RunningStage::Validating };
         self.call(m, "prepare_data", HookArgs::None)?;
         self.call(m, "setup", HookArgs::Stage(stage))?;
         if !m.has_hook(kind.hook()) {
-            return Err(format!("`{}` needs `fn {}(batch, batch_idx)` in the script", if kind == StepKind::Test { "test" } else { "validate" }, kind.hook()));
+            return Err(format!(
+                "`{}` needs `fn {}(batch, batch_idx)` in the script",
+                if kind == StepKind::Test { "test" } else { "validate" },
+                kind.hook()
+            ));
         }
         let mut loaders = m.loaders(loader_stage)?;
         if loaders.is_empty() {
@@ -923,13 +986,21 @@ impl Trainer {
                 }
                 let Some(batch) = loader.next_batch() else { break };
                 let batch = m.batch_to_device(batch?, self.device, dtype)?;
-                self.call(m, "on_predict_batch_start", HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
+                self.call(
+                    m,
+                    "on_predict_batch_start",
+                    HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
+                )?;
                 let out = {
                     let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
                     self.set_hook("predict_step");
                     m.step(StepKind::Predict, &batch, i, dl_idx)?.1
                 };
-                self.call(m, "on_predict_batch_end", HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx })?;
+                self.call(
+                    m,
+                    "on_predict_batch_end",
+                    HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
+                )?;
                 outs.push(out);
                 i += 1;
             }

@@ -60,9 +60,18 @@ pub enum HookArgs<'a, B, O> {
     None,
     Stage(&'a str),
     /// on_*_batch_start(batch, batch_idx[, dataloader_idx])
-    BatchStart { batch: &'a B, batch_idx: usize, dataloader_idx: Option<usize> },
+    BatchStart {
+        batch: &'a B,
+        batch_idx: usize,
+        dataloader_idx: Option<usize>,
+    },
     /// on_*_batch_end(outputs, batch, batch_idx[, dataloader_idx])
-    BatchEnd { outputs: &'a O, batch: &'a B, batch_idx: usize, dataloader_idx: Option<usize> },
+    BatchEnd {
+        outputs: &'a O,
+        batch: &'a B,
+        batch_idx: usize,
+        dataloader_idx: Option<usize>,
+    },
     /// on_before_backward(loss)
     Loss(&'a Tensor),
     /// on_before_optimizer_step(optimizer) / on_before_zero_grad(optimizer)

@@ -20,8 +20,19 @@ pub enum Precision {
     Bf16True,
 }
 
-pub const PRECISION_NAMES: &[&str] =
-    &["32-true", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "32", "64", "16", "bf16", "transformer-engine"];
+pub const PRECISION_NAMES: &[&str] = &[
+    "32-true",
+    "64-true",
+    "16-mixed",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+    "32",
+    "64",
+    "16",
+    "bf16",
+    "transformer-engine",
+];
 
 impl Precision {
     /// Parses Lightning's precision strings and aliases.

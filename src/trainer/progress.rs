@@ -27,7 +27,11 @@ fn fmt_metrics(m: &BTreeMap<String, f64>) -> String {
 }
 
 fn fmt_num(v: f64) -> String {
-    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e4) { format!("{v:.3e}") } else { format!("{v:.4}") }
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e4) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 impl Progress {

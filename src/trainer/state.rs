@@ -29,7 +29,6 @@ impl RunningStage {
     }
 }
 
-
 pub struct LoopState {
     pub current_epoch: usize,
     pub global_step: usize,
@@ -129,7 +128,8 @@ impl LoopState {
         };
         let hook = self.hook.clone();
         let (bs, dl) = (self.batch_size, self.dataloader_idx);
-        let collection = if self.stage == RunningStage::Training { &mut self.train_results } else { &mut self.eval_results };
+        let collection =
+            if self.stage == RunningStage::Training { &mut self.train_results } else { &mut self.eval_results };
         collection.log(&hook, name, value, opts, bs, dl)
     }
 

@@ -119,9 +119,17 @@ fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    let name = if rc == 0 { String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(buf.len())]).to_string() } else { String::new() };
+    let name = if rc == 0 {
+        String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(buf.len())]).to_string()
+    } else {
+        String::new()
+    };
     let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
-    if clean.is_empty() { "localhost".into() } else { clean }
+    if clean.is_empty() {
+        "localhost".into()
+    } else {
+        clean
+    }
 }
 
 /// Flattens nested maps with `/` between keys, as Lightning's `_flatten_dict` does.
@@ -241,7 +249,8 @@ impl TensorBoardLogger {
     fn file(&mut self) -> Result<&mut std::io::BufWriter<std::fs::File>, String> {
         if self.out.is_none() {
             std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-            let f = std::fs::File::create(&self.path).map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+            let f =
+                std::fs::File::create(&self.path).map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
             let mut out = std::io::BufWriter::new(f);
             let mut header = Pb::default();
             header.double(1, now_secs()).bytes(3, b"brain.Event:2");

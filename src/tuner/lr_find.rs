@@ -44,14 +44,23 @@ pub struct LrFindConfig {
 
 impl Default for LrFindConfig {
     fn default() -> Self {
-        LrFindConfig { min_lr: 1e-8, max_lr: 1.0, num_training: 100, mode: RampMode::Exponential, early_stop_threshold: Some(4.0) }
+        LrFindConfig {
+            min_lr: 1e-8,
+            max_lr: 1.0,
+            num_training: 100,
+            mode: RampMode::Exponential,
+            early_stop_threshold: Some(4.0),
+        }
     }
 }
 
 impl LrFindConfig {
     fn check(&self) -> Result<(), String> {
         if !(self.min_lr > 0.0 && self.max_lr > self.min_lr && self.max_lr.is_finite()) {
-            return Err(format!("lr-find needs 0 < min_lr < max_lr, got min_lr {} and max_lr {}", self.min_lr, self.max_lr));
+            return Err(format!(
+                "lr-find needs 0 < min_lr < max_lr, got min_lr {} and max_lr {}",
+                self.min_lr, self.max_lr
+            ));
         }
         if self.num_training < 2 {
             return Err("lr-find needs num_training >= 2".into());
@@ -153,14 +162,19 @@ impl Callback for LrCallback {
             "on_train_batch_end" => {
                 let (step, loss) = {
                     let s = state.borrow();
-                    (s.global_step - self.start_step, s.last_loss.as_ref().map(|t| f64::try_from(t).map_err(|e| e.to_string())))
+                    (
+                        s.global_step - self.start_step,
+                        s.last_loss.as_ref().map(|t| f64::try_from(t).map_err(|e| e.to_string())),
+                    )
                 };
                 let mut out = self.out.borrow_mut();
                 // record once per optimizer step (the end of an accumulation window)
                 if step == 0 || step == out.losses.len() {
                     return Ok(vec![]);
                 }
-                let Some(loss) = loss else { return Err("lr-find needs training_step to return the loss (automatic optimization)".into()) };
+                let Some(loss) = loss else {
+                    return Err("lr-find needs training_step to return the loss (automatic optimization)".into());
+                };
                 let loss = loss?;
                 self.avg_loss = BETA * self.avg_loss + (1.0 - BETA) * loss;
                 let smoothed = self.avg_loss / (1.0 - BETA.powi(step as i32 + 1));
@@ -169,7 +183,9 @@ impl Callback for LrCallback {
                 if let Some(t) = self.cfg.early_stop_threshold {
                     if step > 1 && (smoothed > t * self.best_loss || !smoothed.is_finite()) {
                         out.stopped_early = true;
-                        return Ok(vec![Action::Stop(format!("LR finder stopped early after {step} steps due to diverging loss."))]);
+                        return Ok(vec![Action::Stop(format!(
+                            "LR finder stopped early after {step} steps due to diverging loss."
+                        ))]);
                     }
                 }
                 if smoothed < self.best_loss || step == 1 {
@@ -184,7 +200,11 @@ impl Callback for LrCallback {
 
 /// Runs the finder on `trainer` (configured from the script; its callbacks and loggers are set
 /// aside for the run) and restores the module's initial weights.
-pub fn lr_find<M: LightningModule>(trainer: &mut Trainer, m: &mut M, cfg: &LrFindConfig) -> Result<LrFindResult, String> {
+pub fn lr_find<M: LightningModule>(
+    trainer: &mut Trainer,
+    m: &mut M,
+    cfg: &LrFindConfig,
+) -> Result<LrFindResult, String> {
     cfg.check()?;
     if !m.automatic_optimization() {
         return Err("lr-find needs automatic optimization (training_step returning the loss)".into());
@@ -195,7 +215,14 @@ pub fn lr_find<M: LightningModule>(trainer: &mut Trainer, m: &mut M, cfg: &LrFin
     let saved_callbacks = std::mem::take(&mut trainer.callbacks);
     let saved_loggers = std::mem::take(&mut trainer.loggers);
     let saved_config = trainer.config.clone();
-    trainer.callbacks.push(Box::new(LrCallback { cfg: cfg.clone(), out: out.clone(), start_step: 0, avg_loss: 0.0, best_loss: f64::INFINITY, current_lr: cfg.min_lr }));
+    trainer.callbacks.push(Box::new(LrCallback {
+        cfg: cfg.clone(),
+        out: out.clone(),
+        start_step: 0,
+        avg_loss: 0.0,
+        best_loss: f64::INFINITY,
+        current_lr: cfg.min_lr,
+    }));
     trainer.config.max_steps = cfg.num_training as i64;
     trainer.config.max_epochs = None;
     trainer.config.max_time = None;

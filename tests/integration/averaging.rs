@@ -108,21 +108,28 @@ fn ema_matches_torch_averaged_model_and_checkpoints_keep_both() {
     let fx = fixture();
     let dir = fit(
         "ema",
-        &script("callbacks::ema_weight_averaging(#{decay: 0.9})", "optim::sgd(this.parameters(), #{lr: 0.1, momentum: 0.9})", "max_epochs: 2, logger: false"),
+        &script(
+            "callbacks::ema_weight_averaging(#{decay: 0.9})",
+            "optim::sgd(this.parameters(), #{lr: 0.1, momentum: 0.9})",
+            "max_epochs: 2, logger: false",
+        ),
         &[],
     );
     // PyTorch's EMA truncates `0.9 * n + 0.1 * m` back into the int64 batch counter (it stays at
     // 1); lt keeps integer buffers as trained: 8 batches.
     assert_matches(&dir.join("final.safetensors"), &fx["ema"]["final"], 1e-5, &["1.num_batches_tracked"]);
-    let nbt = weights(&dir.join("final.safetensors")).into_iter().find(|(k, _)| k == "1.num_batches_tracked").unwrap().1;
+    let nbt =
+        weights(&dir.join("final.safetensors")).into_iter().find(|(k, _)| k == "1.num_batches_tracked").unwrap().1;
     assert_eq!(nbt.int64_value(&[]), 8);
     // The checkpoint's weights are the average; the trained weights are kept for resuming.
     let ck = lt::checkpoint::Checkpoint::load(&dir.join("checkpoints/epoch=1-step=8.ckpt")).unwrap();
     let avg = ck.section("state_dict");
     let cur = ck.section("callbacks.EMAWeightAveraging.current");
     let pick = |v: &[(String, tch::Tensor)], k: &str| v.iter().find(|(n, _)| n == k).unwrap().1.shallow_clone();
-    let want_avg: Vec<f64> = fx["ema"]["final"]["3.weight"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let want_cur: Vec<f64> = fx["ema"]["current"]["3.weight"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let want_avg: Vec<f64> =
+        fx["ema"]["final"]["3.weight"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let want_cur: Vec<f64> =
+        fx["ema"]["current"]["3.weight"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let a: Vec<f64> = Vec::try_from(pick(&avg, "net.3.weight").to_kind(tch::Kind::Double).flatten(0, -1)).unwrap();
     let c: Vec<f64> = Vec::try_from(pick(&cur, "net.3.weight").to_kind(tch::Kind::Double).flatten(0, -1)).unwrap();
     for (x, y) in a.iter().zip(&want_avg).chain(c.iter().zip(&want_cur)) {
@@ -136,7 +143,12 @@ fn ema_matches_torch_averaged_model_and_checkpoints_keep_both() {
 fn averaging_resumes_exactly() {
     for (tag, cb, epochs, resume_at) in [
         ("ema_resume", "callbacks::ema_weight_averaging(#{decay: 0.8})", 2, "step=6.ckpt"),
-        ("swa_resume", "callbacks::stochastic_weight_averaging(#{swa_lrs: 0.05, swa_epoch_start: 1, annealing_epochs: 2})", 3, "step=10.ckpt"),
+        (
+            "swa_resume",
+            "callbacks::stochastic_weight_averaging(#{swa_lrs: 0.05, swa_epoch_start: 1, annealing_epochs: 2})",
+            3,
+            "step=10.ckpt",
+        ),
     ] {
         let ck = r#"callbacks::model_checkpoint(#{dirpath: "ck", every_n_train_steps: 1, save_top_k: -1, filename: "{step}"})"#;
         let src = script(&format!("{cb}, {ck}"), "optim::sgd(this.parameters(), #{lr: 0.1, momentum: 0.9})", &format!("max_epochs: {epochs}, logger: false"))

@@ -26,7 +26,9 @@ fn run(tag: &str, trainer: &str, callbacks: &str, extra: &[&str]) -> (std::path:
 }
 
 fn ckpts(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
     v.sort();
     v
 }
@@ -56,7 +58,12 @@ fn default_checkpoint_keeps_the_latest_in_the_version_folder() {
 
 #[test]
 fn version_counter_on_name_clash() {
-    let (dir, out) = run("clash", "max_epochs: 2", r#"callbacks::model_checkpoint(#{dirpath: "ck", filename: "model", save_top_k: -1})"#, &[]);
+    let (dir, out) = run(
+        "clash",
+        "max_epochs: 2",
+        r#"callbacks::model_checkpoint(#{dirpath: "ck", filename: "model", save_top_k: -1})"#,
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ckpts(&dir.join("ck")), ["model-v1.ckpt", "model.ckpt"]);
 }
@@ -75,7 +82,11 @@ fn early_stopping_stops_with_its_reason() {
     assert!(s.contains("EarlyStopping: Monitored metric val_loss did not improve in the last 2 records. Best score: 0.300. Signaling Trainer to stop."), "{s}");
     assert!(s.contains("Epoch 5") && !s.contains("Epoch 6"), "{s}");
     let (_, out) = run("es_missing", "max_epochs: 2", r#"callbacks::early_stopping(#{monitor: "nope"})"#, &[]);
-    assert!(stderr(&out).contains("Early stopping conditioned on metric `nope` which is not available"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Early stopping conditioned on metric `nope` which is not available"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -117,7 +128,8 @@ fn quiet_flag_prints_nothing_but_keeps_logging() {
 #[test]
 fn callbacks_from_the_command_line() {
     // losses 0.5, 0.4, 0.45 → with patience 1 the fit stops after epoch 2 of 5
-    let (dir, out) = run("cli_cb", "max_epochs: 5", "", &["--callback", r#"early_stopping(#{monitor: "val_loss", patience: 1})"#]);
+    let (dir, out) =
+        run("cli_cb", "max_epochs: 5", "", &["--callback", r#"early_stopping(#{monitor: "val_loss", patience: 1})"#]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ckpts(&dir.join("lightning_logs/version_0/checkpoints")), ["epoch=2-step=6.ckpt"]);
     let bad = lt_in(&dir, &["fit", "m.rhai", "--callback", "early_stoping(#{})"]);
@@ -150,16 +162,13 @@ fn load_from_checkpoint_in_a_script_uses_saved_hparams_and_weights() {
 
 #[test]
 fn trainer_save_checkpoint_from_a_hook_writes_a_resumable_checkpoint() {
-    let (dir, out) = run(
-        "manual_save",
-        "max_epochs: 3",
-        "",
-        &["--set", "trainer.enable_checkpointing=false"],
-    );
+    let (dir, out) = run("manual_save", "max_epochs: 3", "", &["--set", "trainer.enable_checkpointing=false"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // the same model, asking for a checkpoint at the end of epoch 1
     let mut src = std::fs::read_to_string(dir.join("m.rhai")).unwrap();
-    src.push_str("fn on_train_epoch_end() { if this.current_epoch == 1 { this.trainer.save_checkpoint(\"manual.ckpt\"); } }\n");
+    src.push_str(
+        "fn on_train_epoch_end() { if this.current_epoch == 1 { this.trainer.save_checkpoint(\"manual.ckpt\"); } }\n",
+    );
     std::fs::write(dir.join("m.rhai"), src).unwrap();
     let out = lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.enable_checkpointing=false"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -167,6 +176,7 @@ fn trainer_save_checkpoint_from_a_hook_writes_a_resumable_checkpoint() {
     assert_eq!(meta["epoch"], 1, "{meta}");
     assert_eq!(meta["global_step"], 4, "{meta}");
     assert_eq!(meta["weights_only"], false);
-    let resumed = lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.enable_checkpointing=false", "--ckpt", "manual.ckpt"]);
+    let resumed =
+        lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.enable_checkpointing=false", "--ckpt", "manual.ckpt"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
 }

@@ -10,7 +10,10 @@ fn script() -> String {
 
 fn final_weights(out: &std::process::Output) -> String {
     let s = stdout(out);
-    s.lines().filter(|l| l.starts_with("w1 ") || l.starts_with("w2 ") || l.starts_with("step ")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .filter(|l| l.starts_with("w1 ") || l.starts_with("w2 ") || l.starts_with("step "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn fit(dir: &Path, extra: &[&str]) -> std::process::Output {
@@ -90,7 +93,11 @@ fn broken_checkpoints_are_refused_with_a_reason() {
         std::fs::write(dir.join(name), &data).unwrap();
         let out = lt_in(&dir, &["fit", s.as_str(), "--set", "trainer.default_root_dir=run", "--ckpt", name]);
         assert_eq!(out.status.code(), Some(1), "{name}");
-        assert!(stderr(&out).contains(want) && stderr(&out).contains("refusing checkpoint"), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(want) && stderr(&out).contains("refusing checkpoint"),
+            "{name}: {}",
+            stderr(&out)
+        );
         assert_eq!(std::fs::read(dir.join(name)).unwrap(), data, "{name} was changed on disk");
     }
     // a checkpoint of another model: its keys do not match
@@ -110,7 +117,8 @@ fn ckpt_show_lists_metadata_and_tensors() {
     let out = lt_in(&dir, &["ckpt", "show", "run/checkpoints/step=2.ckpt"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let s = stdout(&out);
-    for want in ["global_step", "state_dict.w1", "optimizer_states.0.state.0.exp_avg", "rng.torch_cpu", "lt-checkpoint"] {
+    for want in ["global_step", "state_dict.w1", "optimizer_states.0.state.0.exp_avg", "rng.torch_cpu", "lt-checkpoint"]
+    {
         assert!(s.contains(want), "missing {want} in:\n{s}");
     }
 }

@@ -27,7 +27,21 @@ fn two_ranks_collectives_and_grad_sync_over_gloo() {
     let (so, se) = (stdout(&out), stderr(&out));
     assert!(out.status.success(), "stdout:\n{so}\nstderr:\n{se}");
     for rank in 0..2 {
-        for check in ["all_reduce sum ok", "all_reduce avg ok", "all_reduce max ok", "all_reduce min ok", "all_reduce non-contiguous ok", "broadcast f32 ok", "broadcast i64 ok", "all_gather ok", "barrier ok", "all_reduce_coalesced f32 ok", "all_reduce_coalesced i64 ok", "gradsync ok", "selftest passed"] {
+        for check in [
+            "all_reduce sum ok",
+            "all_reduce avg ok",
+            "all_reduce max ok",
+            "all_reduce min ok",
+            "all_reduce non-contiguous ok",
+            "broadcast f32 ok",
+            "broadcast i64 ok",
+            "all_gather ok",
+            "barrier ok",
+            "all_reduce_coalesced f32 ok",
+            "all_reduce_coalesced i64 ok",
+            "gradsync ok",
+            "selftest passed",
+        ] {
             assert!(so.contains(&format!("rank {rank}: {check}")), "rank {rank} lacks '{check}':\n{so}\n{se}");
         }
     }
@@ -52,11 +66,19 @@ fn a_killed_worker_ends_the_run_naming_its_rank() {
 #[test]
 fn a_rendezvous_timeout_is_an_error_not_a_hang() {
     let port = lt::dist::launcher::free_port().expect("free port").to_string();
-    let env = [("RANK", "0".to_string()), ("WORLD_SIZE", "2".to_string()), ("MASTER_ADDR", "127.0.0.1".to_string()), ("MASTER_PORT", port)];
+    let env = [
+        ("RANK", "0".to_string()),
+        ("WORLD_SIZE", "2".to_string()),
+        ("MASTER_ADDR", "127.0.0.1".to_string()),
+        ("MASTER_PORT", port),
+    ];
     let (out, took) = selftest(&["--dist-timeout", "1"], &env);
     let se = stderr(&out);
     assert!(!out.status.success());
-    assert!(se.contains("rank 0: cannot join the gloo process group as rank 0 of 2") && se.contains("Timed out"), "{se}");
+    assert!(
+        se.contains("rank 0: cannot join the gloo process group as rank 0 of 2") && se.contains("Timed out"),
+        "{se}"
+    );
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
 
@@ -110,7 +132,11 @@ fn sigint_to_the_launcher_stops_every_worker() {
     };
     assert_eq!(status.code(), Some(130));
     for w in workers {
-        assert!(!std::path::Path::new(&format!("/proc/{w}")).exists() || std::fs::read_to_string(format!("/proc/{w}/stat")).map(|s| s.contains(") Z")).unwrap_or(true), "worker {w} still runs");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{w}")).exists()
+                || std::fs::read_to_string(format!("/proc/{w}/stat")).map(|s| s.contains(") Z")).unwrap_or(true),
+            "worker {w} still runs"
+        );
     }
     let mut err = String::new();
     use std::io::Read;
@@ -138,13 +164,22 @@ fn run_with_devices_launches_that_many_workers() {
 
 #[test]
 fn worker_env_parsing() {
-    let vars = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    };
     assert_eq!(DistEnv::from_lookup(vars(&[])).expect("ok"), None);
-    let env = DistEnv::from_lookup(vars(&[("RANK", "3"), ("WORLD_SIZE", "4"), ("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "29500"), ("LOCAL_RANK", "1")]))
-        .expect("ok")
-        .expect("a worker");
+    let env = DistEnv::from_lookup(vars(&[
+        ("RANK", "3"),
+        ("WORLD_SIZE", "4"),
+        ("MASTER_ADDR", "10.0.0.1"),
+        ("MASTER_PORT", "29500"),
+        ("LOCAL_RANK", "1"),
+    ]))
+    .expect("ok")
+    .expect("a worker");
     assert_eq!((env.rank, env.world_size, env.local_rank, env.master_port), (3, 4, 1, 29500));
-    let err = DistEnv::from_lookup(vars(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "x")])).expect_err("no port");
+    let err =
+        DistEnv::from_lookup(vars(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "x")])).expect_err("no port");
     assert!(err.0.contains("MASTER_PORT is not set"), "{err}");
     let err = DistEnv::from_lookup(vars(&[("RANK", "a"), ("WORLD_SIZE", "2")])).expect_err("bad rank");
     assert!(err.0.contains("RANK=\"a\""), "{err}");
@@ -152,7 +187,8 @@ fn worker_env_parsing() {
 
 #[test]
 fn launcher_assigns_global_ranks_across_nodes() {
-    let cfg = LaunchConfig { devices: 2, num_nodes: 3, node_rank: 1, master_addr: "10.0.0.1".into(), master_port: None };
+    let cfg =
+        LaunchConfig { devices: 2, num_nodes: 3, node_rank: 1, master_addr: "10.0.0.1".into(), master_port: None };
     let envs = worker_envs(&cfg).expect("envs");
     let ranks: Vec<(usize, usize, usize)> = envs.iter().map(|e| (e.rank, e.local_rank, e.world_size)).collect();
     assert_eq!(ranks, vec![(2, 0, 6), (3, 1, 6)]);
@@ -166,7 +202,13 @@ fn grad_buckets_are_reversed_capped_and_split_by_dtype() {
     use tch::{Device, Kind, Tensor};
     let p = |n: i64, k: Kind| Tensor::zeros([n], (k, Device::Cpu)).set_requires_grad(true);
     // 4 bytes per f32 element: a 100-byte cap holds 25 of them
-    let params = vec![p(10, Kind::Float), p(10, Kind::Float), p(10, Kind::Double), p(10, Kind::Float), Tensor::zeros([5], (Kind::Float, Device::Cpu))];
+    let params = vec![
+        p(10, Kind::Float),
+        p(10, Kind::Float),
+        p(10, Kind::Double),
+        p(10, Kind::Float),
+        Tensor::zeros([5], (Kind::Float, Device::Cpu)),
+    ];
     let buckets = GradSync::with_bucket_cap_bytes(100).buckets(&params);
     // reverse order: 3, 1 (f32, 80 bytes), then 0 would exceed 100 → new bucket; 2 is f64; 4 needs no grad
     assert_eq!(buckets, vec![vec![3, 1], vec![2], vec![0]]);
@@ -181,5 +223,9 @@ fn nccl_without_a_gpu_is_a_clear_error() {
     let (out, _) = selftest(&["--backend", "nccl", "--dist-timeout", "10"], &[]);
     assert!(!out.status.success());
     let se = stderr(&out);
-    assert!(se.contains("cannot join the nccl process group") && (se.contains("no GPUs found") || se.contains("built without the NCCL backend")), "{se}");
+    assert!(
+        se.contains("cannot join the nccl process group")
+            && (se.contains("no GPUs found") || se.contains("built without the NCCL backend")),
+        "{se}"
+    );
 }

@@ -96,7 +96,16 @@ fn char_lstm_example_loss_falls() {
     let text = text_arg();
     let (dir, _) = run_ok(
         "char-lstm-short",
-        &["fit", &script("char_lstm.rhai"), "--set", &text, "--set", "trainer.max_epochs=6", "--set", "model.sample_len=10"],
+        &[
+            "fit",
+            &script("char_lstm.rhai"),
+            "--set",
+            &text,
+            "--set",
+            "trainer.max_epochs=6",
+            "--set",
+            "model.sample_len=10",
+        ],
     );
     let val = metric(&dir, "val_loss");
     // stated: 3.17 after epoch 0 on the way to ≈ 1.65 after 40 epochs; ln(59) = 4.08 is chance

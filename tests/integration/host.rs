@@ -63,7 +63,8 @@ fn repl_module_fit_continues_between_commands() {
     let dir = temp_dir("repl_fit");
     std::fs::write(dir.join("m.rhai"), MODULE).unwrap();
     // 2 + 3 steps in one session must end where 5 steps in one go end (Adam's state carried over).
-    let split = lt_with_input(&dir, &["repl", "m.rhai"], ":fit 2\n:fit 3\n:metrics\nthis.w.sum().item()\nthis.w.grad.shape\n");
+    let split =
+        lt_with_input(&dir, &["repl", "m.rhai"], ":fit 2\n:fit 3\n:metrics\nthis.w.sum().item()\nthis.w.grad.shape\n");
     let whole = lt_with_input(&dir, &["repl", "m.rhai"], ":fit 5\nthis.w.sum().item()\n");
     let (s, w) = (stdout(&split), stdout(&whole));
     assert!(s.contains("global_step 2") && s.contains("global_step 5"), "{}", all(&split));
@@ -101,7 +102,8 @@ impl Screen {
     /// last of them (false if the output ends first).
     fn wait_for(&mut self, needle: &str, count: usize) -> bool {
         loop {
-            let found: Vec<usize> = self.seen[self.cursor..].match_indices(needle).map(|(i, _)| i).take(count).collect();
+            let found: Vec<usize> =
+                self.seen[self.cursor..].match_indices(needle).map(|(i, _)| i).take(count).collect();
             if found.len() == count {
                 self.cursor += found[count - 1] + needle.len();
                 return true;
@@ -192,7 +194,9 @@ fn enter_pauses_a_running_fit_into_the_repl() {
         ("this.stop = true;\r", "lt> ", 1),
         (":continue\r", "stopped by the REPL at step", 1),
     ];
-    let Some((ok, seen)) = in_terminal(&dir, "fit m.rhai --set trainer.enable_progress_bar=true", &steps) else { return };
+    let Some((ok, seen)) = in_terminal(&dir, "fit m.rhai --set trainer.enable_progress_bar=true", &steps) else {
+        return;
+    };
     assert!(ok && seen.contains("paused at step"), "{seen}");
 }
 
@@ -332,10 +336,16 @@ fn watch_swaps_training_step_at_a_step_boundary_keeping_weights() {
     assert!(!log.iter().any(|l| l.starts_with("v9")), "a refused reload must not apply: {log:?}");
     // the swap happened between two steps and left the weights as the last v1 step made them
     let first_v2 = log.iter().position(|l| l.starts_with("v2 step=")).expect("v2 ran");
-    let reloaded = log[..first_v2].iter().rposition(|l| l.starts_with("reloaded w.rhai at step")).expect("reload printed");
+    let reloaded =
+        log[..first_v2].iter().rposition(|l| l.starts_with("reloaded w.rhai at step")).expect("reload printed");
     assert!(log[reloaded].contains("training_step changed"), "{}", log[reloaded]);
     let last_end = log[..reloaded].iter().rposition(|l| l.starts_with("end step=")).expect("a v1 step ended before");
-    assert_eq!(field(&log[last_end], "w="), field(&log[first_v2], "w="), "weights untouched: {:?}", &log[last_end..=first_v2]);
+    assert_eq!(
+        field(&log[last_end], "w="),
+        field(&log[first_v2], "w="),
+        "weights untouched: {:?}",
+        &log[last_end..=first_v2]
+    );
     assert_eq!(field(&log[last_end], "step="), field(&log[first_v2], "step="));
     assert!(field(&log[first_v2], "w=") != "0", "training had moved the weights");
     // the reload is in the metrics log
@@ -351,7 +361,11 @@ fn golden_runs_module_scripts() {
     // a metrics mismatch fails
     let dir = temp_dir("golden_module");
     let src = MODULE.replace("logger: false", "logger: true");
-    std::fs::write(dir.join("m.rhai"), format!("// golden-args: --set trainer.max_epochs=2 --set trainer.log_every_n_steps=1\n{src}")).unwrap();
+    std::fs::write(
+        dir.join("m.rhai"),
+        format!("// golden-args: --set trainer.max_epochs=2 --set trainer.log_every_n_steps=1\n{src}"),
+    )
+    .unwrap();
     assert!(crate::common::lt_in(&dir, &["golden", "m.rhai", "--bless"]).status.success());
     let metrics = std::fs::read_to_string(dir.join("m.metrics.golden")).expect("metrics blessed");
     assert!(metrics.contains("train_loss"), "{metrics}");
@@ -375,7 +389,10 @@ fn watch_picks_up_edits_of_imported_modules() {
     let mut log = Vec::new();
     assert!(read_until(&mut lines, &mut log, |l| l.starts_with("h1 step=3 ")), "{log:?}");
     save(&dir.join("helpers.rhai"), "fn tag() { \"h2\" }\nfn stop() { true }\n");
-    assert!(read_until(&mut lines, &mut log, |l| l.starts_with("h2 step=")), "the imported module's edit did not apply: {log:?}");
+    assert!(
+        read_until(&mut lines, &mut log, |l| l.starts_with("h2 step=")),
+        "the imported module's edit did not apply: {log:?}"
+    );
     log.extend(lines);
     let status = child.wait().expect("wait");
     assert!(status.success(), "{log:?}");
@@ -391,13 +408,15 @@ fn breakpoint_in_a_terminal_gets_the_typed_lines_not_the_pause_key() {
     let src = MODULE
         .replace("max_epochs: 1,", "max_epochs: 4,")
         .replace("fn init(hp) {", "fn init(hp) { this.marker = 0;")
-        .replace("    loss\n}", "    if this.global_step == 2 { breakpoint(); print(`marker=${this.marker}`); }\n    loss\n}");
+        .replace(
+            "    loss\n}",
+            "    if this.global_step == 2 { breakpoint(); print(`marker=${this.marker}`); }\n    loss\n}",
+        );
     std::fs::write(dir.join("m.rhai"), src).unwrap();
-    let steps = [
-        ("", "(breakpoint) lt> ", 1),
-        ("this.marker = 9;\r", "(breakpoint) lt> ", 1),
-        (":continue\r", "marker=9", 1),
-    ];
-    let Some((ok, seen)) = in_terminal(&dir, "fit m.rhai --set trainer.enable_progress_bar=true", &steps) else { return };
+    let steps =
+        [("", "(breakpoint) lt> ", 1), ("this.marker = 9;\r", "(breakpoint) lt> ", 1), (":continue\r", "marker=9", 1)];
+    let Some((ok, seen)) = in_terminal(&dir, "fit m.rhai --set trainer.enable_progress_bar=true", &steps) else {
+        return;
+    };
     assert!(ok, "{seen}");
 }

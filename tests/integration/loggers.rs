@@ -136,7 +136,8 @@ struct Events {
 
 fn read_events(path: &Path) -> Events {
     let bytes = std::fs::read(path).unwrap();
-    let mut ev = Events { file_version: None, scalars: BTreeMap::new(), plugin_tags: Vec::new(), hparam_names: Vec::new() };
+    let mut ev =
+        Events { file_version: None, scalars: BTreeMap::new(), plugin_tags: Vec::new(), hparam_names: Vec::new() };
     for rec in records(&bytes) {
         let e = fields(&rec);
         match get(&e, 1).first() {
@@ -205,7 +206,8 @@ fn tensorboard_event_file_matches_the_csv_metrics() {
     assert!(out.status.success(), "{}", stderr(&out));
     let v = version_dir(&dir);
     let files: Vec<PathBuf> = std::fs::read_dir(&v).unwrap().flatten().map(|e| e.path()).collect();
-    let events: Vec<&PathBuf> = files.iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents.")).collect();
+    let events: Vec<&PathBuf> =
+        files.iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents.")).collect();
     assert_eq!(events.len(), 1, "one event file beside metrics.csv: {files:?}");
     assert!(v.join("metrics.csv").exists() && v.join("hparams.yaml").exists());
     let ev = read_events(events[0]);
@@ -214,7 +216,8 @@ fn tensorboard_event_file_matches_the_csv_metrics() {
     let csv = csv_values(&v.join("metrics.csv"));
     assert!(csv.keys().any(|(k, _)| k == "train_loss") && csv.keys().any(|(k, _)| k == "val_acc"));
     for ((tag, step), value) in &csv {
-        let tb = ev.scalars.get(&(tag.clone(), *step)).unwrap_or_else(|| panic!("{tag}@{step} missing from the event file"));
+        let tb =
+            ev.scalars.get(&(tag.clone(), *step)).unwrap_or_else(|| panic!("{tag}@{step} missing from the event file"));
         assert_eq!(*tb, *value as f32, "{tag}@{step}");
     }
     // 6 training steps, logged every step; 3 validations
@@ -222,10 +225,14 @@ fn tensorboard_event_file_matches_the_csv_metrics() {
     assert_eq!(ev.scalars.keys().filter(|(k, _)| k == "val_loss").count(), 3);
     // hyperparameters through the HParams plugin, flattened like Lightning's; hp_metric placeholder
     assert_eq!(ev.scalars.get(&("hp_metric".into(), 0)), Some(&-1.0));
-    let tags: Vec<&str> = ev.plugin_tags.iter().map(|(p, t)| {
-        assert_eq!(p, "hparams");
-        t.as_str()
-    }).collect();
+    let tags: Vec<&str> = ev
+        .plugin_tags
+        .iter()
+        .map(|(p, t)| {
+            assert_eq!(p, "hparams");
+            t.as_str()
+        })
+        .collect();
     assert_eq!(tags, ["_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"]);
     assert_eq!(ev.hparam_names, ["lr", "opt/name", "opt/nesterov"]);
 }
@@ -234,9 +241,14 @@ fn tensorboard_event_file_matches_the_csv_metrics() {
 fn loggers_option_selects_the_loggers() {
     let dir = temp_dir("tb-opt");
     std::fs::write(dir.join("m.rhai"), TINY).unwrap();
-    let out = lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.loggers=[\"tensorboard\"]", "--set", "trainer.max_epochs=1"]);
+    let out =
+        lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.loggers=[\"tensorboard\"]", "--set", "trainer.max_epochs=1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let names: Vec<String> = std::fs::read_dir(version_dir(&dir)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    let names: Vec<String> = std::fs::read_dir(version_dir(&dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
     assert!(!names.iter().any(|n| n == "metrics.csv"), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("events.out.tfevents.")), "{names:?}");
     let bad = lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.loggers=wandb"]);

@@ -49,7 +49,9 @@ fn parameters_are_found_and_named_like_pytorch() {
 
 #[test]
 fn layer_calls_survive_a_script_forward_function() {
-    let v = eval_f64(&with_model("model.train(false); model.forward(torch::ones([3, 4])).shape[1].to_float() + forward(1).to_float()"));
+    let v = eval_f64(&with_model(
+        "model.train(false); model.forward(torch::ones([3, 4])).shape[1].to_float() + forward(1).to_float()",
+    ));
     assert_eq!(v, 1002.0);
 }
 
@@ -89,8 +91,15 @@ fn state_dict_round_trips_and_load_reports_problems() {
          let r = other.load_state_dict(model.state_dict());
          r.missing_keys.len() == 0 && w.equal(model.head.weight) && other.scale.equal(model.scale)"
     )));
-    let e = eval(&with_model("let sd = model.state_dict(); sd.remove(\"head.bias\"); sd.extra = torch::ones([1]); model.load_state_dict(sd)")).unwrap_err();
-    assert!(e.contains("Missing key(s) in state_dict: \"head.bias\"") && e.contains("Unexpected key(s) in state_dict: \"extra\""), "{e}");
+    let e = eval(&with_model(
+        "let sd = model.state_dict(); sd.remove(\"head.bias\"); sd.extra = torch::ones([1]); model.load_state_dict(sd)",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("Missing key(s) in state_dict: \"head.bias\"")
+            && e.contains("Unexpected key(s) in state_dict: \"extra\""),
+        "{e}"
+    );
     assert!(eval_bool(&with_model(
         "let sd = model.state_dict(); sd.remove(\"head.bias\"); let r = model.load_state_dict(sd, #{strict: false}); r.missing_keys == [\"head.bias\"]"
     )));
@@ -105,7 +114,9 @@ fn freezing_keeps_parameters_and_stops_gradients() {
          let sd_ok = model.state_dict().contains(\"scale\") && model.named_parameters().len() == 9;
          sd_ok && model.num_parameters(true) == 0 && !model.head.weight.requires_grad && !model.scale.requires_grad"
     )));
-    assert!(eval_bool(&with_model("model.requires_grad_(false); model.requires_grad_(true); model.num_parameters(true) == model.num_parameters()")));
+    assert!(eval_bool(&with_model(
+        "model.requires_grad_(false); model.requires_grad_(true); model.num_parameters(true) == model.num_parameters()"
+    )));
 }
 
 #[test]

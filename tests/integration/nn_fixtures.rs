@@ -42,11 +42,7 @@ fn close(what: &str, got: &tch::Tensor, want: &tch::Tensor, failures: &mut Vec<S
 }
 
 fn state_map(v: &Value) -> Map {
-    v.as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, t)| (k.as_str().into(), Dynamic::from(Tensor::new(tensor(t)))))
-        .collect()
+    v.as_object().unwrap().iter().map(|(k, t)| (k.as_str().into(), Dynamic::from(Tensor::new(tensor(t))))).collect()
 }
 
 #[test]
@@ -93,17 +89,26 @@ fn layers_and_losses_match_pytorch() {
             }
         }
         let m = Dynamic::from_map(scope.get_value::<Map>("m").unwrap());
-        let params: std::collections::HashMap<String, Tensor> = lt::nn::tree::named_parameters(&m).unwrap().into_iter().collect();
+        let params: std::collections::HashMap<String, Tensor> =
+            lt::nn::tree::named_parameters(&m).unwrap().into_iter().collect();
         for (k, want) in c["param_grads"].as_object().unwrap() {
             match params.get(k) {
-                Some(p) if p.grad().defined() => close(&format!("{name}: grad of {k}"), &p.grad(), &tensor(want), &mut failures),
+                Some(p) if p.grad().defined() => {
+                    close(&format!("{name}: grad of {k}"), &p.grad(), &tensor(want), &mut failures)
+                }
                 _ => failures.push(format!("{name}: no gradient for parameter {k}")),
             }
         }
-        let buffers: std::collections::HashMap<String, Tensor> = lt::nn::tree::named_buffers(&m).unwrap().into_iter().collect();
+        let buffers: std::collections::HashMap<String, Tensor> =
+            lt::nn::tree::named_buffers(&m).unwrap().into_iter().collect();
         for (k, want) in c["buffers_after"].as_object().unwrap() {
             match buffers.get(k) {
-                Some(b) => close(&format!("{name}: buffer {k}"), &b.to_kind(tch::Kind::Double), &tensor(want).to_kind(tch::Kind::Double), &mut failures),
+                Some(b) => close(
+                    &format!("{name}: buffer {k}"),
+                    &b.to_kind(tch::Kind::Double),
+                    &tensor(want).to_kind(tch::Kind::Double),
+                    &mut failures,
+                ),
                 None => failures.push(format!("{name}: no buffer {k}")),
             }
         }
@@ -123,7 +128,13 @@ fn seeded_default_init_equals_pytorch() {
         let m = script.run(&mut Scope::new()).unwrap();
         let sd: std::collections::HashMap<String, Tensor> = lt::nn::tree::state_dict(&m).unwrap().into_iter().collect();
         let want = c["state"].as_object().unwrap();
-        assert_eq!(sd.len(), want.len(), "{name}: {:?} vs {:?}", sd.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        assert_eq!(
+            sd.len(),
+            want.len(),
+            "{name}: {:?} vs {:?}",
+            sd.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>()
+        );
         for (k, w) in want {
             match sd.get(k) {
                 Some(t) => close(&format!("{name}.{k}"), t, &tensor(w), &mut failures),
@@ -150,7 +161,8 @@ fn imports_a_torch_save_state_dict() {
     close("output", &y, &tensor(&fx["output"]), &mut failures);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let keys: Vec<String> = lt::nn::io::load_torch(&pt).unwrap().into_iter().map(|(k, _)| k).collect();
-    let mut want: Vec<String> = fx["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    let mut want: Vec<String> =
+        fx["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
     let mut got = keys.clone();
     got.sort();
     want.sort();

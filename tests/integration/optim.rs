@@ -147,7 +147,14 @@ fn state_dict_round_trips_and_resumes_identically() {
     assert!(v);
     // the Rust API: names and step counts
     let p = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
-    let opt = Optimizer::new(OptimizerCore::new(Algorithm::Sgd, vec![(vec![p.shallow_clone()], Options::new())], [("momentum".to_string(), HValue::Num(0.9))].into()).unwrap());
+    let opt = Optimizer::new(
+        OptimizerCore::new(
+            Algorithm::Sgd,
+            vec![(vec![p.shallow_clone()], Options::new())],
+            [("momentum".to_string(), HValue::Num(0.9))].into(),
+        )
+        .unwrap(),
+    );
     (&p * &p).sum(Kind::Float).backward();
     opt.step().unwrap();
     let (tensors, meta) = opt.state_dict();
@@ -195,23 +202,30 @@ fn load_state_dict_mismatch_is_a_clear_error() {
 
 #[test]
 fn bad_optimizer_input_is_a_clear_error() {
-    let e = eval("let w = torch::ones([2], #{requires_grad: true}); optim::adam([w], #{learning_rate: 0.1})").unwrap_err();
+    let e =
+        eval("let w = torch::ones([2], #{requires_grad: true}); optim::adam([w], #{learning_rate: 0.1})").unwrap_err();
     assert!(e.contains("unknown option 'learning_rate'") && e.contains("lr, betas, eps"), "{e}");
     let e = eval("let w = torch::ones([2], #{requires_grad: true}); optim::sgd([w], #{lr: -0.1})").unwrap_err();
     assert!(e.contains("invalid learning rate"), "{e}");
-    let e = eval("let w = torch::ones([2], #{requires_grad: true}); optim::sgd([#{params: [w]}, #{params: [w]}])").unwrap_err();
+    let e = eval("let w = torch::ones([2], #{requires_grad: true}); optim::sgd([#{params: [w]}, #{params: [w]}])")
+        .unwrap_err();
     assert!(e.contains("more than one parameter group"), "{e}");
     let e = eval("let w = torch::ones([2], #{requires_grad: true}); optim::sgd([w], #{nesterov: true})").unwrap_err();
     assert!(e.contains("nesterov"), "{e}");
-    let e = eval("let w = torch::ones([2], #{requires_grad: true}); optim::adam([w], #{betas: [1.5, 0.9]})").unwrap_err();
+    let e =
+        eval("let w = torch::ones([2], #{requires_grad: true}); optim::adam([w], #{betas: [1.5, 0.9]})").unwrap_err();
     assert!(e.contains("beta"), "{e}");
-    let e = eval("let w = torch::ones([2], #{requires_grad: true}); let o = optim::adam([w]); o.param_groups[0].lr = -1.0;").unwrap_err();
+    let e = eval(
+        "let w = torch::ones([2], #{requires_grad: true}); let o = optim::adam([w]); o.param_groups[0].lr = -1.0;",
+    )
+    .unwrap_err();
     assert!(e.contains("invalid learning rate"), "{e}");
     let e = eval("optim::adam([1, 2])").unwrap_err();
     assert!(e.contains("not a Tensor"), "{e}");
     let e = eval("optim::adam([])").unwrap_err();
     assert!(e.contains("empty parameter list"), "{e}");
-    let e = eval("let w = torch::ones([2], #{requires_grad: true}); optim::adam([#{params: [w], lr: 0.1, foo: 1}])").unwrap_err();
+    let e = eval("let w = torch::ones([2], #{requires_grad: true}); optim::adam([#{params: [w], lr: 0.1, foo: 1}])")
+        .unwrap_err();
     assert!(e.contains("unknown option 'foo'") && e.contains("params"), "{e}");
 }
 

@@ -140,7 +140,13 @@ impl LightningModule for Toy {
         }
         Ok(None)
     }
-    fn step(&mut self, kind: StepKind, batch: &Batch, batch_idx: usize, _dl: Option<usize>) -> Result<(Option<Tensor>, ()), String> {
+    fn step(
+        &mut self,
+        kind: StepKind,
+        batch: &Batch,
+        batch_idx: usize,
+        _dl: Option<usize>,
+    ) -> Result<(Option<Tensor>, ()), String> {
         self.trace.push(format!("{}({batch_idx})", kind.hook()));
         let pred = &batch.0 * &self.w;
         let loss = (pred - &batch.1).square().mean(Kind::Float);
@@ -165,7 +171,11 @@ impl LightningModule for Toy {
     fn configure_optimizers(&mut self) -> Result<OptimizerSetup, String> {
         self.trace.push("configure_optimizers".into());
         Ok(OptimizerSetup {
-            optimizers: vec![Box::new(Sgd { params: vec![self.w.shallow_clone()], lr: 0.01, steps: self.steps.clone() })],
+            optimizers: vec![Box::new(Sgd {
+                params: vec![self.w.shallow_clone()],
+                lr: 0.01,
+                steps: self.steps.clone(),
+            })],
             schedulers: vec![],
         })
     }
@@ -223,23 +233,57 @@ fn config(opts: serde_json::Value) -> TrainerConfig {
 
 #[test]
 fn fit_hook_order_with_validation() {
-    let mut t = Trainer::new(config(json!({"max_epochs": 1, "num_sanity_val_steps": 1, "limit_val_batches": 1}))).unwrap();
+    let mut t =
+        Trainer::new(config(json!({"max_epochs": 1, "num_sanity_val_steps": 1, "limit_val_batches": 1}))).unwrap();
     let mut m = Toy::new(t.state.clone(), 2);
     t.fit(&mut m).unwrap();
     let expected = [
-        "prepare_data", "setup(fit)", "configure_optimizers", "on_fit_start",
-        "val_dataloader", "on_sanity_check_start", "train(false)", "on_validation_start", "on_validation_epoch_start",
-        "on_validation_batch_start(0)", "validation_step(0)", "on_validation_batch_end(0)",
-        "on_validation_epoch_end", "on_validation_end", "on_sanity_check_end",
-        "train_dataloader", "on_train_start", "train(true)", "on_train_epoch_start",
-        "on_train_batch_start(0)", "training_step(0)", "on_before_zero_grad(opt0)", "on_before_backward",
-        "on_after_backward", "on_before_optimizer_step(opt0)", "on_train_batch_end(0)",
-        "on_train_batch_start(1)", "training_step(1)", "on_before_zero_grad(opt0)", "on_before_backward",
-        "on_after_backward", "on_before_optimizer_step(opt0)", "on_train_batch_end(1)",
-        "train(false)", "on_validation_start", "on_validation_epoch_start",
-        "on_validation_batch_start(0)", "validation_step(0)", "on_validation_batch_end(0)",
-        "on_validation_epoch_end", "on_validation_end", "train(true)",
-        "on_train_epoch_end", "on_train_end", "on_fit_end", "teardown(fit)",
+        "prepare_data",
+        "setup(fit)",
+        "configure_optimizers",
+        "on_fit_start",
+        "val_dataloader",
+        "on_sanity_check_start",
+        "train(false)",
+        "on_validation_start",
+        "on_validation_epoch_start",
+        "on_validation_batch_start(0)",
+        "validation_step(0)",
+        "on_validation_batch_end(0)",
+        "on_validation_epoch_end",
+        "on_validation_end",
+        "on_sanity_check_end",
+        "train_dataloader",
+        "on_train_start",
+        "train(true)",
+        "on_train_epoch_start",
+        "on_train_batch_start(0)",
+        "training_step(0)",
+        "on_before_zero_grad(opt0)",
+        "on_before_backward",
+        "on_after_backward",
+        "on_before_optimizer_step(opt0)",
+        "on_train_batch_end(0)",
+        "on_train_batch_start(1)",
+        "training_step(1)",
+        "on_before_zero_grad(opt0)",
+        "on_before_backward",
+        "on_after_backward",
+        "on_before_optimizer_step(opt0)",
+        "on_train_batch_end(1)",
+        "train(false)",
+        "on_validation_start",
+        "on_validation_epoch_start",
+        "on_validation_batch_start(0)",
+        "validation_step(0)",
+        "on_validation_batch_end(0)",
+        "on_validation_epoch_end",
+        "on_validation_end",
+        "train(true)",
+        "on_train_epoch_end",
+        "on_train_end",
+        "on_fit_end",
+        "teardown(fit)",
     ];
     let got: Vec<&str> = m.trace.iter().map(|s| s.as_str()).collect();
     assert_eq!(got, expected);
@@ -249,7 +293,8 @@ fn fit_hook_order_with_validation() {
 fn accumulation_scales_loss_and_steps_every_n_with_a_short_last_window() {
     // 5 batches, accumulate 2 → windows [0,1], [2,3], [4]: 3 optimizer steps; the last window's
     // loss is scaled by 1/1, the others by 1/2.
-    let mut t = Trainer::new(config(json!({"max_epochs": 1, "accumulate_grad_batches": 2, "num_sanity_val_steps": 0}))).unwrap();
+    let mut t = Trainer::new(config(json!({"max_epochs": 1, "accumulate_grad_batches": 2, "num_sanity_val_steps": 0})))
+        .unwrap();
     let mut m = Toy::new(t.state.clone(), 5);
     t.fit(&mut m).unwrap();
     assert_eq!(m.steps.get(), 3);
@@ -262,7 +307,8 @@ fn accumulation_scales_loss_and_steps_every_n_with_a_short_last_window() {
 
 #[test]
 fn logging_forks_step_and_epoch_names_and_weights_means() {
-    let mut t = Trainer::new(config(json!({"max_epochs": 1, "num_sanity_val_steps": 0, "limit_val_batches": 2}))).unwrap();
+    let mut t =
+        Trainer::new(config(json!({"max_epochs": 1, "num_sanity_val_steps": 0, "limit_val_batches": 2}))).unwrap();
     let mut m = Toy::new(t.state.clone(), 2);
     t.fit(&mut m).unwrap();
     let s = t.state.borrow();

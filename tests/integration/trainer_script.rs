@@ -10,21 +10,49 @@ fn fit_hook_order_matches_lightning() {
     let out = lt(&["fit", "tests/scripts/trace.rhai"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let expected = [
-        "init", "prepare_data", "setup(fit)", "configure_optimizers", "on_fit_start",
-        "val_dataloader", "on_sanity_check_start", "on_validation_start", "on_validation_epoch_start",
-        "on_validation_batch_start(0)", "validation_step(0)", "on_validation_batch_end(0)",
-        "on_validation_epoch_end", "on_validation_end", "on_sanity_check_end",
-        "train_dataloader", "on_train_start", "on_train_epoch_start",
+        "init",
+        "prepare_data",
+        "setup(fit)",
+        "configure_optimizers",
+        "on_fit_start",
+        "val_dataloader",
+        "on_sanity_check_start",
+        "on_validation_start",
+        "on_validation_epoch_start",
+        "on_validation_batch_start(0)",
+        "validation_step(0)",
+        "on_validation_batch_end(0)",
+        "on_validation_epoch_end",
+        "on_validation_end",
+        "on_sanity_check_end",
+        "train_dataloader",
+        "on_train_start",
+        "on_train_epoch_start",
         // accumulate_grad_batches = 2: zero_grad on the first batch of the window, step on the last
-        "on_train_batch_start(0)", "training_step(0)", "on_before_zero_grad", "on_before_backward", "on_after_backward",
+        "on_train_batch_start(0)",
+        "training_step(0)",
+        "on_before_zero_grad",
+        "on_before_backward",
+        "on_after_backward",
         "on_train_batch_end(0)",
-        "on_train_batch_start(1)", "training_step(1)", "on_before_backward", "on_after_backward",
-        "on_before_optimizer_step", "on_train_batch_end(1)",
+        "on_train_batch_start(1)",
+        "training_step(1)",
+        "on_before_backward",
+        "on_after_backward",
+        "on_before_optimizer_step",
+        "on_train_batch_end(1)",
         // validation runs at the end of the epoch, before on_train_epoch_end
-        "on_validation_start", "on_validation_epoch_start",
-        "on_validation_batch_start(0)", "validation_step(0)", "on_validation_batch_end(0)",
-        "on_validation_epoch_end", "on_validation_end",
-        "on_train_epoch_end", "on_train_end", "on_fit_end", "teardown(fit)",
+        "on_validation_start",
+        "on_validation_epoch_start",
+        "on_validation_batch_start(0)",
+        "validation_step(0)",
+        "on_validation_batch_end(0)",
+        "on_validation_epoch_end",
+        "on_validation_end",
+        "on_train_epoch_end",
+        "on_train_end",
+        "on_fit_end",
+        "teardown(fit)",
     ];
     assert_eq!(lines(&out), expected);
 }
@@ -35,9 +63,18 @@ fn validate_test_predict_hook_order() {
     assert!(v.status.success(), "{}", stderr(&v));
     let got = lines(&v);
     let want = [
-        "init", "prepare_data", "setup(validate)", "val_dataloader", "on_validation_start", "on_validation_epoch_start",
-        "on_validation_batch_start(0)", "validation_step(0)", "on_validation_batch_end(0)",
-        "on_validation_epoch_end", "on_validation_end", "teardown(validate)",
+        "init",
+        "prepare_data",
+        "setup(validate)",
+        "val_dataloader",
+        "on_validation_start",
+        "on_validation_epoch_start",
+        "on_validation_batch_start(0)",
+        "validation_step(0)",
+        "on_validation_batch_end(0)",
+        "on_validation_epoch_end",
+        "on_validation_end",
+        "teardown(validate)",
     ];
     assert_eq!(&got[..want.len()], want);
     assert!(stdout(&v).contains("Validate metric") && stdout(&v).contains("val_loss"), "{}", stdout(&v));
@@ -46,10 +83,21 @@ fn validate_test_predict_hook_order() {
     assert!(t.status.success(), "{}", stderr(&t));
     let got = lines(&t);
     let want = [
-        "init", "prepare_data", "setup(test)", "test_dataloader", "on_test_start", "on_test_epoch_start",
-        "on_test_batch_start(0)", "test_step(0)", "on_test_batch_end(0)",
-        "on_test_batch_start(1)", "test_step(1)", "on_test_batch_end(1)",
-        "on_test_epoch_end", "on_test_end", "teardown(test)",
+        "init",
+        "prepare_data",
+        "setup(test)",
+        "test_dataloader",
+        "on_test_start",
+        "on_test_epoch_start",
+        "on_test_batch_start(0)",
+        "test_step(0)",
+        "on_test_batch_end(0)",
+        "on_test_batch_start(1)",
+        "test_step(1)",
+        "on_test_batch_end(1)",
+        "on_test_epoch_end",
+        "on_test_end",
+        "teardown(test)",
     ];
     assert_eq!(&got[..want.len()], want);
     assert!(stdout(&t).contains("Test metric") && stdout(&t).contains("test_loss"));
@@ -58,9 +106,18 @@ fn validate_test_predict_hook_order() {
     assert!(p.status.success(), "{}", stderr(&p));
     let got = lines(&p);
     let want = [
-        "init", "prepare_data", "setup(predict)", "predict_dataloader", "on_predict_start", "on_predict_epoch_start",
-        "on_predict_batch_start(0)", "predict_step(0)", "on_predict_batch_end(0)",
-        "on_predict_epoch_end", "on_predict_end", "teardown(predict)",
+        "init",
+        "prepare_data",
+        "setup(predict)",
+        "predict_dataloader",
+        "on_predict_start",
+        "on_predict_epoch_start",
+        "on_predict_batch_start(0)",
+        "predict_step(0)",
+        "on_predict_batch_end(0)",
+        "on_predict_epoch_end",
+        "on_predict_end",
+        "teardown(predict)",
     ];
     assert_eq!(&got[..want.len()], want);
 }
@@ -90,7 +147,10 @@ fn cli_set_overrides_script_trainer_and_hparams() {
         "fn hparams() { #{lr: 0.5, tag: \"a\"} }\nfn trainer() { #{max_epochs: 5, enable_progress_bar: false, logger: false, enable_checkpointing: false} }\nfn init(h) { this.save_hyperparameters(); this.w = torch::zeros([1], #{requires_grad: true}); }\nfn configure_optimizers() { optim::sgd([this.w], #{lr: this.hparams.lr}) }\nfn train_dataloader() { [[torch::ones([1])]] }\nfn training_step(b, i) { (this.w - 1.0).square().sum() }\nfn on_train_end() { print(`epochs=${this.current_epoch} lr=${this.hparams.lr} tag=${this.hparams.tag} steps=${this.global_step}`); }\n",
     )
     .unwrap();
-    let out = lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.max_epochs=2", "--set", "model.lr=0.25", "--set", "model.tag=b"]);
+    let out = lt_in(
+        &dir,
+        &["fit", "m.rhai", "--set", "trainer.max_epochs=2", "--set", "model.lr=0.25", "--set", "model.tag=b"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("epochs=2 lr=0.25 tag=b steps=2"), "{}", stdout(&out));
     let bad = lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.max_epoch=2"]);
@@ -149,7 +209,7 @@ fn configure_optimizers_forms_and_schedulers() {
         let s = stdout(&out);
         let want = match tag {
             "two_lists" | "list_of_maps" => "lr 0.025 steps 8", // stepped per epoch: 2 epochs
-            "map" => "lr 0.00625 steps 8",                     // per step, every 2nd step: 4 times
+            "map" => "lr 0.00625 steps 8",                      // per step, every 2nd step: 4 times
             _ => "lr 0.1 steps 8",
         };
         assert!(s.contains(want), "{tag}: {s}");

@@ -71,7 +71,10 @@ fn lr_find_cli_prints_a_suggestion_and_writes_a_plot() {
     let dir = temp_dir("lrfind");
     let src = MODULE.replace("CALLBACKS", "[callbacks::timer(#{ duration: 0 })]");
     std::fs::write(dir.join("m.rhai"), src).unwrap();
-    let out = lt_in(&dir, &["lr-find", "m.rhai", "--num-training", "30", "--min-lr", "1e-4", "--max-lr", "10", "-o", "lr.png"]);
+    let out = lt_in(
+        &dir,
+        &["lr-find", "m.rhai", "--num-training", "30", "--min-lr", "1e-4", "--max-lr", "10", "-o", "lr.png"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     // the Timer (duration 0) did not run: the search went on past one step
@@ -107,7 +110,8 @@ fn lr_find_restores_the_initial_weights() {
     use lt::trainer::module::LightningModule;
     let src = MODULE.replace("CALLBACKS", "[]").replace("torch::zeros([2, 1]", "torch::ones([2, 1]");
     let script = lt::script::runner::Script::from_source(std::path::Path::new("m.rhai"), src).unwrap();
-    let (mut m, opts) = lt::script::lightning::ScriptModule::load(script, &Default::default(), &Default::default()).unwrap();
+    let (mut m, opts) =
+        lt::script::lightning::ScriptModule::load(script, &Default::default(), &Default::default()).unwrap();
     let mut trainer = lt::trainer::Trainer::new(lt::trainer::config::TrainerConfig::from_map(&opts).unwrap()).unwrap();
     m.attach(trainer.state.clone()).unwrap();
     let before: Vec<f64> = m.state_dict().unwrap()[0].1.flatten(0, -1).try_into().unwrap();

@@ -71,7 +71,10 @@ pub fn forward(
     }
     for (name, t) in [("query", q), ("key", k), ("value", v)] {
         if t.dim() != dims {
-            return Err(tensor_err!("query, key and value must have the same number of dims, {name} has shape {:?}", t.size()));
+            return Err(tensor_err!(
+                "query, key and value must have the same number of dims, {name} has shape {:?}",
+                t.size()
+            ));
         }
         let last = t.size()[dims - 1];
         if last != e {
@@ -136,10 +139,11 @@ pub fn forward(
         if kpm.size() != [bsz, src] {
             return Err(tensor_err!("expected key_padding_mask of shape [{bsz}, {src}], got {:?}", kpm.size()));
         }
-        let kpm = float_mask(&kpm, &qp)?
-            .f_view([bsz, 1, 1, src])?
-            .f_expand([bsz, h, 1, src], false)?
-            .f_reshape([bsz * h, 1, src])?;
+        let kpm = float_mask(&kpm, &qp)?.f_view([bsz, 1, 1, src])?.f_expand([bsz, h, 1, src], false)?.f_reshape([
+            bsz * h,
+            1,
+            src,
+        ])?;
         mask = Some(match mask {
             Some(m) => m.f_add(&kpm)?,
             None => kpm,

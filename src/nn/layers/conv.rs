@@ -51,7 +51,10 @@ impl Conv {
         if self.out_channels % self.groups != 0 {
             return Err(tensor_err!("out_channels must be divisible by groups"));
         }
-        if self.kernel_size.iter().any(|&k| k <= 0) || self.stride.iter().any(|&s| s <= 0) || self.dilation.iter().any(|&d| d <= 0) {
+        if self.kernel_size.iter().any(|&k| k <= 0)
+            || self.stride.iter().any(|&s| s <= 0)
+            || self.dilation.iter().any(|&d| d <= 0)
+        {
             return Err(tensor_err!("kernel_size, stride and dilation must be positive"));
         }
         if !matches!(self.padding_mode.as_str(), "zeros" | "reflect" | "replicate" | "circular") {

@@ -8,7 +8,9 @@ use crate::tensor_err;
 /// Returns the weight and the padding index made non-negative.
 pub fn init(num: i64, dim: i64, padding_idx: Option<i64>, o: Opts) -> Result<(tch::Tensor, Option<i64>)> {
     let pi = match padding_idx {
-        Some(p) if p >= num || p < -num => return Err(tensor_err!("Padding_idx must be within num_embeddings ({num}), got {p}")),
+        Some(p) if p >= num || p < -num => {
+            return Err(tensor_err!("Padding_idx must be within num_embeddings ({num}), got {p}"))
+        }
         Some(p) if p < 0 => Some(num + p),
         p => p,
     };

@@ -46,7 +46,10 @@ pub fn batch_norm(
     expect_ndim(x, accepted_dims, "")?;
     let c = x.size()[1];
     if c != num_features {
-        return Err(tensor_err!("expected input with {num_features} channels (dim 1), got {c} (input shape {:?})", x.size()));
+        return Err(tensor_err!(
+            "expected input with {num_features} channels (dim 1), got {c} (input shape {:?})",
+            x.size()
+        ));
     }
     let mut factor = momentum.unwrap_or(0.0);
     if training {
@@ -62,7 +65,10 @@ pub fn batch_norm(
     if use_batch_stats {
         let n: i64 = x.size().iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, v)| *v).product();
         if n <= 1 {
-            return Err(tensor_err!("Expected more than 1 value per channel when training, got input size {:?}", x.size()));
+            return Err(tensor_err!(
+                "Expected more than 1 value per channel when training, got input size {:?}",
+                x.size()
+            ));
         }
     }
     Ok(x.f_batch_norm(
@@ -86,12 +92,25 @@ pub fn expect_trailing(x: &tch::Tensor, shape: &[i64]) -> Result<()> {
     Ok(())
 }
 
-pub fn layer_norm(x: &tch::Tensor, shape: &[i64], w: Option<&tch::Tensor>, b: Option<&tch::Tensor>, eps: f64) -> Result<tch::Tensor> {
+pub fn layer_norm(
+    x: &tch::Tensor,
+    shape: &[i64],
+    w: Option<&tch::Tensor>,
+    b: Option<&tch::Tensor>,
+    eps: f64,
+) -> Result<tch::Tensor> {
     expect_trailing(x, shape)?;
     Ok(x.f_layer_norm(shape, w, b, eps, true)?)
 }
 
-pub fn group_norm(x: &tch::Tensor, groups: i64, channels: i64, w: Option<&tch::Tensor>, b: Option<&tch::Tensor>, eps: f64) -> Result<tch::Tensor> {
+pub fn group_norm(
+    x: &tch::Tensor,
+    groups: i64,
+    channels: i64,
+    w: Option<&tch::Tensor>,
+    b: Option<&tch::Tensor>,
+    eps: f64,
+) -> Result<tch::Tensor> {
     if x.dim() < 2 || x.size()[1] != channels {
         return Err(tensor_err!("expected input with {channels} channels (dim 1), got input of shape {:?}", x.size()));
     }

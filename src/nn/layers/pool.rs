@@ -22,7 +22,14 @@ pub struct Pool {
 impl Pool {
     /// A max/avg pool; `stride` defaults to the kernel size.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(kind: &str, nd: usize, k: &[i64], stride: Option<&[i64]>, padding: &[i64], dilation: &[i64]) -> Result<Pool> {
+    pub fn new(
+        kind: &str,
+        nd: usize,
+        k: &[i64],
+        stride: Option<&[i64]>,
+        padding: &[i64],
+        dilation: &[i64],
+    ) -> Result<Pool> {
         let kernel_size = expand(k, nd, "kernel_size")?;
         let stride = match stride {
             Some(s) => expand(s, nd, "stride")?,
@@ -32,7 +39,9 @@ impl Pool {
         let dilation = expand(dilation, nd, "dilation")?;
         for (k, p) in kernel_size.iter().zip(&padding) {
             if *p < 0 || *p * 2 > *k {
-                return Err(tensor_err!("pad should be at most half of effective kernel size, but got pad={p} and kernel_size={k}"));
+                return Err(tensor_err!(
+                    "pad should be at most half of effective kernel size, but got pad={p} and kernel_size={k}"
+                ));
             }
         }
         Ok(Pool {

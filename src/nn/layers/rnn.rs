@@ -39,7 +39,9 @@ impl Rnn {
             return Err(tensor_err!("hidden_size and num_layers must be positive, input_size non-negative"));
         }
         if !(0.0..=1.0).contains(&self.dropout) {
-            return Err(tensor_err!("dropout should be a number in range [0, 1] representing the probability of an element being zeroed"));
+            return Err(tensor_err!(
+                "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
+            ));
         }
         Ok(())
     }
@@ -102,11 +104,18 @@ impl Rnn {
     ) -> Result<(tch::Tensor, Vec<tch::Tensor>)> {
         let dims = x.dim();
         if dims != 2 && dims != 3 {
-            return Err(tensor_err!("expected 2D (unbatched) or 3D (batched) input, got {dims}D input of shape {:?}", x.size()));
+            return Err(tensor_err!(
+                "expected 2D (unbatched) or 3D (batched) input, got {dims}D input of shape {:?}",
+                x.size()
+            ));
         }
         let last = x.size()[dims - 1];
         if last != self.input_size {
-            return Err(tensor_err!("expected input last dim {} (input_size), got {last} (input shape {:?})", self.input_size, x.size()));
+            return Err(tensor_err!(
+                "expected input last dim {} (input_size), got {last} (input shape {:?})",
+                self.input_size,
+                x.size()
+            ));
         }
         let batched = dims == 3;
         let x = if batched { x.shallow_clone() } else { x.f_unsqueeze(if self.batch_first { 0 } else { 1 })? };
