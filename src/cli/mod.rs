@@ -128,9 +128,13 @@ pub enum Command {
         /// Rewrite the golden files with the current output.
         #[arg(long)]
         bless: bool,
-        /// Relative tolerance for numbers (0 = exact).
-        #[arg(long, default_value_t = 0.0)]
+        /// Tolerance for floats: relative above 1, absolute below (default 1e-3, which absorbs
+        /// float32 kernel differences between CPUs). Integers and text always compare exactly.
+        #[arg(long, default_value_t = crate::golden::compare::DEFAULT_TOLERANCE, conflicts_with = "exact")]
         tolerance: f64,
+        /// Compare bit for bit (for lt against itself on one machine).
+        #[arg(long)]
+        exact: bool,
     },
     /// Measure figures (not tests): `dispatch` (script op overhead vs Rust), `optim` (one Adam step), `data` (loader throughput).
     Bench {
@@ -184,7 +188,7 @@ pub fn main() -> ExitCode {
         Command::DistSelftest(args) => dist::selftest(&args),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
-        Command::Golden { paths, bless, tolerance } => golden(paths, bless, tolerance),
+        Command::Golden { paths, bless, tolerance, exact } => golden(paths, bless, if exact { 0.0 } else { tolerance }),
         Command::Plot { run, out, x } => plot(&run, out.as_deref(), &x),
         Command::LrFind(args) => match tune::lr_find_cmd(&args) {
             Ok(()) => ExitCode::SUCCESS,
