@@ -23,7 +23,7 @@ impl LearningRateMonitor {
     }
 
     /// Lightning's key names: `lr-Name`, `lr-Name/pgN` for several groups, `-1` suffix for repeats.
-    pub fn metrics(&self, lrs: &[(String, Vec<f64>, Vec<Option<f64>>)]) -> BTreeMap<String, f64> {
+    pub fn metrics(&self, lrs: &[crate::trainer::state::OptimizerLrs]) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for (name, groups, momenta) in lrs {
@@ -56,11 +56,10 @@ impl Callback for LearningRateMonitor {
         "LearningRateMonitor".into()
     }
     fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String> {
-        let want = match (self.logging_interval.as_deref(), hook) {
-            (Some("epoch"), "on_train_epoch_start") => true,
-            (Some("step") | None, "on_train_batch_start") => true,
-            _ => false,
-        };
+        let want = matches!(
+            (self.logging_interval.as_deref(), hook),
+            (Some("epoch"), "on_train_epoch_start") | (Some("step") | None, "on_train_batch_start")
+        );
         if !want {
             return Ok(vec![]);
         }

@@ -17,8 +17,11 @@ pub enum Stage {
     Run,
 }
 
+/// `--set` overrides: (model hyperparameters, Trainer options).
+pub type SetOverrides = (BTreeMap<String, Value>, BTreeMap<String, Value>);
+
 /// Splits `--set trainer.k=v` / `--set model.k=v` into the two override maps.
-pub fn parse_sets(sets: &[String]) -> Result<(BTreeMap<String, Value>, BTreeMap<String, Value>), String> {
+pub fn parse_sets(sets: &[String]) -> Result<SetOverrides, String> {
     let (mut model, mut trainer) = (BTreeMap::new(), BTreeMap::new());
     for s in sets {
         let (k, v) = s.split_once('=').ok_or_else(|| format!("--set expects key=value, got '{s}'"))?;

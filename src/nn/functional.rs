@@ -135,7 +135,7 @@ pub fn check_p(p: f64) -> Result<()> {
 /// Pads the last dimensions: `pad` = [left, right, top, bottom, …]; modes "constant",
 /// "reflect", "replicate", "circular".
 pub fn pad(x: &tch::Tensor, pad: &[i64], mode: &str, value: f64) -> Result<tch::Tensor> {
-    if pad.len() % 2 != 0 {
+    if !pad.len().is_multiple_of(2) {
         return Err(tensor_err!("Padding length must be divisible by 2, got {}", pad.len()));
     }
     if !matches!(mode, "constant" | "reflect" | "replicate" | "circular") {

@@ -114,8 +114,11 @@ pub fn save_safetensors(
     write_safetensors(path, tensors, Some(meta))
 }
 
+/// A safetensors file's tensors in file order, and its `__metadata__`.
+pub type SafetensorsContents = (Vec<(String, tch::Tensor)>, HashMap<String, String>);
+
 /// Reads a safetensors file.
-pub fn load_safetensors(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, HashMap<String, String>), String> {
+pub fn load_safetensors(path: &Path) -> Result<SafetensorsContents, String> {
     read_safetensors_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -151,7 +154,7 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>,
 /// header is parsed and checked first (dtypes, shapes against byte ranges, ranges contiguous and
 /// covering the file exactly), then each tensor is allocated and filled from the file. A truncated
 /// or corrupt file is an error. Tensors come in file order.
-pub fn read_safetensors_file(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, HashMap<String, String>), String> {
+pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsContents, String> {
     use std::io::Read;
     let bad = |why: String| format!("not a valid safetensors file: {why}");
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;

@@ -178,6 +178,10 @@ impl Algorithm {
     }
 }
 
+/// True for a negative number or NaN (a NaN option value is as invalid as a negative one).
+fn negative_or_nan(x: f64) -> bool {
+    x.is_nan() || x < 0.0
+}
 /// Checks one option value: its type against the default's, and PyTorch's range checks.
 pub fn check_option(algo: Algorithm, key: &str, v: &HValue) -> Result<(), String> {
     let what = format!("optim::{}", algo.script_name());
@@ -199,22 +203,28 @@ pub fn check_option(algo: Algorithm, key: &str, v: &HValue) -> Result<(), String
         }
     }
     match (key, v) {
-        ("lr", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid learning rate: {x} (must be >= 0)")),
-        ("eps", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid epsilon value: {x} (must be >= 0)")),
-        ("weight_decay", HValue::Num(x)) if !(*x >= 0.0) => {
+        ("lr", HValue::Num(x)) if negative_or_nan(*x) => {
+            Err(format!("{what}: invalid learning rate: {x} (must be >= 0)"))
+        }
+        ("eps", HValue::Num(x)) if negative_or_nan(*x) => {
+            Err(format!("{what}: invalid epsilon value: {x} (must be >= 0)"))
+        }
+        ("weight_decay", HValue::Num(x)) if negative_or_nan(*x) => {
             Err(format!("{what}: invalid weight_decay value: {x} (must be >= 0)"))
         }
-        ("momentum", HValue::Num(x)) if !(*x >= 0.0) => {
+        ("momentum", HValue::Num(x)) if negative_or_nan(*x) => {
             Err(format!("{what}: invalid momentum value: {x} (must be >= 0)"))
         }
-        ("alpha", HValue::Num(x)) if !(*x >= 0.0) => Err(format!("{what}: invalid alpha value: {x} (must be >= 0)")),
-        ("lr_decay", HValue::Num(x)) if !(*x >= 0.0) => {
+        ("alpha", HValue::Num(x)) if negative_or_nan(*x) => {
+            Err(format!("{what}: invalid alpha value: {x} (must be >= 0)"))
+        }
+        ("lr_decay", HValue::Num(x)) if negative_or_nan(*x) => {
             Err(format!("{what}: invalid lr_decay value: {x} (must be >= 0)"))
         }
-        ("momentum_decay", HValue::Num(x)) if !(*x >= 0.0) => {
+        ("momentum_decay", HValue::Num(x)) if negative_or_nan(*x) => {
             Err(format!("{what}: invalid momentum_decay value: {x} (must be >= 0)"))
         }
-        ("initial_accumulator_value", HValue::Num(x)) if !(*x >= 0.0) => {
+        ("initial_accumulator_value", HValue::Num(x)) if negative_or_nan(*x) => {
             Err(format!("{what}: invalid initial_accumulator_value: {x} (must be >= 0)"))
         }
         ("betas", HValue::Pair(a, b)) => {

@@ -160,7 +160,7 @@ impl SchedulerCore {
         let up = o.step_size_up;
         let down = o.step_size_down.unwrap_or(up);
         let total_size = up + down;
-        if !(total_size > 0.0) || up <= 0.0 {
+        if total_size.is_nan() || total_size <= 0.0 || up <= 0.0 {
             return Err("CyclicLR: step_size_up and step_size_down must be positive".into());
         }
         let step_ratio = up / total_size;

@@ -1009,7 +1009,7 @@ fn register_autograd(reg: &mut Registry) {
         r
     });
     let doc = "Whether gradient recording is on (torch.is_grad_enabled).\n\n```rhai\nprint(torch::is_grad_enabled());\nprint(torch::no_grad(|| torch::is_grad_enabled()));\n```";
-    reg.func("torch", "is_grad_enabled", "", doc, || GradModeGuard::is_enabled());
+    reg.func("torch", "is_grad_enabled", "", doc, GradModeGuard::is_enabled);
 }
 
 /// Restores the previous autograd mode when dropped.

@@ -206,7 +206,9 @@ fn summarized(t: &Tensor) -> Result<Tensor, tch::TchError> {
 }
 
 /// Prints the nested brackets. `off` is the flat offset of this sub-tensor, `shape` its shape in
-/// the full (or, when summarizing, in the full-size coordinates mapped through `view`).
+/// the full (or, when summarizing, in the full-size coordinates mapped through `view`). The
+/// arguments are the recursion's state, as in PyTorch's `_tensor_str_with_formatter`.
+#[allow(clippy::too_many_arguments)]
 fn tensor_str(
     out: &mut String,
     view: &View,

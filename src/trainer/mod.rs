@@ -522,7 +522,7 @@ impl Trainer {
     fn val_due(&self, batch_idx: usize, n: Option<usize>, epoch: usize, total_batches_seen: usize) -> bool {
         let c = &self.config;
         let epoch_ok = match c.check_val_every_n_epoch {
-            Some(k) if k > 0 => (epoch + 1) % k as usize == 0,
+            Some(k) if k > 0 => (epoch + 1).is_multiple_of(k as usize),
             Some(_) => false,
             None => true,
         };
@@ -530,15 +530,15 @@ impl Trainer {
         match c.val_check_interval {
             Limit::Count(k) if k > 0 => {
                 if c.check_val_every_n_epoch.is_none() {
-                    total_batches_seen % k == 0
+                    total_batches_seen.is_multiple_of(k)
                 } else {
-                    epoch_ok && ((batch_idx + 1) % k == 0)
+                    epoch_ok && (batch_idx + 1).is_multiple_of(k)
                 }
             }
             Limit::Fraction(f) if f < 1.0 && f > 0.0 => match n {
                 Some(n) => {
                     let every = ((n as f64) * f).floor().max(1.0) as usize;
-                    epoch_ok && ((batch_idx + 1) % every == 0 || batch_idx + 1 == n)
+                    epoch_ok && ((batch_idx + 1).is_multiple_of(every) || batch_idx + 1 == n)
                 }
                 None => false,
             },
@@ -611,7 +611,8 @@ impl Trainer {
                     Some(n) => accumulate.min(n - window_start),
                     None => accumulate,
                 };
-                let last_in_window = (batch_idx + 1) % accumulate == 0 || n_batches.is_some_and(|n| batch_idx + 1 == n);
+                let last_in_window =
+                    (batch_idx + 1).is_multiple_of(accumulate) || n_batches.is_some_and(|n| batch_idx + 1 == n);
                 self.automatic_step(m, &batch, batch_idx, batch_idx == window_start, last_in_window, window)?
             } else {
                 let out = {
@@ -638,7 +639,10 @@ impl Trainer {
                 s.views.progress_bar.extend(step_views.progress_bar.clone());
                 s.views.logged.extend(step_views.logged.clone());
             }
-            if stepped > 0 && stepped % self.config.log_every_n_steps as usize == 0 && !step_views.logged.is_empty() {
+            if stepped > 0
+                && stepped.is_multiple_of(self.config.log_every_n_steps as usize)
+                && !step_views.logged.is_empty()
+            {
                 self.log_to_loggers(&step_views.logged, stepped - 1)?;
             }
             self.state.borrow_mut().train_results.end_step();

@@ -46,6 +46,10 @@ impl StepKind {
 pub trait BatchLoader<B> {
     /// Number of batches per epoch, when known.
     fn len(&self) -> Option<usize>;
+    /// Whether an epoch is known to have no batches.
+    fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
     /// Starts epoch `epoch` (reshuffles with seed + epoch).
     fn start_epoch(&mut self, epoch: usize) -> Result<(), String>;
     /// The next batch of the epoch, or None at its end.

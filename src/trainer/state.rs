@@ -7,6 +7,10 @@ use super::scaler::GradScaler;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// One optimizer's name, the learning rate of each parameter group, and each group's momentum
+/// (beta1 or momentum) where it has one.
+pub type OptimizerLrs = (String, Vec<f64>, Vec<Option<f64>>);
+
 /// What the Trainer is doing (Lightning's `trainer.state.stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunningStage {
@@ -55,7 +59,7 @@ pub struct LoopState {
     /// The process group when running distributed (DDP), shared with `this.log(…, sync_dist)`.
     pub process_group: Option<Rc<crate::dist::ProcessGroup>>,
     /// Each optimizer's class name, per-group learning rates and momenta (for LearningRateMonitor).
-    pub optimizer_lrs: Vec<(String, Vec<f64>, Vec<Option<f64>>)>,
+    pub optimizer_lrs: Vec<OptimizerLrs>,
     /// Overrides the `accumulate_grad_batches` option from the next epoch start on (set by
     /// GradientAccumulationScheduler).
     pub accumulate_grad_batches: Option<usize>,

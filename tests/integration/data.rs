@@ -387,7 +387,7 @@ fn npy_npz_safetensors_idx_round_trip() {
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     let header = "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }";
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

@@ -113,7 +113,7 @@ fn fields(b: &[u8]) -> Vec<(u64, Field)> {
     out
 }
 
-fn get<'a>(fs: &'a [(u64, Field)], n: u64) -> Vec<&'a Field> {
+fn get(fs: &[(u64, Field)], n: u64) -> Vec<&Field> {
     fs.iter().filter(|(k, _)| *k == n).map(|(_, f)| f).collect()
 }
 
