@@ -397,8 +397,9 @@ fn bench(which: &str, ops: usize) -> ExitCode {
 
 fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
     use crate::golden::{check, discover, Outcome};
-    // One thread and a fixed seed so outputs are deterministic on CPU.
-    tch::set_num_threads(1);
+    // A fixed seed and one libtorch thread (unless OMP_NUM_THREADS says otherwise) so outputs are
+    // deterministic on one CPU.
+    tch::set_num_threads(crate::golden::threads());
     let paths = if paths.is_empty() { vec![PathBuf::from("tests/golden")] } else { paths };
     let scripts = match discover(&paths) {
         Ok(s) => s,

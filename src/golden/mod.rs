@@ -4,7 +4,7 @@
 //!
 //! A module script (one with `training_step`) runs as `lt run` would (fit, then test), in a child
 //! process of this binary so everything the Trainer prints is captured: progress bars off, one
-//! libtorch thread, libtorch's fixed default seed, breakpoints off, logs in a temp folder. A
+//! libtorch thread (or OMP_NUM_THREADS), libtorch's fixed default seed, breakpoints off, logs in a temp folder. A
 //! `// golden-args: --set trainer.fast_dev_run=2` line adds arguments. When `x.metrics.golden`
 //! exists beside `x.rhai`, the run's `metrics.csv` is compared with it too.
 pub mod compare;
@@ -13,6 +13,11 @@ use crate::script::runner::Script;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+/// libtorch threads golden runs use: `OMP_NUM_THREADS` when set to a positive number, else 1.
+pub fn threads() -> i32 {
+    std::env::var("OMP_NUM_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(1)
+}
 
 /// Outcome of one script.
 #[derive(Debug)]
@@ -91,7 +96,7 @@ pub fn capture_module(path: &Path) -> (String, Option<String>) {
         .arg(format!("trainer.default_root_dir={}", root.display()))
         // `<root>` in golden-args is the run's temp folder (for files a script writes)
         .args(golden_args(&source).into_iter().map(|a| a.replace("<root>", &root.display().to_string())))
-        .env("OMP_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", threads().to_string())
         .env("LT_BREAKPOINTS", "off")
         .stdin(std::process::Stdio::null())
         .output();

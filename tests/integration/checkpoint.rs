@@ -50,7 +50,7 @@ fn kill_9_after_a_checkpoint_leaves_it_intact_and_resumable() {
     let mut child = Command::new(crate::common::lt_bin())
         .args(["fit", s.as_str(), "--set", "trainer.default_root_dir=run", "--set", "model.hang_at=9"])
         .current_dir(&dir)
-        .env("OMP_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", crate::common::threads())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

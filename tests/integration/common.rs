@@ -13,12 +13,18 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `lt` with `args` in `dir` (single libtorch thread, so output is deterministic).
+/// libtorch intra-op threads for the `lt` processes tests start: `LT_TEST_THREADS` (default 1;
+/// `tools/test_matrix.sh` runs the suite with 1 and 2).
+pub fn threads() -> String {
+    std::env::var("LT_TEST_THREADS").unwrap_or_else(|_| "1".into())
+}
+
+/// Runs `lt` with `args` in `dir` (`threads()` libtorch threads, 1 by default).
 pub fn lt_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(lt_bin())
         .args(args)
         .current_dir(dir)
-        .env("OMP_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", crate::common::threads())
         .output()
         .expect("cannot start the lt binary")
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 fn selftest(args: &[&str], env: &[(&str, String)]) -> (Output, Duration) {
     let start = Instant::now();
     let mut cmd = Command::new(lt_bin());
-    cmd.arg("dist-selftest").args(args).env("OMP_NUM_THREADS", "1");
+    cmd.arg("dist-selftest").args(args).env("OMP_NUM_THREADS", crate::common::threads());
     for k in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LT_DIST_WORKER"] {
         cmd.env_remove(k);
     }
@@ -102,7 +102,7 @@ fn children(pid: u32) -> Vec<u32> {
 fn sigint_to_the_launcher_stops_every_worker() {
     let mut child = Command::new(lt_bin())
         .args(["dist-selftest", "--devices", "2", "--bench", "1000", "--iters", "100000000", "--dist-timeout", "60"])
-        .env("OMP_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", crate::common::threads())
         .env_remove("RANK")
         .env_remove("WORLD_SIZE")
         .stdout(Stdio::null())
@@ -153,7 +153,7 @@ fn run_with_devices_launches_that_many_workers() {
     let out = Command::new(lt_bin())
         .args(["run", "hello.rhai", "--devices", "2", "--strategy", "ddp"])
         .current_dir(&dir)
-        .env("OMP_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", crate::common::threads())
         .env_remove("RANK")
         .env_remove("WORLD_SIZE")
         .output()

@@ -89,7 +89,7 @@ fn run_case(case: &Value, shapes: &[Vec<i64>], steps: i64, kind: Kind, want: &Va
 ///   sides, and another CPU's kernels round differently again: 4 × dev32, and at least 1e-6.
 #[test]
 fn every_optimizer_matches_torch_optim_after_100_steps() {
-    tch::set_num_threads(1);
+    tch::set_num_threads(crate::common::threads().parse().unwrap_or(1));
     let fx = fixture("optim.json");
     let shapes: Vec<Vec<i64>> = serde_json::from_value(fx["shapes"].clone()).unwrap();
     let steps = fx["steps"].as_i64().unwrap();
