@@ -33,55 +33,55 @@ impl Default for CsvOptions {
     }
 }
 
-/// Splits one line into fields, honouring double quotes (`"a, b"`, `""` for a quote).
-fn split_line(line: &str, delim: char) -> std::result::Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    cur.push('"');
-                    chars.next();
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cur.push(c);
-            }
-        } else if c == '"' && cur.trim().is_empty() {
-            cur.clear();
-            quoted = true;
-        } else if c == delim {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
+/// A CSV file's records, as RFC 4180 reads them (the `csv` crate): quoted fields may hold the
+/// delimiter, `""` for a quote, and newlines. Fields are trimmed; blank lines are skipped. Returns
+/// the header (when `header`) and each data row with the line it starts on.
+pub type Records = (Option<Vec<String>>, Vec<(u64, Vec<String>)>);
+
+/// Parses CSV text into [`Records`]; `name` labels errors (`file.csv:3: …`).
+pub fn parse_records(input: &[u8], delimiter: char, header: bool, name: &str) -> Result<Records> {
+    if !delimiter.is_ascii() {
+        return Err(data_err!("{name}: the delimiter must be one ASCII character, got '{delimiter}'"));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter as u8)
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| match e.position() {
+            Some(p) => data_err!("{name}:{}: {e}", p.line()),
+            None => data_err!("{name}: {e}"),
+        })?;
+        if record.iter().all(str::is_empty) {
+            continue;
         }
+        // the reader's position is where the record's read began, before any blank lines it
+        // skipped: count lines up to its first byte instead
+        let start = record.position().map(|p| p.byte() as usize).unwrap_or(0).min(input.len());
+        let first = start + input[start..].iter().take_while(|b| matches!(b, b'\n' | b'\r')).count();
+        let line = 1 + input[..first].iter().filter(|&&b| b == b'\n').count() as u64;
+        rows.push((line, record.iter().map(str::to_string).collect()));
     }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    out.push(cur);
-    Ok(out.into_iter().map(|s| s.trim().to_string()).collect())
+    let names = if header {
+        if rows.is_empty() {
+            return Err(data_err!("{name}: the file is empty"));
+        }
+        Some(rows.remove(0).1)
+    } else {
+        None
+    };
+    Ok((names, rows))
 }
 
 /// Loads `path`: samples `[x, y]` with a target, `[x]` without.
 pub fn load(path: &Path, o: &CsvOptions) -> Result<TensorDataset> {
     check_exists(path, "data::csv")?;
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| data_err!("{name}: {e}"))?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let mut names: Option<Vec<String>> = None;
-    if o.header {
-        let (no, l) = lines.next().ok_or_else(|| data_err!("{name}: the file is empty"))?;
-        names = Some(split_line(l, o.delimiter).map_err(|e| data_err!("{name}:{}: {e}", no + 1))?);
-    }
-    let mut rows: Vec<(usize, Vec<String>)> = Vec::new();
-    for (no, l) in lines {
-        rows.push((no + 1, split_line(l, o.delimiter).map_err(|e| data_err!("{name}:{}: {e}", no + 1))?));
-    }
+    let bytes = std::fs::read(path).map_err(|e| data_err!("{name}: {e}"))?;
+    let (names, rows) = parse_records(&bytes, o.delimiter, o.header, &name)?;
     let width = names.as_ref().map(|n| n.len()).or_else(|| rows.first().map(|r| r.1.len())).unwrap_or(0);
     if rows.is_empty() {
         return Err(data_err!("{name}: no data rows"));

@@ -79,7 +79,10 @@ pub fn write_hparams_yaml(dir: &Path, hparams: &Value) -> Result<(), String> {
     write_atomic(&dir.join("hparams.yaml"), y.as_bytes())
 }
 
-/// Renders a JSON value as YAML (the subset hparams need: maps, lists, scalars).
+/// Renders a JSON value as YAML (the subset hparams need: maps, lists, scalars) that YAML 1.1
+/// readers (PyYAML, which Lightning and pandas users load it with) and YAML 1.2 readers both read
+/// back as the same value: keys and strings are quoted unless plainly a word, floats always carry a
+/// `.` and a signed exponent (`1.0e-05`; PyYAML reads `1e-5` as a string).
 pub fn to_yaml(v: &Value, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
     match v {
@@ -89,6 +92,7 @@ pub fn to_yaml(v: &Value, indent: usize, out: &mut String) {
                 return;
             }
             for (k, val) in m {
+                let k = yaml_string(k);
                 match val {
                     Value::Object(inner) if !inner.is_empty() => {
                         out.push_str(&format!("{pad}{k}:\n"));
@@ -105,7 +109,11 @@ pub fn to_yaml(v: &Value, indent: usize, out: &mut String) {
         Value::Array(a) => {
             for val in a {
                 match val {
-                    Value::Object(_) | Value::Array(_) => {
+                    Value::Object(m) if !m.is_empty() => {
+                        out.push_str(&format!("{pad}-\n"));
+                        to_yaml(val, indent + 2, out);
+                    }
+                    Value::Array(a) if !a.is_empty() => {
                         out.push_str(&format!("{pad}-\n"));
                         to_yaml(val, indent + 2, out);
                     }
@@ -117,22 +125,51 @@ pub fn to_yaml(v: &Value, indent: usize, out: &mut String) {
     }
 }
 
+/// Words YAML 1.1 or 1.2 resolve to a bool or null when plain.
+const YAML_RESERVED: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"];
+
+/// A string as a YAML key or scalar: plain when it is a word that no YAML version reads as
+/// anything else (a letter or `_` first, then letters, digits, `_ - . /`), else double-quoted with
+/// JSON's escapes (valid YAML).
+fn yaml_string(s: &str) -> String {
+    let mut chars = s.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+        && !YAML_RESERVED.contains(&s.to_ascii_lowercase().as_str());
+    if plain {
+        s.to_string()
+    } else {
+        serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    }
+}
+
+/// A float as both YAML 1.1 and 1.2 read it: `0.001`, `3.0`, `1.0e-05`, `1.5e+20`.
+fn yaml_float(x: f64) -> String {
+    if x.is_nan() {
+        return ".nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { ".inf".into() } else { "-.inf".into() };
+    }
+    let s = format!("{x:?}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) => {
+            let mantissa = if mantissa.contains('.') { mantissa.to_string() } else { format!("{mantissa}.0") };
+            let (sign, digits) = exp.strip_prefix('-').map(|d| ("-", d)).unwrap_or(("+", exp));
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None if s.contains('.') => s,
+        None => format!("{s}.0"),
+    }
+}
+
 fn yaml_scalar(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
+        Value::Number(n) if n.is_f64() => yaml_float(n.as_f64().unwrap_or(f64::NAN)),
         Value::Number(n) => n.to_string(),
-        Value::String(s) => {
-            let plain = !s.is_empty()
-                && s.chars().all(|c| c.is_alphanumeric() || "_-./".contains(c))
-                && s.parse::<f64>().is_err()
-                && !["true", "false", "null", "yes", "no", "on", "off"].contains(&s.to_ascii_lowercase().as_str());
-            if plain {
-                s.clone()
-            } else {
-                serde_json::to_string(s).unwrap_or_default()
-            }
-        }
+        Value::String(s) => yaml_string(s),
         Value::Array(a) if a.is_empty() => "[]".into(),
         Value::Object(_) | Value::Array(_) => "{}".into(),
     }

@@ -13,6 +13,7 @@ pub mod progress;
 pub mod scaler;
 pub mod state;
 pub mod tensorboard;
+pub mod val_schedule;
 
 use callback::{Action, Callback};
 use config::{ClipAlgorithm, Limit, TrainerConfig};
@@ -518,34 +519,6 @@ impl Trainer {
         Ok(())
     }
 
-    /// Whether validation runs after batch `batch_idx` (0-based) of an epoch of `n` batches.
-    fn val_due(&self, batch_idx: usize, n: Option<usize>, epoch: usize, total_batches_seen: usize) -> bool {
-        let c = &self.config;
-        let epoch_ok = match c.check_val_every_n_epoch {
-            Some(k) if k > 0 => (epoch + 1).is_multiple_of(k as usize),
-            Some(_) => false,
-            None => true,
-        };
-        let last = n.is_some_and(|n| batch_idx + 1 == n);
-        match c.val_check_interval {
-            Limit::Count(k) if k > 0 => {
-                if c.check_val_every_n_epoch.is_none() {
-                    total_batches_seen.is_multiple_of(k)
-                } else {
-                    epoch_ok && (batch_idx + 1).is_multiple_of(k)
-                }
-            }
-            Limit::Fraction(f) if f < 1.0 && f > 0.0 => match n {
-                Some(n) => {
-                    let every = ((n as f64) * f).floor().max(1.0) as usize;
-                    epoch_ok && ((batch_idx + 1).is_multiple_of(every) || batch_idx + 1 == n)
-                }
-                None => false,
-            },
-            _ => epoch_ok && last,
-        }
-    }
-
     fn train_epoch<M: LightningModule>(
         &mut self,
         m: &mut M,
@@ -651,7 +624,9 @@ impl Trainer {
             batch_idx += 1;
             self.batch_in_epoch = batch_idx;
             self.total_batches_seen += 1;
-            if !val_loaders.is_empty() && self.val_due(batch_idx - 1, n_batches, epoch, self.total_batches_seen) {
+            if !val_loaders.is_empty()
+                && val_schedule::val_due(&self.config, batch_idx - 1, n_batches, epoch, self.total_batches_seen)
+            {
                 self.eval_loop(m, StepKind::Validation, val_loaders, None, false)?;
                 self.step_schedulers(Interval::Step, true)?;
             }

@@ -15,6 +15,7 @@ mod loggers;
 mod nn;
 mod nn_fixtures;
 mod optim;
+mod pure;
 mod sched;
 mod script_errors;
 mod tensor_api;
