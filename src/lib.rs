@@ -2,6 +2,8 @@
 //!
 //! Folders are concepts: `tensor` (the tensor type and its script surface), `script` (the Rhai
 //! engine, errors, docs), `bench` (figures), `cli` (the `lt` command), `dist` (data-parallel processes).
+#[macro_use]
+pub mod console;
 pub mod bench;
 pub mod callbacks;
 pub mod checkpoint;
@@ -29,18 +31,20 @@ pub fn libtorch_version() -> String {
     unsafe { std::ffi::CStr::from_ptr(lt_torch_version()) }.to_string_lossy().into_owned()
 }
 
-/// The `lt --version` text: lt and libtorch versions, CUDA devices, threads.
+/// The `lt --version` text: lt and libtorch versions, CUDA devices, threads, distributed backends.
 pub fn version_text() -> String {
     let cuda = if tch::Cuda::is_available() {
         format!("available ({} device(s))", tch::Cuda::device_count())
     } else {
         "not available".to_string()
     };
+    let dist = if crate::dist::process_group::Backend::nccl_built() { "gloo, nccl" } else { "gloo (nccl not built)" };
     format!(
-        "lt {}\nlibtorch {}\ncuda {}\nthreads {}",
+        "lt {}\nlibtorch {}\ncuda {}\nthreads {}\ndistributed {}",
         env!("CARGO_PKG_VERSION"),
         libtorch_version(),
         cuda,
-        tch::get_num_threads()
+        tch::get_num_threads(),
+        dist
     )
 }

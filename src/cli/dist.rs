@@ -77,14 +77,14 @@ impl DistArgs {
 pub fn launch_if_needed(args: &DistArgs) -> Option<ExitCode> {
     match args.role() {
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Some(ExitCode::from(2))
         }
         Ok(Role::Launcher) => {
             let program = match std::env::current_exe() {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("error: cannot find the lt executable to start workers: {e}");
+                    errln!("error: cannot find the lt executable to start workers: {e}");
                     return Some(ExitCode::FAILURE);
                 }
             };
@@ -92,7 +92,7 @@ pub fn launch_if_needed(args: &DistArgs) -> Option<ExitCode> {
             match launcher::launch(&args.launch_config(), &program, &argv) {
                 Ok(()) => Some(ExitCode::SUCCESS),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     Some(if launcher::interrupted() { ExitCode::from(130) } else { ExitCode::FAILURE })
                 }
             }
@@ -136,7 +136,7 @@ pub fn selftest(args: &SelftestArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let rank = std::env::var("RANK").unwrap_or_else(|_| "0".into());
-            eprintln!("error: rank {rank}: {e}");
+            errln!("error: rank {rank}: {e}");
             ExitCode::FAILURE
         }
     }
@@ -165,7 +165,7 @@ fn selftest_worker(args: &SelftestArgs) -> Result<(), String> {
     let rank = pg.rank();
     if let Some(die) = args.die_rank {
         if die == rank {
-            eprintln!("rank {rank}: killing myself (--die-rank)");
+            errln!("rank {rank}: killing myself (--die-rank)");
             // SAFETY: raising a signal on our own process.
             unsafe { libc::raise(libc::SIGKILL) };
         }
@@ -179,7 +179,7 @@ fn selftest_worker(args: &SelftestArgs) -> Result<(), String> {
     if let Some(numel) = args.bench {
         let f = crate::dist::selftest::bench_all_reduce(&pg, device, numel.max(1), args.iters)?;
         if rank == 0 {
-            println!(
+            outln!(
                 "all_reduce {} float32 ({:.0} MB), {} processes, {}: median {:.1} ms, min {:.1} ms over {} iterations",
                 f.numel,
                 f.numel as f64 * 4.0 / 1e6,
@@ -192,7 +192,7 @@ fn selftest_worker(args: &SelftestArgs) -> Result<(), String> {
         }
         return Ok(());
     }
-    crate::dist::selftest::run_checks(&pg, device, &mut |line| println!("rank {rank}: {line}"))?;
-    println!("rank {rank}: selftest passed ({} of {}, {})", rank, pg.world_size(), backend.name());
+    crate::dist::selftest::run_checks(&pg, device, &mut |line| outln!("rank {rank}: {line}"))?;
+    outln!("rank {rank}: selftest passed ({} of {}, {})", rank, pg.world_size(), backend.name());
     Ok(())
 }

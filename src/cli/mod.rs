@@ -167,11 +167,11 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.version {
-        println!("{}", crate::version_text());
+        outln!("{}", crate::version_text());
         return ExitCode::SUCCESS;
     }
     let Some(cmd) = cli.command else {
-        eprintln!("lt: no command given; try `lt --help`");
+        errln!("lt: no command given; try `lt --help`");
         return ExitCode::from(2);
     };
     match cmd {
@@ -193,7 +193,7 @@ pub fn main() -> ExitCode {
         Command::LrFind(args) => match tune::lr_find_cmd(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
+                errln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
                 ExitCode::FAILURE
             }
         },
@@ -203,11 +203,11 @@ pub fn main() -> ExitCode {
 fn plot(run: &std::path::Path, out: Option<&std::path::Path>, x: &str) -> ExitCode {
     match crate::plot::XAxis::parse(x).and_then(|x| crate::plot::plot_run(run, out, x)) {
         Ok((path, (w, h))) => {
-            println!("wrote {} ({w}x{h})", path.display());
+            outln!("wrote {} ({w}x{h})", path.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -215,16 +215,16 @@ fn plot(run: &std::path::Path, out: Option<&std::path::Path>, x: &str) -> ExitCo
 
 fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
     if action != "show" {
-        eprintln!("error: unknown ckpt action '{action}'; try `lt ckpt show FILE`");
+        errln!("error: unknown ckpt action '{action}'; try `lt ckpt show FILE`");
         return ExitCode::from(2);
     }
     match crate::checkpoint::Checkpoint::load(file) {
         Ok(c) => {
-            print!("{}", c.describe());
+            out!("{}", c.describe());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -241,7 +241,7 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
+            errln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
             ExitCode::FAILURE
         }
     }
@@ -251,7 +251,7 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
     let script = match Script::load(&a.script) {
         Ok(s) => s,
         Err(e) => {
-            eprint!("{e}");
+            err!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -260,27 +260,27 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
         return match train::run_stage_with(train::Stage::Run, script, &a.options(&sets, watch)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
+                errln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
                 ExitCode::FAILURE
             }
         };
     }
     if watch {
-        eprintln!("error: --watch applies to module scripts (scripts with a training_step)");
+        errln!("error: --watch applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
     if !a.callbacks.is_empty() {
-        eprintln!("error: --callback applies to module scripts (scripts with a training_step)");
+        errln!("error: --callback applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
     if !a.sets.is_empty() {
-        eprintln!("error: --set applies to module scripts (scripts with a training_step)");
+        errln!("error: --set applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
     match script.run(&mut rhai::Scope::new()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprint!("{e}");
+            err!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -290,17 +290,17 @@ fn doc(name: Option<&str>) -> ExitCode {
     let engine = match crate::script::engine::new_engine() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     match crate::script::doc::render(&engine, name) {
         Ok(s) => {
-            print!("{s}");
+            out!("{s}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -311,85 +311,87 @@ fn bench(which: &str, ops: usize) -> ExitCode {
     match which {
         "dispatch" => match crate::bench::dispatch::run(ops, 5) {
             Ok(f) => {
-                println!("dispatch: {} small-tensor ops (x + x on 4 floats), 1 thread, best of 5", f.ops);
-                println!("  rust loop   {:>8.0} ns/op", f.rust_ns_per_op);
-                println!("  rhai loop   {:>8.0} ns/op", f.rhai_ns_per_op);
-                println!("  ratio       {:>8.2}x  (aim <= 1.5x)", f.ratio());
+                outln!("dispatch: {} small-tensor ops (x + x on 4 floats), 1 thread, best of 5", f.ops);
+                outln!("  rust loop   {:>8.0} ns/op", f.rust_ns_per_op);
+                outln!("  rhai loop   {:>8.0} ns/op", f.rhai_ns_per_op);
+                outln!("  ratio       {:>8.2}x  (aim <= 1.5x)", f.ratio());
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
         "optim" => match crate::bench::optim::run(20) {
             Ok(f) => {
                 let (n, size) = (crate::bench::optim::TENSORS, crate::bench::optim::SIZE);
-                println!("optim: one Adam step over {n} tensors of {size} float32 values, 1 thread, best of 20");
-                println!("  lt Adam (per-tensor)  {:>8.2} ms/step", f.lt_per_tensor_ms);
-                println!("  lt Adam (fused)       {:>8.2} ms/step", f.lt_fused_ms);
-                println!("  tch nn::Adam          {:>8.2} ms/step", f.tch_ms);
-                println!("  ratio per-tensor/tch  {:>8.2}x", f.lt_per_tensor_ms / f.tch_ms);
-                println!("  ratio fused/tch       {:>8.2}x", f.lt_fused_ms / f.tch_ms);
-                println!("  (PyTorch: python3 benches/optim_adam.py)");
+                outln!("optim: one Adam step over {n} tensors of {size} float32 values, 1 thread, best of 20");
+                outln!("  lt Adam (per-tensor)  {:>8.2} ms/step", f.lt_per_tensor_ms);
+                outln!("  lt Adam (fused)       {:>8.2} ms/step", f.lt_fused_ms);
+                outln!("  tch nn::Adam          {:>8.2} ms/step", f.tch_ms);
+                outln!("  ratio per-tensor/tch  {:>8.2}x", f.lt_per_tensor_ms / f.tch_ms);
+                outln!("  ratio fused/tch       {:>8.2}x", f.lt_fused_ms / f.tch_ms);
+                outln!("  (PyTorch: python3 benches/optim_adam.py)");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
         "data" => match crate::bench::data::run() {
             Ok(f) => {
-                println!("data: 1 libtorch thread, best of several epochs");
-                println!(
+                outln!("data: 1 libtorch thread, best of several epochs");
+                outln!(
                     "  tensor dataset 60000x784 float32 + labels, batch 64, shuffled ({} batches/epoch):",
                     f.tensor_batches
                 );
-                println!("    rust iterator, 0 workers   {:>9.0} batches/s", f.tensor_bps);
-                println!("    rust iterator, 2 workers   {:>9.0} batches/s", f.tensor_bps_2_workers);
-                println!("    script `for b in loader`   {:>9.0} batches/s", f.tensor_bps_script);
-                println!("    (PyTorch DataLoader over a TensorDataset: run tools/bench_data_torch.py; aim >= 5x)");
-                println!("  image folder, {} PNGs 3x128x128, batch 64 ({} batches/epoch):", f.images, f.image_batches);
-                println!(
+                outln!("    rust iterator, 0 workers   {:>9.0} batches/s", f.tensor_bps);
+                outln!("    rust iterator, 2 workers   {:>9.0} batches/s", f.tensor_bps_2_workers);
+                outln!("    script `for b in loader`   {:>9.0} batches/s", f.tensor_bps_script);
+                outln!("    (PyTorch DataLoader over a TensorDataset: run tools/bench_data_torch.py; aim >= 5x)");
+                outln!("  image folder, {} PNGs 3x128x128, batch 64 ({} batches/epoch):", f.images, f.image_batches);
+                outln!(
                     "    1 worker                   {:>9.1} batches/s  ({:.2} cores busy)",
-                    f.image_bps_1_worker, f.image_cores_1_worker
+                    f.image_bps_1_worker,
+                    f.image_cores_1_worker
                 );
-                println!(
+                outln!(
                     "    2 workers                  {:>9.1} batches/s  ({:.2} cores busy)",
-                    f.image_bps_2_workers, f.image_cores_2_workers
+                    f.image_bps_2_workers,
+                    f.image_cores_2_workers
                 );
-                println!("    speed-up                   {:>9.2}x  (aim >= 1.7x)", f.image_speedup());
-                println!("    control: two busy threads got {:.2} cores on this machine just now", f.cores_available);
+                outln!("    speed-up                   {:>9.2}x  (aim >= 1.7x)", f.image_speedup());
+                outln!("    control: two busy threads got {:.2} cores on this machine just now", f.cores_available);
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
         "checkpoint" => match crate::bench::checkpoint::run(&std::env::temp_dir()) {
             Ok(f) => {
-                println!("checkpoint: {:.0} MB (100M float32 parameters in 10 tensors), best of 3", f.megabytes);
-                println!("  lt save (atomic, fsync)  {:>8.0} MB/s", f.save_mb_s);
-                println!("  lt load (validated)      {:>8.0} MB/s", f.load_mb_s);
-                println!("  (PyTorch: python3 tools/bench_checkpoint_torch.py)");
+                outln!("checkpoint: {:.0} MB (100M float32 parameters in 10 tensors), best of 3", f.megabytes);
+                outln!("  lt save (atomic, fsync)  {:>8.0} MB/s", f.save_mb_s);
+                outln!("  lt load (validated)      {:>8.0} MB/s", f.load_mb_s);
+                outln!("  (PyTorch: python3 tools/bench_checkpoint_torch.py)");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
         "trainer" => match bench_trainer(ops) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
         other => {
-            eprintln!("error: unknown benchmark '{other}'; available: dispatch, optim, data, trainer, checkpoint");
+            errln!("error: unknown benchmark '{other}'; available: dispatch, optim, data, trainer, checkpoint");
             ExitCode::from(2)
         }
     }
@@ -404,7 +406,7 @@ fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
     let scripts = match discover(&paths) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -414,15 +416,15 @@ fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
         match check(s, bless, tolerance) {
             Outcome::Pass => {
                 passed += 1;
-                println!("ok      {}", s.display());
+                outln!("ok      {}", s.display());
             }
             Outcome::Blessed => {
                 passed += 1;
-                println!("blessed {}", s.display());
+                outln!("blessed {}", s.display());
             }
             Outcome::Missing => {
                 failed += 1;
-                println!(
+                outln!(
                     "MISSING {} (no {}; run with --bless to create it)",
                     s.display(),
                     crate::golden::golden_path(s).display()
@@ -430,11 +432,11 @@ fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
             }
             Outcome::Fail(d) => {
                 failed += 1;
-                println!("FAIL    {}\n{d}", s.display());
+                outln!("FAIL    {}\n{d}", s.display());
             }
         }
     }
-    println!("golden: {passed} passed, {failed} failed");
+    outln!("golden: {passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -501,8 +503,8 @@ fn bench_trainer(ops: usize) -> Result<(), String> {
                 ]);
             }
         }
-        Err(e) => println!("(Python peers not measured: {e})"),
+        Err(e) => outln!("(Python peers not measured: {e})"),
     }
-    println!("{t}");
+    outln!("{t}");
     Ok(())
 }

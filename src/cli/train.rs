@@ -171,7 +171,7 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
     module.attach(trainer.state.clone())?;
     if o.watch {
         module.watch()?;
-        println!("watching {} for changes: saved edits apply at the next training step", module.script.name());
+        outln!("watching {} for changes: saved edits apply at the next training step", module.script.name());
     }
     let rank0 = trainer.state.borrow().global_rank == 0;
     let alone = trainer.state.borrow().world_size <= 1;
@@ -180,7 +180,7 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
         && module.enable_pause_key()
         && trainer.config.enable_progress_bar
     {
-        println!("press Enter to pause into the REPL (:continue resumes)");
+        outln!("press Enter to pause into the REPL (:continue resumes)");
     }
     if rank0 && trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
         let loggers = crate::trainer::logger::make_loggers(&trainer.config.default_root_dir, &trainer.config.loggers)?;
@@ -214,7 +214,7 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
                 if !loaders.is_empty() {
                     let r = trainer.test(&mut module)?;
                     if rank0 {
-                        println!("{}", Trainer::results_table("Test", &r));
+                        outln!("{}", Trainer::results_table("Test", &r));
                     }
                 }
             }
@@ -223,14 +223,14 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
         Stage::Validate => {
             let r = trainer.validate(&mut module)?;
             if rank0 {
-                println!("{}", Trainer::results_table("Validate", &r));
+                outln!("{}", Trainer::results_table("Validate", &r));
             }
             Ok(())
         }
         Stage::Test => {
             let r = trainer.test(&mut module)?;
             if rank0 {
-                println!("{}", Trainer::results_table("Test", &r));
+                outln!("{}", Trainer::results_table("Test", &r));
             }
             Ok(())
         }
@@ -239,7 +239,7 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
             for (i, dl) in outs.iter().enumerate() {
                 for (j, o) in dl.iter().enumerate() {
                     if !o.is_unit() {
-                        println!("predict dataloader {i} batch {j}: {o}");
+                        outln!("predict dataloader {i} batch {j}: {o}");
                     }
                 }
             }

@@ -52,12 +52,12 @@ pub fn lr_find_cmd(a: &LrFindArgs) -> Result<(), String> {
     let (png, _) = crate::plot::render_png(&[crate::tuner::lr_find::plot(&res)])?;
     crate::trainer::logger::write_atomic(Path::new(&out), &png)?;
     if res.stopped_early {
-        println!("LR finder stopped early after {} steps due to diverging loss.", res.losses.len());
+        outln!("LR finder stopped early after {} steps due to diverging loss.", res.losses.len());
     }
     match res.suggestion() {
-        Some(lr) => println!("Suggested learning rate: {lr:e}"),
-        None => println!("No suggestion: too few finite losses were recorded ({} steps); try a larger --num-training or a smaller --max-lr", res.losses.len()),
+        Some(lr) => outln!("Suggested learning rate: {lr:e}"),
+        None => outln!("No suggestion: too few finite losses were recorded ({} steps); try a larger --num-training or a smaller --max-lr", res.losses.len()),
     }
-    println!("Plot: {}", out.display());
+    outln!("Plot: {}", out.display());
     Ok(())
 }

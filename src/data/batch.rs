@@ -45,11 +45,6 @@ impl Batch {
         })
     }
 
-    /// Every tensor moved to `device` (non-blocking from pinned memory).
-    pub fn to_device(self, device: Device) -> Result<Batch> {
-        self.map_tensors(&mut |t| Ok(t.f_to_device_(device, t.kind(), true, false)?))
-    }
-
     /// Every CPU tensor copied into page-locked memory, when CUDA is present (a no-op otherwise,
     /// as in PyTorch without an accelerator).
     pub fn pin_memory(self) -> Result<Batch> {

@@ -133,13 +133,6 @@ impl DataLoader {
         Ok(())
     }
 
-    /// Replaces the sampler.
-    pub fn set_sampler(&mut self, sampler: Sampler) -> Result<()> {
-        sampler.check(self.dataset.len())?;
-        self.sampler = sampler;
-        Ok(())
-    }
-
     /// The index batches of epoch `epoch`.
     pub fn batch_indices(&self, epoch: u64) -> Vec<Vec<usize>> {
         let idx = self.sampler.indices(self.dataset.len(), self.opts.seed, epoch);

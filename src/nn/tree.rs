@@ -281,16 +281,6 @@ pub fn walk_modules_mut(d: &mut Dynamic, f: &mut dyn FnMut(&str, &mut Map)) -> R
     go(d, "", 0, true, f)
 }
 
-/// Like [`walk_modules_mut`] for a map receiver (a script's `this`).
-pub fn walk_map_modules_mut(m: &mut Map, f: &mut dyn FnMut(&str, &mut Map)) -> Result<(), String> {
-    let mut d = Dynamic::from_map(std::mem::take(m));
-    let r = walk_modules_mut(&mut d, f);
-    if let Some(back) = d.try_cast::<Map>() {
-        *m = back;
-    }
-    r
-}
-
 /// Sets `training` on every module (what `train()` / `eval()` do) and records each module's
 /// dotted path in `_path`, which layers use to name themselves in errors.
 pub fn set_training(d: &mut Dynamic, mode: bool) -> Result<(), String> {
@@ -463,11 +453,6 @@ pub fn num_parameters(d: &Dynamic, trainable_only: bool) -> Result<i64, String> 
 /// as copies: their tensors are shared with the model, so in-place changes reach it.
 pub fn modules_post_order(d: &Dynamic) -> Result<Vec<(String, Map)>, String> {
     modules(d, true, false)
-}
-
-/// Every module map under `d` with its path, parents first (PyTorch's `named_modules` order).
-pub fn modules_pre_order(d: &Dynamic) -> Result<Vec<(String, Map)>, String> {
-    modules(d, false, false)
 }
 
 /// `lists`: also list each array holding modules, as a `ModuleList` entry (for the summary).

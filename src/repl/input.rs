@@ -46,7 +46,7 @@ impl Input {
         let mut editor = match Editor::<ReplHelper, DefaultHistory>::new() {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("warning: no line editor ({e}); reading plain lines");
+                errln!("warning: no line editor ({e}); reading plain lines");
                 return Input::Pipe;
             }
         };
@@ -70,7 +70,7 @@ impl Input {
                         let _ = editor.add_history_entry(line.as_str());
                         if let Some(h) = history {
                             if let Err(e) = editor.save_history(h) {
-                                eprintln!("warning: cannot write the history file {}: {e}", h.display());
+                                errln!("warning: cannot write the history file {}: {e}", h.display());
                                 *history = None;
                             }
                         }
@@ -80,7 +80,7 @@ impl Input {
                 Err(ReadlineError::Interrupted) => Read::Interrupted,
                 Err(ReadlineError::Eof) => Read::Eof,
                 Err(e) => {
-                    eprintln!("error: cannot read input: {e}");
+                    errln!("error: cannot read input: {e}");
                     Read::Eof
                 }
             },

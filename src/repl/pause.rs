@@ -60,7 +60,7 @@ fn breakpoint(ctx: &mut EvalContext) -> Result<Dynamic, Box<rhai::EvalAltResult>
         names.insert(0, "this");
     }
     let hook = ctx.global_runtime_state().source().unwrap_or("script").to_string();
-    println!(
+    outln!(
         "breakpoint() in {hook}: in scope: {}. :continue (or Ctrl-D) resumes.",
         if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
     );
@@ -80,7 +80,7 @@ fn breakpoint(ctx: &mut EvalContext) -> Result<Dynamic, Box<rhai::EvalAltResult>
     match exit {
         Exit::Quit => Err("the run was stopped at a breakpoint() (:quit)".into()),
         Exit::Continue | Exit::Eof => {
-            println!("continuing");
+            outln!("continuing");
             Ok(Dynamic::UNIT)
         }
     }
@@ -93,7 +93,7 @@ pub fn pause_run(this: &mut Dynamic, fns: &AST, at: &str) -> Result<(), String> 
     let mut repl = Repl::new(Vec::new())?;
     repl.scope.push_dynamic("this", this.clone());
     repl.paused_fns = Some(fns.clone_functions_only());
-    println!("\npaused {at}: `this` is the model. :continue (or Ctrl-D) resumes, :quit stops the run.");
+    outln!("\npaused {at}: `this` is the model. :continue (or Ctrl-D) resumes, :quit stops the run.");
     let exit = run_paused(&mut repl);
     if let Some(v) = repl.scope.get_value::<Dynamic>("this") {
         *this = v;
@@ -101,7 +101,7 @@ pub fn pause_run(this: &mut Dynamic, fns: &AST, at: &str) -> Result<(), String> 
     match exit {
         Exit::Quit => Err("the run was stopped from the pause REPL (:quit)".into()),
         Exit::Continue | Exit::Eof => {
-            println!("continuing");
+            outln!("continuing");
             Ok(())
         }
     }

@@ -99,7 +99,7 @@ impl Progress {
             let decile = self.done * 10 / t.max(1);
             if t >= 20 && decile > self.last_plain_decile && self.done < t {
                 self.last_plain_decile = decile;
-                println!("{}", self.line(metrics));
+                outln!("{}", self.line(metrics));
             }
         }
     }
@@ -110,15 +110,15 @@ impl Progress {
             return;
         }
         if self.tty {
-            println!("\r\x1b[2K{}", self.line(metrics));
+            outln!("\r\x1b[2K{}", self.line(metrics));
         } else {
-            println!("{}", self.line(metrics));
+            outln!("{}", self.line(metrics));
         }
     }
 
     pub fn message(&self, text: &str) {
         if self.enabled {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }

@@ -240,11 +240,6 @@ impl TensorBoardLogger {
         Ok(TensorBoardLogger { dir: dir.to_path_buf(), path: dir.join(name), out: None })
     }
 
-    /// The event file this logger writes.
-    pub fn event_file(&self) -> &Path {
-        &self.path
-    }
-
     /// The open event file, created with its header event on first use.
     fn file(&mut self) -> Result<&mut std::io::BufWriter<std::fs::File>, String> {
         if self.out.is_none() {

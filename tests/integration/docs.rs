@@ -56,4 +56,5 @@ fn version_names_libtorch_cuda_and_threads() {
     assert!(v.contains("libtorch 2.11.0"), "{v}");
     assert!(v.contains("cuda "), "{v}");
     assert!(v.contains("threads "), "{v}");
+    assert!(v.contains("distributed gloo"), "{v}");
 }

@@ -420,3 +420,52 @@ fn breakpoint_in_a_terminal_gets_the_typed_lines_not_the_pause_key() {
     };
     assert!(ok, "{seen}");
 }
+
+/// Runs `lt args` in `dir` with stdout a pipe whose reader goes away after the first line, as
+/// `lt … | head -1` does.
+fn lt_into_closed_pipe(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(lt_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", crate::common::threads())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lt");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("read a line");
+    // the reader is dropped here: every later write to stdout fails with EPIPE
+    let out = child.wait_with_output().expect("wait for lt");
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn a_closed_stdout_ends_printing_quietly_and_the_fit_still_logs() {
+    let dir = temp_dir("closed_stdout");
+    let (status, err) = lt_into_closed_pipe(&dir, &["doc"]);
+    assert!(status.success() && !err.contains("panicked"), "lt doc | head: {status:?}\n{err}");
+    // a fit that prints every step: it trains to the end, writes its logs and checkpoint, exits 0
+    std::fs::write(
+        dir.join("m.rhai"),
+        r#"
+fn trainer() { #{ max_epochs: 2, enable_progress_bar: false, log_every_n_steps: 1 } }
+fn init(h) { this.w = torch::zeros([2, 1], #{ requires_grad: true }); }
+fn configure_optimizers() { optim::sgd([this.w], #{ lr: 0.1 }) }
+fn train_dataloader() { [[torch::ones([4, 2]), torch::ones([4, 1])]] }
+fn training_step(b, i) {
+    for k in 0..2000 { print(`step ${this.global_step} line ${k}`); }
+    let loss = F::mse_loss(b[0].matmul(this.w), b[1]);
+    this.log("train_loss", loss);
+    loss
+}
+"#,
+    )
+    .unwrap();
+    let (status, err) = lt_into_closed_pipe(&dir, &["fit", "m.rhai"]);
+    assert!(status.success() && !err.contains("panicked"), "lt fit | head: {status:?}\n{err}");
+    let csv = std::fs::read_to_string(dir.join("lightning_logs/version_0/metrics.csv")).unwrap_or_default();
+    assert!(csv.lines().count() >= 3, "metrics.csv: {csv}");
+    let ckpts = std::fs::read_dir(dir.join("lightning_logs/version_0/checkpoints")).map(|d| d.count()).unwrap_or(0);
+    assert!(ckpts >= 1, "no checkpoint written");
+}
