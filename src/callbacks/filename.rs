@@ -16,6 +16,19 @@ fn py_sci(v: f64, prec: usize) -> String {
     }
 }
 
+/// The largest width or precision a spec may ask for: a file name holds at most 255 bytes.
+const MAX_SPEC_DIGITS: usize = 255;
+
+/// A width or precision of a format spec, bounded by [`MAX_SPEC_DIGITS`].
+fn spec_number(digits: &str, what: &str, spec: &str) -> Result<usize, String> {
+    match digits.parse::<usize>() {
+        Ok(n) if n <= MAX_SPEC_DIGITS => Ok(n),
+        _ => Err(format!(
+            "format spec '{spec}': the {what} {digits} is too large (at most {MAX_SPEC_DIGITS}: a file name holds 255 bytes)"
+        )),
+    }
+}
+
 /// Formats `v` with a Python format spec.
 pub fn format_spec(v: f64, spec: &str, is_int: bool) -> Result<String, String> {
     if spec.is_empty() {
@@ -26,10 +39,13 @@ pub fn format_spec(v: f64, spec: &str, is_int: bool) -> Result<String, String> {
         _ => (false, spec),
     };
     let (width_s, kind_part) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len()));
-    let width: usize = width_s.parse().unwrap_or(0);
+    let width = if width_s.is_empty() { 0 } else { spec_number(width_s, "width", spec)? };
     let body = if let Some(p) = kind_part.strip_prefix('.') {
         let (prec_s, kind) = p.split_at(p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len()));
-        let prec: usize = prec_s.parse().map_err(|_| format!("bad format spec '{spec}'"))?;
+        if prec_s.is_empty() {
+            return Err(format!("bad format spec '{spec}': a precision is digits after the '.'"));
+        }
+        let prec = spec_number(prec_s, "precision", spec)?;
         match kind {
             "f" | "" => format!("{v:.prec$}"),
             "e" => py_sci(v, prec),

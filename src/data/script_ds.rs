@@ -80,6 +80,7 @@ impl ScriptDataset {
     }
 
     fn sample(&self, i: usize) -> Result<Batch> {
+        let _nested = crate::script::reentry::enter("a script dataset's get").map_err(|e| data_err!("{e}"))?;
         let engine = call_engine()?;
         let v: Dynamic = self
             .fns

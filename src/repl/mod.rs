@@ -32,7 +32,6 @@ pub fn repl_engine() -> Result<Engine, String> {
         rhai::Token::Reserved(s) if s.as_str() == "var" || s.as_str() == "this" => rhai::Token::Identifier(s),
         t => t,
     });
-    signal::make_interruptible(&mut engine);
     Ok(engine)
 }
 
@@ -107,9 +106,9 @@ impl Repl {
             match commands::parse(t) {
                 Ok(Command::Quit) => return Exit::Quit,
                 Ok(Command::Continue) if self.paused() => return Exit::Continue,
-                Ok(Command::Continue) => eprintln!("error: nothing is paused; :continue leaves a breakpoint()"),
+                Ok(Command::Continue) => errln!("error: nothing is paused; :continue leaves a breakpoint()"),
                 Ok(c) => self.command(c),
-                Err(e) => eprintln!("error: {e}"),
+                Err(e) => errln!("error: {e}"),
             }
         }
     }
@@ -145,7 +144,7 @@ impl Repl {
         let input = match self.engine.compile_with_scope(&self.scope, src) {
             Ok(a) => a,
             Err(e) => {
-                eprint!("{}", ScriptError::from_parse(&e, NAME, src));
+                err!("{}", ScriptError::from_parse(&e, NAME, src));
                 return;
             }
         };
@@ -163,7 +162,7 @@ impl Repl {
 
     fn print_value(&self, v: Dynamic) {
         if !v.is_unit() {
-            println!("{}", self.show_value(v));
+            outln!("{}", self.show_value(v));
         }
     }
 
@@ -180,7 +179,7 @@ impl Repl {
     fn command(&mut self, c: Command) {
         if let Err(e) = self.try_command(c) {
             let e = e.trim_end().to_string();
-            eprintln!("{}", if e.starts_with("error") { e } else { format!("error: {e}") });
+            errln!("{}", if e.starts_with("error") { e } else { format!("error: {e}") });
         }
         self.this_in();
     }
@@ -194,8 +193,8 @@ impl Repl {
 
     fn try_command(&mut self, c: Command) -> Result<(), String> {
         match c {
-            Command::Help(None) => print!("{}", commands::help_text()),
-            Command::Help(Some(name)) => print!("{}", crate::script::doc::render(&self.engine, Some(&name))?),
+            Command::Help(None) => out!("{}", commands::help_text()),
+            Command::Help(Some(name)) => out!("{}", crate::script::doc::render(&self.engine, Some(&name))?),
             Command::Load(p) => self.load(&p)?,
             Command::Reload => {
                 let p = self.loaded.clone().ok_or("nothing loaded yet: use :load FILE")?;
@@ -212,12 +211,12 @@ impl Repl {
                         text = text.chars().take(57).collect::<String>() + "...";
                     }
                     let kind = if constant { "const " } else { "" };
-                    println!("{kind}{name}: {} = {text}", self.engine.map_type_name(v.type_name()));
+                    outln!("{kind}{name}: {} = {text}", self.engine.map_type_name(v.type_name()));
                 }
             }
             Command::Metrics => {
                 let s = self.session()?;
-                print!("{}", s.metrics());
+                out!("{}", s.metrics());
             }
             Command::Fit(n) => {
                 signal::reset();
@@ -250,7 +249,7 @@ impl Repl {
             let s = Session::open(script, &self.sets)?;
             self.session = Some(s);
             self.this_in();
-            println!("loaded module {}: `this` is the model; :fit N trains it, :help lists commands", path.display());
+            outln!("loaded module {}: `this` is the model; :fit N trains it, :help lists commands", path.display());
             return Ok(());
         }
         let ast = self.functions().merge(&script.ast);
@@ -267,11 +266,10 @@ impl Repl {
     fn reload_module(&mut self) -> Result<(), String> {
         let s = self.session()?;
         match crate::script::reload::prepare(&s.module.script, true)? {
-            None => println!("unchanged"),
-            Some((mut script, changed)) => {
-                signal::make_interruptible(&mut script.engine);
+            None => outln!("unchanged"),
+            Some((script, changed)) => {
                 s.module.swap_script(script);
-                println!("reloaded: {}", crate::script::reload::describe(&changed));
+                outln!("reloaded: {}", crate::script::reload::describe(&changed));
             }
         }
         Ok(())
@@ -285,10 +283,10 @@ fn report(e: &EvalAltResult, file: &str, source: &str) {
         inner = i;
     }
     if let EvalAltResult::ErrorTerminated(..) = inner {
-        eprintln!("interrupted");
+        errln!("interrupted");
         return;
     }
-    eprint!("{}", ScriptError::from_eval(e, file, source, None));
+    err!("{}", ScriptError::from_eval(e, file, source, None));
 }
 
 /// `lt repl [script]`.
@@ -296,19 +294,19 @@ pub fn main(script: Option<&Path>, sets: &[String]) -> ExitCode {
     let mut repl = match Repl::new(sets.to_vec()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     let _sigint = signal::SigintGuard::install();
     if let Some(p) = script {
         if let Err(e) = repl.load(p) {
-            eprintln!("{}", e.trim_end());
+            errln!("{}", e.trim_end());
         }
     }
     let mut input = Input::open(repl.vars.clone());
     if matches!(input, Input::Tty { .. }) {
-        println!("lt repl: Rhai on libtorch. :help lists commands; Ctrl-D quits.");
+        outln!("lt repl: Rhai on libtorch. :help lists commands; Ctrl-D quits.");
     }
     repl.run(&mut input);
     ExitCode::SUCCESS

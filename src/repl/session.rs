@@ -16,8 +16,7 @@ pub struct Session {
 
 impl Session {
     /// Builds the module (runs `init`) and its Trainer from the script's `trainer()` and `--set`s.
-    pub fn open(mut script: Script, sets: &[String]) -> Result<Session, String> {
-        super::signal::make_interruptible(&mut script.engine);
+    pub fn open(script: Script, sets: &[String]) -> Result<Session, String> {
         let (model_sets, trainer_sets) = crate::cli::train::parse_sets(sets)?;
         let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
         let config = TrainerConfig::from_map(&opts)?;
@@ -54,19 +53,19 @@ impl Session {
         let end = self.trainer.state.borrow().global_step;
         self.fitted |= r.is_ok() || end > start;
         r?;
-        println!("global_step {end} (epoch {})", self.trainer.state.borrow().current_epoch);
+        outln!("global_step {end} (epoch {})", self.trainer.state.borrow().current_epoch);
         Ok(())
     }
 
     pub fn validate(&mut self) -> Result<(), String> {
         let r = self.trainer.validate(&mut self.module)?;
-        println!("{}", Trainer::results_table("Validate", &r));
+        outln!("{}", Trainer::results_table("Validate", &r));
         Ok(())
     }
 
     pub fn test(&mut self) -> Result<(), String> {
         let r = self.trainer.test(&mut self.module)?;
-        println!("{}", Trainer::results_table("Test", &r));
+        outln!("{}", Trainer::results_table("Test", &r));
         Ok(())
     }
 

@@ -13,15 +13,10 @@ pub fn reset() {
     INTERRUPTED.store(false, Ordering::SeqCst);
 }
 
-/// Makes `engine` stop with an "interrupted" error once Ctrl-C was pressed.
-pub fn make_interruptible(engine: &mut rhai::Engine) {
-    engine.on_progress(|_| {
-        if INTERRUPTED.swap(false, Ordering::SeqCst) {
-            Some(rhai::Dynamic::from("interrupted (Ctrl-C)"))
-        } else {
-            None
-        }
-    });
+/// Whether Ctrl-C was pressed since the last call (and clears it). The script engine's progress
+/// callback turns it into an "interrupted (Ctrl-C)" error.
+pub fn take_interrupt() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed) && INTERRUPTED.swap(false, Ordering::SeqCst)
 }
 
 /// While alive, SIGINT sets the flag instead of ending the process; the old handler comes back on drop.

@@ -211,7 +211,8 @@ impl SchedulerCore {
                     *t_cur += 1;
                     if *t_cur >= *t_i {
                         *t_cur %= *t_i;
-                        *t_i *= *t_mult;
+                        // Python's ints do not overflow; past i64 the period is endless anyway
+                        *t_i = t_i.saturating_mul(*t_mult);
                     }
                     self.last_epoch + 1
                 };
@@ -351,6 +352,9 @@ impl SchedulerCore {
             Kind::WarmRestarts { t_i, t_cur, .. } => {
                 *t_i = int("T_i")?;
                 *t_cur = int("T_cur")?;
+                if *t_i < 1 || *t_cur < -1 {
+                    return Err(format!("{what}: T_i must be >= 1 and T_cur >= -1, got T_i {t_i}, T_cur {t_cur}"));
+                }
             }
             Kind::Plateau(p) => p.load(v).map_err(|e| format!("{what}: {e}"))?,
             Kind::Sequential { schedulers, .. } | Kind::Chained { schedulers } => {

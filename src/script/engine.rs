@@ -19,17 +19,62 @@ pub fn registry() -> Registry {
     reg
 }
 
+/// Sizes a script's values may grow to, raisable by environment variables (0 = unlimited):
+/// `LT_MAX_STRING_SIZE` (bytes, default 64 Mi), `LT_MAX_ARRAY_SIZE` (elements, default 64 Mi) and
+/// `LT_MAX_MAP_SIZE` (entries, default 16 Mi). Tensors are not script values and are not bounded.
+pub struct ScriptLimits {
+    pub string: usize,
+    pub array: usize,
+    pub map: usize,
+}
+
+impl ScriptLimits {
+    pub fn from_env() -> Result<ScriptLimits, String> {
+        let get = |name: &str, default: usize| -> Result<usize, String> {
+            match std::env::var(name) {
+                Ok(v) => v.trim().parse().map_err(|_| format!("{name} must be a number (0 = unlimited), got '{v}'")),
+                Err(_) => Ok(default),
+            }
+        };
+        Ok(ScriptLimits {
+            string: get("LT_MAX_STRING_SIZE", 64 << 20)?,
+            array: get("LT_MAX_ARRAY_SIZE", 64 << 20)?,
+            map: get("LT_MAX_MAP_SIZE", 16 << 20)?,
+        })
+    }
+}
+
 /// A new engine with the whole `lt` surface and the stdlib.
 pub fn new_engine() -> Result<Engine, String> {
     let mut engine = Engine::new();
     engine.set_optimization_level(OptimizationLevel::Simple);
+    // Ctrl-C (where a SIGINT handler is installed: the REPL, a paused fit) and the fit's max_time
+    // stop a running script, however long a hook loops.
+    engine.on_progress(|ops| {
+        if crate::repl::signal::take_interrupt() {
+            return Some(rhai::Dynamic::from("interrupted (Ctrl-C)"));
+        }
+        if ops % 1024 == 0 && crate::trainer::deadline::passed() {
+            return Some(rhai::Dynamic::from(crate::trainer::deadline::STOPPED));
+        }
+        None
+    });
+    // print/debug as Rhai's defaults do, but without panicking on a closed stdout (`lt run x | head`)
+    engine.on_print(|s| outln!("{s}"));
+    engine.on_debug(|s, source, pos| match source {
+        Some(source) => outln!("{source} @ {pos:?} | {s}"),
+        None if pos.is_none() => outln!("{s}"),
+        None => outln!("{pos:?} | {s}"),
+    });
     // Debug builds default to low limits; set them explicitly so scripts behave the same everywhere.
     engine.set_max_call_levels(512);
     engine.set_max_expr_depths(512, 512);
     engine.set_max_operations(0);
-    engine.set_max_string_size(0);
-    engine.set_max_array_size(0);
-    engine.set_max_map_size(0);
+    // Bounded data, so `for i in 0..64 { s += s; }` is a script error, not an abort.
+    let limits = ScriptLimits::from_env()?;
+    engine.set_max_string_size(limits.string);
+    engine.set_max_array_size(limits.array);
+    engine.set_max_map_size(limits.map);
     // `var` is reserved in Rhai but is PyTorch's name for variance (`x.var(0)`): let it through as
     // an ordinary identifier.
     #[allow(deprecated)] // "volatile", not deprecated

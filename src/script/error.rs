@@ -87,8 +87,12 @@ fn message_of(e: &EvalAltResult) -> String {
             Ok(s) => s.to_string(),
             Err(_) => format!("{v}"),
         },
-        // the engine's progress callback stopped it: Ctrl-C
-        EvalAltResult::ErrorTerminated(..) => "interrupted (Ctrl-C)".to_string(),
+        // the engine's progress callback stopped it: Ctrl-C, or the fit's max_time (its token says which)
+        EvalAltResult::ErrorTerminated(token, _) => token
+            .clone()
+            .into_immutable_string()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| "interrupted (Ctrl-C)".into()),
         other => {
             // Rhai's Display appends " (line x, position y)"; the location is printed separately.
             let s = other.to_string();

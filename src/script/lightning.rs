@@ -552,9 +552,13 @@ impl ScriptModule {
             return Ok(vec![l]);
         }
         if let Some(a) = d.clone().try_cast::<Array>() {
+            // `[]` is no loaders (as in Lightning), not one loader of no batches
+            if a.is_empty() {
+                return Ok(vec![]);
+            }
             // an array of loaders (several val/test loaders), or an array of batches
             let loaders: Vec<_> = a.iter().map(trainer_loader).collect();
-            if !a.is_empty() && loaders.iter().all(|l| l.is_some()) {
+            if loaders.iter().all(|l| l.is_some()) {
                 return Ok(loaders.into_iter().flatten().collect());
             }
             return Ok(vec![Box::new(ArrayLoader { items: a, pos: 0 })]);
@@ -958,13 +962,13 @@ impl LightningModule for ScriptModule {
                     w.reloads += 1;
                     w.reloads
                 });
-                println!("reloaded {file} at step {step}: {}", super::reload::describe(&changed));
+                outln!("reloaded {file} at step {step}: {}", super::reload::describe(&changed));
                 Ok(n.map(|n| ("reload".to_string(), n as f64)))
             }
             Ok(None) => Ok(None),
             Err(e) => {
-                eprintln!("{e}");
-                println!("reload skipped at step {step}: {file} keeps running the old code (see the error above)");
+                errln!("{e}");
+                outln!("reload skipped at step {step}: {file} keeps running the old code (see the error above)");
                 Ok(None)
             }
         }

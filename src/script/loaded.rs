@@ -39,6 +39,7 @@ fn overrides(m: &Map) -> BTreeMap<String, Value> {
 
 /// Builds a module script with `hparams` overlaid on its own `hparams()`.
 pub fn load_module(script: &Path, hparams: &BTreeMap<String, Value>) -> Result<LoadedModule, String> {
+    let _nested = super::reentry::enter(&format!("nn::load_module(\"{}\")", script.display()))?;
     let s = Script::load(script).map_err(|e| e.to_string().trim_end().to_string())?;
     let (m, _) = ScriptModule::load(s, hparams, &BTreeMap::new())?;
     Ok(LoadedModule(Rc::new(RefCell::new(m))))
@@ -76,6 +77,7 @@ impl LoadedModule {
     }
 
     fn call(&self, name: &str, args: Vec<Dynamic>) -> RResult<Dynamic> {
+        let _nested = super::reentry::enter(&format!("a loaded module's `{name}`")).map_err(err)?;
         let mut m = self.get_mut()?;
         if !m.has_fn(name) {
             return Err(err(format!("{} defines no `fn {name}`", m.script.name())));

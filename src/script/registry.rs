@@ -182,6 +182,13 @@ impl Registry {
             }
             other => other,
         };
+        // A panic anywhere below a native function is a script error, never a crash.
+        let shown = match (ns, name_for_purity.as_str()) {
+            (_, "") => "a property or index accessor".to_string(),
+            ("", n) => n.to_string(),
+            (ns, n) => format!("{ns}::{n}"),
+        };
+        let f = guard_panics(f, shown);
         // Rhai fills in the call position for global functions itself; only namespaced calls
         // (`torch::zeros(...)`) need the wrapper, which costs a context per call.
         let wrapped = if ns.is_empty() { f } else { with_call_position(f) };
@@ -202,6 +209,67 @@ impl Registry {
 
 /// Rhai's type of a native function (not exported under a name).
 type FnAny = dyn Fn(Option<NativeCallContext>, &mut [&mut Dynamic]) -> Result<Dynamic, Box<EvalAltResult>>;
+
+thread_local! {
+    /// How many guarded native calls are running on this thread (they nest through callbacks).
+    static GUARDED_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The message of the last panic caught inside a guarded call.
+    static CAUGHT_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that keeps quiet about panics inside guarded native calls — they
+/// become script errors — and reports every other panic as before.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED_DEPTH.with(|d| d.get()) > 0 {
+                let msg = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+                CAUGHT_PANIC.with(|c| *c.borrow_mut() = Some(format!("{msg}{at}")));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs a native function so that a panic inside it (a bug in lt, or in a library it calls)
+/// becomes a script error naming the function, with the call's position, instead of a crash.
+fn guard_panics(f: RhaiFunc, name: String) -> RhaiFunc {
+    install_panic_hook();
+    let wrap = |inner: Shared<FnAny>| -> Shared<FnAny> {
+        let name = name.clone();
+        Shared::new(move |ctx: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
+            let pos = ctx.as_ref().map(|c| c.call_position()).unwrap_or(rhai::Position::NONE);
+            GUARDED_DEPTH.with(|d| d.set(d.get() + 1));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner(ctx, args)));
+            GUARDED_DEPTH.with(|d| d.set(d.get() - 1));
+            r.unwrap_or_else(|_| {
+                let why = CAUGHT_PANIC.with(|c| c.borrow_mut().take()).unwrap_or_default();
+                Err(Box::new(EvalAltResult::ErrorRuntime(
+                    format!("internal error in {name}: {why} (a bug in lt; please report it)").into(),
+                    pos,
+                )))
+            })
+        })
+    };
+    match f {
+        RhaiFunc::Pure { func, has_context, is_pure, is_volatile } => {
+            RhaiFunc::Pure { func: wrap(func), has_context, is_pure, is_volatile }
+        }
+        RhaiFunc::Method { func, has_context, is_pure, is_volatile } => {
+            RhaiFunc::Method { func: wrap(func), has_context, is_pure, is_volatile }
+        }
+        other => other,
+    }
+}
 
 /// Wraps a native function so that its errors carry the script position of the call. Rhai fills
 /// positions for most calls but not for namespaced ones (`torch::zeros(...)`), so every registered

@@ -59,7 +59,7 @@ impl Script {
     pub fn from_source(path: &Path, source: String) -> Result<Script, LoadError> {
         let mut engine = new_engine().map_err(LoadError::Engine)?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        engine.set_module_resolver(rhai::module_resolvers::FileModuleResolver::new_with_path(dir));
+        engine.set_module_resolver(super::imports::ScriptImports::new(dir));
         let name = path.display().to_string();
         let mut ast =
             engine.compile(&source).map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;

@@ -175,8 +175,12 @@ fn want_limit(k: &str, v: &Value) -> Result<Limit, String> {
 
 /// "DD:HH:MM:SS" (Lightning's string form), or a number of seconds, or a map {days, hours, minutes, seconds}.
 pub fn want_duration(k: &str, v: &Value) -> Result<Duration, String> {
+    let secs = |s: f64| -> Result<Duration, String> {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| format!("trainer option '{k}' must be a non-negative, finite duration, got {s} seconds"))
+    };
     if let Some(s) = v.as_f64() {
-        return Ok(Duration::from_secs_f64(s.max(0.0)));
+        return secs(s);
     }
     if let Some(s) = v.as_str() {
         let parts: Result<Vec<u64>, _> = s.split(':').map(|p| p.parse::<u64>()).collect();
@@ -188,10 +192,23 @@ pub fn want_duration(k: &str, v: &Value) -> Result<Duration, String> {
         return Err(format!("trainer option '{k}' must look like \"DD:HH:MM:SS\", got \"{s}\""));
     }
     if let Some(m) = v.as_object() {
-        let get = |n: &str| m.get(n).and_then(Value::as_f64).unwrap_or(0.0);
-        return Ok(Duration::from_secs_f64(
-            get("days") * 86400.0 + get("hours") * 3600.0 + get("minutes") * 60.0 + get("seconds"),
-        ));
+        const UNITS: [(&str, f64); 4] = [("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0), ("seconds", 1.0)];
+        let mut total = 0.0;
+        for (unit, value) in m {
+            let Some(&(_, scale)) = UNITS.iter().find(|(u, _)| u == unit) else {
+                return Err(format!(
+                    "trainer option '{k}': unknown key '{unit}'; valid keys: days, hours, minutes, seconds"
+                ));
+            };
+            let x = value
+                .as_f64()
+                .ok_or_else(|| format!("trainer option '{k}': '{unit}' must be a number, got {value}"))?;
+            if x < 0.0 {
+                return Err(format!("trainer option '{k}': '{unit}' must be >= 0, got {x}"));
+            }
+            total += x * scale;
+        }
+        return secs(total);
     }
     Err(format!("trainer option '{k}' must be \"DD:HH:MM:SS\", seconds, or a map, got {v}"))
 }
@@ -264,7 +281,7 @@ impl TrainerConfig {
                         v.as_str().ok_or_else(|| format!("default_root_dir must be a path string, got {v}"))?,
                     )
                 }
-                "log_every_n_steps" => c.log_every_n_steps = want_int(k, v)?.max(1),
+                "log_every_n_steps" => c.log_every_n_steps = want_int(k, v)?,
                 "enable_progress_bar" => c.enable_progress_bar = want_bool(k, v)?,
                 "enable_model_summary" => c.enable_model_summary = want_bool(k, v)?,
                 "enable_checkpointing" => c.enable_checkpointing = want_bool(k, v)?,
@@ -296,6 +313,7 @@ impl TrainerConfig {
                 }
             }
         }
+        c.validate()?;
         if c.fast_dev_run > 0 {
             // Lightning: run n batches of train/val/test/predict, one epoch, no sanity check, no loggers/checkpoints
             let n = c.fast_dev_run as usize;
@@ -321,6 +339,79 @@ impl TrainerConfig {
             c.max_epochs = Some(1000);
         }
         Ok(c)
+    }
+
+    /// Lightning's range checks of the options (its messages), before any defaults are derived.
+    fn validate(&self) -> Result<(), String> {
+        let non_negative_or_minus_one = |name: &str, v: i64| {
+            if v < -1 {
+                Err(format!("`{name}` must be a non-negative integer or -1. You passed in {v}."))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(e) = self.max_epochs {
+            non_negative_or_minus_one("max_epochs", e)?;
+        }
+        non_negative_or_minus_one("max_steps", self.max_steps)?;
+        non_negative_or_minus_one("num_sanity_val_steps", self.num_sanity_val_steps)?;
+        if let Some(e) = self.min_epochs.filter(|&e| e < 0) {
+            return Err(format!("`min_epochs` must be a non-negative integer. You passed in {e}."));
+        }
+        if let Some(s) = self.min_steps.filter(|&s| s < 0) {
+            return Err(format!("`min_steps` must be a non-negative integer. You passed in {s}."));
+        }
+        if self.fast_dev_run < 0 {
+            return Err(format!("fast_dev_run={} is not a valid configuration. It should be >= 0.", self.fast_dev_run));
+        }
+        if let Some(k) = self.check_val_every_n_epoch.filter(|&k| k < 1) {
+            return Err(format!("`check_val_every_n_epoch` should be an integer >= 1 or None, got {k}."));
+        }
+        if self.log_every_n_steps < 0 {
+            return Err(format!("`log_every_n_steps` must be >= 0, got {}.", self.log_every_n_steps));
+        }
+        self.check_devices()
+    }
+
+    /// `devices`: "auto", -1 (all), a positive count, a string of one ("2"), or a list of device
+    /// indices ([0, 1], "0,1").
+    fn check_devices(&self) -> Result<(), String> {
+        let bad = || {
+            format!(
+                "`devices={}` is not a valid input: use \"auto\", -1 (all), a positive number of devices, or a list of device indices like [0, 1]",
+                self.devices
+            )
+        };
+        let index_list = |items: &mut dyn Iterator<Item = Option<i64>>| -> Result<(), String> {
+            let mut n = 0;
+            for i in items {
+                if i.is_none_or(|i| i < 0) {
+                    return Err(bad());
+                }
+                n += 1;
+            }
+            if n == 0 {
+                Err(bad())
+            } else {
+                Ok(())
+            }
+        };
+        match &self.devices {
+            Value::String(s) if s == "auto" || s == "-1" => Ok(()),
+            Value::String(s) if s.contains(',') => {
+                index_list(&mut s.split(',').filter(|p| !p.trim().is_empty()).map(|p| p.trim().parse().ok()))
+            }
+            Value::String(s) => match s.trim().parse::<i64>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err(bad()),
+            },
+            Value::Number(n) => match n.as_i64() {
+                Some(n) if n >= 1 || n == -1 => Ok(()),
+                _ => Err(bad()),
+            },
+            Value::Array(a) => index_list(&mut a.iter().map(Value::as_i64)),
+            _ => Err(bad()),
+        }
     }
 
     /// The device the module and batches live on, from `accelerator` and `devices`.

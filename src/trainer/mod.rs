@@ -5,6 +5,7 @@ pub mod api;
 pub mod callback;
 pub mod checkpointing;
 pub mod config;
+pub mod deadline;
 pub mod logger;
 pub mod logging;
 pub mod module;
@@ -285,6 +286,7 @@ impl Trainer {
         ckpt: Option<&crate::checkpoint::Checkpoint>,
     ) -> Result<(), String> {
         self.started = Instant::now();
+        let _deadline = deadline::Guard::start(self.config.max_time);
         self.seed()?;
         {
             let mut s = self.state.borrow_mut();
@@ -381,6 +383,17 @@ impl Trainer {
         self.distribute(&mut train_loaders)?;
         let mut train = Self::first_loader(train_loaders, "train_dataloader")?;
         let n_batches = self.train_batches(train.as_ref());
+        if let (Some(n), Limit::Count(k), Some(_)) =
+            (n_batches, self.config.val_check_interval, self.config.check_val_every_n_epoch)
+        {
+            if k > n {
+                return Err(format!(
+                    "`val_check_interval` ({k}) must be less than or equal to the number of the training batches ({n}). \
+                     If you want to disable validation set `limit_val_batches` to 0.0 instead. If you want to validate \
+                     based on the total training batches, set `check_val_every_n_epoch=None`."
+                ));
+            }
+        }
         if let Some(n) = n_batches {
             let per_epoch = n.div_ceil(self.config.accumulate_grad_batches as usize);
             let by_epochs = self.config.max_epochs.map(|e| e.max(0) as usize * per_epoch);
@@ -393,7 +406,15 @@ impl Trainer {
             self.state.borrow_mut().estimated_stepping_batches = Some(est);
         }
         self.call(m, "on_train_start", HookArgs::None)?;
-        let result = self.epochs(m, train.as_mut(), n_batches, &mut val_loaders);
+        let result = match self.epochs(m, train.as_mut(), n_batches, &mut val_loaders) {
+            // a hook that was still running when max_time passed was stopped: the fit ends there,
+            // as it would have at the next step boundary (that step's update is not made)
+            Err(e) if e.contains(deadline::STOPPED) => {
+                self.progress.message("`Trainer.fit` stopped: `max_time` reached inside a hook (it was abandoned)");
+                Ok(())
+            }
+            other => other,
+        };
         let end = result.and_then(|_| {
             self.call(m, "on_train_end", HookArgs::None)?;
             if std::mem::take(&mut self.update_bn) {

@@ -89,12 +89,19 @@ fn bad_worker_env_is_a_clear_error() {
     assert!(stderr(&out).contains("RANK=2 must be below WORLD_SIZE=2"), "{}", stderr(&out));
 }
 
-/// Children of `pid`, from /proc.
+/// Children of `pid` (of any of its threads: lt runs on a thread of its own), from /proc.
 fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    tasks
+        .iter()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect()
 }
 

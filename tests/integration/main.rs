@@ -1,6 +1,7 @@
 //! The one integration-test binary (each extra test binary would link libtorch again).
 //! One module per area; shared helpers in `common`.
 mod averaging;
+mod bad_input;
 mod callbacks;
 mod checkpoint;
 mod common;

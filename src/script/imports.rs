@@ -1,0 +1,59 @@
+//! `import "helpers" as h;`: Rhai's file resolver (modules beside the script), with import cycles
+//! reported by name. Rhai's resolver would follow `a.rhai → b.rhai → a.rhai` until the stack
+//! overflowed; here the chain of files being imported is kept, and a file that is already in it is
+//! an error naming the cycle.
+use rhai::module_resolvers::FileModuleResolver;
+use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Shared};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+thread_local! {
+    /// The files being imported on this thread, outermost first.
+    static IMPORTING: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Resolves imports relative to a folder (the importing script's), refusing cycles.
+pub struct ScriptImports {
+    files: FileModuleResolver,
+}
+
+impl ScriptImports {
+    pub fn new(dir: &Path) -> ScriptImports {
+        ScriptImports { files: FileModuleResolver::new_with_path(dir) }
+    }
+}
+
+/// Drops its file from the import chain, however the import ended.
+struct Importing;
+
+impl Drop for Importing {
+    fn drop(&mut self) {
+        IMPORTING.with(|s| s.borrow_mut().pop());
+    }
+}
+
+impl ModuleResolver for ScriptImports {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let file = self.files.get_file_path(path, source.and_then(|s| Path::new(s).parent()));
+        let key = file.canonicalize().unwrap_or_else(|_| file.clone());
+        let cycle = IMPORTING.with(|s| {
+            let s = s.borrow();
+            s.iter().position(|f| *f == key).map(|start| {
+                let chain: Vec<String> = s[start..].iter().chain([&key]).map(|f| f.display().to_string()).collect();
+                chain.join(" → ")
+            })
+        });
+        if let Some(chain) = cycle {
+            return Err(Box::new(EvalAltResult::ErrorRuntime(format!("import cycle: {chain}").into(), pos)));
+        }
+        IMPORTING.with(|s| s.borrow_mut().push(key));
+        let _importing = Importing;
+        self.files.resolve(engine, source, path, pos)
+    }
+}
