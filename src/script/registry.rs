@@ -240,6 +240,19 @@ fn install_panic_hook() {
     });
 }
 
+/// The libtorch error inside a panic from tch: tch 0.24 frees a `Scalar` argument (checking for
+/// errors with `unwrap`) before it reads the error of the op that took it, so an op with a number
+/// argument that libtorch refuses (`x % 0`, an out-of-range `scatter`, an `arange` too large to
+/// allocate) panics with `…unwrap()… Err value: Torch("ZeroDivisionError\nException raised…")`.
+/// That message is the user's error, not lt's: it is reported as libtorch worded it.
+fn libtorch_error_in(panic_message: &str) -> Option<String> {
+    let start = panic_message.find("Torch(\"")? + "Torch(\"".len();
+    let quoted = &panic_message[start..];
+    let end = quoted.rfind("\")").unwrap_or(quoted.len());
+    let text = quoted[..end].replace("\\n", "\n").replace("\\\"", "\"");
+    Some(crate::tensor::clean_torch_message(&text))
+}
+
 /// Runs a native function so that a panic inside it (a bug in lt, or in a library it calls)
 /// becomes a script error naming the function, with the call's position, instead of a crash.
 fn guard_panics(f: RhaiFunc, name: String) -> RhaiFunc {
@@ -253,10 +266,11 @@ fn guard_panics(f: RhaiFunc, name: String) -> RhaiFunc {
             GUARDED_DEPTH.with(|d| d.set(d.get() - 1));
             r.unwrap_or_else(|_| {
                 let why = CAUGHT_PANIC.with(|c| c.borrow_mut().take()).unwrap_or_default();
-                Err(Box::new(EvalAltResult::ErrorRuntime(
-                    format!("internal error in {name}: {why} (a bug in lt; please report it)").into(),
-                    pos,
-                )))
+                let message = match libtorch_error_in(&why) {
+                    Some(torch) => torch,
+                    None => format!("internal error in {name}: {why} (a bug in lt; please report it)"),
+                };
+                Err(Box::new(EvalAltResult::ErrorRuntime(message.into(), pos)))
             })
         })
     };

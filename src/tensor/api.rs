@@ -199,11 +199,16 @@ fn to_array(t: &tch::Tensor) -> RResult<Dynamic> {
 
 /// `x.to(...)` target: a device name, a dtype name, or a map of both.
 fn to_target(x: &tch::Tensor, s: &str) -> RResult<Tensor> {
-    if let Ok(d) = parse_device(s) {
+    let device = parse_device(s);
+    if let Ok(d) = device {
         return ok(x.f_to_device(d));
     }
     match parse_dtype(s) {
         Ok(k) => ok(x.f_to_kind(k)),
+        // a device name that names a device this machine lacks: say that (not "neither …")
+        Err(_) if device.as_ref().is_err_and(|e| e.to_string().contains("not available")) => {
+            Err(err(device.err().map(|e| format!("to: {e}")).unwrap_or_default()))
+        }
         Err(_) => Err(err(format!(
             "to: '{s}' is neither a device (\"cpu\", \"cuda\", \"cuda:N\") nor a dtype (\"float32\", \"int64\", …)"
         ))),

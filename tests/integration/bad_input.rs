@@ -177,3 +177,12 @@ fn runaway_strings_and_arrays_hit_the_script_limits() {
     let text = run_fails_cleanly(&dir, "a.rhai");
     assert!(text.to_lowercase().contains("size of array") || text.contains("too large"), "{text}");
 }
+
+#[test]
+fn deep_script_recursion_is_an_error_not_a_stack_overflow() {
+    // Rhai's call-depth limit (512 levels) holds on lt's own 512 MiB stack
+    let dir = temp_dir("deep_recursion");
+    std::fs::write(dir.join("r.rhai"), "fn f(n) { f(n + 1) }\nf(0);\n").unwrap();
+    let text = run_fails_cleanly(&dir, "r.rhai");
+    assert!(text.contains("Too many levels of function calls") || text.contains("call"), "{text}");
+}

@@ -2,6 +2,7 @@
 //! One module per area; shared helpers in `common`.
 mod averaging;
 mod bad_input;
+mod bad_input_suite;
 mod callbacks;
 mod checkpoint;
 mod common;
