@@ -55,7 +55,13 @@ impl DistArgs {
     /// launcher. An unknown strategy or inconsistent flags are errors.
     pub fn role(&self) -> Result<Role, String> {
         match self.strategy.as_str() {
-            "auto" | "ddp" => launcher::role(&self.launch_config()).map_err(String::from),
+            "auto" => launcher::role(&self.launch_config()).map_err(String::from),
+            // Lightning runs a one-process group for `devices=1, strategy="ddp"`: so does lt
+            // (NCCL on CUDA, Gloo on CPU), so a DDP setup is checked before it is scaled out
+            "ddp" => match launcher::role(&self.launch_config()).map_err(String::from)? {
+                Role::Single => Ok(Role::Launcher),
+                other => Ok(other),
+            },
             "single" | "single_device" => {
                 if self.devices * self.num_nodes > 1 {
                     Err(format!(

@@ -30,6 +30,12 @@ fn two_ranks_match_one_process_with_the_global_batch() {
     let ws: Vec<&str> = d.lines().filter(|l| l.starts_with("w ")).collect();
     assert_eq!(ws.len(), 2);
     assert_eq!(ws[0], ws[1]);
+    // `--devices 1 --strategy ddp` is a one-process group (as in Lightning), training like one process
+    let one = lt(&["fit", "tests/scripts/ddp.rhai", "--devices", "1", "--strategy", "ddp", "--set", "model.bs=16"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let o = stdout(&one);
+    assert!(o.contains("rank 0/1 steps 8"), "{o}");
+    assert_eq!(values(&o, "w "), values(&s, "w "));
     // sync_dist averaged the last step's loss over the ranks: every rank reports the same value
     let losses: Vec<&str> = d.lines().filter(|l| l.starts_with("loss ")).collect();
     assert_eq!(losses.len(), 2);
