@@ -337,12 +337,13 @@ c_ddp() {
   if [ "$backend" = gloo ] && [ "$HAVE_CUDA" = 1 ]; then skip "CUDA present: ddp_nccl covers this path"; fi
   # shellcheck disable=SC2206
   local args=(${FIT_ARGS[gpt]} --set trainer.max_steps=6 --set trainer.max_epochs=1)
-  local figures=""
-  if [ "$backend" = nccl ]; then
-    run_lt s.out fit "$G/gpt.rhai" -q "${args[@]}" --devices 1 --strategy ddp --set trainer.default_root_dir=s \
-      || bad "lt fit --devices 1 --strategy ddp: $(why $? s.out)"
-    figures="--devices 1 --strategy ddp fit ok (lt runs it as a single process: no process group); "
-  fi
+  local figures="" ws1
+  # lt's own launcher: `--devices 1 --strategy ddp` is a one-rank group ($backend), as in Lightning
+  run_lt s.out fit "$G/gpt.rhai" -q "${args[@]}" --devices 1 --strategy ddp --dist-timeout 120 --set trainer.default_root_dir=s \
+    || bad "lt fit --devices 1 --strategy ddp: $(why $? s.out)"
+  ws1="$(field s.out stage=fit world_size)"
+  [ "$ws1" = 1 ] || bad "--devices 1 --strategy ddp: world_size '$ws1', expected 1"
+  figures="--devices 1 --strategy ddp: 1-rank group, world_size $ws1; "
   port=$(free_port)
   RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
     run_lt w.out fit "$G/gpt.rhai" -q "${args[@]}" --dist-timeout 120 --set trainer.default_root_dir=w \
