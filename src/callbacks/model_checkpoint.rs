@@ -7,8 +7,15 @@ use crate::trainer::callback::{Action, Callback, SetupInfo};
 use crate::trainer::state::{RunningStage, SharedState};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Whether `path` is a `.ckpt` file directly inside `dir` (compared by components, so `ck/./a`
+/// and `ck/a` agree, while `ck/../a`, `/abs/a` or `ck/sub/a` are not inside `ck`).
+pub fn owned_checkpoint_path(path: &Path, dir: &Path) -> bool {
+    // `file_name` is None for a path ending in `..`, so what is left is one plain name in `dir`
+    path.extension().is_some_and(|e| e == "ckpt") && path.file_name().is_some() && path.parent().is_some_and(|p| p == dir)
+}
 
 #[derive(Debug, Clone)]
 pub struct ModelCheckpointConfig {
@@ -100,6 +107,12 @@ impl ModelCheckpoint {
 
     pub fn dir(&self) -> &PathBuf {
         &self.dir
+    }
+
+    /// Whether `path` names a checkpoint file of this callback: a `.ckpt` file directly in its
+    /// folder (`..`, other folders and absolute paths elsewhere are not).
+    pub fn owns(&self, path: &str) -> bool {
+        owned_checkpoint_path(Path::new(path), &self.dir)
     }
 
     fn epoch_trigger(&self) -> Option<i64> {
@@ -316,12 +329,33 @@ impl Callback for ModelCheckpoint {
         if s.get("dirpath").and_then(Value::as_str) != Some(self.dir.to_string_lossy().as_ref()) {
             return Ok(());
         }
-        self.best_model_path = s.get("best_model_path").and_then(Value::as_str).unwrap_or("").to_string();
-        self.best_model_score = s.get("best_model_score").and_then(Value::as_f64);
-        self.last_model_path = s.get("last_model_path").and_then(Value::as_str).unwrap_or("").to_string();
+        // The record names files this callback may later remove (when they fall out of the top
+        // k) or overwrite: only its own checkpoint files are taken from a checkpoint's content.
+        let own = |p: &str, what: &str| -> bool {
+            let ok = p.is_empty() || self.owns(p);
+            if !ok {
+                eprintln!(
+                    "warning: ModelCheckpoint: the checkpoint's {what} '{p}' is not a .ckpt file directly in {}; it is dropped from the restored state (and never removed)",
+                    self.dir.display()
+                );
+            }
+            ok
+        };
+        let best = s.get("best_model_path").and_then(Value::as_str).unwrap_or("");
+        let last = s.get("last_model_path").and_then(Value::as_str).unwrap_or("");
+        let (best_ok, last_ok) = (own(best, "best_model_path"), own(last, "last_model_path"));
+        let mut kept = BTreeMap::new();
         if let Some(m) = s.get("best_k_models").and_then(Value::as_object) {
-            self.best_k_models = m.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN))).collect();
+            for (k, v) in m {
+                if own(k, "best_k_models entry") {
+                    kept.insert(k.clone(), v.as_f64().unwrap_or(f64::NAN));
+                }
+            }
         }
+        self.best_model_path = if best_ok { best.to_string() } else { String::new() };
+        self.best_model_score = if best_ok { s.get("best_model_score").and_then(Value::as_f64) } else { None };
+        self.last_model_path = if last_ok { last.to_string() } else { String::new() };
+        self.best_k_models = kept;
         Ok(())
     }
 }

@@ -52,12 +52,17 @@ impl Checkpoint {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
+        // temp files of saves that were cut short (crash, kill -9) in this folder
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        for p in crate::fs::remove_stale_temps(dir, ".ckpt") {
+            eprintln!("note: removed {}, left by an interrupted checkpoint save", p.display());
+        }
         crate::nn::io::write_safetensors(path, &self.tensors, Some(header)).map_err(|e| format!("checkpoint: {e}"))
     }
 
     /// Reads and validates a checkpoint; refuses files that are truncated, corrupt or not ours.
     pub fn load(path: &Path) -> Result<Checkpoint, String> {
-        let len = std::fs::metadata(path).map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?.len();
+        let len = crate::fs::check_regular(path).map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?.len();
         let refuse = |e: String| format!("refusing checkpoint {}: {e}", path.display());
         if len < 8 {
             return Err(refuse("file too short to be a checkpoint (truncated?)".into()));
@@ -88,6 +93,11 @@ impl Checkpoint {
         let md = crate::nn::io::read_safetensors_metadata(path)?;
         let text = md.get("lt").ok_or_else(|| format!("{}: not an lt checkpoint", path.display()))?;
         serde_json::from_str(text).map_err(|e| format!("{}: corrupt metadata: {e}", path.display()))
+    }
+
+    /// Whether `path` is an lt checkpoint by its header (read without the tensors).
+    pub fn is_checkpoint(path: &Path) -> bool {
+        Self::read_meta(path).is_ok_and(|m| m.get("format").and_then(Value::as_str) == Some(FORMAT))
     }
 
     /// `lt ckpt show`: the metadata and the tensors as tables.

@@ -45,26 +45,35 @@ pub fn is_module_script(script: &Script) -> bool {
         .any(|f| ["training_step", "validation_step", "test_step", "predict_step"].contains(&f.name))
 }
 
+/// How many folders deep `--ckpt last|best` looks under the root dir
+/// (`lightning_logs/version_N/checkpoints` is 3).
+pub const MAX_CKPT_SEARCH_DEPTH: usize = 16;
+
 /// Finds the checkpoint `--ckpt` names: a path, `last` (the newest `last.ckpt`, else the newest
 /// full checkpoint under `root`), or `best` (the best_model_path recorded in that checkpoint).
 pub fn resolve_ckpt(spec: &str, root: &Path) -> Result<PathBuf, String> {
     if spec != "last" && spec != "best" {
         return Ok(PathBuf::from(spec));
     }
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else if p.extension().is_some_and(|x| x == "ckpt") {
-                    out.push(p);
+    // Real folders only (a symbolic link to a folder is not followed, so `ck/a -> .` cannot make
+    // the search loop or explode), at most MAX_CKPT_SEARCH_DEPTH deep; `.ckpt` entries count
+    // when they are regular files (a link to one is fine, a FIFO is not).
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                if depth < MAX_CKPT_SEARCH_DEPTH {
+                    walk(&p, depth + 1, out);
                 }
+            } else if p.extension().is_some_and(|x| x == "ckpt") && p.is_file() {
+                out.push(p);
             }
         }
     }
     let mut all = Vec::new();
-    walk(root, &mut all);
+    walk(root, 0, &mut all);
     // a run resumes from full checkpoints: weights-only files (save_weights_only, SWA's final
     // model) are candidates only when there is nothing else
     let weights_only = |p: &PathBuf| {

@@ -128,24 +128,37 @@ impl Trainer {
         for a in std::mem::take(&mut self.pending) {
             match a {
                 Action::SaveCheckpoint { path, weights_only } => self.save_checkpoint(m, &path, weights_only)?,
-                Action::Copy { from, to } => {
-                    let tmp = to.with_extension("ckpt.tmp");
-                    std::fs::copy(&from, &tmp)
-                        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), tmp.display()))?;
-                    std::fs::rename(&tmp, &to).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
-                }
-                Action::Remove(p) => {
-                    let _ = std::fs::remove_file(p);
-                }
-                Action::Stop(_)
-                | Action::Log(_)
-                | Action::SetLr(_)
-                | Action::SuspendSchedulers(_)
-                | Action::UpdateBatchNorm
-                | Action::SaveFinalWeights(_) => {}
+                Action::Copy { from, to } => crate::fs::write_atomic_with(&to, |tmp| {
+                    std::fs::copy(&from, tmp).map(|_| ()).map_err(|e| format!("cannot copy {}: {e}", from.display()))
+                })?,
+                Action::Remove(p) => self.remove_checkpoint(&p),
+                Action::Stop(_) | Action::Log(_) | Action::SetLr(_) | Action::SuspendSchedulers(_) | Action::UpdateBatchNorm | Action::SaveFinalWeights(_) => {}
             }
         }
         Ok(())
+    }
+
+    /// Removes a checkpoint that fell out of the top k — only if it is one: a `.ckpt` file directly
+    /// in a checkpoint callback's folder, a regular file (not a link), with an lt checkpoint's
+    /// header. Anything else is left alone with a warning, whatever a restored state said.
+    fn remove_checkpoint(&self, p: &Path) {
+        let in_dir = self.callbacks.iter().filter_map(|c| c.checkpoint_dir()).any(|d| crate::callbacks::model_checkpoint::owned_checkpoint_path(p, &d));
+        let why = if !in_dir {
+            "it is not a .ckpt file in a checkpoint folder"
+        } else {
+            match std::fs::symlink_metadata(p) {
+                Err(_) => return, // already gone
+                Ok(m) if !m.file_type().is_file() => "it is not a regular file",
+                Ok(_) if !Checkpoint::is_checkpoint(p) => "it is not an lt checkpoint",
+                Ok(_) => {
+                    if let Err(e) = std::fs::remove_file(p) {
+                        eprintln!("warning: cannot remove {}: {e}", p.display());
+                    }
+                    return;
+                }
+            }
+        };
+        eprintln!("warning: not removing {}: {why}", p.display());
     }
 
     /// Restores everything a checkpoint holds; called after configure_optimizers.

@@ -13,6 +13,7 @@ mod docs;
 mod examples;
 mod golden;
 mod host;
+mod hostile_checkpoints;
 mod loggers;
 mod nn;
 mod nn_fixtures;
