@@ -5,6 +5,7 @@ use crate::tensor::clean_torch_message;
 use safetensors::{Dtype, View};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 use tch::Kind;
 
@@ -122,12 +123,104 @@ pub fn load_safetensors(path: &Path) -> Result<SafetensorsContents, String> {
     read_safetensors_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A new contiguous CPU tensor of `shape` and `kind`, filled with exactly its size in bytes read
+/// from `r`: one copy, straight into tensor memory, no intermediate buffer. The caller has checked
+/// the byte count against what the source can hold before calling (the allocation is that size).
+/// A bool tensor must hold only bytes 0 and 1.
+pub fn read_tensor(r: &mut dyn Read, shape: &[i64], kind: Kind) -> Result<tch::Tensor, String> {
+    let t = tch::Tensor::f_empty(shape, (kind, tch::Device::Cpu)).map_err(|e| clean_torch_message(&e.to_string()))?;
+    let len = t.numel() * kind.elt_size_in_bytes();
+    if len > 0 {
+        // SAFETY: `t` is a new contiguous CPU tensor of exactly `len` bytes that nothing else
+        // references yet; every byte pattern is a valid value of these dtypes except bool, which
+        // is checked below before the tensor is handed out.
+        let dst = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, len) };
+        r.read_exact(dst).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => format!("the data ends before the {len} bytes of the tensor (truncated?)"),
+            _ => e.to_string(),
+        })?;
+        if kind == Kind::Bool && dst.iter().any(|&b| b > 1) {
+            return Err("a bool tensor holds bytes other than 0 and 1".into());
+        }
+    }
+    Ok(t)
+}
+
+/// The most a deflate stream can expand: 1032 output bytes per input byte (258-byte matches in
+/// codes of at least 2 bits), plus slack for the stream's end.
+pub fn max_inflated_len(compressed: u64) -> u64 {
+    compressed.saturating_mul(1032).saturating_add(1024)
+}
+
+/// Opens a zip archive (`.npz`, `torch.save` files) after checking its directory against the file
+/// size: the `zip` crate reserves memory for as many entries as the end record claims, so a
+/// record claiming more entries than the file can hold (46 bytes each at least) is refused first.
+pub fn open_zip<R: Read + std::io::Seek>(mut r: R, file_len: u64) -> Result<zip::ZipArchive<R>, String> {
+    let entries = zip_entry_count(&mut r, file_len)?;
+    if entries.saturating_mul(46) > file_len {
+        return Err(format!("not a valid zip file: its directory claims {entries} entries, more than a {file_len}-byte file can hold"));
+    }
+    r.seek(std::io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    zip::ZipArchive::new(r).map_err(|e| format!("not a valid zip file: {e}"))
+}
+
+/// The entry count an archive's end-of-central-directory record (or its ZIP64 record) claims; 0
+/// when there is none (the zip crate then refuses the file itself).
+fn zip_entry_count<R: Read + std::io::Seek>(r: &mut R, file_len: u64) -> Result<u64, String> {
+    use std::io::SeekFrom;
+    let io = |e: std::io::Error| e.to_string();
+    // the end record is 22 bytes plus a comment of at most 65,535
+    let tail_len = file_len.min(22 + 65_535);
+    r.seek(SeekFrom::Start(file_len - tail_len)).map_err(io)?;
+    let mut tail = vec![0u8; tail_len as usize];
+    r.read_exact(&mut tail).map_err(io)?;
+    let Some(eocd) = (0..tail.len().saturating_sub(21)).rev().find(|&i| tail[i..].starts_with(b"PK\x05\x06")) else { return Ok(0) };
+    let count16 = u16::from_le_bytes([tail[eocd + 10], tail[eocd + 11]]) as u64;
+    // a ZIP64 locator sits just before the end record and points to the ZIP64 end record
+    let eocd_pos = file_len - tail_len + eocd as u64;
+    if eocd_pos < 20 {
+        return Ok(count16);
+    }
+    let mut loc = [0u8; 20];
+    r.seek(SeekFrom::Start(eocd_pos - 20)).map_err(io)?;
+    r.read_exact(&mut loc).map_err(io)?;
+    if &loc[..4] != b"PK\x06\x07" {
+        return Ok(count16);
+    }
+    let at = u64::from_le_bytes(loc[8..16].try_into().expect("8 bytes"));
+    let mut rec = [0u8; 56];
+    if at.checked_add(56).is_none_or(|end| end > eocd_pos) || r.seek(SeekFrom::Start(at)).is_err() || r.read_exact(&mut rec).is_err() || &rec[..4] != b"PK\x06\x06" {
+        return Err("not a valid zip file: its ZIP64 locator does not point to a ZIP64 end record".into());
+    }
+    Ok(u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes")))
+}
+
+/// Checks a zip entry's declared sizes against the archive before anything is allocated from
+/// them: the compressed bytes lie inside the file, a stored entry is as long as it says, and a
+/// deflated entry claims no more than its compressed bytes can expand to. Other compression
+/// methods are refused.
+pub fn check_zip_entry(entry: &zip::read::ZipFile<'_>, file_len: u64) -> Result<(), String> {
+    let name = entry.name();
+    let (csize, size) = (entry.compressed_size(), entry.size());
+    if entry.data_start().checked_add(csize).is_none_or(|end| end > file_len) {
+        return Err(format!("zip entry {name}: its {csize} bytes run past the end of the {file_len}-byte file (truncated?)"));
+    }
+    match entry.compression() {
+        zip::CompressionMethod::Stored if csize != size => Err(format!("zip entry {name}: stored with {csize} bytes but claims {size}")),
+        zip::CompressionMethod::Stored => Ok(()),
+        zip::CompressionMethod::Deflated if size > max_inflated_len(csize) => {
+            Err(format!("zip entry {name}: claims {size} bytes, more than its {csize} compressed bytes can hold"))
+        }
+        zip::CompressionMethod::Deflated => Ok(()),
+        other => Err(format!("zip entry {name}: compression method {other} is not supported (stored and deflate are)")),
+    }
+}
+
 /// The largest safetensors header accepted (the format's own limit).
 const MAX_HEADER: u64 = 100_000_000;
 
 /// Reads the header of a safetensors file: its size and its JSON.
 fn read_header(f: &mut std::fs::File, file_len: u64) -> Result<(u64, serde_json::Value), String> {
-    use std::io::Read;
     let bad = |why: String| format!("not a valid safetensors file: {why}");
     let mut n8 = [0u8; 8];
     f.read_exact(&mut n8).map_err(|_| bad("shorter than its 8-byte header size".into()))?;
@@ -143,7 +236,7 @@ fn read_header(f: &mut std::fs::File, file_len: u64) -> Result<(u64, serde_json:
 
 /// The string metadata of a safetensors file, reading only its header.
 pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut f = crate::fs::open_regular(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let len = f.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
     let (_, json) = read_header(&mut f, len).map_err(|e| format!("{}: {e}", path.display()))?;
     let md = json.get("__metadata__").and_then(|m| m.as_object()).cloned().unwrap_or_default();
@@ -154,10 +247,9 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>,
 /// header is parsed and checked first (dtypes, shapes against byte ranges, ranges contiguous and
 /// covering the file exactly), then each tensor is allocated and filled from the file. A truncated
 /// or corrupt file is an error. Tensors come in file order.
-pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsContents, String> {
-    use std::io::Read;
+pub fn read_safetensors_file(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, HashMap<String, String>), String> {
     let bad = |why: String| format!("not a valid safetensors file: {why}");
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut f = crate::fs::open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
     let file_len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
     let (n, json) = read_header(&mut f, file_len)?;
     let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
@@ -203,20 +295,8 @@ pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsContents, String>
     }
     let mut out = Vec::with_capacity(entries.len());
     let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
-    for (o, name, kind, shape) in entries {
-        let t = tch::Tensor::f_empty(shape.as_slice(), (kind, tch::Device::Cpu))
-            .map_err(|e| format!("{name}: {}", clean_torch_message(&e.to_string())))?;
-        let len = (o[1] - o[0]) as usize;
-        if len > 0 {
-            // SAFETY: `t` is a new contiguous CPU tensor of exactly `len` bytes that nothing else
-            // references yet; every byte pattern is a valid value of these dtypes except bool,
-            // which is checked below.
-            let dst = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, len) };
-            reader.read_exact(dst).map_err(|e| bad(format!("{name}: {e}")))?;
-            if kind == Kind::Bool && dst.iter().any(|&b| b > 1) {
-                return Err(bad(format!("{name}: a bool tensor holds bytes other than 0 and 1")));
-            }
-        }
+    for (_, name, kind, shape) in entries {
+        let t = read_tensor(&mut reader, &shape, kind).map_err(|e| bad(format!("{name}: {e}")))?;
         out.push((name, t));
     }
     Ok((out, metadata))
@@ -230,8 +310,7 @@ pub enum Format {
 }
 
 pub fn sniff(path: &Path) -> Result<Format, String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut f = crate::fs::open_regular(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut head = [0u8; 9];
     let n = f.read(&mut head).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if n >= 4 && &head[..4] == b"PK\x03\x04" {
@@ -249,8 +328,7 @@ pub fn sniff(path: &Path) -> Result<Format, String> {
 /// Reads the state_dict of a PyTorch `torch.save(model.state_dict(), path)` file (zip format,
 /// PyTorch ≥ 1.6) with a restricted unpickler that builds only tensors and containers.
 pub fn load_torch(path: &Path) -> Result<Vec<(String, tch::Tensor)>, String> {
-    let buf = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    super::torch_pickle::load(&buf).map_err(|e| format!("{}: {e}", path.display()))
+    super::torch_pickle::load_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Reads named tensors from a safetensors or `torch.save` file.

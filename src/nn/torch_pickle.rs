@@ -1,83 +1,58 @@
-//! Reads the tensors of a PyTorch `torch.save` zip file (a state_dict) without running any code:
-//! the zip is read by hand (torch.save stores its entries uncompressed) and `data.pkl` is
-//! interpreted by a restricted unpickler that knows only containers, numbers, strings, and the
-//! few callables torch.save uses for tensors (`OrderedDict`, `_rebuild_tensor_v2`,
-//! `_rebuild_parameter`, typed storages). Anything else is an error.
+//! Reads the tensors of a PyTorch `torch.save` zip file (a state_dict) without running any code.
+//!
+//! - The archive is read with the `zip` crate (ZIP64 included, so files over 4 GiB work), after
+//!   [`super::io::open_zip`] checked its directory against the file size. Each storage is read
+//!   once, straight from the archive into tensor memory (no copy of the file in memory).
+//! - `data.pkl` is run by a restricted unpickler that knows only containers, numbers, strings,
+//!   and the few callables torch.save uses for tensors (`collections.OrderedDict`,
+//!   `torch._utils._rebuild_tensor_v2`, `torch._utils._rebuild_parameter`, typed storages). A
+//!   `GLOBAL` outside `torch.` / `collections.` is refused when it is read, and calling anything
+//!   but those callables is refused; nothing is ever imported or executed.
+//! - The unpickler is a loop over opcodes with explicit stacks (values and MARK positions) and no
+//!   recursion anywhere, also not when values are dropped: values live in one arena and
+//!   containers hold arena indices, so the memo shares values instead of copying them (a memo
+//!   "doubling bomb" costs one index per reference) and cyclic or deep structures are harmless.
+//!   Hostile input is bounded by [`MAX_PICKLE_BYTES`], [`MAX_VALUES`] and [`MAX_DEPTH`].
+use super::io::{check_zip_entry, open_zip, read_tensor};
 use std::collections::HashMap;
+use std::io::{Read, Seek};
+use std::path::Path;
+use tch::{Kind, Tensor};
 
-fn u16le(b: &[u8], i: usize) -> Result<usize, String> {
-    b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as usize).ok_or_else(|| "truncated zip file".to_string())
-}
-fn u32le(b: &[u8], i: usize) -> Result<usize, String> {
-    b.get(i..i + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
-        .ok_or_else(|| "truncated zip file".to_string())
-}
+/// The largest `data.pkl` accepted. A state_dict's pickle takes about 150 bytes per tensor, so
+/// this allows over 400,000 tensors (the largest public models have fewer than 100,000).
+pub const MAX_PICKLE_BYTES: u64 = 64 << 20;
+/// The most values the unpickler pushes (objects made, memo reads, DUPs) plus memo entries it
+/// stores. A state_dict needs about 20 per tensor, so this allows 200,000 tensors, and caps the
+/// unpickler's own memory at about 4M × 40 bytes ≈ 170 MB on hostile input.
+pub const MAX_VALUES: usize = 4 << 20;
+/// The deepest nesting of containers (and of open MARKs) accepted. A state_dict nests 4 levels.
+pub const MAX_DEPTH: usize = 1000;
 
-/// The stored (uncompressed) entries of a zip file, by name.
-fn zip_entries(b: &[u8]) -> Result<HashMap<String, &[u8]>, String> {
-    let eocd = (0..b.len().saturating_sub(21))
-        .rev()
-        .find(|&i| b[i..].starts_with(&[0x50, 0x4b, 0x05, 0x06]))
-        .ok_or("not a zip file (no end of central directory)")?;
-    let n = u16le(b, eocd + 10)?;
-    let mut p = u32le(b, eocd + 16)?;
-    let mut out = HashMap::new();
-    for _ in 0..n {
-        if !b.get(p..).is_some_and(|s| s.starts_with(&[0x50, 0x4b, 0x01, 0x02])) {
-            return Err("corrupt zip central directory".into());
-        }
-        let method = u16le(b, p + 10)?;
-        let size = u32le(b, p + 20)?;
-        let (nl, el, cl) = (u16le(b, p + 28)?, u16le(b, p + 30)?, u16le(b, p + 32)?);
-        let local = u32le(b, p + 42)?;
-        let name = String::from_utf8_lossy(b.get(p + 46..p + 46 + nl).ok_or("truncated zip file")?).to_string();
-        p += 46 + nl + el + cl;
-        if method != 0 {
-            return Err(format!("zip entry {name} is compressed; torch.save files are not"));
-        }
-        let start = local + 30 + u16le(b, local + 26)? + u16le(b, local + 28)?;
-        out.insert(name, b.get(start..start + size).ok_or("truncated zip entry")?);
-    }
-    Ok(out)
-}
-
-#[derive(Debug)]
-enum V {
+/// One unpickled value (in the arena; containers refer to others by index).
+enum Obj {
     None,
     Bool(bool),
     Int(i64),
     Float(f64),
     Str(String),
-    Tuple(Vec<V>),
-    List(Vec<V>),
-    Dict(Vec<(V, V)>),
+    Bytes(Vec<u8>),
+    Tuple(Vec<usize>),
+    List(Vec<usize>),
+    Dict(Vec<(usize, usize)>),
     Global(String),
-    Storage(tch::Kind, String),
-    Tensor(tch::Tensor),
+    Storage(Kind, String),
+    Tensor(Tensor),
+}
+
+/// A stack entry: a value, or a MARK.
+#[derive(Clone, Copy)]
+enum Slot {
+    Val(usize),
     Mark,
 }
 
-impl Clone for V {
-    fn clone(&self) -> Self {
-        match self {
-            V::None => V::None,
-            V::Bool(b) => V::Bool(*b),
-            V::Int(i) => V::Int(*i),
-            V::Float(f) => V::Float(*f),
-            V::Str(s) => V::Str(s.clone()),
-            V::Tuple(v) => V::Tuple(v.clone()),
-            V::List(v) => V::List(v.clone()),
-            V::Dict(v) => V::Dict(v.clone()),
-            V::Global(g) => V::Global(g.clone()),
-            V::Storage(k, s) => V::Storage(*k, s.clone()),
-            V::Tensor(t) => V::Tensor(t.shallow_clone()),
-            V::Mark => V::Mark,
-        }
-    }
-}
-
-fn storage_kind(name: &str) -> Option<tch::Kind> {
+fn storage_kind(name: &str) -> Option<Kind> {
     use tch::Kind::*;
     Some(match name {
         "torch.FloatStorage" => Float,
@@ -94,246 +69,611 @@ fn storage_kind(name: &str) -> Option<tch::Kind> {
     })
 }
 
-fn ints(v: &V) -> Result<Vec<i64>, String> {
-    match v {
-        V::Tuple(x) | V::List(x) => {
-            x.iter().map(|e| if let V::Int(i) = e { Ok(*i) } else { Err("expected ints".to_string()) }).collect()
+/// The names a `GLOBAL` may refer to (as values; only some can be called).
+fn global_allowed(name: &str) -> bool {
+    name.starts_with("torch.") || name.starts_with("collections.")
+}
+
+/// Where tensors' storages come from: the archive's `data/` entries, each read once.
+trait Storages {
+    fn storage(&mut self, key: &str, kind: Kind) -> Result<Tensor, String>;
+    /// Bytes that copies of strided views may take in all (see [`Machine::rebuild_tensor`]).
+    fn copy_budget(&self) -> u64;
+}
+
+struct ZipStorages<R: Read + Seek> {
+    zip: zip::ZipArchive<R>,
+    prefix: String,
+    file_len: u64,
+    cache: HashMap<String, Tensor>,
+}
+
+impl<R: Read + Seek> Storages for ZipStorages<R> {
+    fn storage(&mut self, key: &str, kind: Kind) -> Result<Tensor, String> {
+        if let Some(t) = self.cache.get(key) {
+            if t.kind() != kind {
+                return Err(format!("storage {key} is used with two dtypes"));
+            }
+            return Ok(t.shallow_clone());
         }
-        _ => Err("expected a tuple of ints".into()),
+        let name = format!("{}data/{key}", self.prefix);
+        let mut entry = self.zip.by_name(&name).map_err(|_| format!("missing storage {key} in torch.save file"))?;
+        check_zip_entry(&entry, self.file_len)?;
+        let elt = kind.elt_size_in_bytes() as u64;
+        let size = entry.size();
+        if size % elt != 0 {
+            return Err(format!("storage {key} holds {size} bytes, not a whole number of {kind:?} elements"));
+        }
+        let n = i64::try_from(size / elt).map_err(|_| format!("storage {key} is too large"))?;
+        let t = read_tensor(&mut entry, &[n], kind).map_err(|e| format!("storage {key}: {e}"))?;
+        self.cache.insert(key.to_string(), t.shallow_clone());
+        Ok(t)
+    }
+    fn copy_budget(&self) -> u64 {
+        self.file_len
     }
 }
 
-/// Named tensors of a `torch.save(state_dict)` file's bytes.
-pub fn load(bytes: &[u8]) -> Result<Vec<(String, tch::Tensor)>, String> {
-    let entries = zip_entries(bytes)?;
-    let pkl_name = entries
-        .keys()
-        .find(|k| k.ends_with("/data.pkl") || *k == "data.pkl")
-        .cloned()
-        .ok_or("no data.pkl in the zip file")?;
+/// No storages: for [`describe_pickle`], which decodes a bare pickle.
+struct NoStorages;
+
+impl Storages for NoStorages {
+    fn storage(&mut self, key: &str, _kind: Kind) -> Result<Tensor, String> {
+        Err(format!("missing storage {key} (a bare pickle has no archive)"))
+    }
+    fn copy_budget(&self) -> u64 {
+        0
+    }
+}
+
+fn corrupt(why: &str) -> String {
+    format!("corrupt pickle in torch.save file: {why}")
+}
+
+struct Machine<'a, S: Storages> {
+    pkl: &'a [u8],
+    pos: usize,
+    arena: Vec<Obj>,
+    /// Nesting depth of each value (0 for scalars), as it was when children were added.
+    depth: Vec<u32>,
+    stack: Vec<Slot>,
+    /// Positions of the MARKs in `stack`.
+    marks: Vec<usize>,
+    memo: HashMap<u64, usize>,
+    /// Values pushed plus memo entries stored, against [`MAX_VALUES`].
+    count: usize,
+    storages: S,
+    copied: u64,
+}
+
+impl<'a, S: Storages> Machine<'a, S> {
+    fn new(pkl: &'a [u8], storages: S) -> Self {
+        Machine { pkl, pos: 0, arena: Vec::new(), depth: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), count: 0, storages, copied: 0 }
+    }
+
+    fn spend(&mut self) -> Result<(), String> {
+        self.count += 1;
+        if self.count > MAX_VALUES {
+            return Err(format!("the pickle makes more than {MAX_VALUES} values; refusing it (a state_dict needs about 20 per tensor)"));
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
+        let left = (self.pkl.len() - self.pos) as u64;
+        if n > left {
+            return Err(corrupt(&format!("an opcode at byte {} wants {n} bytes, only {left} are left (truncated?)", self.pos)));
+        }
+        let s = &self.pkl[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+
+    fn uint(&mut self, n: usize) -> Result<u64, String> {
+        let b = self.take(n as u64)?;
+        Ok(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64))
+    }
+
+    fn line(&mut self) -> Result<String, String> {
+        let rest = &self.pkl[self.pos..];
+        let end = rest.iter().position(|&c| c == b'\n').ok_or_else(|| corrupt("a GLOBAL name has no end of line"))?;
+        let s = String::from_utf8_lossy(&rest[..end]).to_string();
+        self.pos += end + 1;
+        Ok(s)
+    }
+
+    /// Adds a value to the arena (and pushes it).
+    fn push_new(&mut self, o: Obj, depth: u32) -> Result<(), String> {
+        self.spend()?;
+        if depth as usize > MAX_DEPTH {
+            return Err(format!("the pickle nests containers more than {MAX_DEPTH} levels deep; refusing it"));
+        }
+        self.arena.push(o);
+        self.depth.push(depth);
+        self.stack.push(Slot::Val(self.arena.len() - 1));
+        Ok(())
+    }
+
+    fn push_id(&mut self, id: usize) -> Result<(), String> {
+        self.spend()?;
+        self.stack.push(Slot::Val(id));
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<usize, String> {
+        if self.marks.last().is_some_and(|&m| m + 1 == self.stack.len()) {
+            return Err(corrupt("an opcode pops a MARK as a value"));
+        }
+        match self.stack.pop() {
+            Some(Slot::Val(id)) => Ok(id),
+            _ => Err(corrupt("stack underflow")),
+        }
+    }
+
+    fn top(&self) -> Result<usize, String> {
+        match self.stack.last() {
+            Some(Slot::Val(id)) => Ok(*id),
+            _ => Err(corrupt("no value on the stack")),
+        }
+    }
+
+    /// The values above the topmost MARK, which is removed.
+    fn pop_mark(&mut self) -> Result<Vec<usize>, String> {
+        let m = self.marks.pop().ok_or_else(|| corrupt("no MARK on the stack"))?;
+        let items = self.stack.split_off(m + 1);
+        self.stack.pop();
+        items.into_iter().map(|s| if let Slot::Val(id) = s { Ok(id) } else { Err(corrupt("nested MARK")) }).collect()
+    }
+
+    fn depth_of(&self, ids: impl Iterator<Item = usize>) -> u32 {
+        ids.map(|i| self.depth[i]).max().unwrap_or(0) + 1
+    }
+
+    fn tuple(&mut self, items: Vec<usize>) -> Result<(), String> {
+        let d = self.depth_of(items.iter().copied());
+        self.push_new(Obj::Tuple(items), d)
+    }
+
+    /// Adds `items` to the list or dict `target` (in place: the memo sees it too, as in Python).
+    fn extend(&mut self, target: usize, items: Vec<usize>, dict: bool) -> Result<(), String> {
+        let d = self.depth_of(items.iter().copied()).max(self.depth[target]);
+        if d as usize > MAX_DEPTH {
+            return Err(format!("the pickle nests containers more than {MAX_DEPTH} levels deep; refusing it"));
+        }
+        match (&mut self.arena[target], dict) {
+            (Obj::List(l), false) => l.extend(items),
+            (Obj::Dict(m), true) => {
+                if items.len() % 2 != 0 {
+                    return Err(corrupt("SETITEMS with an odd number of values"));
+                }
+                m.extend(items.chunks(2).map(|kv| (kv[0], kv[1])));
+            }
+            _ => return Err(corrupt(if dict { "SETITEM(S) on something that is not a dict" } else { "APPEND(S) on something that is not a list" })),
+        }
+        self.depth[target] = d;
+        Ok(())
+    }
+
+    fn memo_put(&mut self, key: u64) -> Result<(), String> {
+        let id = self.top()?;
+        self.spend()?;
+        self.memo.insert(key, id);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, key: u64) -> Result<(), String> {
+        let id = *self.memo.get(&key).ok_or_else(|| corrupt(&format!("memo key {key} was never stored")))?;
+        self.push_id(id)
+    }
+
+    fn ints(&self, id: usize, what: &str) -> Result<Vec<i64>, String> {
+        match &self.arena[id] {
+            Obj::Tuple(x) | Obj::List(x) => {
+                x.iter().map(|&e| if let Obj::Int(i) = self.arena[e] { Ok(i) } else { Err(corrupt(&format!("{what} holds a non-integer"))) }).collect()
+            }
+            _ => Err(corrupt(&format!("{what} is not a tuple of ints"))),
+        }
+    }
+
+    /// `_rebuild_tensor_v2(storage, offset, size, stride, ...)`. A tensor that is its whole storage
+    /// in order shares the storage's memory (as torch.load's tensors do); any other view is copied
+    /// out, and such copies may take at most as many bytes as the file holds in all (so a few
+    /// bytes of pickle cannot expand one storage into many copies).
+    fn rebuild_tensor(&mut self, args: &[usize]) -> Result<Obj, String> {
+        let (Some(&st), Some(&off)) = (args.first(), args.get(1)) else { return Err(corrupt("_rebuild_tensor_v2 needs storage, offset, size, stride")) };
+        let Obj::Storage(kind, key) = &self.arena[st] else { return Err(corrupt("_rebuild_tensor_v2's first argument is not a storage")) };
+        let (kind, key) = (*kind, key.clone());
+        let Obj::Int(offset) = self.arena[off] else { return Err(corrupt("_rebuild_tensor_v2's offset is not an integer")) };
+        let size = self.ints(*args.get(2).ok_or_else(|| corrupt("_rebuild_tensor_v2 without a size"))?, "size")?;
+        let stride = self.ints(*args.get(3).ok_or_else(|| corrupt("_rebuild_tensor_v2 without a stride"))?, "stride")?;
+        let bad = |why: String| format!("bad tensor in torch.save file (storage {key}): {why}");
+        if size.len() != stride.len() || offset < 0 || size.iter().chain(&stride).any(|&v| v < 0) {
+            return Err(bad(format!("size {size:?}, stride {stride:?}, offset {offset}")));
+        }
+        let storage = self.storages.storage(&key, kind)?;
+        let n = storage.numel() as i64;
+        let numel = size.iter().try_fold(1i64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(format!("size {size:?} overflows")))?;
+        if numel == 0 {
+            return Tensor::f_empty(size.as_slice(), (kind, tch::Device::Cpu)).map(Obj::Tensor).map_err(|e| bad(e.to_string()));
+        }
+        // the last element the view reads must lie inside the storage
+        let last = size.iter().zip(&stride).try_fold(offset, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)));
+        if last.is_none_or(|l| l >= n) {
+            return Err(bad(format!("size {size:?}, stride {stride:?} and offset {offset} reach past its {n} elements")));
+        }
+        let mut contiguous = Vec::with_capacity(size.len());
+        let mut s = 1i64;
+        for &d in size.iter().rev() {
+            contiguous.push(s);
+            s *= d;
+        }
+        contiguous.reverse();
+        let dense = offset == 0 && numel == n && size.iter().zip(&stride).zip(&contiguous).all(|((&d, &st), &c)| d == 1 || st == c);
+        let t = if dense {
+            storage.f_view(size.as_slice())
+        } else {
+            let bytes = (numel as u64).saturating_mul(kind.elt_size_in_bytes() as u64);
+            self.copied = self.copied.saturating_add(bytes);
+            if self.copied > self.storages.copy_budget() {
+                return Err(bad(format!(
+                    "copies of strided views would take {} bytes, more than the {}-byte file holds; refusing it",
+                    self.copied,
+                    self.storages.copy_budget()
+                )));
+            }
+            storage.f_as_strided(size.as_slice(), stride.as_slice(), offset).and_then(|v| v.f_contiguous())
+        };
+        t.map(Obj::Tensor).map_err(|e| bad(crate::tensor::clean_torch_message(&e.to_string())))
+    }
+
+    fn reduce(&mut self) -> Result<(), String> {
+        let args = self.pop()?;
+        let f = self.pop()?;
+        let Obj::Global(name) = &self.arena[f] else { return Err(corrupt("REDUCE calls something that is not a global")) };
+        let name = name.clone();
+        let Obj::Tuple(a) = &self.arena[args] else { return Err(corrupt("REDUCE's arguments are not a tuple")) };
+        let a = a.clone();
+        match name.as_str() {
+            "collections.OrderedDict" if a.is_empty() => self.push_new(Obj::Dict(vec![]), 1),
+            "torch._utils._rebuild_tensor_v2" => {
+                let t = self.rebuild_tensor(&a)?;
+                self.push_new(t, 0)
+            }
+            "torch._utils._rebuild_parameter" => {
+                let t = *a.first().ok_or_else(|| corrupt("_rebuild_parameter without a tensor"))?;
+                self.push_id(t)
+            }
+            other => Err(format!("torch.save file calls {other}, which this loader does not build (it builds only tensors and containers); save a state_dict of tensors")),
+        }
+    }
+
+    /// Runs the pickle to its STOP; returns the value it leaves.
+    fn run(&mut self) -> Result<usize, String> {
+        loop {
+            if self.pos >= self.pkl.len() {
+                return Err(corrupt("the pickle ends without STOP (truncated?)"));
+            }
+            let op = self.pkl[self.pos];
+            self.pos += 1;
+            match op {
+                0x80 => {
+                    let v = self.uint(1)?;
+                    if v > 5 {
+                        return Err(format!("pickle protocol {v} is not supported (0 to 5 are)"));
+                    }
+                }
+                0x95 => {
+                    self.take(8)?; // FRAME: a length hint
+                }
+                b'.' => return self.pop(),
+                b'(' => {
+                    if self.marks.len() >= MAX_DEPTH {
+                        return Err(format!("the pickle opens more than {MAX_DEPTH} nested MARKs; refusing it"));
+                    }
+                    self.marks.push(self.stack.len());
+                    self.stack.push(Slot::Mark);
+                }
+                b'N' => self.push_new(Obj::None, 0)?,
+                0x88 => self.push_new(Obj::Bool(true), 0)?,
+                0x89 => self.push_new(Obj::Bool(false), 0)?,
+                b')' => self.push_new(Obj::Tuple(vec![]), 1)?,
+                b']' => self.push_new(Obj::List(vec![]), 1)?,
+                b'}' => self.push_new(Obj::Dict(vec![]), 1)?,
+                b'K' => {
+                    let v = self.uint(1)?;
+                    self.push_new(Obj::Int(v as i64), 0)?
+                }
+                b'M' => {
+                    let v = self.uint(2)?;
+                    self.push_new(Obj::Int(v as i64), 0)?
+                }
+                b'J' => {
+                    let v = self.uint(4)? as u32 as i32;
+                    self.push_new(Obj::Int(v as i64), 0)?
+                }
+                0x8a | 0x8b => {
+                    // LONG1 / LONG4: little-endian two's complement of n bytes
+                    let n = if op == 0x8a { self.uint(1)? } else { self.uint(4)? };
+                    if n > 8 {
+                        return Err(format!("an integer of {n} bytes in the pickle is larger than this loader reads (8)"));
+                    }
+                    let b = self.take(n)?;
+                    let mut v: i64 = 0;
+                    for (k, byte) in b.iter().enumerate() {
+                        v |= (*byte as i64) << (8 * k);
+                    }
+                    if n > 0 && n < 8 && b[n as usize - 1] & 0x80 != 0 {
+                        v -= 1i64 << (8 * n);
+                    }
+                    self.push_new(Obj::Int(v), 0)?
+                }
+                b'G' => {
+                    let b = self.take(8)?;
+                    let v = f64::from_be_bytes(b.try_into().map_err(|_| corrupt("BINFLOAT"))?);
+                    self.push_new(Obj::Float(v), 0)?
+                }
+                b'X' | 0x8c | 0x8d | b'T' | b'U' => {
+                    let width = match op {
+                        0x8c | b'U' => 1,
+                        0x8d => 8,
+                        _ => 4,
+                    };
+                    let n = self.uint(width)?;
+                    let s = String::from_utf8_lossy(self.take(n)?).to_string();
+                    self.push_new(Obj::Str(s), 0)?
+                }
+                b'B' | b'C' | 0x8e => {
+                    let width = match op {
+                        b'C' => 1,
+                        0x8e => 8,
+                        _ => 4,
+                    };
+                    let n = self.uint(width)?;
+                    let b = self.take(n)?.to_vec();
+                    self.push_new(Obj::Bytes(b), 0)?
+                }
+                b'c' | 0x93 => {
+                    let (m, n) = if op == b'c' {
+                        (self.line()?, self.line()?)
+                    } else {
+                        let n = self.pop()?;
+                        let m = self.pop()?;
+                        match (&self.arena[m], &self.arena[n]) {
+                            (Obj::Str(m), Obj::Str(n)) => (m.clone(), n.clone()),
+                            _ => return Err(corrupt("STACK_GLOBAL of non-strings")),
+                        }
+                    };
+                    let name = format!("{m}.{n}");
+                    if !global_allowed(&name) {
+                        return Err(format!("torch.save file refers to {name}, which this loader never imports (only torch and collections names); refusing it"));
+                    }
+                    self.push_new(Obj::Global(name), 0)?
+                }
+                b'q' => {
+                    let k = self.uint(1)?;
+                    self.memo_put(k)?
+                }
+                b'r' => {
+                    let k = self.uint(4)?;
+                    self.memo_put(k)?
+                }
+                0x94 => {
+                    let k = self.memo.len() as u64;
+                    self.memo_put(k)?
+                }
+                b'h' => {
+                    let k = self.uint(1)?;
+                    self.memo_get(k)?
+                }
+                b'j' => {
+                    let k = self.uint(4)?;
+                    self.memo_get(k)?
+                }
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.tuple(items)?
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    let mut items = (0..n).map(|_| self.pop()).collect::<Result<Vec<_>, _>>()?;
+                    items.reverse();
+                    self.tuple(items)?
+                }
+                b'l' | b'd' => {
+                    let items = self.pop_mark()?;
+                    let (obj, dict) = if op == b'l' { (Obj::List(vec![]), false) } else { (Obj::Dict(vec![]), true) };
+                    self.push_new(obj, 1)?;
+                    let id = self.top()?;
+                    self.extend(id, items, dict)?
+                }
+                b'a' => {
+                    let v = self.pop()?;
+                    let l = self.top()?;
+                    self.extend(l, vec![v], false)?
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    let l = self.top()?;
+                    self.extend(l, items, false)?
+                }
+                b's' => {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    let d = self.top()?;
+                    self.extend(d, vec![k, v], true)?
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let d = self.top()?;
+                    self.extend(d, items, true)?
+                }
+                b'b' => {
+                    // BUILD: the state (OrderedDict._metadata) is dropped
+                    self.pop()?;
+                    self.top()?;
+                }
+                b'0' => {
+                    if self.marks.last().is_some_and(|&m| m + 1 == self.stack.len()) {
+                        self.marks.pop();
+                        self.stack.pop();
+                    } else {
+                        self.pop()?;
+                    }
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let v = self.top()?;
+                    self.push_id(v)?
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    let Obj::Tuple(p) = &self.arena[pid] else { return Err(corrupt("a persistent id that is not a tuple")) };
+                    let storage = match (p.first().map(|&i| &self.arena[i]), p.get(1).map(|&i| &self.arena[i]), p.get(2).map(|&i| &self.arena[i])) {
+                        (Some(Obj::Str(s)), Some(Obj::Global(ty)), Some(Obj::Str(key))) if s == "storage" => {
+                            let kind = storage_kind(ty).ok_or_else(|| format!("unsupported storage type {ty} in torch.save file"))?;
+                            Obj::Storage(kind, key.clone())
+                        }
+                        _ => return Err("unsupported persistent id in torch.save file".into()),
+                    };
+                    self.push_new(storage, 0)?
+                }
+                b'R' => self.reduce()?,
+                other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {} of the torch.save file's pickle", self.pos - 1)),
+            }
+        }
+    }
+
+    /// The state_dict: the string-keyed tensors of the dict the pickle built (later keys win, in
+    /// first-seen order, as a Python dict); other values are skipped.
+    fn into_state_dict(mut self, root: usize) -> Result<Vec<(String, Tensor)>, String> {
+        let Obj::Dict(items) = std::mem::replace(&mut self.arena[root], Obj::None) else {
+            return Err("torch.save file does not hold a dict (save model.state_dict())".into());
+        };
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (k, v) in items {
+            let Obj::Str(key) = &self.arena[k] else { return Err("torch.save dict has a non-string key".into()) };
+            let Obj::Tensor(t) = &self.arena[v] else { continue }; // non-tensor entries (e.g. extra state) are skipped
+            match index.get(key) {
+                Some(&i) => out[i].1 = t.shallow_clone(),
+                None => {
+                    index.insert(key.clone(), out.len());
+                    out.push((key.clone(), t.shallow_clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A Python-like text of a value, at most `limit` characters (iterative: cycles and shared
+    /// values cannot make it loop or grow without bound).
+    fn describe(&self, root: usize, limit: usize) -> String {
+        enum W<'b> {
+            Text(&'b str),
+            Val(usize),
+        }
+        let mut out = String::new();
+        let mut work = vec![W::Val(root)];
+        while let Some(w) = work.pop() {
+            if out.len() > limit {
+                out.truncate(limit);
+                out.push('…');
+                break;
+            }
+            let id = match w {
+                W::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                W::Val(id) => id,
+            };
+            let seq = |work: &mut Vec<W<'_>>, open: &'static str, close: &'static str, items: &[usize], trailing: bool| {
+                work.push(W::Text(close));
+                if trailing {
+                    work.push(W::Text(","));
+                }
+                for (i, &x) in items.iter().enumerate().rev() {
+                    work.push(W::Val(x));
+                    if i > 0 {
+                        work.push(W::Text(", "));
+                    }
+                }
+                work.push(W::Text(open));
+            };
+            match &self.arena[id] {
+                Obj::None => out.push_str("None"),
+                Obj::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+                Obj::Int(i) => out.push_str(&i.to_string()),
+                Obj::Float(f) => out.push_str(&format!("{f:?}")),
+                Obj::Str(s) => out.push_str(&format!("{s:?}")),
+                Obj::Bytes(b) => out.push_str(&format!("b{:?}", String::from_utf8_lossy(b))),
+                Obj::Tuple(items) => seq(&mut work, "(", ")", items, items.len() == 1),
+                Obj::List(items) => seq(&mut work, "[", "]", items, false),
+                Obj::Dict(items) => {
+                    work.push(W::Text("}"));
+                    for (i, &(k, v)) in items.iter().enumerate().rev() {
+                        work.push(W::Val(v));
+                        work.push(W::Text(": "));
+                        work.push(W::Val(k));
+                        if i > 0 {
+                            work.push(W::Text(", "));
+                        }
+                    }
+                    work.push(W::Text("{"));
+                }
+                Obj::Global(g) => out.push_str(g),
+                Obj::Storage(k, key) => out.push_str(&format!("<storage {k:?} {key}>")),
+                Obj::Tensor(t) => out.push_str(&format!("tensor({:?}, {:?})", t.kind(), t.size())),
+            }
+        }
+        out
+    }
+}
+
+/// Decodes a bare pickle (no archive, so no tensors) and returns a Python-like text of its value,
+/// at most `limit` characters: for tests of the unpickler and for looking into a file's pickle.
+/// Errors are the same as when loading a file.
+pub fn describe_pickle(pkl: &[u8], limit: usize) -> Result<String, String> {
+    let mut m = Machine::new(pkl, NoStorages);
+    let root = m.run()?;
+    Ok(m.describe(root, limit))
+}
+
+fn load_from<R: Read + Seek>(reader: R, file_len: u64) -> Result<Vec<(String, Tensor)>, String> {
+    let mut zip = open_zip(reader, file_len)?;
+    let names: Vec<String> = zip.file_names().map(str::to_string).collect();
+    let pkl_name = names.iter().find(|k| k.ends_with("/data.pkl") || *k == "data.pkl").cloned().ok_or("no data.pkl in the zip file")?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
-    if let Some(order) = entries.get(&format!("{prefix}byteorder")) {
-        if *order != b"little" {
-            return Err("big-endian torch.save files are not supported".into());
+    let mut read_entry = |name: &str, max: u64| -> Result<Vec<u8>, String> {
+        let mut e = zip.by_name(name).map_err(|e| format!("zip entry {name}: {e}"))?;
+        check_zip_entry(&e, file_len)?;
+        if e.size() > max {
+            return Err(format!("zip entry {name} is {} bytes; this loader reads at most {max}", e.size()));
         }
+        let mut buf = Vec::with_capacity(e.size() as usize);
+        e.read_to_end(&mut buf).map_err(|err| format!("zip entry {name}: {err}"))?;
+        Ok(buf)
+    };
+    if names.contains(&format!("{prefix}byteorder")) && read_entry(&format!("{prefix}byteorder"), 16)? != b"little" {
+        return Err("big-endian torch.save files are not supported".into());
     }
-    let pkl = entries[&pkl_name];
-    let mut stack: Vec<V> = Vec::new();
-    let mut memo: HashMap<usize, V> = HashMap::new();
-    let mut i = 0usize;
-    let bad = || "corrupt pickle in torch.save file".to_string();
-    let take = |i: &mut usize, n: usize| -> Result<&[u8], String> {
-        let s = pkl.get(*i..*i + n).ok_or_else(bad)?;
-        *i += n;
-        Ok(s)
-    };
-    let pop_mark = |stack: &mut Vec<V>| -> Result<Vec<V>, String> {
-        let m = stack.iter().rposition(|v| matches!(v, V::Mark)).ok_or_else(bad)?;
-        let items = stack.split_off(m + 1);
-        stack.pop();
-        Ok(items)
-    };
-    let line = |i: &mut usize| -> Result<String, String> {
-        let end = pkl[*i..].iter().position(|&c| c == b'\n').ok_or_else(bad)?;
-        let s = String::from_utf8_lossy(&pkl[*i..*i + end]).to_string();
-        *i += end + 1;
-        Ok(s)
-    };
-    loop {
-        let op = *pkl.get(i).ok_or_else(bad)?;
-        i += 1;
-        match op {
-            0x80 => i += 1,              // PROTO
-            0x95 => i += 8,              // FRAME
-            b'.' => break,               // STOP
-            b'(' => stack.push(V::Mark), // MARK
-            b'N' => stack.push(V::None),
-            0x88 => stack.push(V::Bool(true)),
-            0x89 => stack.push(V::Bool(false)),
-            b')' => stack.push(V::Tuple(vec![])),
-            b']' => stack.push(V::List(vec![])),
-            b'}' => stack.push(V::Dict(vec![])),
-            b'K' => {
-                let b = take(&mut i, 1)?;
-                stack.push(V::Int(b[0] as i64))
-            }
-            b'M' => {
-                let b = take(&mut i, 2)?;
-                stack.push(V::Int(u16::from_le_bytes([b[0], b[1]]) as i64))
-            }
-            b'J' => {
-                let b = take(&mut i, 4)?;
-                stack.push(V::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64))
-            }
-            0x8a => {
-                let n = take(&mut i, 1)?[0] as usize;
-                let b = take(&mut i, n)?;
-                if n > 8 {
-                    return Err("integer too large in pickle".into());
-                }
-                let mut v: i64 = 0;
-                for (k, byte) in b.iter().enumerate() {
-                    v |= (*byte as i64) << (8 * k);
-                }
-                if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
-                    v -= 1i64 << (8 * n);
-                }
-                stack.push(V::Int(v))
-            }
-            b'G' => {
-                let b = take(&mut i, 8)?;
-                stack.push(V::Float(f64::from_be_bytes(b.try_into().map_err(|_| bad())?)))
-            }
-            b'X' => {
-                let n = u32le(pkl, i).map_err(|_| bad())?;
-                i += 4;
-                let s = take(&mut i, n)?;
-                stack.push(V::Str(String::from_utf8_lossy(s).to_string()))
-            }
-            0x8c => {
-                let n = take(&mut i, 1)?[0] as usize;
-                let s = take(&mut i, n)?;
-                stack.push(V::Str(String::from_utf8_lossy(s).to_string()))
-            }
-            b'c' => {
-                let m = line(&mut i)?;
-                let n = line(&mut i)?;
-                stack.push(V::Global(format!("{m}.{n}")))
-            }
-            0x93 => {
-                let n = stack.pop().ok_or_else(bad)?;
-                let m = stack.pop().ok_or_else(bad)?;
-                match (m, n) {
-                    (V::Str(m), V::Str(n)) => stack.push(V::Global(format!("{m}.{n}"))),
-                    _ => return Err(bad()),
-                }
-            }
-            b'q' => {
-                let k = take(&mut i, 1)?[0] as usize;
-                memo.insert(k, stack.last().ok_or_else(bad)?.clone());
-            }
-            b'r' => {
-                let k = u32le(pkl, i).map_err(|_| bad())?;
-                i += 4;
-                memo.insert(k, stack.last().ok_or_else(bad)?.clone());
-            }
-            0x94 => {
-                let k = memo.len();
-                memo.insert(k, stack.last().ok_or_else(bad)?.clone());
-            }
-            b'h' => {
-                let k = take(&mut i, 1)?[0] as usize;
-                stack.push(memo.get(&k).ok_or_else(bad)?.clone())
-            }
-            b'j' => {
-                let k = u32le(pkl, i).map_err(|_| bad())?;
-                i += 4;
-                stack.push(memo.get(&k).ok_or_else(bad)?.clone())
-            }
-            b't' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(V::Tuple(items))
-            }
-            0x85 => {
-                let a = stack.pop().ok_or_else(bad)?;
-                stack.push(V::Tuple(vec![a]))
-            }
-            0x86 => {
-                let b = stack.pop().ok_or_else(bad)?;
-                let a = stack.pop().ok_or_else(bad)?;
-                stack.push(V::Tuple(vec![a, b]))
-            }
-            0x87 => {
-                let c = stack.pop().ok_or_else(bad)?;
-                let b = stack.pop().ok_or_else(bad)?;
-                let a = stack.pop().ok_or_else(bad)?;
-                stack.push(V::Tuple(vec![a, b, c]))
-            }
-            b'a' => {
-                let v = stack.pop().ok_or_else(bad)?;
-                if let Some(V::List(l)) = stack.last_mut() {
-                    l.push(v)
-                } else {
-                    return Err(bad());
-                }
-            }
-            b'e' => {
-                let items = pop_mark(&mut stack)?;
-                if let Some(V::List(l)) = stack.last_mut() {
-                    l.extend(items)
-                } else {
-                    return Err(bad());
-                }
-            }
-            b's' => {
-                let v = stack.pop().ok_or_else(bad)?;
-                let k = stack.pop().ok_or_else(bad)?;
-                if let Some(V::Dict(d)) = stack.last_mut() {
-                    d.push((k, v))
-                } else {
-                    return Err(bad());
-                }
-            }
-            b'u' => {
-                let items = pop_mark(&mut stack)?;
-                if let Some(V::Dict(d)) = stack.last_mut() {
-                    let mut it = items.into_iter();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        d.push((k, v));
-                    }
-                } else {
-                    return Err(bad());
-                }
-            }
-            b'b' => {
-                stack.pop().ok_or_else(bad)?;
-            } // BUILD: drop the state (OrderedDict._metadata)
-            b'Q' => {
-                let pid = stack.pop().ok_or_else(bad)?;
-                let V::Tuple(p) = pid else { return Err(bad()) };
-                match (p.first(), p.get(1), p.get(2)) {
-                    (Some(V::Str(s)), Some(V::Global(ty)), Some(V::Str(key))) if s == "storage" => {
-                        let kind = storage_kind(ty)
-                            .ok_or_else(|| format!("unsupported storage type {ty} in torch.save file"))?;
-                        stack.push(V::Storage(kind, key.clone()))
-                    }
-                    _ => return Err("unsupported persistent id in torch.save file".into()),
-                }
-            }
-            b'R' => {
-                let args = stack.pop().ok_or_else(bad)?;
-                let f = stack.pop().ok_or_else(bad)?;
-                let V::Global(f) = f else { return Err(bad()) };
-                let V::Tuple(a) = args else { return Err(bad()) };
-                let v = match f.as_str() {
-                    "collections.OrderedDict" if a.is_empty() => V::Dict(vec![]),
-                    "torch._utils._rebuild_tensor_v2" => {
-                        let (Some(V::Storage(kind, key)), Some(V::Int(off))) = (a.first(), a.get(1)) else { return Err(bad()) };
-                        let size = ints(a.get(2).ok_or_else(bad)?)?;
-                        let stride = ints(a.get(3).ok_or_else(bad)?)?;
-                        let data = entries.get(&format!("{prefix}data/{key}")).ok_or_else(|| format!("missing storage {key} in torch.save file"))?;
-                        let n = data.len() / kind.elt_size_in_bytes();
-                        let flat = tch::Tensor::f_from_data_size(&data[..n * kind.elt_size_in_bytes()], &[n as i64], *kind).map_err(|e| e.to_string())?;
-                        let t = flat.f_as_strided(size.as_slice(), stride.as_slice(), *off).and_then(|t| t.f_contiguous()).map_err(|e| format!("bad tensor in torch.save file: {e}"))?;
-                        V::Tensor(t)
-                    }
-                    "torch._utils._rebuild_parameter" => a.into_iter().next().ok_or_else(bad)?,
-                    other => return Err(format!("torch.save file contains an object this loader does not build ({other}); save a state_dict of tensors")),
-                };
-                stack.push(v)
-            }
-            other => return Err(format!("unsupported pickle opcode 0x{other:02x} in torch.save file")),
-        }
-    }
-    let V::Dict(items) = stack.pop().ok_or_else(bad)? else {
-        return Err("torch.save file does not hold a dict (save model.state_dict())".into());
-    };
-    items
-        .into_iter()
-        .filter_map(|(k, v)| match (k, v) {
-            (V::Str(k), V::Tensor(t)) => Some(Ok((k, t))),
-            (V::Str(_), _) => None, // non-tensor entries (e.g. extra state) are skipped
-            _ => Some(Err("torch.save dict has a non-string key".to_string())),
-        })
-        .collect()
+    let pkl = read_entry(&pkl_name, MAX_PICKLE_BYTES)?;
+    let mut m = Machine::new(&pkl, ZipStorages { zip, prefix, file_len, cache: HashMap::new() });
+    let root = m.run()?;
+    m.into_state_dict(root)
+}
+
+/// Named tensors of a `torch.save(state_dict)` file's bytes.
+pub fn load(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
+    load_from(std::io::Cursor::new(bytes), bytes.len() as u64)
+}
+
+/// Named tensors of a `torch.save(state_dict)` file (a regular file; read in place, storages
+/// straight into tensor memory).
+pub fn load_file(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
+    let f = crate::fs::open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
+    let len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+    load_from(std::io::BufReader::with_capacity(1 << 20, f), len)
 }
