@@ -1,25 +1,44 @@
 //! Tensor files: NumPy `.npy` / `.npz` (parsed here, with errors that name the file) and
-//! safetensors (through tch). Reading is real: every dtype NumPy writes in little-endian order
-//! that libtorch has.
+//! safetensors (through [`crate::nn::io`]). Reading is real: every dtype NumPy writes in
+//! little-endian order that libtorch has. Every size a file states is checked against the bytes
+//! the file (or archive entry) holds before anything is allocated, and arrays are read straight
+//! into tensor memory.
 use super::Result;
 use crate::data_err;
 use std::io::Read;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
-/// Fails with the path when `path` does not exist.
+/// Fails with the path when `path` does not exist or is not a regular file (a FIFO, device or
+/// folder is refused without being opened, so it cannot block).
 pub fn check_exists(path: &Path, what: &str) -> Result<()> {
     if !path.exists() {
         return Err(data_err!("{what}: no such file: {}", path.display()));
     }
+    crate::fs::check_regular(path).map_err(|e| data_err!("{what}: {}: {e}", path.display()))?;
     Ok(())
 }
 
+/// Opens a data file for reading (see [`crate::fs::open_regular`]), with its length.
+pub fn open(path: &Path, what: &str) -> Result<(std::fs::File, u64)> {
+    check_exists(path, what)?;
+    let f = crate::fs::open_regular(path).map_err(|e| data_err!("{what}: {}: {e}", path.display()))?;
+    let len = f.metadata().map_err(|e| data_err!("{what}: {}: {e}", path.display()))?.len();
+    Ok((f, len))
+}
+
+/// The whole content of a data file (see [`crate::fs::read_regular`]).
+pub fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    check_exists(path, what)?;
+    crate::fs::read_regular(path).map_err(|e| data_err!("{what}: {}: {e}", path.display()))
+}
+
+/// The largest `.npy` header accepted (NumPy itself refuses headers over 10,000 bytes unless
+/// asked not to; a plain array's header takes about 120).
+pub const MAX_NPY_HEADER: u64 = 65_536;
+
 fn npy_kind(descr: &str) -> Option<Kind> {
-    let (order, code) = descr.split_at(1.min(descr.len()));
-    if !matches!(order, "<" | "|" | "=") {
-        return None;
-    }
+    let code = descr.strip_prefix(['<', '|', '='])?;
     Some(match code {
         "f2" => Kind::Half,
         "f4" => Kind::Float,
@@ -52,22 +71,47 @@ fn header_field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     Some(rest.trim())
 }
 
-/// Parses one `.npy` stream.
+/// Parses one `.npy` stream held in memory.
 pub fn parse_npy(bytes: &[u8], name: &str) -> Result<Tensor> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    read_npy_stream(&mut &bytes[..], bytes.len() as u64, name)
+}
+
+/// Reads one `.npy` stream of `len` bytes from `r`: the header is read and checked (its size, the
+/// dtype, the shape, and the data size against the `len - header` bytes there are) before the
+/// array is allocated and read into tensor memory. Bytes after the array are ignored.
+pub fn read_npy_stream(r: &mut dyn Read, len: u64, name: &str) -> Result<Tensor> {
+    let io = |e: std::io::Error| data_err!("{name}: truncated .npy file ({e})");
+    let mut magic = [0u8; 8];
+    if len < 10 {
+        return Err(data_err!("{name}: not an .npy file (too short)"));
+    }
+    r.read_exact(&mut magic).map_err(io)?;
+    if &magic[..6] != b"\x93NUMPY" {
         return Err(data_err!("{name}: not an .npy file (bad magic)"));
     }
-    let major = bytes[6];
-    let (hlen, hstart) = if major == 1 {
-        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
-    } else {
-        if bytes.len() < 12 {
-            return Err(data_err!("{name}: truncated .npy header"));
+    let major = magic[6];
+    let (hlen, hstart) = match major {
+        1 => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b).map_err(io)?;
+            (u16::from_le_bytes(b) as u64, 10u64)
         }
-        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b).map_err(io)?;
+            (u32::from_le_bytes(b) as u64, 12)
+        }
+        v => return Err(data_err!("{name}: .npy format version {v} is not supported (1 to 3 are)")),
     };
-    let header = bytes.get(hstart..hstart + hlen).ok_or_else(|| data_err!("{name}: truncated .npy header"))?;
-    let header = std::str::from_utf8(header).map_err(|_| data_err!("{name}: .npy header is not text"))?;
+    if hlen > MAX_NPY_HEADER {
+        return Err(data_err!("{name}: .npy header of {hlen} bytes is larger than the {MAX_NPY_HEADER} accepted"));
+    }
+    if hstart + hlen > len {
+        return Err(data_err!("{name}: truncated .npy header"));
+    }
+    let mut header = vec![0u8; hlen as usize];
+    r.read_exact(&mut header).map_err(io)?;
+    let header = std::str::from_utf8(&header).map_err(|_| data_err!("{name}: .npy header is not text"))?;
     let descr = header_field(header, "descr")
         .map(|d| d.trim_matches(|c| c == '\'' || c == '"'))
         .ok_or_else(|| data_err!("{name}: .npy header has no 'descr'"))?;
@@ -83,41 +127,43 @@ pub fn parse_npy(bytes: &[u8], name: &str) -> Result<Tensor> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<i64>().map_err(|_| data_err!("{name}: bad shape {shape_s} in .npy header")))
+        .map(|s| s.parse::<u64>().ok().and_then(|d| i64::try_from(d).ok()).ok_or_else(|| data_err!("{name}: bad shape {shape_s} in .npy header")))
         .collect::<Result<_>>()?;
-    let data = &bytes[hstart + hlen..];
-    let numel: i64 = shape.iter().product();
-    let want = numel as usize * kind.elt_size_in_bytes();
-    if data.len() < want {
-        return Err(data_err!(
-            "{name}: truncated .npy data: expected {want} bytes for shape {shape:?}, found {}",
-            data.len()
-        ));
+    let data_len = len - hstart - hlen;
+    let want = shape.iter().try_fold(kind.elt_size_in_bytes() as u64, |a, &d| a.checked_mul(d as u64));
+    match want {
+        Some(w) if w <= data_len => {}
+        _ => {
+            let want = want.map_or_else(|| "more than 2^64".to_string(), |w| w.to_string());
+            return Err(data_err!("{name}: truncated .npy data: expected {want} bytes for shape {shape:?}, found {data_len}"));
+        }
     }
-    Ok(Tensor::f_from_data_size(&data[..want], &shape, kind)?)
+    crate::nn::io::read_tensor(r, &shape, kind).map_err(|e| data_err!("{name}: {e}"))
 }
 
 /// Reads an `.npy` file.
 pub fn read_npy(path: &Path) -> Result<Tensor> {
-    check_exists(path, "load_npy")?;
-    let bytes = std::fs::read(path).map_err(|e| data_err!("{}: {e}", path.display()))?;
-    parse_npy(&bytes, &path.display().to_string())
+    let (f, len) = open(path, "load_npy")?;
+    read_npy_stream(&mut std::io::BufReader::with_capacity(1 << 20, f), len, &path.display().to_string())
 }
 
-/// Reads every array of an `.npz` archive, in archive order.
+/// Reads every array of an `.npz` archive, in archive order (stored or deflated entries, each
+/// read straight into tensor memory; sizes checked against the archive first).
 pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    check_exists(path, "load_npz")?;
+    let (f, len) = open(path, "load_npz")?;
     let shown = path.display().to_string();
-    let f = std::fs::File::open(path).map_err(|e| data_err!("{shown}: {e}"))?;
-    let mut zip =
-        zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|e| data_err!("{shown}: not an .npz archive: {e}"))?;
+    let mut zip = crate::nn::io::open_zip(std::io::BufReader::with_capacity(1 << 20, f), len).map_err(|e| data_err!("{shown}: not an .npz archive: {e}"))?;
     let mut out = Vec::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| data_err!("{shown}: entry {i}: {e}"))?;
         let name = entry.name().strip_suffix(".npy").unwrap_or(entry.name()).to_string();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| data_err!("{shown}: {name}: {e}"))?;
-        out.push((name.clone(), parse_npy(&bytes, &format!("{shown}:{name}"))?));
+        let entry_name = format!("{shown}:{name}");
+        crate::nn::io::check_zip_entry(&entry, len).map_err(|e| data_err!("{shown}: {e}"))?;
+        let size = entry.size();
+        let t = read_npy_stream(&mut entry, size, &entry_name)?;
+        // read to the entry's end: the zip reader checks the CRC there
+        std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| data_err!("{entry_name}: {e}"))?;
+        out.push((name, t));
     }
     Ok(out)
 }

@@ -1,31 +1,30 @@
 //! IDX files (MNIST, Fashion-MNIST), raw or gzip-compressed, and the MNIST layout on disk.
 use super::dataset::TensorDataset;
-use super::files::check_exists;
+use super::files::open;
 use super::Result;
 use crate::data_err;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
-/// Reads a file, gunzipping it when it starts with the gzip magic.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| data_err!("{}: {e}", path.display()))?;
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| data_err!("{}: bad gzip data: {e}", path.display()))?;
-        return Ok(out);
-    }
-    Ok(bytes)
-}
-
 /// Parses IDX bytes: magic `0 0 type ndim`, big-endian u32 dims, big-endian data.
 pub fn parse_idx(b: &[u8], name: &str) -> Result<Tensor> {
-    if b.len() < 4 || b[0] != 0 || b[1] != 0 {
+    read_idx_stream(&mut &b[..], b.len() as u64, None, name)
+}
+
+/// Reads IDX from `r`, which holds at most `max_len` bytes (`compressed`: the size of the gzip file
+/// they come from). The header is read and the data size it implies checked against that bound
+/// before the tensor is allocated; the data is then read straight into tensor memory.
+fn read_idx_stream(r: &mut dyn Read, max_len: u64, compressed: Option<u64>, name: &str) -> Result<Tensor> {
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => data_err!("{name}: truncated IDX header"),
+        _ => data_err!("{name}: bad gzip data: {e}"),
+    };
+    let mut magic = [0u8; 4];
+    if max_len < 4 || r.read_exact(&mut magic).is_err() || magic[0] != 0 || magic[1] != 0 {
         return Err(data_err!("{name}: not an IDX file (bad magic)"));
     }
-    let (kind, size) = match b[2] {
+    let (kind, size) = match magic[2] {
         0x08 => (Kind::Uint8, 1),
         0x09 => (Kind::Int8, 1),
         0x0B => (Kind::Int16, 2),
@@ -34,36 +33,43 @@ pub fn parse_idx(b: &[u8], name: &str) -> Result<Tensor> {
         0x0E => (Kind::Double, 8),
         t => return Err(data_err!("{name}: unknown IDX data type 0x{t:02x}")),
     };
-    let ndim = b[3] as usize;
-    let hdr = 4 + 4 * ndim;
-    if b.len() < hdr {
-        return Err(data_err!("{name}: truncated IDX header"));
+    let ndim = magic[3] as usize;
+    let mut raw_dims = vec![0u8; 4 * ndim];
+    r.read_exact(&mut raw_dims).map_err(io)?;
+    let dims: Vec<i64> = raw_dims.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as i64).collect();
+    let hdr = 4 + 4 * ndim as u64;
+    let numel = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+    let want = numel.and_then(|n| n.checked_mul(size as u64));
+    let room = max_len.saturating_sub(hdr);
+    if want.is_none_or(|w| w > room) {
+        let want = want.map_or_else(|| "more than 2^64".to_string(), |w| w.to_string());
+        return Err(match compressed {
+            None => data_err!("{name}: truncated IDX data: expected {want} bytes for shape {dims:?}, found {room}"),
+            Some(len) => data_err!("{name}: the IDX header claims {want} bytes for shape {dims:?}, more than {len} bytes of gzip data can hold"),
+        });
     }
-    let dims: Vec<i64> = (0..ndim)
-        .map(|i| u32::from_be_bytes([b[4 + 4 * i], b[5 + 4 * i], b[6 + 4 * i], b[7 + 4 * i]]) as i64)
-        .collect();
-    let numel: i64 = dims.iter().product();
-    let want = numel as usize * size;
-    let data = &b[hdr..];
-    if data.len() < want {
-        return Err(data_err!(
-            "{name}: truncated IDX data: expected {want} bytes for shape {dims:?}, found {}",
-            data.len()
-        ));
+    let truncated = |e: String| data_err!("{name}: truncated IDX data for shape {dims:?}: {e}");
+    if size == 1 {
+        return crate::nn::io::read_tensor(r, &dims, kind).map_err(truncated);
     }
-    let mut data = data[..want].to_vec();
-    if size > 1 {
-        for c in data.chunks_mut(size) {
-            c.reverse(); // big-endian to native (little-endian) order
-        }
-    }
-    Ok(Tensor::f_from_data_size(&data, &dims, kind)?)
+    // big-endian elements: read them as bytes, reverse each element's bytes, view as `kind`
+    let n = numel.unwrap_or(0) as i64;
+    let bytes = crate::nn::io::read_tensor(r, &[n, size as i64], Kind::Uint8).map_err(truncated)?;
+    Ok(bytes.f_flip([1])?.f_contiguous()?.f_view_dtype(kind)?.f_reshape(dims.as_slice())?)
 }
 
 /// Reads one IDX file (raw or .gz).
 pub fn read_idx(path: &Path) -> Result<Tensor> {
-    check_exists(path, "read_idx")?;
-    parse_idx(&read_maybe_gz(path)?, &path.display().to_string())
+    let (f, len) = open(path, "read_idx")?;
+    let name = path.display().to_string();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let gz = r.fill_buf().map_err(|e| data_err!("{name}: {e}"))?.starts_with(&[0x1f, 0x8b]);
+    if gz {
+        let mut d = flate2::read::GzDecoder::new(r);
+        read_idx_stream(&mut d, crate::nn::io::max_inflated_len(len), Some(len), &name)
+    } else {
+        read_idx_stream(&mut r, len, None, &name)
+    }
 }
 
 /// Writes a tensor as IDX (uint8, int8, int16, int32, float32, float64).

@@ -1,13 +1,25 @@
 //! An image folder (torchvision ImageFolder): one subfolder per class, PNG and JPEG files decoded
 //! in Rust on the loader's workers. Samples `[image: [C, H, W], label: int64]`, float32 in [0, 1]
 //! (ToTensor) or raw uint8.
-use super::files::check_exists;
 use super::{check_indices, Batch, Dataset, FetchCtx, Result};
 use crate::data_err;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+
+/// The most pixels an image may have; checked from its header, before any pixel memory is
+/// allocated. It is Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS` × 2, where
+/// Pillow refuses an image), so what torchvision opens, lt opens: ~179 megapixels, e.g.
+/// 13,377 × 13,377, up to 716 MB decoded as RGBA.
+pub const MAX_PIXELS: u64 = 178_956_970;
+
+fn check_pixels(width: u64, height: u64, name: &str) -> Result<()> {
+    if width.saturating_mul(height) > MAX_PIXELS {
+        return Err(data_err!("{name}: the image claims {width}x{height} pixels, more than the {MAX_PIXELS} accepted (a decompression bomb?)"));
+    }
+    Ok(())
+}
 
 pub struct ImageFolder {
     root: PathBuf,
@@ -28,6 +40,7 @@ fn decode_png(bytes: &[u8], name: &str) -> Result<Decoded> {
     let mut d = png::Decoder::new(bytes);
     d.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut r = d.read_info().map_err(|e| data_err!("{name}: bad PNG: {e}"))?;
+    check_pixels(r.info().width as u64, r.info().height as u64, name)?;
     let mut buf = vec![0; r.output_buffer_size()];
     let info = r.next_frame(&mut buf).map_err(|e| data_err!("{name}: bad PNG: {e}"))?;
     buf.truncate(info.buffer_size());
@@ -37,6 +50,9 @@ fn decode_png(bytes: &[u8], name: &str) -> Result<Decoded> {
 
 fn decode_jpeg(bytes: &[u8], name: &str) -> Result<Decoded> {
     let mut d = jpeg_decoder::Decoder::new(bytes);
+    d.read_info().map_err(|e| data_err!("{name}: bad JPEG: {e}"))?;
+    let info = d.info().ok_or_else(|| data_err!("{name}: bad JPEG: no image info"))?;
+    check_pixels(info.width as u64, info.height as u64, name)?;
     let px = d.decode().map_err(|e| data_err!("{name}: bad JPEG: {e}"))?;
     let info = d.info().ok_or_else(|| data_err!("{name}: bad JPEG: no image info"))?;
     let (data, channels) = match info.pixel_format {
@@ -59,7 +75,7 @@ fn decode_jpeg(bytes: &[u8], name: &str) -> Result<Decoded> {
 /// Decodes a PNG or JPEG file (by its content, not its name).
 pub fn decode(path: &Path) -> Result<Decoded> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| data_err!("{name}: {e}"))?;
+    let bytes = super::files::read(path, "image")?;
     if bytes.starts_with(b"\x89PNG") {
         decode_png(&bytes, &name)
     } else if bytes.starts_with(&[0xFF, 0xD8]) {
@@ -112,7 +128,9 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 impl ImageFolder {
     /// Scans `root/<class>/<image>`: classes are the subfolders in sorted order.
     pub fn new(root: &Path, float: bool) -> Result<ImageFolder> {
-        check_exists(root, "data::image_folder")?;
+        if !root.is_dir() {
+            return Err(data_err!("data::image_folder: no such directory: {}", root.display()));
+        }
         let mut classes = Vec::new();
         let mut files = Vec::new();
         for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {

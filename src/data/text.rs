@@ -1,6 +1,6 @@
 //! A text file as a token stream for language models: bytes (vocabulary 256) or characters
 //! (vocabulary = the file's distinct characters, sorted), cut into fixed-length windows.
-use super::files::check_exists;
+use super::files::read;
 use super::{check_indices, Batch, Dataset, FetchCtx, Result, SharedTensor};
 use crate::data_err;
 use std::path::Path;
@@ -20,7 +20,6 @@ impl TextDataset {
     /// Sample `i` is `[x, y]`: `x` = tokens `i*stride .. i*stride+seq_len`, `y` = the same window
     /// shifted by one (next-token targets), both int64 `[seq_len]`.
     pub fn load(path: &Path, seq_len: usize, stride: Option<usize>, chars: bool) -> Result<TextDataset> {
-        check_exists(path, "data::text_file")?;
         let name = path.display().to_string();
         if seq_len == 0 {
             return Err(data_err!("data::text_file: seq_len must be positive"));
@@ -29,7 +28,7 @@ impl TextDataset {
         if stride == 0 {
             return Err(data_err!("data::text_file: stride must be positive"));
         }
-        let bytes = std::fs::read(path).map_err(|e| data_err!("{name}: {e}"))?;
+        let bytes = read(path, "data::text_file")?;
         let (ids, vocab): (Vec<i64>, Option<Vec<String>>) = if chars {
             let text = String::from_utf8(bytes).map_err(|e| {
                 data_err!(

@@ -225,7 +225,7 @@ pub fn metrics_panels(csv: &str, x: XAxis) -> Result<Vec<Panel>, String> {
 /// (default: `metrics.png` beside the CSV). Returns the PNG path and its size.
 pub fn plot_run(run: &Path, out: Option<&Path>, x: XAxis) -> Result<(PathBuf, (u32, u32)), String> {
     let csv = if run.is_dir() { run.join("metrics.csv") } else { run.to_path_buf() };
-    let text = std::fs::read_to_string(&csv).map_err(|e| format!("cannot read {}: {e}", csv.display()))?;
+    let text = crate::fs::read_regular_to_string(&csv).map_err(|e| format!("cannot read {}: {e}", csv.display()))?;
     let panels = metrics_panels(&text, x)?;
     let (png, size) = render_png(&panels)?;
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| csv.with_file_name("metrics.png"));

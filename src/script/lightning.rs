@@ -948,7 +948,7 @@ impl LightningModule for ScriptModule {
             return Ok(None);
         }
         // A save may come as several events (or remove + create): the file may be briefly absent.
-        let Ok(new_text) = std::fs::read_to_string(&self.script.path) else { return Ok(None) };
+        let Ok(new_text) = crate::fs::read_regular_to_string(&self.script.path) else { return Ok(None) };
         let seen = self.watch.as_mut().is_some_and(|w| w.seen(&new_text));
         if seen && !changes.other {
             return Ok(None);

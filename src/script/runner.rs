@@ -47,10 +47,54 @@ fn register_top_level_imports(engine: &mut Engine, ast: &AST) -> Result<(), Box<
     Ok(())
 }
 
+/// Rhai's file module resolver, refusing an `import` of anything but a regular file (a FIFO
+/// would block the engine, a device would be read forever).
+struct RegularFileResolver(rhai::module_resolvers::FileModuleResolver);
+
+impl RegularFileResolver {
+    fn check(&self, path: &str, pos: rhai::Position) -> Result<(), Box<rhai::EvalAltResult>> {
+        let file = self.0.get_file_path(path, None);
+        match crate::fs::check_regular(&file) {
+            Err(e) if file.exists() => Err(Box::new(rhai::EvalAltResult::ErrorInModule(
+                path.to_string(),
+                Box::new(rhai::EvalAltResult::ErrorRuntime(format!("cannot read {}: {e}", file.display()).into(), pos)),
+                pos,
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl rhai::ModuleResolver for RegularFileResolver {
+    fn resolve(&self, engine: &Engine, source: Option<&str>, path: &str, pos: rhai::Position) -> Result<rhai::Shared<rhai::Module>, Box<rhai::EvalAltResult>> {
+        self.check(path, pos)?;
+        self.0.resolve(engine, source, path, pos)
+    }
+
+    fn resolve_raw(
+        &self,
+        engine: &Engine,
+        global: &mut rhai::GlobalRuntimeState,
+        scope: &mut Scope,
+        path: &str,
+        pos: rhai::Position,
+    ) -> Result<rhai::Shared<rhai::Module>, Box<rhai::EvalAltResult>> {
+        self.check(path, pos)?;
+        self.0.resolve_raw(engine, global, scope, path, pos)
+    }
+
+    fn resolve_ast(&self, engine: &Engine, source: Option<&str>, path: &str, pos: rhai::Position) -> Option<Result<AST, Box<rhai::EvalAltResult>>> {
+        if let Err(e) = self.check(path, pos) {
+            return Some(Err(e));
+        }
+        self.0.resolve_ast(engine, source, path, pos)
+    }
+}
+
 impl Script {
     /// Reads and compiles `path`.
     pub fn load(path: &Path) -> Result<Script, LoadError> {
-        let source = std::fs::read_to_string(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        let source = crate::fs::read_regular_to_string(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
         Self::from_source(path, source)
     }
 
@@ -59,7 +103,7 @@ impl Script {
     pub fn from_source(path: &Path, source: String) -> Result<Script, LoadError> {
         let mut engine = new_engine().map_err(LoadError::Engine)?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        engine.set_module_resolver(super::imports::ScriptImports::new(dir));
+        engine.set_module_resolver(RegularFileResolver(rhai::module_resolvers::FileModuleResolver::new_with_path(dir)));
         let name = path.display().to_string();
         let mut ast =
             engine.compile(&source).map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;

@@ -14,6 +14,7 @@ mod examples;
 mod golden;
 mod host;
 mod hostile_checkpoints;
+mod hostile_files;
 mod hostile_pickle;
 mod loggers;
 mod nn;
