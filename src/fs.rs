@@ -35,7 +35,10 @@ fn kind_name(ft: &std::fs::FileType) -> &'static str {
 }
 
 fn not_regular(ft: &std::fs::FileType) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, format!("not a regular file (it is {}); lt reads only regular files", kind_name(ft)))
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file (it is {}); lt reads only regular files", kind_name(ft)),
+    )
 }
 
 /// Fails unless `path` is a regular file (symbolic links are followed). Never opens it, so a FIFO
@@ -90,7 +93,8 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
 
 /// The whole content of a regular UTF-8 text file (see [`open_regular`]).
 pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
-    String::from_utf8(read_regular(path)?).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+    String::from_utf8(read_regular(path)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
 }
 
 /// The temp file an atomic write of `path` goes through: `.{name}.tmp.{pid}` beside it (hidden,
@@ -123,7 +127,11 @@ pub const STALE_TEMP_ANY_WRITER: Duration = Duration::from_secs(24 * 60 * 60);
 fn temp_owner(name: &str, suffix: &str) -> Option<i32> {
     let rest = name.strip_prefix('.')?;
     let (target, pid) = rest.rsplit_once(".tmp.")?;
-    if target.len() <= suffix.len() || !target.ends_with(suffix) || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+    if target.len() <= suffix.len()
+        || !target.ends_with(suffix)
+        || pid.is_empty()
+        || !pid.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     pid.parse::<i32>().ok().filter(|p| *p > 0)

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 /// and `ck/a` agree, while `ck/../a`, `/abs/a` or `ck/sub/a` are not inside `ck`).
 pub fn owned_checkpoint_path(path: &Path, dir: &Path) -> bool {
     // `file_name` is None for a path ending in `..`, so what is left is one plain name in `dir`
-    path.extension().is_some_and(|e| e == "ckpt") && path.file_name().is_some() && path.parent().is_some_and(|p| p == dir)
+    path.extension().is_some_and(|e| e == "ckpt")
+        && path.file_name().is_some()
+        && path.parent().is_some_and(|p| p == dir)
 }
 
 #[derive(Debug, Clone)]

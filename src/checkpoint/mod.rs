@@ -62,7 +62,9 @@ impl Checkpoint {
 
     /// Reads and validates a checkpoint; refuses files that are truncated, corrupt or not ours.
     pub fn load(path: &Path) -> Result<Checkpoint, String> {
-        let len = crate::fs::check_regular(path).map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?.len();
+        let len = crate::fs::check_regular(path)
+            .map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?
+            .len();
         let refuse = |e: String| format!("refusing checkpoint {}: {e}", path.display());
         if len < 8 {
             return Err(refuse("file too short to be a checkpoint (truncated?)".into()));

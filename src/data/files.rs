@@ -127,7 +127,12 @@ pub fn read_npy_stream(r: &mut dyn Read, len: u64, name: &str) -> Result<Tensor>
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u64>().ok().and_then(|d| i64::try_from(d).ok()).ok_or_else(|| data_err!("{name}: bad shape {shape_s} in .npy header")))
+        .map(|s| {
+            s.parse::<u64>()
+                .ok()
+                .and_then(|d| i64::try_from(d).ok())
+                .ok_or_else(|| data_err!("{name}: bad shape {shape_s} in .npy header"))
+        })
         .collect::<Result<_>>()?;
     let data_len = len - hstart - hlen;
     let want = shape.iter().try_fold(kind.elt_size_in_bytes() as u64, |a, &d| a.checked_mul(d as u64));
@@ -135,7 +140,9 @@ pub fn read_npy_stream(r: &mut dyn Read, len: u64, name: &str) -> Result<Tensor>
         Some(w) if w <= data_len => {}
         _ => {
             let want = want.map_or_else(|| "more than 2^64".to_string(), |w| w.to_string());
-            return Err(data_err!("{name}: truncated .npy data: expected {want} bytes for shape {shape:?}, found {data_len}"));
+            return Err(data_err!(
+                "{name}: truncated .npy data: expected {want} bytes for shape {shape:?}, found {data_len}"
+            ));
         }
     }
     crate::nn::io::read_tensor(r, &shape, kind).map_err(|e| data_err!("{name}: {e}"))
@@ -152,7 +159,8 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
 pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let (f, len) = open(path, "load_npz")?;
     let shown = path.display().to_string();
-    let mut zip = crate::nn::io::open_zip(std::io::BufReader::with_capacity(1 << 20, f), len).map_err(|e| data_err!("{shown}: not an .npz archive: {e}"))?;
+    let mut zip = crate::nn::io::open_zip(std::io::BufReader::with_capacity(1 << 20, f), len)
+        .map_err(|e| data_err!("{shown}: not an .npz archive: {e}"))?;
     let mut out = Vec::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| data_err!("{shown}: entry {i}: {e}"))?;

@@ -136,7 +136,9 @@ pub fn read_tensor(r: &mut dyn Read, shape: &[i64], kind: Kind) -> Result<tch::T
         // is checked below before the tensor is handed out.
         let dst = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, len) };
         r.read_exact(dst).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => format!("the data ends before the {len} bytes of the tensor (truncated?)"),
+            std::io::ErrorKind::UnexpectedEof => {
+                format!("the data ends before the {len} bytes of the tensor (truncated?)")
+            }
             _ => e.to_string(),
         })?;
         if kind == Kind::Bool && dst.iter().any(|&b| b > 1) {
@@ -158,7 +160,9 @@ pub fn max_inflated_len(compressed: u64) -> u64 {
 pub fn open_zip<R: Read + std::io::Seek>(mut r: R, file_len: u64) -> Result<zip::ZipArchive<R>, String> {
     let entries = zip_entry_count(&mut r, file_len)?;
     if entries.saturating_mul(46) > file_len {
-        return Err(format!("not a valid zip file: its directory claims {entries} entries, more than a {file_len}-byte file can hold"));
+        return Err(format!(
+            "not a valid zip file: its directory claims {entries} entries, more than a {file_len}-byte file can hold"
+        ));
     }
     r.seek(std::io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     zip::ZipArchive::new(r).map_err(|e| format!("not a valid zip file: {e}"))
@@ -174,7 +178,9 @@ fn zip_entry_count<R: Read + std::io::Seek>(r: &mut R, file_len: u64) -> Result<
     r.seek(SeekFrom::Start(file_len - tail_len)).map_err(io)?;
     let mut tail = vec![0u8; tail_len as usize];
     r.read_exact(&mut tail).map_err(io)?;
-    let Some(eocd) = (0..tail.len().saturating_sub(21)).rev().find(|&i| tail[i..].starts_with(b"PK\x05\x06")) else { return Ok(0) };
+    let Some(eocd) = (0..tail.len().saturating_sub(21)).rev().find(|&i| tail[i..].starts_with(b"PK\x05\x06")) else {
+        return Ok(0);
+    };
     let count16 = u16::from_le_bytes([tail[eocd + 10], tail[eocd + 11]]) as u64;
     // a ZIP64 locator sits just before the end record and points to the ZIP64 end record
     let eocd_pos = file_len - tail_len + eocd as u64;
@@ -189,7 +195,11 @@ fn zip_entry_count<R: Read + std::io::Seek>(r: &mut R, file_len: u64) -> Result<
     }
     let at = u64::from_le_bytes(loc[8..16].try_into().expect("8 bytes"));
     let mut rec = [0u8; 56];
-    if at.checked_add(56).is_none_or(|end| end > eocd_pos) || r.seek(SeekFrom::Start(at)).is_err() || r.read_exact(&mut rec).is_err() || &rec[..4] != b"PK\x06\x06" {
+    if at.checked_add(56).is_none_or(|end| end > eocd_pos)
+        || r.seek(SeekFrom::Start(at)).is_err()
+        || r.read_exact(&mut rec).is_err()
+        || &rec[..4] != b"PK\x06\x06"
+    {
         return Err("not a valid zip file: its ZIP64 locator does not point to a ZIP64 end record".into());
     }
     Ok(u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes")))
@@ -203,10 +213,14 @@ pub fn check_zip_entry(entry: &zip::read::ZipFile<'_>, file_len: u64) -> Result<
     let name = entry.name();
     let (csize, size) = (entry.compressed_size(), entry.size());
     if entry.data_start().checked_add(csize).is_none_or(|end| end > file_len) {
-        return Err(format!("zip entry {name}: its {csize} bytes run past the end of the {file_len}-byte file (truncated?)"));
+        return Err(format!(
+            "zip entry {name}: its {csize} bytes run past the end of the {file_len}-byte file (truncated?)"
+        ));
     }
     match entry.compression() {
-        zip::CompressionMethod::Stored if csize != size => Err(format!("zip entry {name}: stored with {csize} bytes but claims {size}")),
+        zip::CompressionMethod::Stored if csize != size => {
+            Err(format!("zip entry {name}: stored with {csize} bytes but claims {size}"))
+        }
         zip::CompressionMethod::Stored => Ok(()),
         zip::CompressionMethod::Deflated if size > max_inflated_len(csize) => {
             Err(format!("zip entry {name}: claims {size} bytes, more than its {csize} compressed bytes can hold"))
@@ -247,7 +261,7 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>,
 /// header is parsed and checked first (dtypes, shapes against byte ranges, ranges contiguous and
 /// covering the file exactly), then each tensor is allocated and filled from the file. A truncated
 /// or corrupt file is an error. Tensors come in file order.
-pub fn read_safetensors_file(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, HashMap<String, String>), String> {
+pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsContents, String> {
     let bad = |why: String| format!("not a valid safetensors file: {why}");
     let mut f = crate::fs::open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
     let file_len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();

@@ -148,13 +148,26 @@ struct Machine<'a, S: Storages> {
 
 impl<'a, S: Storages> Machine<'a, S> {
     fn new(pkl: &'a [u8], storages: S) -> Self {
-        Machine { pkl, pos: 0, arena: Vec::new(), depth: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), count: 0, storages, copied: 0 }
+        Machine {
+            pkl,
+            pos: 0,
+            arena: Vec::new(),
+            depth: Vec::new(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            count: 0,
+            storages,
+            copied: 0,
+        }
     }
 
     fn spend(&mut self) -> Result<(), String> {
         self.count += 1;
         if self.count > MAX_VALUES {
-            return Err(format!("the pickle makes more than {MAX_VALUES} values; refusing it (a state_dict needs about 20 per tensor)"));
+            return Err(format!(
+                "the pickle makes more than {MAX_VALUES} values; refusing it (a state_dict needs about 20 per tensor)"
+            ));
         }
         Ok(())
     }
@@ -162,7 +175,10 @@ impl<'a, S: Storages> Machine<'a, S> {
     fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
         let left = (self.pkl.len() - self.pos) as u64;
         if n > left {
-            return Err(corrupt(&format!("an opcode at byte {} wants {n} bytes, only {left} are left (truncated?)", self.pos)));
+            return Err(corrupt(&format!(
+                "an opcode at byte {} wants {n} bytes, only {left} are left (truncated?)",
+                self.pos
+            )));
         }
         let s = &self.pkl[self.pos..self.pos + n as usize];
         self.pos += n as usize;
@@ -243,12 +259,18 @@ impl<'a, S: Storages> Machine<'a, S> {
         match (&mut self.arena[target], dict) {
             (Obj::List(l), false) => l.extend(items),
             (Obj::Dict(m), true) => {
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err(corrupt("SETITEMS with an odd number of values"));
                 }
                 m.extend(items.chunks(2).map(|kv| (kv[0], kv[1])));
             }
-            _ => return Err(corrupt(if dict { "SETITEM(S) on something that is not a dict" } else { "APPEND(S) on something that is not a list" })),
+            _ => {
+                return Err(corrupt(if dict {
+                    "SETITEM(S) on something that is not a dict"
+                } else {
+                    "APPEND(S) on something that is not a list"
+                }))
+            }
         }
         self.depth[target] = d;
         Ok(())
@@ -268,9 +290,16 @@ impl<'a, S: Storages> Machine<'a, S> {
 
     fn ints(&self, id: usize, what: &str) -> Result<Vec<i64>, String> {
         match &self.arena[id] {
-            Obj::Tuple(x) | Obj::List(x) => {
-                x.iter().map(|&e| if let Obj::Int(i) = self.arena[e] { Ok(i) } else { Err(corrupt(&format!("{what} holds a non-integer"))) }).collect()
-            }
+            Obj::Tuple(x) | Obj::List(x) => x
+                .iter()
+                .map(|&e| {
+                    if let Obj::Int(i) = self.arena[e] {
+                        Ok(i)
+                    } else {
+                        Err(corrupt(&format!("{what} holds a non-integer")))
+                    }
+                })
+                .collect(),
             _ => Err(corrupt(&format!("{what} is not a tuple of ints"))),
         }
     }
@@ -280,26 +309,43 @@ impl<'a, S: Storages> Machine<'a, S> {
     /// out, and such copies may take at most as many bytes as the file holds in all (so a few
     /// bytes of pickle cannot expand one storage into many copies).
     fn rebuild_tensor(&mut self, args: &[usize]) -> Result<Obj, String> {
-        let (Some(&st), Some(&off)) = (args.first(), args.get(1)) else { return Err(corrupt("_rebuild_tensor_v2 needs storage, offset, size, stride")) };
-        let Obj::Storage(kind, key) = &self.arena[st] else { return Err(corrupt("_rebuild_tensor_v2's first argument is not a storage")) };
+        let (Some(&st), Some(&off)) = (args.first(), args.get(1)) else {
+            return Err(corrupt("_rebuild_tensor_v2 needs storage, offset, size, stride"));
+        };
+        let Obj::Storage(kind, key) = &self.arena[st] else {
+            return Err(corrupt("_rebuild_tensor_v2's first argument is not a storage"));
+        };
         let (kind, key) = (*kind, key.clone());
-        let Obj::Int(offset) = self.arena[off] else { return Err(corrupt("_rebuild_tensor_v2's offset is not an integer")) };
+        let Obj::Int(offset) = self.arena[off] else {
+            return Err(corrupt("_rebuild_tensor_v2's offset is not an integer"));
+        };
         let size = self.ints(*args.get(2).ok_or_else(|| corrupt("_rebuild_tensor_v2 without a size"))?, "size")?;
-        let stride = self.ints(*args.get(3).ok_or_else(|| corrupt("_rebuild_tensor_v2 without a stride"))?, "stride")?;
+        let stride =
+            self.ints(*args.get(3).ok_or_else(|| corrupt("_rebuild_tensor_v2 without a stride"))?, "stride")?;
         let bad = |why: String| format!("bad tensor in torch.save file (storage {key}): {why}");
         if size.len() != stride.len() || offset < 0 || size.iter().chain(&stride).any(|&v| v < 0) {
             return Err(bad(format!("size {size:?}, stride {stride:?}, offset {offset}")));
         }
         let storage = self.storages.storage(&key, kind)?;
         let n = storage.numel() as i64;
-        let numel = size.iter().try_fold(1i64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(format!("size {size:?} overflows")))?;
+        let numel = size
+            .iter()
+            .try_fold(1i64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad(format!("size {size:?} overflows")))?;
         if numel == 0 {
-            return Tensor::f_empty(size.as_slice(), (kind, tch::Device::Cpu)).map(Obj::Tensor).map_err(|e| bad(e.to_string()));
+            return Tensor::f_empty(size.as_slice(), (kind, tch::Device::Cpu))
+                .map(Obj::Tensor)
+                .map_err(|e| bad(e.to_string()));
         }
         // the last element the view reads must lie inside the storage
-        let last = size.iter().zip(&stride).try_fold(offset, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)));
+        let last = size
+            .iter()
+            .zip(&stride)
+            .try_fold(offset, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)));
         if last.is_none_or(|l| l >= n) {
-            return Err(bad(format!("size {size:?}, stride {stride:?} and offset {offset} reach past its {n} elements")));
+            return Err(bad(format!(
+                "size {size:?}, stride {stride:?} and offset {offset} reach past its {n} elements"
+            )));
         }
         let mut contiguous = Vec::with_capacity(size.len());
         let mut s = 1i64;
@@ -308,7 +354,9 @@ impl<'a, S: Storages> Machine<'a, S> {
             s *= d;
         }
         contiguous.reverse();
-        let dense = offset == 0 && numel == n && size.iter().zip(&stride).zip(&contiguous).all(|((&d, &st), &c)| d == 1 || st == c);
+        let dense = offset == 0
+            && numel == n
+            && size.iter().zip(&stride).zip(&contiguous).all(|((&d, &st), &c)| d == 1 || st == c);
         let t = if dense {
             storage.f_view(size.as_slice())
         } else {
@@ -329,7 +377,9 @@ impl<'a, S: Storages> Machine<'a, S> {
     fn reduce(&mut self) -> Result<(), String> {
         let args = self.pop()?;
         let f = self.pop()?;
-        let Obj::Global(name) = &self.arena[f] else { return Err(corrupt("REDUCE calls something that is not a global")) };
+        let Obj::Global(name) = &self.arena[f] else {
+            return Err(corrupt("REDUCE calls something that is not a global"));
+        };
         let name = name.clone();
         let Obj::Tuple(a) = &self.arena[args] else { return Err(corrupt("REDUCE's arguments are not a tuple")) };
         let a = a.clone();
@@ -395,7 +445,9 @@ impl<'a, S: Storages> Machine<'a, S> {
                     // LONG1 / LONG4: little-endian two's complement of n bytes
                     let n = if op == 0x8a { self.uint(1)? } else { self.uint(4)? };
                     if n > 8 {
-                        return Err(format!("an integer of {n} bytes in the pickle is larger than this loader reads (8)"));
+                        return Err(format!(
+                            "an integer of {n} bytes in the pickle is larger than this loader reads (8)"
+                        ));
                     }
                     let b = self.take(n)?;
                     let mut v: i64 = 0;
@@ -529,10 +581,17 @@ impl<'a, S: Storages> Machine<'a, S> {
                 }
                 b'Q' => {
                     let pid = self.pop()?;
-                    let Obj::Tuple(p) = &self.arena[pid] else { return Err(corrupt("a persistent id that is not a tuple")) };
-                    let storage = match (p.first().map(|&i| &self.arena[i]), p.get(1).map(|&i| &self.arena[i]), p.get(2).map(|&i| &self.arena[i])) {
+                    let Obj::Tuple(p) = &self.arena[pid] else {
+                        return Err(corrupt("a persistent id that is not a tuple"));
+                    };
+                    let storage = match (
+                        p.first().map(|&i| &self.arena[i]),
+                        p.get(1).map(|&i| &self.arena[i]),
+                        p.get(2).map(|&i| &self.arena[i]),
+                    ) {
                         (Some(Obj::Str(s)), Some(Obj::Global(ty)), Some(Obj::Str(key))) if s == "storage" => {
-                            let kind = storage_kind(ty).ok_or_else(|| format!("unsupported storage type {ty} in torch.save file"))?;
+                            let kind = storage_kind(ty)
+                                .ok_or_else(|| format!("unsupported storage type {ty} in torch.save file"))?;
                             Obj::Storage(kind, key.clone())
                         }
                         _ => return Err("unsupported persistent id in torch.save file".into()),
@@ -540,7 +599,12 @@ impl<'a, S: Storages> Machine<'a, S> {
                     self.push_new(storage, 0)?
                 }
                 b'R' => self.reduce()?,
-                other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {} of the torch.save file's pickle", self.pos - 1)),
+                other => {
+                    return Err(format!(
+                        "unsupported pickle opcode 0x{other:02x} at byte {} of the torch.save file's pickle",
+                        self.pos - 1
+                    ))
+                }
             }
         }
     }
@@ -589,19 +653,20 @@ impl<'a, S: Storages> Machine<'a, S> {
                 }
                 W::Val(id) => id,
             };
-            let seq = |work: &mut Vec<W<'_>>, open: &'static str, close: &'static str, items: &[usize], trailing: bool| {
-                work.push(W::Text(close));
-                if trailing {
-                    work.push(W::Text(","));
-                }
-                for (i, &x) in items.iter().enumerate().rev() {
-                    work.push(W::Val(x));
-                    if i > 0 {
-                        work.push(W::Text(", "));
+            let seq =
+                |work: &mut Vec<W<'_>>, open: &'static str, close: &'static str, items: &[usize], trailing: bool| {
+                    work.push(W::Text(close));
+                    if trailing {
+                        work.push(W::Text(","));
                     }
-                }
-                work.push(W::Text(open));
-            };
+                    for (i, &x) in items.iter().enumerate().rev() {
+                        work.push(W::Val(x));
+                        if i > 0 {
+                            work.push(W::Text(", "));
+                        }
+                    }
+                    work.push(W::Text(open));
+                };
             match &self.arena[id] {
                 Obj::None => out.push_str("None"),
                 Obj::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
@@ -644,7 +709,11 @@ pub fn describe_pickle(pkl: &[u8], limit: usize) -> Result<String, String> {
 fn load_from<R: Read + Seek>(reader: R, file_len: u64) -> Result<Vec<(String, Tensor)>, String> {
     let mut zip = open_zip(reader, file_len)?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
-    let pkl_name = names.iter().find(|k| k.ends_with("/data.pkl") || *k == "data.pkl").cloned().ok_or("no data.pkl in the zip file")?;
+    let pkl_name = names
+        .iter()
+        .find(|k| k.ends_with("/data.pkl") || *k == "data.pkl")
+        .cloned()
+        .ok_or("no data.pkl in the zip file")?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
     let mut read_entry = |name: &str, max: u64| -> Result<Vec<u8>, String> {
         let mut e = zip.by_name(name).map_err(|e| format!("zip entry {name}: {e}"))?;

@@ -93,7 +93,8 @@ impl Watcher {
 /// and the names of the functions that changed. `Err`: the report to print (compile error, or a
 /// change that needs a restart); the old script stays.
 pub fn prepare(current: &Script, force: bool) -> Result<Option<(Script, Vec<String>)>, String> {
-    let source = crate::fs::read_regular_to_string(&current.path).map_err(|e| format!("cannot read {}: {e}", current.path.display()))?;
+    let source = crate::fs::read_regular_to_string(&current.path)
+        .map_err(|e| format!("cannot read {}: {e}", current.path.display()))?;
     if source == current.source && !force {
         return Ok(None);
     }

@@ -66,7 +66,13 @@ impl RegularFileResolver {
 }
 
 impl rhai::ModuleResolver for RegularFileResolver {
-    fn resolve(&self, engine: &Engine, source: Option<&str>, path: &str, pos: rhai::Position) -> Result<rhai::Shared<rhai::Module>, Box<rhai::EvalAltResult>> {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: rhai::Position,
+    ) -> Result<rhai::Shared<rhai::Module>, Box<rhai::EvalAltResult>> {
         self.check(path, pos)?;
         self.0.resolve(engine, source, path, pos)
     }
@@ -83,7 +89,13 @@ impl rhai::ModuleResolver for RegularFileResolver {
         self.0.resolve_raw(engine, global, scope, path, pos)
     }
 
-    fn resolve_ast(&self, engine: &Engine, source: Option<&str>, path: &str, pos: rhai::Position) -> Option<Result<AST, Box<rhai::EvalAltResult>>> {
+    fn resolve_ast(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: rhai::Position,
+    ) -> Option<Result<AST, Box<rhai::EvalAltResult>>> {
         if let Err(e) = self.check(path, pos) {
             return Some(Err(e));
         }

@@ -132,7 +132,12 @@ impl Trainer {
                     std::fs::copy(&from, tmp).map(|_| ()).map_err(|e| format!("cannot copy {}: {e}", from.display()))
                 })?,
                 Action::Remove(p) => self.remove_checkpoint(&p),
-                Action::Stop(_) | Action::Log(_) | Action::SetLr(_) | Action::SuspendSchedulers(_) | Action::UpdateBatchNorm | Action::SaveFinalWeights(_) => {}
+                Action::Stop(_)
+                | Action::Log(_)
+                | Action::SetLr(_)
+                | Action::SuspendSchedulers(_)
+                | Action::UpdateBatchNorm
+                | Action::SaveFinalWeights(_) => {}
             }
         }
         Ok(())
@@ -142,7 +147,11 @@ impl Trainer {
     /// in a checkpoint callback's folder, a regular file (not a link), with an lt checkpoint's
     /// header. Anything else is left alone with a warning, whatever a restored state said.
     fn remove_checkpoint(&self, p: &Path) {
-        let in_dir = self.callbacks.iter().filter_map(|c| c.checkpoint_dir()).any(|d| crate::callbacks::model_checkpoint::owned_checkpoint_path(p, &d));
+        let in_dir = self
+            .callbacks
+            .iter()
+            .filter_map(|c| c.checkpoint_dir())
+            .any(|d| crate::callbacks::model_checkpoint::owned_checkpoint_path(p, &d));
         let why = if !in_dir {
             "it is not a .ckpt file in a checkpoint folder"
         } else {

@@ -89,21 +89,32 @@ fn paths_from_a_crafted_checkpoint_are_never_removed() {
         st["best_model_path"] = Value::String("../victim.txt".into());
         st["last_model_path"] = Value::String(victims[1].1.clone());
     });
-    let out = lt_within(&work, &["fit", "m.rhai", "--ckpt", "crafted.ckpt", "--set", "trainer.max_steps=4"], Duration::from_secs(120));
+    let out = lt_within(
+        &work,
+        &["fit", "m.rhai", "--ckpt", "crafted.ckpt", "--set", "trainer.max_steps=4"],
+        Duration::from_secs(120),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     for (p, recorded) in &victims {
-        assert_eq!(std::fs::read_to_string(p).ok().as_deref(), Some("precious"), "{} (recorded as {recorded}) was touched", p.display());
+        assert_eq!(
+            std::fs::read_to_string(p).ok().as_deref(),
+            Some("precious"),
+            "{} (recorded as {recorded}) was touched",
+            p.display()
+        );
     }
     let e = stderr(&out);
     assert!(e.contains("'../victim.txt' is not a .ckpt file directly in run/checkpoints"), "{e}");
     assert!(e.contains("not removing run/checkpoints/notes.ckpt: it is not an lt checkpoint"), "{e}");
     // what lt wrote itself is still managed: the resumed run kept only its newest checkpoint
-    let left: Vec<String> = std::fs::read_dir(&ck_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    let left: Vec<String> =
+        std::fs::read_dir(&ck_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
     assert!(left.contains(&"step=4.ckpt".to_string()) && !left.contains(&"step=3.ckpt".to_string()), "{left:?}");
 }
 
 fn age(path: &Path, ago: Duration) {
-    let f = if path.is_dir() { std::fs::File::open(path) } else { std::fs::File::options().write(true).open(path) }.unwrap();
+    let f = if path.is_dir() { std::fs::File::open(path) } else { std::fs::File::options().write(true).open(path) }
+        .unwrap();
     f.set_modified(SystemTime::now() - ago).unwrap();
 }
 
@@ -120,12 +131,12 @@ fn a_save_removes_stale_temp_files_of_interrupted_saves_and_nothing_else() {
     let dir = temp_dir("stale_tmp");
     let (dead, hour, two_days) = (dead_pid(), Duration::from_secs(3600), Duration::from_secs(48 * 3600));
     let removed = [
-        (format!(".step=3.ckpt.tmp.{dead}"), hour),   // writer gone, untouched for an hour
-        (format!(".last.ckpt.tmp.1"), two_days),       // writer "alive" (pid 1), untouched for two days
+        (format!(".step=3.ckpt.tmp.{dead}"), hour), // writer gone, untouched for an hour
+        (".last.ckpt.tmp.1".to_string(), two_days), // writer "alive" (pid 1), untouched for two days
     ];
     let kept = [
         (format!(".step=4.ckpt.tmp.{dead}"), Duration::ZERO), // just written: maybe another machine's live save
-        (format!(".step=5.ckpt.tmp.1"), hour),                // a live writer
+        (".step=5.ckpt.tmp.1".to_string(), hour),             // a live writer
         (format!(".notes.txt.tmp.{dead}"), two_days),         // not a checkpoint's temp
         (format!("step=6.ckpt.tmp.{dead}"), two_days),        // not hidden: not lt's pattern
         (format!(".step=7.ckpt.tmp.{dead}x"), two_days),      // not a process id
@@ -153,7 +164,10 @@ fn a_save_removes_stale_temp_files_of_interrupted_saves_and_nothing_else() {
     assert!(target.exists() && dir.join(format!(".link.ckpt.tmp.{dead}")).symlink_metadata().is_ok());
     assert!(dir.join(format!(".folder.ckpt.tmp.{dead}")).is_dir());
     assert!(lt::checkpoint::Checkpoint::load(&dir.join("new.ckpt")).is_ok());
-    assert!(!std::fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(&format!(".tmp.{}", std::process::id()))));
+    assert!(!std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(&format!(".tmp.{}", std::process::id()))));
 }
 
 #[test]
@@ -170,7 +184,8 @@ fn ckpt_last_does_not_follow_folder_links() {
     // a FIFO named like a checkpoint is not one (reading it would block)
     let fifo = std::ffi::CString::new(ck.join("z.ckpt").to_string_lossy().as_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-    let out = lt_within(&dir, &["fit", "m.rhai", "--ckpt", "last", "--set", "trainer.max_steps=3"], Duration::from_secs(60));
+    let out =
+        lt_within(&dir, &["fit", "m.rhai", "--ckpt", "last", "--set", "trainer.max_steps=3"], Duration::from_secs(60));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(ck.join("step=3.ckpt").exists());
     let root = dir.join("run");

@@ -136,7 +136,13 @@ fn images_claiming_huge_sizes_are_refused_from_the_header() {
     ihdr.extend([8, 2, 0, 0, 0]);
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(&[0u8; 1000]).unwrap();
-    let png = [b"\x89PNG\r\n\x1a\n".to_vec(), png_chunk(b"IHDR", &ihdr), png_chunk(b"IDAT", &z.finish().unwrap()), png_chunk(b"IEND", &[])].concat();
+    let png = [
+        b"\x89PNG\r\n\x1a\n".to_vec(),
+        png_chunk(b"IHDR", &ihdr),
+        png_chunk(b"IDAT", &z.finish().unwrap()),
+        png_chunk(b"IEND", &[]),
+    ]
+    .concat();
     std::fs::write(root.join("c/big.png"), png).unwrap();
     let r = path_str(&root);
     let e = eval(&format!(r#"data::image_folder("{r}")[0]"#)).unwrap_err();
@@ -199,7 +205,8 @@ fn mkfifo(p: &Path) {
 #[test]
 fn fifos_devices_and_folders_are_refused_wherever_lt_reads_a_file() {
     let dir = temp_dir("fifo");
-    for name in ["f.npy", "f.npz", "f.safetensors", "f-idx", "f.csv", "f.txt", "f.pt", "f.ckpt", "f.rhai", "fmod.rhai"] {
+    for name in ["f.npy", "f.npz", "f.safetensors", "f-idx", "f.csv", "f.txt", "f.pt", "f.ckpt", "f.rhai", "fmod.rhai"]
+    {
         mkfifo(&dir.join(name));
     }
     std::fs::create_dir(dir.join("folder.npy")).unwrap();
@@ -223,14 +230,19 @@ fn fifos_devices_and_folders_are_refused_wherever_lt_reads_a_file() {
     ];
     let mut probe = String::new();
     for (name, call) in calls {
-        probe.push_str(&format!("try {{ {call}; print(\"OK {name}\"); }} catch (e) {{ print(`ERR {name}: ${{e}}`); }}\n"));
+        probe.push_str(&format!(
+            "try {{ {call}; print(\"OK {name}\"); }} catch (e) {{ print(`ERR {name}: ${{e}}`); }}\n"
+        ));
     }
     std::fs::write(dir.join("probe.rhai"), probe).unwrap();
     let out = lt_within(&dir, &["run", "probe.rhai"], Duration::from_secs(60));
     let s = stdout(&out);
     assert!(out.status.success(), "{}\n{}", s, stderr(&out));
     for (name, _) in calls {
-        let line = s.lines().find(|l| l.starts_with(&format!("ERR {name}:"))).unwrap_or_else(|| panic!("no error for {name}:\n{s}"));
+        let line = s
+            .lines()
+            .find(|l| l.starts_with(&format!("ERR {name}:")))
+            .unwrap_or_else(|| panic!("no error for {name}:\n{s}"));
         let want = match name {
             "folder" => "(it is a directory)",
             "device" | "device_weights" => "(it is a device)",
@@ -240,7 +252,11 @@ fn fifos_devices_and_folders_are_refused_wherever_lt_reads_a_file() {
     }
     // the command line: a script, an imported module, a checkpoint, a metrics file
     let out = lt_within(&dir, &["run", "f.rhai"], Duration::from_secs(30));
-    assert!(!out.status.success() && stderr(&out).contains("f.rhai: not a regular file (it is a named pipe (FIFO))"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("f.rhai: not a regular file (it is a named pipe (FIFO))"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::write(dir.join("imp.rhai"), "import \"fmod\" as m;\nprint(1);\n").unwrap();
     let out = lt_within(&dir, &["run", "imp.rhai"], Duration::from_secs(30));
     assert!(!out.status.success() && stderr(&out).contains("not a regular file"), "{}", stderr(&out));

@@ -161,7 +161,18 @@ fn every_opcode_family_decodes() {
         ([ORDERED_DICT, b"}X\x01\x00\x00\x00aK\x01sb."].concat(), "{}"),
         (b"ctorch\nfloat32\n.".to_vec(), "torch.float32"),
         // BINPERSID: a storage reference
-        ([b"(".as_slice(), &unicode("storage"), b"ctorch\nFloatStorage\n", &unicode("0"), &unicode("cpu"), b"K\x04tQ."].concat(), "<storage Float 0>"),
+        (
+            [
+                b"(".as_slice(),
+                &unicode("storage"),
+                b"ctorch\nFloatStorage\n",
+                &unicode("0"),
+                &unicode("cpu"),
+                b"K\x04tQ.",
+            ]
+            .concat(),
+            "<storage Float 0>",
+        ),
     ];
     for (pkl, want) in cases {
         assert_eq!(ok(&pkl), want, "{pkl:?}");
@@ -177,8 +188,8 @@ fn state_dicts_rebuild_tensors_from_storages() {
     let pkl = state_dict(&[
         ("w", rebuild("0", "FloatStorage", 0, &[2, 3], &[3, 1])),
         ("wt", rebuild("0", "FloatStorage", 0, &[3, 2], &[1, 3])), // a transposed view: copied
-        ("tail", rebuild("0", "FloatStorage", 4, &[2], &[1])),      // an offset view
-        ("n", int(3)),                                                // not a tensor: skipped
+        ("tail", rebuild("0", "FloatStorage", 4, &[2], &[1])),     // an offset view
+        ("n", int(3)),                                             // not a tensor: skipped
         ("i", rebuild("1", "LongStorage", 0, &[2], &[1])),
         ("empty", rebuild("0", "FloatStorage", 0, &[0, 5], &[5, 1])),
         ("w", rebuild("0", "FloatStorage", 0, &[6], &[1])), // a repeated key: the later value wins, in place
@@ -210,9 +221,12 @@ fn state_dicts_rebuild_tensors_from_storages() {
     // stride 0 repeats one element: copies of such views are bounded by the file's size
     let e = fast("an expanded view", Duration::from_secs(5), || bad(&[1 << 30, 1 << 30], &[0, 0], 0));
     assert!(e.contains("copies of strided views would take"), "{e}");
-    let odd = load(&torch_zip(&state_dict(&[("w", rebuild("0", "FloatStorage", 0, &[1], &[1]))]), &[("0", vec![0u8; 7])])).unwrap_err();
+    let odd =
+        load(&torch_zip(&state_dict(&[("w", rebuild("0", "FloatStorage", 0, &[1], &[1]))]), &[("0", vec![0u8; 7])]))
+            .unwrap_err();
     assert!(odd.contains("not a whole number"), "{odd}");
-    let missing = load(&torch_zip(&state_dict(&[("w", rebuild("9", "FloatStorage", 0, &[1], &[1]))]), &[])).unwrap_err();
+    let missing =
+        load(&torch_zip(&state_dict(&[("w", rebuild("9", "FloatStorage", 0, &[1], &[1]))]), &[])).unwrap_err();
     assert!(missing.contains("missing storage 9"), "{missing}");
     let not_dict = load(&torch_zip(b"\x80\x02K\x01.", &[])).unwrap_err();
     assert!(not_dict.contains("does not hold a dict"), "{not_dict}");
@@ -229,7 +243,8 @@ fn hostile_pickles_are_clean_errors_and_fast() {
     // nested MARKs, nested MARK/TUPLE, TUPLE1 of TUPLE1 …
     let e = fast("nested marks", limit, || err(&[vec![b'('; n], b"N.".to_vec()].concat()));
     assert!(e.contains("nested MARKs"), "{e}");
-    let e = fast("mark/tuple", limit, || err(&[vec![b'('; 1500], b"N".to_vec(), vec![b't'; 1500], b".".to_vec()].concat()));
+    let e =
+        fast("mark/tuple", limit, || err(&[vec![b'('; 1500], b"N".to_vec(), vec![b't'; 1500], b".".to_vec()].concat()));
     assert!(e.contains("more than 1000 nested MARKs"), "{e}");
     assert!(ok(&[vec![b'('; 900], b"N".to_vec(), vec![b't'; 900], b".".to_vec()].concat()).starts_with("(((((("));
     let e = fast("tuple1", limit, || err(&[b"N".to_vec(), vec![0x85; n], b".".to_vec()].concat()));
@@ -255,7 +270,8 @@ fn hostile_pickles_are_clean_errors_and_fast() {
     let e = fast("memo bomb in a state_dict", limit, || load(&torch_zip(&bomb, &[])).unwrap_err());
     assert!(e.contains("does not hold a dict"), "{e}");
     // and the bomb as a state_dict value, then the whole state_dict
-    let bomb_sd = state_dict(&[("x", [b"]q\x000".to_vec(), b"h\x00h\x00\x86q\x000".repeat(59), b"h\x00".to_vec()].concat())]);
+    let bomb_sd =
+        state_dict(&[("x", [b"]q\x000".to_vec(), b"h\x00h\x00\x86q\x000".repeat(59), b"h\x00".to_vec()].concat())]);
     assert!(fast("bomb value", limit, || load(&torch_zip(&bomb_sd, &[])).unwrap()).is_empty());
     // too many values
     let e = fast("value budget", limit, || err(&[vec![b'N'; 5 << 20], b".".to_vec()].concat()));
@@ -447,14 +463,22 @@ fn zip64_archives_load_like_plain_ones() {
     // the zip crate's writer with large_file(true): ZIP64 local headers on small entries
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data) in &entries {
-        w.start_file(name.as_str(), zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(true)).unwrap();
+        w.start_file(
+            name.as_str(),
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(true),
+        )
+        .unwrap();
         w.write_all(data).unwrap();
     }
     same_state_dicts(&want, &load(&w.finish().unwrap().into_inner()).unwrap());
     // deflated entries are read too (streamed into tensor memory)
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data) in &entries {
-        w.start_file(name.as_str(), zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Deflated)).unwrap();
+        w.start_file(
+            name.as_str(),
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Deflated),
+        )
+        .unwrap();
         w.write_all(data).unwrap();
     }
     same_state_dicts(&want, &load(&w.finish().unwrap().into_inner()).unwrap());
@@ -466,7 +490,9 @@ fn hostile_archives_are_refused_before_allocating() {
     let entries = entries_of(&pt);
     let storage = entries.iter().find(|(n, _)| n.contains("/data/")).unwrap().0.clone();
     // a storage that claims 1 TiB in a small file
-    let e = fast("a huge storage claim", Duration::from_secs(5), || load(&zip64(&entries, Some((&storage, 1 << 40)))).unwrap_err());
+    let e = fast("a huge storage claim", Duration::from_secs(5), || {
+        load(&zip64(&entries, Some((&storage, 1 << 40)))).unwrap_err()
+    });
     assert!(e.contains("run past the end"), "{e}");
     // a pickle that claims 1 TiB
     let e = load(&zip64(&entries, Some(("mlp/data.pkl", 1 << 40)))).unwrap_err();
