@@ -336,7 +336,7 @@ impl Callback for ModelCheckpoint {
         let own = |p: &str, what: &str| -> bool {
             let ok = p.is_empty() || self.owns(p);
             if !ok {
-                eprintln!(
+                errln!(
                     "warning: ModelCheckpoint: the checkpoint's {what} '{p}' is not a .ckpt file directly in {}; it is dropped from the restored state (and never removed)",
                     self.dir.display()
                 );

@@ -55,7 +55,7 @@ impl Checkpoint {
         // temp files of saves that were cut short (crash, kill -9) in this folder
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         for p in crate::fs::remove_stale_temps(dir, ".ckpt") {
-            eprintln!("note: removed {}, left by an interrupted checkpoint save", p.display());
+            errln!("note: removed {}, left by an interrupted checkpoint save", p.display());
         }
         crate::nn::io::write_safetensors(path, &self.tensors, Some(header)).map_err(|e| format!("checkpoint: {e}"))
     }

@@ -47,13 +47,24 @@ fn register_top_level_imports(engine: &mut Engine, ast: &AST) -> Result<(), Box<
     Ok(())
 }
 
-/// Rhai's file module resolver, refusing an `import` of anything but a regular file (a FIFO
-/// would block the engine, a device would be read forever).
-struct RegularFileResolver(rhai::module_resolvers::FileModuleResolver);
+/// Script imports (see [`super::imports::ScriptImports`]) that refuse anything but a regular file:
+/// a FIFO would block the engine, a device would be read forever.
+struct RegularFileImports {
+    /// Rhai's resolver for the same folder, to name the file an import path resolves to.
+    files: rhai::module_resolvers::FileModuleResolver,
+    inner: super::imports::ScriptImports,
+}
 
-impl RegularFileResolver {
+impl RegularFileImports {
+    fn new(dir: &Path) -> RegularFileImports {
+        RegularFileImports {
+            files: rhai::module_resolvers::FileModuleResolver::new_with_path(dir),
+            inner: super::imports::ScriptImports::new(dir),
+        }
+    }
+
     fn check(&self, path: &str, pos: rhai::Position) -> Result<(), Box<rhai::EvalAltResult>> {
-        let file = self.0.get_file_path(path, None);
+        let file = self.files.get_file_path(path, None);
         match crate::fs::check_regular(&file) {
             Err(e) if file.exists() => Err(Box::new(rhai::EvalAltResult::ErrorInModule(
                 path.to_string(),
@@ -65,7 +76,7 @@ impl RegularFileResolver {
     }
 }
 
-impl rhai::ModuleResolver for RegularFileResolver {
+impl rhai::ModuleResolver for RegularFileImports {
     fn resolve(
         &self,
         engine: &Engine,
@@ -74,7 +85,7 @@ impl rhai::ModuleResolver for RegularFileResolver {
         pos: rhai::Position,
     ) -> Result<rhai::Shared<rhai::Module>, Box<rhai::EvalAltResult>> {
         self.check(path, pos)?;
-        self.0.resolve(engine, source, path, pos)
+        self.inner.resolve(engine, source, path, pos)
     }
 
     fn resolve_raw(
@@ -86,7 +97,7 @@ impl rhai::ModuleResolver for RegularFileResolver {
         pos: rhai::Position,
     ) -> Result<rhai::Shared<rhai::Module>, Box<rhai::EvalAltResult>> {
         self.check(path, pos)?;
-        self.0.resolve_raw(engine, global, scope, path, pos)
+        self.inner.resolve_raw(engine, global, scope, path, pos)
     }
 
     fn resolve_ast(
@@ -99,7 +110,7 @@ impl rhai::ModuleResolver for RegularFileResolver {
         if let Err(e) = self.check(path, pos) {
             return Some(Err(e));
         }
-        self.0.resolve_ast(engine, source, path, pos)
+        self.inner.resolve_ast(engine, source, path, pos)
     }
 }
 
@@ -115,7 +126,7 @@ impl Script {
     pub fn from_source(path: &Path, source: String) -> Result<Script, LoadError> {
         let mut engine = new_engine().map_err(LoadError::Engine)?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        engine.set_module_resolver(RegularFileResolver(rhai::module_resolvers::FileModuleResolver::new_with_path(dir)));
+        engine.set_module_resolver(RegularFileImports::new(dir));
         let name = path.display().to_string();
         let mut ast =
             engine.compile(&source).map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;

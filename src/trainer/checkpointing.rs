@@ -161,13 +161,13 @@ impl Trainer {
                 Ok(_) if !Checkpoint::is_checkpoint(p) => "it is not an lt checkpoint",
                 Ok(_) => {
                     if let Err(e) = std::fs::remove_file(p) {
-                        eprintln!("warning: cannot remove {}: {e}", p.display());
+                        errln!("warning: cannot remove {}: {e}", p.display());
                     }
                     return;
                 }
             }
         };
-        eprintln!("warning: not removing {}: {why}", p.display());
+        errln!("warning: not removing {}: {why}", p.display());
     }
 
     /// Restores everything a checkpoint holds; called after configure_optimizers.
