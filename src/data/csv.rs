@@ -80,7 +80,7 @@ pub fn parse_records(input: &[u8], delimiter: char, header: bool, name: &str) ->
 pub fn load(path: &Path, o: &CsvOptions) -> Result<TensorDataset> {
     check_exists(path, "data::csv")?;
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| data_err!("{name}: {e}"))?;
+    let bytes = crate::fs::read_regular(path).map_err(|e| data_err!("{name}: {e}"))?;
     let (names, rows) = parse_records(&bytes, o.delimiter, o.header, &name)?;
     let width = names.as_ref().map(|n| n.len()).or_else(|| rows.first().map(|r| r.1.len())).unwrap_or(0);
     if rows.is_empty() {

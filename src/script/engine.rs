@@ -19,6 +19,9 @@ pub fn registry() -> Registry {
     reg
 }
 
+/// How deep script function calls may nest.
+pub const MAX_CALL_LEVELS: usize = 512;
+
 /// Sizes a script's values may grow to, raisable by environment variables (0 = unlimited):
 /// `LT_MAX_STRING_SIZE` (bytes, default 64 Mi), `LT_MAX_ARRAY_SIZE` (elements, default 64 Mi) and
 /// `LT_MAX_MAP_SIZE` (entries, default 16 Mi). Tensors are not script values and are not bounded.
@@ -67,7 +70,7 @@ pub fn new_engine() -> Result<Engine, String> {
         None => outln!("{pos:?} | {s}"),
     });
     // Debug builds default to low limits; set them explicitly so scripts behave the same everywhere.
-    engine.set_max_call_levels(512);
+    engine.set_max_call_levels(MAX_CALL_LEVELS);
     engine.set_max_expr_depths(512, 512);
     engine.set_max_operations(0);
     // Bounded data, so `for i in 0..64 { s += s; }` is a script error, not an abort.

@@ -87,6 +87,11 @@ fn message_of(e: &EvalAltResult) -> String {
             Ok(s) => s.to_string(),
             Err(_) => format!("{v}"),
         },
+        // Rhai's call-depth limit (not the process stack: lt runs on a stack deep enough for it)
+        EvalAltResult::ErrorStackOverflow(_) => format!(
+            "too many nested function calls (more than {} levels: a recursion without an end?)",
+            crate::script::engine::MAX_CALL_LEVELS
+        ),
         // the engine's progress callback stopped it: Ctrl-C, or the fit's max_time (its token says which)
         EvalAltResult::ErrorTerminated(token, _) => token
             .clone()
