@@ -190,27 +190,32 @@ pub fn main() -> ExitCode {
         Command::Bench { which, ops } => bench(&which, ops),
         Command::Golden { paths, bless, tolerance, exact } => golden(paths, bless, if exact { 0.0 } else { tolerance }),
         Command::Plot { run, out, x } => plot(&run, out.as_deref(), &x),
-        Command::LrFind(args) => match tune::lr_find_cmd(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                errln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
-                ExitCode::FAILURE
-            }
-        },
+        Command::LrFind(args) => report(tune::lr_find_cmd(&args).map_err(anyhow::Error::msg)),
+    }
+}
+
+/// A command's outcome as its exit code; a failure is printed once, with its causes
+/// (`error: lt plot runs/x: cannot read runs/x/metrics.csv: No such file or directory`).
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let text = format!("{e:#}");
+            errln!("{}", if text.starts_with("error:") { text } else { format!("error: {text}") });
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn plot(run: &std::path::Path, out: Option<&std::path::Path>, x: &str) -> ExitCode {
-    match crate::plot::XAxis::parse(x).and_then(|x| crate::plot::plot_run(run, out, x)) {
-        Ok((path, (w, h))) => {
-            outln!("wrote {} ({w}x{h})", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            errln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    use anyhow::Context;
+    report(
+        crate::plot::XAxis::parse(x)
+            .and_then(|x| crate::plot::plot_run(run, out, x))
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("lt plot {}", run.display()))
+            .map(|(path, (w, h))| outln!("wrote {} ({w}x{h})", path.display())),
+    )
 }
 
 fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
@@ -218,16 +223,7 @@ fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
         errln!("error: unknown ckpt action '{action}'; try `lt ckpt show FILE`");
         return ExitCode::from(2);
     }
-    match crate::checkpoint::Checkpoint::load(file) {
-        Ok(c) => {
-            out!("{}", c.describe());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            errln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    report(crate::checkpoint::Checkpoint::load(file).map_err(anyhow::Error::msg).map(|c| out!("{}", c.describe())))
 }
 
 /// A stage command: the DDP launcher when asked for, else this process runs the stage.
@@ -236,15 +232,11 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
         return code;
     }
     let sets = a.all_sets();
-    let result =
-        train::load(&a.script).and_then(|script| train::run_stage_with(stage, script, &a.options(&sets, watch)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            errln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
-            ExitCode::FAILURE
-        }
-    }
+    report(
+        train::load(&a.script)
+            .and_then(|script| train::run_stage_with(stage, script, &a.options(&sets, watch)))
+            .map_err(anyhow::Error::msg),
+    )
 }
 
 fn run(a: &StageArgs, watch: bool) -> ExitCode {
@@ -257,13 +249,9 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
     };
     if train::is_module_script(&script) {
         let sets = a.all_sets();
-        return match train::run_stage_with(train::Stage::Run, script, &a.options(&sets, watch)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                errln!("{}", if e.starts_with("error:") { e } else { format!("error: {e}") });
-                ExitCode::FAILURE
-            }
-        };
+        return report(
+            train::run_stage_with(train::Stage::Run, script, &a.options(&sets, watch)).map_err(anyhow::Error::msg),
+        );
     }
     if watch {
         errln!("error: --watch applies to module scripts (scripts with a training_step)");

@@ -42,6 +42,12 @@ pub fn lr_find_cmd(a: &LrFindArgs) -> Result<(), String> {
     let script = super::train::load(&a.script)?;
     let (model_sets, trainer_sets) = super::train::parse_sets(&a.sets)?;
     let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
+    if !module.has_fn("configure_optimizers") {
+        return Err(format!(
+            "{}: lt lr-find needs `fn configure_optimizers` (the finder ramps its optimizer's learning rate)",
+            a.script.display()
+        ));
+    }
     let config = TrainerConfig::from_map(&opts)?;
     let mut trainer = Trainer::new(config)?;
     module.attach(trainer.state.clone())?;

@@ -340,6 +340,14 @@ impl ScriptModule {
                 None if c.is_map() => vec![c],
                 None => return Err(format!("callbacks() must return an array of maps, got {}", c.type_name())),
             };
+            for (i, c) in m.callbacks.iter().enumerate() {
+                if !c.is_map() && c.read_lock::<crate::callbacks::api::NativeCallback>().is_none() {
+                    return Err(format!(
+                        "callbacks()[{i}] is a {}: each callback is a built-in (callbacks::early_stopping(#{{…}}), …) or a map of hook functions",
+                        c.type_name()
+                    ));
+                }
+            }
         }
         if m.fns.contains_key("datamodule") {
             let d = m.call_plain("datamodule", vec![])?;

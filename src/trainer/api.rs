@@ -99,7 +99,24 @@ fn log_options(m: &Map) -> RResult<LogOptions> {
     l.prog_bar = o.bool_or("prog_bar", false)?;
     l.logger = o.bool_or("logger", true)?;
     l.reduce_fx = ReduceFx::parse(&o.str_or("reduce_fx", "mean")?).or_script()?;
-    l.batch_size = o.i64_opt("batch_size")?.map(|b| b.max(0) as usize);
+    l.batch_size = match o.i64_opt("batch_size")? {
+        Some(b) if b < 0 => return Err(err(format!("this.log: batch_size must be >= 0, got {b}"))),
+        b => b.map(|b| b as usize),
+    };
+    // Lightning options lt does not act on are refused, never ignored
+    if o.bool_or("enable_graph", false)? {
+        return Err(err(
+            "this.log: enable_graph: true is not supported (lt logs detached values; false is the only choice)",
+        ));
+    }
+    if o.has("sync_dist_group") {
+        return Err(err("this.log: sync_dist_group is not supported: sync_dist reduces over all ranks"));
+    }
+    if o.has("metric_attribute") {
+        return Err(err(
+            "this.log: metric_attribute is not supported (it names a torchmetrics attribute; lt logs values)",
+        ));
+    }
     l.sync_dist = o.bool_or("sync_dist", false)?;
     l.rank_zero_only = o.bool_or("rank_zero_only", false)?;
     l.add_dataloader_idx = o.bool_or("add_dataloader_idx", true)?;
@@ -126,7 +143,7 @@ pub struct TrainerView(pub SharedState);
 
 pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<TrainerView>("Trainer");
-    let doc = "Logs a metric from a hook, as Lightning's `self.log`: the value is a scalar tensor or a number. Options: `on_step`, `on_epoch` (defaults depend on the hook), `prog_bar`, `logger`, `reduce_fx` (\"mean\" weighted by batch size, \"sum\", \"max\", \"min\"), `batch_size`, `sync_dist`, `rank_zero_only`, `add_dataloader_idx`.\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let loss = batch.sum();\n    this.log(\"train_loss\", loss, #{prog_bar: true});\n    loss\n}\n```";
+    let doc = "Logs a metric from a hook, as Lightning's `self.log`: the value is a scalar tensor or a number. Options: `on_step`, `on_epoch` (defaults depend on the hook), `prog_bar`, `logger`, `reduce_fx` (\"mean\" weighted by batch size, \"sum\", \"max\", \"min\"), `batch_size`, `sync_dist`, `rank_zero_only`, `add_dataloader_idx`; `enable_graph: false` is accepted (values are always detached), `sync_dist_group` and `metric_attribute` are refused.\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let loss = batch.sum();\n    this.log(\"train_loss\", loss, #{prog_bar: true});\n    loss\n}\n```";
     reg.func("", "log", "this, name, value", doc, |_m: &mut Map, name: &str, v: Dynamic| {
         log(name, &v, &LogOptions::default())
     });

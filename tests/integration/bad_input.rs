@@ -191,3 +191,34 @@ fn deep_script_recursion_is_an_error_not_a_stack_overflow() {
         "{text}"
     );
 }
+
+#[test]
+fn options_lt_does_not_act_on_are_refused() {
+    let dir = temp_dir("refused_options");
+    let cases = [
+        ("this.log(\"x\", 1.0, #{enable_graph: true});", "enable_graph: true is not supported"),
+        ("this.log(\"x\", 1.0, #{sync_dist_group: 1});", "sync_dist_group is not supported"),
+        ("this.log(\"x\", 1.0, #{metric_attribute: \"acc\"});", "metric_attribute is not supported"),
+        ("this.log(\"x\", 1.0, #{batch_size: -1});", "batch_size must be >= 0"),
+        ("this.log(\"x\", 1.0, #{on_stpe: true});", "on_stpe"),
+    ];
+    for (i, (body, want)) in cases.iter().enumerate() {
+        let name = format!("m{i}.rhai");
+        std::fs::write(dir.join(&name), script("", body)).unwrap();
+        let out = lt_in(&dir, &["fit", &name]);
+        let err = stderr(&out);
+        assert!(out.status.code().is_some_and(|c| c != 0) && err.contains(want), "{body}: {err}");
+    }
+    // enable_graph: false is what lt does anyway
+    std::fs::write(dir.join("ok.rhai"), script("", "this.log(\"x\", 1.0, #{enable_graph: false});")).unwrap();
+    assert!(lt_in(&dir, &["fit", "ok.rhai"]).status.success());
+    // callbacks() must hold callbacks
+    std::fs::write(dir.join("cb.rhai"), script("", "") + "fn callbacks() { [\"x\", \"y\"] }\n").unwrap();
+    let out = lt_in(&dir, &["fit", "cb.rhai"]);
+    assert!(!out.status.success() && stderr(&out).contains("callbacks()[0] is a string"), "{}", stderr(&out));
+    // lr-find needs an optimizer to ramp
+    let no_opt = script("", "").replace("fn configure_optimizers() { optim::sgd([this.w], #{ lr: 0.1 }) }", "");
+    std::fs::write(dir.join("noopt.rhai"), no_opt).unwrap();
+    let out = lt_in(&dir, &["lr-find", "noopt.rhai"]);
+    assert!(!out.status.success() && stderr(&out).contains("needs `fn configure_optimizers`"), "{}", stderr(&out));
+}
