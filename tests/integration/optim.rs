@@ -84,9 +84,11 @@ fn run_case(case: &Value, shapes: &[Vec<i64>], steps: i64, kind: Kind, want: &Va
 ///   1e-10 leaves room for another CPU's float64 kernels (differences of ~1e-16 per op) and still
 ///   catches any wrong formula (a wrong term moves parameters by >1e-6).
 /// - float32: rounding alone moves a case by `dev32` (torch's own float32 result against its float64
-///   one; up to ~2e-4 where a parameter ends near zero, as for adagrad with lr_decay). Two float32
-///   implementations of the same math can each sit that far from the exact result, on opposite
-///   sides, and another CPU's kernels round differently again: 4 × dev32, and at least 1e-6.
+///   one, at its worst parameter; up to ~2e-4 where a parameter ends near zero, as for adagrad with
+///   lr_decay). Two float32 runs of the same math wander from the exact result independently, at
+///   other parameters too, and other kernels round differently again (seen: 4.3 × dev32 for adam
+///   under ATEN_CPU_CAPABILITY=default): 8 × dev32, and at least 1e-5 (~80 float32 ulps at 1). The
+///   float64 check above is what proves the formulas; this one proves float32 stays as close.
 #[test]
 fn every_optimizer_matches_torch_optim_after_100_steps() {
     tch::set_num_threads(crate::common::threads().parse().unwrap_or(1));
@@ -101,7 +103,7 @@ fn every_optimizer_matches_torch_optim_after_100_steps() {
         if err64 > 1e-10 {
             failures.push(format!("{name} {} float64: max relative error {err64:e} > 1e-10", case["options"]));
         }
-        let tol32 = (4.0 * case["dev32"].as_f64().unwrap()).max(1e-6);
+        let tol32 = (8.0 * case["dev32"].as_f64().unwrap()).max(1e-5);
         let err32 = run_case(case, &shapes, steps, Kind::Float, &case["params"]);
         worst64 = worst64.max(err64);
         worst32_of_tol = worst32_of_tol.max(err32 / tol32);
