@@ -24,7 +24,6 @@ use precision::AutocastGuard;
 use progress::Progress;
 use state::{LoopState, RunningStage, SharedState};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 impl<B, O> Clone for HookArgs<'_, B, O> {
     fn clone(&self) -> Self {
@@ -44,7 +43,6 @@ pub struct Trainer {
     progress: Progress,
     /// The validation / test bar, separate from the epoch's bar it may interrupt.
     eval_progress: Progress,
-    started: Instant,
     device: tch::Device,
     /// The optimizers and schedulers of the running fit.
     opt: OptimizerSetup,
@@ -101,7 +99,6 @@ impl Trainer {
             state,
             callbacks: Vec::new(),
             loggers: Vec::new(),
-            started: Instant::now(),
             device,
             opt: OptimizerSetup::default(),
             pending: Vec::new(),
@@ -285,7 +282,6 @@ impl Trainer {
         m: &mut M,
         ckpt: Option<&crate::checkpoint::Checkpoint>,
     ) -> Result<(), String> {
-        self.started = Instant::now();
         let _deadline = deadline::Guard::start(self.config.max_time);
         self.seed()?;
         {
@@ -499,10 +495,9 @@ impl Trainer {
         if c.max_steps >= 0 && s.global_step as i64 >= c.max_steps {
             return true;
         }
-        if let Some(t) = c.max_time {
-            if self.started.elapsed() >= t {
-                return true;
-            }
+        // the fit's max_time, on the same clock that stops a hook that never returns
+        if deadline::passed() {
+            return true;
         }
         if s.should_stop {
             let min_e = c.min_epochs.unwrap_or(0);

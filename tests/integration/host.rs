@@ -259,17 +259,22 @@ fn read_until(lines: &mut impl Iterator<Item = String>, log: &mut Vec<String>, f
     false
 }
 
-/// `lt fit --watch w.rhai` in `dir`: the child, its stdout lines, and a thread collecting stderr.
-fn fit_watching(dir: &Path) -> (std::process::Child, impl Iterator<Item = String>, std::thread::JoinHandle<String>) {
-    let mut child = Command::new(lt_bin())
-        .args(["fit", "--watch", "w.rhai"])
+/// Starts `lt args` in `dir` with no stdin and stdout/stderr piped to the test.
+fn spawn_lt(dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(lt_bin())
+        .args(args)
         .current_dir(dir)
         .env("OMP_NUM_THREADS", crate::common::threads())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start lt");
+        .expect("start lt")
+}
+
+/// `lt fit --watch w.rhai` in `dir`: the child, its stdout lines, and a thread collecting stderr.
+fn fit_watching(dir: &Path) -> (std::process::Child, impl Iterator<Item = String>, std::thread::JoinHandle<String>) {
+    let mut child = spawn_lt(dir, &["fit", "--watch", "w.rhai"]);
     let stderr = child.stderr.take().expect("stderr");
     let err_thread = std::thread::spawn(move || {
         let mut s = String::new();
@@ -424,15 +429,7 @@ fn breakpoint_in_a_terminal_gets_the_typed_lines_not_the_pause_key() {
 /// Runs `lt args` in `dir` with stdout a pipe whose reader goes away after the first line, as
 /// `lt … | head -1` does.
 fn lt_into_closed_pipe(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(lt_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("OMP_NUM_THREADS", crate::common::threads())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lt");
+    let mut child = spawn_lt(dir, args);
     let mut first = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("read a line");
     // the reader is dropped here: every later write to stdout fails with EPIPE
