@@ -112,6 +112,8 @@ pub fn early_stopping(m: &Map) -> RResult<EarlyStopping> {
     if o.has("check_on_train_epoch_end") {
         cfg.check_on_train_epoch_end = Some(o.bool_or("check_on_train_epoch_end", false)?);
     }
+    cfg.verbose = o.bool_or("verbose", false)?;
+    cfg.log_rank_zero_only = o.bool_or("log_rank_zero_only", false)?;
     EarlyStopping::new(cfg).or_script()
 }
 

@@ -17,6 +17,10 @@ pub struct EarlyStoppingConfig {
     pub stopping_threshold: Option<f64>,
     pub divergence_threshold: Option<f64>,
     pub check_on_train_epoch_end: Option<bool>,
+    /// Print each improvement and the stopping reason (Lightning's `verbose`).
+    pub verbose: bool,
+    /// Under DDP, only rank 0 prints (else every rank, prefixed `[rank: N]`).
+    pub log_rank_zero_only: bool,
 }
 
 impl EarlyStoppingConfig {
@@ -31,6 +35,8 @@ impl EarlyStoppingConfig {
             stopping_threshold: None,
             divergence_threshold: None,
             check_on_train_epoch_end: None,
+            verbose: false,
+            log_rank_zero_only: false,
         }
     }
 }
@@ -60,58 +66,70 @@ impl EarlyStopping {
         })
     }
 
-    fn delta(&self) -> f64 {
-        // Lightning: min_delta is subtracted for "max" and added for "min" when comparing.
-        match self.cfg.mode {
-            Mode::Max => self.cfg.min_delta.abs(),
-            Mode::Min => -self.cfg.min_delta.abs(),
-        }
-    }
-
-    /// Evaluates the stopping criteria on `current`; returns the reason to stop, if any.
-    pub fn evaluate(&mut self, current: f64) -> Option<String> {
+    /// Lightning's `_evaluate_stopping_criteria`, in float32 as Lightning compares tensors (so
+    /// 0.95 + 0.05 is not below 1.0): whether to stop, and the message (an improvement or the
+    /// reason to stop).
+    pub fn evaluate(&mut self, current: f64) -> (bool, Option<String>) {
         let m = &self.cfg.monitor;
-        if self.cfg.check_finite && !current.is_finite() {
-            return Some(format!(
-                "Monitored metric {m} = {current} is not finite. Previous best value was {:.3}. Signaling Trainer to stop.",
-                self.best_score
-            ));
+        let cur = current as f32;
+        let better = |a: f32, b: f32| match self.cfg.mode {
+            Mode::Min => a < b,
+            Mode::Max => a > b,
+        };
+        let op = if self.cfg.mode == Mode::Min { "<" } else { ">" };
+        if self.cfg.check_finite && !cur.is_finite() {
+            return (
+                true,
+                Some(format!(
+                    "Monitored metric {m} = {current} is not finite. Previous best value was {:.3}. Signaling Trainer to stop.",
+                    self.best_score
+                )),
+            );
         }
-        if let Some(t) = self.cfg.stopping_threshold {
-            if self.cfg.mode.better(current, t) || current == t {
-                let op = if self.cfg.mode == Mode::Min { "<=" } else { ">=" };
-                if (self.cfg.mode == Mode::Min && current <= t) || (self.cfg.mode == Mode::Max && current >= t) {
-                    return Some(format!(
-                        "Stopping threshold reached: {m} = {current} {op} {t}. Signaling Trainer to stop."
-                    ));
-                }
-            }
+        if let Some(t) = self.cfg.stopping_threshold.filter(|t| better(cur, *t as f32)) {
+            return (
+                true,
+                Some(format!("Stopping threshold reached: {m} = {current} {op} {t:?}. Signaling Trainer to stop.")),
+            );
         }
-        if let Some(t) = self.cfg.divergence_threshold {
-            let diverged = match self.cfg.mode {
-                Mode::Min => current > t,
-                Mode::Max => current < t,
+        if let Some(t) = self.cfg.divergence_threshold.filter(|t| better(-cur, -(*t as f32))) {
+            let op = if self.cfg.mode == Mode::Min { ">" } else { "<" };
+            return (
+                true,
+                Some(format!("Divergence threshold reached: {m} = {current} {op} {t:?}. Signaling Trainer to stop.")),
+            );
+        }
+        // min_delta counts against the metric: subtracted for "max", added for "min"
+        let delta = match self.cfg.mode {
+            Mode::Max => self.cfg.min_delta.abs() as f32,
+            Mode::Min => -(self.cfg.min_delta.abs() as f32),
+        };
+        let best = self.best_score as f32;
+        if better(cur - delta, best) {
+            let msg = if best.is_finite() {
+                format!(
+                    "Metric {m} improved by {:.3} >= min_delta = {:?}. New best score: {current:.3}",
+                    (best - cur).abs(),
+                    self.cfg.min_delta.abs()
+                )
+            } else {
+                format!("Metric {m} improved. New best score: {current:.3}")
             };
-            if diverged {
-                let op = if self.cfg.mode == Mode::Min { ">" } else { "<" };
-                return Some(format!(
-                    "Divergence threshold reached: {m} = {current} {op} {t}. Signaling Trainer to stop."
-                ));
-            }
-        }
-        if self.cfg.mode.better(current - self.delta(), self.best_score) {
-            self.best_score = current;
+            self.best_score = cur as f64;
             self.wait_count = 0;
-            None
+            (false, Some(msg))
         } else {
             self.wait_count += 1;
             if self.wait_count >= self.cfg.patience {
-                Some(format!(
-                    "Monitored metric {m} did not improve in the last {} records. Best score: {:.3}. Signaling Trainer to stop.",
-                    self.wait_count, self.best_score
-                ))
+                (
+                    true,
+                    Some(format!(
+                        "Monitored metric {m} did not improve in the last {} records. Best score: {:.3}. Signaling Trainer to stop.",
+                        self.wait_count, self.best_score
+                    )),
+                )
             } else {
-                None
+                (false, None)
             }
         }
     }
@@ -135,14 +153,17 @@ impl EarlyStopping {
             }
             return Ok(vec![]);
         };
-        match self.evaluate(current) {
-            Some(reason) => {
-                self.stopped_epoch = Some(epoch);
-                self.stopping_reason = Some(reason.clone());
-                Ok(vec![Action::Stop(format!("EarlyStopping: {reason}"))])
-            }
-            None => Ok(vec![]),
+        let (stop, message) = self.evaluate(current);
+        let mut actions = Vec::new();
+        if stop {
+            self.stopped_epoch = Some(epoch);
+            self.stopping_reason = message.clone();
+            actions.push(Action::Stop);
         }
+        if let (Some(message), true) = (message, self.cfg.verbose) {
+            actions.push(Action::Info { message, rank_zero_only: self.cfg.log_rank_zero_only });
+        }
+        Ok(actions)
     }
 }
 

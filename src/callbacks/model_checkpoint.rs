@@ -154,7 +154,6 @@ impl ModelCheckpoint {
         }
         let mut actions = Vec::new();
         let weights_only = self.cfg.save_weights_only;
-        let mut saved_path: Option<PathBuf> = None;
         if self.cfg.save_top_k != 0 {
             match &self.cfg.monitor {
                 None => {
@@ -171,7 +170,6 @@ impl ModelCheckpoint {
                     actions.insert(0, Action::SaveCheckpoint { path: path.clone(), weights_only });
                     self.best_k_models.insert(p.clone(), f64::NAN);
                     self.best_model_path = p;
-                    saved_path = Some(path);
                 }
                 Some(monitor) => {
                     let Some(&current) = st.views.callback.get(monitor) else {
@@ -220,17 +218,14 @@ impl ModelCheckpoint {
                         );
                         self.best_model_path = bp;
                         self.best_model_score = Some(bs);
-                        saved_path = Some(path);
                     }
                 }
             }
         }
         if self.cfg.save_last {
             let last = self.dir.join("last.ckpt");
-            match &saved_path {
-                Some(p) => actions.push(Action::Copy { from: p.clone(), to: last.clone() }),
-                None => actions.push(Action::SaveCheckpoint { path: last.clone(), weights_only }),
-            }
+            // a save of its own, as Lightning's `_save_last_checkpoint` (its hooks run again)
+            actions.push(Action::SaveCheckpoint { path: last.clone(), weights_only });
             self.last_model_path = last.to_string_lossy().to_string();
         }
         self.last_global_step_saved = Some(st.global_step);

@@ -62,10 +62,14 @@ impl Timer {
         match self.time_remaining() {
             Some(r) if r <= 0.0 => {
                 let e = self.time_elapsed("train");
-                vec![Action::Stop(format!(
-                    "Time limit reached. Elapsed time is {}. Signaling Trainer to stop.",
-                    hms(e)
-                ))]
+                let mut actions = vec![Action::Stop];
+                if self.verbose {
+                    actions.push(Action::Info {
+                        message: format!("Time limit reached. Elapsed time is {}. Signaling Trainer to stop.", hms(e)),
+                        rank_zero_only: true,
+                    });
+                }
+                actions
             }
             _ => vec![],
         }

@@ -214,14 +214,10 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
         Stage::Fit => trainer.fit_from(&mut module, ck.as_ref()),
         Stage::Run => {
             trainer.fit_from(&mut module, ck.as_ref())?;
-            let has_test = crate::trainer::module::LightningModule::has_hook(&module, "test_step");
+            let has_test =
+                crate::trainer::module::LightningModule::has_step(&module, crate::trainer::module::StepKind::Test);
             if has_test {
-                let loaders = crate::trainer::module::LightningModule::loaders(
-                    &mut module,
-                    crate::trainer::module::LoaderStage::Test,
-                )?;
-                if !loaders.is_empty() {
-                    let r = trainer.test(&mut module)?;
+                if let Some(r) = trainer.test_if_data(&mut module)? {
                     if rank0 {
                         outln!("{}", Trainer::results_table("Test", &r));
                     }

@@ -38,7 +38,7 @@ impl Session {
     /// an interrupted fit resumes mid-epoch.
     pub fn fit(&mut self, n: usize) -> Result<(), String> {
         let ck: Option<Checkpoint> =
-            if self.fitted { Some(self.trainer.checkpoint(&mut self.module, false)?) } else { None };
+            if self.fitted { Some(self.trainer.checkpoint(&mut self.module, false, None)?) } else { None };
         let start = self.trainer.state.borrow().global_step;
         let target = (start + n) as i64;
         self.trainer.config.max_steps = target;

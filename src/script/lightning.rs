@@ -285,6 +285,14 @@ impl ScriptModule {
     ) -> Result<(ScriptModule, BTreeMap<String, Value>), String> {
         let fns: HashMap<String, usize> =
             script.ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
+        // a defined hook is never skipped silently
+        let mut names: Vec<&String> = fns.keys().collect();
+        names.sort();
+        for name in names {
+            if let Some(w) = crate::trainer::hooks::module_hook_warning(name) {
+                errln!("{w} ({})", script.name());
+            }
+        }
         let script = Rc::new(script);
         // Run the top level once (constants, prints).
         let _ = script.run(&mut Scope::new()).map_err(|e| e.to_string())?;
@@ -340,6 +348,12 @@ impl ScriptModule {
                 None if c.is_map() => vec![c],
                 None => return Err(format!("callbacks() must return an array of maps, got {}", c.type_name())),
             };
+            // script callbacks are shared maps: the loop and native calls (manual_backward)
+            // see one state per callback
+            m.callbacks = std::mem::take(&mut m.callbacks)
+                .into_iter()
+                .map(|c| if c.is_map() { c.into_shared() } else { c })
+                .collect();
             for (i, c) in m.callbacks.iter().enumerate() {
                 if !c.is_map() && c.read_lock::<crate::callbacks::api::NativeCallback>().is_none() {
                     return Err(format!(
@@ -408,6 +422,7 @@ impl ScriptModule {
             schedulers: Vec::new(),
             parameters: params,
             toggled: None,
+            callbacks: self.callbacks.iter().filter(|c| c.is_map()).cloned().collect(),
         });
         self.attached = true;
         self.refresh_this();
@@ -526,6 +541,31 @@ impl ScriptModule {
         );
         *target = this;
         r.map(Some).map_err(|e| self.script_error(&e, name))
+    }
+
+    /// Calls hook `name` of every script callback with Lightning's arguments
+    /// `(trainer, pl_module, ...)`, `this` being the callback's map. `pl_module` is the module
+    /// itself (shared for the call), so what a callback changes on it stays.
+    fn call_script_callbacks(&mut self, name: &str, argv: &[Dynamic]) -> Result<(), String> {
+        if !self.callbacks.iter().any(|c| c.read_lock::<Map>().is_some_and(|m| m.contains_key(name))) {
+            return Ok(());
+        }
+        self.refresh_this();
+        let module = std::mem::take(&mut self.this).into_shared();
+        let trainer = Dynamic::from(TrainerView(self.state.clone()));
+        let mut cbs = std::mem::take(&mut self.callbacks);
+        let mut res = Ok(());
+        for cb in cbs.iter_mut() {
+            let mut a = vec![trainer.clone(), module.clone()];
+            a.extend(argv.iter().cloned());
+            if let Err(e) = self.call_map_fn(cb, name, a) {
+                res = Err(e);
+                break;
+            }
+        }
+        self.callbacks = cbs;
+        self.this = module.flatten();
+        res
     }
 
     fn hook_args(&self, args: HookArgs<'_, Dynamic, Dynamic>) -> Vec<Dynamic> {
@@ -720,14 +760,67 @@ impl ScriptModule {
     }
 }
 
+/// Adds what a hook put in the `checkpoint` map to `extra`: tensors as tensors, the rest as JSON.
+fn read_checkpoint_map(ck: &Dynamic, extra: &mut CheckpointExtra) {
+    let map = ck.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
+    for (k, v) in map {
+        if let Some(t) = v.read_lock::<Tensor>() {
+            extra.tensors.push((k.to_string(), t.handle()));
+        } else {
+            extra.json.insert(k.to_string(), to_json(&v));
+        }
+    }
+}
+
+/// The `checkpoint` map `on_load_checkpoint` hooks receive.
+fn checkpoint_map(extra: &CheckpointExtra) -> Dynamic {
+    let mut map = Map::new();
+    for (k, v) in &extra.json {
+        map.insert(k.as_str().into(), from_json(v));
+    }
+    for (k, t) in &extra.tensors {
+        map.insert(k.as_str().into(), Dynamic::from(Tensor::new(t.shallow_clone())));
+    }
+    Dynamic::from_map(map)
+}
+
 impl LightningModule for ScriptModule {
     type Batch = Dynamic;
     type Output = Dynamic;
 
     fn has_hook(&self, name: &str) -> bool {
         self.fns.contains_key(name)
-            || !self.callbacks.is_empty()
             || self.datamodule.as_ref().is_some_and(|d| d.read_lock::<Map>().is_some_and(|m| m.contains_key(name)))
+    }
+
+    fn has_callback_hook(&self, name: &str) -> bool {
+        self.callbacks.iter().any(|c| c.read_lock::<Map>().is_some_and(|m| m.contains_key(name)))
+    }
+
+    fn callback_hook(&mut self, name: &str, args: HookArgs<'_, Dynamic, Dynamic>) -> Result<(), String> {
+        let argv = self.hook_args(args);
+        self.call_script_callbacks(name, &argv)
+    }
+
+    fn callbacks_on_save_checkpoint(&mut self, extra: &mut CheckpointExtra) -> Result<(), String> {
+        if !self.has_callback_hook("on_save_checkpoint") {
+            return Ok(());
+        }
+        let ck = Dynamic::from_map(Map::new()).into_shared();
+        self.call_script_callbacks("on_save_checkpoint", std::slice::from_ref(&ck))?;
+        read_checkpoint_map(&ck, extra);
+        Ok(())
+    }
+
+    fn callbacks_on_load_checkpoint(&mut self, extra: &CheckpointExtra) -> Result<(), String> {
+        if !self.has_callback_hook("on_load_checkpoint") {
+            return Ok(());
+        }
+        self.call_script_callbacks("on_load_checkpoint", &[checkpoint_map(extra)])
+    }
+
+    fn has_step(&self, kind: StepKind) -> bool {
+        self.fns.contains_key(kind.hook())
     }
 
     fn hook(&mut self, name: &str, args: HookArgs<'_, Dynamic, Dynamic>) -> Result<Option<i64>, String> {
@@ -740,20 +833,6 @@ impl LightningModule for ScriptModule {
                 r?;
             }
         }
-        let mut cbs = std::mem::take(&mut self.callbacks);
-        let mut res = Ok(());
-        for cb in cbs.iter_mut() {
-            // callback hooks receive (trainer, module, ...) in Lightning; here (this = the callback map)
-            // they get the module state first.
-            let mut a = vec![self.this.clone()];
-            a.extend(argv.iter().cloned());
-            if let Err(e) = self.call_map_fn(cb, name, a) {
-                res = Err(e);
-                break;
-            }
-        }
-        self.callbacks = cbs;
-        res?;
         if self.fns.contains_key(name) {
             let r = self.call_hook(name, argv)?;
             if let Ok(i) = r.as_int() {
@@ -912,14 +991,7 @@ impl LightningModule for ScriptModule {
         // A shared map, so that `checkpoint.key = value` in the hook writes through.
         let ck = Dynamic::from_map(Map::new()).into_shared();
         let _ = self.call_hook("on_save_checkpoint", vec![ck.clone()])?;
-        let map = ck.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
-        for (k, v) in map {
-            if let Some(t) = v.read_lock::<Tensor>() {
-                extra.tensors.push((k.to_string(), t.handle()));
-            } else {
-                extra.json.insert(k.to_string(), to_json(&v));
-            }
-        }
+        read_checkpoint_map(&ck, extra);
         Ok(())
     }
 
@@ -927,14 +999,7 @@ impl LightningModule for ScriptModule {
         if !self.fns.contains_key("on_load_checkpoint") {
             return Ok(());
         }
-        let mut map = Map::new();
-        for (k, v) in &extra.json {
-            map.insert(k.as_str().into(), from_json(v));
-        }
-        for (k, t) in &extra.tensors {
-            map.insert(k.as_str().into(), Dynamic::from(Tensor::new(t.shallow_clone())));
-        }
-        let _ = self.call_hook("on_load_checkpoint", vec![Dynamic::from_map(map)])?;
+        let _ = self.call_hook("on_load_checkpoint", vec![checkpoint_map(extra)])?;
         Ok(())
     }
 

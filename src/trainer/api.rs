@@ -22,6 +22,8 @@ pub struct RunContext {
     pub parameters: Vec<tch::Tensor>,
     /// requires_grad flags saved by toggle_optimizer.
     pub toggled: Option<Vec<bool>>,
+    /// The script callbacks (shared maps), for hooks a native call runs (`manual_backward`).
+    pub callbacks: Vec<Dynamic>,
 }
 
 thread_local! {
@@ -312,6 +314,35 @@ fn call_hook_from_native(ctx: &NativeCallContext, this: &mut Map, name: &str, ar
         let mut st = s.borrow_mut();
         std::mem::replace(&mut st.hook, name.to_string())
     });
+    // the script callbacks first, with Lightning's (trainer, pl_module, ...) arguments
+    let callbacks = with_run(|c| c.callbacks.clone()).unwrap_or_default();
+    let listening: Vec<(Dynamic, FnPtr)> = callbacks
+        .into_iter()
+        .filter_map(|cb| {
+            let fp = cb.read_lock::<Map>()?.get(name)?.clone().try_cast::<FnPtr>()?;
+            Some((cb, fp))
+        })
+        .collect();
+    if !listening.is_empty() {
+        let module = Dynamic::from_map(std::mem::take(this)).into_shared();
+        let trainer = Dynamic::from(TrainerView(state()?));
+        let mut r = Ok(());
+        for (mut cb, fp) in listening {
+            let mut a = vec![trainer.clone(), module.clone()];
+            a.extend(args.iter().cloned());
+            if let Err(e) = fp.call_raw(ctx, Some(&mut cb), a) {
+                r = Err(e);
+                break;
+            }
+        }
+        *this = module.flatten().try_cast::<Map>().unwrap_or_default();
+        if let Err(e) = r {
+            if let (Some(p), Ok(s)) = (prev_hook.clone(), state()) {
+                s.borrow_mut().hook = p;
+            }
+            return Err(e);
+        }
+    }
     let mut me = Dynamic::from_map(this.clone());
     let fp = FnPtr::new(name).map_err(err)?;
     let r = fp.call_raw(ctx, Some(&mut me), args);

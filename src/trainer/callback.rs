@@ -11,12 +11,13 @@ use std::path::PathBuf;
 pub enum Action {
     /// Write a checkpoint (atomically) to `path`.
     SaveCheckpoint { path: PathBuf, weights_only: bool },
-    /// Copy an existing checkpoint (for `last.ckpt`).
-    Copy { from: PathBuf, to: PathBuf },
     /// Delete a checkpoint that fell out of the top k.
     Remove(PathBuf),
-    /// Stop fitting, with the reason to print.
-    Stop(String),
+    /// Stop fitting (once min_epochs / min_steps allow).
+    Stop,
+    /// Print a message (Lightning's `rank_zero_info`): on every rank, prefixed `[rank: N]` on
+    /// the others, unless `rank_zero_only`.
+    Info { message: String, rank_zero_only: bool },
     /// Send metrics to the loggers at the current step.
     Log(BTreeMap<String, f64>),
     /// Set the learning rates of every optimizer now (before the next optimizer step when asked

@@ -11,8 +11,37 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 impl Trainer {
-    /// Builds a checkpoint of the current state.
-    pub fn checkpoint<M: LightningModule>(&mut self, m: &mut M, weights_only: bool) -> Result<Checkpoint, String> {
+    /// The `on_save_checkpoint` hooks of a save, in Lightning's order: the callbacks' (not for a
+    /// weights-only checkpoint), then the module's. Returns what they added.
+    pub(super) fn save_hooks<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        weights_only: bool,
+    ) -> Result<CheckpointExtra, String> {
+        let mut extra = CheckpointExtra::default();
+        let prev = std::mem::replace(&mut self.state.borrow_mut().hook, "on_save_checkpoint".into());
+        let r = (|| {
+            if !weights_only {
+                m.callbacks_on_save_checkpoint(&mut extra)?;
+            }
+            m.on_save_checkpoint(&mut extra)
+        })();
+        self.state.borrow_mut().hook = prev;
+        r.map(|_| extra)
+    }
+
+    /// Builds a checkpoint of the current state; `extra` is what the save's on_save_checkpoint
+    /// hooks added when they already ran (None: they run now).
+    pub fn checkpoint<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        weights_only: bool,
+        extra: Option<CheckpointExtra>,
+    ) -> Result<Checkpoint, String> {
+        let extra = match extra {
+            Some(e) => e,
+            None => self.save_hooks(m, weights_only)?,
+        };
         let s = self.state.borrow();
         let mut meta = json!({
             "epoch": s.current_epoch,
@@ -25,6 +54,7 @@ impl Trainer {
                     "batch_in_epoch": self.batch_in_epoch,
                     "epoch_done": self.epoch_done,
                     "total_batches_seen": self.total_batches_seen,
+                    "batches_that_stepped": self.batches_that_stepped,
                     "train_results": serde_json::to_value(&s.train_results).unwrap_or(Value::Null),
                     "callback_metrics": s.views.callback.clone(),
                 }
@@ -54,13 +84,11 @@ impl Trainer {
             }
             meta["callbacks"] = Value::Object(cbs);
             ck.tensors.push(("rng.torch_cpu".into(), crate::tensor::rng::get_state()?));
-            let mut extra = CheckpointExtra::default();
-            m.on_save_checkpoint(&mut extra)?;
-            if !extra.json.is_empty() {
-                meta["extra"] = Value::Object(extra.json);
-            }
-            ck.add_section("extra", extra.tensors);
         }
+        if !extra.json.is_empty() {
+            meta["extra"] = Value::Object(extra.json);
+        }
+        ck.add_section("extra", extra.tensors);
         meta["weights_only"] = json!(weights_only);
         ck.meta = meta;
         Ok(ck)
@@ -92,7 +120,8 @@ impl Trainer {
         path: &Path,
         weights_only: bool,
     ) -> Result<(), String> {
-        let ck = self.checkpoint(m, weights_only)?;
+        let extra = self.pending_extras.iter().position(|(p, _)| p == path).map(|i| self.pending_extras.remove(i).1);
+        let ck = self.checkpoint(m, weights_only, extra)?;
         ck.save(path)
     }
 
@@ -112,6 +141,7 @@ impl Trainer {
         }
         if self.state.borrow().global_rank != 0 {
             self.pending.clear();
+            self.pending_extras.clear();
             if let Some(pg) = &pg {
                 pg.barrier().map_err(|e| e.to_string())?;
             }
@@ -128,11 +158,9 @@ impl Trainer {
         for a in std::mem::take(&mut self.pending) {
             match a {
                 Action::SaveCheckpoint { path, weights_only } => self.save_checkpoint(m, &path, weights_only)?,
-                Action::Copy { from, to } => crate::fs::write_atomic_with(&to, |tmp| {
-                    std::fs::copy(&from, tmp).map(|_| ()).map_err(|e| format!("cannot copy {}: {e}", from.display()))
-                })?,
                 Action::Remove(p) => self.remove_checkpoint(&p),
-                Action::Stop(_)
+                Action::Stop
+                | Action::Info { .. }
                 | Action::Log(_)
                 | Action::SetLr(_)
                 | Action::SuspendSchedulers(_)
@@ -237,6 +265,11 @@ impl Trainer {
             }
         }
         self.total_batches_seen = fit.get("total_batches_seen").and_then(Value::as_u64).unwrap_or(0) as usize;
+        self.batches_that_stepped = fit
+            .get("batches_that_stepped")
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .unwrap_or(self.state.borrow().global_step);
         self.manual_step_base = self.state.borrow().global_step
             - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(self.state.borrow().global_step);
         let mut extra = CheckpointExtra::default();
@@ -244,6 +277,7 @@ impl Trainer {
             extra.json = j.clone();
         }
         extra.tensors = ck.section("extra");
+        m.callbacks_on_load_checkpoint(&extra)?;
         m.on_load_checkpoint(&extra)?;
         if let Some((_, rng)) = ck.tensors.iter().find(|(k, _)| k == "rng.torch_cpu") {
             crate::tensor::rng::set_state(rng)?;

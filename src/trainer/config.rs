@@ -219,6 +219,11 @@ impl TrainerConfig {
         let mut c = TrainerConfig::default();
         for (k, v) in opts {
             if v.is_null() {
+                // `()` is Lightning's None: for check_val_every_n_epoch it means "count
+                // val_check_interval across epochs"; elsewhere it is the default
+                if k == "check_val_every_n_epoch" {
+                    c.check_val_every_n_epoch = None;
+                }
                 continue;
             }
             match k.as_str() {

@@ -1,6 +1,6 @@
 //! Experiment loggers: where `logged_metrics` go. The CSV logger writes Lightning's layout,
-//! `lightning_logs/version_N/metrics.csv` and `hparams.yaml`, but with one row per step: training and
-//! validation metrics logged at the same step share a row (Lightning writes them on separate rows).
+//! `lightning_logs/version_N/metrics.csv` and `hparams.yaml`: one row per `log_metrics` call (so
+//! training and validation metrics of one step are separate rows, as Lightning writes them).
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -178,8 +178,8 @@ fn yaml_scalar(v: &Value) -> String {
 /// `metrics.csv` + `hparams.yaml` in a version folder.
 pub struct CsvLogger {
     dir: PathBuf,
-    /// step → (column → value); rows of the same step merge.
-    rows: BTreeMap<usize, BTreeMap<String, f64>>,
+    /// (step, column → value): one row per `log_metrics` call, as Lightning's CSVLogger writes.
+    rows: Vec<(usize, BTreeMap<String, f64>)>,
     columns: BTreeSet<String>,
     dirty: bool,
 }
@@ -193,7 +193,7 @@ impl CsvLogger {
     /// A logger writing to `dir` (shared with other loggers of the same run).
     /// The folder is created on the first write, so a run that fails in setup leaves nothing.
     pub fn in_dir(dir: &Path) -> Result<CsvLogger, String> {
-        Ok(CsvLogger { dir: dir.to_path_buf(), rows: BTreeMap::new(), columns: BTreeSet::new(), dirty: false })
+        Ok(CsvLogger { dir: dir.to_path_buf(), rows: Vec::new(), columns: BTreeSet::new(), dirty: false })
     }
 
     fn render(&self) -> String {
@@ -225,13 +225,25 @@ impl CsvLogger {
     }
 }
 
+/// A value as Python's `repr` of a float writes it (Lightning's CSVLogger): logged values are
+/// float32, so `1.7387531995773315`, `3.0`, `1e-07`.
 fn format_value(v: f64) -> String {
-    // shortest text that reads back to the same f32-rounded value, like Python's repr of a float
-    let f = v as f32;
-    if (f as f64) == v || v.is_nan() || v.is_infinite() {
-        format!("{f}")
-    } else {
-        format!("{v}")
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let s = format!("{v:?}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => s,
     }
 }
 
@@ -241,11 +253,10 @@ impl Logger for CsvLogger {
     }
 
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String> {
-        let row = self.rows.entry(step).or_default();
-        for (k, v) in metrics {
-            row.insert(k.clone(), *v);
+        for k in metrics.keys() {
             self.columns.insert(k.clone());
         }
+        self.rows.push((step, metrics.clone()));
         self.columns.insert("step".into());
         self.dirty = true;
         Ok(())

@@ -128,7 +128,7 @@ impl Metric {
         if !self.seen {
             return None;
         }
-        Some(match self.reduce_fx {
+        let v = match self.reduce_fx {
             ReduceFx::Mean => {
                 if self.weight > 0.0 {
                     self.acc / self.weight
@@ -137,7 +137,9 @@ impl Metric {
                 }
             }
             _ => self.acc,
-        })
+        };
+        // a float32 result, as Lightning's reduction of float32 tensors
+        Some(v as f32 as f64)
     }
 }
 

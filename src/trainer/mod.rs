@@ -6,6 +6,7 @@ pub mod callback;
 pub mod checkpointing;
 pub mod config;
 pub mod deadline;
+pub mod hooks;
 pub mod logger;
 pub mod logging;
 pub mod module;
@@ -18,6 +19,7 @@ pub mod val_schedule;
 
 use callback::{Action, Callback};
 use config::{ClipAlgorithm, Limit, TrainerConfig};
+use hooks::{EvalPhase, Hook, Listeners};
 use logger::Logger;
 use module::{BatchLoader, HookArgs, Interval, LightningModule, LoaderStage, OptimizerSetup, StepKind};
 use precision::AutocastGuard;
@@ -49,11 +51,19 @@ pub struct Trainer {
     /// Checkpoint saves requested by callbacks, done at the next safe point (end of a batch or of
     /// an epoch), so a checkpoint always describes a state the loop can resume from exactly.
     pending: Vec<Action>,
+    /// What the on_save_checkpoint hooks added for each pending save, run when it was requested.
+    pending_extras: Vec<(std::path::PathBuf, module::CheckpointExtra)>,
     /// Position in the current epoch: batches completed.
     batch_in_epoch: usize,
     /// Whether the current epoch's end processing is done (for checkpoints saved at epoch end).
     epoch_done: bool,
     total_batches_seen: usize,
+    /// Lightning's `_batches_that_stepped`: batches that ended an accumulation window (every
+    /// batch under manual optimization) — the step the loggers write rows at.
+    batches_that_stepped: usize,
+    /// Batches each evaluation loop's dataloader has run in this fit / validate / test (the step
+    /// its on_step values are logged at).
+    eval_seen: std::collections::HashMap<(&'static str, usize), usize>,
     /// global_step before this fit's manual-optimization steps (the optimizers count their own).
     manual_step_base: usize,
     /// Batches of the first epoch to skip when resuming mid-epoch.
@@ -102,9 +112,12 @@ impl Trainer {
             device,
             opt: OptimizerSetup::default(),
             pending: Vec::new(),
+            pending_extras: Vec::new(),
             batch_in_epoch: 0,
             epoch_done: false,
             total_batches_seen: 0,
+            batches_that_stepped: 0,
+            eval_seen: Default::default(),
             manual_step_base: 0,
             skip_batches: 0,
             grad_sync: crate::dist::GradSync::new(),
@@ -183,35 +196,65 @@ impl Trainer {
         self.state.borrow_mut().hook = name.to_string();
     }
 
-    /// Calls a hook on callbacks (non-monitoring first), then the module, then monitoring callbacks.
+    /// Calls a hook as Lightning does: the callbacks (script callbacks, then the built-in ones;
+    /// for `on_train_epoch_end` only the non-monitoring ones), then the module, then (for
+    /// `on_train_epoch_end`) the monitoring callbacks. What callbacks ask for is carried out right
+    /// after them, so a checkpoint's `on_save_checkpoint` hooks run where Lightning runs them.
     fn call<M: LightningModule>(
         &mut self,
         m: &mut M,
-        name: &str,
+        hook: Hook,
         args: HookArgs<'_, M::Batch, M::Output>,
     ) -> Result<Option<i64>, String> {
-        self.set_hook(name);
-        let mut actions = Vec::new();
-        for cb in self.callbacks.iter_mut().filter(|c| !c.monitoring()) {
-            actions.extend(cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.state_key()))?);
+        let name = hook.name();
+        let who = hook.listeners();
+        let split = hook.monitors_after_module();
+        if who != Listeners::ModuleOnly {
+            self.set_hook(name);
+            if m.has_callback_hook(name) {
+                m.callback_hook(name, args)?;
+            }
+            self.run_callbacks(m, name, |c| !split || !c.monitoring())?;
         }
-        let r = if m.has_hook(name) { m.hook(name, args)? } else { None };
-        for cb in self.callbacks.iter_mut().filter(|c| c.monitoring()) {
+        let mut r = None;
+        if who != Listeners::CallbacksOnly && m.has_hook(name) {
+            self.set_hook(name);
+            r = m.hook(name, args)?;
+        }
+        if split {
+            self.set_hook(name);
+            self.run_callbacks(m, name, |c| c.monitoring())?;
+        }
+        Ok(r)
+    }
+
+    /// Runs hook `name` of the built-in callbacks `which` selects and carries out their actions.
+    fn run_callbacks<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        name: &str,
+        which: impl Fn(&dyn Callback) -> bool,
+    ) -> Result<(), String> {
+        let mut actions = Vec::new();
+        for cb in self.callbacks.iter_mut().filter(|c| which(c.as_ref())) {
             actions.extend(cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.state_key()))?);
         }
         for a in actions {
             match a {
-                Action::Stop(reason) => {
-                    self.state.borrow_mut().should_stop = true;
-                    self.progress.message(&reason);
+                Action::Stop => self.state.borrow_mut().should_stop = true,
+                Action::Info { message, rank_zero_only } => {
+                    let rank = self.state.borrow().global_rank;
+                    if rank == 0 {
+                        outln!("{message}");
+                    } else if !rank_zero_only {
+                        outln!("[rank: {rank}] {message}");
+                    }
                 }
                 Action::Log(metrics) => {
-                    // Before a batch's optimizer step, its row is `global_step`; after it, the step
-                    // just taken (`global_step - 1`), as Lightning's `_batches_that_stepped`.
-                    let gs = self.state.borrow().global_step;
-                    let step = if name.ends_with("_start") { gs } else { gs.saturating_sub(1) };
-                    self.log_to_loggers(&metrics, step)?;
-                    self.state.borrow_mut().views.logged.extend(metrics);
+                    // as LearningRateMonitor logs: straight to the loggers at `_batches_that_stepped`
+                    // (no epoch column), and into callback_metrics
+                    self.log_rows(&metrics, self.batches_that_stepped, false)?;
+                    self.state.borrow_mut().views.callback.extend(metrics);
                 }
                 Action::SetLr(lrs) => {
                     for o in &mut self.opt.optimizers {
@@ -233,18 +276,32 @@ impl Trainer {
                         self.pending.push(Action::SaveCheckpoint { path, weights_only: true });
                     }
                 }
+                Action::SaveCheckpoint { path, weights_only } => {
+                    // the on_save_checkpoint hooks run now; the file is written at the next safe point
+                    let extra = self.save_hooks(m, weights_only)?;
+                    self.pending_extras.push((path.clone(), extra));
+                    self.pending.push(Action::SaveCheckpoint { path, weights_only });
+                }
                 other => self.pending.push(other),
             }
         }
-        Ok(r)
+        Ok(())
     }
 
+    /// One row of metrics to every logger at `step`, with the current epoch (Lightning adds
+    /// `epoch` to every row it logs at its own step).
     fn log_to_loggers(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String> {
+        self.log_rows(metrics, step, true)
+    }
+
+    fn log_rows(&mut self, metrics: &BTreeMap<String, f64>, step: usize, with_epoch: bool) -> Result<(), String> {
         if metrics.is_empty() || self.loggers.is_empty() {
             return Ok(());
         }
         let mut m = metrics.clone();
-        m.entry("epoch".into()).or_insert(self.state.borrow().current_epoch as f64);
+        if with_epoch {
+            m.entry("epoch".into()).or_insert(self.state.borrow().current_epoch as f64);
+        }
         for l in &mut self.loggers {
             l.log_metrics(&m, step)?;
         }
@@ -284,6 +341,7 @@ impl Trainer {
     ) -> Result<(), String> {
         let _deadline = deadline::Guard::start(self.config.max_time);
         self.seed()?;
+        self.eval_seen.clear();
         {
             let mut s = self.state.borrow_mut();
             s.stage = RunningStage::Training;
@@ -291,8 +349,8 @@ impl Trainer {
             s.hparams = m.hparams();
         }
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
-        self.call(m, "prepare_data", HookArgs::None)?;
-        self.call(m, "setup", HookArgs::Stage("fit"))?;
+        self.call(m, Hook::PrepareData, HookArgs::None)?;
+        self.call(m, Hook::Setup, HookArgs::Stage("fit"))?;
         self.set_hook("configure_optimizers");
         self.opt = m.configure_optimizers()?;
         let automatic = m.automatic_optimization();
@@ -308,7 +366,7 @@ impl Trainer {
             default_root_dir: self.config.default_root_dir.clone(),
             check_val_every_n_epoch: self.config.check_val_every_n_epoch,
             val_every_epoch_end: self.config.val_check_interval == Limit::Fraction(1.0),
-            has_val: m.has_hook("validation_step"),
+            has_val: m.has_step(StepKind::Validation),
         };
         for cb in &mut self.callbacks {
             cb.setup(&info)?;
@@ -351,33 +409,47 @@ impl Trainer {
                     .and_then(|n| n.parse().ok());
             }
         }
-        self.call(m, "on_fit_start", HookArgs::None)?;
+        self.call(m, Hook::OnFitStart, HookArgs::None)?;
 
-        // Validation loaders, if the module validates.
-        let has_val = m.has_hook("validation_step")
-            && self.config.limit_val_batches != Limit::Count(0)
-            && self.config.limit_val_batches != Limit::Fraction(0.0);
-        let mut val_loaders = if has_val { m.loaders(LoaderStage::Val)? } else { Vec::new() };
-        self.distribute(&mut val_loaders)?;
-        if self.config.num_sanity_val_steps != 0 && !val_loaders.is_empty() && ckpt.is_none() {
+        // Lightning loads the validation loaders when the sanity check starts, and otherwise
+        // after the training loader.
+        let has_val = m.has_step(StepKind::Validation)
+            && self.val_limit() != Limit::Count(0)
+            && self.val_limit() != Limit::Fraction(0.0);
+        let mut val_loaders = Vec::new();
+        let sanity = has_val && self.config.num_sanity_val_steps != 0 && ckpt.is_none();
+        if sanity {
             // The sanity check must not change what training draws from the RNG.
             let rng = crate::tensor::rng::get_state()?;
             self.state.borrow_mut().stage = RunningStage::SanityChecking;
-            self.call(m, "on_sanity_check_start", HookArgs::None)?;
+            self.call(m, Hook::OnSanityCheckStart, HookArgs::None)?;
+            val_loaders = m.loaders(LoaderStage::Val)?;
+            self.distribute(&mut val_loaders)?;
             let limit = if self.config.num_sanity_val_steps < 0 {
                 None
             } else {
                 Some(self.config.num_sanity_val_steps as usize)
             };
-            self.eval_loop(m, StepKind::Validation, &mut val_loaders, limit, true)?;
-            self.call(m, "on_sanity_check_end", HookArgs::None)?;
-            self.state.borrow_mut().stage = RunningStage::Training;
+            if !val_loaders.is_empty() {
+                self.eval_loop(m, StepKind::Validation, &mut val_loaders, limit, true)?;
+            }
+            self.call(m, Hook::OnSanityCheckEnd, HookArgs::None)?;
+            {
+                // what the sanity check logged is forgotten once it ends
+                let mut s = self.state.borrow_mut();
+                s.views = logging::MetricViews::default();
+                s.stage = RunningStage::Training;
+            }
             crate::tensor::rng::set_state(&rng)?;
         }
 
         let mut train_loaders = m.loaders(LoaderStage::Train)?;
         self.distribute(&mut train_loaders)?;
         let mut train = Self::first_loader(train_loaders, "train_dataloader")?;
+        if has_val && !sanity {
+            val_loaders = m.loaders(LoaderStage::Val)?;
+            self.distribute(&mut val_loaders)?;
+        }
         let n_batches = self.train_batches(train.as_ref());
         if let (Some(n), Limit::Count(k), Some(_)) =
             (n_batches, self.config.val_check_interval, self.config.check_val_every_n_epoch)
@@ -392,7 +464,7 @@ impl Trainer {
         }
         if let Some(n) = n_batches {
             let per_epoch = n.div_ceil(self.config.accumulate_grad_batches as usize);
-            let by_epochs = self.config.max_epochs.map(|e| e.max(0) as usize * per_epoch);
+            let by_epochs = self.config.max_epochs.filter(|e| *e >= 0).map(|e| e as usize * per_epoch);
             let est = match (by_epochs, self.config.max_steps) {
                 (Some(e), s) if s >= 0 => e.min(s as usize),
                 (Some(e), _) => e,
@@ -401,7 +473,7 @@ impl Trainer {
             };
             self.state.borrow_mut().estimated_stepping_batches = Some(est);
         }
-        self.call(m, "on_train_start", HookArgs::None)?;
+        self.call(m, Hook::OnTrainStart, HookArgs::None)?;
         let result = match self.epochs(m, train.as_mut(), n_batches, &mut val_loaders) {
             // a hook that was still running when max_time passed was stopped: the fit ends there,
             // as it would have at the next step boundary (that step's update is not made)
@@ -412,7 +484,7 @@ impl Trainer {
             other => other,
         };
         let end = result.and_then(|_| {
-            self.call(m, "on_train_end", HookArgs::None)?;
+            self.call(m, Hook::OnTrainEnd, HookArgs::None)?;
             if std::mem::take(&mut self.update_bn) {
                 self.update_batch_norm(m, train.as_mut())?;
             }
@@ -420,8 +492,8 @@ impl Trainer {
             self.save_loggers()
         });
         // on_fit_end and teardown run even after an error in the loop, as Lightning's teardown does.
-        let fit_end = if end.is_ok() { self.call(m, "on_fit_end", HookArgs::None).map(|_| ()) } else { Ok(()) };
-        let teardown = self.call(m, "teardown", HookArgs::Stage("fit")).map(|_| ());
+        let fit_end = if end.is_ok() { self.call(m, Hook::OnFitEnd, HookArgs::None).map(|_| ()) } else { Ok(()) };
+        let teardown = self.call(m, Hook::Teardown, HookArgs::Stage("fit")).map(|_| ());
         end.and(fit_end).and(teardown)
     }
 
@@ -481,12 +553,38 @@ impl Trainer {
         r
     }
 
+    /// Merges the current batch's step-level values into the three metric views; returns them.
+    fn merge_step_views(&mut self) -> logging::MetricViews {
+        let mut s = self.state.borrow_mut();
+        let v = if s.training() { s.train_results.step_metrics() } else { s.eval_results.step_metrics() };
+        s.views.callback.extend(v.callback.clone());
+        s.views.progress_bar.extend(v.progress_bar.clone());
+        s.views.logged.extend(v.logged.clone());
+        v
+    }
+
+    /// `limit_val_batches`, or `overfit_batches` when set (Lightning overfits validation too).
+    fn val_limit(&self) -> Limit {
+        match self.config.overfit_batches {
+            Limit::Count(n) if n > 0 => Limit::Count(n),
+            Limit::Fraction(f) if f > 0.0 => Limit::Fraction(f),
+            _ => self.config.limit_val_batches,
+        }
+    }
+
     fn train_batches<B>(&self, loader: &dyn BatchLoader<B>) -> Option<usize> {
         match self.config.overfit_batches {
             Limit::Count(n) if n > 0 => Limit::Count(n).apply(loader.len()),
             Limit::Fraction(f) if f > 0.0 => Limit::Fraction(f).apply(loader.len()),
             _ => self.config.limit_train_batches.apply(loader.len()),
         }
+    }
+
+    /// Lightning's `_can_stop_early`: min_epochs and min_steps are met.
+    fn can_stop_early(&self) -> bool {
+        let s = self.state.borrow();
+        s.current_epoch as i64 >= self.config.min_epochs.unwrap_or(0)
+            && s.global_step as i64 >= self.config.min_steps.unwrap_or(0)
     }
 
     fn should_stop_fitting(&self) -> bool {
@@ -556,7 +654,7 @@ impl Trainer {
         }
         self.progress.start(&format!("Epoch {epoch}"), n_batches);
         if resuming == 0 {
-            self.call(m, "on_train_epoch_start", HookArgs::None)?;
+            self.call(m, Hook::OnTrainEpochStart, HookArgs::None)?;
         }
         // Resuming mid-epoch: the loader's order is a function of (seed, epoch), so skipping the
         // batches already trained on continues exactly where the checkpoint was taken.
@@ -573,8 +671,11 @@ impl Trainer {
         let mut batch_idx = resuming;
         self.batch_in_epoch = resuming;
         let dtype = self.config.precision.module_dtype();
+        let automatic = m.automatic_optimization();
+        let mut completed = n_batches == Some(resuming);
         loop {
             if n_batches.is_some_and(|n| batch_idx >= n) {
+                completed = true;
                 break;
             }
             if let Some((key, value)) = m.at_step_boundary()? {
@@ -583,26 +684,31 @@ impl Trainer {
                 metrics.insert(key, value);
                 self.log_to_loggers(&metrics, step)?;
             }
-            let Some(batch) = train.next_batch() else { break };
+            let Some(batch) = train.next_batch() else {
+                completed = true;
+                break;
+            };
             let batch = m.batch_to_device(batch?, self.device, dtype)?;
             self.state.borrow_mut().batch_size = m.batch_size(&batch);
             let r = self.call(
                 m,
-                "on_train_batch_start",
+                Hook::OnTrainBatchStart,
                 HookArgs::BatchStart { batch: &batch, batch_idx, dataloader_idx: None },
             )?;
             if r == Some(-1) {
                 break;
             }
-            let outputs = if m.automatic_optimization() {
+            let last_batch = n_batches.is_some_and(|n| batch_idx + 1 == n);
+            // Lightning's `_should_accumulate`: a batch that does not end an accumulation window
+            // (manual optimization never accumulates).
+            let accumulating = automatic && !(batch_idx + 1).is_multiple_of(accumulate) && !last_batch;
+            let outputs = if automatic {
                 let window_start = batch_idx - batch_idx % accumulate;
                 let window = match n_batches {
                     Some(n) => accumulate.min(n - window_start),
                     None => accumulate,
                 };
-                let last_in_window =
-                    (batch_idx + 1).is_multiple_of(accumulate) || n_batches.is_some_and(|n| batch_idx + 1 == n);
-                self.automatic_step(m, &batch, batch_idx, batch_idx == window_start, last_in_window, window)?
+                self.automatic_step(m, &batch, batch_idx, batch_idx == window_start, !accumulating, window)?
             } else {
                 let out = {
                     let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
@@ -614,25 +720,31 @@ impl Trainer {
                 self.state.borrow_mut().global_step = self.manual_step_base + steps;
                 out
             };
+            // schedulers: step-interval ones after a stepping batch, epoch-interval ones once the
+            // epoch's last batch ran (before its on_train_batch_end, as Lightning does)
+            if automatic && !accumulating {
+                self.step_schedulers(Interval::Step, false, batch_idx)?;
+            }
+            if automatic && last_batch {
+                self.step_schedulers(Interval::Epoch, false, batch_idx)?;
+            }
+            self.update_lrs();
+            // what the step logged is visible to on_train_batch_end (Lightning's live
+            // callback_metrics), and again with what that hook logs
+            self.merge_step_views();
             self.call(
                 m,
-                "on_train_batch_end",
+                Hook::OnTrainBatchEnd,
                 HookArgs::BatchEnd { outputs: &outputs, batch: &batch, batch_idx, dataloader_idx: None },
             )?;
-            // step-level metrics
-            let step_views = self.state.borrow().train_results.step_metrics();
-            let stepped = self.state.borrow().global_step;
-            {
-                let mut s = self.state.borrow_mut();
-                s.views.callback.extend(step_views.callback.clone());
-                s.views.progress_bar.extend(step_views.progress_bar.clone());
-                s.views.logged.extend(step_views.logged.clone());
-            }
-            if stepped > 0
-                && stepped.is_multiple_of(self.config.log_every_n_steps as usize)
-                && !step_views.logged.is_empty()
-            {
-                self.log_to_loggers(&step_views.logged, stepped - 1)?;
+            // step-level metrics, to the loggers every log_every_n_steps stepping batches (every
+            // batch while a stop is pending), at Lightning's `_batches_that_stepped`
+            let step_views = self.merge_step_views();
+            let should_stop = self.state.borrow().should_stop;
+            let log_due = (self.batches_that_stepped + 1).is_multiple_of(self.config.log_every_n_steps.max(1) as usize)
+                || should_stop;
+            if !(automatic && accumulating) && log_due && !step_views.logged.is_empty() {
+                self.log_to_loggers(&step_views.logged, self.batches_that_stepped)?;
             }
             self.state.borrow_mut().train_results.end_step();
             let pb = self.state.borrow().views.progress_bar.clone();
@@ -640,11 +752,24 @@ impl Trainer {
             batch_idx += 1;
             self.batch_in_epoch = batch_idx;
             self.total_batches_seen += 1;
+            // validation: when due, or once more when a stop request can now be honoured
+            let stop_now = self.state.borrow().should_stop && self.can_stop_early();
+            let epoch_ok = match self.config.check_val_every_n_epoch {
+                Some(k) if k > 0 => (epoch + 1).is_multiple_of(k as usize),
+                Some(_) => false,
+                None => true,
+            };
             if !val_loaders.is_empty()
-                && val_schedule::val_due(&self.config, batch_idx - 1, n_batches, epoch, self.total_batches_seen)
+                && (val_schedule::val_due(&self.config, batch_idx - 1, n_batches, epoch, self.total_batches_seen)
+                    || (stop_now && epoch_ok))
             {
                 self.eval_loop(m, StepKind::Validation, val_loaders, None, false)?;
-                self.step_schedulers(Interval::Step, true)?;
+                if automatic && !accumulating {
+                    self.step_schedulers(Interval::Step, true, batch_idx - 1)?;
+                }
+            }
+            if !(automatic && accumulating) {
+                self.batches_that_stepped += 1;
             }
             let epoch_ends = n_batches.is_some_and(|n| batch_idx >= n);
             if !epoch_ends {
@@ -653,18 +778,27 @@ impl Trainer {
             }
             // max_steps, max_time, or a stop request (once min_epochs / min_steps are reached)
             if self.should_stop_fitting() {
+                completed = epoch_ends;
                 break;
             }
         }
+        if automatic && completed && n_batches.is_none() {
+            // a loader without a length: its last batch is known only now
+            self.step_schedulers(Interval::Epoch, false, batch_idx.saturating_sub(1))?;
+        }
         let pb = self.state.borrow().views.progress_bar.clone();
         self.progress.finish(&pb);
-        self.call(m, "on_train_epoch_end", HookArgs::None)?;
+        // the epoch's reduced values are visible from on_train_epoch_end on (Lightning's
+        // `epoch_end_reached`), and again with what the hook itself logged
         let epoch_views = self.state.borrow().train_results.epoch_metrics();
         self.state.borrow_mut().views.merge(&epoch_views);
-        let step = self.state.borrow().global_step.saturating_sub(1);
-        self.log_to_loggers(&epoch_views.logged, step)?;
-        self.step_schedulers(Interval::Epoch, false)?;
-        self.step_schedulers(Interval::Epoch, true)?;
+        self.call(m, Hook::OnTrainEpochEnd, HookArgs::None)?;
+        let epoch_views = self.state.borrow().train_results.epoch_metrics();
+        self.state.borrow_mut().views.merge(&epoch_views);
+        self.log_to_loggers(&epoch_views.logged, self.batches_that_stepped.saturating_sub(1))?;
+        if automatic && completed {
+            self.step_schedulers(Interval::Epoch, true, batch_idx.saturating_sub(1))?;
+        }
         self.update_lrs();
         self.epoch_done = true;
         self.flush_pending(m)?;
@@ -694,12 +828,12 @@ impl Trainer {
         }
         let has_opt = !self.opt.optimizers.is_empty();
         if first_in_window && has_opt {
-            self.call(m, "on_before_zero_grad", HookArgs::Optimizer(0))?;
+            self.call(m, Hook::OnBeforeZeroGrad, HookArgs::Optimizer(0))?;
             self.opt.optimizers[0].zero_grad(true)?;
         }
         self.state.borrow_mut().last_loss = Some(loss.detach());
         let loss = if window > 1 { loss.f_div_scalar(window as f64).map_err(|e| e.to_string())? } else { loss };
-        self.call(m, "on_before_backward", HookArgs::Loss(&loss))?;
+        self.call(m, Hook::OnBeforeBackward, HookArgs::Loss(&loss))?;
         let to_backward = match &self.state.borrow().scaler {
             Some(sc) => sc.scale_loss(&loss).map_err(|e| e.to_string())?,
             None => loss.shallow_clone(),
@@ -712,7 +846,7 @@ impl Trainer {
         to_backward
             .f_backward()
             .map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
-        self.call(m, "on_after_backward", HookArgs::None)?;
+        self.call(m, Hook::OnAfterBackward, HookArgs::None)?;
         if last_in_window {
             if let Some(pg) = self.process_group() {
                 // DDP: average gradients over ranks once per accumulation window
@@ -723,7 +857,7 @@ impl Trainer {
                 if let Some(sc) = self.state.borrow_mut().scaler.as_mut() {
                     sc.unscale(&params).map_err(|e| e.to_string())?;
                 }
-                self.call(m, "on_before_optimizer_step", HookArgs::Optimizer(0))?;
+                self.call(m, Hook::OnBeforeOptimizerStep, HookArgs::Optimizer(0))?;
                 if let Some(v) = self.config.gradient_clip_val {
                     if v > 0.0 {
                         clip_gradients(&params, v, self.config.gradient_clip_algorithm)?;
@@ -738,8 +872,6 @@ impl Trainer {
                 }
             }
             self.state.borrow_mut().global_step += 1;
-            self.step_schedulers(Interval::Step, false)?;
-            self.update_lrs();
         }
         Ok(out)
     }
@@ -751,22 +883,21 @@ impl Trainer {
         self.state.borrow_mut().optimizer_lrs = lrs;
     }
 
-    /// Steps the schedulers of `interval` whose frequency is due. Plateau schedulers read their
-    /// monitored metric from callback_metrics (`strict`: a missing metric is an error).
-    fn step_schedulers(&mut self, interval: Interval, plateau: bool) -> Result<(), String> {
+    /// Steps the schedulers of `interval` whose frequency is due, as Lightning counts it: the
+    /// batch index within the epoch (`batch_idx + 1`) for "step", the epoch (`current_epoch + 1`)
+    /// for "epoch". Plateau schedulers read their monitored metric from callback_metrics
+    /// (`strict`: a missing metric is an error).
+    fn step_schedulers(&mut self, interval: Interval, plateau: bool, batch_idx: usize) -> Result<(), String> {
         if self.schedulers_suspended {
             return Ok(());
         }
-        let (step, epoch) = {
-            let s = self.state.borrow();
-            (s.global_step, s.current_epoch)
-        };
+        let epoch = self.state.borrow().current_epoch;
         for sc in &mut self.opt.schedulers {
             if sc.interval != interval || sc.scheduler.is_plateau() != plateau {
                 continue;
             }
             let count = match interval {
-                Interval::Step => step,
+                Interval::Step => batch_idx + 1,
                 Interval::Epoch => epoch + 1,
             };
             if sc.frequency == 0 || count % sc.frequency != 0 {
@@ -805,11 +936,9 @@ impl Trainer {
         limit_override: Option<usize>,
         sanity: bool,
     ) -> Result<EvalResults, String> {
-        let prefix = match kind {
-            StepKind::Validation => "validation",
-            StepKind::Test => "test",
-            _ => return Err("eval_loop: not an evaluation step".into()),
-        };
+        if kind != StepKind::Validation && kind != StepKind::Test {
+            return Err("eval_loop: not an evaluation step".into());
+        }
         let prev_stage = self.state.borrow().stage;
         {
             let mut s = self.state.borrow_mut();
@@ -824,12 +953,12 @@ impl Trainer {
         }
         m.set_training(false)?;
         let _grad = tch::no_grad_guard();
-        self.call(m, &format!("on_{prefix}_start"), HookArgs::None)?;
-        self.call(m, &format!("on_{prefix}_epoch_start"), HookArgs::None)?;
+        self.call(m, Hook::eval(kind, EvalPhase::Start), HookArgs::None)?;
+        self.call(m, Hook::eval(kind, EvalPhase::EpochStart), HookArgs::None)?;
         let several = loaders.len() > 1;
         let limit = match kind {
             StepKind::Test => self.config.limit_test_batches,
-            _ => self.config.limit_val_batches,
+            _ => self.val_limit(),
         };
         let dtype = self.config.precision.module_dtype();
         let epoch = self.state.borrow().current_epoch;
@@ -858,7 +987,7 @@ impl Trainer {
                 self.state.borrow_mut().batch_size = m.batch_size(&batch);
                 self.call(
                     m,
-                    &format!("on_{prefix}_batch_start"),
+                    Hook::eval(kind, EvalPhase::BatchStart),
                     HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
                 )?;
                 let out = {
@@ -868,9 +997,19 @@ impl Trainer {
                 };
                 self.call(
                     m,
-                    &format!("on_{prefix}_batch_end"),
+                    Hook::eval(kind, EvalPhase::BatchEnd),
                     HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
                 )?;
+                self.merge_step_views();
+                if !sanity {
+                    // on_step values go to the loggers at once, at the loop's count of batches
+                    // of this dataloader (Lightning's `_seen_batches_per_dataloader`), with no epoch
+                    let logged = self.state.borrow().eval_results.step_metrics().logged;
+                    let seen = self.eval_seen.entry((kind.hook(), dl)).or_insert(0);
+                    let step = *seen;
+                    *seen += 1;
+                    self.log_rows(&logged, step, false)?;
+                }
                 self.state.borrow_mut().eval_results.end_step();
                 self.eval_progress.advance(&BTreeMap::new());
                 i += 1;
@@ -879,8 +1018,12 @@ impl Trainer {
             self.eval_progress.finish(&shown);
         }
         self.state.borrow_mut().dataloader_idx = None;
-        self.call(m, &format!("on_{prefix}_epoch_end"), HookArgs::None)?;
+        // the epoch's values are visible from on_*_epoch_end on (Lightning's `epoch_end_reached`)
         let views = self.state.borrow().eval_results.epoch_metrics();
+        self.state.borrow_mut().views.merge(&views);
+        self.call(m, Hook::eval(kind, EvalPhase::EpochEnd), HookArgs::None)?;
+        let views = self.state.borrow().eval_results.epoch_metrics();
+        self.state.borrow_mut().views.merge(&views);
         let mut results: EvalResults = vec![BTreeMap::new(); loaders.len().max(1)];
         for (k, v) in &views.callback {
             let idx = k.rsplit_once("/dataloader_idx_").and_then(|(_, i)| i.parse::<usize>().ok()).unwrap_or(0);
@@ -889,13 +1032,9 @@ impl Trainer {
             }
         }
         if !sanity {
-            self.state.borrow_mut().views.merge(&views);
-            let step = self.state.borrow().global_step.saturating_sub(1);
-            if kind == StepKind::Validation || kind == StepKind::Test {
-                self.log_to_loggers(&views.logged, step)?;
-            }
+            self.log_to_loggers(&views.logged, self.batches_that_stepped)?;
         }
-        self.call(m, &format!("on_{prefix}_end"), HookArgs::None)?;
+        self.call(m, Hook::eval(kind, EvalPhase::End), HookArgs::None)?;
         drop(_grad);
         self.state.borrow_mut().stage = prev_stage;
         if prev_stage == RunningStage::Training {
@@ -904,18 +1043,29 @@ impl Trainer {
         Ok(results)
     }
 
-    fn eval_entry<M: LightningModule>(&mut self, m: &mut M, kind: StepKind) -> Result<EvalResults, String> {
+    /// validate / test: `optional`, no loaders is `None` rather than an error.
+    fn eval_entry<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        kind: StepKind,
+        optional: bool,
+    ) -> Result<Option<EvalResults>, String> {
         let (stage, loader_stage) = match kind {
             StepKind::Test => ("test", LoaderStage::Test),
             _ => ("validate", LoaderStage::Val),
         };
         self.seed()?;
+        self.eval_seen.clear();
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
-        self.state.borrow_mut().stage =
-            if kind == StepKind::Test { RunningStage::Testing } else { RunningStage::Validating };
-        self.call(m, "prepare_data", HookArgs::None)?;
-        self.call(m, "setup", HookArgs::Stage(stage))?;
-        if !m.has_hook(kind.hook()) {
+        {
+            // a new run: what an earlier fit logged is not this run's callback_metrics
+            let mut s = self.state.borrow_mut();
+            s.stage = if kind == StepKind::Test { RunningStage::Testing } else { RunningStage::Validating };
+            s.views = logging::MetricViews::default();
+        }
+        self.call(m, Hook::PrepareData, HookArgs::None)?;
+        self.call(m, Hook::Setup, HookArgs::Stage(stage))?;
+        if !m.has_step(kind) {
             return Err(format!(
                 "`{}` needs `fn {}(batch, batch_idx)` in the script",
                 if kind == StepKind::Test { "test" } else { "validate" },
@@ -923,16 +1073,19 @@ impl Trainer {
             ));
         }
         let mut loaders = m.loaders(loader_stage)?;
-        if loaders.is_empty() {
-            return Err(format!("{} returned no dataloader", loader_stage.hook()));
-        }
-        self.distribute(&mut loaders)?;
-        let r = self.eval_loop(m, kind, &mut loaders, None, false);
-        let r = r.and_then(|r| {
-            self.save_loggers()?;
-            Ok(r)
-        });
-        let t = self.call(m, "teardown", HookArgs::Stage(stage));
+        let r = if loaders.is_empty() && optional {
+            Ok(None)
+        } else if loaders.is_empty() {
+            Err(format!("{} returned no dataloader", loader_stage.hook()))
+        } else {
+            self.distribute(&mut loaders).and_then(|_| self.eval_loop(m, kind, &mut loaders, None, false)).and_then(
+                |r| {
+                    self.save_loggers()?;
+                    Ok(Some(r))
+                },
+            )
+        };
+        let t = self.call(m, Hook::Teardown, HookArgs::Stage(stage));
         let r = r?;
         t?;
         Ok(r)
@@ -940,12 +1093,17 @@ impl Trainer {
 
     /// `trainer.validate(model)`.
     pub fn validate<M: LightningModule>(&mut self, m: &mut M) -> Result<EvalResults, String> {
-        self.eval_entry(m, StepKind::Validation)
+        self.eval_entry(m, StepKind::Validation, false).map(|r| r.unwrap_or_default())
     }
 
     /// `trainer.test(model)`.
     pub fn test<M: LightningModule>(&mut self, m: &mut M) -> Result<EvalResults, String> {
-        self.eval_entry(m, StepKind::Test)
+        self.eval_entry(m, StepKind::Test, false).map(|r| r.unwrap_or_default())
+    }
+
+    /// `trainer.test(model)` after a fit (`lt run`): `None` when test_dataloader gives no data.
+    pub fn test_if_data<M: LightningModule>(&mut self, m: &mut M) -> Result<Option<EvalResults>, String> {
+        self.eval_entry(m, StepKind::Test, true)
     }
 
     /// `trainer.predict(model)`: the outputs of predict_step, per dataloader.
@@ -953,9 +1111,9 @@ impl Trainer {
         self.seed()?;
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
         self.state.borrow_mut().stage = RunningStage::Predicting;
-        self.call(m, "prepare_data", HookArgs::None)?;
-        self.call(m, "setup", HookArgs::Stage("predict"))?;
-        if !m.has_hook("predict_step") {
+        self.call(m, Hook::PrepareData, HookArgs::None)?;
+        self.call(m, Hook::Setup, HookArgs::Stage("predict"))?;
+        if !m.has_step(StepKind::Predict) {
             return Err("`predict` needs `fn predict_step(batch, batch_idx)` in the script".into());
         }
         let mut loaders = m.loaders(LoaderStage::Predict)?;
@@ -965,8 +1123,8 @@ impl Trainer {
         m.set_training(false)?;
         let _grad = tch::no_grad_guard();
         let mut all = Vec::new();
-        self.call(m, "on_predict_start", HookArgs::None)?;
-        self.call(m, "on_predict_epoch_start", HookArgs::None)?;
+        self.call(m, Hook::OnPredictStart, HookArgs::None)?;
+        self.call(m, Hook::OnPredictEpochStart, HookArgs::None)?;
         let several = loaders.len() > 1;
         let dtype = self.config.precision.module_dtype();
         for (dl, loader) in loaders.iter_mut().enumerate() {
@@ -983,7 +1141,7 @@ impl Trainer {
                 let batch = m.batch_to_device(batch?, self.device, dtype)?;
                 self.call(
                     m,
-                    "on_predict_batch_start",
+                    Hook::OnPredictBatchStart,
                     HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
                 )?;
                 let out = {
@@ -993,7 +1151,7 @@ impl Trainer {
                 };
                 self.call(
                     m,
-                    "on_predict_batch_end",
+                    Hook::OnPredictBatchEnd,
                     HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
                 )?;
                 outs.push(out);
@@ -1001,10 +1159,10 @@ impl Trainer {
             }
             all.push(outs);
         }
-        self.call(m, "on_predict_epoch_end", HookArgs::None)?;
-        self.call(m, "on_predict_end", HookArgs::None)?;
+        self.call(m, Hook::OnPredictEpochEnd, HookArgs::None)?;
+        self.call(m, Hook::OnPredictEnd, HookArgs::None)?;
         drop(_grad);
-        self.call(m, "teardown", HookArgs::Stage("predict"))?;
+        self.call(m, Hook::Teardown, HookArgs::Stage("predict"))?;
         Ok(all)
     }
 

@@ -139,11 +139,34 @@ pub trait LightningModule {
     type Batch;
     type Output;
 
-    /// Whether the module defines `name` (an undefined hook costs nothing).
+    /// Whether anyone listens to hook `name`: the module, or a callback or datamodule it carries
+    /// (an undefined hook costs nothing).
     fn has_hook(&self, name: &str) -> bool;
-    /// Calls hook `name`; `Some(n)` when it returned an int (on_train_batch_start's -1 skips the
-    /// rest of the epoch).
+    /// Whether the module itself defines the step function (a callback cannot).
+    fn has_step(&self, kind: StepKind) -> bool {
+        self.has_hook(kind.hook())
+    }
+    /// Calls the module's hook `name` (and its datamodule's, for data hooks); `Some(n)` when it
+    /// returned an int (on_train_batch_start's -1 skips the rest of the epoch).
     fn hook(&mut self, name: &str, args: HookArgs<'_, Self::Batch, Self::Output>) -> Result<Option<i64>, String>;
+    /// Whether a callback the module carries (a script callback) listens to `name`.
+    fn has_callback_hook(&self, _name: &str) -> bool {
+        false
+    }
+    /// Calls hook `name` on the callbacks the module carries, with Lightning's callback arguments
+    /// `(trainer, pl_module, ...)`.
+    fn callback_hook(&mut self, _name: &str, _args: HookArgs<'_, Self::Batch, Self::Output>) -> Result<(), String> {
+        Ok(())
+    }
+    /// The carried callbacks' `on_save_checkpoint(trainer, pl_module, checkpoint)`: they may add
+    /// entries to `extra` (called before the module's).
+    fn callbacks_on_save_checkpoint(&mut self, _extra: &mut CheckpointExtra) -> Result<(), String> {
+        Ok(())
+    }
+    /// The carried callbacks' `on_load_checkpoint(trainer, pl_module, checkpoint)`.
+    fn callbacks_on_load_checkpoint(&mut self, _extra: &CheckpointExtra) -> Result<(), String> {
+        Ok(())
+    }
     /// Runs a step function; returns the loss (training) and the step's output.
     fn step(
         &mut self,

@@ -130,6 +130,8 @@ impl LoopState {
             }
             _ => value,
         };
+        // Lightning keeps logged values as float32 tensors: `{val_loss:.1f}` of 0.45 is "0.4"
+        let value = value as f32 as f64;
         let hook = self.hook.clone();
         let (bs, dl) = (self.batch_size, self.dataloader_idx);
         let collection =

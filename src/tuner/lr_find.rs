@@ -183,9 +183,13 @@ impl Callback for LrCallback {
                 if let Some(t) = self.cfg.early_stop_threshold {
                     if step > 1 && (smoothed > t * self.best_loss || !smoothed.is_finite()) {
                         out.stopped_early = true;
-                        return Ok(vec![Action::Stop(format!(
-                            "LR finder stopped early after {step} steps due to diverging loss."
-                        ))]);
+                        return Ok(vec![
+                            Action::Stop,
+                            Action::Info {
+                                message: format!("LR finder stopped early after {step} steps due to diverging loss."),
+                                rank_zero_only: true,
+                            },
+                        ]);
                     }
                 }
                 if smoothed < self.best_loss || step == 1 {

@@ -73,14 +73,21 @@ fn early_stopping_stops_with_its_reason() {
     let (_, out) = run(
         "es",
         "max_epochs: 8",
-        r#"callbacks::early_stopping(#{monitor: "val_loss", patience: 2})"#,
+        r#"callbacks::early_stopping(#{monitor: "val_loss", patience: 2, verbose: true})"#,
         &["--set", "trainer.enable_progress_bar=true"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let s = stdout(&out);
-    // best 0.3 at epoch 3; 0.35 and 0.36 do not improve → stop after epoch 5
-    assert!(s.contains("EarlyStopping: Monitored metric val_loss did not improve in the last 2 records. Best score: 0.300. Signaling Trainer to stop."), "{s}");
+    // best 0.3 at epoch 3; 0.35 and 0.36 do not improve → stop after epoch 5. With `verbose` the
+    // improvements and the reason are printed (with or without a progress bar), as Lightning does.
+    assert!(s.contains("Metric val_loss improved by 0.100 >= min_delta = 0.0. New best score: 0.400"), "{s}");
+    assert!(s.contains("Monitored metric val_loss did not improve in the last 2 records. Best score: 0.300. Signaling Trainer to stop."), "{s}");
     assert!(s.contains("Epoch 5") && !s.contains("Epoch 6"), "{s}");
+    // without `verbose` (the default) it stops just as early and prints nothing of it
+    let (_, out) =
+        run("es_quiet", "max_epochs: 8", r#"callbacks::early_stopping(#{monitor: "val_loss", patience: 2})"#, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("Monitored metric"), "{}", stdout(&out));
     let (_, out) = run("es_missing", "max_epochs: 2", r#"callbacks::early_stopping(#{monitor: "nope"})"#, &[]);
     assert!(
         stderr(&out).contains("Early stopping conditioned on metric `nope` which is not available"),
@@ -90,18 +97,25 @@ fn early_stopping_stops_with_its_reason() {
 }
 
 #[test]
-fn csv_logger_merges_train_and_val_rows_and_writes_hparams() {
+fn csv_logger_writes_lightnings_rows_and_hparams() {
     let (dir, out) = run("csv", "max_epochs: 2, log_every_n_steps: 1", r#"callbacks::learning_rate_monitor()"#, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v = dir.join("lightning_logs/version_0");
     let csv = std::fs::read_to_string(v.join("metrics.csv")).unwrap();
-    let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("epoch,lr-SGD,step,train_loss,val_loss"));
-    let rows: Vec<&str> = lines.collect();
-    // one row per step: step 1 holds epoch 0's last train loss AND its validation loss
-    assert_eq!(rows.len(), 4, "{csv}");
-    assert!(rows[1].starts_with("0,0.1,1,") && rows[1].ends_with(",0.5"), "{csv}");
-    assert!(rows[3].starts_with("1,0.1,3,") && rows[3].ends_with(",0.4"), "{csv}");
+    // one row per log call, as Lightning's CSVLogger: the LR monitor's (no epoch), each step's
+    // training row, the validation row; float32 values in Python's repr
+    let want = "epoch,lr-SGD,step,train_loss,val_loss\n\
+                ,0.1,0,,\n\
+                0,,0,0.0,\n\
+                ,0.1,1,,\n\
+                0,,1,-0.4000000059604645,\n\
+                0,,1,,0.5\n\
+                ,0.1,2,,\n\
+                1,,2,-0.800000011920929,\n\
+                ,0.1,3,,\n\
+                1,,3,-1.2000000476837158,\n\
+                1,,3,,0.4000000059604645\n";
+    assert_eq!(csv, want);
     let hp = std::fs::read_to_string(v.join("hparams.yaml")).unwrap();
     assert!(hp.contains("losses:\n- 0.5\n- 0.4"), "{hp}");
     // a second run gets version_1

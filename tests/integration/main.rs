@@ -6,6 +6,7 @@ mod bad_input_suite;
 mod callbacks;
 mod checkpoint;
 mod common;
+mod conformance;
 mod data;
 mod ddp;
 mod dist;

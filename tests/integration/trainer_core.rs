@@ -243,7 +243,6 @@ fn fit_hook_order_with_validation() {
         "configure_optimizers",
         "on_fit_start",
         "val_dataloader",
-        "on_sanity_check_start",
         "train(false)",
         "on_validation_start",
         "on_validation_epoch_start",
@@ -252,7 +251,6 @@ fn fit_hook_order_with_validation() {
         "on_validation_batch_end(0)",
         "on_validation_epoch_end",
         "on_validation_end",
-        "on_sanity_check_end",
         "train_dataloader",
         "on_train_start",
         "train(true)",
@@ -339,7 +337,6 @@ fn limit_and_fast_dev_run() {
     t.fit(&mut m).unwrap();
     assert_eq!(m.trace.iter().filter(|s| s.starts_with("training_step")).count(), 2);
     assert_eq!(m.trace.iter().filter(|s| s.starts_with("validation_step")).count(), 2);
-    assert!(!m.trace.iter().any(|s| s == "on_sanity_check_start"));
 }
 
 #[test]

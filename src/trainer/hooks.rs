@@ -1,0 +1,166 @@
+//! The hooks the Trainer calls, by name, and who hears each one — as Lightning 2.6.6 calls them:
+//! callbacks first (script callbacks, then the built-in ones), then the module; for
+//! `on_train_epoch_end` the monitoring callbacks (checkpointing, early stopping) come after the
+//! module. Some hooks belong to callbacks only (`on_sanity_check_*`), some to the module only
+//! (`prepare_data`, `configure_*`, the model-mode hooks).
+use super::module::StepKind;
+
+/// Who a hook is called on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listeners {
+    Both,
+    CallbacksOnly,
+    ModuleOnly,
+}
+
+macro_rules! hooks {
+    ($($variant:ident => $name:literal, $who:ident;)*) => {
+        /// A hook of the LightningModule / Callback contract.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Hook {
+            $($variant,)*
+        }
+
+        impl Hook {
+            /// Every hook, in declaration order.
+            pub const ALL: &'static [Hook] = &[$(Hook::$variant,)*];
+
+            /// Lightning's name for it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Hook::$variant => $name,)*
+                }
+            }
+
+            pub fn listeners(self) -> Listeners {
+                match self {
+                    $(Hook::$variant => Listeners::$who,)*
+                }
+            }
+        }
+    };
+}
+
+hooks! {
+    PrepareData => "prepare_data", ModuleOnly;
+    Setup => "setup", Both;
+    Teardown => "teardown", Both;
+    ConfigureModel => "configure_model", ModuleOnly;
+    OnFitStart => "on_fit_start", Both;
+    OnFitEnd => "on_fit_end", Both;
+    OnSanityCheckStart => "on_sanity_check_start", CallbacksOnly;
+    OnSanityCheckEnd => "on_sanity_check_end", CallbacksOnly;
+    OnTrainStart => "on_train_start", Both;
+    OnTrainEnd => "on_train_end", Both;
+    OnTrainEpochStart => "on_train_epoch_start", Both;
+    OnTrainEpochEnd => "on_train_epoch_end", Both;
+    OnTrainBatchStart => "on_train_batch_start", Both;
+    OnTrainBatchEnd => "on_train_batch_end", Both;
+    OnValidationStart => "on_validation_start", Both;
+    OnValidationEnd => "on_validation_end", Both;
+    OnValidationEpochStart => "on_validation_epoch_start", Both;
+    OnValidationEpochEnd => "on_validation_epoch_end", Both;
+    OnValidationBatchStart => "on_validation_batch_start", Both;
+    OnValidationBatchEnd => "on_validation_batch_end", Both;
+    OnTestStart => "on_test_start", Both;
+    OnTestEnd => "on_test_end", Both;
+    OnTestEpochStart => "on_test_epoch_start", Both;
+    OnTestEpochEnd => "on_test_epoch_end", Both;
+    OnTestBatchStart => "on_test_batch_start", Both;
+    OnTestBatchEnd => "on_test_batch_end", Both;
+    OnPredictStart => "on_predict_start", Both;
+    OnPredictEnd => "on_predict_end", Both;
+    OnPredictEpochStart => "on_predict_epoch_start", Both;
+    OnPredictEpochEnd => "on_predict_epoch_end", Both;
+    OnPredictBatchStart => "on_predict_batch_start", Both;
+    OnPredictBatchEnd => "on_predict_batch_end", Both;
+    OnBeforeBackward => "on_before_backward", Both;
+    OnAfterBackward => "on_after_backward", Both;
+    OnBeforeOptimizerStep => "on_before_optimizer_step", Both;
+    OnBeforeZeroGrad => "on_before_zero_grad", Both;
+    OnSaveCheckpoint => "on_save_checkpoint", Both;
+    OnLoadCheckpoint => "on_load_checkpoint", Both;
+}
+
+/// The moments of an evaluation (validation or test) loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalPhase {
+    Start,
+    EpochStart,
+    BatchStart,
+    BatchEnd,
+    EpochEnd,
+    End,
+}
+
+impl Hook {
+    /// The hook of an evaluation or prediction loop's `phase` (`on_validation_start`, …).
+    pub fn eval(kind: StepKind, phase: EvalPhase) -> Hook {
+        use EvalPhase::*;
+        use Hook::*;
+        match (kind, phase) {
+            (StepKind::Test, Start) => OnTestStart,
+            (StepKind::Test, EpochStart) => OnTestEpochStart,
+            (StepKind::Test, BatchStart) => OnTestBatchStart,
+            (StepKind::Test, BatchEnd) => OnTestBatchEnd,
+            (StepKind::Test, EpochEnd) => OnTestEpochEnd,
+            (StepKind::Test, End) => OnTestEnd,
+            (StepKind::Predict, Start) => OnPredictStart,
+            (StepKind::Predict, EpochStart) => OnPredictEpochStart,
+            (StepKind::Predict, BatchStart) => OnPredictBatchStart,
+            (StepKind::Predict, BatchEnd) => OnPredictBatchEnd,
+            (StepKind::Predict, EpochEnd) => OnPredictEpochEnd,
+            (StepKind::Predict, End) => OnPredictEnd,
+            (_, Start) => OnValidationStart,
+            (_, EpochStart) => OnValidationEpochStart,
+            (_, BatchStart) => OnValidationBatchStart,
+            (_, BatchEnd) => OnValidationBatchEnd,
+            (_, EpochEnd) => OnValidationEpochEnd,
+            (_, End) => OnValidationEnd,
+        }
+    }
+
+    /// Whether the monitoring callbacks run after the module (Lightning does this only for
+    /// `on_train_epoch_end`, so that what the module logs there can be monitored).
+    pub fn monitors_after_module(self) -> bool {
+        self == Hook::OnTrainEpochEnd
+    }
+}
+
+/// What to tell a user whose script module defines `fn name`, when it looks like a hook but lt
+/// will not call it on the module: a Callback-only hook, or an unknown `on_*` name (with the
+/// closest hook). `None` when lt calls it (or it is not hook-like).
+pub fn module_hook_warning(name: &str) -> Option<String> {
+    if !name.starts_with("on_") {
+        return None;
+    }
+    if let Some(h) = Hook::ALL.iter().find(|h| h.name() == name) {
+        return match h.listeners() {
+            Listeners::CallbacksOnly => Some(format!(
+                "warning: fn {name} is a Callback hook in Lightning, not a LightningModule hook: lt does not call it on the module; put it in a map returned by callbacks()"
+            )),
+            _ => None,
+        };
+    }
+    let module_hooks = Hook::ALL.iter().filter(|h| h.listeners() != Listeners::CallbacksOnly).map(|h| h.name());
+    let closest = module_hooks.min_by_key(|h| edit_distance(name, h));
+    Some(match closest {
+        Some(c) => format!("warning: fn {name} is not a hook lt calls; did you mean {c}?"),
+        None => format!("warning: fn {name} is not a hook lt calls"),
+    })
+}
+
+/// Levenshtein distance (for "did you mean").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
