@@ -15,6 +15,7 @@ pub mod golden;
 pub mod nn;
 pub mod optim;
 pub mod plot;
+pub mod pyfmt;
 pub mod repl;
 pub mod sched;
 pub mod script;

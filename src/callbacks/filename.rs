@@ -3,17 +3,7 @@
 use std::collections::BTreeMap;
 
 fn py_sci(v: f64, prec: usize) -> String {
-    let s = format!("{v:.prec$e}");
-    match s.split_once('e') {
-        Some((m, e)) => {
-            let (sign, d) = match e.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', e),
-            };
-            format!("{m}e{sign}{d:0>2}")
-        }
-        None => s,
-    }
+    crate::pyfmt::exponent(&format!("{v:.prec$e}"))
 }
 
 /// The largest width or precision a spec may ask for: a file name holds at most 255 bytes.

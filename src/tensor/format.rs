@@ -29,17 +29,7 @@ fn fmt_sci(v: f64, prec: usize) -> String {
     if !v.is_finite() {
         return fmt_nonfinite(v);
     }
-    let s = format!("{v:.prec$e}");
-    match s.split_once('e') {
-        Some((m, e)) => {
-            let (sign, digits) = match e.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', e),
-            };
-            format!("{m}e{sign}{digits:0>2}")
-        }
-        None => s,
-    }
+    crate::pyfmt::exponent(&format!("{v:.prec$e}"))
 }
 
 fn fmt_nonfinite(v: f64) -> String {
