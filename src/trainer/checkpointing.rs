@@ -3,12 +3,21 @@
 //! metric accumulators), callback states, hyperparameters, libtorch's RNG state, and what the
 //! module's `on_save_checkpoint` added. A resumed run continues exactly: on CPU with a fixed seed it
 //! ends with bit-identical weights.
-use super::callback::Action;
 use super::module::{CheckpointExtra, LightningModule};
 use super::Trainer;
 use crate::checkpoint::Checkpoint;
 use serde_json::{json, Value};
 use std::path::Path;
+
+/// A checkpoint file operation waiting for the next safe point of the loop (the end of a batch or
+/// of an epoch), so a checkpoint always describes a state the loop can resume from exactly.
+pub(super) enum PendingWrite {
+    /// Write a checkpoint; `extra` holds what its on_save_checkpoint hooks added when they ran at
+    /// the moment it was asked for (None: they run when it is written).
+    Save { path: std::path::PathBuf, weights_only: bool, extra: Option<CheckpointExtra> },
+    /// Delete a checkpoint that fell out of the top k.
+    Remove(std::path::PathBuf),
+}
 
 impl Trainer {
     /// The `on_save_checkpoint` hooks of a save, in Lightning's order: the callbacks' (not for a
@@ -113,23 +122,27 @@ impl Trainer {
         Ok(sd)
     }
 
-    /// Saves a checkpoint to `path` (atomically).
-    pub fn save_checkpoint<M: LightningModule>(
+    /// Saves a checkpoint to `path` (atomically); `extra` is what its on_save_checkpoint hooks
+    /// added when they already ran (None: they run now).
+    fn save_checkpoint<M: LightningModule>(
         &mut self,
         m: &mut M,
         path: &Path,
         weights_only: bool,
+        extra: Option<CheckpointExtra>,
     ) -> Result<(), String> {
-        let extra = self.pending_extras.iter().position(|(p, _)| p == path).map(|i| self.pending_extras.remove(i).1);
         let ck = self.checkpoint(m, weights_only, extra)?;
         ck.save(path)
     }
 
-    /// Carries out the checkpoint actions callbacks requested, at a safe point of the loop.
+    /// Carries out the checkpoint writes callbacks and scripts requested, at a safe point of the loop.
     pub(super) fn flush_pending<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
         let requested = std::mem::take(&mut self.state.borrow_mut().requested_saves);
-        self.pending
-            .extend(requested.into_iter().map(|(path, weights_only)| Action::SaveCheckpoint { path, weights_only }));
+        self.pending.extend(requested.into_iter().map(|(path, weights_only)| PendingWrite::Save {
+            path,
+            weights_only,
+            extra: None,
+        }));
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -141,7 +154,6 @@ impl Trainer {
         }
         if self.state.borrow().global_rank != 0 {
             self.pending.clear();
-            self.pending_extras.clear();
             if let Some(pg) = &pg {
                 pg.barrier().map_err(|e| e.to_string())?;
             }
@@ -155,17 +167,12 @@ impl Trainer {
     }
 
     fn run_pending<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
-        for a in std::mem::take(&mut self.pending) {
-            match a {
-                Action::SaveCheckpoint { path, weights_only } => self.save_checkpoint(m, &path, weights_only)?,
-                Action::Remove(p) => self.remove_checkpoint(&p),
-                Action::Stop
-                | Action::Info { .. }
-                | Action::Log(_)
-                | Action::SetLr(_)
-                | Action::SuspendSchedulers(_)
-                | Action::UpdateBatchNorm
-                | Action::SaveFinalWeights(_) => {}
+        for w in std::mem::take(&mut self.pending) {
+            match w {
+                PendingWrite::Save { path, weights_only, extra } => {
+                    self.save_checkpoint(m, &path, weights_only, extra)?
+                }
+                PendingWrite::Remove(p) => self.remove_checkpoint(&p),
             }
         }
         Ok(())

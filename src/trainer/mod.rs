@@ -18,6 +18,7 @@ pub mod tensorboard;
 pub mod val_schedule;
 
 use callback::{Action, Callback};
+use checkpointing::PendingWrite;
 use config::{ClipAlgorithm, Limit, TrainerConfig};
 use hooks::{EvalPhase, Hook, Listeners};
 use logger::Logger;
@@ -48,11 +49,8 @@ pub struct Trainer {
     device: tch::Device,
     /// The optimizers and schedulers of the running fit.
     opt: OptimizerSetup,
-    /// Checkpoint saves requested by callbacks, done at the next safe point (end of a batch or of
-    /// an epoch), so a checkpoint always describes a state the loop can resume from exactly.
-    pending: Vec<Action>,
-    /// What the on_save_checkpoint hooks added for each pending save, run when it was requested.
-    pending_extras: Vec<(std::path::PathBuf, module::CheckpointExtra)>,
+    /// Checkpoint writes requested by callbacks, done at the next safe point.
+    pending: Vec<checkpointing::PendingWrite>,
     /// Position in the current epoch: batches completed.
     batch_in_epoch: usize,
     /// Whether the current epoch's end processing is done (for checkpoints saved at epoch end).
@@ -112,7 +110,6 @@ impl Trainer {
             device,
             opt: OptimizerSetup::default(),
             pending: Vec::new(),
-            pending_extras: Vec::new(),
             batch_in_epoch: 0,
             epoch_done: false,
             total_batches_seen: 0,
@@ -209,8 +206,9 @@ impl Trainer {
         let name = hook.name();
         let who = hook.listeners();
         let split = hook.monitors_after_module();
+        // (the save hooks a callback's request runs put the hook name back when they are done)
+        self.set_hook(name);
         if who != Listeners::ModuleOnly {
-            self.set_hook(name);
             if m.has_callback_hook(name) {
                 m.callback_hook(name, args)?;
             }
@@ -218,11 +216,9 @@ impl Trainer {
         }
         let mut r = None;
         if who != Listeners::CallbacksOnly && m.has_hook(name) {
-            self.set_hook(name);
             r = m.hook(name, args)?;
         }
         if split {
-            self.set_hook(name);
             self.run_callbacks(m, name, |c| c.monitoring())?;
         }
         Ok(r)
@@ -273,16 +269,15 @@ impl Trainer {
                     if let Some(dir) = self.callbacks.iter().find_map(|c| c.checkpoint_dir()) {
                         let path = dir.join(name);
                         self.progress.message(&format!("the final model is saved to {}", path.display()));
-                        self.pending.push(Action::SaveCheckpoint { path, weights_only: true });
+                        self.pending.push(PendingWrite::Save { path, weights_only: true, extra: None });
                     }
                 }
                 Action::SaveCheckpoint { path, weights_only } => {
                     // the on_save_checkpoint hooks run now; the file is written at the next safe point
-                    let extra = self.save_hooks(m, weights_only)?;
-                    self.pending_extras.push((path.clone(), extra));
-                    self.pending.push(Action::SaveCheckpoint { path, weights_only });
+                    let extra = Some(self.save_hooks(m, weights_only)?);
+                    self.pending.push(PendingWrite::Save { path, weights_only, extra });
                 }
-                other => self.pending.push(other),
+                Action::Remove(path) => self.pending.push(PendingWrite::Remove(path)),
             }
         }
         Ok(())
@@ -413,9 +408,9 @@ impl Trainer {
 
         // Lightning loads the validation loaders when the sanity check starts, and otherwise
         // after the training loader.
-        let has_val = m.has_step(StepKind::Validation)
-            && self.val_limit() != Limit::Count(0)
-            && self.val_limit() != Limit::Fraction(0.0);
+        let val_limit = self.val_limit();
+        let has_val =
+            m.has_step(StepKind::Validation) && val_limit != Limit::Count(0) && val_limit != Limit::Fraction(0.0);
         let mut val_loaders = Vec::new();
         let sanity = has_val && self.config.num_sanity_val_steps != 0 && ckpt.is_none();
         if sanity {
@@ -597,12 +592,9 @@ impl Trainer {
         if deadline::passed() {
             return true;
         }
-        if s.should_stop {
-            let min_e = c.min_epochs.unwrap_or(0);
-            let min_s = c.min_steps.unwrap_or(0);
-            return s.current_epoch as i64 >= min_e && s.global_step as i64 >= min_s;
-        }
-        false
+        let stop_requested = s.should_stop;
+        drop(s);
+        stop_requested && self.can_stop_early()
     }
 
     fn epochs<M: LightningModule>(
@@ -754,14 +746,9 @@ impl Trainer {
             self.total_batches_seen += 1;
             // validation: when due, or once more when a stop request can now be honoured
             let stop_now = self.state.borrow().should_stop && self.can_stop_early();
-            let epoch_ok = match self.config.check_val_every_n_epoch {
-                Some(k) if k > 0 => (epoch + 1).is_multiple_of(k as usize),
-                Some(_) => false,
-                None => true,
-            };
             if !val_loaders.is_empty()
                 && (val_schedule::val_due(&self.config, batch_idx - 1, n_batches, epoch, self.total_batches_seen)
-                    || (stop_now && epoch_ok))
+                    || (stop_now && val_schedule::validates_in_epoch(&self.config, epoch)))
             {
                 self.eval_loop(m, StepKind::Validation, val_loaders, None, false)?;
                 if automatic && !accumulating {

@@ -12,11 +12,7 @@ use super::config::{Limit, TrainerConfig};
 /// across epoch boundaries. A fraction f < 1 validates after every `max(1, floor(n · f))`-th batch
 /// (so 0.5 of 5 batches: after batches 2 and 4, not after 5). 1.0 validates after the last batch.
 pub fn val_due(c: &TrainerConfig, batch_idx: usize, n: Option<usize>, epoch: usize, total_batches_seen: usize) -> bool {
-    let epoch_ok = match c.check_val_every_n_epoch {
-        Some(k) if k > 0 => (epoch + 1).is_multiple_of(k as usize),
-        Some(_) => false,
-        None => true,
-    };
+    let epoch_ok = validates_in_epoch(c, epoch);
     let last = n.is_some_and(|n| batch_idx + 1 == n);
     match c.val_check_interval {
         Limit::Count(k) if k > 0 => {
@@ -34,5 +30,15 @@ pub fn val_due(c: &TrainerConfig, batch_idx: usize, n: Option<usize>, epoch: usi
             None => false,
         },
         _ => epoch_ok && last,
+    }
+}
+
+/// Lightning's `_should_check_val_epoch`: whether epoch `epoch` (0-based) validates at all —
+/// every `check_val_every_n_epoch`-th epoch, or every epoch when it is None.
+pub fn validates_in_epoch(c: &TrainerConfig, epoch: usize) -> bool {
+    match c.check_val_every_n_epoch {
+        Some(k) if k > 0 => (epoch + 1).is_multiple_of(k as usize),
+        Some(_) => false,
+        None => true,
     }
 }
