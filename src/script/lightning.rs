@@ -354,6 +354,17 @@ impl ScriptModule {
                 .into_iter()
                 .map(|c| if c.is_map() { c.into_shared() } else { c })
                 .collect();
+            for c in &m.callbacks {
+                // a hook function that no one will call is a warning, not silence
+                if let Some(map) = c.read_lock::<Map>() {
+                    let mut keys: Vec<&str> =
+                        map.iter().filter(|(_, v)| v.is::<rhai::FnPtr>()).map(|(k, _)| k.as_str()).collect();
+                    keys.sort();
+                    for w in keys.into_iter().filter_map(crate::trainer::hooks::callback_hook_warning) {
+                        errln!("{w} ({})", m.script.name());
+                    }
+                }
+            }
             for (i, c) in m.callbacks.iter().enumerate() {
                 if !c.is_map() && c.read_lock::<crate::callbacks::api::NativeCallback>().is_none() {
                     return Err(format!(
@@ -547,7 +558,7 @@ impl ScriptModule {
     /// `(trainer, pl_module, ...)`, `this` being the callback's map. `pl_module` is the module
     /// itself (shared for the call), so what a callback changes on it stays.
     fn call_script_callbacks(&mut self, name: &str, argv: &[Dynamic]) -> Result<(), String> {
-        if !self.callbacks.iter().any(|c| c.read_lock::<Map>().is_some_and(|m| m.contains_key(name))) {
+        if !self.has_callback_hook(name) {
             return Ok(());
         }
         self.refresh_this();
@@ -761,15 +772,37 @@ impl ScriptModule {
 }
 
 /// Adds what a hook put in the `checkpoint` map to `extra`: tensors as tensors, the rest as JSON.
-fn read_checkpoint_map(ck: &Dynamic, extra: &mut CheckpointExtra) {
+fn read_checkpoint_map(ck: &Dynamic, extra: &mut CheckpointExtra, hook: &str) -> Result<(), String> {
     let map = ck.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
     for (k, v) in map {
         if let Some(t) = v.read_lock::<Tensor>() {
             extra.tensors.push((k.to_string(), t.handle()));
         } else {
-            extra.json.insert(k.to_string(), to_json(&v));
+            let j = checkpoint_json(&v)
+                .map_err(|what| format!("{hook}: checkpoint.{k} holds {what}, which a checkpoint cannot store (numbers, strings, bools, arrays and maps of them, or a tensor as a top-level entry)"))?;
+            extra.json.insert(k.to_string(), j);
         }
     }
+    Ok(())
+}
+
+/// A value a checkpoint's header can hold as JSON; `Err` names what cannot be stored (a tensor
+/// nested in an array or map, a Trainer, a function …) instead of writing its type name.
+fn checkpoint_json(d: &Dynamic) -> Result<Value, String> {
+    if d.is_unit() || d.is_bool() || d.is_int() || d.is_float() || d.is_string() {
+        return Ok(to_json(d));
+    }
+    if let Some(a) = d.read_lock::<Array>() {
+        return a.iter().map(checkpoint_json).collect::<Result<Vec<_>, _>>().map(Value::Array);
+    }
+    if let Some(m) = d.read_lock::<Map>() {
+        let mut o = serde_json::Map::new();
+        for (k, v) in m.iter() {
+            o.insert(k.to_string(), checkpoint_json(v)?);
+        }
+        return Ok(Value::Object(o));
+    }
+    Err(format!("a {}", d.type_name()))
 }
 
 /// The `checkpoint` map `on_load_checkpoint` hooks receive.
@@ -808,14 +841,10 @@ impl LightningModule for ScriptModule {
         }
         let ck = Dynamic::from_map(Map::new()).into_shared();
         self.call_script_callbacks("on_save_checkpoint", std::slice::from_ref(&ck))?;
-        read_checkpoint_map(&ck, extra);
-        Ok(())
+        read_checkpoint_map(&ck, extra, "a callback's on_save_checkpoint")
     }
 
     fn callbacks_on_load_checkpoint(&mut self, extra: &CheckpointExtra) -> Result<(), String> {
-        if !self.has_callback_hook("on_load_checkpoint") {
-            return Ok(());
-        }
         self.call_script_callbacks("on_load_checkpoint", &[checkpoint_map(extra)])
     }
 
@@ -991,8 +1020,7 @@ impl LightningModule for ScriptModule {
         // A shared map, so that `checkpoint.key = value` in the hook writes through.
         let ck = Dynamic::from_map(Map::new()).into_shared();
         let _ = self.call_hook("on_save_checkpoint", vec![ck.clone()])?;
-        read_checkpoint_map(&ck, extra);
-        Ok(())
+        read_checkpoint_map(&ck, extra, "on_save_checkpoint")
     }
 
     fn on_load_checkpoint(&mut self, extra: &CheckpointExtra) -> Result<(), String> {

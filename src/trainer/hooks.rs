@@ -142,12 +142,48 @@ pub fn module_hook_warning(name: &str) -> Option<String> {
             _ => None,
         };
     }
-    let module_hooks = Hook::ALL.iter().filter(|h| h.listeners() != Listeners::CallbacksOnly).map(|h| h.name());
-    let closest = module_hooks.min_by_key(|h| edit_distance(name, h));
-    Some(match closest {
-        Some(c) => format!("warning: fn {name} is not a hook lt calls; did you mean {c}?"),
-        None => format!("warning: fn {name} is not a hook lt calls"),
-    })
+    Some(not_a_hook(&format!("fn {name}"), name, Listeners::CallbacksOnly))
+}
+
+/// The LightningModule functions the Trainer calls besides the [`Hook`]s.
+const MODULE_FUNCTIONS: &[&str] = &[
+    "configure_optimizers",
+    "training_step",
+    "validation_step",
+    "test_step",
+    "predict_step",
+    "train_dataloader",
+    "val_dataloader",
+    "test_dataloader",
+    "predict_dataloader",
+    "forward",
+];
+
+/// What to tell a user whose script callback map holds a function under `key` that is no Callback
+/// hook lt calls (a module-only hook, or a typo, with the closest Callback hook). Keys holding other
+/// values are the callback's own state and need no warning.
+pub fn callback_hook_warning(key: &str) -> Option<String> {
+    let is_callback_hook = |h: &&Hook| h.listeners() != Listeners::ModuleOnly;
+    if Hook::ALL.iter().filter(is_callback_hook).any(|h| h.name() == key) {
+        return None;
+    }
+    if Hook::ALL.iter().any(|h| h.name() == key) || MODULE_FUNCTIONS.contains(&key) {
+        return Some(format!(
+            "warning: callback function {key} is a LightningModule hook, not a Callback hook: lt does not call it on callbacks; define fn {key} in the module"
+        ));
+    }
+    Some(not_a_hook(&format!("callback function {key}"), key, Listeners::ModuleOnly))
+}
+
+/// The warning for `what` (named `name`) that is no hook lt calls, naming the closest hook of the
+/// ones that are not `excluded`-only.
+fn not_a_hook(what: &str, name: &str, excluded: Listeners) -> String {
+    let closest =
+        Hook::ALL.iter().filter(|h| h.listeners() != excluded).map(|h| h.name()).min_by_key(|h| edit_distance(name, h));
+    match closest {
+        Some(c) => format!("warning: {what} is not a hook lt calls; did you mean {c}?"),
+        None => format!("warning: {what} is not a hook lt calls"),
+    }
 }
 
 /// Levenshtein distance (for "did you mean").

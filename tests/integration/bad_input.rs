@@ -222,3 +222,28 @@ fn options_lt_does_not_act_on_are_refused() {
     let out = lt_in(&dir, &["lr-find", "noopt.rhai"]);
     assert!(!out.status.success() && stderr(&out).contains("needs `fn configure_optimizers`"), "{}", stderr(&out));
 }
+
+/// What an `on_save_checkpoint` hook (the module's or a callback's) puts in the checkpoint must be
+/// storable: a value that is not (a function, a Trainer, a tensor inside a map) is an error naming
+/// the entry, not its type name written as a string.
+#[test]
+fn checkpoint_entries_a_checkpoint_cannot_store_are_errors() {
+    let cases = [
+        ("fn on_save_checkpoint(ck) { ck.f = |x| x; }", "on_save_checkpoint: checkpoint.f holds a Fn"),
+        (
+            "fn on_save_checkpoint(ck) { ck.nested = #{t: torch::ones([2])}; }",
+            "on_save_checkpoint: checkpoint.nested holds a",
+        ),
+        (
+            "fn callbacks() { [#{on_save_checkpoint: |trainer, m, ck| { ck.t = trainer; }}] }",
+            "a callback's on_save_checkpoint: checkpoint.t holds a",
+        ),
+    ];
+    for (i, (hook, want)) in cases.iter().enumerate() {
+        let dir = temp_dir(&format!("ck-entry-{i}"));
+        std::fs::write(dir.join("m.rhai"), format!("{}\n{hook}\n", script("logger: false", ""))).unwrap();
+        let out = lt_in(&dir, &["fit", "m.rhai"]);
+        assert!(!out.status.success(), "{hook}: {}", stdout(&out));
+        assert!(stderr(&out).contains(want), "{hook}: {}", stderr(&out));
+    }
+}

@@ -305,7 +305,6 @@ fn with_dl(args: &str, several: bool) -> String {
 
 /// The lt script for a case.
 fn script(spec: &Value) -> String {
-    let entry = spec["entry"].as_str().unwrap_or("fit");
     let n_train = get_usize(spec, "n_train", 2);
     let n_val = get_usize(spec, "n_val", 1);
     let n_test = get_usize(spec, "n_test", 0);
@@ -448,7 +447,6 @@ fn script(spec: &Value) -> String {
         s.push_str(&loader("predict_dataloader", 3000, n_predict, 1));
         s.push_str("fn predict_step(batch, batch_idx) {\n    this.rec(\"predict_step\", #{batch_idx: batch_idx});\n    this.forward(batch[0])\n}\n");
     }
-    let _ = entry;
     s
 }
 
@@ -696,7 +694,8 @@ fn hooks_lt_does_not_call_on_the_module_are_warnings() {
                fn training_step(b, i) { (this.w * b[0]).sum() }\n\
                fn configure_optimizers() { optim::sgd([this.w], #{lr: 0.1}) }\n\
                fn on_sanity_check_start() { print(\"never\"); }\n\
-               fn on_trian_epoch_end() { print(\"never\"); }\n";
+               fn on_trian_epoch_end() { print(\"never\"); }\n\
+               fn callbacks() { [#{on_trian_end: |t, m| print(\"never\"), configure_optimizers: |t, m| print(\"never\"), seen: 0}] }\n";
     let dir = temp_dir("hook-warnings");
     std::fs::write(dir.join("m.rhai"), src).unwrap();
     let out = lt_in(&dir, &["fit", "m.rhai"]);
@@ -704,5 +703,8 @@ fn hooks_lt_does_not_call_on_the_module_are_warnings() {
     let err = stderr(&out);
     assert!(err.contains("fn on_sanity_check_start is a Callback hook in Lightning"), "{err}");
     assert!(err.contains("fn on_trian_epoch_end is not a hook lt calls; did you mean on_train_epoch_end?"), "{err}");
+    assert!(err.contains("callback function on_trian_end is not a hook lt calls; did you mean on_train_end?"), "{err}");
+    assert!(err.contains("callback function configure_optimizers is a LightningModule hook"), "{err}");
+    assert!(!err.contains("seen"), "a callback's state is no hook: {err}");
     assert!(!stdout(&out).contains("never"));
 }
