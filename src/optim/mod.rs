@@ -646,7 +646,8 @@ fn impl_id(t: &tch::Tensor) -> usize {
 }
 
 /// `p.grad = None`.
-fn zero_grad_to_none(p: &tch::Tensor) {
+/// Sets a parameter's gradient to None (`p.grad = None`).
+pub fn zero_grad_to_none(p: &tch::Tensor) {
     extern "C" {
         fn lt_reset_grad(t: *const std::ffi::c_void);
     }

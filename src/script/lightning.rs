@@ -36,6 +36,8 @@ pub struct ScriptModule {
     pause_key: Option<crate::repl::keypress::KeyWatcher>,
     /// This module installed the Trainer's script context (`attach`), and removes it when dropped.
     attached: bool,
+    /// How many of the last `callbacks` came from `configure_callbacks` (replaced at each run).
+    configured_callbacks: usize,
 }
 
 /// Converts a Rhai value to JSON (for hparams and trainer options).
@@ -308,6 +310,7 @@ impl ScriptModule {
             watch: None,
             pause_key: None,
             attached: false,
+            configured_callbacks: 0,
         };
         let mut hp = if m.fns.contains_key("hparams") {
             m.call_plain("hparams", vec![])?
@@ -343,43 +346,15 @@ impl ScriptModule {
         }
         if m.fns.contains_key("callbacks") {
             let c = m.call_plain("callbacks", vec![])?;
-            m.callbacks = match c.clone().try_cast::<Array>() {
-                Some(a) => a,
-                None if c.is_map() => vec![c],
-                None => return Err(format!("callbacks() must return an array of maps, got {}", c.type_name())),
-            };
-            // script callbacks are shared maps: the loop and native calls (manual_backward)
-            // see one state per callback
-            m.callbacks = std::mem::take(&mut m.callbacks)
-                .into_iter()
-                .map(|c| if c.is_map() { c.into_shared() } else { c })
-                .collect();
-            for c in &m.callbacks {
-                // a hook function that no one will call is a warning, not silence
-                if let Some(map) = c.read_lock::<Map>() {
-                    let mut keys: Vec<&str> =
-                        map.iter().filter(|(_, v)| v.is::<rhai::FnPtr>()).map(|(k, _)| k.as_str()).collect();
-                    keys.sort();
-                    for w in keys.into_iter().filter_map(crate::trainer::hooks::callback_hook_warning) {
-                        errln!("{w} ({})", m.script.name());
-                    }
-                }
-            }
-            for (i, c) in m.callbacks.iter().enumerate() {
-                if !c.is_map() && c.read_lock::<crate::callbacks::api::NativeCallback>().is_none() {
-                    return Err(format!(
-                        "callbacks()[{i}] is a {}: each callback is a built-in (callbacks::early_stopping(#{{…}}), …) or a map of hook functions",
-                        c.type_name()
-                    ));
-                }
-            }
+            m.callbacks = script_callbacks(c, "callbacks()", &m.script.name())?;
         }
         if m.fns.contains_key("datamodule") {
             let d = m.call_plain("datamodule", vec![])?;
             if !d.is_map() {
                 return Err(format!("datamodule() must return a map, got {}", d.type_name()));
             }
-            m.datamodule = Some(d);
+            // shared, so `trainer.datamodule` is the datamodule itself
+            m.datamodule = Some(d.into_shared());
         }
         Ok((m, trainer_opts))
     }
@@ -387,15 +362,7 @@ impl ScriptModule {
     /// Takes the built-in callbacks (`callbacks::model_checkpoint(...)` …) out of `callbacks()`,
     /// leaving the script callbacks (maps of hook functions).
     pub fn take_native_callbacks(&mut self) -> Vec<Box<dyn crate::trainer::callback::Callback>> {
-        let mut out = Vec::new();
-        self.callbacks.retain(|c| match c.read_lock::<crate::callbacks::api::NativeCallback>() {
-            Some(n) => {
-                out.extend(n.take());
-                false
-            }
-            None => true,
-        });
-        out
+        take_natives(&mut self.callbacks)
     }
 
     /// Whether the script defines `fn name`.
@@ -434,6 +401,7 @@ impl ScriptModule {
             parameters: params,
             toggled: None,
             callbacks: self.callbacks.iter().filter(|c| c.is_map()).cloned().collect(),
+            datamodule: self.datamodule.clone(),
         });
         self.attached = true;
         self.refresh_this();
@@ -600,6 +568,14 @@ impl ScriptModule {
             }
             HookArgs::Loss(t) => vec![Dynamic::from(Tensor::new(t.shallow_clone()))],
             HookArgs::Optimizer(i) => vec![opt(i)],
+            HookArgs::OptimizerZeroGrad { epoch, batch_idx, optimizer } => {
+                vec![Dynamic::from_int(epoch as i64), Dynamic::from_int(batch_idx as i64), opt(optimizer)]
+            }
+            HookArgs::GradientClipping { optimizer, value, algorithm } => vec![
+                opt(optimizer),
+                value.map(Dynamic::from_float).unwrap_or(Dynamic::UNIT),
+                algorithm.map(|a| Dynamic::from(a.to_string())).unwrap_or(Dynamic::UNIT),
+            ],
         }
     }
 
@@ -771,6 +747,49 @@ impl ScriptModule {
     }
 }
 
+/// The entries of what `callbacks()` / `configure_callbacks()` returned (`what`), checked: each a
+/// built-in callback or a map of hook functions. Maps become shared values, so the loop and native
+/// calls (`manual_backward`) see one state per callback; a map function that no one will call is a
+/// warning, not silence.
+fn script_callbacks(c: Dynamic, what: &str, file: &str) -> Result<Vec<Dynamic>, String> {
+    let list = match c.clone().try_cast::<Array>() {
+        Some(a) => a,
+        None if c.is_map() => vec![c],
+        None => return Err(format!("{what} must return an array of callbacks, got {}", c.type_name())),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, c) in list.into_iter().enumerate() {
+        if let Some(map) = c.read_lock::<Map>() {
+            let mut keys: Vec<&str> =
+                map.iter().filter(|(_, v)| v.is::<rhai::FnPtr>()).map(|(k, _)| k.as_str()).collect();
+            keys.sort();
+            for w in keys.into_iter().filter_map(crate::trainer::hooks::callback_hook_warning) {
+                errln!("{w} ({file})");
+            }
+        } else if c.read_lock::<crate::callbacks::api::NativeCallback>().is_none() {
+            return Err(format!(
+                "{what}[{i}] is a {}: each callback is a built-in (callbacks::early_stopping(#{{…}}), …) or a map of hook functions",
+                c.type_name()
+            ));
+        }
+        out.push(if c.is_map() { c.into_shared() } else { c });
+    }
+    Ok(out)
+}
+
+/// Takes the built-in callbacks out of `list`, leaving the script callbacks (maps).
+fn take_natives(list: &mut Vec<Dynamic>) -> Vec<Box<dyn crate::trainer::callback::Callback>> {
+    let mut out = Vec::new();
+    list.retain(|c| match c.read_lock::<crate::callbacks::api::NativeCallback>() {
+        Some(n) => {
+            out.extend(n.take());
+            false
+        }
+        None => true,
+    });
+    out
+}
+
 /// Adds what a hook put in the `checkpoint` map to `extra`: tensors as tensors, the rest as JSON.
 fn read_checkpoint_map(ck: &Dynamic, extra: &mut CheckpointExtra, hook: &str) -> Result<(), String> {
     let map = ck.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
@@ -823,7 +842,47 @@ impl LightningModule for ScriptModule {
 
     fn has_hook(&self, name: &str) -> bool {
         self.fns.contains_key(name)
-            || self.datamodule.as_ref().is_some_and(|d| d.read_lock::<Map>().is_some_and(|m| m.contains_key(name)))
+    }
+
+    fn datamodule_hook(&mut self, name: &str, args: HookArgs<'_, Dynamic, Dynamic>) -> Result<(), String> {
+        let Some(mut dm) = self.datamodule.take() else { return Ok(()) };
+        let argv = self.hook_args(args);
+        let r = self.call_map_fn(&mut dm, name, argv);
+        self.datamodule = Some(dm);
+        r.map(|_| ())
+    }
+
+    fn batch_hook(
+        &mut self,
+        name: &str,
+        batch: Dynamic,
+        device: Device,
+        dataloader_idx: usize,
+    ) -> Result<Dynamic, String> {
+        let dl = Dynamic::from_int(dataloader_idx as i64);
+        let args = if name == "transfer_batch_to_device" {
+            vec![batch, Dynamic::from(crate::tensor::options::device_name(device)), dl]
+        } else {
+            vec![batch, dl]
+        };
+        self.call_hook(name, args)
+    }
+
+    fn configure_callbacks(&mut self) -> Result<Vec<Box<dyn crate::trainer::callback::Callback>>, String> {
+        if !self.fns.contains_key("configure_callbacks") {
+            return Ok(Vec::new());
+        }
+        let c = self.call_hook("configure_callbacks", vec![])?;
+        let mut list = script_callbacks(c, "configure_callbacks()", &self.file())?;
+        let natives = take_natives(&mut list);
+        // the maps of the previous run's configure_callbacks give way to this run's
+        let keep = self.callbacks.len() - self.configured_callbacks;
+        self.callbacks.truncate(keep);
+        self.configured_callbacks = list.len();
+        self.callbacks.extend(list);
+        let maps: Vec<Dynamic> = self.callbacks.iter().filter(|c| c.is_map()).cloned().collect();
+        trainer_api::with_run(|c| c.callbacks = maps);
+        Ok(natives)
     }
 
     fn has_callback_hook(&self, name: &str) -> bool {
@@ -854,14 +913,6 @@ impl LightningModule for ScriptModule {
 
     fn hook(&mut self, name: &str, args: HookArgs<'_, Dynamic, Dynamic>) -> Result<Option<i64>, String> {
         let argv = self.hook_args(args);
-        // Lightning's order: datamodule hooks for data hooks, then callbacks, then the module.
-        if ["prepare_data", "setup", "teardown"].contains(&name) {
-            if let Some(mut dm) = self.datamodule.take() {
-                let r = self.call_map_fn(&mut dm, name, argv.clone());
-                self.datamodule = Some(dm);
-                r?;
-            }
-        }
         if self.fns.contains_key(name) {
             let r = self.call_hook(name, argv)?;
             if let Ok(i) = r.as_int() {

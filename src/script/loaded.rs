@@ -60,9 +60,13 @@ pub fn load_from_checkpoint(
     };
     hp.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
     let m = load_module(script, &hp)?;
-    m.0.borrow_mut()
-        .load_state_dict(&ck.section("state_dict"), strict)
-        .map_err(|e| format!("{}: {e}", ckpt.display()))?;
+    {
+        // as Lightning's `_load_state`: on_load_checkpoint sees the checkpoint, then the weights load
+        use crate::trainer::module::LightningModule;
+        let mut module = m.0.borrow_mut();
+        module.on_load_checkpoint(&crate::trainer::checkpointing::checkpoint_extra(&ck))?;
+        module.load_state_dict(&ck.section("state_dict"), strict).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+    }
     Ok(m)
 }
 

@@ -24,6 +24,8 @@ pub struct RunContext {
     pub toggled: Option<Vec<bool>>,
     /// The script callbacks (shared maps), for hooks a native call runs (`manual_backward`).
     pub callbacks: Vec<Dynamic>,
+    /// The script's datamodule map (shared), for `trainer.datamodule`.
+    pub datamodule: Option<Dynamic>,
 }
 
 thread_local! {
@@ -216,7 +218,10 @@ pub fn register(reg: &mut Registry) {
             return Err(err("manual optimization with precision \"16-mixed\" is not supported; use \"bf16-mixed\" or \"32-true\""));
         }
         call_hook_from_native(&ctx, m, "on_before_backward", vec![Dynamic::from(loss.clone())])?;
-        loss.f_backward().map_err(|e| err(crate::tensor::clean_torch_message(&e.to_string())))?;
+        // the module's `backward(loss)` hook when it defines one, as Lightning's manual_backward
+        if !call_hook_from_native(&ctx, m, "backward", vec![Dynamic::from(loss.clone())])? {
+            loss.f_backward().map_err(|e| err(crate::tensor::clean_torch_message(&e.to_string())))?;
+        }
         call_hook_from_native(&ctx, m, "on_after_backward", vec![])?;
         Ok(())
     });
@@ -275,6 +280,8 @@ pub fn register(reg: &mut Registry) {
     });
 
     let view = |f: fn(&super::state::LoopState) -> Dynamic| move |t: &mut TrainerView| f(&t.0.borrow());
+    reg.getter("log_dir", "Where this run logs (Lightning's `trainer.log_dir`): the logger's `lightning_logs/version_N` folder, else `default_root_dir`.\n\n```rhai\nfn on_fit_start() { print(this.trainer.log_dir); }\n```", view(|s| Dynamic::from(s.log_dir.to_string_lossy().to_string())));
+    reg.getter("datamodule", "The script's datamodule (the map `fn datamodule()` returned; what a hook changes on it stays), or `()` without one (Lightning's `trainer.datamodule`).\n\n```rhai\nfn setup(stage) { let dm = this.trainer.datamodule; }\n```", |_t: &mut TrainerView| with_run(|c| c.datamodule.clone()).flatten().unwrap_or(Dynamic::UNIT));
     reg.getter("max_epochs", "`this.trainer.max_epochs` (or `()` when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_epochs); }\n```", view(|s| s.max_epochs.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT)));
     reg.getter("max_steps", "`this.trainer.max_steps` (-1 when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_steps); }\n```", view(|s| Dynamic::from_int(s.max_steps)));
     reg.getter("estimated_stepping_batches", "The total number of optimizer steps the fit will take, as Lightning estimates it (for OneCycleLR's total_steps).\n\n```rhai\nfn configure_optimizers() { print(this.trainer.estimated_stepping_batches); }\n```", view(|s| s.estimated_stepping_batches.map(|n| Dynamic::from_int(n as INT)).unwrap_or(Dynamic::UNIT)));
@@ -309,7 +316,9 @@ pub fn register(reg: &mut Registry) {
 
 /// Calls a module hook (if the script defines it) from inside a native function, with `this`
 /// bound to the module map; changes the hook makes to `this` are kept.
-fn call_hook_from_native(ctx: &NativeCallContext, this: &mut Map, name: &str, args: Vec<Dynamic>) -> RResult<()> {
+/// Calls hook `name` from a native function (the script callbacks' first, then the module's);
+/// returns whether the module defines it.
+fn call_hook_from_native(ctx: &NativeCallContext, this: &mut Map, name: &str, args: Vec<Dynamic>) -> RResult<bool> {
     let prev_hook = state().ok().map(|s| {
         let mut st = s.borrow_mut();
         std::mem::replace(&mut st.hook, name.to_string())
@@ -354,10 +363,10 @@ fn call_hook_from_native(ctx: &NativeCallContext, this: &mut Map, name: &str, ar
             if let Some(m) = me.try_cast::<Map>() {
                 *this = m;
             }
-            Ok(())
+            Ok(true)
         }
         Err(e) => match *e {
-            rhai::EvalAltResult::ErrorFunctionNotFound(ref sig, _) if sig.starts_with(name) => Ok(()),
+            rhai::EvalAltResult::ErrorFunctionNotFound(ref sig, _) if sig.starts_with(name) => Ok(false),
             _ => Err(e),
         },
     }

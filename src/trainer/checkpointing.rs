@@ -19,6 +19,15 @@ pub(super) enum PendingWrite {
     Remove(std::path::PathBuf),
 }
 
+/// What the on_save_checkpoint hooks stored in a checkpoint, for the on_load_checkpoint hooks.
+pub fn checkpoint_extra(ck: &Checkpoint) -> CheckpointExtra {
+    let json = match ck.meta.get("extra") {
+        Some(Value::Object(j)) => j.clone(),
+        _ => serde_json::Map::new(),
+    };
+    CheckpointExtra { json, tensors: ck.section("extra") }
+}
+
 impl Trainer {
     /// The `on_save_checkpoint` hooks of a save, in Lightning's order: the callbacks' (not for a
     /// weights-only checkpoint), then the module's. Returns what they added.
@@ -279,11 +288,7 @@ impl Trainer {
             .unwrap_or(self.state.borrow().global_step);
         self.manual_step_base = self.state.borrow().global_step
             - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(self.state.borrow().global_step);
-        let mut extra = CheckpointExtra::default();
-        if let Some(Value::Object(j)) = meta.get("extra") {
-            extra.json = j.clone();
-        }
-        extra.tensors = ck.section("extra");
+        let extra = checkpoint_extra(ck);
         m.callbacks_on_load_checkpoint(&extra)?;
         m.on_load_checkpoint(&extra)?;
         if let Some((_, rng)) = ck.tensors.iter().find(|(k, _)| k == "rng.torch_cpu") {

@@ -80,6 +80,19 @@ hooks! {
     OnBeforeZeroGrad => "on_before_zero_grad", Both;
     OnSaveCheckpoint => "on_save_checkpoint", Both;
     OnLoadCheckpoint => "on_load_checkpoint", Both;
+    ConfigureCallbacks => "configure_callbacks", ModuleOnly;
+    OnValidationModelZeroGrad => "on_validation_model_zero_grad", ModuleOnly;
+    OnValidationModelEval => "on_validation_model_eval", ModuleOnly;
+    OnValidationModelTrain => "on_validation_model_train", ModuleOnly;
+    OnTestModelEval => "on_test_model_eval", ModuleOnly;
+    OnTestModelTrain => "on_test_model_train", ModuleOnly;
+    OnPredictModelEval => "on_predict_model_eval", ModuleOnly;
+    OnBeforeBatchTransfer => "on_before_batch_transfer", ModuleOnly;
+    TransferBatchToDevice => "transfer_batch_to_device", ModuleOnly;
+    OnAfterBatchTransfer => "on_after_batch_transfer", ModuleOnly;
+    Backward => "backward", ModuleOnly;
+    OptimizerZeroGrad => "optimizer_zero_grad", ModuleOnly;
+    ConfigureGradientClipping => "configure_gradient_clipping", ModuleOnly;
 }
 
 /// The moments of an evaluation (validation or test) loop.
@@ -120,6 +133,31 @@ impl Hook {
         }
     }
 
+    /// The hook that puts the model in eval mode for a loop (`on_validation_model_eval`, …); a
+    /// module that defines it decides, else the Trainer calls `eval()`.
+    pub fn model_eval(kind: StepKind) -> Hook {
+        match kind {
+            StepKind::Test => Hook::OnTestModelEval,
+            StepKind::Predict => Hook::OnPredictModelEval,
+            _ => Hook::OnValidationModelEval,
+        }
+    }
+
+    /// The hook that puts the model back in train mode after an evaluation loop (Lightning has
+    /// none for predict).
+    pub fn model_train(kind: StepKind) -> Option<Hook> {
+        match kind {
+            StepKind::Test => Some(Hook::OnTestModelTrain),
+            StepKind::Validation => Some(Hook::OnValidationModelTrain),
+            _ => None,
+        }
+    }
+
+    /// The hooks a DataModule has too (called on it first).
+    pub fn is_data_hook(self) -> bool {
+        matches!(self, Hook::PrepareData | Hook::Setup | Hook::Teardown)
+    }
+
     /// Whether the monitoring callbacks run after the module (Lightning does this only for
     /// `on_train_epoch_end`, so that what the module logs there can be monitored).
     pub fn monitors_after_module(self) -> bool {
@@ -131,6 +169,11 @@ impl Hook {
 /// will not call it on the module: a Callback-only hook, or an unknown `on_*` name (with the
 /// closest hook). `None` when lt calls it (or it is not hook-like).
 pub fn module_hook_warning(name: &str) -> Option<String> {
+    if UNSUPPORTED_MODULE_HOOKS.contains(&name) {
+        return Some(format!(
+            "warning: fn {name} is a LightningModule hook lt does not support: it is never called (the Trainer's default runs)"
+        ));
+    }
     if !name.starts_with("on_") {
         return None;
     }
@@ -144,6 +187,10 @@ pub fn module_hook_warning(name: &str) -> Option<String> {
     }
     Some(not_a_hook(&format!("fn {name}"), name, Listeners::CallbacksOnly))
 }
+
+/// LightningModule hooks of Lightning 2.6.6 that lt does not call: defining one is a warning.
+/// (`optimizer_step` would need the Trainer's step to be a closure the script calls.)
+const UNSUPPORTED_MODULE_HOOKS: &[&str] = &["optimizer_step", "lr_scheduler_step"];
 
 /// The LightningModule functions the Trainer calls besides the [`Hook`]s.
 const MODULE_FUNCTIONS: &[&str] = &[

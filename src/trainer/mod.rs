@@ -163,6 +163,9 @@ impl Trainer {
     /// Seeds libtorch (and, through the loaders' own seeds, data order), like `seed_everything`,
     /// and applies `deterministic`, `detect_anomaly` and `benchmark`.
     fn seed(&self) -> Result<(), String> {
+        // every entry starts here: publish where this run logs (`trainer.log_dir`)
+        self.state.borrow_mut().log_dir =
+            self.loggers.first().and_then(|l| l.log_dir()).unwrap_or_else(|| self.config.default_root_dir.clone());
         if let Some(s) = self.config.seed {
             tch::manual_seed(s);
         }
@@ -208,6 +211,9 @@ impl Trainer {
         let split = hook.monitors_after_module();
         // (the save hooks a callback's request runs put the hook name back when they are done)
         self.set_hook(name);
+        if hook.is_data_hook() {
+            m.datamodule_hook(name, args)?;
+        }
         if who != Listeners::ModuleOnly {
             if m.has_callback_hook(name) {
                 m.callback_hook(name, args)?;
@@ -344,8 +350,10 @@ impl Trainer {
             s.hparams = m.hparams();
         }
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
+        self.attach_model_callbacks(m)?;
         self.call(m, Hook::PrepareData, HookArgs::None)?;
         self.call(m, Hook::Setup, HookArgs::Stage("fit"))?;
+        self.call(m, Hook::ConfigureModel, HookArgs::None)?;
         self.set_hook("configure_optimizers");
         self.opt = m.configure_optimizers()?;
         let automatic = m.automatic_optimization();
@@ -548,6 +556,78 @@ impl Trainer {
         r
     }
 
+    /// `configure_callbacks()`: the module's callbacks replace the Trainer's of the same kind;
+    /// checkpointing callbacks go last, as Lightning orders them.
+    fn attach_model_callbacks<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        self.set_hook(Hook::ConfigureCallbacks.name());
+        let added = m.configure_callbacks()?;
+        if added.is_empty() {
+            return Ok(());
+        }
+        fn kind(c: &dyn Callback) -> String {
+            let key = c.state_key();
+            key.split('{').next().unwrap_or(&key).to_string()
+        }
+        let kinds: std::collections::HashSet<String> = added.iter().map(|c| kind(c.as_ref())).collect();
+        self.callbacks.retain(|c| !kinds.contains(&kind(c.as_ref())));
+        self.callbacks.extend(added);
+        self.callbacks.sort_by_key(|c| kind(c.as_ref()) == "ModelCheckpoint");
+        Ok(())
+    }
+
+    /// `on_validation_model_zero_grad`: the module's, else the gradients of every parameter are
+    /// set to None.
+    fn validation_zero_grad<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        if m.has_hook(Hook::OnValidationModelZeroGrad.name()) {
+            return self.call(m, Hook::OnValidationModelZeroGrad, HookArgs::None).map(|_| ());
+        }
+        for p in m.parameters()? {
+            crate::optim::zero_grad_to_none(&p);
+        }
+        Ok(())
+    }
+
+    /// Lightning's batch transfer: `on_before_batch_transfer`, then `transfer_batch_to_device`
+    /// (the module's, which then decides the device; else the Trainer's move and precision cast),
+    /// then `on_after_batch_transfer`; each defined hook's return is the batch from then on.
+    fn transfer<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        batch: M::Batch,
+        dataloader_idx: usize,
+        dtype: Option<tch::Kind>,
+    ) -> Result<M::Batch, String> {
+        let mut batch = batch;
+        for hook in [Hook::OnBeforeBatchTransfer, Hook::TransferBatchToDevice, Hook::OnAfterBatchTransfer] {
+            if m.has_hook(hook.name()) {
+                self.set_hook(hook.name());
+                batch = m.batch_hook(hook.name(), batch, self.device, dataloader_idx)?;
+            } else if hook == Hook::TransferBatchToDevice {
+                batch = m.batch_to_device(batch, self.device, dtype)?;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// `on_{validation,test,predict}_model_eval`: the module's, else `eval()`.
+    fn model_eval<M: LightningModule>(&mut self, m: &mut M, kind: StepKind) -> Result<(), String> {
+        let hook = Hook::model_eval(kind);
+        if m.has_hook(hook.name()) {
+            self.call(m, hook, HookArgs::None).map(|_| ())
+        } else {
+            m.set_training(false)
+        }
+    }
+
+    /// `on_{validation,test}_model_train` after an evaluation loop: the module's, else `train()`.
+    fn model_train<M: LightningModule>(&mut self, m: &mut M, kind: StepKind) -> Result<(), String> {
+        match Hook::model_train(kind) {
+            Some(hook) if m.has_hook(hook.name()) => self.call(m, hook, HookArgs::None).map(|_| ()),
+            Some(_) => m.set_training(true),
+            None => Ok(()),
+        }
+    }
+
     /// Merges the current batch's step-level values into the three metric views; returns them.
     fn merge_step_views(&mut self) -> logging::MetricViews {
         let mut s = self.state.borrow_mut();
@@ -680,7 +760,7 @@ impl Trainer {
                 completed = true;
                 break;
             };
-            let batch = m.batch_to_device(batch?, self.device, dtype)?;
+            let batch = self.transfer(m, batch?, 0, dtype)?;
             self.state.borrow_mut().batch_size = m.batch_size(&batch);
             let r = self.call(
                 m,
@@ -750,6 +830,10 @@ impl Trainer {
                 && (val_schedule::val_due(&self.config, batch_idx - 1, n_batches, epoch, self.total_batches_seen)
                     || (stop_now && val_schedule::validates_in_epoch(&self.config, epoch)))
             {
+                if !(automatic && accumulating) {
+                    // Lightning clears the gradients before validating (no memory held meanwhile)
+                    self.validation_zero_grad(m)?;
+                }
                 self.eval_loop(m, StepKind::Validation, val_loaders, None, false)?;
                 if automatic && !accumulating {
                     self.step_schedulers(Interval::Step, true, batch_idx - 1)?;
@@ -816,7 +900,13 @@ impl Trainer {
         let has_opt = !self.opt.optimizers.is_empty();
         if first_in_window && has_opt {
             self.call(m, Hook::OnBeforeZeroGrad, HookArgs::Optimizer(0))?;
-            self.opt.optimizers[0].zero_grad(true)?;
+            if m.has_hook(Hook::OptimizerZeroGrad.name()) {
+                let epoch = self.state.borrow().current_epoch;
+                let args = HookArgs::OptimizerZeroGrad { epoch, batch_idx, optimizer: 0 };
+                self.call(m, Hook::OptimizerZeroGrad, args)?;
+            } else {
+                self.opt.optimizers[0].zero_grad(true)?;
+            }
         }
         self.state.borrow_mut().last_loss = Some(loss.detach());
         let loss = if window > 1 { loss.f_div_scalar(window as f64).map_err(|e| e.to_string())? } else { loss };
@@ -830,9 +920,13 @@ impl Trainer {
                 "the loss returned by training_step does not require grad: it is not connected to any parameter".into(),
             );
         }
-        to_backward
-            .f_backward()
-            .map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
+        if m.has_hook(Hook::Backward.name()) {
+            self.call(m, Hook::Backward, HookArgs::Loss(&to_backward))?;
+        } else {
+            to_backward
+                .f_backward()
+                .map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
+        }
         self.call(m, Hook::OnAfterBackward, HookArgs::None)?;
         if last_in_window {
             if let Some(pg) = self.process_group() {
@@ -845,10 +939,16 @@ impl Trainer {
                     sc.unscale(&params).map_err(|e| e.to_string())?;
                 }
                 self.call(m, Hook::OnBeforeOptimizerStep, HookArgs::Optimizer(0))?;
-                if let Some(v) = self.config.gradient_clip_val {
-                    if v > 0.0 {
-                        clip_gradients(&params, v, self.config.gradient_clip_algorithm)?;
-                    }
+                if m.has_hook(Hook::ConfigureGradientClipping.name()) {
+                    let algorithm = self.config.gradient_clip_val.map(|_| match self.config.gradient_clip_algorithm {
+                        ClipAlgorithm::Norm => "norm",
+                        ClipAlgorithm::Value => "value",
+                    });
+                    let args =
+                        HookArgs::GradientClipping { optimizer: 0, value: self.config.gradient_clip_val, algorithm };
+                    self.call(m, Hook::ConfigureGradientClipping, args)?;
+                } else if let Some(v) = self.config.gradient_clip_val.filter(|v| *v > 0.0) {
+                    clip_gradients(&params, v, self.config.gradient_clip_algorithm)?;
                 }
                 let skip = self.state.borrow().scaler.as_ref().is_some_and(|s| s.should_skip());
                 if !skip {
@@ -938,7 +1038,7 @@ impl Trainer {
             };
             s.eval_results.reset();
         }
-        m.set_training(false)?;
+        self.model_eval(m, kind)?;
         let _grad = tch::no_grad_guard();
         self.call(m, Hook::eval(kind, EvalPhase::Start), HookArgs::None)?;
         self.call(m, Hook::eval(kind, EvalPhase::EpochStart), HookArgs::None)?;
@@ -970,7 +1070,7 @@ impl Trainer {
                     break;
                 }
                 let Some(batch) = loader.next_batch() else { break };
-                let batch = m.batch_to_device(batch?, self.device, dtype)?;
+                let batch = self.transfer(m, batch?, dl, dtype)?;
                 self.state.borrow_mut().batch_size = m.batch_size(&batch);
                 self.call(
                     m,
@@ -1011,11 +1111,19 @@ impl Trainer {
         self.call(m, Hook::eval(kind, EvalPhase::EpochEnd), HookArgs::None)?;
         let views = self.state.borrow().eval_results.epoch_metrics();
         self.state.borrow_mut().views.merge(&views);
+        // what validate/test return: the epoch's logged values (Lightning's `metrics["log"]`), per
+        // dataloader; a value without a dataloader suffix (logged in an epoch-end hook) in each
         let mut results: EvalResults = vec![BTreeMap::new(); loaders.len().max(1)];
-        for (k, v) in &views.callback {
-            let idx = k.rsplit_once("/dataloader_idx_").and_then(|(_, i)| i.parse::<usize>().ok()).unwrap_or(0);
-            if let Some(r) = results.get_mut(idx) {
-                r.insert(k.clone(), *v);
+        for (k, v) in &views.logged {
+            match k.rsplit_once("/dataloader_idx_").and_then(|(_, i)| i.parse::<usize>().ok()) {
+                Some(idx) => {
+                    if let Some(r) = results.get_mut(idx) {
+                        r.insert(k.clone(), *v);
+                    }
+                }
+                None => results.iter_mut().for_each(|r| {
+                    r.insert(k.clone(), *v);
+                }),
             }
         }
         if !sanity {
@@ -1023,10 +1131,8 @@ impl Trainer {
         }
         self.call(m, Hook::eval(kind, EvalPhase::End), HookArgs::None)?;
         drop(_grad);
+        self.model_train(m, kind)?;
         self.state.borrow_mut().stage = prev_stage;
-        if prev_stage == RunningStage::Training {
-            m.set_training(true)?;
-        }
         Ok(results)
     }
 
@@ -1050,8 +1156,10 @@ impl Trainer {
             s.stage = if kind == StepKind::Test { RunningStage::Testing } else { RunningStage::Validating };
             s.views = logging::MetricViews::default();
         }
+        self.attach_model_callbacks(m)?;
         self.call(m, Hook::PrepareData, HookArgs::None)?;
         self.call(m, Hook::Setup, HookArgs::Stage(stage))?;
+        self.call(m, Hook::ConfigureModel, HookArgs::None)?;
         if !m.has_step(kind) {
             return Err(format!(
                 "`{}` needs `fn {}(batch, batch_idx)` in the script",
@@ -1098,8 +1206,10 @@ impl Trainer {
         self.seed()?;
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
         self.state.borrow_mut().stage = RunningStage::Predicting;
+        self.attach_model_callbacks(m)?;
         self.call(m, Hook::PrepareData, HookArgs::None)?;
         self.call(m, Hook::Setup, HookArgs::Stage("predict"))?;
+        self.call(m, Hook::ConfigureModel, HookArgs::None)?;
         if !m.has_step(StepKind::Predict) {
             return Err("`predict` needs `fn predict_step(batch, batch_idx)` in the script".into());
         }
@@ -1107,7 +1217,7 @@ impl Trainer {
         if loaders.is_empty() {
             return Err("predict_dataloader returned no dataloader".into());
         }
-        m.set_training(false)?;
+        self.model_eval(m, StepKind::Predict)?;
         let _grad = tch::no_grad_guard();
         let mut all = Vec::new();
         self.call(m, Hook::OnPredictStart, HookArgs::None)?;
@@ -1125,7 +1235,7 @@ impl Trainer {
                     break;
                 }
                 let Some(batch) = loader.next_batch() else { break };
-                let batch = m.batch_to_device(batch?, self.device, dtype)?;
+                let batch = self.transfer(m, batch?, dl, dtype)?;
                 self.call(
                     m,
                     Hook::OnPredictBatchStart,

@@ -80,6 +80,18 @@ pub enum HookArgs<'a, B, O> {
     Loss(&'a Tensor),
     /// on_before_optimizer_step(optimizer) / on_before_zero_grad(optimizer)
     Optimizer(usize),
+    /// optimizer_zero_grad(epoch, batch_idx, optimizer)
+    OptimizerZeroGrad {
+        epoch: usize,
+        batch_idx: usize,
+        optimizer: usize,
+    },
+    /// configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+    GradientClipping {
+        optimizer: usize,
+        value: Option<f64>,
+        algorithm: Option<&'a str>,
+    },
 }
 
 /// An optimizer as the Trainer drives it.
@@ -149,6 +161,29 @@ pub trait LightningModule {
     /// Calls the module's hook `name` (and its datamodule's, for data hooks); `Some(n)` when it
     /// returned an int (on_train_batch_start's -1 skips the rest of the epoch).
     fn hook(&mut self, name: &str, args: HookArgs<'_, Self::Batch, Self::Output>) -> Result<Option<i64>, String>;
+    /// Calls data hook `name` (`prepare_data`, `setup`, `teardown`) of the module's datamodule, if
+    /// it has one (before the callbacks and the module, as Lightning does).
+    fn datamodule_hook(&mut self, _name: &str, _args: HookArgs<'_, Self::Batch, Self::Output>) -> Result<(), String> {
+        Ok(())
+    }
+    /// A batch hook that may replace the batch: `on_before_batch_transfer(batch, dataloader_idx)`,
+    /// `transfer_batch_to_device(batch, device, dataloader_idx)`,
+    /// `on_after_batch_transfer(batch, dataloader_idx)`. Only called when `has_hook(name)`.
+    fn batch_hook(
+        &mut self,
+        name: &str,
+        batch: Self::Batch,
+        _device: Device,
+        _dataloader_idx: usize,
+    ) -> Result<Self::Batch, String> {
+        let _ = name;
+        Ok(batch)
+    }
+    /// `configure_callbacks()`: callbacks the module adds to the Trainer's (built-in ones; script
+    /// callbacks it keeps itself). Called at the start of every run.
+    fn configure_callbacks(&mut self) -> Result<Vec<Box<dyn super::callback::Callback>>, String> {
+        Ok(Vec::new())
+    }
     /// Whether a callback the module carries (a script callback) listens to `name`.
     fn has_callback_hook(&self, _name: &str) -> bool {
         false

@@ -69,6 +69,8 @@ pub struct LoopState {
     /// Checkpoints a script asked for with `this.trainer.save_checkpoint(path, weights_only)`,
     /// written at the next safe point of the fit.
     pub requested_saves: Vec<(std::path::PathBuf, bool)>,
+    /// Lightning's `trainer.log_dir`: the first logger's version folder, else default_root_dir.
+    pub log_dir: std::path::PathBuf,
 }
 
 pub type SharedState = Rc<RefCell<LoopState>>;
@@ -102,6 +104,7 @@ impl Default for LoopState {
             accumulate_grad_batches: None,
             last_loss: None,
             requested_saves: Vec::new(),
+            log_dir: std::path::PathBuf::from("."),
         }
     }
 }

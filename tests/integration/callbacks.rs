@@ -159,9 +159,12 @@ fn load_from_checkpoint_in_a_script_uses_saved_hparams_and_weights() {
     // the "class" may gain functions after training (this.log would need a running Trainer)
     let mut src = std::fs::read_to_string(dir.join("m.rhai")).unwrap();
     src.push_str("fn score(x) { (this.w * x).sum() }\n");
+    // Lightning's load_from_checkpoint calls on_load_checkpoint with the checkpoint (this one holds
+    // nothing from on_save_checkpoint)
+    src.push_str("fn on_load_checkpoint(ck) { this.loaded_keys = ck.keys().len(); }\n");
     std::fs::write(dir.join("m.rhai"), src).unwrap();
     let user = format!(
-        "let m = nn::load_from_checkpoint(\"m.rhai\", \"{ckpt}\", #{{extra: 7}});\nprint(`losses=${{m.hparams.losses.len()}} extra=${{m.hparams.extra}}`);\nprint(`w=${{m.w.item()}}`);\nprint(`loss=${{m.call_fn(\"score\", [torch::ones([2])]).item()}}`);\n"
+        "let m = nn::load_from_checkpoint(\"m.rhai\", \"{ckpt}\", #{{extra: 7}});\nprint(`losses=${{m.hparams.losses.len()}} extra=${{m.hparams.extra}}`);\nprint(`w=${{m.w.item()}}`);\nprint(`loaded=${{m.loaded_keys}}`);\nprint(`loss=${{m.call_fn(\"score\", [torch::ones([2])]).item()}}`);\n"
     );
     std::fs::write(dir.join("use.rhai"), user).unwrap();
     let out = lt_in(&dir, &["run", "use.rhai"]);
@@ -170,6 +173,7 @@ fn load_from_checkpoint_in_a_script_uses_saved_hparams_and_weights() {
     let ck = lt::checkpoint::Checkpoint::load(&dir.join(ckpt)).unwrap();
     let w = ck.section("state_dict").into_iter().find(|(k, _)| k == "w").unwrap().1.double_value(&[0]);
     assert!(text.contains("losses=8 extra=7"), "{text}");
+    assert!(text.contains("loaded=0"), "on_load_checkpoint ran: {text}");
     assert!(text.contains(&format!("w={w}")), "weights from the checkpoint ({w}): {text}");
     assert!(text.contains(&format!("loss={}", 2.0 * w)), "the script's functions run with its this: {text}");
 }

@@ -57,6 +57,20 @@ const LT_HOOKS: &[&str] = &[
     "validation_step",
     "test_step",
     "predict_step",
+    "configure_callbacks",
+    "configure_model",
+    "on_validation_model_zero_grad",
+    "on_validation_model_eval",
+    "on_validation_model_train",
+    "on_test_model_eval",
+    "on_test_model_train",
+    "on_predict_model_eval",
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+    "backward",
+    "optimizer_zero_grad",
+    "configure_gradient_clipping",
 ];
 
 /// Callback hooks with a metrics snapshot (README of the fixtures).
@@ -112,11 +126,37 @@ const CALLBACK_HOOKS: &[(&str, &str)] = &[
 ];
 
 /// Module hooks the recording script defines (beyond the steps and loaders) with their arguments:
-/// the Callback hooks but the sanity-check ones (Callback-only in Lightning), and prepare_data.
-fn module_hooks() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    std::iter::once(&("prepare_data", ""))
-        .chain(CALLBACK_HOOKS.iter().filter(|(h, _)| !h.starts_with("on_sanity_check")))
+/// the Callback hooks but the sanity-check ones (Callback-only in Lightning), prepare_data, and the
+/// module-only ones.
+fn module_hooks() -> Vec<(&'static str, &'static str)> {
+    let mut v = vec![("prepare_data", "")];
+    v.extend(CALLBACK_HOOKS.iter().filter(|(h, _)| !h.starts_with("on_sanity_check")).copied());
+    v.extend(MODULE_ONLY_HOOKS.iter().map(|(h, a, _)| (*h, *a)));
+    v
 }
+
+/// Module-only hooks that replace something the Trainer does by default, with their arguments
+/// and a body doing what Lightning's default does (as the generator's overrides call `super()`).
+const MODULE_ONLY_HOOKS: &[(&str, &str, &str)] = &[
+    ("configure_callbacks", "", "    []\n"),
+    ("configure_model", "", ""),
+    ("on_validation_model_zero_grad", "", ""),
+    ("on_validation_model_eval", "", "    this.layer.train(false);\n"),
+    ("on_validation_model_train", "", "    this.layer.train(true);\n"),
+    ("on_test_model_eval", "", "    this.layer.train(false);\n"),
+    ("on_test_model_train", "", "    this.layer.train(true);\n"),
+    ("on_predict_model_eval", "", "    this.layer.train(false);\n"),
+    ("on_before_batch_transfer", "batch, dataloader_idx", "    batch\n"),
+    ("transfer_batch_to_device", "batch, device, dataloader_idx", "    batch\n"),
+    ("on_after_batch_transfer", "batch, dataloader_idx", "    batch\n"),
+    ("backward", "loss", "    loss.backward();\n"),
+    ("optimizer_zero_grad", "epoch, batch_idx, optimizer", "    optimizer.zero_grad();\n"),
+    (
+        "configure_gradient_clipping",
+        "optimizer, gradient_clip_val, gradient_clip_algorithm",
+        "    if gradient_clip_val != () { this.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm); }\n",
+    ),
+];
 
 /// Cases where lt still differs from Lightning, with the difference (issue #15's item). The test
 /// asserts that each still differs, so a fix shows up as a failure until its line is removed.
@@ -292,6 +332,10 @@ fn extra_fields(args: &str, several_loaders: bool) -> String {
     if args == "stage" {
         f.push("stage: stage".to_string());
     }
+    if args.ends_with("dataloader_idx") && !args.contains("batch_idx") {
+        // the batch-transfer hooks, which always get the loader's index
+        f.push("dl: dataloader_idx".to_string());
+    }
     format!("#{{{}}}", f.join(", "))
 }
 
@@ -364,7 +408,7 @@ fn script(spec: &Value) -> String {
     s.push_str("fn forward(x) { this.layer.forward(x) }\nfn step_loss(batch) { F::mse_loss(this.forward(batch[0]), batch[1]) }\n");
     let stop = spec.get("stop").cloned();
     let batch_start_return = spec.get("batch_start_return").cloned();
-    for (hook, args) in module_hooks() {
+    for (hook, args) in &module_hooks() {
         if !LT_HOOKS.contains(hook) {
             continue;
         }
@@ -390,6 +434,9 @@ fn script(spec: &Value) -> String {
                     b["batch_idx"], b["epoch"]
                 ));
             }
+        }
+        if let Some((_, _, tail)) = MODULE_ONLY_HOOKS.iter().find(|(h, _, _)| h == hook) {
+            body.push_str(tail);
         }
         if *hook == "teardown" {
             body.push_str(
@@ -457,7 +504,27 @@ struct Outcome {
     metrics_csv: Vec<BTreeMap<String, String>>,
     checkpoints: Vec<String>,
     messages: Vec<String>,
+    /// The results table lt printed (validate / test), per dataloader: metric → value.
+    results: Vec<BTreeMap<String, f64>>,
     output: String,
+}
+
+/// Reads the results table `lt validate` / `lt test` print (`│ Test metric ┆ DataLoader 0 │` …).
+fn parse_results_table(text: &str) -> Vec<BTreeMap<String, f64>> {
+    let mut rows = text
+        .lines()
+        .filter(|l| l.contains('┆'))
+        .map(|l| l.trim().trim_matches('│').split('┆').map(|c| c.trim().to_string()).collect::<Vec<String>>());
+    let Some(header) = rows.next() else { return Vec::new() };
+    let mut out = vec![BTreeMap::new(); header.len().saturating_sub(1)];
+    for row in rows {
+        for (j, cell) in row.iter().enumerate().skip(1) {
+            if let (Ok(v), Some(r)) = (cell.parse::<f64>(), out.get_mut(j - 1)) {
+                r.insert(row[0].clone(), v);
+            }
+        }
+    }
+    out
 }
 
 fn run_case(name: &str, spec: &Value) -> Outcome {
@@ -493,7 +560,8 @@ fn run_case(name: &str, spec: &Value) -> Outcome {
     let mut checkpoints = Vec::new();
     collect_ckpts(&dir, &dir, &mut checkpoints);
     checkpoints.sort();
-    Outcome { trace, final_state, metrics_csv, checkpoints, messages, output }
+    let results = parse_results_table(&text);
+    Outcome { trace, final_state, metrics_csv, checkpoints, messages, results, output }
 }
 
 fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
@@ -641,6 +709,31 @@ fn differences(spec: &Value, l: &Value, lt: &Outcome) -> Vec<String> {
             }
         }
     }
+    if let Some(want) = l.get("results").and_then(|r| r.as_array()) {
+        // lt's table names a metric without its `/dataloader_idx_N` suffix, in that loader's column
+        let want: Vec<BTreeMap<String, f64>> = want
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                r.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| {
+                        let k = k.strip_suffix(&format!("/dataloader_idx_{j}")).unwrap_or(k).to_string();
+                        (k, v.as_f64().unwrap())
+                    })
+                    .collect()
+            })
+            .collect();
+        let same = want.len() == lt.results.len()
+            && want
+                .iter()
+                .zip(&lt.results)
+                .all(|(w, g)| w.len() == g.len() && w.iter().all(|(k, v)| g.get(k).is_some_and(|x| close(*v, *x))));
+        if !same {
+            d.push(format!("results: Lightning {want:?} | lt {:?}", lt.results));
+        }
+    }
     if records(spec, "messages") {
         let want: Vec<String> =
             l["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()).collect();
@@ -695,6 +788,7 @@ fn hooks_lt_does_not_call_on_the_module_are_warnings() {
                fn configure_optimizers() { optim::sgd([this.w], #{lr: 0.1}) }\n\
                fn on_sanity_check_start() { print(\"never\"); }\n\
                fn on_trian_epoch_end() { print(\"never\"); }\n\
+               fn optimizer_step(epoch, batch_idx, optimizer, closure) { print(\"never\"); }\n\
                fn callbacks() { [#{on_trian_end: |t, m| print(\"never\"), configure_optimizers: |t, m| print(\"never\"), seen: 0}] }\n";
     let dir = temp_dir("hook-warnings");
     std::fs::write(dir.join("m.rhai"), src).unwrap();
@@ -703,6 +797,7 @@ fn hooks_lt_does_not_call_on_the_module_are_warnings() {
     let err = stderr(&out);
     assert!(err.contains("fn on_sanity_check_start is a Callback hook in Lightning"), "{err}");
     assert!(err.contains("fn on_trian_epoch_end is not a hook lt calls; did you mean on_train_epoch_end?"), "{err}");
+    assert!(err.contains("fn optimizer_step is a LightningModule hook lt does not support"), "{err}");
     assert!(err.contains("callback function on_trian_end is not a hook lt calls; did you mean on_train_end?"), "{err}");
     assert!(err.contains("callback function configure_optimizers is a LightningModule hook"), "{err}");
     assert!(!err.contains("seen"), "a callback's state is no hook: {err}");
