@@ -284,3 +284,25 @@ fn detect_anomaly_names_the_backward_function_that_made_nan() {
     let ok = fit_script("no_anomaly", &src.replace("detect_anomaly: true", "detect_anomaly: false"), &[]);
     assert!(ok.status.success(), "{}", stderr(&ok));
 }
+
+/// `trainer.log_dir` is the logger's version folder; `trainer.datamodule` is the datamodule itself
+/// (what a hook changes through it stays), as in Lightning.
+#[test]
+fn trainer_log_dir_and_datamodule() {
+    let src = "fn trainer() { #{max_epochs: 1, enable_progress_bar: false, enable_model_summary: false, enable_checkpointing: false} }\n\
+               fn init(h) { this.w = torch::zeros([1], #{requires_grad: true}); }\n\
+               fn datamodule() { #{ seen: 0, train_dataloader: || { this.seen += 1; [[torch::ones([2])]] } } }\n\
+               fn training_step(b, i) { (this.w * b[0]).sum() }\n\
+               fn configure_optimizers() { optim::sgd([this.w], #{lr: 0.1}) }\n\
+               fn on_fit_start() { print(`log_dir=${this.trainer.log_dir}`); }\n\
+               fn on_train_start() { print(`seen=${this.trainer.datamodule.seen}`); this.trainer.datamodule.seen = 10; }\n\
+               fn on_train_end() { print(`after=${this.trainer.datamodule.seen}`); }\n";
+    let dir = temp_dir("log_dir_dm");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let out = lt_in(&dir, &["fit", "m.rhai"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    assert!(s.contains("log_dir=lightning_logs/version_0") || s.contains("log_dir=./lightning_logs/version_0"), "{s}");
+    assert!(s.contains("seen=1"), "{s}");
+    assert!(s.contains("after=10"), "{s}");
+}
