@@ -1,5 +1,6 @@
 //! The `lt` command line.
 pub mod dist;
+pub mod predict;
 pub mod train;
 pub mod tune;
 
@@ -60,6 +61,7 @@ impl StageArgs {
             non_strict: self.no_strict,
             dist: Some(&self.dist),
             watch,
+            output: None,
         }
     }
 
@@ -109,6 +111,10 @@ pub enum Command {
     Predict {
         #[command(flatten)]
         stage: StageArgs,
+        /// Write the predictions (each dataloader's predict_step outputs, joined along the batch
+        /// dimension) to FILE: .safetensors, .npy or .csv. An existing file is not overwritten.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Interactive Rhai on libtorch; with a module script, the model and a Trainer (`:fit N`).
     Repl {
@@ -182,7 +188,7 @@ pub fn main() -> ExitCode {
         Command::Fit { stage: a, watch } => launch_stage(train::Stage::Fit, &a, watch),
         Command::Validate { stage: a } => launch_stage(train::Stage::Validate, &a, false),
         Command::Test { stage: a } => launch_stage(train::Stage::Test, &a, false),
-        Command::Predict { stage: a } => launch_stage(train::Stage::Predict, &a, false),
+        Command::Predict { stage: a, output } => launch_predict(&a, output.as_deref()),
         Command::Repl { script, sets } => crate::repl::main(script.as_deref(), &sets),
         Command::Ckpt { action, file } => ckpt_cmd(&action, &file),
         Command::DistSelftest(args) => dist::selftest(&args),
@@ -235,6 +241,20 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
     report(
         train::load(&a.script)
             .and_then(|script| train::run_stage_with(stage, script, &a.options(&sets, watch)))
+            .map_err(anyhow::Error::msg),
+    )
+}
+
+/// `lt predict`, with `--output FILE` for the predictions.
+fn launch_predict(a: &StageArgs, output: Option<&std::path::Path>) -> ExitCode {
+    if let Some(code) = dist::launch_if_needed(&a.dist) {
+        return code;
+    }
+    let sets = a.all_sets();
+    let options = train::StageOptions { output, ..a.options(&sets, false) };
+    report(
+        train::load(&a.script)
+            .and_then(|script| train::run_stage_with(train::Stage::Predict, script, &options))
             .map_err(anyhow::Error::msg),
     )
 }

@@ -133,6 +133,8 @@ pub struct StageOptions<'a> {
     pub dist: Option<&'a super::dist::DistArgs>,
     /// `--watch`: hot-reload the script when saved.
     pub watch: bool,
+    /// `lt predict --output FILE`: where the predictions go.
+    pub output: Option<&'a Path>,
 }
 
 /// Runs a stage on a module script; returns an error text for the user.
@@ -241,12 +243,16 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
         }
         Stage::Predict => {
             let outs = trainer.predict(&mut module)?;
-            for (i, dl) in outs.iter().enumerate() {
-                for (j, o) in dl.iter().enumerate() {
-                    if !o.is_unit() {
-                        outln!("predict dataloader {i} batch {j}: {o}");
-                    }
+            if !rank0 {
+                return Ok(());
+            }
+            let predictions = super::predict::collect(&outs)?;
+            match o.output {
+                Some(path) => {
+                    super::predict::write(path, &predictions)?;
+                    outln!("predictions written to {}:\n{}", path.display(), super::predict::summary(&predictions));
                 }
+                None => outln!("{}", super::predict::summary(&predictions)),
             }
             Ok(())
         }

@@ -306,3 +306,44 @@ fn trainer_log_dir_and_datamodule() {
     assert!(s.contains("seen=1"), "{s}");
     assert!(s.contains("after=10"), "{s}");
 }
+
+/// `lt predict` keeps the predictions: a summary without `--output`; with it, a file by its
+/// extension holding each dataloader's outputs joined along the batch dimension (Lightning's
+/// BasePredictionWriter). An existing file is not overwritten; an unknown format is an error.
+#[test]
+fn predict_writes_predictions_to_a_file() {
+    let src = format!(
+        "{BASE}fn predict_dataloader() {{ batches(3) }}\nfn predict_step(b, i) {{ b[0].matmul(this.w) + i }}\n"
+    );
+    let dir = temp_dir("predict_out");
+    std::fs::write(dir.join("m.rhai"), &src).unwrap();
+    let out = lt_in(&dir, &["predict", "m.rhai"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("predictions: [12, 1] Float"), "{}", stdout(&out));
+    let out = lt_in(&dir, &["predict", "m.rhai", "--output", "p.safetensors"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ts, _) = lt::nn::io::load_safetensors(&dir.join("p.safetensors")).unwrap();
+    assert_eq!(ts.len(), 1);
+    assert_eq!(ts[0].0, "predictions");
+    // w is zero: batch i predicts i for each of its 4 rows
+    let v = Vec::<f64>::try_from(ts[0].1.to_kind(tch::Kind::Double).reshape([-1])).unwrap();
+    assert_eq!(v, vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
+    let out = lt_in(&dir, &["predict", "m.rhai", "--output", "p.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(dir.join("p.csv")).unwrap();
+    assert!(csv.starts_with("predictions\n0\n0\n0\n0\n1\n"), "{csv}");
+    let out = lt_in(&dir, &["predict", "m.rhai", "--output", "p.npy"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read(dir.join("p.npy")).unwrap().starts_with(b"\x93NUMPY"));
+    // refused: an existing file, an unknown format
+    let out = lt_in(&dir, &["predict", "m.rhai", "--output", "p.csv"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("the file exists; lt does not overwrite it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("p.csv")).unwrap(), csv);
+    let out = lt_in(&dir, &["predict", "m.rhai", "--output", "p.txt"]);
+    assert!(!out.status.success() && stderr(&out).contains("unknown format \".txt\""), "{}", stderr(&out));
+    assert!(!dir.join("p.txt").exists());
+}
