@@ -170,16 +170,20 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
     }
     let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
-    let mut trainer = Trainer::new(config)?;
     // A DDP worker (started by the launcher or torchrun) joins its process group first.
+    let mut pg = None;
     if let Some(dist) = o.dist {
         if let Some(env) = super::dist::worker_env(dist)? {
-            let backend = crate::dist::Backend::for_device(trainer.device());
-            let pg = crate::dist::ProcessGroup::new(backend, &env, dist.timeout()).map_err(|e| e.to_string())?;
-            trainer.set_process_group(pg);
+            let backend = crate::dist::Backend::for_device(config.device()?);
+            pg = Some(crate::dist::ProcessGroup::new(backend, &env, dist.timeout()).map_err(|e| e.to_string())?);
         }
     }
-    module.attach(trainer.state.clone())?;
+    let purpose = match stage {
+        Stage::Fit | Stage::Run => Purpose::Fit,
+        Stage::Validate | Stage::Test => Purpose::Evaluate,
+        Stage::Predict => Purpose::Predict,
+    };
+    let mut trainer = build_trainer(&mut module, config, purpose, o.callbacks, pg)?;
     if o.watch {
         module.watch()?;
         outln!("watching {} for changes: saved edits apply at the next training step", module.script.name());
@@ -192,22 +196,6 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
         && trainer.config.enable_progress_bar
     {
         outln!("press Enter to pause into the REPL (:continue resumes)");
-    }
-    if rank0 && trainer.config.logger && matches!(stage, Stage::Fit | Stage::Run | Stage::Validate | Stage::Test) {
-        let loggers = crate::trainer::logger::make_loggers(&trainer.config.default_root_dir, &trainer.config.loggers)?;
-        trainer.loggers.extend(loggers);
-    }
-    // Built-in callbacks the script listed, and Lightning's default ModelCheckpoint.
-    for cb in module.take_native_callbacks() {
-        trainer.callbacks.push(cb);
-    }
-    for expr in o.callbacks {
-        trainer.callbacks.push(cli_callback(&module.script.engine, expr)?);
-    }
-    let has_ckpt_cb = trainer.callbacks.iter().any(|c| c.state_key().starts_with("ModelCheckpoint"));
-    if trainer.config.enable_checkpointing && !has_ckpt_cb && matches!(stage, Stage::Fit | Stage::Run) {
-        let mc = crate::callbacks::ModelCheckpoint::new(Default::default())?;
-        trainer.callbacks.push(Box::new(mc));
     }
     if let (Some(c), true) = (&ck, eval_stage) {
         crate::trainer::module::LightningModule::load_state_dict(&mut module, &c.section("state_dict"), !o.non_strict)?;
@@ -257,6 +245,57 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
             Ok(())
         }
     }
+}
+
+/// What a Trainer is built for: which loggers and default callbacks it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `lt fit` / `lt run`: loggers, the script's callbacks, Lightning's default ModelCheckpoint.
+    Fit,
+    /// `lt validate` / `lt test`: loggers and the script's callbacks.
+    Evaluate,
+    /// `lt predict`: the script's callbacks.
+    Predict,
+    /// The REPL, which fits, validates and tests: as `Fit`.
+    Repl,
+    /// `lt lr-find`: none of them (Lightning's finder runs without the callbacks).
+    LrFind,
+}
+
+/// The one place a Trainer is put together for a script module — `lt fit/validate/test/predict/
+/// run`, the REPL and `lt lr-find`: the process group (DDP), the module attached, the loggers
+/// (rank 0), the script's built-in callbacks and `--callback`s, and Lightning's default
+/// ModelCheckpoint when checkpointing is on and the script has none.
+pub fn build_trainer(
+    module: &mut ScriptModule,
+    config: TrainerConfig,
+    purpose: Purpose,
+    cli_callbacks: &[String],
+    pg: Option<crate::dist::ProcessGroup>,
+) -> Result<Trainer, String> {
+    let mut trainer = Trainer::new(config)?;
+    if let Some(pg) = pg {
+        trainer.set_process_group(pg);
+    }
+    module.attach(trainer.state.clone())?;
+    if purpose == Purpose::LrFind {
+        drop(module.take_native_callbacks());
+        return Ok(trainer);
+    }
+    let rank0 = trainer.state.borrow().global_rank == 0;
+    if rank0 && trainer.config.logger && purpose != Purpose::Predict {
+        let loggers = crate::trainer::logger::make_loggers(&trainer.config.default_root_dir, &trainer.config.loggers)?;
+        trainer.loggers.extend(loggers);
+    }
+    trainer.callbacks.extend(module.take_native_callbacks());
+    for expr in cli_callbacks {
+        trainer.callbacks.push(cli_callback(&module.script.engine, expr)?);
+    }
+    let has_ckpt_cb = trainer.callbacks.iter().any(|c| c.state_key().starts_with("ModelCheckpoint"));
+    if trainer.config.enable_checkpointing && !has_ckpt_cb && matches!(purpose, Purpose::Fit | Purpose::Repl) {
+        trainer.callbacks.push(Box::new(crate::callbacks::ModelCheckpoint::new(Default::default())?));
+    }
+    Ok(trainer)
 }
 
 /// Loads a script file for a stage.

@@ -1,7 +1,6 @@
 //! `lt lr-find script.rhai`: the learning-rate finder on a module script.
 use crate::script::lightning::ScriptModule;
 use crate::trainer::config::TrainerConfig;
-use crate::trainer::Trainer;
 use crate::tuner::lr_find::{lr_find, LrFindConfig, RampMode};
 use std::path::{Path, PathBuf};
 
@@ -49,10 +48,8 @@ pub fn lr_find_cmd(a: &LrFindArgs) -> Result<(), String> {
         ));
     }
     let config = TrainerConfig::from_map(&opts)?;
-    let mut trainer = Trainer::new(config)?;
-    module.attach(trainer.state.clone())?;
     // built-in callbacks do not run during the search (Lightning's finder replaces them)
-    drop(module.take_native_callbacks());
+    let mut trainer = super::train::build_trainer(&mut module, config, super::train::Purpose::LrFind, &[], None)?;
     let res = lr_find(&mut trainer, &mut module, &cfg)?;
     let out = a.out.clone().unwrap_or_else(|| trainer.config.default_root_dir.join("lr_find.png"));
     let (png, _) = crate::plot::render_png(&[crate::tuner::lr_find::plot(&res)])?;

@@ -4,7 +4,6 @@ use crate::checkpoint::Checkpoint;
 use crate::script::lightning::ScriptModule;
 use crate::script::runner::Script;
 use crate::trainer::config::TrainerConfig;
-use crate::trainer::logger::CsvLogger;
 use crate::trainer::Trainer;
 
 pub struct Session {
@@ -20,14 +19,8 @@ impl Session {
         let (model_sets, trainer_sets) = crate::cli::train::parse_sets(sets)?;
         let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
         let config = TrainerConfig::from_map(&opts)?;
-        let mut trainer = Trainer::new(config)?;
-        module.attach(trainer.state.clone())?;
-        if trainer.config.logger {
-            trainer.loggers.push(Box::new(CsvLogger::new(&trainer.config.default_root_dir)?));
-        }
-        for cb in module.take_native_callbacks() {
-            trainer.callbacks.push(cb);
-        }
+        let trainer =
+            crate::cli::train::build_trainer(&mut module, config, crate::cli::train::Purpose::Repl, &[], None)?;
         Ok(Session { module, trainer, fitted: false })
     }
 

@@ -74,6 +74,20 @@ fn repl_module_fit_continues_between_commands() {
     let (a, b) = (last_float(&s).expect("a weight sum"), last_float(&w).expect("a weight sum"));
     assert_eq!(a, b, "split:\n{s}\nwhole:\n{w}");
     assert!(a != 0.0);
+    // the REPL's Trainer is built as `lt fit`'s: both loggers and the default ModelCheckpoint
+    let dir = temp_dir("repl_fit_logs");
+    std::fs::write(dir.join("m.rhai"), MODULE).unwrap();
+    let sets = ["repl", "m.rhai", "--set", "trainer.logger=true", "--set", "trainer.enable_checkpointing=true"];
+    let out = lt_with_input(&dir, &sets, ":fit 2\n");
+    assert!(out.status.success(), "{}", all(&out));
+    let v0 = dir.join("lightning_logs/version_0");
+    let files: Vec<String> = std::fs::read_dir(&v0)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
+    assert!(files.iter().any(|f| f == "hparams.yaml"), "the CSV logger: {files:?}");
+    assert!(files.iter().any(|f| f.starts_with("events.out.tfevents")), "TensorBoard too: {files:?}");
+    let ckpts = std::fs::read_dir(v0.join("checkpoints")).map(|d| d.count()).unwrap_or(0);
+    assert!(ckpts > 0, "the default ModelCheckpoint saved");
 }
 
 /// Collects a child's output chunks on a thread, so the test can wait for text to appear.
