@@ -1,0 +1,239 @@
+//! The evaluation loop (validation, test, the sanity check) and the validate / test entries,
+//! as Lightning's `_EvaluationLoop`; its results and the results table.
+use super::*;
+
+impl Trainer {
+    /// `on_{validation,test,predict}_model_eval`: the module's, else `eval()`.
+    pub(super) fn model_eval<M: LightningModule>(&mut self, m: &mut M, kind: StepKind) -> Result<(), String> {
+        let hook = Hook::model_eval(kind);
+        if m.has_hook(hook.name()) {
+            self.call(m, hook, HookArgs::None).map(|_| ())
+        } else {
+            m.set_training(false)
+        }
+    }
+
+    /// `on_{validation,test}_model_train` after an evaluation loop: the module's, else `train()`.
+    pub(super) fn model_train<M: LightningModule>(&mut self, m: &mut M, kind: StepKind) -> Result<(), String> {
+        match Hook::model_train(kind) {
+            Some(hook) if m.has_hook(hook.name()) => self.call(m, hook, HookArgs::None).map(|_| ()),
+            Some(_) => m.set_training(true),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs one evaluation pass over `loaders` (validation, test, or the sanity check).
+    pub(super) fn eval_loop<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        kind: StepKind,
+        loaders: &mut [Box<dyn BatchLoader<M::Batch>>],
+        limit_override: Option<usize>,
+        sanity: bool,
+    ) -> Result<EvalResults, String> {
+        if kind != StepKind::Validation && kind != StepKind::Test {
+            return Err("eval_loop: not an evaluation step".into());
+        }
+        let prev_stage = self.state.borrow().stage;
+        {
+            let mut s = self.state.borrow_mut();
+            s.stage = if sanity {
+                RunningStage::SanityChecking
+            } else if kind == StepKind::Test {
+                RunningStage::Testing
+            } else {
+                RunningStage::Validating
+            };
+            s.eval_results.reset();
+        }
+        self.model_eval(m, kind)?;
+        let _grad = tch::no_grad_guard();
+        self.call(m, Hook::eval(kind, EvalPhase::Start), HookArgs::None)?;
+        self.call(m, Hook::eval(kind, EvalPhase::EpochStart), HookArgs::None)?;
+        let several = loaders.len() > 1;
+        let limit = match kind {
+            StepKind::Test => self.config.limit_test_batches,
+            _ => self.val_limit(),
+        };
+        let dtype = self.config.precision.module_dtype();
+        let epoch = self.state.borrow().current_epoch;
+        for (dl, loader) in loaders.iter_mut().enumerate() {
+            let dl_idx = if several { Some(dl) } else { None };
+            let n = match limit_override {
+                Some(k) => Some(limit.apply(loader.len()).map_or(k, |n| n.min(k))),
+                None => limit.apply(loader.len()),
+            };
+            loader.start_epoch(epoch)?;
+            self.state.borrow_mut().dataloader_idx = dl_idx;
+            let label = match (kind, sanity) {
+                (_, true) => "Sanity Checking",
+                (StepKind::Test, _) => "Testing",
+                _ => "Validation",
+            };
+            self.eval_progress.version = self.progress.version;
+            self.eval_progress.start(&if several { format!("{label} DataLoader {dl}") } else { label.to_string() }, n);
+            let mut i = 0;
+            loop {
+                if n.is_some_and(|n| i >= n) {
+                    break;
+                }
+                let Some(batch) = loader.next_batch() else { break };
+                let batch = self.transfer(m, batch?, dl, dtype)?;
+                self.state.borrow_mut().batch_size = m.batch_size(&batch);
+                self.call(
+                    m,
+                    Hook::eval(kind, EvalPhase::BatchStart),
+                    HookArgs::BatchStart { batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
+                )?;
+                let out = {
+                    let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+                    self.set_hook(kind.hook());
+                    m.step(kind, &batch, i, dl_idx)?.1
+                };
+                self.call(
+                    m,
+                    Hook::eval(kind, EvalPhase::BatchEnd),
+                    HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
+                )?;
+                self.merge_step_views();
+                if !sanity {
+                    // on_step values go to the loggers at once, at the loop's count of batches
+                    // of this dataloader (Lightning's `_seen_batches_per_dataloader`), with no epoch
+                    let logged = self.state.borrow().eval_results.step_metrics().logged;
+                    let seen = self.eval_seen.entry((kind.hook(), dl)).or_insert(0);
+                    let step = *seen;
+                    *seen += 1;
+                    self.log_rows(&logged, step, false)?;
+                }
+                self.state.borrow_mut().eval_results.end_step();
+                self.eval_progress.advance(&BTreeMap::new());
+                i += 1;
+            }
+            let shown = self.state.borrow().eval_results.epoch_metrics().progress_bar;
+            self.eval_progress.finish(&shown);
+        }
+        self.state.borrow_mut().dataloader_idx = None;
+        // the epoch's values are visible from on_*_epoch_end on (Lightning's `epoch_end_reached`)
+        let views = self.state.borrow().eval_results.epoch_metrics();
+        self.state.borrow_mut().views.merge(&views);
+        self.call(m, Hook::eval(kind, EvalPhase::EpochEnd), HookArgs::None)?;
+        let views = self.state.borrow().eval_results.epoch_metrics();
+        self.state.borrow_mut().views.merge(&views);
+        // what validate/test return: the epoch's logged values (Lightning's `metrics["log"]`), per
+        // dataloader; a value without a dataloader suffix (logged in an epoch-end hook) in each
+        let mut results: EvalResults = vec![BTreeMap::new(); loaders.len().max(1)];
+        for (k, v) in &views.logged {
+            match k.rsplit_once("/dataloader_idx_").and_then(|(_, i)| i.parse::<usize>().ok()) {
+                Some(idx) => {
+                    if let Some(r) = results.get_mut(idx) {
+                        r.insert(k.clone(), *v);
+                    }
+                }
+                None => results.iter_mut().for_each(|r| {
+                    r.insert(k.clone(), *v);
+                }),
+            }
+        }
+        if !sanity {
+            self.log_to_loggers(&views.logged, self.batches_that_stepped)?;
+        }
+        self.call(m, Hook::eval(kind, EvalPhase::End), HookArgs::None)?;
+        drop(_grad);
+        self.model_train(m, kind)?;
+        self.state.borrow_mut().stage = prev_stage;
+        Ok(results)
+    }
+
+    /// validate / test: `optional`, no loaders is `None` rather than an error.
+    pub(super) fn eval_entry<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        kind: StepKind,
+        optional: bool,
+    ) -> Result<Option<EvalResults>, String> {
+        let (stage, loader_stage) = match kind {
+            StepKind::Test => ("test", LoaderStage::Test),
+            _ => ("validate", LoaderStage::Val),
+        };
+        self.seed()?;
+        self.eval_seen.clear();
+        m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
+        {
+            // a new run: what an earlier fit logged is not this run's callback_metrics
+            let mut s = self.state.borrow_mut();
+            s.stage = if kind == StepKind::Test { RunningStage::Testing } else { RunningStage::Validating };
+            s.views = logging::MetricViews::default();
+        }
+        self.attach_model_callbacks(m)?;
+        self.call(m, Hook::PrepareData, HookArgs::None)?;
+        self.call(m, Hook::Setup, HookArgs::Stage(stage))?;
+        self.call(m, Hook::ConfigureModel, HookArgs::None)?;
+        if !m.has_step(kind) {
+            return Err(format!(
+                "`{}` needs `fn {}(batch, batch_idx)` in the script",
+                if kind == StepKind::Test { "test" } else { "validate" },
+                kind.hook()
+            ));
+        }
+        let mut loaders = m.loaders(loader_stage)?;
+        let r = if loaders.is_empty() && optional {
+            Ok(None)
+        } else if loaders.is_empty() {
+            Err(format!("{} returned no dataloader", loader_stage.hook()))
+        } else {
+            self.distribute(&mut loaders).and_then(|_| self.eval_loop(m, kind, &mut loaders, None, false)).and_then(
+                |r| {
+                    self.save_loggers()?;
+                    Ok(Some(r))
+                },
+            )
+        };
+        let t = self.call(m, Hook::Teardown, HookArgs::Stage(stage));
+        let r = r?;
+        t?;
+        Ok(r)
+    }
+
+    /// `trainer.validate(model)`.
+    pub fn validate<M: LightningModule>(&mut self, m: &mut M) -> Result<EvalResults, String> {
+        self.eval_entry(m, StepKind::Validation, false).map(|r| r.unwrap_or_default())
+    }
+
+    /// `trainer.test(model)`.
+    pub fn test<M: LightningModule>(&mut self, m: &mut M) -> Result<EvalResults, String> {
+        self.eval_entry(m, StepKind::Test, false).map(|r| r.unwrap_or_default())
+    }
+
+    /// `trainer.test(model)` after a fit (`lt run`): `None` when test_dataloader gives no data.
+    pub fn test_if_data<M: LightningModule>(&mut self, m: &mut M) -> Result<Option<EvalResults>, String> {
+        self.eval_entry(m, StepKind::Test, true)
+    }
+
+    /// Lightning's results table after validate/test: `Test metric | DataLoader 0 | …`.
+    pub fn results_table(kind: &str, results: &EvalResults) -> String {
+        let mut keys: Vec<String> = Vec::new();
+        for r in results {
+            for k in r.keys() {
+                let base = k.rsplit_once("/dataloader_idx_").map(|(b, _)| b.to_string()).unwrap_or_else(|| k.clone());
+                if !keys.contains(&base) {
+                    keys.push(base);
+                }
+            }
+        }
+        keys.sort();
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::UTF8_FULL);
+        let mut header = vec![format!("{kind} metric")];
+        header.extend((0..results.len()).map(|i| format!("DataLoader {i}")));
+        table.set_header(header);
+        for k in keys {
+            let mut row = vec![k.clone()];
+            for (i, r) in results.iter().enumerate() {
+                let v = r.get(&k).or_else(|| r.get(&format!("{k}/dataloader_idx_{i}")));
+                row.push(v.map(|v| format!("{v}")).unwrap_or_default());
+            }
+            table.add_row(row);
+        }
+        table.to_string()
+    }
+}

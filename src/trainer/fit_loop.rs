@@ -1,0 +1,302 @@
+//! The fit loop: `trainer.fit` — setup, the sanity check, the epochs, and their end — as
+//! Lightning's `_FitLoop`; the stop conditions (max_epochs / max_steps / max_time / a stop
+//! request once min_epochs and min_steps allow).
+use super::*;
+
+impl Trainer {
+    /// `trainer.fit(model)`.
+    pub fn fit<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        self.fit_from(m, None)
+    }
+
+    /// `trainer.fit(model, ckpt_path=...)`: resumes exactly from a checkpoint when given.
+    pub fn fit_from<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        ckpt: Option<&crate::checkpoint::Checkpoint>,
+    ) -> Result<(), String> {
+        let _deadline = deadline::Guard::start(self.config.max_time);
+        self.seed()?;
+        self.eval_seen.clear();
+        {
+            let mut s = self.state.borrow_mut();
+            s.stage = RunningStage::Training;
+            s.automatic_optimization = m.automatic_optimization();
+            s.hparams = m.hparams();
+        }
+        m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
+        self.attach_model_callbacks(m)?;
+        self.call(m, Hook::PrepareData, HookArgs::None)?;
+        self.call(m, Hook::Setup, HookArgs::Stage("fit"))?;
+        self.call(m, Hook::ConfigureModel, HookArgs::None)?;
+        self.set_hook("configure_optimizers");
+        self.opt = m.configure_optimizers()?;
+        let automatic = m.automatic_optimization();
+        self.state.borrow_mut().automatic_optimization = automatic;
+        if automatic && self.opt.optimizers.len() > 1 {
+            return Err(format!(
+                "configure_optimizers returned {} optimizers; automatic optimization uses one. Set `this.automatic_optimization = false` and step them in training_step",
+                self.opt.optimizers.len()
+            ));
+        }
+        let info = callback::SetupInfo {
+            log_dir: self.loggers.first().and_then(|l| l.log_dir()),
+            default_root_dir: self.config.default_root_dir.clone(),
+            check_val_every_n_epoch: self.config.check_val_every_n_epoch,
+            val_every_epoch_end: self.config.val_check_interval == Limit::Fraction(1.0),
+            has_val: m.has_step(StepKind::Validation),
+        };
+        for cb in &mut self.callbacks {
+            cb.setup(&info)?;
+        }
+        self.schedulers_suspended = false;
+        self.update_bn = false;
+        if self.callbacks.iter().any(|c| c.wants_weights()) {
+            let buffer_names: std::collections::HashSet<String> =
+                m.named_buffers()?.into_iter().map(|(n, _)| n).collect();
+            for cb in self.callbacks.iter_mut().filter(|c| c.wants_weights()) {
+                cb.set_weights(Self::model_weights(m, &buffer_names)?)?;
+            }
+        }
+        if let Some(c) = ckpt {
+            self.restore(m, c)?;
+        }
+        if let Some(pg) = self.process_group() {
+            if !automatic {
+                return Err(
+                    "DDP with manual optimization is not supported yet; use automatic optimization or one device"
+                        .into(),
+                );
+            }
+            crate::dist::broadcast_parameters(&pg, &m.parameters()?, &m.buffers()?).map_err(|e| e.to_string())?;
+        }
+        self.update_lrs();
+        if self.config.enable_model_summary {
+            if let Some(s) = m.summary() {
+                self.progress.message(&s);
+            }
+        }
+        let hparams = m.hparams();
+        for l in &mut self.loggers {
+            l.log_hyperparams(&hparams)?;
+            if let Some(dir) = l.log_dir() {
+                self.progress.version = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("version_"))
+                    .and_then(|n| n.parse().ok());
+            }
+        }
+        self.call(m, Hook::OnFitStart, HookArgs::None)?;
+
+        // Lightning loads the validation loaders when the sanity check starts, and otherwise
+        // after the training loader.
+        let val_limit = self.val_limit();
+        let has_val =
+            m.has_step(StepKind::Validation) && val_limit != Limit::Count(0) && val_limit != Limit::Fraction(0.0);
+        let mut val_loaders = Vec::new();
+        let sanity = has_val && self.config.num_sanity_val_steps != 0 && ckpt.is_none();
+        if sanity {
+            // The sanity check must not change what training draws from the RNG.
+            let rng = crate::tensor::rng::get_state()?;
+            self.state.borrow_mut().stage = RunningStage::SanityChecking;
+            self.call(m, Hook::OnSanityCheckStart, HookArgs::None)?;
+            val_loaders = m.loaders(LoaderStage::Val)?;
+            self.distribute(&mut val_loaders)?;
+            let limit = if self.config.num_sanity_val_steps < 0 {
+                None
+            } else {
+                Some(self.config.num_sanity_val_steps as usize)
+            };
+            if !val_loaders.is_empty() {
+                self.eval_loop(m, StepKind::Validation, &mut val_loaders, limit, true)?;
+            }
+            self.call(m, Hook::OnSanityCheckEnd, HookArgs::None)?;
+            {
+                // what the sanity check logged is forgotten once it ends
+                let mut s = self.state.borrow_mut();
+                s.views = logging::MetricViews::default();
+                s.stage = RunningStage::Training;
+            }
+            crate::tensor::rng::set_state(&rng)?;
+        }
+
+        let mut train_loaders = m.loaders(LoaderStage::Train)?;
+        self.distribute(&mut train_loaders)?;
+        let mut train = Self::first_loader(train_loaders, "train_dataloader")?;
+        if has_val && !sanity {
+            val_loaders = m.loaders(LoaderStage::Val)?;
+            self.distribute(&mut val_loaders)?;
+        }
+        let n_batches = self.train_batches(train.as_ref());
+        if let (Some(n), Limit::Count(k), Some(_)) =
+            (n_batches, self.config.val_check_interval, self.config.check_val_every_n_epoch)
+        {
+            if k > n {
+                return Err(format!(
+                    "`val_check_interval` ({k}) must be less than or equal to the number of the training batches ({n}). \
+                     If you want to disable validation set `limit_val_batches` to 0.0 instead. If you want to validate \
+                     based on the total training batches, set `check_val_every_n_epoch=None`."
+                ));
+            }
+        }
+        if let Some(n) = n_batches {
+            let per_epoch = n.div_ceil(self.config.accumulate_grad_batches as usize);
+            let by_epochs = self.config.max_epochs.filter(|e| *e >= 0).map(|e| e as usize * per_epoch);
+            let est = match (by_epochs, self.config.max_steps) {
+                (Some(e), s) if s >= 0 => e.min(s as usize),
+                (Some(e), _) => e,
+                (None, s) if s >= 0 => s as usize,
+                _ => per_epoch,
+            };
+            self.state.borrow_mut().estimated_stepping_batches = Some(est);
+        }
+        self.call(m, Hook::OnTrainStart, HookArgs::None)?;
+        let result = match self.epochs(m, train.as_mut(), n_batches, &mut val_loaders) {
+            // a hook that was still running when max_time passed was stopped: the fit ends there,
+            // as it would have at the next step boundary (that step's update is not made)
+            Err(e) if e.contains(deadline::STOPPED) => {
+                self.progress.message("`Trainer.fit` stopped: `max_time` reached inside a hook (it was abandoned)");
+                Ok(())
+            }
+            other => other,
+        };
+        let end = result.and_then(|_| {
+            self.call(m, Hook::OnTrainEnd, HookArgs::None)?;
+            if std::mem::take(&mut self.update_bn) {
+                self.update_batch_norm(m, train.as_mut())?;
+            }
+            self.flush_pending(m)?;
+            self.save_loggers()
+        });
+        // on_fit_end and teardown run even after an error in the loop, as Lightning's teardown does.
+        let fit_end = if end.is_ok() { self.call(m, Hook::OnFitEnd, HookArgs::None).map(|_| ()) } else { Ok(()) };
+        let teardown = self.call(m, Hook::Teardown, HookArgs::Stage("fit")).map(|_| ());
+        end.and(fit_end).and(teardown)
+    }
+
+    /// The module's parameters and buffers by name, sharing storage with it; a tensor reachable
+    /// under two names (tied weights) is listed once.
+    pub(super) fn model_weights<M: LightningModule>(
+        m: &M,
+        buffer_names: &std::collections::HashSet<String>,
+    ) -> Result<callback::ModelWeights, String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut w = callback::ModelWeights { parameters: Vec::new(), buffers: Vec::new() };
+        for (name, t) in m.state_dict()? {
+            if !seen.insert(t.data_ptr() as usize) {
+                continue;
+            }
+            if buffer_names.contains(&name) {
+                w.buffers.push((name, t));
+            } else {
+                w.parameters.push((name, t));
+            }
+        }
+        Ok(w)
+    }
+
+    /// PyTorch's `update_bn`: resets the batch-norm running statistics, then runs `forward` over
+    /// one epoch of training inputs in training mode without gradients, averaging the batch
+    /// statistics cumulatively (for weights that were averaged, which no batch has seen).
+    pub(super) fn update_batch_norm<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        train: &mut dyn BatchLoader<M::Batch>,
+    ) -> Result<(), String> {
+        let momenta = m.reset_batch_norm(None)?;
+        if momenta.is_empty() {
+            return Ok(());
+        }
+        self.progress.message("Updating batch-norm statistics for the averaged weights");
+        m.set_training(true)?;
+        let n = self.train_batches(train);
+        let epoch = self.state.borrow().current_epoch;
+        train.start_epoch(epoch)?;
+        let dtype = self.config.precision.module_dtype();
+        let _g = tch::no_grad_guard();
+        let mut i = 0;
+        let r = (|| {
+            while n.is_none_or(|n| i < n) {
+                let Some(batch) = train.next_batch() else { break };
+                let batch = m.batch_to_device(batch?, self.device, dtype)?;
+                let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+                self.set_hook("forward");
+                m.forward_input(&batch)?;
+                i += 1;
+            }
+            Ok::<(), String>(())
+        })();
+        m.restore_batch_norm_momenta(&momenta)?;
+        r
+    }
+
+    /// `configure_callbacks()`: the module's callbacks replace the Trainer's of the same kind;
+    /// checkpointing callbacks go last, as Lightning orders them.
+    pub(super) fn attach_model_callbacks<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        self.set_hook(Hook::ConfigureCallbacks.name());
+        let added = m.configure_callbacks()?;
+        if added.is_empty() {
+            return Ok(());
+        }
+        fn kind(c: &dyn Callback) -> String {
+            let key = c.state_key();
+            key.split('{').next().unwrap_or(&key).to_string()
+        }
+        let kinds: std::collections::HashSet<String> = added.iter().map(|c| kind(c.as_ref())).collect();
+        self.callbacks.retain(|c| !kinds.contains(&kind(c.as_ref())));
+        self.callbacks.extend(added);
+        self.callbacks.sort_by_key(|c| kind(c.as_ref()) == "ModelCheckpoint");
+        Ok(())
+    }
+
+    /// Lightning's `_can_stop_early`: min_epochs and min_steps are met.
+    pub(super) fn can_stop_early(&self) -> bool {
+        let s = self.state.borrow();
+        s.current_epoch as i64 >= self.config.min_epochs.unwrap_or(0)
+            && s.global_step as i64 >= self.config.min_steps.unwrap_or(0)
+    }
+
+    pub(super) fn should_stop_fitting(&self) -> bool {
+        let s = self.state.borrow();
+        let c = &self.config;
+        if c.max_steps >= 0 && s.global_step as i64 >= c.max_steps {
+            return true;
+        }
+        // the fit's max_time, on the same clock that stops a hook that never returns
+        if deadline::passed() {
+            return true;
+        }
+        let stop_requested = s.should_stop;
+        drop(s);
+        stop_requested && self.can_stop_early()
+    }
+
+    pub(super) fn epochs<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        train: &mut dyn BatchLoader<M::Batch>,
+        n_batches: Option<usize>,
+        val_loaders: &mut Vec<Box<dyn BatchLoader<M::Batch>>>,
+    ) -> Result<(), String> {
+        loop {
+            let epoch = self.state.borrow().current_epoch;
+            if let Some(me) = self.config.max_epochs {
+                if me >= 0 && epoch as i64 >= me {
+                    break;
+                }
+            }
+            if self.should_stop_fitting() {
+                break;
+            }
+            self.train_epoch(m, train, n_batches, val_loaders)?;
+            self.state.borrow_mut().current_epoch += 1;
+            self.epoch_done = false;
+            self.batch_in_epoch = 0;
+            if self.should_stop_fitting() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

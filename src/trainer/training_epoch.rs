@@ -1,0 +1,215 @@
+//! The training-epoch loop: one epoch's batches — transfer, `on_train_batch_*`, the optimization
+//! step, schedulers, step logging, validation when due — as Lightning's `_TrainingEpochLoop`.
+use super::*;
+
+impl Trainer {
+    /// `on_validation_model_zero_grad`: the module's, else the gradients of every parameter are
+    /// set to None.
+    pub(super) fn validation_zero_grad<M: LightningModule>(&mut self, m: &mut M) -> Result<(), String> {
+        if m.has_hook(Hook::OnValidationModelZeroGrad.name()) {
+            return self.call(m, Hook::OnValidationModelZeroGrad, HookArgs::None).map(|_| ());
+        }
+        for p in m.parameters()? {
+            crate::optim::zero_grad_to_none(&p);
+        }
+        Ok(())
+    }
+
+    /// Merges the current batch's step-level values into the three metric views; returns them.
+    pub(super) fn merge_step_views(&mut self) -> logging::MetricViews {
+        let mut s = self.state.borrow_mut();
+        let v = if s.training() { s.train_results.step_metrics() } else { s.eval_results.step_metrics() };
+        s.views.callback.extend(v.callback.clone());
+        s.views.progress_bar.extend(v.progress_bar.clone());
+        s.views.logged.extend(v.logged.clone());
+        v
+    }
+
+    /// `limit_val_batches`, or `overfit_batches` when set (Lightning overfits validation too).
+    pub(super) fn val_limit(&self) -> Limit {
+        match self.config.overfit_batches {
+            Limit::Count(n) if n > 0 => Limit::Count(n),
+            Limit::Fraction(f) if f > 0.0 => Limit::Fraction(f),
+            _ => self.config.limit_val_batches,
+        }
+    }
+
+    pub(super) fn train_batches<B>(&self, loader: &dyn BatchLoader<B>) -> Option<usize> {
+        match self.config.overfit_batches {
+            Limit::Count(n) if n > 0 => Limit::Count(n).apply(loader.len()),
+            Limit::Fraction(f) if f > 0.0 => Limit::Fraction(f).apply(loader.len()),
+            _ => self.config.limit_train_batches.apply(loader.len()),
+        }
+    }
+
+    pub(super) fn train_epoch<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        train: &mut dyn BatchLoader<M::Batch>,
+        n_batches: Option<usize>,
+        val_loaders: &mut Vec<Box<dyn BatchLoader<M::Batch>>>,
+    ) -> Result<(), String> {
+        let epoch = self.state.borrow().current_epoch;
+        train.start_epoch(epoch)?;
+        m.set_training(true)?;
+        let resuming = std::mem::take(&mut self.skip_batches);
+        {
+            let mut s = self.state.borrow_mut();
+            s.stage = RunningStage::Training;
+            if resuming == 0 {
+                s.train_results.reset();
+            }
+            s.dataloader_idx = None;
+        }
+        self.progress.start(&format!("Epoch {epoch}"), n_batches);
+        if resuming == 0 {
+            self.call(m, Hook::OnTrainEpochStart, HookArgs::None)?;
+        }
+        // Resuming mid-epoch: the loader's order is a function of (seed, epoch), so skipping the
+        // batches already trained on continues exactly where the checkpoint was taken.
+        for _ in 0..resuming {
+            match train.next_batch() {
+                Some(r) => {
+                    r?;
+                }
+                None => break,
+            }
+        }
+        let accumulate =
+            self.state.borrow().accumulate_grad_batches.unwrap_or(self.config.accumulate_grad_batches as usize).max(1);
+        let mut batch_idx = resuming;
+        self.batch_in_epoch = resuming;
+        let dtype = self.config.precision.module_dtype();
+        let automatic = m.automatic_optimization();
+        let mut completed = n_batches == Some(resuming);
+        loop {
+            if n_batches.is_some_and(|n| batch_idx >= n) {
+                completed = true;
+                break;
+            }
+            if let Some((key, value)) = m.at_step_boundary()? {
+                let step = self.state.borrow().global_step;
+                let mut metrics = BTreeMap::new();
+                metrics.insert(key, value);
+                self.log_to_loggers(&metrics, step)?;
+            }
+            let Some(batch) = train.next_batch() else {
+                completed = true;
+                break;
+            };
+            let batch = self.transfer(m, batch?, 0, dtype)?;
+            self.state.borrow_mut().batch_size = m.batch_size(&batch);
+            let r = self.call(
+                m,
+                Hook::OnTrainBatchStart,
+                HookArgs::BatchStart { batch: &batch, batch_idx, dataloader_idx: None },
+            )?;
+            if r == Some(-1) {
+                break;
+            }
+            let last_batch = n_batches.is_some_and(|n| batch_idx + 1 == n);
+            // Lightning's `_should_accumulate`: a batch that does not end an accumulation window
+            // (manual optimization never accumulates).
+            let accumulating = automatic && !(batch_idx + 1).is_multiple_of(accumulate) && !last_batch;
+            let outputs = if automatic {
+                let window_start = batch_idx - batch_idx % accumulate;
+                let window = match n_batches {
+                    Some(n) => accumulate.min(n - window_start),
+                    None => accumulate,
+                };
+                self.automatic_step(m, &batch, batch_idx, batch_idx == window_start, !accumulating, window)?
+            } else {
+                let out = {
+                    let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
+                    self.set_hook("training_step");
+                    m.step(StepKind::Training, &batch, batch_idx, None)?.1
+                };
+                // manual optimization: global_step counts optimizer steps, as Lightning's does
+                let steps: usize = self.opt.optimizers.iter().map(|o| o.state_step()).sum();
+                self.state.borrow_mut().global_step = self.manual_step_base + steps;
+                out
+            };
+            // schedulers: step-interval ones after a stepping batch, epoch-interval ones once the
+            // epoch's last batch ran (before its on_train_batch_end, as Lightning does)
+            if automatic && !accumulating {
+                self.step_schedulers(Interval::Step, false, batch_idx)?;
+            }
+            if automatic && last_batch {
+                self.step_schedulers(Interval::Epoch, false, batch_idx)?;
+            }
+            self.update_lrs();
+            // what the step logged is visible to on_train_batch_end (Lightning's live
+            // callback_metrics), and again with what that hook logs
+            self.merge_step_views();
+            self.call(
+                m,
+                Hook::OnTrainBatchEnd,
+                HookArgs::BatchEnd { outputs: &outputs, batch: &batch, batch_idx, dataloader_idx: None },
+            )?;
+            // step-level metrics, to the loggers every log_every_n_steps stepping batches (every
+            // batch while a stop is pending), at Lightning's `_batches_that_stepped`
+            let step_views = self.merge_step_views();
+            let should_stop = self.state.borrow().should_stop;
+            let log_due = (self.batches_that_stepped + 1).is_multiple_of(self.config.log_every_n_steps.max(1) as usize)
+                || should_stop;
+            if !(automatic && accumulating) && log_due && !step_views.logged.is_empty() {
+                self.log_to_loggers(&step_views.logged, self.batches_that_stepped)?;
+            }
+            self.state.borrow_mut().train_results.end_step();
+            let pb = self.state.borrow().views.progress_bar.clone();
+            self.progress.advance(&pb);
+            batch_idx += 1;
+            self.batch_in_epoch = batch_idx;
+            self.total_batches_seen += 1;
+            // validation: when due, or once more when a stop request can now be honoured
+            let stop_now = self.state.borrow().should_stop && self.can_stop_early();
+            if !val_loaders.is_empty()
+                && (val_schedule::val_due(&self.config, batch_idx - 1, n_batches, epoch, self.total_batches_seen)
+                    || (stop_now && val_schedule::validates_in_epoch(&self.config, epoch)))
+            {
+                if !(automatic && accumulating) {
+                    // Lightning clears the gradients before validating (no memory held meanwhile)
+                    self.validation_zero_grad(m)?;
+                }
+                self.eval_loop(m, StepKind::Validation, val_loaders, None, false)?;
+                if automatic && !accumulating {
+                    self.step_schedulers(Interval::Step, true, batch_idx - 1)?;
+                }
+            }
+            if !(automatic && accumulating) {
+                self.batches_that_stepped += 1;
+            }
+            let epoch_ends = n_batches.is_some_and(|n| batch_idx >= n);
+            if !epoch_ends {
+                // a safe point: the batch is fully processed
+                self.flush_pending(m)?;
+            }
+            // max_steps, max_time, or a stop request (once min_epochs / min_steps are reached)
+            if self.should_stop_fitting() {
+                completed = epoch_ends;
+                break;
+            }
+        }
+        if automatic && completed && n_batches.is_none() {
+            // a loader without a length: its last batch is known only now
+            self.step_schedulers(Interval::Epoch, false, batch_idx.saturating_sub(1))?;
+        }
+        let pb = self.state.borrow().views.progress_bar.clone();
+        self.progress.finish(&pb);
+        // the epoch's reduced values are visible from on_train_epoch_end on (Lightning's
+        // `epoch_end_reached`), and again with what the hook itself logged
+        let epoch_views = self.state.borrow().train_results.epoch_metrics();
+        self.state.borrow_mut().views.merge(&epoch_views);
+        self.call(m, Hook::OnTrainEpochEnd, HookArgs::None)?;
+        let epoch_views = self.state.borrow().train_results.epoch_metrics();
+        self.state.borrow_mut().views.merge(&epoch_views);
+        self.log_to_loggers(&epoch_views.logged, self.batches_that_stepped.saturating_sub(1))?;
+        if automatic && completed {
+            self.step_schedulers(Interval::Epoch, true, batch_idx.saturating_sub(1))?;
+        }
+        self.update_lrs();
+        self.epoch_done = true;
+        self.flush_pending(m)?;
+        self.save_loggers()
+    }
+}
