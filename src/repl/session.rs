@@ -26,23 +26,25 @@ impl Session {
 
     /// Trains `n` more optimizer steps. The first call starts the fit; later calls resume from the
     /// state the previous one left (weights as they are now, optimizer and scheduler state, step
-    /// and epoch counters), as resuming from a checkpoint does. A fit that reaches its steps
-    /// mid-epoch closes that epoch (as Lightning does at max_steps), so the next starts a new one;
-    /// an interrupted fit resumes mid-epoch.
+    /// and epoch counters, the position in the epoch), as resuming from a checkpoint does: a fit
+    /// that reaches its steps mid-epoch pauses there (no epoch end, no validation yet), so
+    /// `:fit 20` then `:fit 60` trains, validates and logs exactly as `:fit 80`.
     pub fn fit(&mut self, n: usize) -> Result<(), String> {
         let ck: Option<Checkpoint> =
             if self.fitted { Some(self.trainer.checkpoint(&mut self.module, false, None)?) } else { None };
         let start = self.trainer.state.borrow().global_step;
-        let target = (start + n) as i64;
-        self.trainer.config.max_steps = target;
+        self.trainer.pause_at_step = Some(start + n);
+        self.trainer.config.max_steps = -1;
         self.trainer.config.max_epochs = None;
         {
             let mut s = self.trainer.state.borrow_mut();
-            s.max_steps = target;
+            s.max_steps = -1;
             s.max_epochs = None;
             s.should_stop = false;
         }
         let r = self.trainer.fit_from(&mut self.module, ck.as_ref());
+        // `this.global_step` and friends as the fit left them, for the prompt
+        self.module.refresh_this();
         let end = self.trainer.state.borrow().global_step;
         self.fitted |= r.is_ok() || end > start;
         r?;

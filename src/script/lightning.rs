@@ -421,7 +421,7 @@ impl ScriptModule {
     }
 
     /// Refreshes the Lightning properties stored on `this`.
-    fn refresh_this(&mut self) {
+    pub fn refresh_this(&mut self) {
         let st = self.state.borrow();
         if let Some(mut this) = self.this.write_lock::<Map>() {
             this.insert("current_epoch".into(), Dynamic::from_int(st.current_epoch as i64));

@@ -272,6 +272,11 @@ impl Trainer {
         stop_requested && self.can_stop_early()
     }
 
+    /// The fit reached the REPL's pause step.
+    fn paused(&self) -> bool {
+        self.pause_at_step == Some(self.state.borrow().global_step)
+    }
+
     pub(super) fn epochs<M: LightningModule>(
         &mut self,
         m: &mut M,
@@ -286,10 +291,14 @@ impl Trainer {
                     break;
                 }
             }
-            if self.should_stop_fitting() {
+            if self.should_stop_fitting() || self.paused() {
                 break;
             }
             self.train_epoch(m, train, n_batches, val_loaders)?;
+            if self.paused() && !self.epoch_done {
+                // paused mid-epoch: the epoch goes on at the next fit
+                break;
+            }
             self.state.borrow_mut().current_epoch += 1;
             self.epoch_done = false;
             self.batch_in_epoch = 0;

@@ -71,6 +71,9 @@ pub struct Trainer {
     eval_seen: std::collections::HashMap<(&'static str, usize), usize>,
     /// global_step before this fit's manual-optimization steps (the optimizers count their own).
     manual_step_base: usize,
+    /// The REPL's `:fit N`: the fit pauses when global_step reaches this, mid-epoch if need be (no
+    /// epoch end), so the next fit continues exactly where this one paused.
+    pub pause_at_step: Option<usize>,
     /// Batches of the first epoch to skip when resuming mid-epoch.
     skip_batches: usize,
     /// Gradient averaging across ranks under DDP.
@@ -124,6 +127,7 @@ impl Trainer {
             eval_seen: Default::default(),
             manual_step_base: 0,
             skip_batches: 0,
+            pause_at_step: None,
             grad_sync: crate::dist::GradSync::new(),
             schedulers_suspended: false,
             update_bn: false,

@@ -184,6 +184,10 @@ impl Trainer {
                 // a safe point: the batch is fully processed
                 self.flush_pending(m)?;
             }
+            // the REPL's `:fit N` pauses mid-epoch: no epoch end, the next fit continues here
+            if !epoch_ends && self.pause_at_step == Some(self.state.borrow().global_step) {
+                return Ok(());
+            }
             // max_steps, max_time, or a stop request (once min_epochs / min_steps are reached)
             if self.should_stop_fitting() {
                 completed = epoch_ends;

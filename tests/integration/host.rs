@@ -480,3 +480,30 @@ fn training_step(b, i) {
     let ckpts = std::fs::read_dir(dir.join("lightning_logs/version_0/checkpoints")).map(|d| d.count()).unwrap_or(0);
     assert!(ckpts >= 1, "no checkpoint written");
 }
+
+/// `:fit N` pauses mid-epoch and the next `:fit` continues there: 3 + 4 steps over 3-batch epochs
+/// validate at the same steps, and end with the same weights, as 7 steps in one go; `this.global_step`
+/// at the prompt is the step the fit reached.
+#[test]
+fn repl_fit_pauses_mid_epoch_and_continues_exactly() {
+    let module = r#"
+fn trainer() { #{ max_epochs: 1000, enable_progress_bar: false, enable_model_summary: false, logger: false, enable_checkpointing: false, num_sanity_val_steps: 0, seed: 3 } }
+fn init(hp) { this.w = torch::zeros([2, 1], #{requires_grad: true}); this.x = torch::randn([6, 2]); this.y = torch::randn([6, 1]); }
+fn configure_optimizers() { optim::adam([this.w], #{lr: 0.1}) }
+fn train_dataloader() { data::loader(data::tensor_dataset(this.x, this.y), #{batch_size: 2, shuffle: true, seed: 5}) }
+fn val_dataloader() { [[torch::ones([2, 2]), torch::ones([2, 1])]] }
+fn training_step(b, i) { (b[0].matmul(this.w) - b[1]).square().mean() }
+fn validation_step(b, i) { print(`val at step ${this.global_step} epoch ${this.current_epoch}`); }
+"#;
+    let dir = temp_dir("repl_pause");
+    std::fs::write(dir.join("m.rhai"), module).unwrap();
+    let split = lt_with_input(&dir, &["repl", "m.rhai"], ":fit 4\nthis.global_step\n:fit 3\nthis.w.sum().item()\n");
+    let whole = lt_with_input(&dir, &["repl", "m.rhai"], ":fit 7\nthis.w.sum().item()\n");
+    let (s, w) = (stdout(&split), stdout(&whole));
+    let vals = |t: &str| t.lines().filter(|l| l.starts_with("val at")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(vals(&s), vec!["val at step 3 epoch 0", "val at step 6 epoch 1"], "{}", all(&split));
+    assert_eq!(vals(&s), vals(&w), "whole:\n{w}");
+    assert!(s.contains("global_step 4 (epoch 1)\n4\n"), "this.global_step is the fit's: {s}");
+    let last_float = |t: &str| t.lines().filter_map(|l| l.trim().parse::<f64>().ok()).next_back();
+    assert_eq!(last_float(&s), last_float(&w), "split:\n{s}\nwhole:\n{w}");
+}
