@@ -135,7 +135,8 @@ impl Repl {
     /// Takes `this` back from the scope into the model.
     fn this_out(&mut self) {
         if let (Some(s), Some(v)) = (&mut self.session, self.scope.get_value::<Dynamic>("this")) {
-            s.module.this = v;
+            // the module's state stays one shared value, whatever the prompt assigned to `this`
+            s.module.this = if v.is_shared() { v } else { v.into_shared() };
         }
     }
 

@@ -96,7 +96,7 @@ pub fn pause_run(this: &mut Dynamic, fns: &AST, at: &str) -> Result<(), String> 
     outln!("\npaused {at}: `this` is the model. :continue (or Ctrl-D) resumes, :quit stops the run.");
     let exit = run_paused(&mut repl);
     if let Some(v) = repl.scope.get_value::<Dynamic>("this") {
-        *this = v;
+        *this = if v.is_shared() { v } else { v.into_shared() };
     }
     match exit {
         Exit::Quit => Err("the run was stopped from the pause REPL (:quit)".into()),

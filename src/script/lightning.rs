@@ -183,6 +183,39 @@ fn trainer_loader(d: &Dynamic) -> Option<Box<dyn BatchLoader<Dynamic>>> {
         .map(|handle| Box::new(DataLoaderAdapter { handle, iter: None }) as Box<dyn BatchLoader<Dynamic>>)
 }
 
+/// The loaders a `*_dataloader` hook's value stands for: a DataLoader, an array of DataLoaders,
+/// or an array of batches.
+fn loaders_from(d: Dynamic, what: &str) -> Result<Vec<Box<dyn BatchLoader<Dynamic>>>, String> {
+    if d.is_unit() {
+        return Ok(vec![]);
+    }
+    if let Some(l) = trainer_loader(&d) {
+        return Ok(vec![l]);
+    }
+    if let Some(a) = d.clone().try_cast::<Array>() {
+        // `[]` is no loaders (as in Lightning), not one loader of no batches
+        if a.is_empty() {
+            return Ok(vec![]);
+        }
+        // an array of loaders (several val/test loaders), or an array of batches
+        let loaders: Vec<_> = a.iter().map(trainer_loader).collect();
+        if loaders.iter().all(|l| l.is_some()) {
+            return Ok(loaders.into_iter().flatten().collect());
+        }
+        return Ok(vec![Box::new(ArrayLoader { items: a, pos: 0 })]);
+    }
+    Err(format!(
+        "{what} must return a DataLoader, an array of DataLoaders, or an array of batches; got {}",
+        d.type_name()
+    ))
+}
+
+/// The batch count of the (first) loader a `train_dataloader` value stands for, if known.
+pub fn loader_len(d: &Dynamic) -> Result<Option<usize>, String> {
+    let loaders = loaders_from(d.clone(), "train_dataloader")?;
+    Ok(loaders.first().and_then(|l| l.len()))
+}
+
 /// A Rhai array of batches used as a loader (any iterable of batches works in Lightning).
 struct ArrayLoader {
     items: Array,
@@ -300,7 +333,9 @@ impl ScriptModule {
         let _ = script.run(&mut Scope::new()).map_err(|e| e.to_string())?;
         let mut m = ScriptModule {
             script,
-            this: Dynamic::from_map(Map::new()),
+            // shared: hooks, callbacks and native calls made inside a hook (the LR estimate's
+            // train_dataloader) all work on the one module state
+            this: Dynamic::from_map(Map::new()).into_shared(),
             datamodule: None,
             callbacks: Vec::new(),
             state: crate::trainer::state::LoopState::shared(),
@@ -402,6 +437,8 @@ impl ScriptModule {
             toggled: None,
             callbacks: self.callbacks.iter().filter(|c| c.is_map()).cloned().collect(),
             datamodule: self.datamodule.clone(),
+            module_snapshot: None,
+            preloaded_train: None,
         });
         self.attached = true;
         self.refresh_this();
@@ -470,10 +507,17 @@ impl ScriptModule {
     /// Calls a script hook on `this`.
     pub fn call_hook(&mut self, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, String> {
         self.refresh_this();
-        let mut this = std::mem::take(&mut self.this);
-        let r = self.call_on(&mut this, name, args, None);
-        self.this = this;
-        r
+        let pending = {
+            let s = self.state.borrow();
+            s.stepping_estimate.is_some() && s.estimated_stepping_batches.is_none()
+        };
+        if pending {
+            // (only until the fit has loaded its training loader: see RunContext::module_snapshot)
+            let snapshot = self.this.read_lock::<Map>().map(|m| Dynamic::from_map(m.clone()));
+            trainer_api::with_run(|c| c.module_snapshot = snapshot);
+        }
+        let mut this = self.this.clone();
+        self.call_on(&mut this, name, args, None)
     }
 
     /// Calls a script function without `this`.
@@ -530,7 +574,7 @@ impl ScriptModule {
             return Ok(());
         }
         self.refresh_this();
-        let module = std::mem::take(&mut self.this).into_shared();
+        let module = self.this.clone();
         let trainer = Dynamic::from(TrainerView(self.state.clone()));
         let mut cbs = std::mem::take(&mut self.callbacks);
         let mut res = Ok(());
@@ -543,7 +587,6 @@ impl ScriptModule {
             }
         }
         self.callbacks = cbs;
-        self.this = module.flatten();
         res
     }
 
@@ -577,31 +620,6 @@ impl ScriptModule {
                 algorithm.map(|a| Dynamic::from(a.to_string())).unwrap_or(Dynamic::UNIT),
             ],
         }
-    }
-
-    fn loader_from(&self, d: Dynamic, what: &str) -> Result<Vec<Box<dyn BatchLoader<Dynamic>>>, String> {
-        if d.is_unit() {
-            return Ok(vec![]);
-        }
-        if let Some(l) = trainer_loader(&d) {
-            return Ok(vec![l]);
-        }
-        if let Some(a) = d.clone().try_cast::<Array>() {
-            // `[]` is no loaders (as in Lightning), not one loader of no batches
-            if a.is_empty() {
-                return Ok(vec![]);
-            }
-            // an array of loaders (several val/test loaders), or an array of batches
-            let loaders: Vec<_> = a.iter().map(trainer_loader).collect();
-            if loaders.iter().all(|l| l.is_some()) {
-                return Ok(loaders.into_iter().flatten().collect());
-            }
-            return Ok(vec![Box::new(ArrayLoader { items: a, pos: 0 })]);
-        }
-        Err(format!(
-            "{what} must return a DataLoader, an array of DataLoaders, or an array of batches; got {}",
-            d.type_name()
-        ))
     }
 
     /// Parses every form configure_optimizers may return.
@@ -982,16 +1000,22 @@ impl LightningModule for ScriptModule {
 
     fn loaders(&mut self, stage: LoaderStage) -> Result<Vec<Box<dyn BatchLoader<Dynamic>>>, String> {
         let name = stage.hook();
+        if stage == LoaderStage::Train {
+            // loaded already, by a hook that read `estimated_stepping_batches`
+            if let Some(d) = trainer_api::with_run(|c| c.preloaded_train.take()).flatten() {
+                return loaders_from(d, name);
+            }
+        }
         if let Some(mut dm) = self.datamodule.take() {
             let r = self.call_map_fn(&mut dm, name, vec![]);
             self.datamodule = Some(dm);
             if let Some(d) = r? {
-                return self.loader_from(d, name);
+                return loaders_from(d, name);
             }
         }
         if self.fns.contains_key(name) {
             let d = self.call_hook(name, vec![])?;
-            return self.loader_from(d, name);
+            return loaders_from(d, name);
         }
         Ok(vec![])
     }

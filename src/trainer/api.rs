@@ -26,6 +26,13 @@ pub struct RunContext {
     pub callbacks: Vec<Dynamic>,
     /// The script's datamodule map (shared), for `trainer.datamodule`.
     pub datamodule: Option<Dynamic>,
+    /// A copy of the module's `this` as the running hook began, taken while a fit may still load
+    /// its training loader early (`estimated_stepping_batches`): `train_dataloader` runs with it
+    /// bound, the live `this` being locked by the hook that asks.
+    pub module_snapshot: Option<Dynamic>,
+    /// What `train_dataloader` returned when `estimated_stepping_batches` loaded it early: the fit
+    /// uses it rather than calling the hook again.
+    pub preloaded_train: Option<Dynamic>,
 }
 
 thread_local! {
@@ -284,7 +291,7 @@ pub fn register(reg: &mut Registry) {
     reg.getter("datamodule", "The script's datamodule (the map `fn datamodule()` returned), or `()` without one (Lightning's `trainer.datamodule`). `this.trainer.datamodule.x = v` changes the datamodule itself; `let dm = this.trainer.datamodule` is a copy (Rhai's `let`).\n\n```rhai\nfn setup(stage) { let dm = this.trainer.datamodule; }\n```", |_t: &mut TrainerView| with_run(|c| c.datamodule.clone()).flatten().unwrap_or(Dynamic::UNIT));
     reg.getter("max_epochs", "`this.trainer.max_epochs` (or `()` when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_epochs); }\n```", view(|s| s.max_epochs.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT)));
     reg.getter("max_steps", "`this.trainer.max_steps` (-1 when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_steps); }\n```", view(|s| Dynamic::from_int(s.max_steps)));
-    reg.getter("estimated_stepping_batches", "The total number of optimizer steps the fit will take, as Lightning estimates it (for OneCycleLR's total_steps).\n\n```rhai\nfn configure_optimizers() { print(this.trainer.estimated_stepping_batches); }\n```", view(|s| s.estimated_stepping_batches.map(|n| Dynamic::from_int(n as INT)).unwrap_or(Dynamic::UNIT)));
+    reg.getter("estimated_stepping_batches", "The total number of optimizer steps the fit will take, as Lightning estimates it (for OneCycleLR's total_steps). Read before the training loader is loaded (in `setup`, `configure_optimizers`, `on_fit_start`), it loads it then, as Lightning does: `train_dataloader` runs there and not again. `()` outside a fit or for a loader without a length.\n\n```rhai\nfn configure_optimizers() { print(this.trainer.estimated_stepping_batches); }\n```", estimated_stepping_batches);
     reg.getter("callback_metrics", "Metrics callbacks see (last step values during training, epoch values after validation), as a map of floats.\n\n```rhai\nfn on_validation_epoch_end() { print(this.trainer.callback_metrics); }\n```", view(|s| Dynamic::from_map(metrics_map(&s.views.callback))));
     reg.getter("logged_metrics", "Metrics sent to the loggers, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.logged_metrics); }\n```", view(|s| Dynamic::from_map(metrics_map(&s.views.logged))));
     reg.getter("progress_bar_metrics", "Metrics shown in the progress bar, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.progress_bar_metrics); }\n```", view(|s| Dynamic::from_map(metrics_map(&s.views.progress_bar))));
@@ -316,6 +323,38 @@ pub fn register(reg: &mut Registry) {
 
 /// Calls a module hook (if the script defines it) from inside a native function, with `this`
 /// bound to the module map; changes the hook makes to `this` are kept.
+/// `trainer.estimated_stepping_batches`, loading the training loader first when a fit has not yet.
+fn estimated_stepping_batches(ctx: NativeCallContext, t: &mut TrainerView) -> RResult<Dynamic> {
+    let (known, inputs) = {
+        let s = t.0.borrow();
+        (s.estimated_stepping_batches, s.stepping_estimate)
+    };
+    if let Some(n) = known {
+        return Ok(Dynamic::from_int(n as INT));
+    }
+    let Some(inputs) = inputs else { return Ok(Dynamic::UNIT) };
+    // Lightning's lazy load: the datamodule's train_dataloader, else the module's, with its `this`
+    let (dm, module) = with_run(|c| (c.datamodule.clone(), c.module_snapshot.clone())).unwrap_or_default();
+    let dm_fn = dm.as_ref().and_then(|d| d.read_lock::<Map>()?.get("train_dataloader")?.clone().try_cast::<FnPtr>());
+    let early = |e: Box<rhai::EvalAltResult>| {
+        err(format!(
+            "estimated_stepping_batches loads the training loader now; its train_dataloader (run with `this` as this hook began) failed: {e}"
+        ))
+    };
+    let loaded = match (dm_fn, dm, module) {
+        (Some(fp), Some(mut dm), _) => fp.call_raw(&ctx, Some(&mut dm), vec![]).map_err(early)?,
+        (_, _, Some(mut this)) => {
+            FnPtr::new("train_dataloader").map_err(err)?.call_raw(&ctx, Some(&mut this), vec![]).map_err(early)?
+        }
+        _ => return Ok(Dynamic::UNIT),
+    };
+    let len = crate::script::lightning::loader_len(&loaded).map_err(err)?;
+    with_run(|c| c.preloaded_train = Some(loaded));
+    let est = inputs.estimate(len);
+    t.0.borrow_mut().estimated_stepping_batches = est;
+    Ok(est.map(|n| Dynamic::from_int(n as INT)).unwrap_or(Dynamic::UNIT))
+}
+
 /// Calls hook `name` from a native function (the script callbacks' first, then the module's);
 /// returns whether the module defines it.
 fn call_hook_from_native(ctx: &NativeCallContext, this: &mut Map, name: &str, args: Vec<Dynamic>) -> RResult<bool> {

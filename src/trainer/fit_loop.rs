@@ -23,6 +23,10 @@ impl Trainer {
             s.stage = RunningStage::Training;
             s.automatic_optimization = m.automatic_optimization();
             s.hparams = m.hparams();
+            // `estimated_stepping_batches` read before the training loader is loaded loads it
+            // then (as Lightning's does): what it is computed from
+            s.estimated_stepping_batches = None;
+            s.stepping_estimate = Some(self.stepping_estimate());
         }
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
         self.attach_model_callbacks(m)?;
@@ -140,15 +144,7 @@ impl Trainer {
                 ));
             }
         }
-        if let Some(n) = n_batches {
-            let per_epoch = n.div_ceil(self.config.accumulate_grad_batches as usize);
-            let by_epochs = self.config.max_epochs.filter(|e| *e >= 0).map(|e| e as usize * per_epoch);
-            let est = match (by_epochs, self.config.max_steps) {
-                (Some(e), s) if s >= 0 => e.min(s as usize),
-                (Some(e), _) => e,
-                (None, s) if s >= 0 => s as usize,
-                _ => per_epoch,
-            };
+        if let Some(est) = self.stepping_estimate().estimate(train.len()) {
             self.state.borrow_mut().estimated_stepping_batches = Some(est);
         }
         self.call(m, Hook::OnTrainStart, HookArgs::None)?;
@@ -270,6 +266,21 @@ impl Trainer {
         let stop_requested = s.should_stop;
         drop(s);
         stop_requested && self.can_stop_early()
+    }
+
+    /// What `estimated_stepping_batches` is computed from, but the loader's length.
+    pub(super) fn stepping_estimate(&self) -> state::SteppingEstimate {
+        let limit = match self.config.overfit_batches {
+            Limit::Count(n) if n > 0 => Limit::Count(n),
+            Limit::Fraction(f) if f > 0.0 => Limit::Fraction(f),
+            _ => self.config.limit_train_batches,
+        };
+        state::SteppingEstimate {
+            limit,
+            accumulate: self.config.accumulate_grad_batches.max(1) as usize,
+            max_epochs: self.config.max_epochs,
+            max_steps: self.config.max_steps,
+        }
     }
 
     /// The fit reached the REPL's pause step.

@@ -48,6 +48,9 @@ pub struct LoopState {
     pub max_epochs: Option<i64>,
     pub max_steps: i64,
     pub estimated_stepping_batches: Option<usize>,
+    /// During a fit, what `estimated_stepping_batches` is computed from (a hook that reads it
+    /// before the training loader is loaded loads it then).
+    pub stepping_estimate: Option<SteppingEstimate>,
     pub precision: Precision,
     pub device: tch::Device,
     pub scaler: Option<GradScaler>,
@@ -75,6 +78,30 @@ pub struct LoopState {
 
 pub type SharedState = Rc<RefCell<LoopState>>;
 
+/// Lightning's `estimated_stepping_batches` but for the training loader's length: the batch
+/// limit (limit_train_batches or overfit_batches), accumulation, max_epochs, max_steps.
+#[derive(Debug, Clone, Copy)]
+pub struct SteppingEstimate {
+    pub limit: super::config::Limit,
+    pub accumulate: usize,
+    pub max_epochs: Option<i64>,
+    pub max_steps: i64,
+}
+
+impl SteppingEstimate {
+    /// The optimizer steps of the fit for a loader of `loader_len` batches (None: unknown length).
+    pub fn estimate(&self, loader_len: Option<usize>) -> Option<usize> {
+        let per_epoch = self.limit.apply(loader_len)?.div_ceil(self.accumulate);
+        let by_epochs = self.max_epochs.filter(|e| *e >= 0).map(|e| e as usize * per_epoch);
+        Some(match (by_epochs, self.max_steps) {
+            (Some(e), s) if s >= 0 => e.min(s as usize),
+            (Some(e), _) => e,
+            (None, s) if s >= 0 => s as usize,
+            _ => per_epoch,
+        })
+    }
+}
+
 impl Default for LoopState {
     fn default() -> Self {
         LoopState {
@@ -91,6 +118,7 @@ impl Default for LoopState {
             max_epochs: None,
             max_steps: -1,
             estimated_stepping_batches: None,
+            stepping_estimate: None,
             precision: Precision::F32,
             device: tch::Device::Cpu,
             scaler: None,

@@ -35,11 +35,7 @@ impl Trainer {
     }
 
     pub(super) fn train_batches<B>(&self, loader: &dyn BatchLoader<B>) -> Option<usize> {
-        match self.config.overfit_batches {
-            Limit::Count(n) if n > 0 => Limit::Count(n).apply(loader.len()),
-            Limit::Fraction(f) if f > 0.0 => Limit::Fraction(f).apply(loader.len()),
-            _ => self.config.limit_train_batches.apply(loader.len()),
-        }
+        self.stepping_estimate().limit.apply(loader.len())
     }
 
     pub(super) fn train_epoch<M: LightningModule>(
