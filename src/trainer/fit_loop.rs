@@ -284,7 +284,7 @@ impl Trainer {
     }
 
     /// The fit reached the REPL's pause step.
-    fn paused(&self) -> bool {
+    pub(super) fn paused(&self) -> bool {
         self.pause_at_step == Some(self.state.borrow().global_step)
     }
 

@@ -181,7 +181,7 @@ impl Trainer {
                 self.flush_pending(m)?;
             }
             // the REPL's `:fit N` pauses mid-epoch: no epoch end, the next fit continues here
-            if !epoch_ends && self.pause_at_step == Some(self.state.borrow().global_step) {
+            if !epoch_ends && self.paused() {
                 return Ok(());
             }
             // max_steps, max_time, or a stop request (once min_epochs / min_steps are reached)
