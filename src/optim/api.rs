@@ -5,7 +5,41 @@ use super::{clip, Algorithm, HValue, Optimizer, OptimizerCore, Options};
 use crate::script::convert::{err, number, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
 use crate::tensor::Tensor;
-use rhai::{Array, Dynamic, Map, FLOAT, INT};
+use rhai::{Array, Dynamic, Map, NativeCallContext, FLOAT, INT};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What runs around a script's `opt.step()` while a Trainer drives manual optimization, as
+/// Lightning's `LightningOptimizer.step` does: `on_before_optimizer_step` before the update, the
+/// step count (`global_step`) after it. The Trainer's script surface installs one for a run.
+pub trait StepObserver {
+    /// Before `opt` updates its parameters.
+    fn before_step(&self, ctx: &NativeCallContext, opt: &Optimizer) -> RResult<()>;
+    /// After `opt` updated its parameters.
+    fn after_step(&self, opt: &Optimizer) -> RResult<()>;
+}
+
+thread_local! {
+    static STEP_OBSERVER: RefCell<Option<Rc<dyn StepObserver>>> = const { RefCell::new(None) };
+}
+
+/// Installs (or, with None, removes) the observer of script `opt.step()` calls.
+pub fn set_step_observer(observer: Option<Rc<dyn StepObserver>>) {
+    STEP_OBSERVER.with(|o| *o.borrow_mut() = observer);
+}
+
+/// `opt.step()` from a script: the update, inside the installed observer's hooks.
+fn observed_step(ctx: &NativeCallContext, opt: &Optimizer) -> RResult<()> {
+    let observer = STEP_OBSERVER.with(|o| o.borrow().clone());
+    if let Some(obs) = &observer {
+        obs.before_step(ctx, opt)?;
+    }
+    opt.step().or_script()?;
+    match &observer {
+        Some(obs) => obs.after_step(opt),
+        None => Ok(()),
+    }
+}
 
 const ALL: &[Algorithm] = &[
     Algorithm::Sgd,
@@ -224,8 +258,8 @@ pub fn register(reg: &mut Registry) {
         });
     }
 
-    let doc = "Updates every parameter that has a gradient (optimizer.step()).\n\n```rhai\nlet w = torch::ones([2], #{requires_grad: true});\nlet opt = optim::sgd([w], #{lr: 0.5});\n(w * w).sum().backward();\nopt.step();\nprint(w);\n```";
-    reg.func("", "step", "self", doc, |o: &mut Optimizer| o.step().or_script());
+    let doc = "Updates every parameter that has a gradient (optimizer.step()). Under manual optimization in a Trainer it runs `on_before_optimizer_step` (callbacks, then the module) first and counts the step in `global_step`, as Lightning's optimizer wrapper does.\n\n```rhai\nlet w = torch::ones([2], #{requires_grad: true});\nlet opt = optim::sgd([w], #{lr: 0.5});\n(w * w).sum().backward();\nopt.step();\nprint(w);\n```";
+    reg.func("", "step", "self", doc, |ctx: NativeCallContext, o: &mut Optimizer| observed_step(&ctx, o));
 
     let doc = "Clears the gradients of every parameter: sets them to none (the default, as in PyTorch), or to zero with `#{set_to_none: false}`.\n\n```rhai\nlet w = torch::ones([2], #{requires_grad: true});\nlet opt = optim::sgd([w], #{lr: 0.1});\n(w * w).sum().backward();\nopt.zero_grad(#{set_to_none: false});\nprint(w.grad);\nopt.zero_grad();\nprint(w.grad);\n```";
     reg.func("", "zero_grad", "self", doc, |o: &mut Optimizer| o.zero_grad(true));

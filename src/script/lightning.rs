@@ -423,6 +423,10 @@ impl ScriptModule {
     pub fn swap_script(&mut self, script: Script) {
         self.fns = script.ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
         self.script = Rc::new(script);
+        if self.attached {
+            let fns = self.fns.keys().cloned().collect();
+            trainer_api::with_run(|c| c.module_fns = fns);
+        }
     }
 
     /// Attaches the run's shared loop state and installs the script-side run context.
@@ -439,7 +443,11 @@ impl ScriptModule {
             datamodule: self.datamodule.clone(),
             module_snapshot: None,
             preloaded_train: None,
+            module: Some(self.this.clone()),
+            module_fns: self.fns.keys().cloned().collect(),
+            manual_optimization: false,
         });
+        crate::optim::api::set_step_observer(Some(std::rc::Rc::new(trainer_api::ManualOptimizerStep)));
         self.attached = true;
         self.refresh_this();
         Ok(())
@@ -960,6 +968,10 @@ impl LightningModule for ScriptModule {
         if let Some(d) = dl {
             args.push(Dynamic::from_int(d as i64));
         }
+        if kind == StepKind::Training {
+            let manual = !self.automatic_optimization();
+            trainer_api::with_run(|c| c.manual_optimization = manual);
+        }
         let out = self.call_hook(name, args)?;
         if kind != StepKind::Training {
             return Ok((None, out));
@@ -1157,6 +1169,7 @@ impl Drop for ScriptModule {
         // running module's context alone
         if self.attached {
             trainer_api::uninstall();
+            crate::optim::api::set_step_observer(None);
         }
     }
 }

@@ -33,6 +33,13 @@ pub struct RunContext {
     /// What `train_dataloader` returned when `estimated_stepping_batches` loaded it early: the fit
     /// uses it rather than calling the hook again.
     pub preloaded_train: Option<Dynamic>,
+    /// The module's `this` (the shared value every hook runs on), for hooks a script's
+    /// `opt.step()` runs under manual optimization.
+    pub module: Option<Dynamic>,
+    /// The functions the module script defines.
+    pub module_fns: std::collections::HashSet<String>,
+    /// Whether the module's last training_step ran under manual optimization.
+    pub manual_optimization: bool,
 }
 
 thread_local! {
@@ -362,41 +369,24 @@ fn call_hook_from_native(ctx: &NativeCallContext, this: &mut Map, name: &str, ar
         let mut st = s.borrow_mut();
         std::mem::replace(&mut st.hook, name.to_string())
     });
-    // the script callbacks first, with Lightning's (trainer, pl_module, ...) arguments
-    let callbacks = with_run(|c| c.callbacks.clone()).unwrap_or_default();
-    let listening: Vec<(Dynamic, FnPtr)> = callbacks
-        .into_iter()
-        .filter_map(|cb| {
-            let fp = cb.read_lock::<Map>()?.get(name)?.clone().try_cast::<FnPtr>()?;
-            Some((cb, fp))
-        })
-        .collect();
-    if !listening.is_empty() {
-        let module = Dynamic::from_map(std::mem::take(this)).into_shared();
-        let trainer = Dynamic::from(TrainerView(state()?));
-        let mut r = Ok(());
-        for (mut cb, fp) in listening {
-            let mut a = vec![trainer.clone(), module.clone()];
-            a.extend(args.iter().cloned());
-            if let Err(e) = fp.call_raw(ctx, Some(&mut cb), a) {
-                r = Err(e);
-                break;
-            }
+    let restore_hook = |prev: Option<String>| {
+        if let (Some(p), Ok(s)) = (prev, state()) {
+            s.borrow_mut().hook = p;
         }
+    };
+    if !listening_callbacks(name).is_empty() {
+        let module = Dynamic::from_map(std::mem::take(this)).into_shared();
+        let r = call_callbacks_from_native(ctx, &module, name, &args);
         *this = module.flatten().try_cast::<Map>().unwrap_or_default();
         if let Err(e) = r {
-            if let (Some(p), Ok(s)) = (prev_hook.clone(), state()) {
-                s.borrow_mut().hook = p;
-            }
+            restore_hook(prev_hook);
             return Err(e);
         }
     }
     let mut me = Dynamic::from_map(this.clone());
     let fp = FnPtr::new(name).map_err(err)?;
     let r = fp.call_raw(ctx, Some(&mut me), args);
-    if let (Some(p), Ok(s)) = (prev_hook, state()) {
-        s.borrow_mut().hook = p;
-    }
+    restore_hook(prev_hook);
     match r {
         Ok(_) => {
             if let Some(m) = me.try_cast::<Map>() {
@@ -408,5 +398,96 @@ fn call_hook_from_native(ctx: &NativeCallContext, this: &mut Map, name: &str, ar
             rhai::EvalAltResult::ErrorFunctionNotFound(ref sig, _) if sig.starts_with(name) => Ok(false),
             _ => Err(e),
         },
+    }
+}
+
+/// The script callbacks (maps) that define hook `name`, with the hook.
+fn listening_callbacks(name: &str) -> Vec<(Dynamic, FnPtr)> {
+    let callbacks = with_run(|c| c.callbacks.clone()).unwrap_or_default();
+    callbacks
+        .into_iter()
+        .filter_map(|cb| {
+            let fp = cb.read_lock::<Map>()?.get(name)?.clone().try_cast::<FnPtr>()?;
+            Some((cb, fp))
+        })
+        .collect()
+}
+
+/// Runs hook `name` of every script callback from inside a native call, with Lightning's
+/// `(trainer, pl_module, ...)` arguments; `module` is the shared module value.
+fn call_callbacks_from_native(ctx: &NativeCallContext, module: &Dynamic, name: &str, args: &[Dynamic]) -> RResult<()> {
+    let trainer = Dynamic::from(TrainerView(state()?));
+    for (mut cb, fp) in listening_callbacks(name) {
+        let mut a = vec![trainer.clone(), module.clone()];
+        a.extend(args.iter().cloned());
+        let _ = fp.call_raw(ctx, Some(&mut cb), a)?;
+    }
+    Ok(())
+}
+
+/// Lightning's optimizer wrapper under manual optimization: a script's `opt.step()` on one of the
+/// run's optimizers runs `on_before_optimizer_step(optimizer)` (script callbacks with
+/// `(trainer, pl_module, optimizer)`, then the module) before the update and counts it in
+/// `global_step` after, so hooks and `this.global_step` see each step as it happens.
+pub struct ManualOptimizerStep;
+
+impl ManualOptimizerStep {
+    /// The module value when `opt` is stepped by a manual-optimization training run.
+    fn module_for(opt: &crate::optim::Optimizer) -> Option<Dynamic> {
+        with_run(|c| {
+            let training = c.state.borrow().training();
+            let ours = c
+                .optimizers
+                .iter()
+                .any(|d| d.read_lock::<crate::optim::Optimizer>().is_some_and(|o| std::rc::Rc::ptr_eq(&o.0, &opt.0)));
+            (c.manual_optimization && training && ours).then(|| c.module.clone()).flatten()
+        })
+        .flatten()
+    }
+
+    /// Writes the live counters onto the module's `this` (skipped while the module is in use by
+    /// the expression that steps, e.g. `this.opt.step()`: the next hook sees them).
+    fn refresh_counters(module: &Dynamic) {
+        let Ok(st) = state() else { return };
+        if let Some(mut m) = module.clone().write_lock::<Map>() {
+            let st = st.borrow();
+            m.insert("global_step".into(), Dynamic::from_int(st.global_step as INT));
+            m.insert("current_epoch".into(), Dynamic::from_int(st.current_epoch as INT));
+        }
+    }
+}
+
+impl crate::optim::api::StepObserver for ManualOptimizerStep {
+    fn before_step(&self, ctx: &NativeCallContext, opt: &crate::optim::Optimizer) -> RResult<()> {
+        let Some(module) = Self::module_for(opt) else { return Ok(()) };
+        const HOOK: &str = "on_before_optimizer_step";
+        let module_listens = with_run(|c| c.module_fns.contains(HOOK)).unwrap_or(false);
+        if !module_listens && listening_callbacks(HOOK).is_empty() {
+            return Ok(());
+        }
+        if module.is_locked() {
+            return Err(err(format!(
+                "opt.step() cannot run {HOOK} here: the expression that steps is using `this` (as in `this.optimizers().step()` or `this.opt.step()`); write `let opt = this.optimizers(); opt.step();`"
+            )));
+        }
+        Self::refresh_counters(&module);
+        let st = state()?;
+        let prev = std::mem::replace(&mut st.borrow_mut().hook, HOOK.to_string());
+        let args = vec![Dynamic::from(opt.clone())];
+        let r = call_callbacks_from_native(ctx, &module, HOOK, &args).and_then(|_| {
+            if module_listens {
+                let _ = FnPtr::new(HOOK).map_err(err)?.call_raw(ctx, Some(&mut module.clone()), args)?;
+            }
+            Ok(())
+        });
+        st.borrow_mut().hook = prev;
+        r
+    }
+
+    fn after_step(&self, opt: &crate::optim::Optimizer) -> RResult<()> {
+        let Some(module) = Self::module_for(opt) else { return Ok(()) };
+        state()?.borrow_mut().global_step += 1;
+        Self::refresh_counters(&module);
+        Ok(())
     }
 }

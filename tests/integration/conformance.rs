@@ -167,8 +167,6 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "log_two_val_loaders_metrics",
         "Lightning shows an empty callback_metrics in a two-loader sanity check; lt shows the per-loader values",
     ),
-    ("manual_one_optimizer", "#15: opt.step() under manual optimization does not run on_before_optimizer_step"),
-    ("manual_two_optimizers", "#15: opt.step() under manual optimization does not run on_before_optimizer_step"),
 ];
 
 fn fixtures() -> PathBuf {

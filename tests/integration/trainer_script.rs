@@ -240,6 +240,24 @@ fn manual_optimization_with_two_optimizers() {
     assert!(s.contains("d_loss") && s.contains("g_loss"), "{s}");
 }
 
+/// `opt.step()` under manual optimization is Lightning's optimizer wrapper: on_before_optimizer_step
+/// (callback, then module) sees each step's global_step before the update, and global_step counts
+/// the step at once; stepping through `this.…` (which keeps `this` in use) with a hook listening is
+/// a clear error saying how to write it.
+#[test]
+fn manual_opt_step_runs_hooks_and_counts_each_step() {
+    let src = "fn trainer() { #{max_epochs: 1, enable_progress_bar: false, enable_model_summary: false, logger: false, enable_checkpointing: false} }\nfn init(h) { this.automatic_optimization = false; this.w = torch::ones([1], #{requires_grad: true}); }\nfn train_dataloader() { [[torch::ones([1])], [torch::ones([1])]] }\nfn configure_optimizers() { [optim::sgd([this.w], #{lr: 0.1}), optim::sgd([this.w], #{lr: 0.1})] }\nfn callbacks() { [#{ on_before_optimizer_step: |trainer, pl_module, opt| print(`cb ${pl_module.global_step}`) }] }\nfn on_before_optimizer_step(opt) { print(`module ${this.global_step}`); }\nfn training_step(b, i) {\n  for opt in this.optimizers() { opt.zero_grad(); this.manual_backward((this.w * b[0]).sum()); opt.step(); print(`after ${this.global_step}`); }\n}\n";
+    let out = fit_script("manual_hooks", src, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want: Vec<String> =
+        (0..4).flat_map(|s| [format!("cb {s}"), format!("module {s}"), format!("after {}", s + 1)]).collect();
+    assert_eq!(lines(&out), want);
+    let chained = src.replace("for opt in this.optimizers() {", "this.optimizers()[0].step(); {");
+    let out = fit_script("manual_chain", &chained, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("write `let opt = this.optimizers(); opt.step();`"), "{}", stderr(&out));
+}
+
 #[test]
 fn several_val_loaders_get_dataloader_idx_and_suffixes() {
     let src = format!("{BASE}fn configure_optimizers() {{ optim::sgd([this.w], #{{lr: 0.1}}) }}\nfn val_dataloader() {{ [data::loader(data::tensor_dataset(torch::ones([4, 2]), torch::ones([4, 1])), #{{batch_size: 4}}), data::loader(data::tensor_dataset(torch::ones([8, 2]), torch::ones([8, 1])), #{{batch_size: 4}})] }}\nfn validation_step(b, i, dl) {{ print(`val dl ${{dl}} batch ${{i}}`); this.log(\"val_loss\", this.loss(b)); }}\nfn on_train_end() {{ print(this.trainer.callback_metrics.keys()); }}\n");
