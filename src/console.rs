@@ -7,6 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `--quiet`: the informational lines ([`infoln!`]) are not printed.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether `--quiet` was given.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
 
 /// Whether stdout was found closed (a reader of the pipe went away).
 pub fn stdout_closed() -> bool {
@@ -51,6 +62,17 @@ macro_rules! outln {
 macro_rules! errln {
     () => { $crate::console::stderr(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::console::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// An informational line on stderr (Lightning's `rank_zero_info`, which its logging handler
+/// writes to stderr), unless `--quiet`.
+#[macro_export]
+macro_rules! infoln {
+    ($($arg:tt)*) => {
+        if !$crate::console::quiet() {
+            $crate::console::stderr(format_args!("{}\n", format_args!($($arg)*)))
+        }
+    };
 }
 
 /// `eprint!` that never panics (see [`crate::console`]).

@@ -65,8 +65,9 @@ impl StageArgs {
         }
     }
 
-    /// The `--set` overrides, with what `--quiet` implies.
+    /// The `--set` overrides, with what `--quiet` implies (which also silences info lines).
     fn all_sets(&self) -> Vec<String> {
+        crate::console::set_quiet(self.quiet);
         let mut sets = self.sets.clone();
         if self.quiet {
             sets.push("trainer.enable_progress_bar=false".into());

@@ -157,6 +157,11 @@ impl Trainer {
             }
             other => other,
         };
+        if result.is_ok() && !self.paused() && self.state.borrow().global_rank == 0 {
+            if let Some(why) = self.stop_reason(n_batches) {
+                infoln!("`Trainer.fit` stopped: {why}.");
+            }
+        }
         let end = result.and_then(|_| {
             self.call(m, Hook::OnTrainEnd, HookArgs::None)?;
             if std::mem::take(&mut self.update_bn) {
@@ -280,6 +285,23 @@ impl Trainer {
             accumulate: self.config.accumulate_grad_batches.max(1) as usize,
             max_epochs: self.config.max_epochs,
             max_steps: self.config.max_steps,
+        }
+    }
+
+    /// Why the fit's loop ended, as Lightning's `_FitLoop.done` says it: no training batches,
+    /// `max_steps`, then `max_epochs` (a stop request or max_time: None).
+    fn stop_reason(&self, n_batches: Option<usize>) -> Option<String> {
+        let s = self.state.borrow();
+        let c = &self.config;
+        if n_batches == Some(0) {
+            return Some("No training batches".into());
+        }
+        if c.max_steps >= 0 && s.global_step as i64 >= c.max_steps {
+            return Some(format!("`max_steps={}` reached", c.max_steps));
+        }
+        match c.max_epochs {
+            Some(me) if me >= 0 && s.current_epoch as i64 >= me => Some(format!("`max_epochs={me}` reached")),
+            _ => None,
         }
     }
 

@@ -99,6 +99,14 @@ pub fn clip_gradients(params: &[tch::Tensor], value: f64, algorithm: ClipAlgorit
 impl Trainer {
     pub fn new(config: TrainerConfig) -> Result<Trainer, String> {
         let device = config.device()?;
+        // Lightning's rank_zero_info at Trainer init (the rank from the launcher's environment)
+        let rank_zero = std::env::var("RANK").map_or(true, |r| r == "0");
+        if config.fast_dev_run > 0 && rank_zero {
+            infoln!(
+                "Running in `fast_dev_run` mode: will run the requested loop using {} batch(es). Logging and checkpointing is suppressed.",
+                config.fast_dev_run
+            );
+        }
         let state = LoopState::shared();
         {
             let mut s = state.borrow_mut();
@@ -258,9 +266,9 @@ impl Trainer {
                 Action::Info { message, rank_zero_only } => {
                     let rank = self.state.borrow().global_rank;
                     if rank == 0 {
-                        outln!("{message}");
+                        infoln!("{message}");
                     } else if !rank_zero_only {
-                        outln!("[rank: {rank}] {message}");
+                        infoln!("[rank: {rank}] {message}");
                     }
                 }
                 Action::Log(metrics) => {

@@ -542,7 +542,9 @@ fn run_case(name: &str, spec: &Value) -> Outcome {
     let mut trace: Vec<Value> = Vec::new();
     let mut final_state = None;
     let mut messages = Vec::new();
-    for line in text.lines() {
+    // Lightning's rank_zero_info lines (EarlyStopping, the fit's stop reason) go to stderr
+    let info = stderr(&out);
+    for line in text.lines().chain(info.lines()) {
         if let Some(j) = line.strip_prefix("TRACE ") {
             trace.push(serde_json::from_str(j).unwrap_or_else(|e| panic!("{name}: bad trace line {j}: {e}")));
         } else if let Some(j) = line.strip_prefix("PROP ") {
