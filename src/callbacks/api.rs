@@ -220,6 +220,17 @@ pub fn register(reg: &mut Registry) {
     reg.volatile("callbacks", "timer", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         Ok(NativeCallback::new("Timer", Box::new(timer(&m)?)))
     });
+    let doc = "Lightning's ModelSummary: the fit starts by printing the model's child modules down to `max_depth` levels (1 by default, -1: all, 0: none) in Lightning's table, children in the order the script assigns them. Without it, `enable_model_summary` (true) prints depth 1.\n\n```rhai\nfn callbacks() {\n    [callbacks::model_summary(#{max_depth: -1})]\n}\n```";
+    reg.volatile("callbacks", "model_summary", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        let o = Opts::new(&m, "callbacks::model_summary", &["max_depth"])?;
+        Ok(NativeCallback::new(
+            "ModelSummary",
+            Box::new(super::ModelSummary::new(o.i64_or("max_depth", 1)?).or_script()?),
+        ))
+    });
+    reg.volatile("callbacks", "model_summary", "", doc, || -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("ModelSummary", Box::new(super::ModelSummary::new(1).or_script()?)))
+    });
     let doc = "Lightning's GradientAccumulationScheduler: `scheduling` maps an epoch (as a string key) to the number of batches whose gradients are accumulated per optimizer step from that epoch on; epochs before the first key use 1. Needs automatic optimization.\n\n```rhai\nfn callbacks() {\n    [callbacks::gradient_accumulation_scheduler(#{scheduling: #{\"0\": 1, \"2\": 4}})]\n}\n```";
     reg.volatile("callbacks", "gradient_accumulation_scheduler", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         Ok(NativeCallback::new("GradientAccumulationScheduler", Box::new(gradient_accumulation_scheduler(&m)?)))

@@ -1,6 +1,6 @@
 //! Lightning's built-in callbacks, in Rust: ModelCheckpoint, EarlyStopping, LearningRateMonitor,
-//! Timer, GradientAccumulationScheduler, StochasticWeightAveraging, WeightAveraging and
-//! EMAWeightAveraging.
+//! Timer, GradientAccumulationScheduler, ModelSummary, StochasticWeightAveraging, WeightAveraging
+//! and EMAWeightAveraging.
 //! They observe the loop state and ask the Trainer for actions (see `trainer::callback`).
 pub mod api;
 pub mod early_stopping;
@@ -8,6 +8,7 @@ pub mod filename;
 pub mod grad_accum;
 pub mod lr_monitor;
 pub mod model_checkpoint;
+pub mod model_summary;
 pub mod timer;
 pub mod weight_averaging;
 
@@ -15,6 +16,7 @@ pub use early_stopping::EarlyStopping;
 pub use grad_accum::GradientAccumulationScheduler;
 pub use lr_monitor::LearningRateMonitor;
 pub use model_checkpoint::ModelCheckpoint;
+pub use model_summary::ModelSummary;
 pub use timer::Timer;
 pub use weight_averaging::WeightAveraging;
 

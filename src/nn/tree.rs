@@ -452,11 +452,16 @@ pub fn num_parameters(d: &Dynamic, trainable_only: bool) -> Result<i64, String> 
 /// Every module map under `d` with its path, children before parents (PyTorch's `apply` order),
 /// as copies: their tensors are shared with the model, so in-place changes reach it.
 pub fn modules_post_order(d: &Dynamic) -> Result<Vec<(String, Map)>, String> {
-    modules(d, true, false)
+    modules(d, true, false, &|_| None)
 }
 
+/// Where a child name was declared (line, column), to list children in declaration order; None:
+/// after the declared ones, alphabetically.
+pub type ChildOrder<'a> = &'a dyn Fn(&str) -> Option<(usize, usize)>;
+
 /// `lists`: also list each array holding modules, as a `ModuleList` entry (for the summary).
-fn modules(d: &Dynamic, post: bool, lists: bool) -> Result<Vec<(String, Map)>, String> {
+fn modules(d: &Dynamic, post: bool, lists: bool, order: ChildOrder) -> Result<Vec<(String, Map)>, String> {
+    #[allow(clippy::too_many_arguments)]
     fn go(
         d: &Dynamic,
         prefix: &str,
@@ -464,6 +469,7 @@ fn modules(d: &Dynamic, post: bool, lists: bool) -> Result<Vec<(String, Map)>, S
         root: bool,
         post: bool,
         lists: bool,
+        order: ChildOrder,
         out: &mut Vec<(String, Map)>,
     ) -> Result<(), String> {
         if depth > MAX_DEPTH {
@@ -475,12 +481,14 @@ fn modules(d: &Dynamic, post: bool, lists: bool) -> Result<Vec<(String, Map)>, S
                 out.push((prefix.to_string(), m.clone()));
             }
             let inline = str_list(&m, "_inline");
-            for (k, v) in m.iter() {
+            let mut children: Vec<(&rhai::Identifier, &Dynamic)> = m.iter().collect();
+            children.sort_by_key(|(k, _)| order(k.as_str()).unwrap_or((usize::MAX, usize::MAX)));
+            for (k, v) in children {
                 if k.starts_with('_') || v.is_fnptr() || !(v.is_map() || v.is_array()) {
                     continue;
                 }
                 let p = if inline.iter().any(|i| i == k.as_str()) { prefix.to_string() } else { join(prefix, k) };
-                go(v, &p, depth + 1, false, post, lists, out)?;
+                go(v, &p, depth + 1, false, post, lists, order, out)?;
             }
             if me && post {
                 out.push((prefix.to_string(), m.clone()));
@@ -497,20 +505,26 @@ fn modules(d: &Dynamic, post: bool, lists: bool) -> Result<Vec<(String, Map)>, S
                 out.push((prefix.to_string(), m));
             }
             for (i, v) in a.iter().enumerate() {
-                go(v, &join(prefix, &i.to_string()), depth + 1, false, post, lists, out)?;
+                go(v, &join(prefix, &i.to_string()), depth + 1, false, post, lists, order, out)?;
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
-    go(d, "", 0, true, post, lists, &mut out)?;
+    go(d, "", 0, true, post, lists, order, &mut out)?;
     Ok(out)
 }
 
-/// Lightning's ModelSummary of the tree: modules down to `max_depth` levels (0: none, -1: all).
+/// Lightning's ModelSummary of the tree: modules down to `max_depth` levels (0: none, -1: all),
+/// children in alphabetical order (see [`summary_in_order`]).
 pub fn summary(d: &Dynamic, max_depth: i64) -> Result<String, String> {
+    summary_in_order(d, max_depth, &|_| None)
+}
+
+/// The summary with children in the order `order` gives (the script's declaration order).
+pub fn summary_in_order(d: &Dynamic, max_depth: i64, order: ChildOrder) -> Result<String, String> {
     let params = named_parameters(d)?;
-    let mods = modules(d, false, true)?;
+    let mods = modules(d, false, true, order)?;
     let mut rows = Vec::new();
     for (path, m) in &mods {
         if path.is_empty() {
@@ -527,14 +541,16 @@ pub fn summary(d: &Dynamic, max_depth: i64) -> Result<String, String> {
     let trainable = params.iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
     let total: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
     let bytes: i64 = params.iter().map(|(_, t)| (t.numel() * t.kind().elt_size_in_bytes()) as i64).sum();
-    let in_train = mods.iter().filter(|(_, m)| training(m)).count();
+    // every module but the root (the LightningModule itself), as Lightning counts them
+    let children: Vec<&Map> = mods.iter().filter(|(p, _)| !p.is_empty()).map(|(_, m)| m).collect();
+    let in_train = children.iter().filter(|m| training(m)).count();
     Ok(crate::nn::summary::render(&crate::nn::summary::Totals {
         rows,
         trainable,
         total,
         bytes,
         modules_train: in_train,
-        modules_eval: mods.len() - in_train,
+        modules_eval: children.len() - in_train,
     }))
 }
 

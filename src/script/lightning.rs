@@ -1088,8 +1088,10 @@ impl LightningModule for ScriptModule {
             .unwrap_or(true)
     }
 
-    fn summary(&self) -> Option<String> {
-        crate::nn::tree::summary(&self.this, 1).ok()
+    fn summary(&self, max_depth: i64) -> Option<String> {
+        // children in the order the script declares them (Rhai maps sort their keys)
+        let order = crate::script::declaration_order::declaration_order(&self.script.ast);
+        crate::nn::tree::summary_in_order(&self.this, max_depth, &|k| order.get(k).copied()).ok()
     }
 
     fn state_dict(&self) -> Result<Vec<(String, tch::Tensor)>, String> {

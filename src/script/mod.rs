@@ -1,6 +1,7 @@
 //! The Rhai side of lt: the engine with every domain's registered surface, error reports that name
 //! file, line, column and hook, the embedded stdlib, and `lt doc`.
 pub mod convert;
+pub mod declaration_order;
 pub mod doc;
 pub mod engine;
 pub mod error;

@@ -92,6 +92,10 @@ pub trait Callback {
     fn load_state_tensors(&mut self, _tensors: &[(String, tch::Tensor)]) -> Result<(), String> {
         Ok(())
     }
+    /// ModelSummary: the depth of the summary the fit prints when it starts (0: none).
+    fn summary_depth(&self) -> Option<i64> {
+        None
+    }
     /// Where this callback writes checkpoints (ModelCheckpoint's folder, known after `setup`).
     fn checkpoint_dir(&self) -> Option<PathBuf> {
         None

@@ -75,9 +75,13 @@ impl Trainer {
             crate::dist::broadcast_parameters(&pg, &m.parameters()?, &m.buffers()?).map_err(|e| e.to_string())?;
         }
         self.update_lrs();
-        if self.config.enable_model_summary {
-            if let Some(s) = m.summary() {
-                self.progress.message(&s);
+        // Lightning's ModelSummary callback (the default one: depth 1) logs the table, an info
+        // line after an empty one
+        let depth = self.callbacks.iter().find_map(|c| c.summary_depth());
+        let depth = depth.or(self.config.enable_model_summary.then_some(1)).unwrap_or(0);
+        if depth != 0 && self.state.borrow().global_rank == 0 {
+            if let Some(s) = m.summary(depth) {
+                infoln!("\n{s}");
             }
         }
         let hparams = m.hparams();

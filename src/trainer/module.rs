@@ -246,8 +246,9 @@ pub trait LightningModule {
     fn set_training(&mut self, training: bool) -> Result<(), String>;
     fn to_device_dtype(&mut self, device: Device, dtype: Option<Kind>) -> Result<(), String>;
     fn automatic_optimization(&self) -> bool;
-    /// The model summary table, if the module can describe itself.
-    fn summary(&self) -> Option<String>;
+    /// The model summary table down to `max_depth` levels (-1: all), if the module can describe
+    /// itself.
+    fn summary(&self, max_depth: i64) -> Option<String>;
     /// Saved hyperparameters (for hparams.yaml and loggers).
     fn hparams(&self) -> serde_json::Value;
     /// Parameters and buffers with PyTorch's dotted names.

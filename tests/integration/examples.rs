@@ -79,7 +79,9 @@ fn finetune_example_pretrains_once_then_trains_only_the_head() {
     let so = stdout(&out);
     assert!(so.contains("pretraining a backbone"), "{so}");
     assert!(dir.join("finetune_backbone.safetensors").exists());
-    assert!(so.contains("195       Trainable params") && so.contains("5.5 K     Non-trainable params"), "{so}");
+    // the model summary (on stderr, as Lightning logs it)
+    let se = stderr(&out);
+    assert!(se.contains("195       Trainable params") && se.contains("5.5 K     Non-trainable params"), "{se}");
     assert!(so.contains(r#"missing ["classifier.weight", "classifier.bias"]"#), "{so}");
     let acc = metric(&dir, "test_acc");
     assert!(acc[0] > 0.95, "test_acc {acc:?}");

@@ -205,7 +205,7 @@ impl LightningModule for Toy {
     fn automatic_optimization(&self) -> bool {
         true
     }
-    fn summary(&self) -> Option<String> {
+    fn summary(&self, _max_depth: i64) -> Option<String> {
         None
     }
     fn hparams(&self) -> serde_json::Value {

@@ -258,6 +258,36 @@ fn manual_opt_step_runs_hooks_and_counts_each_step() {
     assert!(stderr(&out).contains("write `let opt = this.optimizers(); opt.step();`"), "{}", stderr(&out));
 }
 
+/// The summary a fit starts with is Lightning's table (tests/fixtures/summary/summary.txt, made by
+/// Lightning's own ModelSummary and formatter): children in declaration order, array children
+/// as a ModuleList, the root not counted; `callbacks::model_summary(#{max_depth: -1})` lists
+/// every level.
+#[test]
+fn model_summary_matches_lightning() {
+    let fixture = std::fs::read_to_string(crate::common::root().join("tests/fixtures/summary/summary.txt")).unwrap();
+    let expected: Vec<&str> = fixture.split("# max_depth ").filter(|s| !s.is_empty()).collect();
+    let src = "fn trainer() { #{max_epochs: 1, enable_progress_bar: false, logger: false, enable_checkpointing: false} }\nCALLBACKS\nfn block() { #{ _type: \"Block\", fc: nn::linear(8, 8), drop: nn::dropout(0.1), forward: |x| this.drop.forward(this.fc.forward(x)) } }\nfn init(h) {\n  this.l1 = nn::linear(4, 8);\n  this.act = nn::relu();\n  this.blocks = [block(), block()];\n  this.bn = nn::batch_norm1d(8);\n  this.bn.train(false);\n  this.out = nn::sequential([nn::linear(8, 2), nn::relu()]);\n  this.l1.weight.requires_grad_(false);\n}\nfn train_dataloader() { [[torch::ones([2, 4])]] }\nfn training_step(b, i) { this.out.forward(this.l1.forward(b[0])).sum() }\nfn configure_optimizers() { optim::sgd(this.out.parameters(), #{lr: 0.1}) }\n";
+    for (tag, callbacks, want) in [
+        ("summary_default", "", expected[0]),
+        ("summary_all", "fn callbacks() { [callbacks::model_summary(#{max_depth: -1})] }", expected[1]),
+    ] {
+        let out = fit_script(tag, &src.replace("CALLBACKS", callbacks), &[]);
+        assert!(out.status.success(), "{tag}: {}", stderr(&out));
+        let err = stderr(&out);
+        let table: Vec<&str> =
+            err.lines().skip_while(|l| !l.contains("| Name")).take_while(|l| !l.starts_with('`')).collect();
+        let want: Vec<&str> = want.lines().skip(1).collect();
+        assert_eq!(table, want, "{tag}:\n{err}");
+    }
+    // depth 0 prints none
+    let out = fit_script(
+        "summary_none",
+        &src.replace("CALLBACKS", "fn callbacks() { [callbacks::model_summary(#{max_depth: 0})] }"),
+        &[],
+    );
+    assert!(!stderr(&out).contains("| Name"), "{}", stderr(&out));
+}
+
 #[test]
 fn several_val_loaders_get_dataloader_idx_and_suffixes() {
     let src = format!("{BASE}fn configure_optimizers() {{ optim::sgd([this.w], #{{lr: 0.1}}) }}\nfn val_dataloader() {{ [data::loader(data::tensor_dataset(torch::ones([4, 2]), torch::ones([4, 1])), #{{batch_size: 4}}), data::loader(data::tensor_dataset(torch::ones([8, 2]), torch::ones([8, 1])), #{{batch_size: 4}})] }}\nfn validation_step(b, i, dl) {{ print(`val dl ${{dl}} batch ${{i}}`); this.log(\"val_loss\", this.loss(b)); }}\nfn on_train_end() {{ print(this.trainer.callback_metrics.keys()); }}\n");
