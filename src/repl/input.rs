@@ -20,8 +20,14 @@ pub enum Read {
 }
 
 pub enum Input {
-    Tty { editor: Box<Editor<ReplHelper, DefaultHistory>>, history: Option<PathBuf> },
-    Pipe,
+    Tty {
+        editor: Box<Editor<ReplHelper, DefaultHistory>>,
+        history: Option<PathBuf>,
+    },
+    /// Plain lines; `lines_read` counts them, for messages about a bad one.
+    Pipe {
+        lines_read: usize,
+    },
 }
 
 /// `~/.cache/lt/repl_history` (or under `$XDG_CACHE_HOME`).
@@ -37,17 +43,17 @@ impl Input {
     /// A terminal editor when stdin is a terminal (and the editor starts), else plain lines.
     pub fn open(vars: Rc<RefCell<Vec<String>>>) -> Input {
         if !std::io::stdin().is_terminal() {
-            return Input::Pipe;
+            return Input::Pipe { lines_read: 0 };
         }
         let engine = match super::repl_engine() {
             Ok(e) => e,
-            Err(_) => return Input::Pipe,
+            Err(_) => return Input::Pipe { lines_read: 0 },
         };
         let mut editor = match Editor::<ReplHelper, DefaultHistory>::new() {
             Ok(e) => e,
             Err(e) => {
                 errln!("warning: no line editor ({e}); reading plain lines");
-                return Input::Pipe;
+                return Input::Pipe { lines_read: 0 };
             }
         };
         editor.set_helper(Some(ReplHelper { words: Words::from_engine(&engine), vars, engine }));
@@ -84,16 +90,35 @@ impl Input {
                     Read::Eof
                 }
             },
-            Input::Pipe => {
+            Input::Pipe { lines_read } => {
                 let stdin = std::io::stdin();
                 let mut buf = String::new();
                 loop {
-                    let mut line = String::new();
-                    match stdin.lock().read_line(&mut line) {
-                        Ok(0) | Err(_) => {
+                    let mut bytes = Vec::new();
+                    match stdin.lock().read_until(b'\n', &mut bytes) {
+                        Ok(0) => return if buf.trim().is_empty() { Read::Eof } else { Read::Line(buf) },
+                        Err(e) => {
+                            errln!("error: cannot read input: {e}");
                             return if buf.trim().is_empty() { Read::Eof } else { Read::Line(buf) };
                         }
                         Ok(_) => {
+                            *lines_read += 1;
+                            // a line that is not UTF-8 is refused, with the input read so far
+                            // for the same statement; the session goes on with the next line
+                            let line = match String::from_utf8(bytes) {
+                                Ok(l) => l,
+                                Err(e) => {
+                                    let at = e.utf8_error().valid_up_to();
+                                    errln!(
+                                        "error: input line {} is not UTF-8 text (byte 0x{:02x} at byte {}); it was skipped{}",
+                                        lines_read,
+                                        e.as_bytes()[at],
+                                        at + 1,
+                                        if buf.is_empty() { "" } else { " with the unfinished input before it" }
+                                    );
+                                    return Read::Interrupted;
+                                }
+                            };
                             buf.push_str(&line);
                             if !is_incomplete(engine, &buf) {
                                 while buf.ends_with('\n') || buf.ends_with('\r') {

@@ -31,7 +31,7 @@ fn run_paused(repl: &mut Repl) -> Exit {
     let _sigint = signal::SigintGuard::install();
     let mut input = Input::open(repl.vars.clone());
     let exit = repl.run(&mut input);
-    if exit == Exit::Eof && matches!(input, Input::Pipe) {
+    if exit == Exit::Eof && matches!(input, Input::Pipe { .. }) {
         STDIN_ENDED.store(true, Ordering::SeqCst);
     }
     exit

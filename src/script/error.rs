@@ -31,9 +31,19 @@ impl std::error::Error for ScriptError {}
 impl ScriptError {
     /// A parse (compile) error in `file`.
     pub fn from_parse(e: &ParseError, file: &str, source: &str) -> Self {
-        let position = e.position();
+        let mut position = e.position();
+        let mut message = format!("syntax error: {}", e.err_type());
+        // Rhai reports what the end of the file left open (a missing `}`) on the line after the
+        // last: point just past the last character of the script instead.
+        if position.line().is_some() && line_of(source, position).is_none() {
+            if let Some((n, text)) = source.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).last() {
+                let clamp = |v: usize| (v + 1).min(u16::MAX as usize) as u16;
+                position = Position::new(clamp(n), clamp(text.chars().count()));
+                message.push_str(" (at the end of the file)");
+            }
+        }
         ScriptError {
-            message: format!("syntax error: {}", e.err_type()),
+            message,
             file: file.to_string(),
             position,
             line_text: line_of(source, position),

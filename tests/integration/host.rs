@@ -7,6 +7,11 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs `lt args` in `dir` with `input` piped to stdin.
 fn lt_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
+    lt_with_bytes(dir, args, input.as_bytes())
+}
+
+/// Runs `lt args` in `dir` with the bytes `input` piped to stdin.
+fn lt_with_bytes(dir: &Path, args: &[&str], input: &[u8]) -> Output {
     let mut child = Command::new(lt_bin())
         .args(args)
         .current_dir(dir)
@@ -17,7 +22,7 @@ fn lt_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start lt");
-    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
     child.wait_with_output().expect("wait for lt")
 }
 
@@ -44,6 +49,16 @@ fn repl_piped_keeps_state_prints_values_and_survives_errors() {
     let se = String::from_utf8_lossy(&out.stderr);
     assert!(se.contains("error: Function not found: undefined_fn") && se.contains("--> <repl>:1:1"), "{se}");
     assert!(se.contains("unknown command :bogus") && se.contains("no module loaded"), "{se}");
+}
+
+/// A line of piped input that is not UTF-8 is refused by number and the session goes on.
+#[test]
+fn repl_piped_refuses_a_line_that_is_not_utf8_and_goes_on() {
+    let dir = temp_dir("repl_utf8");
+    let out = lt_with_bytes(&dir, &["repl"], b"let a = 20;\nlet b = \"\xff\xfe\";\na + 22\n");
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("error: input line 2 is not UTF-8 text (byte 0xff at byte 10); it was skipped"), "{se}");
+    assert!(stdout(&out).contains("42"), "the session went on: {}", all(&out));
 }
 
 const MODULE: &str = r#"
