@@ -58,11 +58,18 @@ fn trainer_options_outside_lightnings_ranges_are_errors() {
     for (i, (opts, want)) in cases.iter().enumerate() {
         let name = format!("m{i}.rhai");
         std::fs::write(dir.join(&name), script(opts, "")).unwrap();
+        let before = crate::common::tree_snapshot(&dir);
         let out = lt_in(&dir, &["fit", &name]);
         let err = stderr(&out);
         let clean = out.status.code().is_some_and(|c| c != 0) && !err.contains("panicked");
         if !clean || !err.contains(want) {
             failures.push(format!("{opts}: exit {:?}, expected '{want}' in:\n{err}{}", out.status, stdout(&out)));
+        }
+        // an option refused before the fit starts writes nothing (no log folder, no checkpoint);
+        // val_check_interval is checked against the training loader, once the fit has begun
+        // logging (as in Lightning, the run's version folder then holds its hparams.yaml)
+        if !opts.starts_with("val_check_interval") && crate::common::tree_snapshot(&dir) != before {
+            failures.push(format!("{opts}: the refused run created or changed files in {}", dir.display()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));

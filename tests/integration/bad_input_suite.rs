@@ -84,8 +84,23 @@ fn call(f: &str, params: &[(String, String)], replace: Option<(usize, &str)>, op
 }
 
 /// Runs each case; returns the failures (a value instead of an error, an error that lacks what it
-/// should name, an internal error).
+/// should name, an internal error, a file created or changed in the folder the cases run in).
 fn check(cases: &[(String, Vec<&str>)]) -> Vec<String> {
+    let here = std::env::current_dir().expect("current dir");
+    let before = crate::common::tree_snapshot(&here);
+    let failures = check_each(cases);
+    let after = crate::common::tree_snapshot(&here);
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(p, v)| before.get(*p) != Some(v))
+        .map(|(p, _)| p.display().to_string())
+        .chain(before.keys().filter(|p| !after.contains_key(*p)).map(|p| format!("{} (removed)", p.display())))
+        .collect();
+    assert!(changed.is_empty(), "bad-input cases changed files in {}: {changed:?}", here.display());
+    failures
+}
+
+fn check_each(cases: &[(String, Vec<&str>)]) -> Vec<String> {
     let mut failures = Vec::new();
     for (source, wants) in cases {
         match crate::common::eval(source) {

@@ -90,3 +90,25 @@ pub fn eval_bool(source: &str) -> bool {
     let v = eval(source).unwrap_or_else(|e| panic!("script failed:\n{e}"));
     v.as_bool().unwrap_or_else(|_| panic!("expected a bool, got {}", v.type_name()))
 }
+
+/// Every file under `dir` (not `.git` or `target`) with its size and modification time, to show
+/// that a run changed nothing there.
+pub fn tree_snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+            if m.is_dir() {
+                if !matches!(e.file_name().to_str(), Some(".git" | "target")) {
+                    todo.push(p);
+                }
+            } else {
+                out.insert(p, (m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)));
+            }
+        }
+    }
+    out
+}
