@@ -15,3 +15,24 @@ pub fn exponent(s: &str) -> String {
         None => s.to_string(),
     }
 }
+
+/// Python's `repr` of a string: single quotes, or double quotes when it holds a single quote
+/// and no double quote; backslashes and the chosen quote escaped.
+pub fn repr_str(s: &str) -> String {
+    let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::from(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+    out
+}

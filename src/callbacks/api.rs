@@ -78,6 +78,7 @@ pub fn model_checkpoint(m: &Map) -> RResult<ModelCheckpoint> {
         save_weights_only: o.bool_or("save_weights_only", false)?,
         auto_insert_metric_name: o.bool_or("auto_insert_metric_name", true)?,
         enable_version_counter: o.bool_or("enable_version_counter", true)?,
+        verbose: o.bool_or("verbose", false)?,
     };
     ModelCheckpoint::new(cfg).or_script()
 }
@@ -147,18 +148,16 @@ pub fn stochastic_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
     use super::weight_averaging::{EpochStart, SwaSchedule};
     let what = "callbacks::stochastic_weight_averaging";
     let o = Opts::new(m, what, &["swa_lrs", "swa_epoch_start", "annealing_epochs", "annealing_strategy"])?;
-    let swa_lrs = match o.get("swa_lrs") {
-        Some(d) if d.is_array() => d
-            .read_lock::<rhai::Array>()
-            .map(|a| a.iter().map(|v| crate::script::convert::number(v, what)).collect::<RResult<Vec<f64>>>())
-            .unwrap_or(Ok(vec![]))?,
-        Some(d) => vec![crate::script::convert::number(d, what)?],
+    let swa_lrs = match o.numbers_opt("swa_lrs")? {
+        Some(lrs) => lrs,
         None => return Err(err(format!("{what} needs `swa_lrs` (a learning rate, or one per parameter group)"))),
     };
     let epoch_start = match o.get("swa_epoch_start") {
         None => EpochStart::Fraction(0.8),
         Some(d) if d.is_int() => EpochStart::Epoch(d.as_int().unwrap_or(0).max(0) as usize),
-        Some(d) => EpochStart::Fraction(crate::script::convert::number(d, what)?),
+        Some(d) => EpochStart::Fraction(crate::script::convert::number(d, what).map_err(|_| {
+            err(format!("{what}: option 'swa_epoch_start' must be an int or a fraction, got {}", d.type_name()))
+        })?),
     };
     let cosine = match o.str_or("annealing_strategy", "cos")?.as_str() {
         "cos" => true,
@@ -194,7 +193,7 @@ pub fn ema_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
 
 pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<NativeCallback>("Callback");
-    let doc = "Lightning's ModelCheckpoint. Options: `dirpath`, `filename` (template like \"{epoch}-{val_loss:.2f}\"), `monitor`, `mode`, `save_top_k` (-1 all, 0 none, k best), `save_last`, `every_n_epochs`, `every_n_train_steps`, `train_time_interval` (seconds), `save_on_train_epoch_end`, `save_weights_only`, `auto_insert_metric_name`, `enable_version_counter`.\n\n```rhai\nfn callbacks() {\n    [callbacks::model_checkpoint(#{monitor: \"val_loss\", save_top_k: 2, save_last: true})]\n}\n```";
+    let doc = "Lightning's ModelCheckpoint. Options: `dirpath`, `filename` (template like \"{epoch}-{val_loss:.2f}\"), `monitor`, `mode`, `save_top_k` (-1 all, 0 none, k best), `save_last`, `every_n_epochs`, `every_n_train_steps`, `train_time_interval` (seconds), `save_on_train_epoch_end`, `save_weights_only`, `auto_insert_metric_name`, `enable_version_counter`, `verbose` (print what each monitored save did, as Lightning).\n\n```rhai\nfn callbacks() {\n    [callbacks::model_checkpoint(#{monitor: \"val_loss\", save_top_k: 2, save_last: true})]\n}\n```";
     reg.volatile("callbacks", "model_checkpoint", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         Ok(NativeCallback::new("ModelCheckpoint", Box::new(model_checkpoint(&m)?)))
     });
@@ -202,19 +201,26 @@ pub fn register(reg: &mut Registry) {
     reg.volatile("callbacks", "early_stopping", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         Ok(NativeCallback::new("EarlyStopping", Box::new(early_stopping(&m)?)))
     });
-    let doc = "Lightning's LearningRateMonitor: logs `lr-Adam` (and `lr-Adam/pg1`, … for several groups) every step (default) or epoch. Options: `logging_interval` (\"step\" | \"epoch\"), `log_momentum`.\n\n```rhai\nfn callbacks() {\n    [callbacks::learning_rate_monitor(#{logging_interval: \"step\"})]\n}\n```";
+    let doc = "Lightning's LearningRateMonitor: logs `lr-Adam` (and `lr-Adam/pg1`, … for several groups) every step (default) or epoch. Options: `logging_interval` (\"step\" | \"epoch\"), `log_momentum` (`lr-Adam-momentum`: betas[0] or momentum), `log_weight_decay` (`lr-Adam-weight_decay`).\n\n```rhai\nfn callbacks() {\n    [callbacks::learning_rate_monitor(#{logging_interval: \"step\"})]\n}\n```";
     reg.volatile("callbacks", "learning_rate_monitor", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         let o = Opts::new(
             &m,
             "callbacks::learning_rate_monitor",
             &["logging_interval", "log_momentum", "log_weight_decay"],
         )?;
-        let cb =
-            LearningRateMonitor::new(o.str_opt("logging_interval")?, o.bool_or("log_momentum", false)?).or_script()?;
+        let cb = LearningRateMonitor::new(
+            o.str_opt("logging_interval")?,
+            o.bool_or("log_momentum", false)?,
+            o.bool_or("log_weight_decay", false)?,
+        )
+        .or_script()?;
         Ok(NativeCallback::new("LearningRateMonitor", Box::new(cb)))
     });
     reg.volatile("callbacks", "learning_rate_monitor", "", doc, || -> RResult<NativeCallback> {
-        Ok(NativeCallback::new("LearningRateMonitor", Box::new(LearningRateMonitor::new(None, false).or_script()?)))
+        Ok(NativeCallback::new(
+            "LearningRateMonitor",
+            Box::new(LearningRateMonitor::new(None, false, false).or_script()?),
+        ))
     });
     let doc = "Lightning's Timer: stops the fit when `duration` of training time has passed, checked after each training batch (`interval: \"step\"`, default) or epoch (`\"epoch\"`). `duration` is \"DD:HH:MM:SS\", seconds, or a map #{days, hours, minutes, seconds}. The time spent in each stage (train, sanity_check, validate, test, predict) is saved in checkpoints, so a resumed fit keeps counting.\n\n```rhai\nfn callbacks() {\n    [callbacks::timer(#{duration: \"00:01:30:00\", interval: \"epoch\"})]\n}\n```";
     reg.volatile("callbacks", "timer", "opts", doc, |m: Map| -> RResult<NativeCallback> {

@@ -1,5 +1,6 @@
 //! LearningRateMonitor: logs each optimizer's learning rates (`lr-Adam`, `lr-Adam/pg1`, …) and
-//! optionally momenta, every step or every epoch.
+//! optionally momenta (`lr-Adam-momentum`) and weight decays (`lr-Adam-weight_decay`), every step
+//! or every epoch, under Lightning's names.
 use crate::trainer::callback::{Action, Callback};
 use crate::trainer::state::SharedState;
 use std::collections::BTreeMap;
@@ -8,10 +9,11 @@ pub struct LearningRateMonitor {
     /// None = at each optimizer step interval ("step"); "epoch" logs at epoch starts.
     pub logging_interval: Option<String>,
     pub log_momentum: bool,
+    pub log_weight_decay: bool,
 }
 
 impl LearningRateMonitor {
-    pub fn new(logging_interval: Option<String>, log_momentum: bool) -> Result<Self, String> {
+    pub fn new(logging_interval: Option<String>, log_momentum: bool, log_weight_decay: bool) -> Result<Self, String> {
         if let Some(i) = &logging_interval {
             if i != "step" && i != "epoch" {
                 return Err(format!(
@@ -19,31 +21,25 @@ impl LearningRateMonitor {
                 ));
             }
         }
-        Ok(LearningRateMonitor { logging_interval, log_momentum })
+        Ok(LearningRateMonitor { logging_interval, log_momentum, log_weight_decay })
     }
 
     /// Lightning's key names: `lr-Name`, `lr-Name/pgN` for several groups, `-1` suffix for repeats.
     pub fn metrics(&self, lrs: &[crate::trainer::state::OptimizerLrs]) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        for (name, groups, momenta) in lrs {
-            let n = seen.entry(name.clone()).or_insert(0);
-            let base = if *n == 0 { format!("lr-{name}") } else { format!("lr-{name}-{n}") };
+        for o in lrs {
+            let n = seen.entry(o.name.clone()).or_insert(0);
+            let base = if *n == 0 { format!("lr-{}", o.name) } else { format!("lr-{}-{n}", o.name) };
             *n += 1;
-            for (i, lr) in groups.iter().enumerate() {
-                let key = if groups.len() > 1 { format!("{base}/pg{}", i + 1) } else { base.clone() };
+            for (i, lr) in o.lrs.iter().enumerate() {
+                let key = if o.lrs.len() > 1 { format!("{base}/pg{}", i + 1) } else { base.clone() };
                 out.insert(key.clone(), *lr);
                 if self.log_momentum {
-                    if let Some(Some(m)) = momenta.get(i) {
-                        out.insert(
-                            format!(
-                                "{}-momentum{}",
-                                base,
-                                if groups.len() > 1 { format!("/pg{}", i + 1) } else { String::new() }
-                            ),
-                            *m,
-                        );
-                    }
+                    out.insert(format!("{key}-momentum"), o.momenta.get(i).copied().unwrap_or(0.0));
+                }
+                if self.log_weight_decay {
+                    out.insert(format!("{key}-weight_decay"), o.weight_decays.get(i).copied().unwrap_or(0.0));
                 }
             }
         }

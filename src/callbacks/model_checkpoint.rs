@@ -34,6 +34,8 @@ pub struct ModelCheckpointConfig {
     pub save_weights_only: bool,
     pub auto_insert_metric_name: bool,
     pub enable_version_counter: bool,
+    /// Print what each monitored save did (Lightning's messages).
+    pub verbose: bool,
 }
 
 impl Default for ModelCheckpointConfig {
@@ -52,6 +54,7 @@ impl Default for ModelCheckpointConfig {
             save_weights_only: false,
             auto_insert_metric_name: true,
             enable_version_counter: true,
+            verbose: false,
         }
     }
 }
@@ -179,6 +182,8 @@ impl ModelCheckpoint {
                         ));
                     };
                     let k = self.cfg.save_top_k;
+                    let shown_k = if k == -1 { self.best_k_models.len() as i64 + 1 } else { k };
+                    let (epoch, step) = (st.current_epoch, st.global_step);
                     let full = k > 0 && self.best_k_models.len() as i64 >= k;
                     let worst = self
                         .best_k_models
@@ -218,6 +223,21 @@ impl ModelCheckpoint {
                         );
                         self.best_model_path = bp;
                         self.best_model_score = Some(bs);
+                        if self.cfg.verbose {
+                            let message = format!(
+                                "Epoch {epoch}, global step {step}: {} reached {current:.5} (best {bs:.5}), saving model to {} as top {shown_k}",
+                                crate::pyfmt::repr_str(monitor),
+                                // Lightning resolves its dirpath to an absolute one
+                                crate::pyfmt::repr_str(&std::path::absolute(&path).unwrap_or(path.clone()).to_string_lossy())
+                            );
+                            actions.insert(0, Action::Info { message, rank_zero_only: true });
+                        }
+                    } else if self.cfg.verbose {
+                        let message = format!(
+                            "Epoch {epoch}, global step {step}: {} was not in top {k}",
+                            crate::pyfmt::repr_str(monitor)
+                        );
+                        actions.push(Action::Info { message, rank_zero_only: true });
                     }
                 }
             }

@@ -261,11 +261,8 @@ impl WeightAveraging {
     fn swa_lrs(&self, state: &SharedState) -> Result<Vec<f64>, String> {
         let When::Swa(s) = &self.when else { return Ok(vec![]) };
         let st = state.borrow();
-        let current = st
-            .optimizer_lrs
-            .first()
-            .map(|(_, lrs, _)| lrs.clone())
-            .ok_or("StochasticWeightAveraging needs an optimizer")?;
+        let current =
+            st.optimizer_lrs.first().map(|o| o.lrs.clone()).ok_or("StochasticWeightAveraging needs an optimizer")?;
         let swa: Vec<f64> = match s.swa_lrs.len() {
             1 => vec![s.swa_lrs[0]; current.len()],
             n if n == current.len() => s.swa_lrs.clone(),

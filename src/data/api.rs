@@ -765,16 +765,16 @@ fn register_transforms(reg: &mut Registry) {
         let o = Opts::new(&m, W, &["transform", "target_transform", "keys", "seed"])?;
         let mut ts = Vec::new();
         if let Some(t) = o.get("transform") {
-            ts.push((Field::Input, transform_of(t, W)?));
+            ts.push((Field::Input, transform_of(t, &format!("{W}: option 'transform'"))?));
         }
         if let Some(t) = o.get("target_transform") {
-            ts.push((Field::Target, transform_of(t, W)?));
+            ts.push((Field::Target, transform_of(t, &format!("{W}: option 'target_transform'"))?));
         }
         if let Some(k) = o.get("keys") {
             let km =
                 k.read_lock::<Map>().ok_or_else(|| err(format!("{W}: 'keys' must be a map of key → Transform")))?;
             for (name, t) in km.iter() {
-                ts.push((Field::Key(name.to_string()), transform_of(t, W)?));
+                ts.push((Field::Key(name.to_string()), transform_of(t, &format!("{W}: keys.{name}"))?));
             }
         }
         Ok(ds(Transformed::new(d.0, ts, o.i64_or("seed", 0)? as u64)))

@@ -501,7 +501,13 @@ array and are named `0`, `1`, … in the state_dict, as in PyTorch (`encoder.0.w
 
 /// Parses an activation from its script name and a lookup of its options.
 fn parse_act(name: &str, get: &dyn Fn(&str) -> Option<Dynamic>) -> RResult<Act> {
-    let f = |k: &str, d: f64| -> RResult<f64> { get(k).map(|v| number(&v, name)).transpose().map(|o| o.unwrap_or(d)) };
+    let f = |k: &str, d: f64| -> RResult<f64> {
+        match get(k) {
+            Some(v) => number(&v, name)
+                .map_err(|_| err(format!("{name}: option '{k}' must be a number, got {}", v.type_name()))),
+            None => Ok(d),
+        }
+    };
     let i = |k: &str, d: Option<i64>| -> RResult<i64> {
         match get(k) {
             Some(v) => v.as_int().map_err(|_| err(format!("{name}: '{k}' must be an int"))),
@@ -512,10 +518,14 @@ fn parse_act(name: &str, get: &dyn Fn(&str) -> Option<Dynamic>) -> RResult<Act> 
         "relu" => Act::Relu,
         "relu6" => Act::Relu6,
         "gelu" => {
-            let a = get("approximate")
-                .and_then(|v| v.into_immutable_string().ok())
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "none".into());
+            let a = match get("approximate") {
+                None => "none".to_string(),
+                Some(v) => v
+                    .clone()
+                    .into_immutable_string()
+                    .map_err(|_| err(format!("gelu: option 'approximate' must be a string, got {}", v.type_name())))?
+                    .to_string(),
+            };
             match a.as_str() {
                 "none" => Act::Gelu { tanh: false },
                 "tanh" => Act::Gelu { tanh: true },
@@ -748,13 +758,14 @@ input) (F.cross_entropy). Options: `weight`, `ignore_index` (-100), `reduction` 
 
 fn register_functional(reg: &mut Registry) {
     let doc = "Dropout (F.dropout): zeroes elements with probability `p` (default 0.5) and scales the rest by 1/(1-p) when \
-`training` (default true, as in PyTorch). `F::dropout(x, p)` or `F::dropout(x, #{p, training})`.\n\n\
+`training` (default true, as in PyTorch); `inplace: true` changes `input` itself. `F::dropout(x, p)` or `F::dropout(x, #{p, training, inplace})`.\n\n\
 ```rhai\ntorch::manual_seed(0);\nprint(F::dropout(torch::ones([4]), 0.5));\nprint(F::dropout(torch::ones([2]), #{p: 0.5, training: false}));\n```";
     reg.volatile("F", "dropout", "input", doc, |x: T| ok(fun::dropout(&x, 0.5, true)));
     reg.volatile("F", "dropout", "input, p", doc, |x: T, p: FLOAT| ok(fun::dropout(&x, p, true)));
     reg.volatile("F", "dropout", "input, opts", doc, |x: T, o: Map| -> RResult<T> {
         let o = Opts::new(&o, "F::dropout", &["p", "training", "inplace"])?;
-        ok(fun::dropout(&x, o.f64_or("p", 0.5)?, o.bool_or("training", true)?))
+        let (p, training) = (o.f64_or("p", 0.5)?, o.bool_or("training", true)?);
+        ok(if o.bool_or("inplace", false)? { fun::dropout_(&x, p, training) } else { fun::dropout(&x, p, training) })
     });
     let doc = "Pads the last dims (F.pad): `pad` = [left, right] for the last dim, then [top, bottom] for the one before, …; \
 options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `value`.\n\n\
@@ -791,14 +802,7 @@ options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `val
             return Err(err("F::interpolate: recompute_scale_factor is not supported"));
         }
         let size = o.ints_opt("size")?;
-        let scale = match o.get("scale_factor") {
-            None => None,
-            Some(v) => Some(if let Some(a) = v.read_lock::<Array>() {
-                a.iter().map(|e| number(e, "F::interpolate")).collect::<RResult<Vec<f64>>>()?
-            } else {
-                vec![number(v, "F::interpolate")?]
-            }),
-        };
+        let scale = o.numbers_opt("scale_factor")?;
         let ac = match o.get("align_corners") {
             None => None,
             Some(v) => Some(v.as_bool().map_err(|_| err("F::interpolate: align_corners must be a bool"))?),
@@ -813,10 +817,10 @@ options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `val
         ok(fun::embedding(&x, &w, o.i64_opt("padding_idx")?))
     });
     let doc = "softmax(Q Kᵀ · scale + mask) V over the last two dims (F.scaled_dot_product_attention). Options: `attn_mask` \
-(bool: true = attend; or float, added), `dropout_p`, `is_causal`, `scale` (default 1/√d).\n\n\
+(bool: true = attend; or float, added), `dropout_p`, `is_causal`, `scale` (default 1/√d), `enable_gqa` (key/value with fewer heads than the query, each serving a group of query heads).\n\n\
 ```rhai\nlet q = torch::randn([1, 2, 4, 8]);\nprint(F::scaled_dot_product_attention(q, q, q, #{is_causal: true}).shape);\n```";
     reg.volatile("F", "scaled_dot_product_attention", "query, key, value", doc, |q: T, k: T, v: T| {
-        ok(fun::scaled_dot_product_attention(&q, &k, &v, None, 0.0, false, None))
+        ok(fun::scaled_dot_product_attention(&q, &k, &v, &fun::AttentionOptions::default()))
     });
     reg.volatile(
         "F",
@@ -829,16 +833,14 @@ options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `val
                 "F::scaled_dot_product_attention",
                 &["attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"],
             )?;
-            let mask = o.tensor_opt("attn_mask")?;
-            ok(fun::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                mask.as_deref(),
-                o.f64_or("dropout_p", 0.0)?,
-                o.bool_or("is_causal", false)?,
-                o.f64_opt("scale")?,
-            ))
+            let opts = fun::AttentionOptions {
+                attn_mask: o.tensor_opt("attn_mask")?.map(|t| t.handle()),
+                dropout_p: o.f64_or("dropout_p", 0.0)?,
+                is_causal: o.bool_or("is_causal", false)?,
+                scale: o.f64_opt("scale")?,
+                enable_gqa: o.bool_or("enable_gqa", false)?,
+            };
+            ok(fun::scaled_dot_product_attention(&q, &k, &v, &opts))
         },
     );
     let doc = "`x Wᵀ + b` (F.linear).\n\n```rhai\nprint(F::linear(torch::ones([1, 2]), torch::ones([3, 2])));\nprint(F::linear(torch::ones([1, 2]), torch::ones([3, 2]), torch::zeros([3])));\n```";
@@ -994,7 +996,15 @@ fn parse_padding(d: Option<&Dynamic>, nd: usize, what: &str) -> RResult<Padding>
                 o => Err(err(format!("{what}: invalid padding string '{o}', should be one of 'valid' or 'same'"))),
             }
         }
-        Some(v) => Ok(Padding::Explicit(layers::conv::expand(&int_list(v, what)?, nd, "padding").or_script()?)),
+        Some(v) => {
+            let p = int_list(v, what).map_err(|_| {
+                err(format!(
+                    "{what}: option 'padding' must be an int, an array of ints, \"same\" or \"valid\", got {}",
+                    v.type_name()
+                ))
+            })?;
+            Ok(Padding::Explicit(layers::conv::expand(&p, nd, "padding").or_script()?))
+        }
     }
 }
 

@@ -125,6 +125,13 @@ pub fn dropout(x: &tch::Tensor, p: f64, training: bool) -> Result<tch::Tensor> {
     Ok(x.f_dropout(p, training)?)
 }
 
+/// Dropout in place (`F.dropout(x, inplace=True)`): `x` itself is changed and returned.
+pub fn dropout_(x: &tch::Tensor, p: f64, training: bool) -> Result<tch::Tensor> {
+    check_p(p)?;
+    let mut y = x.shallow_clone();
+    Ok(y.f_dropout_(p, training)?)
+}
+
 pub fn check_p(p: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&p) {
         return Err(tensor_err!("dropout probability has to be between 0 and 1, but got {p}"));
@@ -237,19 +244,37 @@ pub fn embedding(indices: &tch::Tensor, weight: &tch::Tensor, padding_idx: Optio
     Ok(tch::Tensor::f_embedding(weight, indices, pi, false, false)?)
 }
 
+/// The options of [`scaled_dot_product_attention`] (PyTorch's keywords and defaults).
+#[derive(Default)]
+pub struct AttentionOptions {
+    pub attn_mask: Option<tch::Tensor>,
+    pub dropout_p: f64,
+    pub is_causal: bool,
+    /// Default 1/√d.
+    pub scale: Option<f64>,
+    /// Key/value with fewer heads than the query, each serving a group of query heads.
+    pub enable_gqa: bool,
+}
+
 /// softmax(QKᵀ·scale + mask)·V with optional causal masking and dropout.
 pub fn scaled_dot_product_attention(
     q: &tch::Tensor,
     k: &tch::Tensor,
     v: &tch::Tensor,
-    attn_mask: Option<&tch::Tensor>,
-    dropout_p: f64,
-    is_causal: bool,
-    scale: Option<f64>,
+    o: &AttentionOptions,
 ) -> Result<tch::Tensor> {
-    check_p(dropout_p)?;
-    if attn_mask.is_some() && is_causal {
+    check_p(o.dropout_p)?;
+    if o.attn_mask.is_some() && o.is_causal {
         return Err(tensor_err!("scaled_dot_product_attention: give attn_mask or is_causal, not both"));
     }
-    Ok(tch::Tensor::f_scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale, false)?)
+    Ok(tch::Tensor::f_scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        o.attn_mask.as_ref(),
+        o.dropout_p,
+        o.is_causal,
+        o.scale,
+        o.enable_gqa,
+    )?)
 }

@@ -42,12 +42,13 @@ impl LRScheduler {
     }
 }
 
-/// A number or an array of numbers (one per param group).
-fn numbers(d: &Dynamic, what: &str) -> RResult<(Vec<f64>, bool)> {
+/// Option `key`: a number or an array of numbers (one per param group); whether it was an array.
+fn numbers(d: &Dynamic, what: &str, key: &str) -> RResult<(Vec<f64>, bool)> {
+    let bad = || err(format!("{what}: option '{key}' must be a number or an array of numbers, got {}", d.type_name()));
     if let Some(a) = d.read_lock::<Array>() {
-        return Ok((a.iter().map(|v| number(v, what)).collect::<RResult<Vec<f64>>>()?, true));
+        return Ok((a.iter().map(|v| number(v, what).map_err(|_| bad())).collect::<RResult<Vec<f64>>>()?, true));
     }
-    Ok((vec![number(d, what)?], false))
+    Ok((vec![number(d, what).map_err(|_| bad())?], false))
 }
 
 fn req<T>(v: Option<T>, what: &str, key: &str) -> RResult<T> {
@@ -145,7 +146,7 @@ fn polynomial_lr(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
 
 fn list_or(o: &Opts, key: &str, what: &str, default: f64) -> RResult<Vec<f64>> {
     match o.get(key) {
-        Some(d) => Ok(numbers(d, what)?.0),
+        Some(d) => Ok(numbers(d, what, key)?.0),
         None => Ok(vec![default]),
     }
 }
@@ -170,7 +171,7 @@ fn one_cycle_lr(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
             "three_phase",
         ],
     )?;
-    let max_lr = numbers(req(o.get("max_lr"), w, "max_lr")?, w)?.0;
+    let max_lr = numbers(req(o.get("max_lr"), w, "max_lr")?, w, "max_lr")?.0;
     let total_steps = match (o.i64_opt("total_steps")?, o.i64_opt("epochs")?, o.i64_opt("steps_per_epoch")?) {
         (Some(t), _, _) => positive(t, w, "total_steps")?,
         (None, Some(e), Some(s)) => positive(e, w, "epochs")? * positive(s, w, "steps_per_epoch")?,
@@ -220,8 +221,8 @@ fn cyclic_lr(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
         s => return Err(err(format!("{w}: mode must be 'triangular', 'triangular2' or 'exp_range', got '{s}'"))),
     };
     let opts = CyclicOptions {
-        base_lr: numbers(req(o.get("base_lr"), w, "base_lr")?, w)?.0,
-        max_lr: numbers(req(o.get("max_lr"), w, "max_lr")?, w)?.0,
+        base_lr: numbers(req(o.get("base_lr"), w, "base_lr")?, w, "base_lr")?.0,
+        max_lr: numbers(req(o.get("max_lr"), w, "max_lr")?, w, "max_lr")?.0,
         step_size_up: o.f64_or("step_size_up", 2000.0)?,
         step_size_down: o.f64_opt("step_size_down")?,
         mode,
@@ -238,7 +239,7 @@ fn plateau(opt: Optimizer, m: &Map) -> RResult<LRScheduler> {
     let o =
         Opts::new(m, w, &["mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"])?;
     let (min_lr, is_list) = match o.get("min_lr") {
-        Some(d) => numbers(d, w)?,
+        Some(d) => numbers(d, w, "min_lr")?,
         None => (vec![0.0], false),
     };
     let p = Plateau::new(

@@ -202,7 +202,18 @@ impl<'a> Opts<'a> {
     pub fn ints_opt(&self, key: &str) -> RResult<Option<Vec<i64>>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => int_list(v, self.what).map(Some),
+            Some(v) => {
+                int_list(v, self.what).map(Some).map_err(|_| self.type_err(key, "an int or an array of ints", v))
+            }
+        }
+    }
+    /// A number or an array of numbers (one per parameter group, per dimension, …).
+    pub fn numbers_opt(&self, key: &str) -> RResult<Option<Vec<f64>>> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let bad = || self.type_err(key, "a number or an array of numbers", v);
+        match v.read_lock::<rhai::Array>() {
+            Some(a) => a.iter().map(|e| number(e, self.what).map_err(|_| bad())).collect::<RResult<_>>().map(Some),
+            None => number(v, self.what).map(|x| Some(vec![x])).map_err(|_| bad()),
         }
     }
     pub fn tensor_opt(&self, key: &str) -> RResult<Option<Tensor>> {

@@ -115,6 +115,13 @@ impl TrainerOptimizer for ScriptOptimizer {
     fn lrs(&self) -> Vec<f64> {
         self.0.lrs()
     }
+    fn group_option(&self, group: usize, key: &str) -> Option<f64> {
+        match self.0.option(group, key)? {
+            crate::optim::HValue::Num(x) => Some(x),
+            crate::optim::HValue::Pair(first, _) => Some(first),
+            crate::optim::HValue::Bool(_) => None,
+        }
+    }
     fn set_lrs(&mut self, lrs: &[f64]) -> Result<(), String> {
         let n = self.0.lrs().len();
         if lrs.len() != 1 && lrs.len() != n {

@@ -105,6 +105,11 @@ pub trait TrainerOptimizer {
     /// Class name and per-group learning rates (for LearningRateMonitor).
     fn name(&self) -> String;
     fn lrs(&self) -> Vec<f64>;
+    /// A numeric option of parameter group `group` (`weight_decay`, `momentum`; the first of a
+    /// pair such as `betas`), when the optimizer has it.
+    fn group_option(&self, _group: usize, _key: &str) -> Option<f64> {
+        None
+    }
     /// Sets the learning rates: one value for every parameter group, or one per group.
     fn set_lrs(&mut self, _lrs: &[f64]) -> Result<(), String> {
         Err(format!("optimizer {} does not support setting its learning rate", self.name()))

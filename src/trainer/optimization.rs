@@ -93,8 +93,21 @@ impl Trainer {
 
     /// Records each optimizer's learning rates in the loop state (for LearningRateMonitor).
     pub(super) fn update_lrs(&mut self) {
-        let lrs =
-            self.opt.optimizers.iter().map(|o| (o.name(), o.lrs(), o.lrs().iter().map(|_| None).collect())).collect();
+        let lrs = self
+            .opt
+            .optimizers
+            .iter()
+            .map(|o| {
+                let groups = 0..o.lrs().len();
+                let momentum = |g| o.group_option(g, "betas").or_else(|| o.group_option(g, "momentum")).unwrap_or(0.0);
+                state::OptimizerLrs {
+                    name: o.name(),
+                    lrs: o.lrs(),
+                    momenta: groups.clone().map(momentum).collect(),
+                    weight_decays: groups.map(|g| o.group_option(g, "weight_decay").unwrap_or(0.0)).collect(),
+                }
+            })
+            .collect();
         self.state.borrow_mut().optimizer_lrs = lrs;
     }
 

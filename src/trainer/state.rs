@@ -7,9 +7,15 @@ use super::scaler::GradScaler;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// One optimizer's name, the learning rate of each parameter group, and each group's momentum
-/// (beta1 or momentum) where it has one.
-pub type OptimizerLrs = (String, Vec<f64>, Vec<Option<f64>>);
+/// One optimizer's class name and, per parameter group, what LearningRateMonitor logs.
+#[derive(Debug, Clone, Default)]
+pub struct OptimizerLrs {
+    pub name: String,
+    pub lrs: Vec<f64>,
+    /// `betas[0]` for optimizers with betas, else `momentum` (0 without one), as Lightning reads it.
+    pub momenta: Vec<f64>,
+    pub weight_decays: Vec<f64>,
+}
 
 /// What the Trainer is doing (Lightning's `trainer.state.stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

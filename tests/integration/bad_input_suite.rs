@@ -100,6 +100,12 @@ fn check(cases: &[(String, Vec<&str>)]) -> Vec<String> {
     failures
 }
 
+/// The message of a script error: its first line, without the location and the source line
+/// that follow (they quote the call, which names everything).
+fn message_of(e: &str) -> &str {
+    e.lines().next().unwrap_or("")
+}
+
 fn check_each(cases: &[(String, Vec<&str>)]) -> Vec<String> {
     let mut failures = Vec::new();
     for (source, wants) in cases {
@@ -108,7 +114,7 @@ fn check_each(cases: &[(String, Vec<&str>)]) -> Vec<String> {
             Err(e) => {
                 if e.contains("internal error") || e.contains("panicked") {
                     failures.push(format!("{source}\n  internal error: {e}"));
-                } else if !wants.iter().any(|w| e.contains(w)) {
+                } else if !wants.iter().any(|w| message_of(&e).contains(w)) {
                     failures.push(format!("{source}\n  error does not name {wants:?}: {e}"));
                 }
             }
@@ -193,7 +199,7 @@ fn hostile_tensor_calls_are_clean_errors() {
         ("torch::stack([])", vec!["expects a non-empty", "empty"]),
         ("x.index_select(0, torch::tensor([5]))", vec!["out of range", "INDICES"]),
         ("x.gather(1, torch::tensor([[7], [0]]))", vec!["out of bounds"]),
-        ("x.item()", vec!["one element", "item"]),
+        ("x.item()", vec!["cannot be converted to a scalar"]),
         ("x.sum().backward(); x.grad.sum()", vec!["grad", "()"]),
         ("x.mean().backward()", vec!["does not require grad", "grad"]),
         ("torch::tensor([[1, 2], [3]])", vec!["ragged", "length", "shape"]),
@@ -292,4 +298,49 @@ fn every_dimension_argument_is_checked() {
     let failures = check(&cases);
     eprintln!("dimension cases: {}, failures: {}", cases.len(), failures.len());
     assert!(failures.is_empty(), "{} of {} cases:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// Options a function cannot do without, with valid values (so another option can be tested).
+fn required_options(f: &str) -> &'static [(&'static str, &'static str)] {
+    match f {
+        "sched::one_cycle_lr" => &[("max_lr", "0.1"), ("total_steps", "10")],
+        "sched::cyclic_lr" => &[("base_lr", "0.01"), ("max_lr", "0.1")],
+        "sched::cosine_annealing_warm_restarts" => &[("T_0", "2")],
+        "sched::step_lr" => &[("step_size", "2")],
+        "sched::multi_step_lr" => &[("milestones", "[1, 2]")],
+        "sched::cosine_annealing_lr" => &[("T_max", "2")],
+        "callbacks::early_stopping" => &[("monitor", "\"val_loss\"")],
+        "callbacks::stochastic_weight_averaging" => &[("swa_lrs", "0.1")],
+        "data::distributed_sampler" => &[("num_replicas", "2"), ("rank", "0")],
+        _ => &[],
+    }
+}
+
+/// Every option of every registered function with an options map, given a value of a type no
+/// option takes (a timestamp): an error that names the option. The valid options are read from
+/// the unknown-key error, so the family grows with the registered surface.
+#[test]
+fn every_option_refuses_a_value_of_the_wrong_type_by_name() {
+    let mut cases: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut keys_seen = Vec::new();
+    for (f, params) in functions_with_options() {
+        let Err(e) = crate::common::eval(&call(&f, &params, None, "#{__bogus_key: 1}")) else { continue };
+        let Some(list) = e.split("valid options: ").nth(1) else { continue };
+        let list = list.lines().next().unwrap_or("");
+        for key in list.split(", ").map(str::trim).filter(|k| !k.is_empty()) {
+            // the function's required options with valid values, then the one under test
+            let mut entries: Vec<String> =
+                required_options(&f).iter().filter(|(k, _)| *k != key).map(|(k, v)| format!("\"{k}\": {v}")).collect();
+            entries.push(format!("\"{key}\": timestamp()"));
+            keys_seen.push(key.to_string());
+            cases.push((call(&f, &params, None, &format!("#{{{}}}", entries.join(", "))), vec![]));
+        }
+    }
+    // each case names its key
+    let named: Vec<(String, Vec<&str>)> =
+        cases.iter().zip(&keys_seen).map(|((src, _), key)| (src.clone(), vec![key.as_str()])).collect();
+    assert!(named.len() >= 300, "only {} option cases", named.len());
+    let failures = check(&named);
+    eprintln!("wrong-type cases: {}, failures: {}", named.len(), failures.len());
+    assert!(failures.is_empty(), "{} of {} cases:\n{}", failures.len(), named.len(), failures.join("\n"));
 }

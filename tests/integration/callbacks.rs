@@ -200,3 +200,57 @@ fn trainer_save_checkpoint_from_a_hook_writes_a_resumable_checkpoint() {
         lt_in(&dir, &["fit", "m.rhai", "--set", "trainer.enable_checkpointing=false", "--ckpt", "manual.ckpt"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
 }
+
+/// LearningRateMonitor's momentum and weight-decay columns, with Lightning's names: for SGD with
+/// two groups (momentum 0.9, weight_decay 0.01) Lightning 2.6.6 writes
+/// `lr-SGD/pg1,lr-SGD/pg1-momentum,lr-SGD/pg1-weight_decay,lr-SGD/pg2,…`; Adam's momentum is
+/// betas[0].
+#[test]
+fn learning_rate_monitor_logs_momentum_and_weight_decay_under_lightnings_names() {
+    let model = "fn init(h) { this.a = nn::linear(2, 1); this.b = nn::linear(2, 1); }\nfn train_dataloader() { data::loader(data::tensor_dataset(torch::ones([4, 2])), #{batch_size: 2}) }\nfn training_step(b, i) { (this.a.forward(b[0]) + this.b.forward(b[0])).sum() }\n";
+    let cases = [
+        (
+            "optim::sgd([#{params: this.a.parameters()}, #{params: this.b.parameters(), lr: 0.2}], #{lr: 0.1, momentum: 0.9, weight_decay: 0.01})",
+            "lr-SGD/pg1,lr-SGD/pg1-momentum,lr-SGD/pg1-weight_decay,lr-SGD/pg2,lr-SGD/pg2-momentum,lr-SGD/pg2-weight_decay,step",
+            "0.1,0.9,0.01,0.2,0.9,0.01,1",
+        ),
+        (
+            "optim::adam(this.parameters(), #{lr: 0.1, weight_decay: 0.01})",
+            "lr-Adam,lr-Adam-momentum,lr-Adam-weight_decay,step",
+            "0.1,0.9,0.01,1",
+        ),
+    ];
+    for (i, (opt, header, last)) in cases.into_iter().enumerate() {
+        let dir = temp_dir(&format!("lr_monitor_extras_{i}"));
+        let src = format!("fn trainer() {{ #{{ max_epochs: 1, enable_progress_bar: false, enable_model_summary: false, log_every_n_steps: 1, enable_checkpointing: false }} }}\nfn callbacks() {{ [callbacks::learning_rate_monitor(#{{log_momentum: true, log_weight_decay: true}})] }}\n{model}fn configure_optimizers() {{ {opt} }}\n");
+        std::fs::write(dir.join("m.rhai"), src).unwrap();
+        let out = lt_in(&dir, &["fit", "m.rhai"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let csv = std::fs::read_to_string(dir.join("lightning_logs/version_0/metrics.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], header, "{csv}");
+        assert_eq!(*lines.last().unwrap(), last, "{csv}");
+    }
+}
+
+/// `verbose: true` prints Lightning's ModelCheckpoint lines (on stderr, as its rank_zero_info).
+#[test]
+fn model_checkpoint_verbose_says_what_each_save_did() {
+    let (dir, out) = run(
+        "ck_verbose",
+        "max_epochs: 3",
+        r#"callbacks::model_checkpoint(#{dirpath: "ck", monitor: "val_loss", filename: "{epoch}", verbose: true})"#,
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ck = std::path::absolute(dir.join("ck")).unwrap();
+    let lines: Vec<String> = stderr(&out).lines().filter(|l| l.starts_with("Epoch ")).map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("Epoch 0, global step 2: 'val_loss' reached 0.50000 (best 0.50000), saving model to '{}/epoch=0.ckpt' as top 1", ck.display()),
+            format!("Epoch 1, global step 4: 'val_loss' reached 0.40000 (best 0.40000), saving model to '{}/epoch=1.ckpt' as top 1", ck.display()),
+            "Epoch 2, global step 6: 'val_loss' was not in top 1".to_string(),
+        ]
+    );
+}

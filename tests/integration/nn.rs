@@ -238,3 +238,22 @@ fn trains_a_tiny_model() {
     );
     assert!(drop > 0.0, "{drop}");
 }
+
+/// `F::dropout(x, #{inplace: true})` changes `x` itself; `enable_gqa` lets 2 key/value heads
+/// serve 4 query heads, the same as repeating each key/value head for its group.
+#[test]
+fn dropout_inplace_and_grouped_query_attention_act() {
+    assert!(crate::common::eval_bool(
+        "torch::manual_seed(0); let x = torch::ones([64]); let y = F::dropout(x, #{p: 0.5, inplace: true}); x.eq(y).all().item() && x.eq(0.0).any().item()"
+    ));
+    assert!(crate::common::eval_bool("let x = torch::ones([8]); F::dropout(x, #{p: 0.5}); x.eq(1.0).all().item()"));
+    let gqa = "torch::manual_seed(0);
+        let q = torch::randn([1, 4, 3, 8]); let k = torch::randn([1, 2, 3, 8]); let v = torch::randn([1, 2, 3, 8]);
+        let rep = |t| torch::cat([t.narrow(1, 0, 1), t.narrow(1, 0, 1), t.narrow(1, 1, 1), t.narrow(1, 1, 1)], 1);
+        let a = F::scaled_dot_product_attention(q, k, v, #{enable_gqa: true});
+        let b = F::scaled_dot_product_attention(q, rep.call(k), rep.call(v));
+        (a - b).abs().max().item() < 1e-6";
+    assert!(crate::common::eval_bool(gqa));
+    let e = crate::common::eval("F::scaled_dot_product_attention(torch::randn([1, 4, 3, 8]), torch::randn([1, 2, 3, 8]), torch::randn([1, 2, 3, 8]))").unwrap_err();
+    assert!(!e.contains("internal error"), "{e}");
+}
