@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use tch::Tensor;
 
+pub mod float;
+
 /// The metadata key that marks an lt checkpoint.
 pub const FORMAT: &str = "lt-checkpoint";
 /// The format this lt writes: 2 adds the checksums (1: none). Files of any version up to this load.

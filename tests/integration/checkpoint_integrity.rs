@@ -1,6 +1,7 @@
 //! Checkpoint integrity: every tensor and the header carry a CRC-32C that loading checks (a flipped
-//! bit, overwritten data, an edited header are refused, naming the tensor), `lt ckpt verify`, and
-//! format-1 files (no checksums) still resuming.
+//! bit, overwritten data, an edited header are refused, naming the tensor), `lt ckpt verify`, the
+//! strict reading of a resumed checkpoint's content (missing, malformed or unknown keys name the
+//! key), and format-1 files (no checksums) still resuming.
 use crate::common::{lt_in, stderr, stdout, temp_dir};
 use crate::hostile_checkpoints::{edit_checkpoint_header, edit_checkpoint_meta, edit_checkpoint_meta_unsealed};
 use serde_json::{json, Value};
@@ -71,6 +72,24 @@ fn assert_refused(out: &std::process::Output, want: &[&str]) {
     for w in want {
         assert!(e.contains(w), "missing '{w}' in:\n{e}");
     }
+}
+
+#[test]
+fn a_good_checkpoint_verifies_and_resumes() {
+    let (dir, _) = setup("integrity_good");
+    let out = verify(&dir, "run/checkpoints/step=2.ckpt");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    assert!(s.starts_with("ok: ") && s.contains("header and every tensor checksum match, format 2"), "{s}");
+    assert_eq!(s.lines().count(), 1, "{s}");
+    // the NaN and infinity in the mid-epoch loop state survive the round trip
+    let out = resume(&dir, "run/checkpoints/step=2.ckpt");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = lt::checkpoint::Checkpoint::read_meta(&dir.join("run/checkpoints/step=3.ckpt")).unwrap();
+    let cm = &meta["loops"]["fit_loop"]["callback_metrics"];
+    assert_eq!(cm["weird"], json!("inf"), "{cm}");
+    let text = meta["loops"]["fit_loop"]["train_results"].to_string();
+    assert!(text.contains("\"nan\""), "the epoch's accumulator of a NaN stays NaN: {text}");
 }
 
 #[test]
@@ -160,6 +179,86 @@ fn tensors_missing_from_the_checksum_list_or_from_the_file_are_refused() {
     );
 }
 
+/// Edits a consistent copy of the checkpoint (header checksum rewritten) and resumes from it.
+fn crafted(dir: &Path, good: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> std::process::Output {
+    edit_checkpoint_meta(good, &dir.join(name), edit);
+    let v = verify(dir, name);
+    assert!(v.status.success(), "{name} should pass its checksums: {}", stderr(&v));
+    resume(dir, name)
+}
+
+fn early_stopping_state(meta: &mut Value) -> &mut Value {
+    let cbs = meta["callbacks"].as_object_mut().unwrap();
+    cbs.iter_mut().find(|(k, _)| k.starts_with("EarlyStopping")).map(|(_, v)| v).unwrap()
+}
+
+#[test]
+fn resume_refuses_missing_malformed_and_unknown_keys_naming_them() {
+    let (dir, good) = setup("integrity_strict");
+    let out = crafted(&dir, &good, "no_step.ckpt", |m| {
+        m.as_object_mut().unwrap().remove("global_step");
+    });
+    assert_refused(&out, &["checkpoint key global_step is missing"]);
+    let out =
+        crafted(&dir, &good, "bad_results.ckpt", |m| m["loops"]["fit_loop"]["train_results"] = json!({"metrics": 3}));
+    assert_refused(&out, &["checkpoint key loops.fit_loop.train_results is malformed"]);
+    let out = crafted(&dir, &good, "no_epoch_done.ckpt", |m| {
+        m["loops"]["fit_loop"].as_object_mut().unwrap().remove("epoch_done");
+    });
+    assert_refused(&out, &["checkpoint key loops.fit_loop.epoch_done is missing"]);
+    let out =
+        crafted(&dir, &good, "bad_metric.ckpt", |m| m["loops"]["fit_loop"]["callback_metrics"]["loss"] = json!("x"));
+    assert_refused(&out, &["checkpoint key loops.fit_loop.callback_metrics is malformed: its entry 'loss'"]);
+    let out = crafted(&dir, &good, "unknown_loop_key.ckpt", |m| m["loops"]["fit_loop"]["bogus"] = json!(1));
+    assert_refused(&out, &["checkpoint key loops.fit_loop.bogus is unknown"]);
+    let out = crafted(&dir, &good, "es_unknown.ckpt", |m| early_stopping_state(m)["bogus"] = json!(1));
+    assert_refused(&out, &["checkpoint key callbacks.EarlyStopping{", "unknown key 'bogus'", "wait_count"]);
+    let out = crafted(&dir, &good, "es_missing.ckpt", |m| {
+        early_stopping_state(m).as_object_mut().unwrap().remove("best_score");
+    });
+    assert_refused(&out, &["missing key 'best_score'"]);
+    let out = crafted(&dir, &good, "es_type.ckpt", |m| early_stopping_state(m)["wait_count"] = json!("3"));
+    assert_refused(&out, &["key 'wait_count' of the state is malformed: expected an integer >= 0, found \"3\""]);
+    let out = crafted(&dir, &good, "mc_type.ckpt", |m| {
+        let cbs = m["callbacks"].as_object_mut().unwrap();
+        let (_, st) = cbs.iter_mut().find(|(k, _)| k.starts_with("ModelCheckpoint")).unwrap();
+        st["best_k_models"] = json!(["not", "a", "map"]);
+    });
+    assert_refused(&out, &["key 'best_k_models' of the state is malformed"]);
+    // the random generator's state renamed, consistently in the file and its checksum list
+    edit_checkpoint_header(&good, &dir.join("no_rng.ckpt"), |h| {
+        let h = h.as_object_mut().unwrap();
+        let entry = h.remove("rng.torch_cpu").unwrap();
+        h.insert("rng.other".into(), entry);
+        let md = h["__metadata__"].as_object_mut().unwrap();
+        let mut meta: Value = serde_json::from_str(md["lt"].as_str().unwrap()).unwrap();
+        let list = meta["checksums"]["tensors"].as_object_mut().unwrap();
+        let sum = list.remove("rng.torch_cpu").unwrap();
+        list.insert("rng.other".into(), sum);
+        let text = meta.to_string();
+        md.insert("lt_crc32c".into(), json!(format!("{:08x}", lt::checksum::crc32c(text.as_bytes()))));
+        md.insert("lt".into(), json!(text));
+    });
+    assert!(verify(&dir, "no_rng.ckpt").status.success());
+    assert_refused(
+        &resume(&dir, "no_rng.ckpt"),
+        &["checkpoint tensor rng.torch_cpu (the random generator's state) is missing"],
+    );
+}
+
+#[test]
+fn a_callback_state_no_callback_claims_is_a_warning_as_in_lightning() {
+    let (dir, good) = setup("integrity_unmatched");
+    let out = crafted(&dir, &good, "ghost.ckpt", |m| m["callbacks"]["Ghost{\"x\": 1}"] = json!({"n": 1}));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("warning: the checkpoint holds the state of callbacks this run does not have")
+            && e.contains("Ghost"),
+        "{e}"
+    );
+}
+
 #[test]
 fn format_1_checkpoints_without_checksums_still_resume() {
     let (dir, good) = setup("integrity_v1");
@@ -187,4 +286,43 @@ fn format_1_checkpoints_without_checksums_still_resume() {
     // the new checkpoint is format 2 again
     let v = verify(&dir, "run/checkpoints/step=3.ckpt");
     assert!(stdout(&v).contains("format 2"), "{}", stdout(&v));
+}
+
+#[test]
+fn every_callback_state_round_trips_and_refuses_unknown_missing_and_mistyped_keys() {
+    use lt::callbacks::early_stopping::{EarlyStopping, EarlyStoppingConfig};
+    use lt::callbacks::model_checkpoint::{ModelCheckpoint, ModelCheckpointConfig};
+    use lt::trainer::callback::Callback;
+    let stateful: Vec<Box<dyn Callback>> = vec![
+        Box::new(ModelCheckpoint::new(ModelCheckpointConfig::default()).unwrap()),
+        Box::new(EarlyStopping::new(EarlyStoppingConfig::new("loss")).unwrap()),
+        Box::new(lt::callbacks::Timer::new(None, "step", false).unwrap()),
+        Box::new(lt::callbacks::WeightAveraging::mean(false)),
+    ];
+    for mut cb in stateful {
+        let name = cb.state_key();
+        let sd = cb.state_dict();
+        cb.load_state_dict(&sd).unwrap_or_else(|e| panic!("{name}: its own state is refused: {e}"));
+        let mut extra = sd.clone();
+        extra["bogus"] = json!(1);
+        let e = cb.load_state_dict(&extra).unwrap_err();
+        assert!(e.contains("unknown key 'bogus'") && e.contains("valid keys"), "{name}: {e}");
+        for k in sd.as_object().unwrap().keys() {
+            let mut less = sd.clone();
+            less.as_object_mut().unwrap().remove(k);
+            let e = cb.load_state_dict(&less).unwrap_err();
+            assert!(e.contains(&format!("missing key '{k}'")), "{name} without {k}: {e}");
+            let mut wrong = sd.clone();
+            wrong[k] = json!([true]);
+            let e = cb.load_state_dict(&wrong).unwrap_err();
+            assert!(e.contains(&format!("key '{k}' of the state is malformed")), "{name} with a list for {k}: {e}");
+        }
+        let e = cb.load_state_dict(&json!("text")).unwrap_err();
+        assert!(e.contains("not a map"), "{name}: {e}");
+    }
+    // a callback that keeps no state takes only null
+    let mut lr = lt::callbacks::LearningRateMonitor::new(None, false).unwrap();
+    assert!(lr.load_state_dict(&Value::Null).is_ok());
+    let e = lr.load_state_dict(&json!({"lrs": 1})).unwrap_err();
+    assert!(e.contains("keeps no state"), "{e}");
 }

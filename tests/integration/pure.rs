@@ -59,6 +59,20 @@ fn crc32c_fast_path_agrees_with_the_table_version_at_every_length_and_alignment(
 }
 
 #[test]
+fn checkpoint_floats_keep_nan_and_infinities() {
+    use lt::checkpoint::float::{from_json, to_json};
+    for x in [0.0, -1.5, 1e300, f64::MIN_POSITIVE, f64::INFINITY, f64::NEG_INFINITY] {
+        assert_eq!(from_json(&to_json(x)), Some(x), "{x}");
+    }
+    assert!(from_json(&to_json(f64::NAN)).unwrap().is_nan());
+    assert_eq!(to_json(f64::NAN), Value::String("nan".into()));
+    // format 1 wrote every non-finite value as null
+    assert!(from_json(&Value::Null).unwrap().is_nan());
+    assert_eq!(from_json(&Value::String("NaN".into())), None);
+    assert_eq!(from_json(&Value::Bool(true)), None);
+}
+
+#[test]
 fn tfrecord_frames_length_crcs_and_data() {
     for data in [&b""[..], b"x", b"brain.Event:2", &[0xABu8; 1000][..]] {
         let r = tfrecord(data);
