@@ -7,6 +7,7 @@ pub mod console;
 pub mod bench;
 pub mod callbacks;
 pub mod checkpoint;
+pub mod checksum;
 pub mod cli;
 pub mod data;
 pub mod dist;

@@ -197,9 +197,14 @@ impl Callback for EarlyStopping {
         json!({"wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": if self.best_score.is_finite() { json!(self.best_score) } else { Value::Null }, "patience": self.cfg.patience})
     }
     fn load_state_dict(&mut self, s: &Value) -> Result<(), String> {
-        self.wait_count = s.get("wait_count").and_then(Value::as_i64).unwrap_or(0);
-        self.stopped_epoch = s.get("stopped_epoch").and_then(Value::as_u64).map(|e| e as usize);
-        self.best_score = s.get("best_score").and_then(Value::as_f64).unwrap_or(self.cfg.mode.worst());
+        let s = super::state::State::new(s, &["wait_count", "stopped_epoch", "best_score", "patience"])?;
+        // patience stays this run's setting (the saved one is checked, not restored)
+        s.int("patience", i64::MIN)?;
+        let wait_count = s.int("wait_count", 0)?;
+        let stopped_epoch = s.opt_index("stopped_epoch")?;
+        // null: no finite best yet
+        let best_score = s.opt_f64("best_score")?.unwrap_or(self.cfg.mode.worst());
+        (self.wait_count, self.stopped_epoch, self.best_score) = (wait_count, stopped_epoch, best_score);
         Ok(())
     }
 }

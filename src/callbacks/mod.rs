@@ -9,6 +9,7 @@ pub mod grad_accum;
 pub mod lr_monitor;
 pub mod model_checkpoint;
 pub mod model_summary;
+pub mod state;
 pub mod timer;
 pub mod weight_averaging;
 

@@ -342,8 +342,23 @@ impl Callback for ModelCheckpoint {
     }
 
     fn load_state_dict(&mut self, s: &Value) -> Result<(), String> {
-        // Only restore the record when saving into the same folder (Lightning does the same).
-        if s.get("dirpath").and_then(Value::as_str) != Some(self.dir.to_string_lossy().as_ref()) {
+        let s = super::state::State::new(
+            s,
+            &["monitor", "best_model_score", "best_model_path", "best_k_models", "last_model_path", "dirpath"],
+        )?;
+        s.opt_str("monitor")?;
+        let score = s.opt_f64("best_model_score")?;
+        let best = s.str("best_model_path")?;
+        let last = s.str("last_model_path")?;
+        let best_k = s.f64_map("best_k_models")?;
+        let dirpath = s.str("dirpath")?;
+        // Only restore the record when saving into the same folder (Lightning does the same, and
+        // warns).
+        if dirpath != self.dir.to_string_lossy() {
+            errln!(
+                "warning: ModelCheckpoint: the dirpath has changed from '{dirpath}' to '{}', therefore best_model_score, best_model_path, best_k_models and last_model_path won't be reloaded",
+                self.dir.display()
+            );
             return Ok(());
         }
         // The record names files this callback may later remove (when they fall out of the top
@@ -358,19 +373,15 @@ impl Callback for ModelCheckpoint {
             }
             ok
         };
-        let best = s.get("best_model_path").and_then(Value::as_str).unwrap_or("");
-        let last = s.get("last_model_path").and_then(Value::as_str).unwrap_or("");
         let (best_ok, last_ok) = (own(best, "best_model_path"), own(last, "last_model_path"));
         let mut kept = BTreeMap::new();
-        if let Some(m) = s.get("best_k_models").and_then(Value::as_object) {
-            for (k, v) in m {
-                if own(k, "best_k_models entry") {
-                    kept.insert(k.clone(), v.as_f64().unwrap_or(f64::NAN));
-                }
+        for (k, v) in best_k {
+            if own(k, "best_k_models entry") {
+                kept.insert(k.to_string(), v);
             }
         }
         self.best_model_path = if best_ok { best.to_string() } else { String::new() };
-        self.best_model_score = if best_ok { s.get("best_model_score").and_then(Value::as_f64) } else { None };
+        self.best_model_score = if best_ok { score } else { None };
         self.last_model_path = if last_ok { last.to_string() } else { String::new() };
         self.best_k_models = kept;
         Ok(())

@@ -105,13 +105,18 @@ impl Callback for Timer {
         json!({ "time_elapsed": elapsed })
     }
     fn load_state_dict(&mut self, s: &Value) -> Result<(), String> {
-        if let Some(m) = s.get("time_elapsed").and_then(Value::as_object) {
-            for (k, v) in m {
-                if let Some(v) = v.as_f64() {
-                    self.done.insert(k.clone(), v);
-                }
-            }
+        let s = super::state::State::new(s, &["time_elapsed"])?;
+        let elapsed = s.f64_map("time_elapsed")?;
+        if let Some((k, _)) = elapsed.iter().find(|(k, _)| !STAGES.contains(k)) {
+            return Err(format!("unknown stage '{k}' in time_elapsed (valid: {})", STAGES.join(", ")));
         }
+        if let Some(k) = STAGES.iter().find(|k| !elapsed.iter().any(|(e, _)| e == *k)) {
+            return Err(format!("missing stage '{k}' in time_elapsed (valid: {})", STAGES.join(", ")));
+        }
+        if let Some((k, v)) = elapsed.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            return Err(format!("time_elapsed of '{k}' is {v}, not a number of seconds >= 0"));
+        }
+        self.done = elapsed.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         Ok(())
     }
 }

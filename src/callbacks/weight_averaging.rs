@@ -383,11 +383,18 @@ impl Callback for WeightAveraging {
     }
 
     fn load_state_dict(&mut self, state: &Value) -> Result<(), String> {
-        let int = |k: &str| state.get(k).and_then(Value::as_i64);
-        self.n_averaged = int("n_averaged").unwrap_or(0);
-        self.latest_update_step = int("latest_update_step").unwrap_or(0).max(0) as usize;
-        self.latest_update_epoch = int("latest_update_epoch").unwrap_or(-1);
-        self.swa_steps = int("swa_steps").unwrap_or(0);
+        let s = crate::callbacks::state::State::new(
+            state,
+            &["n_averaged", "latest_update_step", "latest_update_epoch", "swa_steps"],
+        )?;
+        let n_averaged = s.int("n_averaged", 0)?;
+        let latest_update_step = s.int("latest_update_step", 0)? as usize;
+        let latest_update_epoch = s.int("latest_update_epoch", -1)?;
+        let swa_steps = s.int("swa_steps", 0)?;
+        self.n_averaged = n_averaged;
+        self.latest_update_step = latest_update_step;
+        self.latest_update_epoch = latest_update_epoch;
+        self.swa_steps = swa_steps;
         Ok(())
     }
 

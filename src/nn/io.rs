@@ -95,7 +95,25 @@ pub fn write_safetensors(
     tensors: &[(String, tch::Tensor)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<(), String> {
+    write_safetensors_with(path, tensors, |_| Ok(metadata))
+}
+
+/// [`write_safetensors`] with the metadata made from the tensors' bytes exactly as they go to the
+/// file (in the order of `tensors`): `metadata` gets each name with its bytes once they are
+/// contiguous on the CPU, so a checksum of them costs no second copy (a GPU tensor crosses once).
+pub fn write_safetensors_with(
+    path: &Path,
+    tensors: &[(String, tch::Tensor)],
+    metadata: impl FnOnce(&[(&str, &[u8])]) -> Result<Option<HashMap<String, String>>, String>,
+) -> Result<(), String> {
     let v = views(tensors)?;
+    let metadata = {
+        let raw = v
+            .iter()
+            .map(|(n, b)| cpu_bytes(&b.tensor).map(|d| (n.as_str(), d)).ok_or_else(|| format!("{n}: not on the CPU")))
+            .collect::<Result<Vec<_>, String>>()?;
+        metadata(&raw)?
+    };
     crate::fs::write_atomic_with(path, |tmp| {
         safetensors::serialize_to_file(v.iter().map(|(n, b)| (n.as_str(), b)), metadata, tmp)
             .map_err(|e| format!("safetensors: {e}"))
@@ -121,6 +139,21 @@ pub type SafetensorsContents = (Vec<(String, tch::Tensor)>, HashMap<String, Stri
 /// Reads a safetensors file.
 pub fn load_safetensors(path: &Path) -> Result<SafetensorsContents, String> {
     read_safetensors_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The bytes of a contiguous CPU tensor, borrowed (None when it is not one, or not of a dtype
+/// safetensors stores). What [`read_safetensors_file`] returns is always such a tensor.
+pub fn cpu_bytes(t: &tch::Tensor) -> Option<&[u8]> {
+    if t.device() != tch::Device::Cpu || !t.is_contiguous() || to_st_dtype(t.kind()).is_err() {
+        return None;
+    }
+    let len = t.numel() * t.kind().elt_size_in_bytes();
+    if len == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: `t` is a contiguous CPU tensor of exactly `len` bytes (checked above); the slice
+    // borrows `t`, which keeps its storage alive, and the callers only read it meanwhile.
+    Some(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, len) })
 }
 
 /// A new contiguous CPU tensor of `shape` and `kind`, filled with exactly its size in bytes read

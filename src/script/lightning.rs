@@ -152,8 +152,8 @@ impl TrainerScheduler for ScriptScheduler {
     fn is_plateau(&self) -> bool {
         self.sched.is_plateau()
     }
-    fn state_dict(&self) -> Value {
-        self.sched.state_dict().unwrap_or(Value::Null)
+    fn state_dict(&self) -> Result<Value, String> {
+        self.sched.state_dict()
     }
     fn load_state_dict(&mut self, state: &Value) -> Result<(), String> {
         self.sched.load_state_dict(state)

@@ -68,11 +68,17 @@ pub trait Callback {
         false
     }
     fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String>;
+    /// Its state for checkpoints (`null`: it keeps none).
     fn state_dict(&self) -> Value {
         Value::Null
     }
-    fn load_state_dict(&mut self, _state: &Value) -> Result<(), String> {
-        Ok(())
+    /// Restores what `state_dict` wrote; a key that is unknown, missing or of the wrong type is an
+    /// error naming it. A callback that keeps no state accepts only `null`.
+    fn load_state_dict(&mut self, state: &Value) -> Result<(), String> {
+        match state {
+            Value::Null => Ok(()),
+            other => Err(format!("this callback keeps no state, but the checkpoint holds {other} for it")),
+        }
     }
     /// Whether the callback wants the module's tensors (see [`ModelWeights`]) at fit start.
     fn wants_weights(&self) -> bool {

@@ -61,6 +61,10 @@ impl Trainer {
             None => self.save_hooks(m, weights_only)?,
         };
         let s = self.state.borrow();
+        let train_results = serde_json::to_value(&s.train_results)
+            .map_err(|e| format!("cannot save checkpoint key loops.fit_loop.train_results: {e}"))?;
+        let callback_metrics: serde_json::Map<String, Value> =
+            s.views.callback.iter().map(|(k, v)| (k.clone(), crate::checkpoint::float::to_json(*v))).collect();
         let mut meta = json!({
             "epoch": s.current_epoch,
             "global_step": s.global_step,
@@ -73,8 +77,8 @@ impl Trainer {
                     "epoch_done": self.epoch_done,
                     "total_batches_seen": self.total_batches_seen,
                     "batches_that_stepped": self.batches_that_stepped,
-                    "train_results": serde_json::to_value(&s.train_results).unwrap_or(Value::Null),
-                    "callback_metrics": s.views.callback.clone(),
+                    "train_results": train_results,
+                    "callback_metrics": callback_metrics,
                 }
             },
         });
@@ -90,10 +94,13 @@ impl Trainer {
                 opt_meta.push(j);
             }
             meta["optimizer_states"] = Value::Array(opt_meta);
-            meta["lr_schedulers"] =
-                Value::Array(self.opt.schedulers.iter().map(|s| s.scheduler.state_dict()).collect());
+            let scheds = self.opt.schedulers.iter().enumerate().map(|(i, s)| {
+                s.scheduler.state_dict().map_err(|e| format!("cannot save the state of LR scheduler {i}: {e}"))
+            });
+            meta["lr_schedulers"] = Value::Array(scheds.collect::<Result<_, _>>()?);
             if let Some(sc) = scaler {
-                meta["MixedPrecision"] = serde_json::to_value(sc).unwrap_or(Value::Null);
+                meta["MixedPrecision"] = serde_json::to_value(sc)
+                    .map_err(|e| format!("cannot save checkpoint key MixedPrecision (the gradient scaler): {e}"))?;
             }
             let mut cbs = serde_json::Map::new();
             for cb in &self.callbacks {
@@ -214,14 +221,28 @@ impl Trainer {
         errln!("warning: not removing {}: {why}", p.display());
     }
 
-    /// Restores everything a checkpoint holds; called after configure_optimizers.
+    /// Restores everything a checkpoint holds; called after configure_optimizers. The metadata is
+    /// read strictly, the loop state before anything changes: every key lt writes must be there
+    /// with its type (a missing or malformed one is an error naming it), and keys lt does not write
+    /// are refused. Callback states in the checkpoint that no configured callback claims are left out
+    /// with a warning, as Lightning does.
     pub fn restore<M: LightningModule>(&mut self, m: &mut M, ck: &Checkpoint) -> Result<(), String> {
-        m.load_state_dict(&ck.section("state_dict"), true)?;
-        let meta = &ck.meta;
-        if meta.get("weights_only").and_then(Value::as_bool) == Some(true) {
+        let keys = Keys(&ck.meta);
+        if keys.flag("weights_only")? {
             return Err("this checkpoint holds weights only (save_weights_only); it cannot resume training — load it with --ckpt for validate/test/predict".into());
         }
-        let opt_meta = meta.get("optimizer_states").and_then(Value::as_array).cloned().unwrap_or_default();
+        let loop_state = LoopKeys::read(&keys, ck.format_version())?;
+        let cbs = keys.object("callbacks")?;
+        let rng = ck
+            .tensors
+            .iter()
+            .find(|(k, _)| k == "rng.torch_cpu")
+            .map(|(_, t)| t)
+            .ok_or("checkpoint tensor rng.torch_cpu (the random generator's state) is missing: the checkpoint was not written by lt's Trainer, or was edited")?;
+        let opt_meta = keys.array("optimizer_states")?;
+        let sched_meta = keys.array("lr_schedulers")?;
+        // the weights first: a checkpoint of another model is named by its keys
+        m.load_state_dict(&ck.section("state_dict"), true)?;
         if opt_meta.len() != self.opt.optimizers.len() {
             return Err(format!(
                 "the checkpoint has {} optimizer state(s) but configure_optimizers returned {}",
@@ -233,7 +254,6 @@ impl Trainer {
             o.load_state_dict(&ck.section(&format!("optimizer_states.{i}")), &opt_meta[i])
                 .map_err(|e| format!("optimizer {i}: {e}"))?;
         }
-        let sched_meta = meta.get("lr_schedulers").and_then(Value::as_array).cloned().unwrap_or_default();
         if sched_meta.len() != self.opt.schedulers.len() {
             return Err(format!(
                 "the checkpoint has {} LR scheduler state(s) but configure_optimizers returned {}",
@@ -244,56 +264,203 @@ impl Trainer {
         for (i, s) in self.opt.schedulers.iter_mut().enumerate() {
             s.scheduler.load_state_dict(&sched_meta[i]).map_err(|e| format!("lr scheduler {i}: {e}"))?;
         }
-        if let Some(cbs) = meta.get("callbacks").and_then(Value::as_object) {
-            for cb in &mut self.callbacks {
-                if let Some(st) = cbs.get(&cb.state_key()) {
-                    cb.load_state_dict(st)?;
-                    cb.load_state_tensors(&ck.section(&format!("callbacks.{}", cb.state_key())))?;
-                }
+        for cb in &mut self.callbacks {
+            let key = cb.state_key();
+            if let Some(st) = cbs.get(&key) {
+                cb.load_state_dict(st).map_err(|e| format!("checkpoint key callbacks.{key}: {e}"))?;
+                cb.load_state_tensors(&ck.section(&format!("callbacks.{key}")))?;
             }
         }
-        let fit = meta.pointer("/loops/fit_loop").cloned().unwrap_or(Value::Null);
-        let epoch = fit.get("epoch").and_then(Value::as_u64).unwrap_or(0) as usize;
-        let done = fit.get("epoch_done").and_then(Value::as_bool).unwrap_or(true);
-        let in_epoch = fit.get("batch_in_epoch").and_then(Value::as_u64).unwrap_or(0) as usize;
+        // Lightning's `_call_callbacks_on_load_checkpoint`: a warning, and the states stay unused
+        let configured: Vec<String> = self.callbacks.iter().map(|c| c.state_key()).collect();
+        let unmatched: Vec<&String> = cbs.keys().filter(|k| !configured.contains(k)).collect();
+        if !unmatched.is_empty() && self.state.borrow().global_rank == 0 {
+            errln!(
+                "warning: the checkpoint holds the state of callbacks this run does not have, so it is not restored: {unmatched:?}. Callbacks used to create the checkpoint need to be configured again to resume their state (as in Lightning)."
+            );
+        }
         {
             let mut s = self.state.borrow_mut();
-            s.global_step = meta.get("global_step").and_then(Value::as_u64).unwrap_or(0) as usize;
-            if done {
-                s.current_epoch = epoch + 1;
+            s.global_step = loop_state.global_step;
+            if loop_state.epoch_done {
+                s.current_epoch = loop_state.epoch + 1;
                 self.skip_batches = 0;
             } else {
-                s.current_epoch = epoch;
-                self.skip_batches = in_epoch;
-                if let Some(r) = fit.get("train_results") {
-                    if let Ok(c) = serde_json::from_value(r.clone()) {
-                        s.train_results = c;
-                    }
-                }
+                s.current_epoch = loop_state.epoch;
+                self.skip_batches = loop_state.batch_in_epoch;
+                s.train_results = loop_state.train_results;
             }
-            if let Some(cm) = fit.get("callback_metrics").and_then(|v| serde_json::from_value(v.clone()).ok()) {
-                s.views.callback = cm;
-            }
-            if let Some(sc) = meta.get("MixedPrecision") {
-                if let Ok(sc) = serde_json::from_value(sc.clone()) {
-                    s.scaler = Some(sc);
-                }
+            s.views.callback = loop_state.callback_metrics;
+            if let Some(sc) = loop_state.scaler {
+                s.scaler = Some(sc);
             }
         }
-        self.total_batches_seen = fit.get("total_batches_seen").and_then(Value::as_u64).unwrap_or(0) as usize;
-        self.batches_that_stepped = fit
-            .get("batches_that_stepped")
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-            .unwrap_or(self.state.borrow().global_step);
-        self.manual_step_base = self.state.borrow().global_step
-            - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(self.state.borrow().global_step);
+        self.total_batches_seen = loop_state.total_batches_seen;
+        self.batches_that_stepped = loop_state.batches_that_stepped;
+        self.manual_step_base = loop_state.global_step
+            - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(loop_state.global_step);
         let extra = checkpoint_extra(ck);
         m.callbacks_on_load_checkpoint(&extra)?;
         m.on_load_checkpoint(&extra)?;
-        if let Some((_, rng)) = ck.tensors.iter().find(|(k, _)| k == "rng.torch_cpu") {
-            crate::tensor::rng::set_state(rng)?;
-        }
+        crate::tensor::rng::set_state(rng)?;
         Ok(())
+    }
+}
+
+/// The keys a full checkpoint's metadata has at its top level (what [`Trainer::checkpoint`] and
+/// [`Checkpoint::save`] write).
+const TOP_KEYS: &[&str] = &[
+    "epoch",
+    "global_step",
+    "precision",
+    "hyper_parameters",
+    "loops",
+    "optimizer_states",
+    "lr_schedulers",
+    "MixedPrecision",
+    "callbacks",
+    "extra",
+    "weights_only",
+    "format",
+    "format_version",
+    "lt_version",
+    crate::checkpoint::CHECKSUMS_KEY,
+];
+
+/// The keys of `loops.fit_loop`.
+const FIT_LOOP_KEYS: &[&str] = &[
+    "epoch",
+    "batch_in_epoch",
+    "epoch_done",
+    "total_batches_seen",
+    "batches_that_stepped",
+    "train_results",
+    "callback_metrics",
+];
+
+/// A checkpoint's metadata read for a resume: keys by dotted path (`loops.fit_loop.epoch`), each
+/// required and of its type, with errors that name the key.
+struct Keys<'a>(&'a Value);
+
+impl<'a> Keys<'a> {
+    fn opt(&self, path: &str) -> Option<&'a Value> {
+        path.split('.').try_fold(self.0, |v, k| v.get(k))
+    }
+
+    fn get(&self, path: &str) -> Result<&'a Value, String> {
+        self.opt(path).ok_or_else(|| {
+            format!("checkpoint key {path} is missing: the checkpoint was not written by lt's Trainer, or was edited")
+        })
+    }
+
+    fn malformed(path: &str, why: impl std::fmt::Display) -> String {
+        format!("checkpoint key {path} is malformed: {why}")
+    }
+
+    fn count(&self, path: &str) -> Result<usize, String> {
+        let v = self.get(path)?;
+        v.as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| Self::malformed(path, format!("expected an integer >= 0, found {v}")))
+    }
+
+    fn flag(&self, path: &str) -> Result<bool, String> {
+        let v = self.get(path)?;
+        v.as_bool().ok_or_else(|| Self::malformed(path, format!("expected true or false, found {v}")))
+    }
+
+    fn array(&self, path: &str) -> Result<&'a Vec<Value>, String> {
+        let v = self.get(path)?;
+        v.as_array().ok_or_else(|| Self::malformed(path, format!("expected a list, found {v}")))
+    }
+
+    fn object(&self, path: &str) -> Result<&'a serde_json::Map<String, Value>, String> {
+        let v = self.get(path)?;
+        v.as_object().ok_or_else(|| Self::malformed(path, format!("expected a map, found {v}")))
+    }
+
+    /// The map at `path`, which must hold only `allowed` keys.
+    fn closed_object(&self, path: &str, allowed: &[&str]) -> Result<&'a serde_json::Map<String, Value>, String> {
+        let m = if path.is_empty() {
+            self.0.as_object().ok_or_else(|| Self::malformed("(the metadata)", "expected a map"))?
+        } else {
+            self.object(path)?
+        };
+        match m.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => {
+                let at = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                Err(format!(
+                    "checkpoint key {at} is unknown: lt's Trainer does not write it (valid keys{}: {})",
+                    if path.is_empty() { String::new() } else { format!(" of {path}") },
+                    allowed.join(", ")
+                ))
+            }
+            None => Ok(m),
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        serde_json::from_value(self.get(path)?.clone()).map_err(|e| Self::malformed(path, e))
+    }
+}
+
+/// The loop state of a checkpoint, read and checked before anything is restored.
+struct LoopKeys {
+    epoch: usize,
+    global_step: usize,
+    epoch_done: bool,
+    batch_in_epoch: usize,
+    total_batches_seen: usize,
+    batches_that_stepped: usize,
+    train_results: super::logging::Collection,
+    callback_metrics: std::collections::BTreeMap<String, f64>,
+    scaler: Option<super::scaler::GradScaler>,
+}
+
+impl LoopKeys {
+    fn read(keys: &Keys, format_version: i64) -> Result<LoopKeys, String> {
+        keys.closed_object("", TOP_KEYS)?;
+        keys.closed_object("loops", &["fit_loop"])?;
+        keys.closed_object("loops.fit_loop", FIT_LOOP_KEYS)?;
+        let epoch = keys.count("loops.fit_loop.epoch")?;
+        let top_epoch = keys.count("epoch")?;
+        if top_epoch != epoch {
+            return Err(format!(
+                "checkpoint keys epoch ({top_epoch}) and loops.fit_loop.epoch ({epoch}) disagree: the checkpoint was edited"
+            ));
+        }
+        let global_step = keys.count("global_step")?;
+        // format 1 files of the earliest lt did not count the batches that stepped: then every
+        // optimizer step was one such batch
+        let batches_that_stepped = match keys.opt("loops.fit_loop.batches_that_stepped") {
+            None if format_version < 2 => global_step,
+            _ => keys.count("loops.fit_loop.batches_that_stepped")?,
+        };
+        let callback_metrics = keys
+            .object("loops.fit_loop.callback_metrics")?
+            .iter()
+            .map(|(k, v)| match crate::checkpoint::float::from_json(v) {
+                Some(x) => Ok((k.clone(), x)),
+                None => Err(Keys::malformed(
+                    "loops.fit_loop.callback_metrics",
+                    format!("its entry '{k}' is {v}, not a number (or \"nan\", \"inf\", \"-inf\")"),
+                )),
+            })
+            .collect::<Result<_, String>>()?;
+        let scaler = match keys.opt("MixedPrecision") {
+            None => None,
+            Some(_) => Some(keys.parse("MixedPrecision")?),
+        };
+        Ok(LoopKeys {
+            epoch,
+            global_step,
+            epoch_done: keys.flag("loops.fit_loop.epoch_done")?,
+            batch_in_epoch: keys.count("loops.fit_loop.batch_in_epoch")?,
+            total_batches_seen: keys.count("loops.fit_loop.total_batches_seen")?,
+            batches_that_stepped,
+            train_results: keys.parse("loops.fit_loop.train_results")?,
+            callback_metrics,
+            scaler,
+        })
     }
 }

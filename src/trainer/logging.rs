@@ -91,6 +91,7 @@ fn hook_rules(hook: &str) -> Option<(&'static [bool], &'static [bool], bool, boo
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Metric {
     name: String,
     on_step: bool,
@@ -99,9 +100,12 @@ struct Metric {
     logger: bool,
     reduce_fx: ReduceFx,
     /// value logged in the current batch, if any
+    #[serde(with = "crate::checkpoint::float::option")]
     step_value: Option<f64>,
-    /// accumulated for the epoch reduction
+    /// accumulated for the epoch reduction (NaN and infinities survive a checkpoint)
+    #[serde(with = "crate::checkpoint::float")]
     acc: f64,
+    #[serde(with = "crate::checkpoint::float")]
     weight: f64,
     seen: bool,
 }
@@ -145,6 +149,7 @@ impl Metric {
 
 /// The metrics logged during one loop (training, or one validation/test run).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Collection {
     metrics: Vec<Metric>,
     /// true for the training collection: its step metrics reach callback_metrics

@@ -124,7 +124,8 @@ pub trait TrainerScheduler {
     /// `metric` is given to ReduceLROnPlateau-style schedulers.
     fn step(&mut self, metric: Option<f64>) -> Result<(), String>;
     fn is_plateau(&self) -> bool;
-    fn state_dict(&self) -> serde_json::Value;
+    /// Its state for checkpoints; an error when it cannot be read now (never a state left out).
+    fn state_dict(&self) -> Result<serde_json::Value, String>;
     fn load_state_dict(&mut self, state: &serde_json::Value) -> Result<(), String>;
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct GradScaler {
     pub scale: f64,
     pub growth_factor: f64,

@@ -41,20 +41,41 @@ pub fn lt_within(dir: &Path, args: &[&str], limit: Duration) -> Output {
     child.wait_with_output().expect("lt output")
 }
 
-/// Rewrites the lt metadata in a checkpoint's safetensors header with `edit` (the tensor bytes
-/// are kept: their offsets are relative to the end of the header).
-pub fn edit_checkpoint_meta(from: &Path, to: &Path, edit: impl FnOnce(&mut Value)) {
+/// Rewrites a checkpoint's whole safetensors header (tensor entries and `__metadata__`) with
+/// `edit`; the tensor bytes are kept (their offsets are relative to the end of the header).
+pub fn edit_checkpoint_header(from: &Path, to: &Path, edit: impl FnOnce(&mut Value)) {
     let bytes = std::fs::read(from).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let mut meta: Value = serde_json::from_str(header["__metadata__"]["lt"].as_str().unwrap()).unwrap();
-    edit(&mut meta);
-    header["__metadata__"]["lt"] = Value::String(meta.to_string());
+    edit(&mut header);
     let h = header.to_string().into_bytes();
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
     out.extend(h);
     out.extend_from_slice(&bytes[8 + n..]);
     std::fs::write(to, out).unwrap();
+}
+
+/// Rewrites the lt metadata in a checkpoint's header with `edit`, keeping the header checksum it
+/// had (so the edit shows as a changed header).
+pub fn edit_checkpoint_meta_unsealed(from: &Path, to: &Path, edit: impl FnOnce(&mut Value)) {
+    edit_checkpoint_header(from, to, |header| {
+        let mut meta: Value = serde_json::from_str(header["__metadata__"]["lt"].as_str().unwrap()).unwrap();
+        edit(&mut meta);
+        header["__metadata__"]["lt"] = Value::String(meta.to_string());
+    });
+}
+
+/// Rewrites the lt metadata in a checkpoint's header with `edit` and writes the header checksum
+/// of the new metadata: a crafted file that is consistent, so only lt's reading of the content
+/// can refuse it.
+pub fn edit_checkpoint_meta(from: &Path, to: &Path, edit: impl FnOnce(&mut Value)) {
+    edit_checkpoint_header(from, to, |header| {
+        let mut meta: Value = serde_json::from_str(header["__metadata__"]["lt"].as_str().unwrap()).unwrap();
+        edit(&mut meta);
+        let text = meta.to_string();
+        header["__metadata__"]["lt_crc32c"] = Value::String(format!("{:08x}", lt::checksum::crc32c(text.as_bytes())));
+        header["__metadata__"]["lt"] = Value::String(text);
+    });
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod bad_input;
 mod bad_input_suite;
 mod callbacks;
 mod checkpoint;
+mod checkpoint_integrity;
 mod common;
 mod conformance;
 mod data;

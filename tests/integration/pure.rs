@@ -22,6 +22,57 @@ fn crc32c_matches_the_published_check_values() {
 }
 
 #[test]
+fn crc32c_fast_path_agrees_with_the_table_version_at_every_length_and_alignment() {
+    use lt::checksum::{crc32c_append, crc32c_software, hex, parse_hex};
+    for v in [&b"123456789"[..], &[0u8; 32], &[0xFFu8; 32]] {
+        assert_eq!(crc32c(v), crc32c_software(v));
+    }
+    // pseudo-random bytes (xorshift), long enough for several of the fast path's 3 x 8 KiB blocks
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let data: Vec<u8> = (0..200_003)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let block = 3 * 8192;
+    let mut lens: Vec<usize> = (0..70).collect();
+    lens.extend([block - 1, block, block + 1, 2 * block + 7, 5 * block, data.len() - 3]);
+    for len in lens {
+        for start in [0, 1, 3] {
+            let d = &data[start..start + len];
+            assert_eq!(crc32c(d), crc32c_software(d), "length {len} from {start}");
+        }
+    }
+    // in pieces, split anywhere
+    for cut in [0, 1, 8191, 8192, 24_577, 100_000, data.len()] {
+        assert_eq!(crc32c_append(crc32c(&data[..cut]), &data[cut..]), crc32c(&data), "cut at {cut}");
+    }
+    assert_eq!(hex(0xE306_9283), "e3069283");
+    assert_eq!(parse_hex("e3069283"), Some(0xE306_9283));
+    assert_eq!(parse_hex("E3069283"), Some(0xE306_9283));
+    for bad in ["", "e306928", "e30692830", "e306928g", "+3069283"] {
+        assert_eq!(parse_hex(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn checkpoint_floats_keep_nan_and_infinities() {
+    use lt::checkpoint::float::{from_json, to_json};
+    for x in [0.0, -1.5, 1e300, f64::MIN_POSITIVE, f64::INFINITY, f64::NEG_INFINITY] {
+        assert_eq!(from_json(&to_json(x)), Some(x), "{x}");
+    }
+    assert!(from_json(&to_json(f64::NAN)).unwrap().is_nan());
+    assert_eq!(to_json(f64::NAN), Value::String("nan".into()));
+    // format 1 wrote every non-finite value as null
+    assert!(from_json(&Value::Null).unwrap().is_nan());
+    assert_eq!(from_json(&Value::String("NaN".into())), None);
+    assert_eq!(from_json(&Value::Bool(true)), None);
+}
+
+#[test]
 fn tfrecord_frames_length_crcs_and_data() {
     for data in [&b""[..], b"x", b"brain.Event:2", &[0xABu8; 1000][..]] {
         let r = tfrecord(data);

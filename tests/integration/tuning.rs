@@ -62,8 +62,20 @@ fn timer_records_elapsed_time_per_stage() {
     }
     // restored state keeps counting from the saved time
     let mut t2 = lt::callbacks::Timer::new(None, "step", false).unwrap();
-    t2.load_state_dict(&serde_json::json!({"time_elapsed": {"train": 12.5}})).unwrap();
+    let saved = serde_json::json!({"time_elapsed": {"train": 12.5, "sanity_check": 0.0, "validate": 1.0, "test": 0.0, "predict": 0.0}});
+    t2.load_state_dict(&saved).unwrap();
     assert_eq!(t2.time_elapsed("train"), 12.5);
+    // every stage is in the state lt writes: a missing or unknown one, or a negative time, is an error naming it
+    let partial = t2.load_state_dict(&serde_json::json!({"time_elapsed": {"train": 12.5}})).unwrap_err();
+    assert!(partial.contains("missing stage 'sanity_check'"), "{partial}");
+    let mut odd = saved.clone();
+    odd["time_elapsed"]["fitting"] = serde_json::json!(1.0);
+    assert!(t2.load_state_dict(&odd).unwrap_err().contains("unknown stage 'fitting'"));
+    let mut negative = saved.clone();
+    negative["time_elapsed"]["test"] = serde_json::json!(-1.0);
+    assert!(t2.load_state_dict(&negative).unwrap_err().contains("time_elapsed of 'test' is -1"));
+    assert!(t2.load_state_dict(&serde_json::json!({})).unwrap_err().contains("missing key 'time_elapsed'"));
+    assert_eq!(t2.time_elapsed("train"), 12.5, "a refused state changes nothing");
 }
 
 #[test]
