@@ -321,7 +321,7 @@ fn every_callback_state_round_trips_and_refuses_unknown_missing_and_mistyped_key
         assert!(e.contains("not a map"), "{name}: {e}");
     }
     // a callback that keeps no state takes only null
-    let mut lr = lt::callbacks::LearningRateMonitor::new(None, false).unwrap();
+    let mut lr = lt::callbacks::LearningRateMonitor::new(None, false, false).unwrap();
     assert!(lr.load_state_dict(&Value::Null).is_ok());
     let e = lr.load_state_dict(&json!({"lrs": 1})).unwrap_err();
     assert!(e.contains("keeps no state"), "{e}");
