@@ -1820,11 +1820,11 @@ fn tel_forward(m: &Map, x: &Tensor, o: &Map) -> RResult<T> {
     let act = tree::string(m, "activation").or_script()?;
     let mut ao = Map::new();
     ao.insert("need_weights".into(), Dynamic::from_bool(false));
-    if let Some(t) = opts.get("src_mask") {
-        ao.insert("attn_mask".into(), t.clone());
+    if let Some(t) = opts.tensor_opt("src_mask")? {
+        ao.insert("attn_mask".into(), Dynamic::from(t));
     }
-    if let Some(t) = opts.get("src_key_padding_mask") {
-        ao.insert("key_padding_mask".into(), t.clone());
+    if let Some(t) = opts.tensor_opt("src_key_padding_mask")? {
+        ao.insert("key_padding_mask".into(), Dynamic::from(t));
     }
     if opts.bool_or("is_causal", false)? && !ao.contains_key("attn_mask") {
         ao.insert("is_causal".into(), Dynamic::from_bool(true));

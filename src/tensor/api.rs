@@ -394,21 +394,21 @@ fn register_properties(reg: &mut Registry) {
         x.f_is_leaf().or_script()
     });
 
-    let doc = "Converts dtype and/or device: `x.to(\"float64\")`, `x.to(\"cuda\")`, `x.to(#{dtype, device})`, `x.to(other)` (other's dtype and device).\n\n```rhai\nlet x = torch::arange(3);\nprint(x.to(\"float64\"));\nprint(x.to(#{dtype: \"float32\", device: \"cpu\"}));\n```";
+    let doc = "Converts dtype and/or device: `x.to(\"float64\")`, `x.to(\"cuda\")`, `x.to(#{dtype, device, non_blocking, copy})`, `x.to(other)` (other's dtype and device).\n\n```rhai\nlet x = torch::arange(3);\nprint(x.to(\"float64\"));\nprint(x.to(#{dtype: \"float32\", device: \"cpu\"}));\n```";
     reg.func("", "to", "self, target", doc, |x: &mut T, s: &str| to_target(&x.0, s));
     reg.func("", "to", "self, opts", doc, |x: &mut T, m: Map| -> RResult<Tensor> {
         let o = Opts::new(&m, "to", &["dtype", "device", "non_blocking", "copy"])?;
-        let mut t = x.0.shallow_clone();
-        if let Some(d) = o.str_opt("device")? {
-            t = t.f_to_device(parse_device(&d).or_script()?).or_script()?;
-        }
-        if let Some(k) = o.str_opt("dtype")? {
-            t = t.f_to_kind(parse_dtype(&k).or_script()?).or_script()?;
-        }
-        if o.bool_or("copy", false)? {
-            t = t.f_to_dtype(t.kind(), false, true).or_script()?;
-        }
-        Ok(Tensor::new(t))
+        let device = match o.str_opt("device")? {
+            Some(d) => parse_device(&d).or_script()?,
+            None => x.device(),
+        };
+        let kind = match o.str_opt("dtype")? {
+            Some(k) => parse_dtype(&k).or_script()?,
+            None => x.kind(),
+        };
+        // one conversion, as PyTorch's: `non_blocking` lets a pinned-memory copy to CUDA overlap
+        let (non_blocking, copy) = (o.bool_or("non_blocking", false)?, o.bool_or("copy", false)?);
+        ok(x.f_to_device_(device, kind, non_blocking, copy))
     });
     reg.func("", "to", "self, other", doc, |x: &mut T, o: T| {
         ok(x.f_to_device(o.device()).and_then(|t| t.f_to_kind(o.kind())))

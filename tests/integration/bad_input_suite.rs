@@ -19,6 +19,7 @@ fn argument(name: &str, ty: &str) -> Option<&'static str> {
         },
         ("optimizer" | "self", "Optimizer") => "optim::sgd([torch::zeros([2], #{requires_grad: true})], #{lr: 0.1})",
         ("params", _) => "[torch::zeros([2], #{requires_grad: true})]",
+        ("self", "map") => "nn::linear(4, 4)",
         ("ds" | "dataset", _) => "data::tensor_dataset([torch::rand([4, 2])])",
         ("kernel_size" | "size" | "k" | "n" | "m" | "num_samples" | "steps", _) => "2",
         ("shape", _) => "[2, 4]",
@@ -58,8 +59,9 @@ fn functions_with_options() -> Vec<(String, Vec<(String, String)>)> {
         if params.last().is_none_or(|(n, t)| n != "opts" || t != "map") {
             continue;
         }
-        if d.qualified.starts_with('.') || !d.qualified.contains("::") {
-            continue; // methods and properties need a receiver of their own
+        let method = d.qualified.starts_with('.') || !d.qualified.contains("::");
+        if method && params.first().is_none_or(|(n, t)| n != "self" || argument(n, t).is_none()) {
+            continue; // methods without a receiver the suite can make (`this.log` needs a Trainer)
         }
         if params[..params.len() - 1].iter().all(|(n, t)| argument(n, t).is_some()) {
             out.push((d.qualified.clone(), params));
@@ -80,7 +82,16 @@ fn call(f: &str, params: &[(String, String)], replace: Option<(usize, &str)>, op
         })
         .chain([opts.to_string()])
         .collect();
-    format!("{f}({})", args.join(", "))
+    if f.contains("::") {
+        return format!("{f}({})", args.join(", "));
+    }
+    // a method: the first argument is its receiver (a layer's own forward needs that layer)
+    let receiver = match f.trim_start_matches('.') {
+        "__nn_mha_forward" => "nn::multihead_attention(4, 2)".to_string(),
+        "__nn_transformer_encoder_layer_forward" => "nn::transformer_encoder_layer(4, 2)".to_string(),
+        _ => args[0].clone(),
+    };
+    format!("({receiver}).{}({})", f.trim_start_matches('.'), args[1..].join(", "))
 }
 
 /// Runs each case; returns the failures (a value instead of an error, an error that lacks what it
