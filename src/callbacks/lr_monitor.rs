@@ -24,14 +24,23 @@ impl LearningRateMonitor {
         Ok(LearningRateMonitor { logging_interval, log_momentum, log_weight_decay })
     }
 
-    /// Lightning's key names: `lr-Name`, `lr-Name/pgN` for several groups, `-1` suffix for repeats.
-    pub fn metrics(&self, lrs: &[crate::trainer::state::OptimizerLrs]) -> BTreeMap<String, f64> {
+    /// Lightning's key names: the scheduler's `name` or `lr-Name`, `/pgN` for several groups, a
+    /// `-1` suffix for repeats; only the optimizers `log` picks (the names count all of them).
+    pub fn metrics(
+        &self,
+        lrs: &[crate::trainer::state::OptimizerLrs],
+        log: &dyn Fn(&crate::trainer::state::OptimizerLrs) -> bool,
+    ) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for o in lrs {
-            let n = seen.entry(o.name.clone()).or_insert(0);
-            let base = if *n == 0 { format!("lr-{}", o.name) } else { format!("lr-{}-{n}", o.name) };
+            let named = o.scheduler.as_ref().and_then(|(_, n)| n.clone()).unwrap_or_else(|| format!("lr-{}", o.name));
+            let n = seen.entry(named.clone()).or_insert(0);
+            let base = if *n == 0 { named } else { format!("{named}-{n}") };
             *n += 1;
+            if !log(o) {
+                continue;
+            }
             for (i, lr) in o.lrs.iter().enumerate() {
                 let key = if o.lrs.len() > 1 { format!("{base}/pg{}", i + 1) } else { base.clone() };
                 out.insert(key.clone(), *lr);
@@ -51,15 +60,25 @@ impl Callback for LearningRateMonitor {
     fn state_key(&self) -> String {
         "LearningRateMonitor".into()
     }
+    /// As Lightning's: at a training batch's start when logging is due (`log_every_n_steps`) and at
+    /// an epoch's start. With `logging_interval` unset, an optimizer with a scheduler is logged at
+    /// its scheduler's interval and one without at both; "step" / "epoch" log every optimizer at
+    /// that point only.
     fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String> {
-        let want = matches!(
-            (self.logging_interval.as_deref(), hook),
-            (Some("epoch"), "on_train_epoch_start") | (Some("step") | None, "on_train_batch_start")
-        );
-        if !want {
-            return Ok(vec![]);
-        }
-        let m = self.metrics(&state.borrow().optimizer_lrs);
+        use crate::trainer::module::Interval;
+        let at = match hook {
+            "on_train_batch_start" if state.borrow().log_due => Interval::Step,
+            "on_train_epoch_start" => Interval::Epoch,
+            _ => return Ok(vec![]),
+        };
+        let every = match self.logging_interval.as_deref() {
+            None => false,
+            Some("step") if at == Interval::Step => true,
+            Some("epoch") if at == Interval::Epoch => true,
+            Some(_) => return Ok(vec![]),
+        };
+        let log = |o: &crate::trainer::state::OptimizerLrs| every || o.scheduler.as_ref().is_none_or(|(i, _)| *i == at);
+        let m = self.metrics(&state.borrow().optimizer_lrs, &log);
         if m.is_empty() {
             return Ok(vec![]);
         }

@@ -758,13 +758,47 @@ impl ScriptModule {
                 Some(s) if s == "step" => Interval::Step,
                 Some(s) => return Err(format!("lr_scheduler interval must be \"epoch\" or \"step\", got \"{s}\"")),
             };
-            let frequency = cfg.get("frequency").and_then(|v| v.as_int().ok()).unwrap_or(1).max(0) as usize;
-            let monitor = cfg.get("monitor").map(|v| v.to_string());
-            let strict = cfg.get("strict").and_then(|v| v.as_bool().ok()).unwrap_or(true);
-            let name = cfg.get("name").map(|v| v.to_string());
+            let bad = |k: &str, want: &str, v: &Dynamic| {
+                format!("configure_optimizers: lr_scheduler '{k}' must be {want}, got {}", v.type_name())
+            };
+            let frequency = match cfg.get("frequency") {
+                None => 1,
+                Some(v) => match v.as_int() {
+                    Ok(f) if f >= 1 => f as usize,
+                    _ => return Err(bad("frequency", "an int >= 1", v)),
+                },
+            };
+            let text = |k: &str| -> Result<Option<String>, String> {
+                cfg.get(k)
+                    .map(|v| {
+                        v.clone().into_immutable_string().map(|s| s.to_string()).map_err(|_| bad(k, "a string", v))
+                    })
+                    .transpose()
+            };
+            let monitor = text("monitor")?;
+            let strict = match cfg.get("strict") {
+                None => true,
+                Some(v) => v.as_bool().map_err(|_| bad("strict", "a bool", v))?,
+            };
+            let name = text("name")?;
+            // Lightning sets it from the scheduler's type; given, it must agree with it
+            if let Some(v) = cfg.get("reduce_on_plateau") {
+                if v.as_bool().map_err(|_| bad("reduce_on_plateau", "a bool", v))? != sched.is_plateau() {
+                    return Err(format!(
+                        "configure_optimizers: lr_scheduler reduce_on_plateau: {} does not match the scheduler (a {}ReduceLROnPlateau)",
+                        !sched.is_plateau(),
+                        if sched.is_plateau() { "" } else { "not " }
+                    ));
+                }
+            }
             if sched.is_plateau() && monitor.is_none() {
                 return Err("configure_optimizers: ReduceLROnPlateau needs a `monitor`: return #{optimizer, lr_scheduler: #{scheduler, monitor: \"val_loss\"}}".into());
             }
+            let optimizer = sched.optimizer().ok().and_then(|o| {
+                opts.iter().position(|d| {
+                    d.read_lock::<crate::optim::Optimizer>().is_some_and(|x| std::rc::Rc::ptr_eq(&x.0, &o.0))
+                })
+            });
             self.schedulers.push(s.clone());
             setup.schedulers.push(SchedulerConfig {
                 scheduler: Box::new(ScriptScheduler { sched, script: self.script.clone() }),
@@ -773,6 +807,7 @@ impl ScriptModule {
                 monitor,
                 strict,
                 name,
+                optimizer,
             });
         }
         self.optimizers = opts;

@@ -143,6 +143,8 @@ pub struct SchedulerConfig {
     pub monitor: Option<String>,
     pub strict: bool,
     pub name: Option<String>,
+    /// The optimizer it schedules (an index into `OptimizerSetup::optimizers`).
+    pub optimizer: Option<usize>,
 }
 
 /// What `configure_optimizers` produced.

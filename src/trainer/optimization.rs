@@ -97,14 +97,18 @@ impl Trainer {
             .opt
             .optimizers
             .iter()
-            .map(|o| {
+            .enumerate()
+            .map(|(i, o)| {
                 let groups = 0..o.lrs().len();
+                let scheduler =
+                    self.opt.schedulers.iter().find(|s| s.optimizer == Some(i)).map(|s| (s.interval, s.name.clone()));
                 let momentum = |g| o.group_option(g, "betas").or_else(|| o.group_option(g, "momentum")).unwrap_or(0.0);
                 state::OptimizerLrs {
                     name: o.name(),
                     lrs: o.lrs(),
                     momenta: groups.clone().map(momentum).collect(),
                     weight_decays: groups.map(|g| o.group_option(g, "weight_decay").unwrap_or(0.0)).collect(),
+                    scheduler,
                 }
             })
             .collect();

@@ -15,6 +15,8 @@ pub struct OptimizerLrs {
     /// `betas[0]` for optimizers with betas, else `momentum` (0 without one), as Lightning reads it.
     pub momenta: Vec<f64>,
     pub weight_decays: Vec<f64>,
+    /// Its LR scheduler's interval and configured `name`, if it has one.
+    pub scheduler: Option<(super::module::Interval, Option<String>)>,
 }
 
 /// What the Trainer is doing (Lightning's `trainer.state.stage`).
@@ -51,6 +53,9 @@ pub struct LoopState {
     pub eval_results: Collection,
     pub views: MetricViews,
     pub should_stop: bool,
+    /// Lightning's `should_update_logs` for the batch starting: step-level logging is due
+    /// (every `log_every_n_steps` stepping batches, or a stop is pending).
+    pub log_due: bool,
     pub max_epochs: Option<i64>,
     pub max_steps: i64,
     pub estimated_stepping_batches: Option<usize>,
@@ -121,6 +126,7 @@ impl Default for LoopState {
             eval_results: Collection::new(false),
             views: MetricViews::default(),
             should_stop: false,
+            log_due: false,
             max_epochs: None,
             max_steps: -1,
             estimated_stepping_batches: None,

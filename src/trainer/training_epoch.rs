@@ -94,7 +94,12 @@ impl Trainer {
                 break;
             };
             let batch = self.transfer(m, batch?, 0, dtype)?;
-            self.state.borrow_mut().batch_size = m.batch_size(&batch);
+            {
+                let every = self.config.log_every_n_steps.max(1) as usize;
+                let mut s = self.state.borrow_mut();
+                s.batch_size = m.batch_size(&batch);
+                s.log_due = (self.batches_that_stepped + 1).is_multiple_of(every) || s.should_stop;
+            }
             let r = self.call(
                 m,
                 Hook::OnTrainBatchStart,

@@ -104,14 +104,17 @@ fn csv_logger_writes_lightnings_rows_and_hparams() {
     assert!(out.status.success(), "{}", stderr(&out));
     let v = dir.join("lightning_logs/version_0");
     let csv = std::fs::read_to_string(v.join("metrics.csv")).unwrap();
-    // one row per log call, as Lightning's CSVLogger: the LR monitor's (no epoch), each step's
-    // training row, the validation row; float32 values in Python's repr
+    // one row per log call, as Lightning's CSVLogger: the LR monitor's (no epoch; an optimizer
+    // without a scheduler at each epoch's start and each batch's), each step's training row, the
+    // validation row; float32 values in Python's repr
     let want = "epoch,lr-SGD,step,train_loss,val_loss\n\
+                ,0.1,0,,\n\
                 ,0.1,0,,\n\
                 0,,0,0.0,\n\
                 ,0.1,1,,\n\
                 0,,1,-0.4000000059604645,\n\
                 0,,1,,0.5\n\
+                ,0.1,2,,\n\
                 ,0.1,2,,\n\
                 1,,2,-0.800000011920929,\n\
                 ,0.1,3,,\n\
