@@ -28,6 +28,14 @@ pub fn set_step_observer(observer: Option<Rc<dyn StepObserver>>) {
     STEP_OBSERVER.with(|o| *o.borrow_mut() = observer);
 }
 
+/// The `optimizer_closure` a module's `optimizer_step(epoch, batch_idx, optimizer,
+/// optimizer_closure)` receives. lt has already run what it stands for (training_step, backward,
+/// clipping: Lightning runs them inside the step), so `optimizer.step(optimizer_closure)` makes
+/// the update and `optimizer_closure.loss()` gives the loss (what calling the closure returns in
+/// Lightning; Rhai keeps `.call()` for function pointers).
+#[derive(Clone)]
+pub struct OptimizerClosure(pub Tensor);
+
 /// `opt.step()` from a script: the update, inside the installed observer's hooks.
 fn observed_step(ctx: &NativeCallContext, opt: &Optimizer) -> RResult<()> {
     let observer = STEP_OBSERVER.with(|o| o.borrow().clone());
@@ -260,6 +268,13 @@ pub fn register(reg: &mut Registry) {
 
     let doc = "Updates every parameter that has a gradient (optimizer.step()). Under manual optimization in a Trainer it runs `on_before_optimizer_step` (callbacks, then the module) first and counts the step in `global_step`, as Lightning's optimizer wrapper does.\n\n```rhai\nlet w = torch::ones([2], #{requires_grad: true});\nlet opt = optim::sgd([w], #{lr: 0.5});\n(w * w).sum().backward();\nopt.step();\nprint(w);\n```";
     reg.func("", "step", "self", doc, |ctx: NativeCallContext, o: &mut Optimizer| observed_step(&ctx, o));
+    reg.global_module().set_custom_type::<OptimizerClosure>("OptimizerClosure");
+    let doc = "The step of a module's `optimizer_step` hook (Lightning's `optimizer.step(closure=optimizer_closure)`): the update, after the closure's work, which lt has already done (training_step, backward, clipping).\n\n```rhai\nfn optimizer_step(epoch, batch_idx, optimizer, optimizer_closure) {\n    optimizer.step(optimizer_closure);\n}\n```";
+    reg.func("", "step", "self, closure", doc, |ctx: NativeCallContext, o: &mut Optimizer, _c: OptimizerClosure| {
+        observed_step(&ctx, o)
+    });
+    let doc = "The loss the `optimizer_closure` of `optimizer_step` computed (training_step's, already backpropagated).\n\n```rhai\nfn optimizer_step(epoch, batch_idx, optimizer, optimizer_closure) {\n    print(optimizer_closure.loss());\n    optimizer.step(optimizer_closure);\n}\n```";
+    reg.func("", "loss", "self", doc, |c: &mut OptimizerClosure| c.0.clone());
 
     let doc = "Clears the gradients of every parameter: sets them to none (the default, as in PyTorch), or to zero with `#{set_to_none: false}`.\n\n```rhai\nlet w = torch::ones([2], #{requires_grad: true});\nlet opt = optim::sgd([w], #{lr: 0.1});\n(w * w).sum().backward();\nopt.zero_grad(#{set_to_none: false});\nprint(w.grad);\nopt.zero_grad();\nprint(w.grad);\n```";
     reg.func("", "zero_grad", "self", doc, |o: &mut Optimizer| o.zero_grad(true));

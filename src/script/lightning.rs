@@ -625,6 +625,16 @@ impl ScriptModule {
                 v
             }
             HookArgs::Loss(t) => vec![Dynamic::from(Tensor::new(t.shallow_clone()))],
+            HookArgs::OptimizerStep { epoch, batch_idx, optimizer, loss } => vec![
+                Dynamic::from_int(epoch as i64),
+                Dynamic::from_int(batch_idx as i64),
+                opt(optimizer),
+                Dynamic::from(crate::optim::api::OptimizerClosure(Tensor::new(loss.detach()))),
+            ],
+            HookArgs::LrSchedulerStep { scheduler, metric } => vec![
+                self.schedulers.get(scheduler).cloned().unwrap_or(Dynamic::UNIT),
+                metric.map(Dynamic::from_float).unwrap_or(Dynamic::UNIT),
+            ],
             HookArgs::Optimizer(i) => vec![opt(i)],
             HookArgs::OptimizerZeroGrad { epoch, batch_idx, optimizer } => {
                 vec![Dynamic::from_int(epoch as i64), Dynamic::from_int(batch_idx as i64), opt(optimizer)]

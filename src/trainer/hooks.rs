@@ -93,6 +93,8 @@ hooks! {
     Backward => "backward", ModuleOnly;
     OptimizerZeroGrad => "optimizer_zero_grad", ModuleOnly;
     ConfigureGradientClipping => "configure_gradient_clipping", ModuleOnly;
+    OptimizerStep => "optimizer_step", ModuleOnly;
+    LrSchedulerStep => "lr_scheduler_step", ModuleOnly;
 }
 
 /// The moments of an evaluation (validation or test) loop.
@@ -169,11 +171,6 @@ impl Hook {
 /// will not call it on the module: a Callback-only hook, or an unknown `on_*` name (with the
 /// closest hook). `None` when lt calls it (or it is not hook-like).
 pub fn module_hook_warning(name: &str) -> Option<String> {
-    if UNSUPPORTED_MODULE_HOOKS.contains(&name) {
-        return Some(format!(
-            "warning: fn {name} is a LightningModule hook lt does not support: it is never called (the Trainer's default runs)"
-        ));
-    }
     if !name.starts_with("on_") {
         return None;
     }
@@ -187,10 +184,6 @@ pub fn module_hook_warning(name: &str) -> Option<String> {
     }
     Some(not_a_hook(&format!("fn {name}"), name, Listeners::CallbacksOnly))
 }
-
-/// LightningModule hooks of Lightning 2.6.6 that lt does not call: defining one is a warning.
-/// (`optimizer_step` would need the Trainer's step to be a closure the script calls.)
-const UNSUPPORTED_MODULE_HOOKS: &[&str] = &["optimizer_step", "lr_scheduler_step"];
 
 /// The LightningModule functions the Trainer calls besides the [`Hook`]s.
 const MODULE_FUNCTIONS: &[&str] = &[

@@ -86,6 +86,19 @@ pub enum HookArgs<'a, B, O> {
         batch_idx: usize,
         optimizer: usize,
     },
+    /// optimizer_step(epoch, batch_idx, optimizer, optimizer_closure): `loss` is what the
+    /// closure (training_step and backward, already run) returned.
+    OptimizerStep {
+        epoch: usize,
+        batch_idx: usize,
+        optimizer: usize,
+        loss: &'a Tensor,
+    },
+    /// lr_scheduler_step(scheduler, metric)
+    LrSchedulerStep {
+        scheduler: usize,
+        metric: Option<f64>,
+    },
     /// configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
     GradientClipping {
         optimizer: usize,

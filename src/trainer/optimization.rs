@@ -79,7 +79,16 @@ impl Trainer {
                     clip_gradients(&params, v, self.config.gradient_clip_algorithm)?;
                 }
                 let skip = self.state.borrow().scaler.as_ref().is_some_and(|s| s.should_skip());
-                if !skip {
+                if m.has_hook(Hook::OptimizerStep.name()) {
+                    // the module's optimizer_step steps (or not) with `optimizer.step(optimizer_closure)`;
+                    // the closure's work (training_step, backward, clipping) is already done
+                    if self.state.borrow().scaler.is_some() {
+                        return Err("optimizer_step with precision \"16-mixed\" is not supported (the gradient scaler must make the step); use \"bf16-mixed\" or \"32-true\"".into());
+                    }
+                    let epoch = self.state.borrow().current_epoch;
+                    let args = HookArgs::OptimizerStep { epoch, batch_idx, optimizer: 0, loss: &loss };
+                    self.call(m, Hook::OptimizerStep, args)?;
+                } else if !skip {
                     self.opt.optimizers[0].step()?;
                 }
                 if let Some(sc) = self.state.borrow_mut().scaler.as_mut() {
@@ -119,8 +128,11 @@ impl Trainer {
     /// batch index within the epoch (`batch_idx + 1`) for "step", the epoch (`current_epoch + 1`)
     /// for "epoch". Plateau schedulers read their monitored metric from callback_metrics
     /// (`strict`: a missing metric is an error).
-    pub(super) fn step_schedulers(
+    /// Steps the schedulers of `interval` that are due (the module's `lr_scheduler_step(scheduler,
+    /// metric)` does it when defined, as Lightning's).
+    pub(super) fn step_schedulers<M: LightningModule>(
         &mut self,
+        m: &mut M,
         interval: Interval,
         plateau: bool,
         batch_idx: usize,
@@ -129,7 +141,8 @@ impl Trainer {
             return Ok(());
         }
         let epoch = self.state.borrow().current_epoch;
-        for sc in &mut self.opt.schedulers {
+        let mut due = Vec::new();
+        for (i, sc) in self.opt.schedulers.iter().enumerate() {
             if sc.interval != interval || sc.scheduler.is_plateau() != plateau {
                 continue;
             }
@@ -159,7 +172,15 @@ impl Trainer {
             } else {
                 None
             };
-            sc.scheduler.step(metric)?;
+            due.push((i, metric));
+        }
+        let by_module = m.has_hook(Hook::LrSchedulerStep.name());
+        for (i, metric) in due {
+            if by_module {
+                self.call(m, Hook::LrSchedulerStep, HookArgs::LrSchedulerStep { scheduler: i, metric })?;
+            } else {
+                self.opt.schedulers[i].scheduler.step(metric)?;
+            }
         }
         Ok(())
     }

@@ -133,10 +133,10 @@ impl Trainer {
             // schedulers: step-interval ones after a stepping batch, epoch-interval ones once the
             // epoch's last batch ran (before its on_train_batch_end, as Lightning does)
             if automatic && !accumulating {
-                self.step_schedulers(Interval::Step, false, batch_idx)?;
+                self.step_schedulers(m, Interval::Step, false, batch_idx)?;
             }
             if automatic && last_batch {
-                self.step_schedulers(Interval::Epoch, false, batch_idx)?;
+                self.step_schedulers(m, Interval::Epoch, false, batch_idx)?;
             }
             self.update_lrs();
             // what the step logged is visible to on_train_batch_end (Lightning's live
@@ -174,7 +174,7 @@ impl Trainer {
                 }
                 self.eval_loop(m, StepKind::Validation, val_loaders, None, false)?;
                 if automatic && !accumulating {
-                    self.step_schedulers(Interval::Step, true, batch_idx - 1)?;
+                    self.step_schedulers(m, Interval::Step, true, batch_idx - 1)?;
                 }
             }
             if !(automatic && accumulating) {
@@ -197,7 +197,7 @@ impl Trainer {
         }
         if automatic && completed && n_batches.is_none() {
             // a loader without a length: its last batch is known only now
-            self.step_schedulers(Interval::Epoch, false, batch_idx.saturating_sub(1))?;
+            self.step_schedulers(m, Interval::Epoch, false, batch_idx.saturating_sub(1))?;
         }
         let pb = self.state.borrow().views.progress_bar.clone();
         self.progress.finish(&pb);
@@ -210,7 +210,7 @@ impl Trainer {
         self.state.borrow_mut().views.merge(&epoch_views);
         self.log_to_loggers(&epoch_views.logged, self.batches_that_stepped.saturating_sub(1))?;
         if automatic && completed {
-            self.step_schedulers(Interval::Epoch, true, batch_idx.saturating_sub(1))?;
+            self.step_schedulers(m, Interval::Epoch, true, batch_idx.saturating_sub(1))?;
         }
         self.update_lrs();
         self.epoch_done = true;

@@ -156,6 +156,7 @@ const MODULE_ONLY_HOOKS: &[(&str, &str, &str)] = &[
         "optimizer, gradient_clip_val, gradient_clip_algorithm",
         "    if gradient_clip_val != () { this.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm); }\n",
     ),
+    ("lr_scheduler_step", "scheduler, metric", "    if metric == () { scheduler.step(); } else { scheduler.step(metric); }\n"),
 ];
 
 /// Cases where lt still differs from Lightning, with the difference (issue #15's item). The test
@@ -800,7 +801,6 @@ fn hooks_lt_does_not_call_on_the_module_are_warnings() {
                fn configure_optimizers() { optim::sgd([this.w], #{lr: 0.1}) }\n\
                fn on_sanity_check_start() { print(\"never\"); }\n\
                fn on_trian_epoch_end() { print(\"never\"); }\n\
-               fn optimizer_step(epoch, batch_idx, optimizer, closure) { print(\"never\"); }\n\
                fn callbacks() { [#{on_trian_end: |t, m| print(\"never\"), configure_optimizers: |t, m| print(\"never\"), seen: 0}] }\n";
     let dir = temp_dir("hook-warnings");
     std::fs::write(dir.join("m.rhai"), src).unwrap();
@@ -809,7 +809,6 @@ fn hooks_lt_does_not_call_on_the_module_are_warnings() {
     let err = stderr(&out);
     assert!(err.contains("fn on_sanity_check_start is a Callback hook in Lightning"), "{err}");
     assert!(err.contains("fn on_trian_epoch_end is not a hook lt calls; did you mean on_train_epoch_end?"), "{err}");
-    assert!(err.contains("fn optimizer_step is a LightningModule hook lt does not support"), "{err}");
     assert!(err.contains("callback function on_trian_end is not a hook lt calls; did you mean on_train_end?"), "{err}");
     assert!(err.contains("callback function configure_optimizers is a LightningModule hook"), "{err}");
     assert!(!err.contains("seen"), "a callback's state is no hook: {err}");

@@ -288,6 +288,26 @@ fn model_summary_matches_lightning() {
     assert!(!stderr(&out).contains("| Name"), "{}", stderr(&out));
 }
 
+/// A module's `optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)` makes the step:
+/// the Lightning recipe of a learning-rate warm-up works, a step may be skipped, and global_step
+/// counts each call, as Lightning's does.
+#[test]
+fn optimizer_step_hook_makes_the_step() {
+    let src = format!("{BASE}fn configure_optimizers() {{ optim::sgd([this.w], #{{lr: 0.1}}) }}\nfn optimizer_step(epoch, batch_idx, optimizer, optimizer_closure) {{\n  if this.global_step < 2 {{ optimizer.param_groups[0].lr = 0.1 * (this.global_step + 1) / 2.0; }}\n  if batch_idx != 3 {{ optimizer.step(optimizer_closure); }}\n  print(`step ${{this.global_step}} lr ${{optimizer.param_groups[0].lr}} loss ${{optimizer_closure.loss().item() > 0.0}}`);\n}}\nfn on_train_end() {{ print(`end ${{this.global_step}}`); }}\n");
+    let out = fit_script("optimizer_step", &src, &["--set", "trainer.max_epochs=1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lines(&out),
+        [
+            "step 0 lr 0.05 loss true",
+            "step 1 lr 0.1 loss true",
+            "step 2 lr 0.1 loss true",
+            "step 3 lr 0.1 loss true",
+            "end 4"
+        ]
+    );
+}
+
 #[test]
 fn several_val_loaders_get_dataloader_idx_and_suffixes() {
     let src = format!("{BASE}fn configure_optimizers() {{ optim::sgd([this.w], #{{lr: 0.1}}) }}\nfn val_dataloader() {{ [data::loader(data::tensor_dataset(torch::ones([4, 2]), torch::ones([4, 1])), #{{batch_size: 4}}), data::loader(data::tensor_dataset(torch::ones([8, 2]), torch::ones([8, 1])), #{{batch_size: 4}})] }}\nfn validation_step(b, i, dl) {{ print(`val dl ${{dl}} batch ${{i}}`); this.log(\"val_loss\", this.loss(b)); }}\nfn on_train_end() {{ print(this.trainer.callback_metrics.keys()); }}\n");
