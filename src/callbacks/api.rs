@@ -226,6 +226,10 @@ pub fn register(reg: &mut Registry) {
     reg.volatile("callbacks", "timer", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         Ok(NativeCallback::new("Timer", Box::new(timer(&m)?)))
     });
+    let doc = "Lightning's BasePredictionWriter: `write_on_batch_end(trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx)` after each predict batch (`write_interval: \"batch\"`, the default), `write_on_epoch_end(trainer, pl_module, predictions, batch_indices)` once all are made (`\"epoch\"`), or both (`\"batch_and_epoch\"`). `batch_indices` are the dataset indices of each batch (`[]` for a loader that cannot tell); `predictions` is the list of batch outputs (a list per dataloader when there are several). Other entries are the writer's own state (`this` in its functions).\n\n```rhai\nfn callbacks() {\n    [callbacks::prediction_writer(#{\n        write_interval: \"epoch\",\n        out: \"preds.safetensors\",\n        write_on_epoch_end: |trainer, pl_module, predictions, batch_indices| print(predictions.len()),\n    })]\n}\n```";
+    reg.volatile("callbacks", "prediction_writer", "opts", doc, |m: Map| -> RResult<Map> {
+        crate::script::lightning::prediction_writer::writer(m).map_err(err)
+    });
     let doc = "Lightning's ModelSummary: the fit starts by printing the model's child modules down to `max_depth` levels (1 by default, -1: all, 0: none) in Lightning's table, children in the order the script assigns them. Without it, `enable_model_summary` (true) prints depth 1.\n\n```rhai\nfn callbacks() {\n    [callbacks::model_summary(#{max_depth: -1})]\n}\n```";
     reg.volatile("callbacks", "model_summary", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         let o = Opts::new(&m, "callbacks::model_summary", &["max_depth"])?;

@@ -280,6 +280,10 @@ impl EpochIter {
     pub fn position(&self) -> usize {
         self.next
     }
+    /// The dataset indices of the batch returned last.
+    pub fn last_indices(&self) -> Option<&[usize]> {
+        self.next.checked_sub(1).and_then(|b| self.batches.get(b)).map(|v| v.as_slice())
+    }
 }
 
 impl Iterator for EpochIter {

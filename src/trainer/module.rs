@@ -57,6 +57,11 @@ pub trait BatchLoader<B> {
     /// Under DDP: this rank's share of every epoch (the Trainer injects it, as Lightning injects a
     /// DistributedSampler).
     fn set_distributed(&mut self, rank: usize, world_size: usize) -> Result<(), String>;
+    /// The dataset indices of the batch returned last, when the loader knows them (Lightning's
+    /// `current_batch_indices`).
+    fn last_batch_indices(&self) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// Arguments of a hook call, Lightning's signatures.

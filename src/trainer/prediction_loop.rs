@@ -36,6 +36,7 @@ impl Trainer {
                     break;
                 }
                 let Some(batch) = loader.next_batch() else { break };
+                self.state.borrow_mut().batch_indices = loader.last_batch_indices().unwrap_or_default();
                 let batch = self.transfer(m, batch?, dl, dtype)?;
                 self.call(
                     m,

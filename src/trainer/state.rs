@@ -56,6 +56,8 @@ pub struct LoopState {
     /// Lightning's `should_update_logs` for the batch starting: step-level logging is due
     /// (every `log_every_n_steps` stepping batches, or a stop is pending).
     pub log_due: bool,
+    /// The dataset indices of the batch being predicted (empty when its loader cannot tell).
+    pub batch_indices: Vec<usize>,
     pub max_epochs: Option<i64>,
     pub max_steps: i64,
     pub estimated_stepping_batches: Option<usize>,
@@ -127,6 +129,7 @@ impl Default for LoopState {
             views: MetricViews::default(),
             should_stop: false,
             log_due: false,
+            batch_indices: Vec::new(),
             max_epochs: None,
             max_steps: -1,
             estimated_stepping_batches: None,

@@ -308,6 +308,38 @@ fn optimizer_step_hook_makes_the_step() {
     );
 }
 
+/// `callbacks::prediction_writer` is Lightning's BasePredictionWriter: each batch's prediction
+/// with the dataset indices it came from (shuffled here: the prediction is 2 × the sample, so the
+/// indices are checked against it), then all predictions and indices at the end; a writer missing
+/// the function its interval needs is refused.
+#[test]
+fn prediction_writer_gets_predictions_with_their_indices() {
+    let src = "fn trainer() { #{enable_progress_bar: false, enable_model_summary: false, logger: false} }\nfn callbacks() { [callbacks::prediction_writer(#{\n  write_interval: \"batch_and_epoch\", seen: 0,\n  write_on_batch_end: |trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx| { this.seen += 1; print(`batch ${batch_idx} dl ${dataloader_idx} ok ${prediction.eq(torch::tensor(batch_indices).float() * 2.0).all().item()}`); },\n  write_on_epoch_end: |trainer, pl_module, predictions, batch_indices| print(`epoch ${predictions.len()} ${batch_indices.len()} ${batch_indices[0].len()} seen ${this.seen}`),\n})] }\nfn init(h) { this.w = torch::ones([1]); }\nfn predict_dataloader() { data::loader(data::tensor_dataset(torch::arange(5).float()), #{batch_size: 2, shuffle: true, seed: 3}) }\nfn predict_step(b, i) { b[0] * 2 }\n";
+    let dir = temp_dir("prediction_writer");
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let out = lt_in(&dir, &["predict", "m.rhai"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = stdout(&out);
+    for want in ["batch 0 dl 0 ok true", "batch 1 dl 0 ok true", "batch 2 dl 0 ok true", "epoch 3 1 3 seen 3"] {
+        assert!(s.contains(want), "missing {want}: {s}");
+    }
+    std::fs::write(
+        dir.join("bad.rhai"),
+        src.replace("write_interval: \"batch_and_epoch\"", "write_interval: \"epoch\"")
+            .replace("write_on_epoch_end:", "other:"),
+    )
+    .unwrap();
+    let out = lt_in(&dir, &["predict", "bad.rhai"]);
+    assert!(
+        stderr(&out).contains("write_interval \"epoch\" needs a `write_on_epoch_end` function"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(dir.join("typo.rhai"), src.replace("write_interval:", "write_intervall:")).unwrap();
+    let out = lt_in(&dir, &["predict", "typo.rhai"]);
+    assert!(stderr(&out).contains("unknown option 'write_intervall'"), "{}", stderr(&out));
+}
+
 #[test]
 fn several_val_loaders_get_dataloader_idx_and_suffixes() {
     let src = format!("{BASE}fn configure_optimizers() {{ optim::sgd([this.w], #{{lr: 0.1}}) }}\nfn val_dataloader() {{ [data::loader(data::tensor_dataset(torch::ones([4, 2]), torch::ones([4, 1])), #{{batch_size: 4}}), data::loader(data::tensor_dataset(torch::ones([8, 2]), torch::ones([8, 1])), #{{batch_size: 4}})] }}\nfn validation_step(b, i, dl) {{ print(`val dl ${{dl}} batch ${{i}}`); this.log(\"val_loss\", this.loss(b)); }}\nfn on_train_end() {{ print(this.trainer.callback_metrics.keys()); }}\n");

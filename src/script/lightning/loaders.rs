@@ -25,6 +25,9 @@ impl BatchLoader<Dynamic> for DataLoaderAdapter {
     fn set_distributed(&mut self, rank: usize, world_size: usize) -> Result<(), String> {
         self.handle.0.borrow_mut().set_distributed(rank, world_size).map_err(|e| e.to_string())
     }
+    fn last_batch_indices(&self) -> Option<Vec<usize>> {
+        self.iter.as_ref()?.last_indices().map(|i| i.to_vec())
+    }
 }
 
 fn trainer_loader(d: &Dynamic) -> Option<Box<dyn BatchLoader<Dynamic>>> {

@@ -23,6 +23,7 @@ use tch::{Device, Kind};
 
 mod loaders;
 mod optimizers;
+pub mod prediction_writer;
 pub use loaders::loader_len;
 use loaders::{first_tensor_rows, loaders_from, map_tensors};
 pub use optimizers::optimizer_params;
@@ -395,6 +396,7 @@ impl ScriptModule {
             return Ok(());
         }
         self.refresh_this();
+        self.run_prediction_writers(name, argv)?;
         let module = self.this.clone();
         let trainer = Dynamic::from(TrainerView(self.state.clone()));
         let mut cbs = std::mem::take(&mut self.callbacks);
@@ -467,8 +469,14 @@ fn script_callbacks(c: Dynamic, what: &str, file: &str) -> Result<Vec<Dynamic>, 
     let mut out = Vec::with_capacity(list.len());
     for (i, c) in list.into_iter().enumerate() {
         if let Some(map) = c.read_lock::<Map>() {
-            let mut keys: Vec<&str> =
-                map.iter().filter(|(_, v)| v.is::<rhai::FnPtr>()).map(|(k, _)| k.as_str()).collect();
+            let writer = prediction_writer::is_writer(&map);
+            let mut keys: Vec<&str> = map
+                .iter()
+                .filter(|(k, v)| {
+                    v.is::<rhai::FnPtr>() && !(writer && prediction_writer::WRITER_FUNCTIONS.contains(&k.as_str()))
+                })
+                .map(|(k, _)| k.as_str())
+                .collect();
             keys.sort();
             for w in keys.into_iter().filter_map(crate::trainer::hooks::callback_hook_warning) {
                 errln!("{w} ({file})");
@@ -593,7 +601,12 @@ impl LightningModule for ScriptModule {
     }
 
     fn has_callback_hook(&self, name: &str) -> bool {
-        self.callbacks.iter().any(|c| c.read_lock::<Map>().is_some_and(|m| m.contains_key(name)))
+        self.callbacks.iter().any(|c| {
+            c.read_lock::<Map>().is_some_and(|m| {
+                m.contains_key(name)
+                    || (prediction_writer::is_writer(&m) && prediction_writer::WRITER_HOOKS.contains(&name))
+            })
+        })
     }
 
     fn callback_hook(&mut self, name: &str, args: HookArgs<'_, Dynamic, Dynamic>) -> Result<(), String> {
