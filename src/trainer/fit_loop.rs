@@ -262,12 +262,21 @@ impl Trainer {
             && s.global_step as i64 >= self.config.min_steps.unwrap_or(0)
     }
 
+    /// `max_steps` is set and reached.
+    fn max_steps_reached(&self) -> bool {
+        self.config.max_steps >= 0 && self.state.borrow().global_step as i64 >= self.config.max_steps
+    }
+
+    /// `max_epochs` is set and reached.
+    fn max_epochs_reached(&self) -> bool {
+        self.config.max_epochs.is_some_and(|me| me >= 0 && self.state.borrow().current_epoch as i64 >= me)
+    }
+
     pub(super) fn should_stop_fitting(&self) -> bool {
-        let s = self.state.borrow();
-        let c = &self.config;
-        if c.max_steps >= 0 && s.global_step as i64 >= c.max_steps {
+        if self.max_steps_reached() {
             return true;
         }
+        let s = self.state.borrow();
         // the fit's max_time, on the same clock that stops a hook that never returns
         if deadline::passed() {
             return true;
@@ -295,16 +304,14 @@ impl Trainer {
     /// Why the fit's loop ended, as Lightning's `_FitLoop.done` says it: no training batches,
     /// `max_steps`, then `max_epochs` (a stop request or max_time: None).
     fn stop_reason(&self, n_batches: Option<usize>) -> Option<String> {
-        let s = self.state.borrow();
-        let c = &self.config;
         if n_batches == Some(0) {
             return Some("No training batches".into());
         }
-        if c.max_steps >= 0 && s.global_step as i64 >= c.max_steps {
-            return Some(format!("`max_steps={}` reached", c.max_steps));
+        if self.max_steps_reached() {
+            return Some(format!("`max_steps={}` reached", self.config.max_steps));
         }
-        match c.max_epochs {
-            Some(me) if me >= 0 && s.current_epoch as i64 >= me => Some(format!("`max_epochs={me}` reached")),
+        match self.config.max_epochs {
+            Some(me) if self.max_epochs_reached() => Some(format!("`max_epochs={me}` reached")),
             _ => None,
         }
     }
@@ -322,13 +329,7 @@ impl Trainer {
         val_loaders: &mut Vec<Box<dyn BatchLoader<M::Batch>>>,
     ) -> Result<(), String> {
         loop {
-            let epoch = self.state.borrow().current_epoch;
-            if let Some(me) = self.config.max_epochs {
-                if me >= 0 && epoch as i64 >= me {
-                    break;
-                }
-            }
-            if self.should_stop_fitting() || self.paused() {
+            if self.max_epochs_reached() || self.should_stop_fitting() || self.paused() {
                 break;
             }
             self.train_epoch(m, train, n_batches, val_loaders)?;

@@ -34,6 +34,13 @@ impl Trainer {
         }
     }
 
+    /// Lightning's `should_update_logs`: step-level logging is due every `log_every_n_steps`
+    /// stepping batches, and at every batch while a stop is pending.
+    fn step_log_due(&self) -> bool {
+        let every = self.config.log_every_n_steps.max(1) as usize;
+        (self.batches_that_stepped + 1).is_multiple_of(every) || self.state.borrow().should_stop
+    }
+
     pub(super) fn train_batches<B>(&self, loader: &dyn BatchLoader<B>) -> Option<usize> {
         self.stepping_estimate().limit.apply(loader.len())
     }
@@ -94,11 +101,11 @@ impl Trainer {
                 break;
             };
             let batch = self.transfer(m, batch?, 0, dtype)?;
+            let log_due = self.step_log_due();
             {
-                let every = self.config.log_every_n_steps.max(1) as usize;
                 let mut s = self.state.borrow_mut();
                 s.batch_size = m.batch_size(&batch);
-                s.log_due = (self.batches_that_stepped + 1).is_multiple_of(every) || s.should_stop;
+                s.log_due = log_due;
             }
             let r = self.call(
                 m,
@@ -150,10 +157,7 @@ impl Trainer {
             // step-level metrics, to the loggers every log_every_n_steps stepping batches (every
             // batch while a stop is pending), at Lightning's `_batches_that_stepped`
             let step_views = self.merge_step_views();
-            let should_stop = self.state.borrow().should_stop;
-            let log_due = (self.batches_that_stepped + 1).is_multiple_of(self.config.log_every_n_steps.max(1) as usize)
-                || should_stop;
-            if !(automatic && accumulating) && log_due && !step_views.logged.is_empty() {
+            if !(automatic && accumulating) && self.step_log_due() && !step_views.logged.is_empty() {
                 self.log_to_loggers(&step_views.logged, self.batches_that_stepped)?;
             }
             self.state.borrow_mut().train_results.end_step();
