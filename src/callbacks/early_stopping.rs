@@ -139,7 +139,7 @@ impl EarlyStopping {
             let s = state.borrow();
             (
                 s.views.callback.get(&self.cfg.monitor).copied(),
-                s.current_epoch,
+                s.progress.current_epoch,
                 s.views.callback.keys().cloned().collect::<Vec<_>>(),
             )
         };

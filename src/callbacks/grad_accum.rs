@@ -49,7 +49,7 @@ impl Callback for GradientAccumulationScheduler {
             if !s.automatic_optimization {
                 return Err("GradientAccumulationScheduler needs automatic optimization; with manual optimization accumulate in training_step".into());
             }
-            s.accumulate_grad_batches = Some(self.factor(s.current_epoch));
+            s.accumulate_grad_batches = Some(self.factor(s.progress.current_epoch));
         }
         Ok(vec![])
     }

@@ -130,8 +130,8 @@ impl ModelCheckpoint {
     fn values(state: &crate::trainer::state::LoopState) -> BTreeMap<String, (f64, bool)> {
         let mut v: BTreeMap<String, (f64, bool)> =
             state.views.callback.iter().map(|(k, x)| (k.clone(), (*x, false))).collect();
-        v.insert("epoch".into(), (state.current_epoch as f64, true));
-        v.insert("step".into(), (state.global_step as f64, true));
+        v.insert("epoch".into(), (state.progress.current_epoch as f64, true));
+        v.insert("step".into(), (state.progress.global_step as f64, true));
         v
     }
 
@@ -152,7 +152,7 @@ impl ModelCheckpoint {
 
     fn save(&mut self, state: &SharedState) -> Result<Vec<Action>, String> {
         let st = state.borrow();
-        if self.last_global_step_saved == Some(st.global_step) && st.global_step > 0 {
+        if self.last_global_step_saved == Some(st.progress.global_step) && st.progress.global_step > 0 {
             return Ok(vec![]);
         }
         let mut actions = Vec::new();
@@ -183,7 +183,7 @@ impl ModelCheckpoint {
                     };
                     let k = self.cfg.save_top_k;
                     let shown_k = if k == -1 { self.best_k_models.len() as i64 + 1 } else { k };
-                    let (epoch, step) = (st.current_epoch, st.global_step);
+                    let (epoch, step) = (st.progress.current_epoch, st.progress.global_step);
                     let full = k > 0 && self.best_k_models.len() as i64 >= k;
                     let worst = self
                         .best_k_models
@@ -248,7 +248,7 @@ impl ModelCheckpoint {
             actions.push(Action::SaveCheckpoint { path: last.clone(), weights_only });
             self.last_model_path = last.to_string_lossy().to_string();
         }
-        self.last_global_step_saved = Some(st.global_step);
+        self.last_global_step_saved = Some(st.progress.global_step);
         Ok(actions)
     }
 }
@@ -299,7 +299,7 @@ impl Callback for ModelCheckpoint {
     fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String> {
         let (stage, step, epoch) = {
             let s = state.borrow();
-            (s.stage, s.global_step, s.current_epoch)
+            (s.stage, s.progress.global_step, s.progress.current_epoch)
         };
         match hook {
             "on_train_batch_end" => {

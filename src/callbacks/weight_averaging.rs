@@ -320,7 +320,7 @@ impl Callback for WeightAveraging {
                 }
             }
             "on_train_epoch_start" => {
-                let epoch = state.borrow().current_epoch;
+                let epoch = state.borrow().progress.current_epoch;
                 if self.is_swa() && self.swa_start.is_some_and(|s| epoch >= s) && self.swa_steps == 0 {
                     // SWALR's construction: its first step leaves the learning rate as it is
                     self.swa_steps = 1;
@@ -330,14 +330,14 @@ impl Callback for WeightAveraging {
                 }
             }
             "on_train_batch_end" => {
-                let gs = state.borrow().global_step;
+                let gs = state.borrow().progress.global_step;
                 if gs > self.latest_update_step && gs > 0 && self.should_update_step(gs - 1) {
                     self.update()?;
                     self.latest_update_step = gs;
                 }
             }
             "on_train_epoch_end" => {
-                let epoch = state.borrow().current_epoch;
+                let epoch = state.borrow().progress.current_epoch;
                 if epoch as i64 > self.latest_update_epoch && self.should_update_epoch(epoch) {
                     self.update()?;
                     self.latest_update_epoch = epoch as i64;

@@ -32,7 +32,7 @@ impl Session {
     pub fn fit(&mut self, n: usize) -> Result<(), String> {
         let ck: Option<Checkpoint> =
             if self.fitted { Some(self.trainer.checkpoint(&mut self.module, false, None)?) } else { None };
-        let start = self.trainer.state.borrow().global_step;
+        let start = self.trainer.state.borrow().progress.global_step;
         self.trainer.pause_at_step = Some(start + n);
         self.trainer.config.max_steps = -1;
         self.trainer.config.max_epochs = None;
@@ -45,10 +45,10 @@ impl Session {
         let r = self.trainer.fit_from(&mut self.module, ck.as_ref());
         // `this.global_step` and friends as the fit left them, for the prompt
         self.module.refresh_this();
-        let end = self.trainer.state.borrow().global_step;
+        let end = self.trainer.state.borrow().progress.global_step;
         self.fitted |= r.is_ok() || end > start;
         r?;
-        outln!("global_step {end} (epoch {})", self.trainer.state.borrow().current_epoch);
+        outln!("global_step {end} (epoch {})", self.trainer.state.borrow().progress.current_epoch);
         Ok(())
     }
 

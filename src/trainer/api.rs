@@ -307,8 +307,8 @@ pub fn register(reg: &mut Registry) {
         m.insert("stage".into(), Dynamic::from(s.stage.name().to_string()));
         Dynamic::from_map(m)
     }));
-    reg.getter("current_epoch", "`this.trainer.current_epoch`.\n\n```rhai\nfn on_train_epoch_start() { print(this.trainer.current_epoch); }\n```", view(|s| Dynamic::from_int(s.current_epoch as INT)));
-    reg.getter("global_step", "`this.trainer.global_step`: optimizer steps so far.\n\n```rhai\nfn on_train_batch_end(out, batch, i) { print(this.trainer.global_step); }\n```", view(|s| Dynamic::from_int(s.global_step as INT)));
+    reg.getter("current_epoch", "`this.trainer.current_epoch`.\n\n```rhai\nfn on_train_epoch_start() { print(this.trainer.current_epoch); }\n```", view(|s| Dynamic::from_int(s.progress.current_epoch as INT)));
+    reg.getter("global_step", "`this.trainer.global_step`: optimizer steps so far.\n\n```rhai\nfn on_train_batch_end(out, batch, i) { print(this.trainer.global_step); }\n```", view(|s| Dynamic::from_int(s.progress.global_step as INT)));
     reg.getter("should_stop", "Whether the fit will stop at the next check.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.should_stop); }\n```", view(|s| Dynamic::from_bool(s.should_stop)));
     let doc = "Lightning's `trainer.save_checkpoint(path, weights_only=False)` during a fit: the checkpoint (atomic, resumable unless weights only) is written at the next safe point — the end of the current batch or epoch — so it always describes a state the fit can resume from exactly.\n\n```rhai\nfn on_train_epoch_end() {\n    if this.current_epoch == 2 { this.trainer.save_checkpoint(\"epoch2.ckpt\"); }\n}\n```";
     reg.volatile("", "save_checkpoint", "self, path", doc, |t: &mut TrainerView, p: rhai::ImmutableString| {
@@ -451,8 +451,8 @@ impl ManualOptimizerStep {
         let Ok(st) = state() else { return };
         if let Some(mut m) = module.clone().write_lock::<Map>() {
             let st = st.borrow();
-            m.insert("global_step".into(), Dynamic::from_int(st.global_step as INT));
-            m.insert("current_epoch".into(), Dynamic::from_int(st.current_epoch as INT));
+            m.insert("global_step".into(), Dynamic::from_int(st.progress.global_step as INT));
+            m.insert("current_epoch".into(), Dynamic::from_int(st.progress.current_epoch as INT));
         }
     }
 }
@@ -486,7 +486,7 @@ impl crate::optim::api::StepObserver for ManualOptimizerStep {
 
     fn after_step(&self, opt: &crate::optim::Optimizer) -> RResult<()> {
         let Some(module) = Self::module_for(opt) else { return Ok(()) };
-        state()?.borrow_mut().global_step += 1;
+        state()?.borrow_mut().progress.global_step += 1;
         Self::refresh_counters(&module);
         Ok(())
     }

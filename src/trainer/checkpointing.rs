@@ -3,6 +3,7 @@
 //! metric accumulators), callback states, hyperparameters, libtorch's RNG state, and what the
 //! module's `on_save_checkpoint` added. A resumed run continues exactly: on CPU with a fixed seed it
 //! ends with bit-identical weights.
+use super::counters::FitProgress;
 use super::module::{CheckpointExtra, LightningModule};
 use super::Trainer;
 use crate::checkpoint::Checkpoint;
@@ -65,22 +66,17 @@ impl Trainer {
             .map_err(|e| format!("cannot save checkpoint key loops.fit_loop.train_results: {e}"))?;
         let callback_metrics: serde_json::Map<String, Value> =
             s.views.callback.iter().map(|(k, v)| (k.clone(), crate::checkpoint::float::to_json(*v))).collect();
+        // the counters under loops.fit_loop (global_step at the top level only, as Lightning's)
+        let mut fit_loop =
+            serde_json::to_value(s.progress).map_err(|e| format!("cannot save checkpoint key loops.fit_loop: {e}"))?;
+        fit_loop["train_results"] = train_results;
+        fit_loop["callback_metrics"] = Value::Object(callback_metrics);
         let mut meta = json!({
-            "epoch": s.current_epoch,
-            "global_step": s.global_step,
+            "epoch": s.progress.current_epoch,
+            "global_step": s.progress.global_step,
             "precision": s.precision.name(),
             "hyper_parameters": s.hparams.clone(),
-            "loops": {
-                "fit_loop": {
-                    "epoch": s.current_epoch,
-                    "batch_in_epoch": self.batch_in_epoch,
-                    "epoch_done": self.epoch_done,
-                    "total_batches_seen": self.total_batches_seen,
-                    "batches_that_stepped": self.batches_that_stepped,
-                    "train_results": train_results,
-                    "callback_metrics": callback_metrics,
-                }
-            },
+            "loops": { "fit_loop": fit_loop },
         });
         let scaler = s.scaler.clone();
         drop(s);
@@ -281,13 +277,10 @@ impl Trainer {
         }
         {
             let mut s = self.state.borrow_mut();
-            s.global_step = loop_state.global_step;
-            if loop_state.epoch_done {
-                s.current_epoch = loop_state.epoch + 1;
-                self.skip_batches = 0;
-            } else {
-                s.current_epoch = loop_state.epoch;
-                self.skip_batches = loop_state.batch_in_epoch;
+            let (progress, skip) = FitProgress::resumed(loop_state.progress);
+            s.progress = progress;
+            self.skip_batches = skip;
+            if !loop_state.progress.epoch_done {
                 s.train_results = loop_state.train_results;
             }
             s.views.callback = loop_state.callback_metrics;
@@ -295,10 +288,9 @@ impl Trainer {
                 s.scaler = Some(sc);
             }
         }
-        self.total_batches_seen = loop_state.total_batches_seen;
-        self.batches_that_stepped = loop_state.batches_that_stepped;
-        self.manual_step_base = loop_state.global_step
-            - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(loop_state.global_step);
+        let global_step = loop_state.progress.global_step;
+        self.manual_step_base =
+            global_step - self.opt.optimizers.iter().map(|o| o.state_step()).sum::<usize>().min(global_step);
         let extra = checkpoint_extra(ck);
         m.callbacks_on_load_checkpoint(&extra)?;
         m.on_load_checkpoint(&extra)?;
@@ -406,12 +398,7 @@ impl<'a> Keys<'a> {
 
 /// The loop state of a checkpoint, read and checked before anything is restored.
 struct LoopKeys {
-    epoch: usize,
-    global_step: usize,
-    epoch_done: bool,
-    batch_in_epoch: usize,
-    total_batches_seen: usize,
-    batches_that_stepped: usize,
+    progress: FitProgress,
     train_results: super::logging::Collection,
     callback_metrics: std::collections::BTreeMap<String, f64>,
     scaler: Option<super::scaler::GradScaler>,
@@ -451,16 +438,14 @@ impl LoopKeys {
             None => None,
             Some(_) => Some(keys.parse("MixedPrecision")?),
         };
-        Ok(LoopKeys {
-            epoch,
+        let progress = FitProgress {
+            current_epoch: epoch,
             global_step,
             epoch_done: keys.flag("loops.fit_loop.epoch_done")?,
             batch_in_epoch: keys.count("loops.fit_loop.batch_in_epoch")?,
             total_batches_seen: keys.count("loops.fit_loop.total_batches_seen")?,
             batches_that_stepped,
-            train_results: keys.parse("loops.fit_loop.train_results")?,
-            callback_metrics,
-            scaler,
-        })
+        };
+        Ok(LoopKeys { progress, train_results: keys.parse("loops.fit_loop.train_results")?, callback_metrics, scaler })
     }
 }

@@ -56,7 +56,7 @@ impl Trainer {
             _ => self.val_limit(),
         };
         let dtype = self.config.precision.module_dtype();
-        let epoch = self.state.borrow().current_epoch;
+        let epoch = self.state.borrow().progress.current_epoch;
         for (dl, loader) in loaders.iter_mut().enumerate() {
             let dl_idx = if several { Some(dl) } else { None };
             let n = match limit_override {
@@ -135,7 +135,7 @@ impl Trainer {
             }
         }
         if !sanity {
-            self.log_to_loggers(&views.logged, self.batches_that_stepped)?;
+            self.log_to_loggers(&views.logged, self.progress().batches_that_stepped)?;
         }
         self.call(m, Hook::eval(kind, EvalPhase::End), HookArgs::None)?;
         drop(_grad);

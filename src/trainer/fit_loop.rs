@@ -216,7 +216,7 @@ impl Trainer {
         self.progress.message("Updating batch-norm statistics for the averaged weights");
         m.set_training(true)?;
         let n = self.train_batches(train);
-        let epoch = self.state.borrow().current_epoch;
+        let epoch = self.state.borrow().progress.current_epoch;
         train.start_epoch(epoch)?;
         let dtype = self.config.precision.module_dtype();
         let _g = tch::no_grad_guard();
@@ -258,18 +258,18 @@ impl Trainer {
     /// Lightning's `_can_stop_early`: min_epochs and min_steps are met.
     pub(super) fn can_stop_early(&self) -> bool {
         let s = self.state.borrow();
-        s.current_epoch as i64 >= self.config.min_epochs.unwrap_or(0)
-            && s.global_step as i64 >= self.config.min_steps.unwrap_or(0)
+        s.progress.current_epoch as i64 >= self.config.min_epochs.unwrap_or(0)
+            && s.progress.global_step as i64 >= self.config.min_steps.unwrap_or(0)
     }
 
     /// `max_steps` is set and reached.
     fn max_steps_reached(&self) -> bool {
-        self.config.max_steps >= 0 && self.state.borrow().global_step as i64 >= self.config.max_steps
+        self.config.max_steps >= 0 && self.state.borrow().progress.global_step as i64 >= self.config.max_steps
     }
 
     /// `max_epochs` is set and reached.
     fn max_epochs_reached(&self) -> bool {
-        self.config.max_epochs.is_some_and(|me| me >= 0 && self.state.borrow().current_epoch as i64 >= me)
+        self.config.max_epochs.is_some_and(|me| me >= 0 && self.state.borrow().progress.current_epoch as i64 >= me)
     }
 
     pub(super) fn should_stop_fitting(&self) -> bool {
@@ -318,7 +318,7 @@ impl Trainer {
 
     /// The fit reached the REPL's pause step.
     pub(super) fn paused(&self) -> bool {
-        self.pause_at_step == Some(self.state.borrow().global_step)
+        self.pause_at_step == Some(self.state.borrow().progress.global_step)
     }
 
     pub(super) fn epochs<M: LightningModule>(
@@ -333,13 +333,11 @@ impl Trainer {
                 break;
             }
             self.train_epoch(m, train, n_batches, val_loaders)?;
-            if self.paused() && !self.epoch_done {
+            if self.paused() && !self.progress().epoch_done {
                 // paused mid-epoch: the epoch goes on at the next fit
                 break;
             }
-            self.state.borrow_mut().current_epoch += 1;
-            self.epoch_done = false;
-            self.batch_in_epoch = 0;
+            self.progress_mut().start_next_epoch();
             if self.should_stop_fitting() {
                 break;
             }

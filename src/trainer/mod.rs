@@ -5,6 +5,7 @@ pub mod api;
 pub mod callback;
 pub mod checkpointing;
 pub mod config;
+pub mod counters;
 pub mod deadline;
 pub mod hooks;
 pub mod logger;
@@ -58,14 +59,6 @@ pub struct Trainer {
     opt: OptimizerSetup,
     /// Checkpoint writes requested by callbacks, done at the next safe point.
     pending: Vec<checkpointing::PendingWrite>,
-    /// Position in the current epoch: batches completed.
-    batch_in_epoch: usize,
-    /// Whether the current epoch's end processing is done (for checkpoints saved at epoch end).
-    epoch_done: bool,
-    total_batches_seen: usize,
-    /// Lightning's `_batches_that_stepped`: batches that ended an accumulation window (every
-    /// batch under manual optimization) — the step the loggers write rows at.
-    batches_that_stepped: usize,
     /// Batches each evaluation loop's dataloader has run in this fit / validate / test (the step
     /// its on_step values are logged at).
     eval_seen: std::collections::HashMap<(&'static str, usize), usize>,
@@ -97,6 +90,15 @@ pub fn clip_gradients(params: &[tch::Tensor], value: f64, algorithm: ClipAlgorit
 }
 
 impl Trainer {
+    /// The fit's counters as they are now.
+    pub fn progress(&self) -> counters::FitProgress {
+        self.state.borrow().progress
+    }
+
+    fn progress_mut(&self) -> std::cell::RefMut<'_, counters::FitProgress> {
+        std::cell::RefMut::map(self.state.borrow_mut(), |s| &mut s.progress)
+    }
+
     pub fn new(config: TrainerConfig) -> Result<Trainer, String> {
         let device = config.device()?;
         // Lightning's rank_zero_info at Trainer init (the rank from the launcher's environment)
@@ -128,10 +130,6 @@ impl Trainer {
             device,
             opt: OptimizerSetup::default(),
             pending: Vec::new(),
-            batch_in_epoch: 0,
-            epoch_done: false,
-            total_batches_seen: 0,
-            batches_that_stepped: 0,
             eval_seen: Default::default(),
             manual_step_base: 0,
             skip_batches: 0,
@@ -274,7 +272,7 @@ impl Trainer {
                 Action::Log(metrics) => {
                     // as LearningRateMonitor logs: straight to the loggers at `_batches_that_stepped`
                     // (no epoch column), and into callback_metrics
-                    self.log_rows(&metrics, self.batches_that_stepped, false)?;
+                    self.log_rows(&metrics, self.progress().batches_that_stepped, false)?;
                     self.state.borrow_mut().views.callback.extend(metrics);
                 }
                 Action::SetLr(lrs) => {
@@ -325,7 +323,7 @@ impl Trainer {
         }
         let mut m = metrics.clone();
         if with_epoch {
-            m.entry("epoch".into()).or_insert(self.state.borrow().current_epoch as f64);
+            m.entry("epoch".into()).or_insert(self.state.borrow().progress.current_epoch as f64);
         }
         for l in &mut self.loggers {
             l.log_metrics(&m, step)?;

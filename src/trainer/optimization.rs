@@ -29,7 +29,7 @@ impl Trainer {
         if first_in_window && has_opt {
             self.call(m, Hook::OnBeforeZeroGrad, HookArgs::Optimizer(0))?;
             if m.has_hook(Hook::OptimizerZeroGrad.name()) {
-                let epoch = self.state.borrow().current_epoch;
+                let epoch = self.state.borrow().progress.current_epoch;
                 let args = HookArgs::OptimizerZeroGrad { epoch, batch_idx, optimizer: 0 };
                 self.call(m, Hook::OptimizerZeroGrad, args)?;
             } else {
@@ -85,7 +85,7 @@ impl Trainer {
                     if self.state.borrow().scaler.is_some() {
                         return Err("optimizer_step with precision \"16-mixed\" is not supported (the gradient scaler must make the step); use \"bf16-mixed\" or \"32-true\"".into());
                     }
-                    let epoch = self.state.borrow().current_epoch;
+                    let epoch = self.state.borrow().progress.current_epoch;
                     let args = HookArgs::OptimizerStep { epoch, batch_idx, optimizer: 0, loss: &loss };
                     self.call(m, Hook::OptimizerStep, args)?;
                 } else if !skip {
@@ -95,7 +95,7 @@ impl Trainer {
                     sc.update();
                 }
             }
-            self.state.borrow_mut().global_step += 1;
+            self.state.borrow_mut().progress.global_step += 1;
         }
         Ok(out)
     }
@@ -140,7 +140,7 @@ impl Trainer {
         if self.schedulers_suspended {
             return Ok(());
         }
-        let epoch = self.state.borrow().current_epoch;
+        let epoch = self.state.borrow().progress.current_epoch;
         let mut due = Vec::new();
         for (i, sc) in self.opt.schedulers.iter().enumerate() {
             if sc.interval != interval || sc.scheduler.is_plateau() != plateau {

@@ -42,8 +42,8 @@ impl RunningStage {
 }
 
 pub struct LoopState {
-    pub current_epoch: usize,
-    pub global_step: usize,
+    /// The fit's counters (epoch, global_step, position in the epoch), saved in checkpoints.
+    pub progress: super::counters::FitProgress,
     pub stage: RunningStage,
     /// The hook being run, for `this.log`'s per-hook rules.
     pub hook: String,
@@ -118,8 +118,7 @@ impl SteppingEstimate {
 impl Default for LoopState {
     fn default() -> Self {
         LoopState {
-            current_epoch: 0,
-            global_step: 0,
+            progress: Default::default(),
             stage: RunningStage::Training,
             hook: String::new(),
             batch_size: None,

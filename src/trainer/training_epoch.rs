@@ -38,7 +38,7 @@ impl Trainer {
     /// stepping batches, and at every batch while a stop is pending.
     fn step_log_due(&self) -> bool {
         let every = self.config.log_every_n_steps.max(1) as usize;
-        (self.batches_that_stepped + 1).is_multiple_of(every) || self.state.borrow().should_stop
+        (self.progress().batches_that_stepped + 1).is_multiple_of(every) || self.state.borrow().should_stop
     }
 
     pub(super) fn train_batches<B>(&self, loader: &dyn BatchLoader<B>) -> Option<usize> {
@@ -52,7 +52,7 @@ impl Trainer {
         n_batches: Option<usize>,
         val_loaders: &mut Vec<Box<dyn BatchLoader<M::Batch>>>,
     ) -> Result<(), String> {
-        let epoch = self.state.borrow().current_epoch;
+        let epoch = self.state.borrow().progress.current_epoch;
         train.start_epoch(epoch)?;
         m.set_training(true)?;
         let resuming = std::mem::take(&mut self.skip_batches);
@@ -81,7 +81,7 @@ impl Trainer {
         let accumulate =
             self.state.borrow().accumulate_grad_batches.unwrap_or(self.config.accumulate_grad_batches as usize).max(1);
         let mut batch_idx = resuming;
-        self.batch_in_epoch = resuming;
+        self.progress_mut().batch_in_epoch = resuming;
         let dtype = self.config.precision.module_dtype();
         let automatic = m.automatic_optimization();
         let mut completed = n_batches == Some(resuming);
@@ -91,7 +91,7 @@ impl Trainer {
                 break;
             }
             if let Some((key, value)) = m.at_step_boundary()? {
-                let step = self.state.borrow().global_step;
+                let step = self.state.borrow().progress.global_step;
                 let mut metrics = BTreeMap::new();
                 metrics.insert(key, value);
                 self.log_to_loggers(&metrics, step)?;
@@ -134,7 +134,7 @@ impl Trainer {
                 };
                 // manual optimization: global_step counts optimizer steps, as Lightning's does
                 let steps: usize = self.opt.optimizers.iter().map(|o| o.state_step()).sum();
-                self.state.borrow_mut().global_step = self.manual_step_base + steps;
+                self.state.borrow_mut().progress.global_step = self.manual_step_base + steps;
                 out
             };
             // schedulers: step-interval ones after a stepping batch, epoch-interval ones once the
@@ -158,18 +158,22 @@ impl Trainer {
             // batch while a stop is pending), at Lightning's `_batches_that_stepped`
             let step_views = self.merge_step_views();
             if !(automatic && accumulating) && self.step_log_due() && !step_views.logged.is_empty() {
-                self.log_to_loggers(&step_views.logged, self.batches_that_stepped)?;
+                self.log_to_loggers(&step_views.logged, self.progress().batches_that_stepped)?;
             }
             self.state.borrow_mut().train_results.end_step();
             let pb = self.state.borrow().views.progress_bar.clone();
             self.progress.advance(&pb);
             batch_idx += 1;
-            self.batch_in_epoch = batch_idx;
-            self.total_batches_seen += 1;
+            let total_batches_seen = {
+                let mut p = self.progress_mut();
+                p.batch_in_epoch = batch_idx;
+                p.total_batches_seen += 1;
+                p.total_batches_seen
+            };
             // validation: when due, or once more when a stop request can now be honoured
             let stop_now = self.state.borrow().should_stop && self.can_stop_early();
             if !val_loaders.is_empty()
-                && (val_schedule::val_due(&self.config, batch_idx - 1, n_batches, epoch, self.total_batches_seen)
+                && (val_schedule::val_due(&self.config, batch_idx - 1, n_batches, epoch, total_batches_seen)
                     || (stop_now && val_schedule::validates_in_epoch(&self.config, epoch)))
             {
                 if !(automatic && accumulating) {
@@ -182,7 +186,7 @@ impl Trainer {
                 }
             }
             if !(automatic && accumulating) {
-                self.batches_that_stepped += 1;
+                self.progress_mut().batches_that_stepped += 1;
             }
             let epoch_ends = n_batches.is_some_and(|n| batch_idx >= n);
             if !epoch_ends {
@@ -212,12 +216,12 @@ impl Trainer {
         self.call(m, Hook::OnTrainEpochEnd, HookArgs::None)?;
         let epoch_views = self.state.borrow().train_results.epoch_metrics();
         self.state.borrow_mut().views.merge(&epoch_views);
-        self.log_to_loggers(&epoch_views.logged, self.batches_that_stepped.saturating_sub(1))?;
+        self.log_to_loggers(&epoch_views.logged, self.progress().batches_that_stepped.saturating_sub(1))?;
         if automatic && completed {
             self.step_schedulers(m, Interval::Epoch, true, batch_idx.saturating_sub(1))?;
         }
         self.update_lrs();
-        self.epoch_done = true;
+        self.progress_mut().epoch_done = true;
         self.flush_pending(m)?;
         self.save_loggers()
     }

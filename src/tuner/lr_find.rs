@@ -151,11 +151,11 @@ impl Callback for LrCallback {
     fn on_hook(&mut self, hook: &str, state: &SharedState) -> Result<Vec<Action>, String> {
         match hook {
             "on_train_start" => {
-                self.start_step = state.borrow().global_step;
+                self.start_step = state.borrow().progress.global_step;
                 Ok(vec![])
             }
             "on_train_batch_start" => {
-                let k = state.borrow().global_step - self.start_step;
+                let k = state.borrow().progress.global_step - self.start_step;
                 self.current_lr = self.cfg.lr_at(k);
                 Ok(vec![Action::SetLr(vec![self.current_lr])])
             }
@@ -163,7 +163,7 @@ impl Callback for LrCallback {
                 let (step, loss) = {
                     let s = state.borrow();
                     (
-                        s.global_step - self.start_step,
+                        s.progress.global_step - self.start_step,
                         s.last_loss.as_ref().map(|t| f64::try_from(t).map_err(|e| e.to_string())),
                     )
                 };

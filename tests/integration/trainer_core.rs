@@ -302,7 +302,7 @@ fn accumulation_scales_loss_and_steps_every_n_with_a_short_last_window() {
     let mut m = Toy::new(t.state.clone(), 5);
     t.fit(&mut m).unwrap();
     assert_eq!(m.steps.get(), 3);
-    assert_eq!(t.state.borrow().global_step, 3);
+    assert_eq!(t.state.borrow().progress.global_step, 3);
     let zero_grads = m.trace.iter().filter(|s| s.starts_with("on_before_zero_grad")).count();
     assert_eq!(zero_grads, 3);
     // gradient of mean((w x - 2x)^2) at w=0 is -4 x^2 ... first window: batches x=1,2 → (-4*1 + -4*4)/2 = -10
@@ -332,7 +332,7 @@ fn max_steps_stops_mid_epoch() {
     let mut t = Trainer::new(config(json!({"max_steps": 3, "num_sanity_val_steps": 0}))).unwrap();
     let mut m = Toy::new(t.state.clone(), 5);
     t.fit(&mut m).unwrap();
-    assert_eq!(t.state.borrow().global_step, 3);
+    assert_eq!(t.state.borrow().progress.global_step, 3);
     assert_eq!(m.trace.iter().filter(|s| s.starts_with("training_step")).count(), 3);
 }
 

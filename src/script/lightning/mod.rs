@@ -283,8 +283,8 @@ impl ScriptModule {
     pub fn refresh_this(&mut self) {
         let st = self.state.borrow();
         if let Some(mut this) = self.this.write_lock::<Map>() {
-            this.insert("current_epoch".into(), Dynamic::from_int(st.current_epoch as i64));
-            this.insert("global_step".into(), Dynamic::from_int(st.global_step as i64));
+            this.insert("current_epoch".into(), Dynamic::from_int(st.progress.current_epoch as i64));
+            this.insert("global_step".into(), Dynamic::from_int(st.progress.global_step as i64));
             this.insert("device".into(), Dynamic::from(crate::tensor::options::device_name(st.device)));
             this.insert("global_rank".into(), Dynamic::from_int(st.global_rank as i64));
             this.insert("local_rank".into(), Dynamic::from_int(st.local_rank as i64));
@@ -821,7 +821,7 @@ impl LightningModule for ScriptModule {
     fn at_step_boundary(&mut self) -> Result<Option<(String, f64)>, String> {
         if self.pause_key.as_ref().is_some_and(|k| k.take_request()) {
             self.refresh_this();
-            let step = self.state.borrow().global_step;
+            let step = self.state.borrow().progress.global_step;
             crate::repl::pause::pause_run(&mut self.this, &self.script.ast, &format!("at step {step}"))?;
         }
         let changes = match self.watch.as_mut() {
@@ -837,7 +837,7 @@ impl LightningModule for ScriptModule {
         if seen && !changes.other {
             return Ok(None);
         }
-        let step = self.state.borrow().global_step;
+        let step = self.state.borrow().progress.global_step;
         let file = self.file();
         match super::reload::prepare_source(&self.script, new_text) {
             Ok(Some((script, changed))) => {
