@@ -136,12 +136,10 @@ impl EarlyStopping {
 
     fn check(&mut self, state: &SharedState) -> Result<Vec<Action>, String> {
         let (current, epoch, keys) = {
-            let s = state.borrow();
-            (
-                s.views.callback.get(&self.cfg.monitor).copied(),
-                s.progress.current_epoch,
-                s.views.callback.keys().cloned().collect::<Vec<_>>(),
-            )
+            let mut s = state.borrow_mut();
+            let epoch = s.progress.current_epoch;
+            let metrics = s.callback_metrics();
+            (metrics.get(&self.cfg.monitor).copied(), epoch, metrics.keys().cloned().collect::<Vec<_>>())
         };
         let Some(current) = current else {
             if self.cfg.strict {

@@ -294,14 +294,17 @@ pub fn register(reg: &mut Registry) {
     });
 
     let view = |f: fn(&super::state::LoopState) -> Dynamic| move |t: &mut TrainerView| f(&t.0.borrow());
+    // the metric views merge the running loop's values as they are read (hence `&mut`)
+    let live_view =
+        |f: fn(&mut super::state::LoopState) -> Dynamic| move |t: &mut TrainerView| f(&mut t.0.borrow_mut());
     reg.getter("log_dir", "Where this run logs (Lightning's `trainer.log_dir`): the logger's `lightning_logs/version_N` folder, else `default_root_dir`.\n\n```rhai\nfn on_fit_start() { print(this.trainer.log_dir); }\n```", view(|s| Dynamic::from(s.log_dir.to_string_lossy().to_string())));
     reg.getter("datamodule", "The script's datamodule (the map `fn datamodule()` returned), or `()` without one (Lightning's `trainer.datamodule`). `this.trainer.datamodule.x = v` changes the datamodule itself; `let dm = this.trainer.datamodule` is a copy (Rhai's `let`).\n\n```rhai\nfn setup(stage) { let dm = this.trainer.datamodule; }\n```", |_t: &mut TrainerView| with_run(|c| c.datamodule.clone()).flatten().unwrap_or(Dynamic::UNIT));
     reg.getter("max_epochs", "`this.trainer.max_epochs` (or `()` when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_epochs); }\n```", view(|s| s.max_epochs.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT)));
     reg.getter("max_steps", "`this.trainer.max_steps` (-1 when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_steps); }\n```", view(|s| Dynamic::from_int(s.max_steps)));
     reg.getter("estimated_stepping_batches", "The total number of optimizer steps the fit will take, as Lightning estimates it (for OneCycleLR's total_steps). Read before the training loader is loaded (in `setup`, `configure_optimizers`, `on_fit_start`), it loads it then, as Lightning does: `train_dataloader` runs there and not again. `()` outside a fit or for a loader without a length.\n\n```rhai\nfn configure_optimizers() { print(this.trainer.estimated_stepping_batches); }\n```", estimated_stepping_batches);
-    reg.getter("callback_metrics", "Metrics callbacks see (last step values during training, epoch values after validation), as a map of floats.\n\n```rhai\nfn on_validation_epoch_end() { print(this.trainer.callback_metrics); }\n```", view(|s| Dynamic::from_map(metrics_map(&s.views.callback))));
-    reg.getter("logged_metrics", "Metrics sent to the loggers, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.logged_metrics); }\n```", view(|s| Dynamic::from_map(metrics_map(&s.views.logged))));
-    reg.getter("progress_bar_metrics", "Metrics shown in the progress bar, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.progress_bar_metrics); }\n```", view(|s| Dynamic::from_map(metrics_map(&s.views.progress_bar))));
+    reg.getter("callback_metrics", "Metrics callbacks see (last step values during training, epoch values after validation), as a map of floats.\n\n```rhai\nfn on_validation_epoch_end() { print(this.trainer.callback_metrics); }\n```", live_view(|s| Dynamic::from_map(metrics_map(&s.refresh_views().callback))));
+    reg.getter("logged_metrics", "Metrics sent to the loggers, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.logged_metrics); }\n```", live_view(|s| Dynamic::from_map(metrics_map(&s.refresh_views().logged))));
+    reg.getter("progress_bar_metrics", "Metrics shown in the progress bar, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.progress_bar_metrics); }\n```", live_view(|s| Dynamic::from_map(metrics_map(&s.refresh_views().progress_bar))));
     reg.getter("state", "`#{stage}`: \"train\", \"sanity_check\", \"validate\", \"test\" or \"predict\".\n\n```rhai\nfn on_train_start() { print(this.trainer.state.stage); }\n```", view(|s| {
         let mut m = Map::new();
         m.insert("stage".into(), Dynamic::from(s.stage.name().to_string()));

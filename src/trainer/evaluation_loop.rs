@@ -45,6 +45,7 @@ impl Trainer {
                 RunningStage::Validating
             };
             s.eval_results.reset();
+            s.in_batch = false;
         }
         self.model_eval(m, kind)?;
         let _grad = tch::no_grad_guard();
@@ -79,7 +80,11 @@ impl Trainer {
                 }
                 let Some(batch) = loader.next_batch() else { break };
                 let batch = self.transfer(m, batch?, dl, dtype)?;
-                self.state.borrow_mut().batch_size = m.batch_size(&batch);
+                {
+                    let mut s = self.state.borrow_mut();
+                    s.batch_size = m.batch_size(&batch);
+                    s.in_batch = true;
+                }
                 self.call(
                     m,
                     Hook::eval(kind, EvalPhase::BatchStart),
@@ -111,14 +116,25 @@ impl Trainer {
             }
             let shown = self.state.borrow().eval_results.epoch_metrics().progress_bar;
             self.eval_progress.finish(&shown);
+            // Lightning's `_store_dataloader_outputs`: the loader's epoch values are visible from
+            // here on (not during a sanity check)
+            let mut s = self.state.borrow_mut();
+            s.in_batch = false;
+            if !sanity {
+                let views = s.eval_results.epoch_metrics_of(logging::Loaders::Only(dl_idx));
+                s.views.merge(&views);
+            }
         }
+        // the epoch ends (Lightning's `_evaluation_epoch_end`): reads see the values logged
+        // without a dataloader, and the epoch-end hooks may add more
         self.state.borrow_mut().dataloader_idx = None;
-        // the epoch's values are visible from on_*_epoch_end on (Lightning's `epoch_end_reached`)
-        let views = self.state.borrow().eval_results.epoch_metrics();
-        self.state.borrow_mut().views.merge(&views);
         self.call(m, Hook::eval(kind, EvalPhase::EpochEnd), HookArgs::None)?;
+        {
+            let mut s = self.state.borrow_mut();
+            let views = s.eval_results.epoch_metrics_of(logging::Loaders::Only(None));
+            s.views.merge(&views);
+        }
         let views = self.state.borrow().eval_results.epoch_metrics();
-        self.state.borrow_mut().views.merge(&views);
         // what validate/test return: the epoch's logged values (Lightning's `metrics["log"]`), per
         // dataloader; a value without a dataloader suffix (logged in an epoch-end hook) in each
         let mut results: EvalResults = vec![BTreeMap::new(); loaders.len().max(1)];

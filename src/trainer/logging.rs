@@ -108,6 +108,10 @@ struct Metric {
     #[serde(with = "crate::checkpoint::float")]
     weight: f64,
     seen: bool,
+    /// The evaluation dataloader it was logged for (Lightning's `meta.dataloader_idx`); `None`
+    /// with one loader, in training, and in epoch-level hooks.
+    #[serde(default)]
+    dataloader_idx: Option<usize>,
 }
 
 impl Metric {
@@ -209,6 +213,7 @@ impl Collection {
                     acc: 0.0,
                     weight: 0.0,
                     seen: false,
+                    dataloader_idx,
                 });
                 self.metrics.last_mut().ok_or("internal: metric list empty")?
             }
@@ -230,8 +235,13 @@ impl Collection {
 
     /// Step-level values logged in the current batch: (callback, logged, progress bar) entries.
     pub fn step_metrics(&self) -> MetricViews {
+        self.step_metrics_of(Loaders::All)
+    }
+
+    /// [`Collection::step_metrics`] of the values logged for `loaders` only.
+    pub fn step_metrics_of(&self, loaders: Loaders) -> MetricViews {
         let mut v = MetricViews::default();
-        for m in &self.metrics {
+        for m in self.metrics.iter().filter(|m| loaders.includes(m.dataloader_idx)) {
             let (Some(val), true) = (m.step_value, m.on_step) else { continue };
             let forked = m.step_name();
             if m.logger {
@@ -250,8 +260,13 @@ impl Collection {
 
     /// Epoch-level reduced values.
     pub fn epoch_metrics(&self) -> MetricViews {
+        self.epoch_metrics_of(Loaders::All)
+    }
+
+    /// [`Collection::epoch_metrics`] of the values logged for `loaders` only.
+    pub fn epoch_metrics_of(&self, loaders: Loaders) -> MetricViews {
         let mut v = MetricViews::default();
-        for m in &self.metrics {
+        for m in self.metrics.iter().filter(|m| loaders.includes(m.dataloader_idx)) {
             if !m.on_epoch {
                 continue;
             }
@@ -279,6 +294,24 @@ impl Collection {
     /// Starts a new epoch: forgets everything.
     pub fn reset(&mut self) {
         self.metrics.clear();
+    }
+}
+
+/// Which logged values a view is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaders {
+    All,
+    /// Those of one evaluation dataloader (`None`: logged without one), as Lightning's
+    /// `_ResultCollection.valid_items` selects by the running dataloader.
+    Only(Option<usize>),
+}
+
+impl Loaders {
+    fn includes(self, dataloader_idx: Option<usize>) -> bool {
+        match self {
+            Loaders::All => true,
+            Loaders::Only(dl) => dl == dataloader_idx,
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use super::logging::{Collection, LogOptions, MetricViews};
 use super::precision::Precision;
 use super::scaler::GradScaler;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// One optimizer's class name and, per parameter group, what LearningRateMonitor logs.
@@ -51,7 +52,14 @@ pub struct LoopState {
     pub dataloader_idx: Option<usize>,
     pub train_results: Collection,
     pub eval_results: Collection,
+    /// The three metric views as of the last read or loop boundary (Lightning's logger
+    /// connector caches); read them through [`LoopState::callback_metrics`] and its siblings,
+    /// which first merge what the running loop's results hold now.
     pub views: MetricViews,
+    /// Lightning's `_first_loop_iter is not None`: a loop's batch has started and its epoch end
+    /// is not reached, so a read of the views merges the running batch's step values (else the
+    /// epoch's reduced values).
+    pub in_batch: bool,
     pub should_stop: bool,
     /// Lightning's `should_update_logs` for the batch starting: step-level logging is due
     /// (every `log_every_n_steps` stepping batches, or a stop is pending).
@@ -126,6 +134,7 @@ impl Default for LoopState {
             train_results: Collection::new(true),
             eval_results: Collection::new(false),
             views: MetricViews::default(),
+            in_batch: false,
             should_stop: false,
             log_due: false,
             batch_indices: Vec::new(),
@@ -182,6 +191,23 @@ impl LoopState {
         let collection =
             if self.stage == RunningStage::Training { &mut self.train_results } else { &mut self.eval_results };
         collection.log(&hook, name, value, opts, bs, dl)
+    }
+
+    /// The running loop's values merged into the cached views, as Lightning's
+    /// `trainer.callback_metrics` (and `logged_metrics`, `progress_bar_metrics`) do on every read:
+    /// a value logged a moment ago is visible at once, in any hook.
+    pub fn refresh_views(&mut self) -> &MetricViews {
+        let results = if self.training() { &self.train_results } else { &self.eval_results };
+        // only the running dataloader's values (after an evaluation epoch: those logged without one)
+        let loaders = super::logging::Loaders::Only(self.dataloader_idx);
+        let now = if self.in_batch { results.step_metrics_of(loaders) } else { results.epoch_metrics_of(loaders) };
+        self.views.merge(&now);
+        &self.views
+    }
+
+    /// Lightning's `trainer.callback_metrics`, live.
+    pub fn callback_metrics(&mut self) -> &BTreeMap<String, f64> {
+        &self.refresh_views().callback
     }
 
     /// Whether the Trainer is in the training loop (rather than an evaluation loop).

@@ -63,6 +63,7 @@ impl Trainer {
                 s.train_results.reset();
             }
             s.dataloader_idx = None;
+            s.in_batch = false;
         }
         self.progress.start(&format!("Epoch {epoch}"), n_batches);
         if resuming == 0 {
@@ -106,6 +107,7 @@ impl Trainer {
                 let mut s = self.state.borrow_mut();
                 s.batch_size = m.batch_size(&batch);
                 s.log_due = log_due;
+                s.in_batch = true;
             }
             let r = self.call(
                 m,
@@ -212,7 +214,11 @@ impl Trainer {
         // the epoch's reduced values are visible from on_train_epoch_end on (Lightning's
         // `epoch_end_reached`), and again with what the hook itself logged
         let epoch_views = self.state.borrow().train_results.epoch_metrics();
-        self.state.borrow_mut().views.merge(&epoch_views);
+        {
+            let mut s = self.state.borrow_mut();
+            s.in_batch = false;
+            s.views.merge(&epoch_views);
+        }
         self.call(m, Hook::OnTrainEpochEnd, HookArgs::None)?;
         let epoch_views = self.state.borrow().train_results.epoch_metrics();
         self.state.borrow_mut().views.merge(&epoch_views);

@@ -83,6 +83,12 @@ const SNAPSHOT_HOOKS: &[&str] = &[
     "on_test_epoch_end",
     "on_test_end",
     "on_train_end",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_validation_batch_end",
+    "on_train_epoch_start",
+    "on_validation_epoch_start",
 ];
 
 /// Callback hooks (Lightning's `Callback`) with their arguments after `(trainer, pl_module)`.
@@ -164,10 +170,6 @@ const MODULE_ONLY_HOOKS: &[(&str, &str, &str)] = &[
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     ("fit_accumulate_remainder", "deliberate: lt divides a short last accumulation window by its length (README)"),
     ("fit_max_steps_accumulate", "deliberate: lt divides a short last accumulation window by its length (README)"),
-    (
-        "log_two_val_loaders_metrics",
-        "Lightning shows an empty callback_metrics in a two-loader sanity check; lt shows the per-loader values",
-    ),
 ];
 
 fn fixtures() -> PathBuf {
