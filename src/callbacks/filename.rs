@@ -21,6 +21,9 @@ fn spec_number(digits: &str, what: &str, spec: &str) -> Result<usize, String> {
 
 /// Formats `v` with a Python format spec.
 pub fn format_spec(v: f64, spec: &str, is_int: bool) -> Result<String, String> {
+    if !v.is_finite() {
+        return Ok(format_non_finite(v, spec));
+    }
     if spec.is_empty() {
         return Ok(if is_int { format!("{}", v as i64) } else { format!("{v}") });
     }
@@ -69,6 +72,22 @@ pub fn format_spec(v: f64, spec: &str, is_int: bool) -> Result<String, String> {
     } else {
         format!("{}{body}", " ".repeat(pad))
     })
+}
+
+/// Python's spelling of NaN and the infinities under a format spec: `nan`, `inf`, `-inf`, with
+/// `%` after them for a percentage and the spec's width (zeros or spaces) in front.
+fn format_non_finite(v: f64, spec: &str) -> String {
+    let word = if v.is_nan() { "nan" } else { "inf" };
+    let sign = if v == f64::NEG_INFINITY { "-" } else { "" };
+    let body = if spec.ends_with('%') { format!("{word}%") } else { word.to_string() };
+    let digits: String = spec.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let width = digits.parse::<usize>().unwrap_or(0);
+    let pad = width.saturating_sub(sign.len() + body.len());
+    if digits.starts_with('0') {
+        format!("{sign}{}{body}", "0".repeat(pad))
+    } else {
+        format!("{}{sign}{body}", " ".repeat(pad))
+    }
 }
 
 /// Fills a template: `{name}` / `{name:spec}` become `name=value` (or just the value when

@@ -199,7 +199,10 @@ impl ModelCheckpoint {
                         })
                         .map(|(p, s)| (p.clone(), *s));
                     let improves = !full || worst.as_ref().is_some_and(|(_, w)| self.cfg.mode.better(current, *w));
-                    if improves && current.is_finite() {
+                    if improves {
+                        // Lightning saves a NaN while the top k is not full, scored as the worst
+                        // value (`inf` in min mode), so any later real value replaces it
+                        let current = if current.is_nan() { self.cfg.mode.worst() } else { current };
                         let replaced = if full { worst.as_ref().map(|(p, _)| p.clone()) } else { None };
                         let path = self.path_for(&st, replaced.as_deref())?;
                         let p = path.to_string_lossy().to_string();
@@ -335,9 +338,9 @@ impl Callback for ModelCheckpoint {
     fn state_dict(&self) -> Value {
         json!({
             "monitor": self.cfg.monitor,
-            "best_model_score": self.best_model_score,
+            "best_model_score": self.best_model_score.map(crate::checkpoint::float::to_json),
             "best_model_path": self.best_model_path,
-            "best_k_models": self.best_k_models.iter().map(|(k, v)| (k.clone(), if v.is_nan() { Value::Null } else { json!(v) })).collect::<serde_json::Map<String, Value>>(),
+            "best_k_models": self.best_k_models.iter().map(|(k, v)| (k.clone(), if v.is_nan() { Value::Null } else { crate::checkpoint::float::to_json(*v) })).collect::<serde_json::Map<String, Value>>(),
             "last_model_path": self.last_model_path,
             "dirpath": self.dir.to_string_lossy(),
         })

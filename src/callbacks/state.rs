@@ -57,7 +57,9 @@ impl<'a> State<'a> {
     pub fn opt_f64(&self, k: &str) -> Result<Option<f64>, String> {
         match self.get(k) {
             Value::Null => Ok(None),
-            v => v.as_f64().map(Some).ok_or_else(|| self.malformed(k, "a number or null")),
+            v => crate::checkpoint::float::from_json(v)
+                .map(Some)
+                .ok_or_else(|| self.malformed(k, "a number (or \"inf\", \"-inf\", \"nan\") or null")),
         }
     }
 
@@ -80,7 +82,7 @@ impl<'a> State<'a> {
         m.iter()
             .map(|(name, v)| match v {
                 Value::Null => Ok((name.as_str(), f64::NAN)),
-                v => v.as_f64().map(|x| (name.as_str(), x)).ok_or_else(|| {
+                v => crate::checkpoint::float::from_json(v).map(|x| (name.as_str(), x)).ok_or_else(|| {
                     format!("key '{k}' of the state is malformed: its entry '{name}' is {}, not a number", short(v))
                 }),
             })

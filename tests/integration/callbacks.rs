@@ -169,7 +169,7 @@ fn load_from_checkpoint_in_a_script_uses_saved_hparams_and_weights() {
     src.push_str("fn on_load_checkpoint(ck) { this.loaded_keys = ck.keys().len(); }\n");
     std::fs::write(dir.join("m.rhai"), src).unwrap();
     let user = format!(
-        "let m = nn::load_from_checkpoint(\"m.rhai\", \"{ckpt}\", #{{extra: 7}});\nprint(`losses=${{m.hparams.losses.len()}} extra=${{m.hparams.extra}}`);\nprint(`w=${{m.w.item()}}`);\nprint(`loaded=${{m.loaded_keys}}`);\nprint(`loss=${{m.call_fn(\"score\", [torch::ones([2])]).item()}}`);\n"
+        "let m = nn::load_from_checkpoint(\"m.rhai\", \"{ckpt}\", #{{extra: 7}});\nprint(`losses=${{m.hparams.losses.len()}} extra=${{m.hparams.extra}}`);\nprint(`w=${{m.w.item()}}`);\nprint(`loaded=${{m.loaded_keys}}`);\nprint(`loss=${{m.score(torch::ones([2])).item()}}`);\n"
     );
     std::fs::write(dir.join("use.rhai"), user).unwrap();
     let out = lt_in(&dir, &["run", "use.rhai"]);
@@ -256,4 +256,41 @@ fn model_checkpoint_verbose_says_what_each_save_did() {
             "Epoch 2, global step 6: 'val_loss' was not in top 1".to_string(),
         ]
     );
+}
+
+/// A NaN monitored value is saved while the top k is not full, scored as the worst value, and
+/// replaced by the first real value: files, best model and verbose messages as Lightning 2.6.6's
+/// (tests/fixtures/callbacks/gen_ckpt_nan.py).
+#[test]
+fn model_checkpoint_nan_monitor_matches_lightning() {
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::common::root().join("tests/fixtures/callbacks/ckpt_nan.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = temp_dir("ckpt_nan");
+    let src = r#"
+fn trainer() { #{ max_epochs: 4, logger: false, enable_progress_bar: false, enable_model_summary: false, num_sanity_val_steps: 0 } }
+fn callbacks() { [callbacks::model_checkpoint(#{dirpath: "ck", monitor: "val_loss", save_top_k: 2, filename: "{epoch}-{val_loss:.2f}", verbose: true})] }
+fn init(h) { this.l = nn::linear(2, 1); }
+fn train_dataloader() { [[torch::ones([2, 2])]] }
+fn val_dataloader() { [[torch::ones([2, 2])]] }
+fn training_step(b, i) { this.l.forward(b[0]).sum() }
+fn validation_step(b, i) { this.log("val_loss", [0.0 / 0.0, 0.5, 0.7, 0.2][this.current_epoch]); }
+fn configure_optimizers() { optim::sgd(this.parameters(), #{lr: 0.1}) }
+"#;
+    std::fs::write(dir.join("m.rhai"), src).unwrap();
+    let out = lt_in(&dir, &["fit", "m.rhai"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files: Vec<String> =
+        fixture["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    assert_eq!(ckpts(&dir.join("ck")), files);
+    let abs = std::path::absolute(dir.join("ck")).unwrap().to_string_lossy().to_string();
+    let err = stderr(&out).replace(&abs, "DIR");
+    for m in fixture["messages"].as_array().unwrap() {
+        assert!(err.contains(m.as_str().unwrap()), "missing {m}\n{err}");
+    }
+    // the best model is the last one saved (Lightning's best_model_path)
+    let best = fixture["best_model_path"].as_str().unwrap();
+    let last_message = fixture["messages"].as_array().unwrap().last().unwrap().as_str().unwrap();
+    assert!(last_message.contains(&format!("DIR/{best}")), "{last_message}");
 }

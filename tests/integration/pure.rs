@@ -207,3 +207,25 @@ fn validation_schedule_follows_lightning() {
     // an unknown epoch length: a fraction below 1 never fires; 1.0 waits for the end
     assert!(!val_due(&config(Limit::Fraction(0.5), Some(1)), 3, None, 0, 4));
 }
+
+/// Checkpoint filenames format NaN and the infinities as Python's `format` does (`nan`, `inf`,
+/// `-inf`; width padding with zeros or spaces; `%` kept).
+#[test]
+fn filename_specs_spell_non_finite_values_as_python() {
+    use lt::callbacks::filename::format_spec;
+    let nan = f64::NAN;
+    let cases = [
+        (nan, ".2f", "nan"),
+        (nan, "08.2f", "00000nan"),
+        (nan, "8.2f", "     nan"),
+        (nan, ".1e", "nan"),
+        (nan, ".0%", "nan%"),
+        (nan, "", "nan"),
+        (f64::NEG_INFINITY, ".2f", "-inf"),
+        (f64::NEG_INFINITY, "08.2f", "-0000inf"),
+        (f64::INFINITY, "e", "inf"),
+    ];
+    for (v, spec, want) in cases {
+        assert_eq!(format_spec(v, spec, false).unwrap(), want, "format({v}, '{spec}')");
+    }
+}
