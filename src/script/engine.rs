@@ -95,8 +95,12 @@ pub fn new_engine() -> Result<Engine, String> {
     }
     for (name, source) in STDLIB {
         let module = compile_stdlib(&engine, name, source)?;
+        super::module_fns::record(&format!("stdlib/{name}.rhai"), &module);
         engine.register_static_module(*name, module);
     }
+    // a module built in an imported file or the stdlib calls its own functions from anywhere
+    #[allow(deprecated)] // "volatile", not deprecated
+    engine.on_missing_function(super::module_fns::resolve);
     Ok(engine)
 }
 

@@ -52,8 +52,11 @@ impl ModuleResolver for ScriptImports {
         if let Some(chain) = cycle {
             return Err(Box::new(EvalAltResult::ErrorRuntime(format!("import cycle: {chain}").into(), pos)));
         }
-        IMPORTING.with(|s| s.borrow_mut().push(key));
+        IMPORTING.with(|s| s.borrow_mut().push(key.clone()));
         let _importing = Importing;
-        self.files.resolve(engine, source, path, pos)
+        let module = self.files.resolve(engine, source, path, pos)?;
+        // its functions stay reachable from the modules it builds (see module_fns)
+        super::module_fns::record(&file.display().to_string(), &module);
+        Ok(module)
     }
 }

@@ -1,25 +1,23 @@
 //! Module scripts as values inside another script: Lightning's `MyModel(**hparams)` and
 //! `MyModel.load_from_checkpoint(path, **overrides)`, where the "class" is a module script file.
-//! `nn::load_module("model.rhai", #{hidden: 64})` builds one (its `hparams()` overlaid with the
+//! `nn::load_module("encoder.rhai", #{hidden: 64})` builds one (its `hparams()` overlaid with the
 //! given map, then `init`); `nn::load_from_checkpoint("model.rhai", "best.ckpt", #{lr: 1e-4})`
 //! builds it with the hyperparameters saved in the checkpoint (overrides win) and loads the
-//! checkpoint's weights. The value calls the script's functions with its own `this`:
-//! `m.forward(x)`, `m.call_fn("encode", [x])`.
+//! checkpoint's weights. The value is the module's own `this` (a module map, as a layer is), with
+//! each function of its script as a method: `m.forward(x)`, `m.encode(x)` run the script's
+//! functions with `this` = the module. Stored in another module (`this.encoder = …`), its
+//! parameters and buffers are the parent's (`encoder.net.weight`), trained, saved and moved with it.
 use super::convert::{err, OrScript, RResult};
-use super::lightning::{from_json, to_json, ScriptModule};
+use super::error::ScriptError;
+use super::lightning::{to_json, ScriptModule};
 use super::registry::Registry;
 use super::runner::Script;
 use crate::trainer::module::LightningModule;
-use rhai::{Array, Dynamic, ImmutableString, Map, NativeCallContext};
+use rhai::{CallFnOptions, Dynamic, FnPtr, ImmutableString, Map, NativeCallContext, Scope};
 use serde_json::Value;
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-
-/// A module script instantiated from a script (shared: copies of the value are the same model).
-#[derive(Clone)]
-pub struct LoadedModule(Rc<RefCell<ScriptModule>>);
 
 /// Resolves `path` against the directory of the calling script, as `import` does.
 fn beside_caller(ctx: &NativeCallContext, path: &str) -> PathBuf {
@@ -37,12 +35,55 @@ fn overrides(m: &Map) -> BTreeMap<String, Value> {
     m.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect()
 }
 
+/// The script functions that build a module rather than act on one: not methods of the value.
+const CLASS_FNS: &[&str] = &["init", "hparams", "trainer", "callbacks", "datamodule"];
+
+/// Calls `name` of `script` with `this` bound to `target` (the module value it is a method of).
+fn call_method(script: &Script, target: &mut Dynamic, name: &str, args: Vec<Dynamic>) -> RResult<Dynamic> {
+    let _nested = super::reentry::enter(&format!("{}'s `{name}`", script.name())).map_err(err)?;
+    let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true).bind_this_ptr(target);
+    script.engine.call_fn_with_options::<Dynamic>(opts, &mut Scope::new(), &script.ast, name, args).map_err(|e| {
+        // the inner error already says where it happened; the caller's report adds the call site
+        let s = ScriptError::from_eval(&e, &script.name(), &script.source, Some(name)).to_string();
+        err(s.trim_end().strip_prefix("error: ").unwrap_or(s.trim_end()).to_string())
+    })
+}
+
+/// Turns a built module script into its module value: its `this`, with `_type` (the file's stem
+/// unless `init` set one) and a method per script function (an attribute of the same name wins).
+fn module_value(m: ScriptModule) -> Result<Dynamic, String> {
+    let script: Rc<Script> = m.script.clone();
+    let mut this = m.this.clone();
+    drop(m);
+    let stem = script.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "Module".into());
+    let mut map = this.write_lock::<Map>().ok_or("internal: a module script's `this` is not a map")?;
+    map.entry("_type".into()).or_insert_with(|| Dynamic::from(stem));
+    for f in script.ast.iter_functions() {
+        let name = f.name.to_string();
+        if CLASS_FNS.contains(&name.as_str()) || map.contains_key(name.as_str()) {
+            continue;
+        }
+        let (code, method) = (script.clone(), name.clone());
+        #[allow(deprecated)] // "volatile", not deprecated
+        let fp = FnPtr::from_fn(name.as_str(), move |_ctx, args: &mut [&mut Dynamic]| {
+            let (this, rest) = args
+                .split_first_mut()
+                .ok_or_else(|| err(format!("`{method}` is a method: call it as m.{method}(…)")))?;
+            call_method(&code, this, &method, rest.iter().map(|a| (**a).clone()).collect())
+        })
+        .map_err(|e| format!("{}: fn {name} cannot be a method: {e}", script.name()))?;
+        map.insert(name.into(), Dynamic::from(fp));
+    }
+    drop(map);
+    Ok(this)
+}
+
 /// Builds a module script with `hparams` overlaid on its own `hparams()`.
-pub fn load_module(script: &Path, hparams: &BTreeMap<String, Value>) -> Result<LoadedModule, String> {
+pub fn load_module(script: &Path, hparams: &BTreeMap<String, Value>) -> Result<Dynamic, String> {
     let _nested = super::reentry::enter(&format!("nn::load_module(\"{}\")", script.display()))?;
     let s = Script::load(script).map_err(|e| e.to_string().trim_end().to_string())?;
     let (m, _) = ScriptModule::load(s, hparams, &BTreeMap::new())?;
-    Ok(LoadedModule(Rc::new(RefCell::new(m))))
+    module_value(m)
 }
 
 /// `MyModel.load_from_checkpoint(ckpt, **overrides)`: the checkpoint's hyperparameters, then
@@ -52,69 +93,46 @@ pub fn load_from_checkpoint(
     ckpt: &Path,
     over: &BTreeMap<String, Value>,
     strict: bool,
-) -> Result<LoadedModule, String> {
+) -> Result<Dynamic, String> {
     let ck = crate::checkpoint::Checkpoint::load(ckpt)?;
     let mut hp: BTreeMap<String, Value> = match ck.meta.get("hyper_parameters") {
         Some(Value::Object(o)) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         _ => BTreeMap::new(),
     };
     hp.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let m = load_module(script, &hp)?;
-    {
-        // as Lightning's `_load_state`: on_load_checkpoint sees the checkpoint, then the weights load
-        use crate::trainer::module::LightningModule;
-        let mut module = m.0.borrow_mut();
-        module.on_load_checkpoint(&crate::trainer::checkpointing::checkpoint_extra(&ck))?;
-        module.load_state_dict(&ck.section("state_dict"), strict).map_err(|e| format!("{}: {e}", ckpt.display()))?;
-    }
-    Ok(m)
+    let _nested = super::reentry::enter(&format!("nn::load_from_checkpoint(\"{}\")", script.display()))?;
+    let s = Script::load(script).map_err(|e| e.to_string().trim_end().to_string())?;
+    let (mut m, _) = ScriptModule::load(s, &hp, &BTreeMap::new())?;
+    // as Lightning's `_load_state`: on_load_checkpoint sees the checkpoint, then the weights load
+    m.on_load_checkpoint(&crate::trainer::checkpointing::checkpoint_extra(&ck))?;
+    m.load_state_dict(&ck.section("state_dict"), strict).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+    module_value(m)
 }
 
-impl LoadedModule {
-    /// The module, unless one of its own functions is running (it was passed to itself).
-    fn get(&self) -> RResult<std::cell::Ref<'_, ScriptModule>> {
-        self.0.try_borrow().map_err(|_| err("the loaded module is busy: one of its functions is running"))
-    }
-
-    fn get_mut(&self) -> RResult<std::cell::RefMut<'_, ScriptModule>> {
-        self.0.try_borrow_mut().map_err(|_| err("the loaded module is busy: one of its functions is running"))
-    }
-
-    fn call(&self, name: &str, args: Vec<Dynamic>) -> RResult<Dynamic> {
-        let _nested = super::reentry::enter(&format!("a loaded module's `{name}`")).map_err(err)?;
-        let mut m = self.get_mut()?;
-        if !m.has_fn(name) {
-            return Err(err(format!("{} defines no `fn {name}`", m.script.name())));
-        }
-        // the inner error already says where it happened; the caller's report adds the call site
-        m.call_hook(name, args).map_err(|e| err(e.strip_prefix("error: ").unwrap_or(&e).to_string()))
-    }
-
-    /// A weights-only checkpoint with the hyperparameters (Lightning's
-    /// `trainer.save_checkpoint(path, weights_only=True)`), atomically.
-    fn save_checkpoint(&self, path: &Path) -> RResult<()> {
-        let m = self.get()?;
-        let mut ck = crate::checkpoint::Checkpoint::new(serde_json::json!({
-            "epoch": 0,
-            "global_step": 0,
-            "hyper_parameters": m.hparams(),
-            "weights_only": true,
-        }));
-        ck.add_section("state_dict", m.state_dict().or_script()?);
-        ck.save(path).or_script()
-    }
+/// A weights-only checkpoint of a module with its hyperparameters (Lightning's
+/// `trainer.save_checkpoint(path, weights_only=True)`), atomically.
+fn save_checkpoint(module: &Dynamic, path: &Path) -> RResult<()> {
+    let hparams = module.read_lock::<Map>().and_then(|m| m.get("hparams").map(to_json)).unwrap_or(Value::Null);
+    let mut ck = crate::checkpoint::Checkpoint::new(serde_json::json!({
+        "epoch": 0,
+        "global_step": 0,
+        "hyper_parameters": hparams,
+        "weights_only": true,
+    }));
+    let weights = crate::nn::tree::state_dict(module).or_script()?;
+    ck.add_section("state_dict", weights.into_iter().map(|(k, t)| (k, t.handle())));
+    ck.save(path).or_script()
 }
 
 pub fn register(reg: &mut Registry) {
-    reg.global_module().set_custom_type::<LoadedModule>("LoadedModule");
-    let example = "```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/tiny.rhai\", `\nfn hparams() { #{ hidden: 4 } }\nfn init(h) { this.save_hyperparameters(); this.net = nn::linear(2, h.hidden); }\nfn forward(x) { this.net.forward(x) }\n`);\nlet m = nn::load_module(dir + \"/tiny.rhai\", #{hidden: 3});\nm.save_checkpoint(dir + \"/tiny.ckpt\");\nlet back = nn::load_from_checkpoint(dir + \"/tiny.rhai\", dir + \"/tiny.ckpt\");\nprint(back.hparams.hidden);\nprint(back.forward(torch::ones([1, 2])).shape);\n```";
-    let doc = format!("Builds a module script as a value (Lightning's `MyModel(**hparams)`): its `hparams()` overlaid with `hparams`, then `init`. A relative path is looked up beside the calling script first. Call its functions with `m.forward(x)` or `m.call_fn(name, args)`; `m.net` reads an attribute of its `this`, `m.to_map()` gives all of it.\n\n{example}");
+    let example = "```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/tiny.rhai\", `\nfn hparams() { #{ hidden: 4 } }\nfn init(h) { this.save_hyperparameters(); this.net = nn::linear(2, h.hidden); }\nfn forward(x) { this.net.forward(x) }\nfn double(x) { this.forward(x) * 2 }\n`);\nlet m = nn::load_module(dir + \"/tiny.rhai\", #{hidden: 3});\nprint(m.double(torch::ones([1, 2])).shape);\nm.save_checkpoint(dir + \"/tiny.ckpt\");\nlet back = nn::load_from_checkpoint(dir + \"/tiny.rhai\", dir + \"/tiny.ckpt\");\nprint(back.hparams.hidden);\nprint(back.forward(torch::ones([1, 2])).shape);\n```";
+    let doc = format!("Builds a module script as a module value (Lightning's `MyModel(**hparams)`): its `hparams()` overlaid with `hparams`, then `init`. A relative path is looked up beside the calling script first. The value is the module's `this` with each script function as a method (`m.forward(x)`, `m.encode(x)`, run with `this` = the module); stored in another module, its parameters are the parent's (`encoder.net.weight` in `state_dict()`), trained, saved, moved and summarized with it.\n\n{example}");
     reg.volatile(
         "nn",
         "load_module",
         "script, hparams",
         &doc,
-        |ctx: NativeCallContext, script: ImmutableString, h: Map| -> RResult<LoadedModule> {
+        |ctx: NativeCallContext, script: ImmutableString, h: Map| -> RResult<Dynamic> {
             load_module(&beside_caller(&ctx, &script), &overrides(&h)).or_script()
         },
     );
@@ -123,17 +141,17 @@ pub fn register(reg: &mut Registry) {
         "load_module",
         "script",
         &doc,
-        |ctx: NativeCallContext, script: ImmutableString| -> RResult<LoadedModule> {
+        |ctx: NativeCallContext, script: ImmutableString| -> RResult<Dynamic> {
             load_module(&beside_caller(&ctx, &script), &BTreeMap::new()).or_script()
         },
     );
-    let doc = format!("Lightning's `MyModel.load_from_checkpoint(path, **overrides)`: builds the module script `script` with the hyperparameters saved in the checkpoint (`overrides` win), then loads its weights. `opts`: `strict` (true: every key must match). Checkpoints are never unpickled, so loading cannot run code.\n\n{example}");
+    let doc = format!("Lightning's `MyModel.load_from_checkpoint(path, **overrides)`: builds the module script `script` with the hyperparameters saved in the checkpoint (`overrides` win), then loads its weights; the value is a module as `nn::load_module` gives. `opts`: `strict` (true: every key must match). Checkpoints are never unpickled, so loading cannot run code.\n\n{example}");
     reg.volatile(
         "nn",
         "load_from_checkpoint",
         "script, ckpt",
         &doc,
-        |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString| -> RResult<LoadedModule> {
+        |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString| -> RResult<Dynamic> {
             load_from_checkpoint(&beside_caller(&ctx, &script), &beside_caller(&ctx, &ckpt), &BTreeMap::new(), true)
                 .or_script()
         },
@@ -143,7 +161,7 @@ pub fn register(reg: &mut Registry) {
         "load_from_checkpoint",
         "script, ckpt, overrides",
         &doc,
-        |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString, o: Map| -> RResult<LoadedModule> {
+        |ctx: NativeCallContext, script: ImmutableString, ckpt: ImmutableString, o: Map| -> RResult<Dynamic> {
             load_from_checkpoint(&beside_caller(&ctx, &script), &beside_caller(&ctx, &ckpt), &overrides(&o), true)
                 .or_script()
         },
@@ -158,7 +176,7 @@ pub fn register(reg: &mut Registry) {
          ckpt: ImmutableString,
          o: Map,
          opts: Map|
-         -> RResult<LoadedModule> {
+         -> RResult<Dynamic> {
             let o2 = super::convert::Opts::new(&opts, "nn::load_from_checkpoint", &["strict"])?;
             load_from_checkpoint(
                 &beside_caller(&ctx, &script),
@@ -169,50 +187,17 @@ pub fn register(reg: &mut Registry) {
             .or_script()
         },
     );
-
-    let doc = format!("Calls the loaded script's `forward` with its own `this`.\n\n{example}");
-    reg.volatile("", "forward", "self, x", &doc, |m: &mut LoadedModule, x: Dynamic| m.call("forward", vec![x]));
-    reg.volatile("", "forward", "self, x, y", &doc, |m: &mut LoadedModule, x: Dynamic, y: Dynamic| {
-        m.call("forward", vec![x, y])
-    });
-    let doc = format!(
-        "Calls any function of the loaded script with its own `this`: `m.call_fn(\"encode\", [x])`.\n\n{example}"
-    );
-    reg.volatile(
-        "",
-        "call_fn",
-        "self, name, args",
-        &doc,
-        |m: &mut LoadedModule, name: ImmutableString, args: Array| m.call(&name, args),
-    );
-    let doc = format!("The loaded module's hyperparameters (`this.hparams`).\n\n{example}");
-    reg.getter("hparams", &doc, |m: &mut LoadedModule| -> RResult<Dynamic> { Ok(from_json(&m.get()?.hparams())) });
-    let doc = format!("An attribute of the loaded module's `this` (layers and tensors are shared with it): `m.net`, `m[\"net\"]`.\n\n{example}\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/a.rhai\", \"fn init(h) {{ this.net = nn::linear(2, 3); }}\");\nlet m = nn::load_module(dir + \"/a.rhai\");\nprint(m.net.weight.shape);\nprint(m.to_map().parameters().len());\n```");
-    reg.index_get(&doc, |m: &mut LoadedModule, key: ImmutableString| -> RResult<Dynamic> {
-        let this = m.get()?.this.clone();
-        let found = this.read_lock::<Map>().and_then(|t| t.get(key.as_str()).cloned());
-        found.ok_or_else(|| err(format!("the loaded module has no attribute '{key}'")))
-    });
-    let doc = format!("The loaded module's whole `this` map (its layers share tensors with it): `m.to_map().parameters()`.\n\n{example}");
-    reg.func("", "to_map", "self", &doc, |m: &mut LoadedModule| -> RResult<Dynamic> { Ok(m.get()?.this.clone()) });
-    let doc = format!("Training mode on (true) or off for every layer of the loaded module (dropout, batch norm).\n\n{example}\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/d.rhai\", \"fn init(h) {{ this.drop = nn::dropout(0.5); }}\\nfn forward(x) {{ this.drop.forward(x) }}\");\nlet m = nn::load_module(dir + \"/d.rhai\");\nm.train(false);\nprint(m.forward(torch::ones([4])));\n```");
-    reg.volatile("", "train", "self, mode", &doc, |m: &mut LoadedModule, mode: bool| -> RResult<()> {
-        m.get_mut()?.set_training(mode).or_script()
-    });
-    let doc = format!("Saves the loaded module's weights and hyperparameters as a weights-only checkpoint (atomically), for `nn::load_from_checkpoint` and `lt test --ckpt`.\n\n{example}");
+    let doc = format!("Saves a module's weights (its `state_dict()`) and its `hparams` as a weights-only checkpoint (atomically), for `nn::load_from_checkpoint` and `lt test --ckpt`.\n\n{example}");
     reg.volatile(
         "",
         "save_checkpoint",
         "self, path",
         &doc,
-        |ctx: NativeCallContext, m: &mut LoadedModule, p: ImmutableString| -> RResult<()> {
-            m.save_checkpoint(&beside_caller(&ctx, &p))
+        |ctx: NativeCallContext, m: &mut Map, p: ImmutableString| -> RResult<()> {
+            let module = Dynamic::from_map(std::mem::take(m));
+            let r = save_checkpoint(&module, &beside_caller(&ctx, &p));
+            *m = module.cast::<Map>();
+            r
         },
     );
-    reg.func("", "to_string", "self", "The script a loaded module came from.\n\n```rhai\nlet dir = data::temp_dir();\ndata::write_text(dir + \"/e.rhai\", \"fn init(h) {}\");\nprint(nn::load_module(dir + \"/e.rhai\"));\n```", |m: &mut LoadedModule| -> String {
-        match m.0.try_borrow() {
-            Ok(inner) => format!("LoadedModule({})", inner.script.name()),
-            Err(_) => "LoadedModule(running)".to_string(),
-        }
-    });
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod imports;
 pub mod lightning;
 pub mod loaded;
+pub mod module_fns;
 pub mod reentry;
 pub mod registry;
 pub mod reload;

@@ -1,0 +1,110 @@
+//! Modules that compose across files (issue #18): a module built in an imported file, or a module
+//! script loaded with `nn::load_module`, stored in another module works as an `nn.Module` child —
+//! its own `forward` and helpers run with it as `this`, and its parameters are the parent's.
+use crate::common::{lt_in, stderr, stdout, temp_dir};
+
+/// A library file building modules two ways: closures and a named function pointer.
+const BLOCKS: &str = r#"
+fn block(c) {
+    #{ fc: nn::linear(c, c), act: nn::relu(), forward: |x| this.act.forward(this.fc.forward(x)) + x }
+}
+fn net_forward(x) { this.head.forward(this.body.forward(x)) }
+fn net(c, k) {
+    #{ _type: "Net", body: nn::sequential([block(c), block(c)]), head: nn::linear(c, k), forward: Fn("net_forward") }
+}
+"#;
+
+const TRAIN: &str = r#"
+fn train_dataloader() { [[torch::ones([2, 4])], [torch::ones([2, 4]) * 2]] }
+fn configure_optimizers() { optim::sgd(this.parameters(), #{lr: 0.1}) }
+fn trainer() { #{max_epochs: 1, logger: false, enable_progress_bar: false, enable_model_summary: false, default_root_dir: "out"} }
+"#;
+
+fn write(dir: &std::path::Path, name: &str, src: &str) {
+    std::fs::write(dir.join(name), src).unwrap();
+}
+
+#[test]
+fn a_module_built_in_an_imported_file_runs_its_own_functions_in_the_parent() {
+    let dir = temp_dir("mod_import");
+    write(&dir, "blocks.rhai", BLOCKS);
+    let model = format!(
+        r#"import "blocks" as b;
+fn init(h) {{ this.net = b::net(4, 2); }}
+fn forward(x) {{ this.net.forward(x) }}
+fn training_step(batch, i) {{ this.forward(batch[0]).pow(2).mean() }}
+fn on_fit_end() {{
+    print(`names=${{this.state_dict().keys()}}`);
+    print(`params=${{this.parameters().len()}}`);
+}}
+{TRAIN}"#
+    );
+    write(&dir, "model.rhai", &model);
+    let out = lt_in(&dir, &["fit", "model.rhai"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // PyTorch's names through the imported module's sequential and blocks
+    for name in ["net.body.0.fc.weight", "net.body.1.fc.bias", "net.head.weight"] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
+    assert!(text.contains("params=6"), "{text}");
+}
+
+#[test]
+fn a_loaded_module_script_is_a_child_module_trained_and_saved_with_the_parent() {
+    let dir = temp_dir("mod_loaded");
+    write(
+        &dir,
+        "encoder.rhai",
+        r#"
+fn hparams() { #{ width: 3 } }
+fn init(h) { this.save_hyperparameters(); this.net = nn::linear(4, h.width); }
+fn forward(x) { this.encode(x).relu() }
+fn encode(x) { this.net.forward(x) }
+"#,
+    );
+    let model = format!(
+        r#"fn init(h) {{
+    this.encoder = nn::load_module("encoder.rhai", #{{width: 5}});
+    this.head = nn::linear(5, 1);
+}}
+// the parent's own forward: a child's `forward` must not run it
+fn forward(x) {{ this.head.forward(this.encoder.forward(x)) }}
+fn training_step(batch, i) {{ this.forward(batch[0]).pow(2).mean() }}
+fn on_fit_start() {{ this.before = this.encoder.net.weight.clone(); }}
+fn on_fit_end() {{
+    print(`names=${{this.state_dict().keys()}}`);
+    print(`type=${{this.encoder._type}} width=${{this.encoder.hparams.width}}`);
+    print(`encode=${{this.encoder.encode(torch::ones([1, 4])).shape}}`);
+    print(`moved=${{(this.encoder.net.weight - this.before).abs().sum().item() > 0.0}}`);
+}}
+{TRAIN}"#
+    );
+    write(&dir, "model.rhai", &model);
+    let out = lt_in(&dir, &["fit", "model.rhai"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("encoder.net.weight") && text.contains("encoder.net.bias"), "{text}");
+    assert!(text.contains("type=encoder width=5"), "{text}");
+    assert!(text.contains("encode=[1, 5]"), "{text}");
+    assert!(text.contains("moved=true"), "the child's parameters are trained with the parent's: {text}");
+    // the checkpoint holds the child's weights under its name
+    let ckpt = std::fs::read_dir(dir.join("out/checkpoints")).unwrap().flatten().next().unwrap().path();
+    let ck = lt::checkpoint::Checkpoint::load(&ckpt).unwrap();
+    let names: Vec<String> = ck.section("state_dict").into_iter().map(|(k, _)| k).collect();
+    assert!(names.contains(&"encoder.net.weight".to_string()), "{names:?}");
+}
+
+#[test]
+fn the_same_function_name_in_two_imported_files_is_an_error_naming_both() {
+    let dir = temp_dir("mod_ambiguous");
+    for f in ["a.rhai", "b.rhai"] {
+        write(&dir, f, "fn blk(x) { x * 2 }\nfn make() { #{ fc: nn::linear(2, 2), forward: Fn(\"blk\") } }\n");
+    }
+    let src = "import \"a\" as a;\nimport \"b\" as b;\nlet m = a::make();\nprint(m.forward(torch::ones([2])));\n";
+    write(&dir, "use.rhai", src);
+    let out = lt_in(&dir, &["run", "use.rhai"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("`blk`") && err.contains("a.rhai") && err.contains("b.rhai"), "{err}");
+}
