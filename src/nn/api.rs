@@ -1288,6 +1288,7 @@ let bn = nn::{name}(3);\nlet y = bn.forward(torch::randn({shape}));\nprint(bn.nu
                 n,
                 &s,
                 tree::training(m),
+                tree::boolean(m, "track_running_stats").or_script()?,
                 tree::opt_float(m, "momentum").or_script()?,
                 tree::float(m, "eps").or_script()?,
             );

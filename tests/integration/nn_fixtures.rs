@@ -171,3 +171,45 @@ fn imports_a_torch_save_state_dict() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// `track_running_stats` turned off on an existing batch norm (a frozen backbone's norms) acts as
+/// in PyTorch: training neither counts nor updates the running statistics, eval still uses them
+/// (tests/fixtures/nn/gen_bn_track.py).
+#[test]
+fn batch_norm_track_running_stats_turned_off_matches_pytorch() {
+    let fx = fixture("bn_track.json");
+    let src = r#"
+let x1 = (torch::arange(12).float() * 0.7).sin().reshape([4, 3]);
+let x2 = (torch::arange(12).float() * 0.3).cos().reshape([4, 3]) * 2;
+let x3 = (torch::arange(6).float() * 1.3).sin().reshape([2, 3]);
+let bn = nn::batch_norm1d(3);
+bn.forward(x1);
+bn.track_running_stats = false;
+let y2 = bn.forward(x2);
+bn.train(false);
+let y3 = bn.forward(x3);
+[y2, y3, bn.running_mean, bn.running_var, bn.num_batches_tracked]
+"#;
+    let got = crate::common::eval(src).unwrap().cast::<Array>();
+    let t = |i: usize| got[i].clone().cast::<Tensor>().handle();
+    let want = |k: &str| {
+        let v = &fx[k];
+        let rows: Vec<f32> = match v.as_array().unwrap()[0].as_array() {
+            Some(_) => v
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+                .collect(),
+            None => v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect(),
+        };
+        tch::Tensor::from_slice(&rows)
+    };
+    let mut failures = Vec::new();
+    close("y2 (training, untracked)", &t(0).reshape([-1]), &want("y2"), &mut failures);
+    close("y3 (eval)", &t(1).reshape([-1]), &want("y3"), &mut failures);
+    close("running_mean", &t(2), &want("running_mean"), &mut failures);
+    close("running_var", &t(3), &want("running_var"), &mut failures);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(t(4).int64_value(&[]), fx["num_batches_tracked"].as_i64().unwrap());
+}

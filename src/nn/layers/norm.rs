@@ -33,6 +33,9 @@ pub fn batch_norm_init(num_features: i64, affine: bool, track: bool, o: Opts) ->
 
 /// BatchNorm forward as `_BatchNorm.forward`: batch statistics in training (updating the running
 /// ones with `momentum`, or a cumulative average when it is `None`), running statistics in eval.
+/// With `track_running_stats` off (also when turned off on a layer that has running statistics)
+/// training neither counts batches nor updates the running statistics, and eval still uses them
+/// when they exist.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm(
     x: &tch::Tensor,
@@ -40,6 +43,7 @@ pub fn batch_norm(
     num_features: i64,
     s: &BatchNormState,
     training: bool,
+    track_running_stats: bool,
     momentum: Option<f64>,
     eps: f64,
 ) -> Result<tch::Tensor> {
@@ -52,7 +56,7 @@ pub fn batch_norm(
         ));
     }
     let mut factor = momentum.unwrap_or(0.0);
-    if training {
+    if training && track_running_stats {
         if let Some(n) = &s.num_batches_tracked {
             let _g = tch::no_grad_guard();
             let _ = n.shallow_clone().f_add_scalar_(1)?;
@@ -71,11 +75,13 @@ pub fn batch_norm(
             ));
         }
     }
+    // the running statistics are read in eval, and updated in training only when tracked
+    let running = !training || track_running_stats;
     Ok(x.f_batch_norm(
         s.weight.as_ref(),
         s.bias.as_ref(),
-        s.running_mean.as_ref(),
-        s.running_var.as_ref(),
+        s.running_mean.as_ref().filter(|_| running),
+        s.running_var.as_ref().filter(|_| running),
         use_batch_stats,
         factor,
         eps,
