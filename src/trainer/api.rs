@@ -142,6 +142,16 @@ fn log_options(m: &Map) -> RResult<LogOptions> {
 }
 
 fn log(name: &str, value: &Dynamic, opts: &LogOptions) -> RResult<()> {
+    if let Some(metric) = value.read_lock::<crate::metrics::MetricHandle>().map(|m| m.clone()) {
+        if opts.rank_zero_only {
+            return Err(err(format!(
+                "this.log(\"{name}\", metric, #{{rank_zero_only: true}}): a metric object is logged from every rank (its compute() syncs the ranks)"
+            )));
+        }
+        let st = state()?;
+        let mut s = st.borrow_mut();
+        return s.log_metric(name, metric, opts).or_script();
+    }
     let v = scalar(value, name)?;
     let st = state()?;
     let mut s = st.borrow_mut();
@@ -161,7 +171,7 @@ pub struct TrainerView(pub SharedState);
 
 pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<TrainerView>("Trainer");
-    let doc = "Logs a metric from a hook, as Lightning's `self.log`: the value is a scalar tensor or a number. Options: `on_step`, `on_epoch` (defaults depend on the hook), `prog_bar`, `logger`, `reduce_fx` (\"mean\" weighted by batch size, \"sum\", \"max\", \"min\"), `batch_size`, `sync_dist`, `rank_zero_only`, `add_dataloader_idx`; `enable_graph: false` is accepted (values are always detached), `sync_dist_group` and `metric_attribute` are refused.\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let loss = batch.sum();\n    this.log(\"train_loss\", loss, #{prog_bar: true});\n    loss\n}\n```";
+    let doc = "Logs a metric from a hook, as Lightning's `self.log`: the value is a scalar tensor or a number. Options: `on_step`, `on_epoch` (defaults depend on the hook), `prog_bar`, `logger`, `reduce_fx` (\"mean\" weighted by batch size, \"sum\", \"max\", \"min\"), `batch_size`, `sync_dist`, `rank_zero_only`, `add_dataloader_idx`. The value may be a metric object (`metrics::accuracy(...)` …): as with a torchmetrics `Metric` in Lightning, its step value is its last `forward`'s, its epoch value its `compute()` (synced across ranks), and it is reset at epoch end. `enable_graph: false` is accepted (values are always detached), `sync_dist_group` and `metric_attribute` are refused.\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let loss = batch.sum();\n    this.log(\"train_loss\", loss, #{prog_bar: true});\n    loss\n}\n```";
     reg.func("", "log", "this, name, value", doc, |_m: &mut Map, name: &str, v: Dynamic| {
         log(name, &v, &LogOptions::default())
     });

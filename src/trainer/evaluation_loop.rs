@@ -109,15 +109,15 @@ impl Trainer {
                 self.eval_progress.advance(&BTreeMap::new());
                 i += 1;
             }
-            let shown = self.state.borrow().eval_results.epoch_metrics().progress_bar;
+            let shown = self.state.borrow().eval_results.epoch_metrics()?.progress_bar;
             self.eval_progress.finish(&shown);
         }
         self.state.borrow_mut().dataloader_idx = None;
         // the epoch's values are visible from on_*_epoch_end on (Lightning's `epoch_end_reached`)
-        let views = self.state.borrow().eval_results.epoch_metrics();
+        let views = self.state.borrow().eval_results.epoch_metrics()?;
         self.state.borrow_mut().views.merge(&views);
         self.call(m, Hook::eval(kind, EvalPhase::EpochEnd), HookArgs::None)?;
-        let views = self.state.borrow().eval_results.epoch_metrics();
+        let views = self.state.borrow().eval_results.epoch_metrics()?;
         self.state.borrow_mut().views.merge(&views);
         // what validate/test return: the epoch's logged values (Lightning's `metrics["log"]`), per
         // dataloader; a value without a dataloader suffix (logged in an epoch-end hook) in each
@@ -138,6 +138,8 @@ impl Trainer {
             self.log_to_loggers(&views.logged, self.batches_that_stepped)?;
         }
         self.call(m, Hook::eval(kind, EvalPhase::End), HookArgs::None)?;
+        // Lightning resets its results after on_*_end, the logged metric objects with them
+        self.state.borrow().eval_results.reset_metric_objects();
         drop(_grad);
         self.model_train(m, kind)?;
         self.state.borrow_mut().stage = prev_stage;

@@ -4,6 +4,22 @@
 //! `progress_bar_metrics`.
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// A metric object logged with `this.log` (torchmetrics' `Metric`, Lightning's `_ResultMetric`
+/// with `is_tensor=False`): its step value is its last `forward`'s, its epoch value its
+/// `compute()` (synced across the process group's ranks), and the Trainer resets it at epoch end.
+#[derive(Clone)]
+pub struct LoggedMetric {
+    pub metric: crate::metrics::MetricHandle,
+    pub process_group: Option<Rc<crate::dist::ProcessGroup>>,
+}
+
+impl std::fmt::Debug for LoggedMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoggedMetric({:?})", self.metric)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReduceFx {
@@ -108,6 +124,12 @@ struct Metric {
     #[serde(with = "crate::checkpoint::float")]
     weight: f64,
     seen: bool,
+    /// whether a metric object was logged (its epoch value is its compute())
+    #[serde(default)]
+    is_object: bool,
+    /// the metric object (not in checkpoints: a restored entry has no epoch value)
+    #[serde(skip)]
+    object: Option<LoggedMetric>,
 }
 
 impl Metric {
@@ -128,9 +150,17 @@ impl Metric {
             self.name.clone()
         }
     }
-    fn epoch_value(&self) -> Option<f64> {
+    fn epoch_value(&self) -> Result<Option<f64>, String> {
         if !self.seen {
-            return None;
+            return Ok(None);
+        }
+        if self.is_object {
+            let Some(o) = &self.object else { return Ok(None) };
+            let v = o
+                .metric
+                .with(|m| m.compute(o.process_group.as_deref()).and_then(|t| crate::metrics::scalar(&t)))
+                .map_err(|e| format!("this.log(\"{}\", metric): compute(): {e}", self.name))?;
+            return Ok(Some(v as f32 as f64));
         }
         let v = match self.reduce_fx {
             ReduceFx::Mean => {
@@ -143,7 +173,7 @@ impl Metric {
             _ => self.acc,
         };
         // a float32 result, as Lightning's reduction of float32 tensors
-        Some(v as f32 as f64)
+        Ok(Some(v as f32 as f64))
     }
 }
 
@@ -161,16 +191,15 @@ impl Collection {
         Collection { metrics: Vec::new(), training }
     }
 
-    /// Records one `this.log(name, value, opts)` call made in `hook`.
-    pub fn log(
+    /// The entry `this.log(name, …, opts)` in `hook` records into, after Lightning's checks.
+    fn entry(
         &mut self,
         hook: &str,
         name: &str,
-        value: f64,
         opts: &LogOptions,
-        inferred_batch_size: Option<usize>,
         dataloader_idx: Option<usize>,
-    ) -> Result<(), String> {
+        is_object: bool,
+    ) -> Result<&mut Metric, String> {
         let Some((allowed_step, allowed_epoch, def_step, def_epoch)) = hook_rules(hook) else {
             return Err(format!("you can't `this.log()` inside `{hook}`"));
         };
@@ -186,14 +215,17 @@ impl Collection {
             Some(i) if opts.add_dataloader_idx => format!("{name}/dataloader_idx_{i}"),
             _ => name.to_string(),
         };
-        let bs = opts.batch_size.or(inferred_batch_size).unwrap_or(1).max(1) as f64;
-        let m = match self.metrics.iter_mut().position(|m| m.name == full) {
+        let m = match self.metrics.iter().position(|m| m.name == full) {
             Some(i) => {
                 let m = &mut self.metrics[i];
                 if m.on_step != on_step || m.on_epoch != on_epoch || m.reduce_fx != opts.reduce_fx {
                     return Err(format!(
                         "`this.log(\"{name}\")` was already called in this loop with different on_step/on_epoch/reduce_fx"
                     ));
+                }
+                if m.is_object != is_object {
+                    let was = if m.is_object { "a metric object" } else { "a value" };
+                    return Err(format!("`this.log(\"{name}\")` was already called in this loop with {was}"));
                 }
                 m
             }
@@ -209,11 +241,28 @@ impl Collection {
                     acc: 0.0,
                     weight: 0.0,
                     seen: false,
+                    is_object,
+                    object: None,
                 });
                 self.metrics.last_mut().ok_or("internal: metric list empty")?
             }
         };
         m.prog_bar |= opts.prog_bar;
+        Ok(m)
+    }
+
+    /// Records one `this.log(name, value, opts)` call made in `hook`.
+    pub fn log(
+        &mut self,
+        hook: &str,
+        name: &str,
+        value: f64,
+        opts: &LogOptions,
+        inferred_batch_size: Option<usize>,
+        dataloader_idx: Option<usize>,
+    ) -> Result<(), String> {
+        let bs = opts.batch_size.or(inferred_batch_size).unwrap_or(1).max(1) as f64;
+        let m = self.entry(hook, name, opts, dataloader_idx, false)?;
         m.step_value = Some(value);
         match m.reduce_fx {
             ReduceFx::Mean => {
@@ -226,6 +275,38 @@ impl Collection {
         }
         m.seen = true;
         Ok(())
+    }
+
+    /// Records `this.log(name, metric, opts)` of a metric object: the step value is its last
+    /// forward's (none when only `update` was called), the epoch value its `compute()`.
+    pub fn log_metric(
+        &mut self,
+        hook: &str,
+        name: &str,
+        metric: LoggedMetric,
+        opts: &LogOptions,
+        dataloader_idx: Option<usize>,
+    ) -> Result<(), String> {
+        let step = metric.metric.with(|m| m.forward_value()).map_err(|e| e.to_string())?;
+        let m = self.entry(hook, name, opts, dataloader_idx, true)?;
+        // Lightning keeps logged values as float32 tensors
+        m.step_value = step.map(|v| v as f32 as f64);
+        m.object = Some(metric);
+        m.seen = true;
+        Ok(())
+    }
+
+    /// Resets the metric objects logged in this loop (Lightning resets its result collection, and
+    /// so each logged `Metric`, after an epoch's values are logged).
+    pub fn reset_metric_objects(&self) {
+        for m in &self.metrics {
+            if let Some(o) = &m.object {
+                let _ = o.metric.with(|x| {
+                    x.reset();
+                    Ok(())
+                });
+            }
+        }
     }
 
     /// Step-level values logged in the current batch: (callback, logged, progress bar) entries.
@@ -248,14 +329,14 @@ impl Collection {
         v
     }
 
-    /// Epoch-level reduced values.
-    pub fn epoch_metrics(&self) -> MetricViews {
+    /// Epoch-level reduced values (a logged metric object's `compute()`, which may fail).
+    pub fn epoch_metrics(&self) -> Result<MetricViews, String> {
         let mut v = MetricViews::default();
         for m in &self.metrics {
             if !m.on_epoch {
                 continue;
             }
-            let Some(val) = m.epoch_value() else { continue };
+            let Some(val) = m.epoch_value()? else { continue };
             let forked = m.epoch_name();
             if m.logger {
                 v.logged.insert(forked.clone(), val);
@@ -266,7 +347,7 @@ impl Collection {
                 v.progress_bar.insert(forked, val);
             }
         }
-        v
+        Ok(v)
     }
 
     /// Forgets the current batch's step values (called after each batch).

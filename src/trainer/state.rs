@@ -185,6 +185,29 @@ impl LoopState {
         collection.log(&hook, name, value, opts, bs, dl)
     }
 
+    /// `this.log(name, metric, opts)` of a metric object in the current hook; its compute() at
+    /// epoch end syncs across this run's process group.
+    pub fn log_metric(
+        &mut self,
+        name: &str,
+        metric: crate::metrics::MetricHandle,
+        opts: &LogOptions,
+    ) -> Result<(), String> {
+        let scalar = metric.0.try_borrow().map(|m| m.spec.scalar_output()).unwrap_or(true);
+        if !scalar {
+            let class = metric.0.try_borrow().map(|m| m.spec.class_name()).unwrap_or_default();
+            return Err(format!(
+                "this.log(\"{name}\", metric): {class} computes a tensor of several values; only a metric with a scalar result can be logged (average \"none\" and confusion matrices cannot)"
+            ));
+        }
+        let logged = super::logging::LoggedMetric { metric, process_group: self.process_group.clone() };
+        let hook = self.hook.clone();
+        let dl = self.dataloader_idx;
+        let collection =
+            if self.stage == RunningStage::Training { &mut self.train_results } else { &mut self.eval_results };
+        collection.log_metric(&hook, name, logged, opts, dl)
+    }
+
     /// Whether the Trainer is in the training loop (rather than an evaluation loop).
     pub fn training(&self) -> bool {
         self.stage == RunningStage::Training
