@@ -86,7 +86,7 @@ fn multiclass_labels(c: &Classification, preds: &Tensor, target: &Tensor) -> Res
         if rest != target.size() {
             return Err(tensor_err!("preds {:?} do not match target {:?}", preds.size(), target.size()));
         }
-        let scores = preds.f_movedim(&[1], &[-1])?.f_reshape([-1, n])?;
+        let scores = preds.f_movedim([1], [-1])?.f_reshape([-1, n])?;
         let (scores, t) = keep(&scores, &target.f_reshape([-1])?, c.ignore_index)?;
         let p = if c.top_k == 1 {
             scores.f_argmax(1, false)?
@@ -133,8 +133,8 @@ pub fn confusion_state(c: &Classification, preds: &Tensor, target: &Tensor) -> R
                     preds.size()
                 ));
             }
-            let p = binary_labels(c, preds)?.f_movedim(&[1], &[-1])?.f_reshape([-1, n])?;
-            let t = target.f_movedim(&[1], &[-1])?.f_reshape([-1, n])?;
+            let p = binary_labels(c, preds)?.f_movedim([1], [-1])?.f_reshape([-1, n])?;
+            let t = target.f_movedim([1], [-1])?.f_reshape([-1, n])?;
             let label = Tensor::f_arange(n, (K::Int64, t.device()))?.f_mul_scalar(4)?;
             let code = t.f_mul_scalar(2)?.f_add(&p)?.f_add(&label)?.f_reshape([-1])?;
             let (code, t) = keep(&code, &t.f_reshape([-1])?, c.ignore_index)?;
@@ -174,7 +174,7 @@ pub fn curve_state(c: &Classification, preds: &Tensor, target: &Tensor) -> Resul
             if rest != target.size() {
                 return Err(tensor_err!("preds {:?} do not match target {:?}", preds.size(), target.size()));
             }
-            let scores = preds.f_movedim(&[1], &[-1])?.f_reshape([-1, n])?;
+            let scores = preds.f_movedim([1], [-1])?.f_reshape([-1, n])?;
             let (p, t) = keep(&scores, &target.f_reshape([-1])?, c.ignore_index)?;
             check_range(&t, 0, n, "target", c.ignore_index)?;
             (normalize(&p, true)?, t)
@@ -187,8 +187,8 @@ pub fn curve_state(c: &Classification, preds: &Tensor, target: &Tensor) -> Resul
                     preds.size()
                 ));
             }
-            let p = preds.f_movedim(&[1], &[-1])?.f_reshape([-1, n])?;
-            let t = target.f_movedim(&[1], &[-1])?.f_reshape([-1, n])?;
+            let p = preds.f_movedim([1], [-1])?.f_reshape([-1, n])?;
+            let t = target.f_movedim([1], [-1])?.f_reshape([-1, n])?;
             let valid = match c.ignore_index {
                 Some(i) => t.f_masked_select(&t.f_ne(i)?)?,
                 None => t.shallow_clone(),

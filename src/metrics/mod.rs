@@ -316,12 +316,12 @@ impl MetricHandle {
 /// Host copies of a tensor's values.
 pub(crate) fn host_f64(t: &Tensor) -> Result<Vec<f64>> {
     let t = t.f_to_device(tch::Device::Cpu)?.f_to_kind(K::Double)?.f_contiguous()?.f_flatten(0, -1)?;
-    Ok(Vec::<f64>::try_from(&t).map_err(|e| tensor_err!("{e}"))?)
+    Vec::<f64>::try_from(&t).map_err(|e| tensor_err!("{e}"))
 }
 
 pub(crate) fn host_i64(t: &Tensor) -> Result<Vec<i64>> {
     let t = t.f_to_device(tch::Device::Cpu)?.f_to_kind(K::Int64)?.f_contiguous()?.f_flatten(0, -1)?;
-    Ok(Vec::<i64>::try_from(&t).map_err(|e| tensor_err!("{e}"))?)
+    Vec::<i64>::try_from(&t).map_err(|e| tensor_err!("{e}"))
 }
 
 /// A float32 result on `device`: a scalar, or a vector when `vector`.
