@@ -196,6 +196,14 @@ impl ClsDef {
             )));
         }
         let o = Opts::new(m, &what, &keys)?;
+        // types first: a value of the wrong type is named before any other check
+        for k in &keys {
+            let _present = match *k {
+                "task" | "average" | "normalize" | "weights" => o.str_opt(k)?.is_some(),
+                "threshold" | "zero_division" | "beta" | "max_fpr" => o.f64_opt(k)?.is_some(),
+                _ => o.i64_opt(k)?.is_some(),
+            };
+        }
         let names: Vec<String> = self.tasks.iter().map(|t| format!("\"{}\"", t.name())).collect();
         let task = match o.str_opt("task")?.as_deref() {
             None => return Err(err(format!("{what}: option 'task' is required: one of {}", names.join(", ")))),

@@ -132,7 +132,7 @@ fn log_options(m: &Map) -> RResult<LogOptions> {
     }
     if o.has("metric_attribute") {
         return Err(err(
-            "this.log: metric_attribute is not supported (it names a torchmetrics attribute; lt logs values)",
+            "this.log: metric_attribute is not supported (it names a torchmetrics attribute; lt takes the metric object itself: this.log(name, this.metric))",
         ));
     }
     l.sync_dist = o.bool_or("sync_dist", false)?;
