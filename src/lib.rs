@@ -13,6 +13,7 @@ pub mod data;
 pub mod dist;
 pub mod fs;
 pub mod golden;
+pub mod metrics;
 pub mod nn;
 pub mod optim;
 pub mod plot;

@@ -138,7 +138,7 @@ impl EarlyStopping {
         let (current, epoch, keys) = {
             let mut s = state.borrow_mut();
             let epoch = s.progress.current_epoch;
-            let metrics = s.callback_metrics();
+            let metrics = s.callback_metrics()?;
             (metrics.get(&self.cfg.monitor).copied(), epoch, metrics.keys().cloned().collect::<Vec<_>>())
         };
         let Some(current) = current else {

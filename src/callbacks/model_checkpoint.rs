@@ -152,7 +152,7 @@ impl ModelCheckpoint {
 
     fn save(&mut self, state: &SharedState) -> Result<Vec<Action>, String> {
         // Lightning's `_monitor_candidates` reads `trainer.callback_metrics`: the live values
-        state.borrow_mut().refresh_views();
+        state.borrow_mut().refresh_views()?;
         let st = state.borrow();
         if self.last_global_step_saved == Some(st.progress.global_step) && st.progress.global_step > 0 {
             return Ok(vec![]);

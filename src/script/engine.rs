@@ -2,8 +2,9 @@
 use super::registry::Registry;
 use rhai::{Engine, Module, OptimizationLevel, Scope, Shared};
 
-/// Rhai modules shipped inside the binary (`stdlib/*.rhai`), registered as static namespaces.
-pub const STDLIB: &[(&str, &str)] = &[("metrics", include_str!("../../stdlib/metrics.rhai"))];
+/// Rhai modules shipped inside the binary (`stdlib/*.rhai`), registered as static namespaces
+/// (none at present: `metrics::` moved to Rust, src/metrics/).
+pub const STDLIB: &[(&str, &str)] = &[];
 
 /// Every domain's script surface, in one place.
 pub fn registry() -> Registry {
@@ -15,6 +16,7 @@ pub fn registry() -> Registry {
     crate::callbacks::api::register(&mut reg);
     crate::data::api::register(&mut reg);
     crate::nn::api::register(&mut reg);
+    crate::metrics::api::register(&mut reg);
     crate::script::loaded::register(&mut reg);
     reg
 }

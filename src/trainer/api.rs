@@ -132,7 +132,7 @@ fn log_options(m: &Map) -> RResult<LogOptions> {
     }
     if o.has("metric_attribute") {
         return Err(err(
-            "this.log: metric_attribute is not supported (it names a torchmetrics attribute; lt logs values)",
+            "this.log: metric_attribute is not supported (it names a torchmetrics attribute; lt takes the metric object itself: this.log(name, this.metric))",
         ));
     }
     l.sync_dist = o.bool_or("sync_dist", false)?;
@@ -142,6 +142,16 @@ fn log_options(m: &Map) -> RResult<LogOptions> {
 }
 
 fn log(name: &str, value: &Dynamic, opts: &LogOptions) -> RResult<()> {
+    if let Some(metric) = value.read_lock::<crate::metrics::MetricHandle>().map(|m| m.clone()) {
+        if opts.rank_zero_only {
+            return Err(err(format!(
+                "this.log(\"{name}\", metric, #{{rank_zero_only: true}}): a metric object is logged from every rank (its compute() syncs the ranks)"
+            )));
+        }
+        let st = state()?;
+        let mut s = st.borrow_mut();
+        return s.log_metric(name, metric, opts).or_script();
+    }
     let v = scalar(value, name)?;
     let st = state()?;
     let mut s = st.borrow_mut();
@@ -161,7 +171,7 @@ pub struct TrainerView(pub SharedState);
 
 pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<TrainerView>("Trainer");
-    let doc = "Logs a metric from a hook, as Lightning's `self.log`: the value is a scalar tensor or a number. Options: `on_step`, `on_epoch` (defaults depend on the hook), `prog_bar`, `logger`, `reduce_fx` (\"mean\" weighted by batch size, \"sum\", \"max\", \"min\"), `batch_size`, `sync_dist`, `rank_zero_only`, `add_dataloader_idx`; `enable_graph: false` is accepted (values are always detached), `sync_dist_group` and `metric_attribute` are refused.\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let loss = batch.sum();\n    this.log(\"train_loss\", loss, #{prog_bar: true});\n    loss\n}\n```";
+    let doc = "Logs a metric from a hook, as Lightning's `self.log`: the value is a scalar tensor or a number. Options: `on_step`, `on_epoch` (defaults depend on the hook), `prog_bar`, `logger`, `reduce_fx` (\"mean\" weighted by batch size, \"sum\", \"max\", \"min\"), `batch_size`, `sync_dist`, `rank_zero_only`, `add_dataloader_idx`. The value may be a metric object (`metrics::accuracy(...)` …): as with a torchmetrics `Metric` in Lightning, its step value is its last `forward`'s, its epoch value its `compute()` (synced across ranks), and it is reset at epoch end. `enable_graph: false` is accepted (values are always detached), `sync_dist_group` and `metric_attribute` are refused.\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let loss = batch.sum();\n    this.log(\"train_loss\", loss, #{prog_bar: true});\n    loss\n}\n```";
     reg.func("", "log", "this, name, value", doc, |_m: &mut Map, name: &str, v: Dynamic| {
         log(name, &v, &LogOptions::default())
     });
@@ -295,16 +305,17 @@ pub fn register(reg: &mut Registry) {
 
     let view = |f: fn(&super::state::LoopState) -> Dynamic| move |t: &mut TrainerView| f(&t.0.borrow());
     // the metric views merge the running loop's values as they are read (hence `&mut`)
-    let live_view =
-        |f: fn(&mut super::state::LoopState) -> Dynamic| move |t: &mut TrainerView| f(&mut t.0.borrow_mut());
+    let live_view = |f: fn(&super::logging::MetricViews) -> Dynamic| {
+        move |t: &mut TrainerView| -> RResult<Dynamic> { Ok(f(t.0.borrow_mut().refresh_views().map_err(err)?)) }
+    };
     reg.getter("log_dir", "Where this run logs (Lightning's `trainer.log_dir`): the logger's `lightning_logs/version_N` folder, else `default_root_dir`.\n\n```rhai\nfn on_fit_start() { print(this.trainer.log_dir); }\n```", view(|s| Dynamic::from(s.log_dir.to_string_lossy().to_string())));
     reg.getter("datamodule", "The script's datamodule (the map `fn datamodule()` returned), or `()` without one (Lightning's `trainer.datamodule`). `this.trainer.datamodule.x = v` changes the datamodule itself; `let dm = this.trainer.datamodule` is a copy (Rhai's `let`).\n\n```rhai\nfn setup(stage) { let dm = this.trainer.datamodule; }\n```", |_t: &mut TrainerView| with_run(|c| c.datamodule.clone()).flatten().unwrap_or(Dynamic::UNIT));
     reg.getter("max_epochs", "`this.trainer.max_epochs` (or `()` when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_epochs); }\n```", view(|s| s.max_epochs.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT)));
     reg.getter("max_steps", "`this.trainer.max_steps` (-1 when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_steps); }\n```", view(|s| Dynamic::from_int(s.max_steps)));
     reg.getter("estimated_stepping_batches", "The total number of optimizer steps the fit will take, as Lightning estimates it (for OneCycleLR's total_steps). Read before the training loader is loaded (in `setup`, `configure_optimizers`, `on_fit_start`), it loads it then, as Lightning does: `train_dataloader` runs there and not again. `()` outside a fit or for a loader without a length.\n\n```rhai\nfn configure_optimizers() { print(this.trainer.estimated_stepping_batches); }\n```", estimated_stepping_batches);
-    reg.getter("callback_metrics", "Metrics callbacks see (last step values during training, epoch values after validation), as a map of floats.\n\n```rhai\nfn on_validation_epoch_end() { print(this.trainer.callback_metrics); }\n```", live_view(|s| Dynamic::from_map(metrics_map(&s.refresh_views().callback))));
-    reg.getter("logged_metrics", "Metrics sent to the loggers, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.logged_metrics); }\n```", live_view(|s| Dynamic::from_map(metrics_map(&s.refresh_views().logged))));
-    reg.getter("progress_bar_metrics", "Metrics shown in the progress bar, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.progress_bar_metrics); }\n```", live_view(|s| Dynamic::from_map(metrics_map(&s.refresh_views().progress_bar))));
+    reg.getter("callback_metrics", "Metrics callbacks see (last step values during training, epoch values after validation), as a map of floats.\n\n```rhai\nfn on_validation_epoch_end() { print(this.trainer.callback_metrics); }\n```", live_view(|v| Dynamic::from_map(metrics_map(&v.callback))));
+    reg.getter("logged_metrics", "Metrics sent to the loggers, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.logged_metrics); }\n```", live_view(|v| Dynamic::from_map(metrics_map(&v.logged))));
+    reg.getter("progress_bar_metrics", "Metrics shown in the progress bar, as a map of floats.\n\n```rhai\nfn on_train_epoch_end() { print(this.trainer.progress_bar_metrics); }\n```", live_view(|v| Dynamic::from_map(metrics_map(&v.progress_bar))));
     reg.getter("state", "`#{stage}`: \"train\", \"sanity_check\", \"validate\", \"test\" or \"predict\".\n\n```rhai\nfn on_train_start() { print(this.trainer.state.stage); }\n```", view(|s| {
         let mut m = Map::new();
         m.insert("stage".into(), Dynamic::from(s.stage.name().to_string()));

@@ -114,14 +114,14 @@ impl Trainer {
                 self.eval_progress.advance(&BTreeMap::new());
                 i += 1;
             }
-            let shown = self.state.borrow().eval_results.epoch_metrics().progress_bar;
+            let shown = self.state.borrow().eval_results.epoch_metrics()?.progress_bar;
             self.eval_progress.finish(&shown);
             // Lightning's `_store_dataloader_outputs`: the loader's epoch values are visible from
             // here on (not during a sanity check)
             let mut s = self.state.borrow_mut();
             s.in_batch = false;
             if !sanity {
-                let views = s.eval_results.epoch_metrics_of(logging::Loaders::Only(dl_idx));
+                let views = s.eval_results.epoch_metrics_of(logging::Loaders::Only(dl_idx))?;
                 s.views.merge(&views);
             }
         }
@@ -131,10 +131,10 @@ impl Trainer {
         self.call(m, Hook::eval(kind, EvalPhase::EpochEnd), HookArgs::None)?;
         {
             let mut s = self.state.borrow_mut();
-            let views = s.eval_results.epoch_metrics_of(logging::Loaders::Only(None));
+            let views = s.eval_results.epoch_metrics_of(logging::Loaders::Only(None))?;
             s.views.merge(&views);
         }
-        let views = self.state.borrow().eval_results.epoch_metrics();
+        let views = self.state.borrow().eval_results.epoch_metrics()?;
         // what validate/test return: the epoch's logged values (Lightning's `metrics["log"]`), per
         // dataloader; a value without a dataloader suffix (logged in an epoch-end hook) in each
         let mut results: EvalResults = vec![BTreeMap::new(); loaders.len().max(1)];
@@ -154,6 +154,8 @@ impl Trainer {
             self.log_to_loggers(&views.logged, self.progress().batches_that_stepped)?;
         }
         self.call(m, Hook::eval(kind, EvalPhase::End), HookArgs::None)?;
+        // Lightning resets its results after on_*_end, the logged metric objects with them
+        self.state.borrow_mut().eval_results.reset_metric_objects();
         drop(_grad);
         self.model_train(m, kind)?;
         self.state.borrow_mut().stage = prev_stage;

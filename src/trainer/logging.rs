@@ -4,6 +4,22 @@
 //! `progress_bar_metrics`.
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// A metric object logged with `this.log` (torchmetrics' `Metric`, Lightning's `_ResultMetric`
+/// with `is_tensor=False`): its step value is its last `forward`'s, its epoch value its
+/// `compute()` (synced across the process group's ranks), and the Trainer resets it at epoch end.
+#[derive(Clone)]
+pub struct LoggedMetric {
+    pub metric: crate::metrics::MetricHandle,
+    pub process_group: Option<Rc<crate::dist::ProcessGroup>>,
+}
+
+impl std::fmt::Debug for LoggedMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoggedMetric({:?})", self.metric)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReduceFx {
@@ -112,6 +128,16 @@ struct Metric {
     /// with one loader, in training, and in epoch-level hooks.
     #[serde(default)]
     dataloader_idx: Option<usize>,
+    /// whether a metric object was logged (its epoch value is its compute())
+    #[serde(default)]
+    is_object: bool,
+    /// the metric object (not in checkpoints: a restored entry has no epoch value)
+    #[serde(skip)]
+    object: Option<LoggedMetric>,
+    /// Lightning's `has_reset`: the loop's results were reset after its epoch values were
+    /// logged, and it was not logged since (reads of the views leave it out)
+    #[serde(default)]
+    has_reset: bool,
 }
 
 impl Metric {
@@ -132,9 +158,17 @@ impl Metric {
             self.name.clone()
         }
     }
-    fn epoch_value(&self) -> Option<f64> {
+    fn epoch_value(&self) -> Result<Option<f64>, String> {
         if !self.seen {
-            return None;
+            return Ok(None);
+        }
+        if self.is_object {
+            let Some(o) = &self.object else { return Ok(None) };
+            let v = o
+                .metric
+                .with(|m| m.compute(o.process_group.as_deref()).and_then(|t| crate::metrics::scalar(&t)))
+                .map_err(|e| format!("this.log(\"{}\", metric): compute(): {e}", self.name))?;
+            return Ok(Some(v as f32 as f64));
         }
         let v = match self.reduce_fx {
             ReduceFx::Mean => {
@@ -147,7 +181,7 @@ impl Metric {
             _ => self.acc,
         };
         // a float32 result, as Lightning's reduction of float32 tensors
-        Some(v as f32 as f64)
+        Ok(Some(v as f32 as f64))
     }
 }
 
@@ -165,16 +199,15 @@ impl Collection {
         Collection { metrics: Vec::new(), training }
     }
 
-    /// Records one `this.log(name, value, opts)` call made in `hook`.
-    pub fn log(
+    /// The entry `this.log(name, …, opts)` in `hook` records into, after Lightning's checks.
+    fn entry(
         &mut self,
         hook: &str,
         name: &str,
-        value: f64,
         opts: &LogOptions,
-        inferred_batch_size: Option<usize>,
         dataloader_idx: Option<usize>,
-    ) -> Result<(), String> {
+        is_object: bool,
+    ) -> Result<&mut Metric, String> {
         let Some((allowed_step, allowed_epoch, def_step, def_epoch)) = hook_rules(hook) else {
             return Err(format!("you can't `this.log()` inside `{hook}`"));
         };
@@ -190,14 +223,21 @@ impl Collection {
             Some(i) if opts.add_dataloader_idx => format!("{name}/dataloader_idx_{i}"),
             _ => name.to_string(),
         };
-        let bs = opts.batch_size.or(inferred_batch_size).unwrap_or(1).max(1) as f64;
-        let m = match self.metrics.iter_mut().position(|m| m.name == full) {
+        let m = match self.metrics.iter().position(|m| m.name == full) {
             Some(i) => {
                 let m = &mut self.metrics[i];
+                if m.has_reset {
+                    // logged again after the loop's results were reset: it starts over
+                    (m.has_reset, m.acc, m.weight, m.seen, m.step_value) = (false, 0.0, 0.0, false, None);
+                }
                 if m.on_step != on_step || m.on_epoch != on_epoch || m.reduce_fx != opts.reduce_fx {
                     return Err(format!(
                         "`this.log(\"{name}\")` was already called in this loop with different on_step/on_epoch/reduce_fx"
                     ));
+                }
+                if m.is_object != is_object {
+                    let was = if m.is_object { "a metric object" } else { "a value" };
+                    return Err(format!("`this.log(\"{name}\")` was already called in this loop with {was}"));
                 }
                 m
             }
@@ -214,11 +254,29 @@ impl Collection {
                     weight: 0.0,
                     seen: false,
                     dataloader_idx,
+                    is_object,
+                    object: None,
+                    has_reset: false,
                 });
                 self.metrics.last_mut().ok_or("internal: metric list empty")?
             }
         };
         m.prog_bar |= opts.prog_bar;
+        Ok(m)
+    }
+
+    /// Records one `this.log(name, value, opts)` call made in `hook`.
+    pub fn log(
+        &mut self,
+        hook: &str,
+        name: &str,
+        value: f64,
+        opts: &LogOptions,
+        inferred_batch_size: Option<usize>,
+        dataloader_idx: Option<usize>,
+    ) -> Result<(), String> {
+        let bs = opts.batch_size.or(inferred_batch_size).unwrap_or(1).max(1) as f64;
+        let m = self.entry(hook, name, opts, dataloader_idx, false)?;
         m.step_value = Some(value);
         match m.reduce_fx {
             ReduceFx::Mean => {
@@ -233,6 +291,39 @@ impl Collection {
         Ok(())
     }
 
+    /// Records `this.log(name, metric, opts)` of a metric object: the step value is its last
+    /// forward's (none when only `update` was called), the epoch value its `compute()`.
+    pub fn log_metric(
+        &mut self,
+        hook: &str,
+        name: &str,
+        metric: LoggedMetric,
+        opts: &LogOptions,
+        dataloader_idx: Option<usize>,
+    ) -> Result<(), String> {
+        let step = metric.metric.with(|m| m.forward_value()).map_err(|e| e.to_string())?;
+        let m = self.entry(hook, name, opts, dataloader_idx, true)?;
+        // Lightning keeps logged values as float32 tensors
+        m.step_value = step.map(|v| v as f32 as f64);
+        m.object = Some(metric);
+        m.seen = true;
+        Ok(())
+    }
+
+    /// Lightning's `_ResultCollection.reset()` after an epoch's values are logged: every entry
+    /// is marked reset until it is logged again, and the metric objects logged are reset.
+    pub fn reset_metric_objects(&mut self) {
+        for m in &mut self.metrics {
+            m.has_reset = true;
+            if let Some(o) = &m.object {
+                let _ = o.metric.with(|x| {
+                    x.reset();
+                    Ok(())
+                });
+            }
+        }
+    }
+
     /// Step-level values logged in the current batch: (callback, logged, progress bar) entries.
     pub fn step_metrics(&self) -> MetricViews {
         self.step_metrics_of(Loaders::All)
@@ -241,7 +332,7 @@ impl Collection {
     /// [`Collection::step_metrics`] of the values logged for `loaders` only.
     pub fn step_metrics_of(&self, loaders: Loaders) -> MetricViews {
         let mut v = MetricViews::default();
-        for m in self.metrics.iter().filter(|m| loaders.includes(m.dataloader_idx)) {
+        for m in self.metrics.iter().filter(|m| !m.has_reset && loaders.includes(m.dataloader_idx)) {
             let (Some(val), true) = (m.step_value, m.on_step) else { continue };
             let forked = m.step_name();
             if m.logger {
@@ -258,19 +349,19 @@ impl Collection {
         v
     }
 
-    /// Epoch-level reduced values.
-    pub fn epoch_metrics(&self) -> MetricViews {
+    /// Epoch-level reduced values (a logged metric object's `compute()`, which may fail).
+    pub fn epoch_metrics(&self) -> Result<MetricViews, String> {
         self.epoch_metrics_of(Loaders::All)
     }
 
     /// [`Collection::epoch_metrics`] of the values logged for `loaders` only.
-    pub fn epoch_metrics_of(&self, loaders: Loaders) -> MetricViews {
+    pub fn epoch_metrics_of(&self, loaders: Loaders) -> Result<MetricViews, String> {
         let mut v = MetricViews::default();
-        for m in self.metrics.iter().filter(|m| loaders.includes(m.dataloader_idx)) {
+        for m in self.metrics.iter().filter(|m| !m.has_reset && loaders.includes(m.dataloader_idx)) {
             if !m.on_epoch {
                 continue;
             }
-            let Some(val) = m.epoch_value() else { continue };
+            let Some(val) = m.epoch_value()? else { continue };
             let forked = m.epoch_name();
             if m.logger {
                 v.logged.insert(forked.clone(), val);
@@ -281,7 +372,7 @@ impl Collection {
                 v.progress_bar.insert(forked, val);
             }
         }
-        v
+        Ok(v)
     }
 
     /// Forgets the current batch's step values (called after each batch).

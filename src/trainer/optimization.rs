@@ -155,13 +155,13 @@ impl Trainer {
             }
             let metric = if sc.scheduler.is_plateau() {
                 let key = sc.monitor.clone().ok_or("ReduceLROnPlateau needs a `monitor` in its lr_scheduler config")?;
-                let v = self.state.borrow_mut().callback_metrics().get(&key).copied();
+                let v = self.state.borrow_mut().callback_metrics()?.get(&key).copied();
                 match v {
                     Some(v) => Some(v),
                     None => {
                         if sc.strict {
                             let avail: Vec<String> =
-                                self.state.borrow_mut().callback_metrics().keys().cloned().collect();
+                                self.state.borrow_mut().callback_metrics()?.keys().cloned().collect();
                             return Err(format!(
                                 "ReduceLROnPlateau conditioned on metric '{key}' which is not available. Available metrics are: [{}]. Condition can be set using `monitor` key in lr scheduler dict",
                                 avail.join(", ")

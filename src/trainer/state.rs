@@ -196,18 +196,41 @@ impl LoopState {
     /// The running loop's values merged into the cached views, as Lightning's
     /// `trainer.callback_metrics` (and `logged_metrics`, `progress_bar_metrics`) do on every read:
     /// a value logged a moment ago is visible at once, in any hook.
-    pub fn refresh_views(&mut self) -> &MetricViews {
+    pub fn refresh_views(&mut self) -> Result<&MetricViews, String> {
         let results = if self.training() { &self.train_results } else { &self.eval_results };
         // only the running dataloader's values (after an evaluation epoch: those logged without one)
         let loaders = super::logging::Loaders::Only(self.dataloader_idx);
-        let now = if self.in_batch { results.step_metrics_of(loaders) } else { results.epoch_metrics_of(loaders) };
+        let now = if self.in_batch { results.step_metrics_of(loaders) } else { results.epoch_metrics_of(loaders)? };
         self.views.merge(&now);
-        &self.views
+        Ok(&self.views)
     }
 
     /// Lightning's `trainer.callback_metrics`, live.
-    pub fn callback_metrics(&mut self) -> &BTreeMap<String, f64> {
-        &self.refresh_views().callback
+    pub fn callback_metrics(&mut self) -> Result<&BTreeMap<String, f64>, String> {
+        Ok(&self.refresh_views()?.callback)
+    }
+
+    /// `this.log(name, metric, opts)` of a metric object in the current hook; its compute() at
+    /// epoch end syncs across this run's process group.
+    pub fn log_metric(
+        &mut self,
+        name: &str,
+        metric: crate::metrics::MetricHandle,
+        opts: &LogOptions,
+    ) -> Result<(), String> {
+        let scalar = metric.0.try_borrow().map(|m| m.spec.scalar_output()).unwrap_or(true);
+        if !scalar {
+            let class = metric.0.try_borrow().map(|m| m.spec.class_name()).unwrap_or_default();
+            return Err(format!(
+                "this.log(\"{name}\", metric): {class} computes a tensor of several values; only a metric with a scalar result can be logged (average \"none\" and confusion matrices cannot)"
+            ));
+        }
+        let logged = super::logging::LoggedMetric { metric, process_group: self.process_group.clone() };
+        let hook = self.hook.clone();
+        let dl = self.dataloader_idx;
+        let collection =
+            if self.stage == RunningStage::Training { &mut self.train_results } else { &mut self.eval_results };
+        collection.log_metric(&hook, name, logged, opts, dl)
     }
 
     /// Whether the Trainer is in the training loop (rather than an evaluation loop).

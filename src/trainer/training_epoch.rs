@@ -213,16 +213,18 @@ impl Trainer {
         self.progress.finish(&pb);
         // the epoch's reduced values are visible from on_train_epoch_end on (Lightning's
         // `epoch_end_reached`), and again with what the hook itself logged
-        let epoch_views = self.state.borrow().train_results.epoch_metrics();
+        let epoch_views = self.state.borrow().train_results.epoch_metrics()?;
         {
             let mut s = self.state.borrow_mut();
             s.in_batch = false;
             s.views.merge(&epoch_views);
         }
         self.call(m, Hook::OnTrainEpochEnd, HookArgs::None)?;
-        let epoch_views = self.state.borrow().train_results.epoch_metrics();
+        let epoch_views = self.state.borrow().train_results.epoch_metrics()?;
         self.state.borrow_mut().views.merge(&epoch_views);
         self.log_to_loggers(&epoch_views.logged, self.progress().batches_that_stepped.saturating_sub(1))?;
+        // Lightning resets its results after the epoch's values are logged, the metric objects with them
+        self.state.borrow_mut().train_results.reset_metric_objects();
         if automatic && completed {
             self.step_schedulers(m, Interval::Epoch, true, batch_idx.saturating_sub(1))?;
         }

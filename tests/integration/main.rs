@@ -19,6 +19,7 @@ mod hostile_checkpoints;
 mod hostile_files;
 mod hostile_pickle;
 mod loggers;
+mod metrics;
 mod modules;
 mod nn;
 mod nn_fixtures;
