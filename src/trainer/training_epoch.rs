@@ -64,7 +64,7 @@ impl Trainer {
             }
             s.dataloader_idx = None;
         }
-        self.progress.start(&format!("Epoch {epoch}"), n_batches);
+        self.progress.start(&format!("Epoch {epoch}"), n_batches, progress::Role::Leave);
         if resuming == 0 {
             self.call(m, Hook::OnTrainEpochStart, HookArgs::None)?;
         }

@@ -22,6 +22,7 @@ mod loggers;
 mod nn;
 mod nn_fixtures;
 mod optim;
+mod progress;
 mod pure;
 mod sched;
 mod script_errors;
