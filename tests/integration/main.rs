@@ -27,6 +27,7 @@ mod pure;
 mod sched;
 mod script_errors;
 mod tensor_api;
+mod terminal;
 mod trainer_core;
 mod trainer_script;
 mod tuning;
