@@ -178,6 +178,8 @@ pub fn render_png(panels: &[Panel]) -> Result<(Vec<u8>, (u32, u32)), String> {
             let integer_x = !all.is_empty() && all.iter().all(|(x, _)| x.fract() == 0.0);
             let x_ticks = if integer_x { ((x1 - x0).floor() as usize + 1).clamp(2, 10) } else { 10 };
             let x_step = (x1 - x0) / x_ticks as f64;
+            // a log axis over two decades or more ticks at the powers of ten
+            let y_ticks = if panel.log_y && y1 - y0 >= 2.0 { (y1 - y0).floor() as usize + 1 } else { 10 };
             let y_step = (y1 - y0) / 10.0;
             let fx = |v: &f64| if integer_x { format!("{}", v.round() as i64) } else { tick_label(*v, x_step) };
             let fy = |v: &f64| {
@@ -200,6 +202,7 @@ pub fn render_png(panels: &[Panel]) -> Result<(Vec<u8>, (u32, u32)), String> {
                 .x_desc(panel.x_label.as_str())
                 .y_desc(y_desc)
                 .x_labels(x_ticks)
+                .y_labels(y_ticks)
                 .x_label_formatter(&fx)
                 .y_label_formatter(&fy)
                 .label_style(("sans-serif", 13))
