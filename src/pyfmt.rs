@@ -36,3 +36,43 @@ pub fn repr_str(s: &str) -> String {
     out.push(q);
     out
 }
+
+/// Python's `repr` of a float: the shortest text that reads back, in exponent form below 1e-4
+/// and from 1e16 (`0.5`, `3.0`, `1e-07`, `nan`).
+pub fn repr_f64(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    exponent(&format!("{v:?}"))
+}
+
+/// Python's `format(v, f".{precision}g")`: `precision` significant digits, exponent form when
+/// the exponent is below -4 or at least `precision`, trailing zeros removed (`10.2`, `1.23e+04`).
+pub fn format_g(v: f64, precision: usize) -> String {
+    if !v.is_finite() {
+        return repr_f64(v);
+    }
+    let p = precision.max(1);
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{v:.*e}", p - 1);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= p as i32 {
+        exponent(&format!("{}e{exp}", strip_fraction_zeros(mantissa)))
+    } else {
+        strip_fraction_zeros(&format!("{v:.*}", (p as i32 - 1 - exp) as usize)).to_string()
+    }
+}
+
+fn strip_fraction_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}

@@ -360,8 +360,8 @@ impl Callback for ModelCheckpoint {
         // Only restore the record when saving into the same folder (Lightning does the same, and
         // warns).
         if dirpath != self.dir.to_string_lossy() {
-            errln!(
-                "warning: ModelCheckpoint: the dirpath has changed from '{dirpath}' to '{}', therefore best_model_score, best_model_path, best_k_models and last_model_path won't be reloaded",
+            warnln!(
+                "ModelCheckpoint: the dirpath has changed from '{dirpath}' to '{}', therefore best_model_score, best_model_path, best_k_models and last_model_path won't be reloaded",
                 self.dir.display()
             );
             return Ok(());
@@ -371,8 +371,8 @@ impl Callback for ModelCheckpoint {
         let own = |p: &str, what: &str| -> bool {
             let ok = p.is_empty() || self.owns(p);
             if !ok {
-                errln!(
-                    "warning: ModelCheckpoint: the checkpoint's {what} '{p}' is not a .ckpt file directly in {}; it is dropped from the restored state (and never removed)",
+                warnln!(
+                    "ModelCheckpoint: the checkpoint's {what} '{p}' is not a .ckpt file directly in {}; it is dropped from the restored state (and never removed)",
                     self.dir.display()
                 );
             }

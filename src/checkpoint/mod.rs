@@ -327,11 +327,10 @@ impl Checkpoint {
     /// `lt ckpt show`: the metadata and the tensors as tables (with each tensor's stored checksum,
     /// which a load has checked).
     pub fn describe(&self) -> String {
-        let mut t = comfy_table::Table::new();
-        t.load_preset(comfy_table::presets::UTF8_FULL);
+        let mut t = crate::console::style::table(crate::console::Stream::Stdout);
         t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-        t.set_width(120);
-        t.set_header(vec!["key", "value"]);
+        t.set_width(crate::console::terminal_width(crate::console::Stream::Stdout).unwrap_or(120).min(120) as u16);
+        t.set_header(crate::console::style::header(["key", "value"]));
         if let Value::Object(m) = &self.meta {
             for (k, v) in m.iter().filter(|(k, _)| k.as_str() != CHECKSUMS_KEY) {
                 let s = match v {
@@ -342,13 +341,12 @@ impl Checkpoint {
             }
         }
         let crcs = self.meta.pointer(&format!("/{CHECKSUMS_KEY}/tensors")).and_then(Value::as_object);
-        let mut tt = comfy_table::Table::new();
-        tt.load_preset(comfy_table::presets::UTF8_FULL);
+        let mut tt = crate::console::style::table(crate::console::Stream::Stdout);
         let mut head = vec!["tensor", "dtype", "shape", "numel"];
         if crcs.is_some() {
             head.push("crc32c");
         }
-        tt.set_header(head);
+        tt.set_header(crate::console::style::header(head));
         let mut total = 0usize;
         for (k, v) in &self.tensors {
             total += v.numel();

@@ -83,14 +83,14 @@ impl DistArgs {
 pub fn launch_if_needed(args: &DistArgs) -> Option<ExitCode> {
     match args.role() {
         Err(e) => {
-            errln!("error: {e}");
+            errorln!("{e}");
             Some(ExitCode::from(2))
         }
         Ok(Role::Launcher) => {
             let program = match std::env::current_exe() {
                 Ok(p) => p,
                 Err(e) => {
-                    errln!("error: cannot find the lt executable to start workers: {e}");
+                    errorln!("cannot find the lt executable to start workers: {e}");
                     return Some(ExitCode::FAILURE);
                 }
             };
@@ -98,7 +98,7 @@ pub fn launch_if_needed(args: &DistArgs) -> Option<ExitCode> {
             match launcher::launch(&args.launch_config(), &program, &argv) {
                 Ok(()) => Some(ExitCode::SUCCESS),
                 Err(e) => {
-                    errln!("error: {e}");
+                    errorln!("{e}");
                     Some(if launcher::interrupted() { ExitCode::from(130) } else { ExitCode::FAILURE })
                 }
             }
@@ -142,7 +142,7 @@ pub fn selftest(args: &SelftestArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let rank = std::env::var("RANK").unwrap_or_else(|_| "0".into());
-            errln!("error: rank {rank}: {e}");
+            errorln!("rank {rank}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -163,6 +163,9 @@ pub enum Command {
         /// x axis: `step`, or `epoch` (each metric averaged per epoch).
         #[arg(long = "x", default_value = "step")]
         x: String,
+        /// y axes in powers of ten (values that are not positive are left out).
+        #[arg(long = "logy")]
+        logy: bool,
     },
     /// Learning-rate finder: ramps the LR over `--num-training` steps of the script's training,
     /// prints the suggested LR and writes a plot (the weights are not changed).
@@ -197,7 +200,7 @@ pub fn main() -> ExitCode {
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
         Command::Golden { paths, bless, tolerance, exact } => golden(paths, bless, if exact { 0.0 } else { tolerance }),
-        Command::Plot { run, out, x } => plot(&run, out.as_deref(), &x),
+        Command::Plot { run, out, x, logy } => plot(&run, out.as_deref(), &x, logy),
         Command::LrFind(args) => report(tune::lr_find_cmd(&args).map_err(anyhow::Error::msg)),
     }
 }
@@ -209,17 +212,17 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let text = format!("{e:#}");
-            errln!("{}", if text.starts_with("error:") { text } else { format!("error: {text}") });
+            errorln!("{text}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn plot(run: &std::path::Path, out: Option<&std::path::Path>, x: &str) -> ExitCode {
+fn plot(run: &std::path::Path, out: Option<&std::path::Path>, x: &str, logy: bool) -> ExitCode {
     use anyhow::Context;
     report(
         crate::plot::XAxis::parse(x)
-            .and_then(|x| crate::plot::plot_run(run, out, x))
+            .and_then(|x| crate::plot::plot_run(run, out, x, logy))
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("lt plot {}", run.display()))
             .map(|(path, (w, h))| outln!("wrote {} ({w}x{h})", path.display())),
@@ -232,8 +235,8 @@ fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
         "show" => report(Checkpoint::load(file).map_err(anyhow::Error::msg).map(|c| out!("{}", c.describe()))),
         "verify" => ckpt_verify(file),
         _ => {
-            errln!(
-                "error: unknown ckpt action '{action}'; the actions are `lt ckpt show FILE` (metadata and tensors) and `lt ckpt verify FILE` (check every checksum)"
+            errorln!(
+                "unknown ckpt action '{action}'; the actions are `lt ckpt show FILE` (metadata and tensors) and `lt ckpt verify FILE` (check every checksum)"
             );
             ExitCode::from(2)
         }
@@ -263,8 +266,8 @@ fn ckpt_verify(file: &std::path::Path) -> ExitCode {
         errln!("{}: {p}", file.display());
     }
     let header = if v.header.is_some() { "the header fails its checksum" } else { "the header matches" };
-    errln!(
-        "error: {} is corrupt: {header}; {} tensor problem(s) among its {} tensors",
+    errorln!(
+        "{} is corrupt: {header}; {} tensor problem(s) among its {} tensors",
         file.display(),
         v.tensor_problems.len(),
         v.tensors
@@ -303,7 +306,7 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
     let script = match Script::load(&a.script) {
         Ok(s) => s,
         Err(e) => {
-            err!("{e}");
+            errorln!("{}", e.to_string().trim_end());
             return ExitCode::FAILURE;
         }
     };
@@ -314,21 +317,21 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
         );
     }
     if watch {
-        errln!("error: --watch applies to module scripts (scripts with a training_step)");
+        errorln!("--watch applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
     if !a.callbacks.is_empty() {
-        errln!("error: --callback applies to module scripts (scripts with a training_step)");
+        errorln!("--callback applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
     if !a.sets.is_empty() {
-        errln!("error: --set applies to module scripts (scripts with a training_step)");
+        errorln!("--set applies to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
     match script.run(&mut rhai::Scope::new()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            err!("{e}");
+            errorln!("{}", e.to_string().trim_end());
             ExitCode::FAILURE
         }
     }
@@ -338,17 +341,17 @@ fn doc(name: Option<&str>) -> ExitCode {
     let engine = match crate::script::engine::new_engine() {
         Ok(e) => e,
         Err(e) => {
-            errln!("error: {e}");
+            errorln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    match crate::script::doc::render(&engine, name) {
+    match crate::script::doc::render(&engine, name, crate::console::terminal_width(crate::console::Stream::Stdout)) {
         Ok(s) => {
             out!("{s}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            errln!("error: {e}");
+            errorln!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -366,7 +369,7 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                errln!("error: {e}");
+                errorln!("{e}");
                 ExitCode::FAILURE
             }
         },
@@ -383,7 +386,7 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                errln!("error: {e}");
+                errorln!("{e}");
                 ExitCode::FAILURE
             }
         },
@@ -414,7 +417,7 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                errln!("error: {e}");
+                errorln!("{e}");
                 ExitCode::FAILURE
             }
         },
@@ -428,19 +431,19 @@ fn bench(which: &str, ops: usize) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                errln!("error: {e}");
+                errorln!("{e}");
                 ExitCode::FAILURE
             }
         },
         "trainer" => match bench_trainer(ops) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                errln!("error: {e}");
+                errorln!("{e}");
                 ExitCode::FAILURE
             }
         },
         other => {
-            errln!("error: unknown benchmark '{other}'; available: dispatch, optim, data, trainer, checkpoint");
+            errorln!("unknown benchmark '{other}'; available: dispatch, optim, data, trainer, checkpoint");
             ExitCode::from(2)
         }
     }
@@ -455,7 +458,7 @@ fn golden(paths: Vec<PathBuf>, bless: bool, tolerance: f64) -> ExitCode {
     let scripts = match discover(&paths) {
         Ok(s) => s,
         Err(e) => {
-            errln!("error: {e}");
+            errorln!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -504,9 +507,8 @@ fn bench_trainer(ops: usize) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let (start_s, rss) = crate::bench::trainer::startup(&exe)?;
     let peers = crate::bench::trainer::python_peers();
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL);
-    t.set_header(vec![
+    let mut t = crate::console::style::table(crate::console::Stream::Stdout);
+    t.set_header(crate::console::style::header([
         "MLP 784-H-10, Adam, log every step, 1 thread",
         "H=256 b=64 ms/step",
         "ratio",
@@ -514,7 +516,7 @@ fn bench_trainer(ops: usize) -> Result<(), String> {
         "ratio",
         "start-up s",
         "peak RSS MB",
-    ]);
+    ]));
     let cell = |v: f64| format!("{v:.3}");
     let ratio = |v: f64, lt: f64| format!("{:.2}x", v / lt);
     t.add_row(vec![

@@ -131,6 +131,9 @@ impl Dataset for Subset {
     fn thread_bound(&self) -> bool {
         self.inner.thread_bound()
     }
+    fn per_sample_work(&self) -> bool {
+        self.inner.per_sample_work()
+    }
     fn classes(&self) -> Option<Vec<String>> {
         self.inner.classes()
     }
@@ -209,6 +212,9 @@ impl Dataset for Concat {
     }
     fn thread_bound(&self) -> bool {
         self.parts.iter().any(|p| p.thread_bound())
+    }
+    fn per_sample_work(&self) -> bool {
+        self.parts.iter().any(|p| p.per_sample_work())
     }
     fn classes(&self) -> Option<Vec<String>> {
         self.parts[0].classes()

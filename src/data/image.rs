@@ -196,6 +196,9 @@ impl Dataset for ImageFolder {
     fn describe(&self) -> String {
         format!("ImageFolder({}: {} images, {} classes)", self.root.display(), self.files.len(), self.classes.len())
     }
+    fn per_sample_work(&self) -> bool {
+        true
+    }
     fn classes(&self) -> Option<Vec<String>> {
         Some(self.classes.clone())
     }

@@ -109,6 +109,11 @@ pub trait Dataset: Send + Sync {
     fn thread_bound(&self) -> bool {
         false
     }
+    /// True when fetching a batch does work per sample (decoding files, transforms), which the
+    /// loader's worker threads run in parallel; false when a batch is one gather of whole tensors.
+    fn per_sample_work(&self) -> bool {
+        false
+    }
     /// Class names, for datasets that have them (image folders, CSV string labels).
     fn classes(&self) -> Option<Vec<String>> {
         None

@@ -201,6 +201,9 @@ impl Dataset for Transformed {
     fn thread_bound(&self) -> bool {
         self.inner.thread_bound()
     }
+    fn per_sample_work(&self) -> bool {
+        true
+    }
     fn classes(&self) -> Option<Vec<String>> {
         self.inner.classes()
     }

@@ -14,6 +14,7 @@ pub mod functional;
 pub mod init;
 pub mod io;
 pub mod layers;
+pub mod repr;
 pub mod summary;
 pub mod torch_pickle;
 pub mod tree;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Help(Option<String>),
+    /// `:time EXPR`: runs EXPR and says how long it took.
+    Time(String),
     Load(PathBuf),
     Reload,
     Vars,
@@ -19,6 +21,8 @@ pub enum Command {
 /// Each command with a one-line description (`:help` prints them; completion offers them).
 pub const COMMANDS: &[(&str, &str)] = &[
     (":help [name]", "this list, or the signature and doc of a function (`:help zeros`, `:help torch::cat`)"),
+    (":doc NAME", "the signature and doc of a function (also `NAME?`, `?NAME` and `help(NAME)`)"),
+    (":time EXPR", "run EXPR, print its value and the wall time it took"),
     (":load FILE", "run a script here; a module script (with training_step) becomes the model, with a Trainer"),
     (":reload", "reload the last loaded file; a module's functions are swapped in keeping `this` and the Trainer"),
     (":vars", "the variables defined so far"),
@@ -41,6 +45,8 @@ pub fn parse(line: &str) -> Result<Command, String> {
     let no_arg = |c: Command| if arg.is_empty() { Ok(c) } else { Err(format!("{name} takes no argument")) };
     match name {
         ":help" | ":h" | ":?" => Ok(Command::Help(arg_opt)),
+        ":doc" => arg_opt.map(|a| Command::Help(Some(a))).ok_or_else(|| "usage: :doc NAME".to_string()),
+        ":time" => arg_opt.map(Command::Time).ok_or_else(|| "usage: :time EXPR".to_string()),
         ":load" | ":l" => {
             arg_opt.map(|a| Command::Load(PathBuf::from(a))).ok_or_else(|| "usage: :load FILE".to_string())
         }
@@ -65,6 +71,6 @@ pub fn help_text() -> String {
     for (c, d) in COMMANDS {
         s.push_str(&format!("  {c:<14} {d}\n"));
     }
-    s.push_str("Tab completes namespaces (torch::), functions and methods. Ctrl-C stops a running evaluation.\n");
+    s.push_str("Tab completes namespaces (torch::), functions, methods and the keys of maps and modules (this.mo<Tab>); `this` shows the loaded model. Ctrl-C stops a running evaluation.\n");
     s
 }

@@ -1,8 +1,7 @@
-//! Tab completion and multi-line validation for the terminal editor. Completion words come from
+//! Tab completion for the terminal editor. Completion words come from
 //! the engine's own metadata (`doc::all_docs`): namespaces (`torch::`), their functions, methods
 //! and properties after a `.`, the REPL's variables and `:` commands.
 use super::commands::COMMANDS;
-use super::multiline::is_incomplete;
 use rhai::Engine;
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
@@ -51,7 +50,8 @@ impl Words {
                     acc.push_str("::");
                     ns.insert(acc.clone());
                 }
-            } else if is_name(&name) {
+            } else if is_name(&name) && !name.starts_with("__") {
+                // `__nn_linear_forward` and friends are lt's own plumbing
                 g.insert(name);
             }
         }
@@ -87,23 +87,71 @@ impl Words {
             return (head.len() - s.len(), out.into_iter().collect());
         }
         if before == Some('.') {
-            out.extend(self.globals.iter().chain(&self.properties).filter(|n| n.starts_with(word)).cloned());
+            // the keys of a map or module variable (`this.mo` → `model`), then methods
+            let recv_end = start - 1;
+            let recv_start = head[..recv_end]
+                .char_indices()
+                .rev()
+                .take_while(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == '.')
+                .last()
+                .map_or(recv_end, |(i, _)| i);
+            let prefix = format!("{}.", &head[recv_start..recv_end]);
+            let keys: BTreeSet<&str> = vars
+                .iter()
+                .filter_map(|v| v.strip_prefix(&prefix))
+                .filter(|k| !k.contains('.') && k.starts_with(word))
+                .collect();
+            let mut list: Vec<String> = keys.into_iter().map(str::to_string).collect();
+            let methods: BTreeSet<&String> =
+                self.globals.iter().chain(&self.properties).filter(|n| n.starts_with(word)).collect();
+            list.extend(methods.into_iter().filter(|m| !list.contains(m)).cloned().collect::<Vec<_>>());
+            return (start, list);
         } else if word.contains("::") {
             out.extend(self.namespaces.iter().chain(&self.qualified).filter(|n| n.starts_with(word)).cloned());
         } else {
             out.extend(
-                self.namespaces.iter().chain(&self.globals).chain(vars).filter(|n| n.starts_with(word)).cloned(),
+                self.namespaces
+                    .iter()
+                    .chain(&self.globals)
+                    .chain(vars.iter().filter(|v| !v.contains('.')))
+                    .filter(|n| n.starts_with(word))
+                    .cloned(),
             );
         }
         (start, out.into_iter().collect())
     }
 }
 
+/// The names completion offers for the variables of `scope`: each variable, and the keys of map
+/// values as dotted paths (`this.model`, `this.model.layers`), a few levels deep; keys starting
+/// with `_` (hidden metadata) are left out.
+pub fn scope_names(scope: &rhai::Scope) -> Vec<String> {
+    const DEPTH: usize = 4;
+    const MAX: usize = 5000;
+    fn walk(path: &str, v: &rhai::Dynamic, depth: usize, out: &mut Vec<String>) {
+        if depth >= DEPTH || out.len() >= MAX {
+            return;
+        }
+        if let Some(m) = v.read_lock::<rhai::Map>() {
+            for (k, child) in m.iter().filter(|(k, _)| !k.starts_with('_') && is_name(k)) {
+                let p = format!("{path}.{k}");
+                out.push(p.clone());
+                walk(&p, child, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, _, value) in scope.iter_raw() {
+        out.push(name.to_string());
+        walk(name, value, 0, &mut out);
+    }
+    out
+}
+
 /// The rustyline helper: completion from [`Words`] and multi-line input for unfinished code.
 pub struct ReplHelper {
     pub words: Words,
     pub vars: Rc<RefCell<Vec<String>>>,
-    pub engine: Engine,
 }
 
 impl Completer for ReplHelper {
@@ -121,13 +169,11 @@ impl Hinter for ReplHelper {
 
 impl Highlighter for ReplHelper {}
 
+/// Every line is taken as typed: unfinished code continues on the next line, after the
+/// continuation prompt (see `input::read_continued`).
 impl Validator for ReplHelper {
-    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        Ok(if is_incomplete(&self.engine, ctx.input()) {
-            ValidationResult::Incomplete
-        } else {
-            ValidationResult::Valid(None)
-        })
+    fn validate(&self, _ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(ValidationResult::Valid(None))
     }
 }
 

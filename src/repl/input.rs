@@ -39,6 +39,23 @@ pub fn history_path() -> Option<PathBuf> {
     Some(base.join("lt").join("repl_history"))
 }
 
+/// Reads lines until the code is complete: the first after `prompt`, the others after a
+/// continuation prompt `... ` as wide (Python's and IPython's).
+fn read_continued(
+    editor: &mut Editor<ReplHelper, DefaultHistory>,
+    prompt: &str,
+    engine: &Engine,
+) -> rustyline::Result<String> {
+    let more = format!("{:>w$} ", "...", w = prompt.chars().count().saturating_sub(1).max(3));
+    let mut buf = editor.readline(prompt)?;
+    while is_incomplete(engine, &buf) {
+        let line = editor.readline(&more)?;
+        buf.push('\n');
+        buf.push_str(&line);
+    }
+    Ok(buf)
+}
+
 impl Input {
     /// A terminal editor when stdin is a terminal (and the editor starts), else plain lines.
     pub fn open(vars: Rc<RefCell<Vec<String>>>) -> Input {
@@ -49,14 +66,16 @@ impl Input {
             Ok(e) => e,
             Err(_) => return Input::Pipe { lines_read: 0 },
         };
-        let mut editor = match Editor::<ReplHelper, DefaultHistory>::new() {
+        // Tab completes the common prefix, a second Tab lists the candidates (as bash and IPython)
+        let config = rustyline::Config::builder().completion_type(rustyline::CompletionType::List).build();
+        let mut editor = match Editor::<ReplHelper, DefaultHistory>::with_config(config) {
             Ok(e) => e,
             Err(e) => {
-                errln!("warning: no line editor ({e}); reading plain lines");
+                warnln!("no line editor ({e}); reading plain lines");
                 return Input::Pipe { lines_read: 0 };
             }
         };
-        editor.set_helper(Some(ReplHelper { words: Words::from_engine(&engine), vars, engine }));
+        editor.set_helper(Some(ReplHelper { words: Words::from_engine(&engine), vars }));
         let history = history_path();
         if let Some(h) = &history {
             if let Some(dir) = h.parent() {
@@ -70,13 +89,13 @@ impl Input {
     /// Reads one complete input (several lines when the code is unfinished).
     pub fn read(&mut self, prompt: &str, engine: &Engine) -> Read {
         match self {
-            Input::Tty { editor, history } => match editor.readline(prompt) {
+            Input::Tty { editor, history } => match read_continued(editor, prompt, engine) {
                 Ok(line) => {
                     if !line.trim().is_empty() {
                         let _ = editor.add_history_entry(line.as_str());
                         if let Some(h) = history {
                             if let Err(e) = editor.save_history(h) {
-                                errln!("warning: cannot write the history file {}: {e}", h.display());
+                                warnln!("cannot write the history file {}: {e}", h.display());
                                 *history = None;
                             }
                         }
@@ -86,7 +105,7 @@ impl Input {
                 Err(ReadlineError::Interrupted) => Read::Interrupted,
                 Err(ReadlineError::Eof) => Read::Eof,
                 Err(e) => {
-                    errln!("error: cannot read input: {e}");
+                    errorln!("cannot read input: {e}");
                     Read::Eof
                 }
             },
@@ -98,7 +117,7 @@ impl Input {
                     match stdin.lock().read_until(b'\n', &mut bytes) {
                         Ok(0) => return if buf.trim().is_empty() { Read::Eof } else { Read::Line(buf) },
                         Err(e) => {
-                            errln!("error: cannot read input: {e}");
+                            errorln!("cannot read input: {e}");
                             return if buf.trim().is_empty() { Read::Eof } else { Read::Line(buf) };
                         }
                         Ok(_) => {
@@ -109,8 +128,8 @@ impl Input {
                                 Ok(l) => l,
                                 Err(e) => {
                                     let at = e.utf8_error().valid_up_to();
-                                    errln!(
-                                        "error: input line {} is not UTF-8 text (byte 0x{:02x} at byte {}); it was skipped{}",
+                                    errorln!(
+                                        "input line {} is not UTF-8 text (byte 0x{:02x} at byte {}); it was skipped{}",
                                         lines_read,
                                         e.as_bytes()[at],
                                         at + 1,

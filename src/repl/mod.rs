@@ -84,7 +84,7 @@ impl Repl {
     /// Reads and runs inputs until `:quit`, `:continue` or end of input.
     pub fn run(&mut self, input: &mut Input) -> Exit {
         loop {
-            *self.vars.borrow_mut() = self.scope.iter_raw().map(|(n, _, _)| n.to_string()).collect();
+            *self.vars.borrow_mut() = complete::scope_names(&self.scope);
             let _ = std::io::stdout().flush();
             let prompt = if self.paused() { "(breakpoint) lt> " } else { "lt> " };
             let line = match input.read(prompt, &self.engine) {
@@ -99,6 +99,10 @@ impl Repl {
             // The line editor keeps its own SIGINT handler while it exists: take Ctrl-C back for
             // the evaluation, so it cancels the evaluation (not the REPL).
             let _sigint = signal::SigintGuard::install();
+            if let Some(name) = help_request(t) {
+                self.command(Command::Help(name));
+                continue;
+            }
             if !t.starts_with(':') {
                 self.eval(&line);
                 continue;
@@ -106,9 +110,9 @@ impl Repl {
             match commands::parse(t) {
                 Ok(Command::Quit) => return Exit::Quit,
                 Ok(Command::Continue) if self.paused() => return Exit::Continue,
-                Ok(Command::Continue) => errln!("error: nothing is paused; :continue leaves a breakpoint()"),
+                Ok(Command::Continue) => errorln!("nothing is paused; :continue leaves a breakpoint()"),
                 Ok(c) => self.command(c),
-                Err(e) => errln!("error: {e}"),
+                Err(e) => errorln!("{e}"),
             }
         }
     }
@@ -142,13 +146,27 @@ impl Repl {
 
     /// Runs one input; prints its value or its error.
     pub fn eval(&mut self, src: &str) {
+        if let Some(v) = self.run_input(src) {
+            self.print_value(v);
+        }
+    }
+
+    /// Compiles and runs one input; its value, or None after printing its error.
+    fn run_input(&mut self, src: &str) -> Option<Dynamic> {
+        if src.trim() == "this" {
+            if let Some(s) = &self.session {
+                outln!("{}", s.describe());
+                return None;
+            }
+        }
         let input = match self.engine.compile_with_scope(&self.scope, src) {
             Ok(a) => a,
             Err(e) => {
-                err!("{}", ScriptError::from_parse(&e, NAME, src));
-                return;
+                errorln!("{}", ScriptError::from_parse(&e, NAME, src).to_string().trim_end());
+                return None;
             }
         };
+        crate::script::error::remember_closures(&input, NAME);
         let ast = self.functions().merge(&input);
         self.this_in();
         signal::reset();
@@ -156,8 +174,11 @@ impl Repl {
         self.this_out();
         self.fns = self.fns.merge(&input.clone_functions_only());
         match r {
-            Ok(v) => self.print_value(v),
-            Err(e) => report(&e, NAME, src),
+            Ok(v) => Some(v),
+            Err(e) => {
+                report(&e, NAME, src);
+                None
+            }
         }
     }
 
@@ -167,10 +188,16 @@ impl Repl {
         }
     }
 
-    /// A value as `print` shows it (tensors as PyTorch does); strings quoted.
+    /// A value as `print` shows it (tensors as PyTorch does); strings quoted; a module as
+    /// PyTorch's repr.
     fn show_value(&self, v: Dynamic) -> String {
         if v.is_string() {
             return format!("{:?}", v.to_string());
+        }
+        if let Some(m) = v.read_lock::<rhai::Map>() {
+            if crate::nn::tree::is_module(&m) {
+                return crate::nn::repr::module_repr(&m, None);
+            }
         }
         let mut scope = Scope::new();
         scope.push_dynamic("__value", v.clone());
@@ -180,7 +207,7 @@ impl Repl {
     fn command(&mut self, c: Command) {
         if let Err(e) = self.try_command(c) {
             let e = e.trim_end().to_string();
-            errln!("{}", if e.starts_with("error") { e } else { format!("error: {e}") });
+            errorln!("{e}");
         }
         self.this_in();
     }
@@ -195,7 +222,23 @@ impl Repl {
     fn try_command(&mut self, c: Command) -> Result<(), String> {
         match c {
             Command::Help(None) => out!("{}", commands::help_text()),
-            Command::Help(Some(name)) => out!("{}", crate::script::doc::render(&self.engine, Some(&name))?),
+            Command::Time(src) => {
+                let start = std::time::Instant::now();
+                let v = self.run_input(&src);
+                let wall = start.elapsed().as_secs_f64();
+                if let Some(v) = v {
+                    self.print_value(v);
+                }
+                outln!("Wall time: {}", format_time(wall));
+            }
+            Command::Help(Some(name)) => out!(
+                "{}",
+                crate::script::doc::render(
+                    &self.engine,
+                    Some(&name),
+                    crate::console::terminal_width(crate::console::Stream::Stdout)
+                )?
+            ),
             Command::Load(p) => self.load(&p)?,
             Command::Reload => {
                 let p = self.loaded.clone().ok_or("nothing loaded yet: use :load FILE")?;
@@ -277,6 +320,32 @@ impl Repl {
     }
 }
 
+/// `NAME?`, `?NAME`, `help(NAME)`, `help()`: a request for a function's docs (Some(None): the
+/// REPL's help), as IPython's `?` and Python's `help`.
+fn help_request(t: &str) -> Option<Option<String>> {
+    if t.starts_with(':') {
+        return None;
+    }
+    let is_path = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == ':' || c == '.');
+    if let Some(inner) = t.strip_prefix("help(").and_then(|r| r.strip_suffix(')')) {
+        let inner = inner.trim();
+        return if inner.is_empty() { Some(None) } else { is_path(inner).then(|| Some(inner.to_string())) };
+    }
+    let name = t.strip_suffix('?').or_else(|| t.strip_prefix('?'))?.trim();
+    is_path(name).then(|| Some(name.to_string()))
+}
+
+/// IPython's `%time` duration: three significant digits in s, ms, µs or ns.
+fn format_time(secs: f64) -> String {
+    let (v, unit) = match secs {
+        s if s >= 1.0 => (s, "s"),
+        s if s >= 1e-3 => (s * 1e3, "ms"),
+        s if s >= 1e-6 => (s * 1e6, "µs"),
+        s => (s * 1e9, "ns"),
+    };
+    format!("{} {unit}", crate::pyfmt::format_g(v, 3))
+}
+
 /// Prints a runtime error as the CLI does (Ctrl-C shows as "interrupted").
 fn report(e: &EvalAltResult, file: &str, source: &str) {
     let mut inner = e;
@@ -287,7 +356,7 @@ fn report(e: &EvalAltResult, file: &str, source: &str) {
         errln!("interrupted");
         return;
     }
-    err!("{}", ScriptError::from_eval(e, file, source, None));
+    errorln!("{}", ScriptError::from_eval(e, file, source, None).to_string().trim_end());
 }
 
 /// `lt repl [script]`.
@@ -295,14 +364,14 @@ pub fn main(script: Option<&Path>, sets: &[String]) -> ExitCode {
     let mut repl = match Repl::new(sets.to_vec()) {
         Ok(r) => r,
         Err(e) => {
-            errln!("error: {e}");
+            errorln!("{e}");
             return ExitCode::FAILURE;
         }
     };
     let _sigint = signal::SigintGuard::install();
     if let Some(p) = script {
         if let Err(e) = repl.load(p) {
-            errln!("{}", e.trim_end());
+            errorln!("{}", e.trim_end());
         }
     }
     let mut input = Input::open(repl.vars.clone());

@@ -27,6 +27,7 @@ pub fn register(engine: &mut Engine) -> Result<(), String> {
 /// Runs a REPL that interrupts a run, owning the terminal: the pause-key watcher is parked and
 /// Ctrl-C cancels evaluations. Once piped stdin has ended, later breakpoints continue at once.
 fn run_paused(repl: &mut Repl) -> Exit {
+    crate::console::bars_abandon();
     let _parked = super::keypress::park_current();
     let _sigint = signal::SigintGuard::install();
     let mut input = Input::open(repl.vars.clone());

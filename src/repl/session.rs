@@ -64,6 +64,30 @@ impl Session {
         Ok(())
     }
 
+    /// What `this` shows at the prompt: the module as PyTorch's repr (named after the script, as
+    /// a LightningModule is after its class), then Lightning's model summary.
+    pub fn describe(&self) -> String {
+        let stem = self.module.script.name();
+        let stem = std::path::Path::new(&stem).file_stem().map_or("Module".into(), |s| s.to_string_lossy().to_string());
+        let name: String = stem
+            .split(['_', '-', '.'])
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let mut c = p.chars();
+                c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+            })
+            .collect();
+        let repr = match self.module.this.read_lock::<rhai::Map>() {
+            Some(m) => crate::nn::repr::module_repr(&m, Some(&name)),
+            None => self.module.this.to_string(),
+        };
+        use crate::trainer::module::LightningModule;
+        match self.module.summary(1) {
+            Some(s) => format!("{repr}\n{s}"),
+            None => repr,
+        }
+    }
+
     /// `name = value` lines of callback_metrics.
     pub fn metrics(&self) -> String {
         let s = self.trainer.state.borrow();

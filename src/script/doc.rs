@@ -91,18 +91,102 @@ fn first_line(doc: &str) -> &str {
     doc.lines().next().unwrap_or("")
 }
 
-/// `lt doc`: one line per overload; `lt doc name`: full docs of the matching functions.
-pub fn render(engine: &Engine, query: Option<&str>) -> Result<String, String> {
+/// The width of the signature column in a listing.
+const SIG_COLUMN: usize = 60;
+
+/// One line per overload: the signature, then the first line of its doc, wrapped to `width`
+/// under its column (or on lines of its own below a signature wider than the column).
+fn listing(docs: &[&FnDoc], width: Option<usize>, colour: bool) -> String {
+    use crate::console::style::{paint_if, wrap, Style};
+    let mut out = String::new();
+    for d in docs {
+        let sig = paint_if(colour, Style::Name, &d.signature);
+        let first = first_line(&d.doc);
+        let Some(w) = width else {
+            let pad = " ".repeat(SIG_COLUMN.saturating_sub(d.signature.chars().count()));
+            out.push_str(&format!("{sig}{pad} {first}\n"));
+            continue;
+        };
+        let sig_len = d.signature.chars().count();
+        if sig_len < SIG_COLUMN && w >= SIG_COLUMN + 1 + 30 {
+            let lines = wrap(first, w - SIG_COLUMN - 1);
+            let pad = " ".repeat(SIG_COLUMN - sig_len);
+            out.push_str(&format!("{sig}{pad} {}\n", lines.first().map_or("", String::as_str)));
+            for l in lines.iter().skip(1) {
+                out.push_str(&format!("{} {l}\n", " ".repeat(SIG_COLUMN)));
+            }
+        } else {
+            out.push_str(&format!("{sig}\n"));
+            for l in wrap(first, w.saturating_sub(4).max(20)) {
+                out.push_str(&format!("    {l}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// A doc comment indented by 4, its prose wrapped to `width` (code blocks as they are).
+fn doc_body(doc: &str, width: Option<usize>) -> String {
+    let mut out = String::new();
+    let mut in_code = false;
+    for l in doc.lines() {
+        if l.trim_start().starts_with("```") {
+            in_code = !in_code;
+            out.push_str(&format!("    {l}\n"));
+            continue;
+        }
+        match width {
+            Some(w) if !in_code && !l.trim().is_empty() => {
+                let lead = l.len() - l.trim_start().len();
+                let indent = " ".repeat(4 + lead);
+                for part in crate::console::style::wrap(l.trim_start(), w.saturating_sub(4 + lead).max(20)) {
+                    out.push_str(&format!("{indent}{part}\n"));
+                }
+            }
+            _ if l.trim().is_empty() => out.push('\n'),
+            _ => out.push_str(&format!("    {l}\n")),
+        }
+    }
+    out
+}
+
+/// The namespace a query names (`nn::`, `nn`, `nn::init`), if it is one.
+fn namespace_of<'a>(docs: &[FnDoc], q: &'a str) -> Option<&'a str> {
+    let ns = q.strip_suffix("::").unwrap_or(q);
+    let prefix = format!("{ns}::");
+    (!ns.is_empty() && docs.iter().any(|d| d.qualified.starts_with(&prefix))).then_some(ns)
+}
+
+/// The names closest to a misspelt `q`: those that contain it, and those a few edits away
+/// (compared with the whole name and with its last part), closest first.
+pub fn suggestions(docs: &[FnDoc], q: &str) -> Vec<String> {
+    let names: std::collections::BTreeSet<&str> = docs.iter().map(|d| d.qualified.as_str()).collect();
+    let budget = (q.chars().count() / 3).max(1);
+    let mut scored: Vec<(usize, &str)> = names
+        .into_iter()
+        .filter_map(|n| {
+            let short = n.rsplit("::").next().unwrap_or(n).trim_start_matches('.');
+            if n.contains(q) {
+                return Some((0, n));
+            }
+            let d = crate::trainer::hooks::edit_distance(q, short).min(crate::trainer::hooks::edit_distance(q, n));
+            (d <= budget).then_some((d, n))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(12).map(|(_, n)| n.to_string()).collect()
+}
+
+/// `lt doc`: one line per overload; `lt doc name`: full docs of the matching functions;
+/// `lt doc nn::`: the functions of a namespace. Prose wraps to `width` (None: no wrapping).
+pub fn render(engine: &Engine, query: Option<&str>, width: Option<usize>) -> Result<String, String> {
+    let colour = crate::console::style::colour(crate::console::Stream::Stdout);
     let docs = all_docs(engine)?;
     let mut out = String::new();
     match query {
-        None => {
-            for d in &docs {
-                out.push_str(&format!("{:<60} {}\n", d.signature, first_line(&d.doc)));
-            }
-        }
+        None => out = listing(&docs.iter().collect::<Vec<_>>(), width, colour),
         Some(q) => {
-            let q = q.trim_start_matches('.');
+            let q = q.trim().trim_start_matches('.');
             let hits: Vec<&FnDoc> = docs
                 .iter()
                 .filter(|d| {
@@ -111,28 +195,37 @@ pub fn render(engine: &Engine, query: Option<&str>) -> Result<String, String> {
                 })
                 .collect();
             if hits.is_empty() {
-                let near: Vec<&str> = docs
-                    .iter()
-                    .map(|d| d.qualified.as_str())
-                    .filter(|n| n.contains(q))
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .take(20)
-                    .collect();
-                return Err(if near.is_empty() {
-                    format!("no function named '{q}'; `lt doc` lists them all")
-                } else {
-                    format!("no function named '{q}'; did you mean: {}", near.join(", "))
+                if let Some(ns) = namespace_of(&docs, q) {
+                    let prefix = format!("{ns}::");
+                    let inside: Vec<&FnDoc> = docs.iter().filter(|d| d.qualified.starts_with(&prefix)).collect();
+                    let subs: std::collections::BTreeSet<String> = inside
+                        .iter()
+                        .filter_map(|d| {
+                            d.qualified[prefix.len()..].split_once("::").map(|(s, _)| format!("{prefix}{s}::"))
+                        })
+                        .collect();
+                    if !subs.is_empty() {
+                        out.push_str(&format!("namespaces: {}\n\n", subs.into_iter().collect::<Vec<_>>().join(", ")));
+                    }
+                    out.push_str(&listing(&inside, width, colour));
+                    return Ok(out);
+                }
+                let near = suggestions(&docs, q);
+                return Err(match near.as_slice() {
+                    [] => format!("no function named '{q}'; `lt doc` lists them all"),
+                    [one] => format!("no function named '{q}'; did you mean {one}?"),
+                    many => format!("no function named '{q}'; did you mean: {}", many.join(", ")),
                 });
             }
             let mut last_doc = String::new();
             for d in hits {
-                out.push_str(&format!("{}\n", d.signature));
+                out.push_str(&format!(
+                    "{}\n",
+                    crate::console::style::paint_if(colour, crate::console::Style::Name, &d.signature)
+                ));
                 if d.doc != last_doc {
                     out.push('\n');
-                    for l in d.doc.lines() {
-                        out.push_str(&format!("    {l}\n"));
-                    }
+                    out.push_str(&doc_body(&d.doc, width));
                     out.push('\n');
                     last_doc = d.doc.clone();
                 }

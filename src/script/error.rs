@@ -1,6 +1,7 @@
 //! Script errors as users read them: the message, `file:line:col`, the source line with a caret,
 //! the chain of script functions that led there, and the hook that was running.
 use rhai::{EvalAltResult, ParseError, Position};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One frame of the script call chain: a function and where it was called.
@@ -9,6 +10,17 @@ pub struct Frame {
     pub function: String,
     pub source: Option<String>,
     pub position: Position,
+}
+
+impl Frame {
+    /// `fn name`, or `the closure |x| at m.rhai:3:12`.
+    fn described(&self) -> String {
+        if self.function.starts_with("the closure") {
+            self.function.clone()
+        } else {
+            format!("fn {}", self.function)
+        }
+    }
 }
 
 /// A script failure, ready to print.
@@ -59,7 +71,7 @@ impl ScriptError {
         let mut cur_file: Option<String> = None;
         while let EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) = cur {
             chain.push(Frame {
-                function: name.clone(),
+                function: closure_name(name).unwrap_or_else(|| name.clone()),
                 source: Some(cur_file.clone().unwrap_or_else(|| file.to_string())),
                 position: *pos,
             });
@@ -91,8 +103,44 @@ impl ScriptError {
     }
 }
 
+/// Where each closure of the compiled scripts is defined: Rhai names a closure `anon$<hash>`,
+/// which tells a user nothing; errors name its file, line and parameters instead.
+static CLOSURES: std::sync::Mutex<BTreeMap<String, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Records the closures of `ast` (compiled from `file`).
+pub fn remember_closures(ast: &rhai::AST, file: &str) {
+    let mut known = CLOSURES.lock().unwrap_or_else(|e| e.into_inner());
+    for (_, _, name, _, def) in ast.shared_lib().iter_script_fn_info() {
+        if name.starts_with("anon$") {
+            let pos = def.body.start_position();
+            let at = match (pos.line(), pos.position()) {
+                (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+                (Some(l), None) => format!("{file}:{l}"),
+                _ => file.to_string(),
+            };
+            let params: Vec<&str> = def.params.iter().map(|p| p.as_str()).collect();
+            known.insert(name.to_string(), format!("the closure |{}| at {at}", params.join(", ")));
+        }
+    }
+}
+
+/// `the closure |x, y| at m.rhai:3:12` for a closure's internal name.
+fn closure_name(name: &str) -> Option<String> {
+    CLOSURES.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+}
+
 fn message_of(e: &EvalAltResult) -> String {
     match e {
+        // a closure called with the wrong arguments: say which closure, and what it takes
+        EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with("anon$") => {
+            let (name, args) = sig.split_once(" (").unwrap_or((sig, ")"));
+            let args = args.trim_end_matches(')');
+            let given = if args.trim().is_empty() { 0 } else { args.split(',').count() };
+            match closure_name(name) {
+                Some(c) => format!("{c} cannot be called with {given} argument(s) ({args})"),
+                None => format!("a closure cannot be called with {given} argument(s) ({args})"),
+            }
+        }
         EvalAltResult::ErrorRuntime(v, _) => match v.clone().into_immutable_string() {
             Ok(s) => s.to_string(),
             Err(_) => format!("{v}"),
@@ -108,6 +156,15 @@ fn message_of(e: &EvalAltResult) -> String {
             .into_immutable_string()
             .map(|s| s.to_string())
             .unwrap_or_else(|_| "interrupted (Ctrl-C)".into()),
+        // `y.shape()` for the property `y.shape`
+        EvalAltResult::ErrorFunctionNotFound(sig, _)
+            if sig.split_once(" (").is_some_and(|(name, args)| {
+                crate::script::registry::is_property(name) && !args.trim_end_matches(')').contains(',')
+            }) =>
+        {
+            let name = sig.split_once(" (").map_or(sig.as_str(), |(n, _)| n);
+            format!("Function not found: {sig}; `{name}` is a property: write `.{name}` without parentheses")
+        }
         other => {
             // Rhai's Display appends " (line x, position y)"; the location is printed separately.
             let s = other.to_string();
@@ -143,8 +200,8 @@ impl fmt::Display for ScriptError {
         for frame in self.chain.iter().rev() {
             let file = frame.source.clone().unwrap_or_else(|| self.file.clone());
             match (frame.position.line(), frame.position.position()) {
-                (Some(l), Some(c)) => writeln!(f, "  in fn {}, called at {file}:{l}:{c}", frame.function)?,
-                _ => writeln!(f, "  in fn {}", frame.function)?,
+                (Some(l), Some(c)) => writeln!(f, "  in {}, called at {file}:{l}:{c}", frame.described())?,
+                _ => writeln!(f, "  in {}", frame.described())?,
             }
         }
         if let Some(h) = &self.hook {

@@ -20,39 +20,79 @@ pub struct Registry {
     volatile_next: bool,
 }
 
-/// Maps a Rust type name to the name a script user sees.
-pub fn script_type_name(rust: &str) -> String {
-    let t = rust.trim().trim_start_matches("&mut ").trim_start_matches('&');
-    if let Some(inner) = t.strip_prefix("core::result::Result<").or_else(|| t.strip_prefix("Result<")) {
-        // Result<T, Box<EvalAltResult>> shows as T
-        let inner = inner.split(',').next().unwrap_or(inner);
-        return script_type_name(inner);
-    }
-    if t.contains("BTreeMap<") {
-        return "map".into();
-    }
-    if t.contains("Vec<Dynamic>") || t.contains("SmallVec<") {
-        return "array".into();
-    }
-    let last = t.rsplit("::").next().unwrap_or(t);
-    match last {
-        "i64" | "INT" => "int".into(),
-        "f64" | "FLOAT" => "float".into(),
-        "bool" => "bool".into(),
-        "ImmutableString" | "String" | "str" => "string".into(),
-        "Dynamic" => "any".into(),
-        "Array" | "Vec<Dynamic>" => "array".into(),
-        "Map" | "BTreeMap<SmartString, Dynamic>" => "map".into(),
-        "FnPtr" => "fn".into(),
-        "()" => "()".into(),
-        other => {
-            if let Some(inner) = other.strip_prefix("Result<") {
-                // Result<T, Box<EvalAltResult>> shows as T
-                let inner = inner.split(',').next().unwrap_or(inner);
-                return script_type_name(inner);
-            }
-            other.to_string()
+/// The names of the properties registered (`shape`, `grad`, …), for the hint that `x.shape()`
+/// is `x.shape`.
+static PROPERTIES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether some type has a property `name`.
+pub fn is_property(name: &str) -> bool {
+    PROPERTIES.lock().unwrap_or_else(|e| e.into_inner()).contains(name)
+}
+
+/// Drops the module paths of every type in a Rust type name
+/// (`alloc::vec::Vec<rhai::Dynamic>` → `Vec<Dynamic>`).
+fn short_paths(t: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    for c in t.chars().chain(std::iter::once(' ')) {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            out.push_str(word.rsplit("::").next().unwrap_or(&word));
+            word.clear();
+            out.push(c);
         }
+    }
+    out.pop();
+    out
+}
+
+/// Splits generic arguments at their top-level commas.
+fn generic_args(args: &str) -> Vec<&str> {
+    let (mut depth, mut start, mut out) = (0usize, 0usize, Vec::new());
+    for (i, c) in args.char_indices() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(args[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(args[start..].trim());
+    out
+}
+
+/// Maps a Rust type name to the name a script user sees: `int`, `float`, `string`, `array`,
+/// `map`, `fn`, `any`, or the type's own name (`Tensor`); a `Result` shows as its value.
+pub fn script_type_name(rust: &str) -> String {
+    let t = short_paths(rust.trim());
+    let t = t.trim().trim_start_matches("&mut ").trim_start_matches('&').trim();
+    if let Some((name, rest)) = t.split_once('<') {
+        let args = generic_args(rest.strip_suffix('>').unwrap_or(rest));
+        return match name {
+            "Result" | "RhaiResultOf" => script_type_name(args[0]),
+            "Vec" | "SmallVec" | "StaticVec" | "FnArgsVec" => "array".into(),
+            "BTreeMap" | "HashMap" => "map".into(),
+            "Option" => format!("{}?", script_type_name(args[0])),
+            "Box" | "Rc" | "Shared" => script_type_name(args[0]),
+            _ => format!("{name}<{}>", args.iter().map(|a| script_type_name(a)).collect::<Vec<_>>().join(", ")),
+        };
+    }
+    match t {
+        "i64" | "i32" | "usize" | "INT" => "int".into(),
+        "f64" | "f32" | "FLOAT" => "float".into(),
+        "bool" => "bool".into(),
+        "ImmutableString" | "String" | "str" | "SmartString" => "string".into(),
+        "Dynamic" | "RhaiResult" => "any".into(),
+        "Array" => "array".into(),
+        "Map" => "map".into(),
+        "FnPtr" => "fn".into(),
+        "Blob" => "blob".into(),
+        other => other.to_string(),
     }
 }
 
@@ -103,6 +143,7 @@ impl Registry {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, 1, X, R, F> + 'static,
     {
+        PROPERTIES.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string());
         self.func_with("", FuncRegistration::new_getter(name), false, String::new(), "self", doc, func)
     }
 

@@ -131,6 +131,7 @@ impl Script {
         let mut ast =
             engine.compile(&source).map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;
         ast.set_source(name.clone());
+        crate::script::error::remember_closures(&ast, &name);
         register_top_level_imports(&mut engine, &ast)
             .map_err(|e| LoadError::Script(ScriptError::from_eval(&e, &name, &source, None)))?;
         Ok(Script { engine, ast, path: path.to_path_buf(), source })

@@ -208,13 +208,13 @@ impl Trainer {
                 Ok(_) if !Checkpoint::is_checkpoint(p) => "it is not an lt checkpoint",
                 Ok(_) => {
                     if let Err(e) = std::fs::remove_file(p) {
-                        errln!("warning: cannot remove {}: {e}", p.display());
+                        warnln!("cannot remove {}: {e}", p.display());
                     }
                     return;
                 }
             }
         };
-        errln!("warning: not removing {}: {why}", p.display());
+        warnln!("not removing {}: {why}", p.display());
     }
 
     /// Restores everything a checkpoint holds; called after configure_optimizers. The metadata is
@@ -271,8 +271,8 @@ impl Trainer {
         let configured: Vec<String> = self.callbacks.iter().map(|c| c.state_key()).collect();
         let unmatched: Vec<&String> = cbs.keys().filter(|k| !configured.contains(k)).collect();
         if !unmatched.is_empty() && self.state.borrow().global_rank == 0 {
-            errln!(
-                "warning: the checkpoint holds the state of callbacks this run does not have, so it is not restored: {unmatched:?}. Callbacks used to create the checkpoint need to be configured again to resume their state (as in Lightning)."
+            warnln!(
+                "the checkpoint holds the state of callbacks this run does not have, so it is not restored: {unmatched:?}. Callbacks used to create the checkpoint need to be configured again to resume their state (as in Lightning)."
             );
         }
         {

@@ -66,13 +66,15 @@ impl Trainer {
             };
             loader.start_epoch(epoch)?;
             self.state.borrow_mut().dataloader_idx = dl_idx;
-            let label = match (kind, sanity) {
-                (_, true) => "Sanity Checking",
-                (StepKind::Test, _) => "Testing",
-                _ => "Validation",
+            // Lightning's descriptions (`DataLoader 0` even for one loader); validation during a
+            // fit interrupts the epoch's bar, the sanity check's bar goes once it ends
+            let (label, role) = match (kind, sanity) {
+                (_, true) => ("Sanity Checking", progress::Role::Transient),
+                (StepKind::Test, _) => ("Testing", progress::Role::Leave),
+                _ if prev_stage == RunningStage::Training => ("Validation", progress::Role::Below),
+                _ => ("Validation", progress::Role::Leave),
             };
-            self.eval_progress.version = self.progress.version;
-            self.eval_progress.start(&if several { format!("{label} DataLoader {dl}") } else { label.to_string() }, n);
+            self.eval_progress.start(&format!("{label} DataLoader {dl}"), n, role);
             let mut i = 0;
             loop {
                 if n.is_some_and(|n| i >= n) {
@@ -114,8 +116,9 @@ impl Trainer {
                 self.eval_progress.advance(&BTreeMap::new());
                 i += 1;
             }
-            let shown = self.state.borrow().eval_results.epoch_metrics()?.progress_bar;
-            self.eval_progress.finish(&shown);
+            // as Lightning's, the evaluation bars show no values (the epoch's bar and the results
+            // table do)
+            self.eval_progress.finish(&BTreeMap::new());
             // Lightning's `_store_dataloader_outputs`: the loader's epoch values are visible from
             // here on (not during a sanity check)
             let mut s = self.state.borrow_mut();
@@ -173,6 +176,7 @@ impl Trainer {
             StepKind::Test => ("test", LoaderStage::Test),
             _ => ("validate", LoaderStage::Val),
         };
+        let _bars = progress::BarsGuard;
         self.seed()?;
         self.eval_seen.clear();
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
@@ -194,6 +198,7 @@ impl Trainer {
             ));
         }
         let mut loaders = m.loaders(loader_stage)?;
+        self.check_loaders(&loaders, loader_stage);
         let r = if loaders.is_empty() && optional {
             Ok(None)
         } else if loaders.is_empty() {
@@ -239,16 +244,17 @@ impl Trainer {
             }
         }
         keys.sort();
-        let mut table = comfy_table::Table::new();
-        table.load_preset(comfy_table::presets::UTF8_FULL);
+        // as Lightning's (rich) table: bold headers, metric names cyan, values magenta
+        use comfy_table::{Cell, Color};
+        let mut table = crate::console::style::table(crate::console::Stream::Stdout);
         let mut header = vec![format!("{kind} metric")];
         header.extend((0..results.len()).map(|i| format!("DataLoader {i}")));
-        table.set_header(header);
+        table.set_header(crate::console::style::header(header));
         for k in keys {
-            let mut row = vec![k.clone()];
+            let mut row = vec![Cell::new(&k).fg(Color::Cyan)];
             for (i, r) in results.iter().enumerate() {
                 let v = r.get(&k).or_else(|| r.get(&format!("{k}/dataloader_idx_{i}")));
-                row.push(v.map(|v| format!("{v}")).unwrap_or_default());
+                row.push(Cell::new(v.map(|v| format!("{v}")).unwrap_or_default()).fg(Color::Magenta));
             }
             table.add_row(row);
         }

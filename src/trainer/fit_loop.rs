@@ -16,6 +16,7 @@ impl Trainer {
         ckpt: Option<&crate::checkpoint::Checkpoint>,
     ) -> Result<(), String> {
         let _deadline = deadline::Guard::start(self.config.max_time);
+        let _bars = progress::BarsGuard;
         self.seed()?;
         self.eval_seen.clear();
         {
@@ -111,6 +112,7 @@ impl Trainer {
             self.call(m, Hook::OnSanityCheckStart, HookArgs::None)?;
             val_loaders = m.loaders(LoaderStage::Val)?;
             self.distribute(&mut val_loaders)?;
+            self.check_loaders(&val_loaders, LoaderStage::Val);
             let limit = if self.config.num_sanity_val_steps < 0 {
                 None
             } else {
@@ -131,12 +133,15 @@ impl Trainer {
 
         let mut train_loaders = m.loaders(LoaderStage::Train)?;
         self.distribute(&mut train_loaders)?;
+        self.check_loaders(&train_loaders, LoaderStage::Train);
         let mut train = Self::first_loader(train_loaders, "train_dataloader")?;
         if has_val && !sanity {
             val_loaders = m.loaders(LoaderStage::Val)?;
             self.distribute(&mut val_loaders)?;
+            self.check_loaders(&val_loaders, LoaderStage::Val);
         }
         let n_batches = self.train_batches(train.as_ref());
+        self.check_fit_data(m, n_batches);
         if let (Some(n), Limit::Count(k), Some(_)) =
             (n_batches, self.config.val_check_interval, self.config.check_val_every_n_epoch)
         {

@@ -177,7 +177,7 @@ pub fn module_hook_warning(name: &str) -> Option<String> {
     if let Some(h) = Hook::ALL.iter().find(|h| h.name() == name) {
         return match h.listeners() {
             Listeners::CallbacksOnly => Some(format!(
-                "warning: fn {name} is a Callback hook in Lightning, not a LightningModule hook: lt does not call it on the module; put it in a map returned by callbacks()"
+                "fn {name} is a Callback hook in Lightning, not a LightningModule hook: lt does not call it on the module; put it in a map returned by callbacks()"
             )),
             _ => None,
         };
@@ -209,7 +209,7 @@ pub fn callback_hook_warning(key: &str) -> Option<String> {
     }
     if Hook::ALL.iter().any(|h| h.name() == key) || MODULE_FUNCTIONS.contains(&key) {
         return Some(format!(
-            "warning: callback function {key} is a LightningModule hook, not a Callback hook: lt does not call it on callbacks; define fn {key} in the module"
+            "callback function {key} is a LightningModule hook, not a Callback hook: lt does not call it on callbacks; define fn {key} in the module"
         ));
     }
     Some(not_a_hook(&format!("callback function {key}"), key, Listeners::ModuleOnly))
@@ -221,13 +221,13 @@ fn not_a_hook(what: &str, name: &str, excluded: Listeners) -> String {
     let closest =
         Hook::ALL.iter().filter(|h| h.listeners() != excluded).map(|h| h.name()).min_by_key(|h| edit_distance(name, h));
     match closest {
-        Some(c) => format!("warning: {what} is not a hook lt calls; did you mean {c}?"),
-        None => format!("warning: {what} is not a hook lt calls"),
+        Some(c) => format!("{what} is not a hook lt calls; did you mean {c}?"),
+        None => format!("{what} is not a hook lt calls"),
     }
 }
 
 /// Levenshtein distance (for "did you mean").
-fn edit_distance(a: &str, b: &str) -> usize {
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -42,6 +42,16 @@ impl StepKind {
     }
 }
 
+/// What a loader says about itself to the Trainer's checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoaderTraits {
+    pub num_workers: usize,
+    /// Its sampler draws a random order.
+    pub shuffled: bool,
+    /// Worker threads would speed it up (its dataset does work per sample, off the script's thread).
+    pub workers_help: bool,
+}
+
 /// A source of batches for one loop.
 pub trait BatchLoader<B> {
     /// Number of batches per epoch, when known.
@@ -57,6 +67,11 @@ pub trait BatchLoader<B> {
     /// Under DDP: this rank's share of every epoch (the Trainer injects it, as Lightning injects a
     /// DistributedSampler).
     fn set_distributed(&mut self, rank: usize, world_size: usize) -> Result<(), String>;
+    /// What the Trainer's loader checks read (Lightning's `_worker_check` and the shuffled
+    /// evaluation loader warning); None for a loader that cannot tell (an array of batches).
+    fn traits(&self) -> Option<LoaderTraits> {
+        None
+    }
     /// The dataset indices of the batch returned last, when the loader knows them (Lightning's
     /// `current_batch_indices`).
     fn last_batch_indices(&self) -> Option<Vec<usize>> {
@@ -183,6 +198,11 @@ pub trait LightningModule {
     /// Whether the module itself defines the step function (a callback cannot).
     fn has_step(&self, kind: StepKind) -> bool {
         self.has_hook(kind.hook())
+    }
+    /// Whether the module (or its datamodule) defines the `*_dataloader` hook of `stage`; None
+    /// when it cannot tell (then the Trainer does not warn about a loader without its step).
+    fn defines_loader(&self, _stage: LoaderStage) -> Option<bool> {
+        None
     }
     /// Calls the module's hook `name` (and its datamodule's, for data hooks); `Some(n)` when it
     /// returned an int (on_train_batch_start's -1 skips the rest of the epoch).

@@ -4,6 +4,7 @@ use super::*;
 impl Trainer {
     /// `trainer.predict(model)`: the outputs of predict_step, per dataloader.
     pub fn predict<M: LightningModule>(&mut self, m: &mut M) -> Result<Vec<Vec<M::Output>>, String> {
+        let _bars = progress::BarsGuard;
         self.seed()?;
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
         self.state.borrow_mut().stage = RunningStage::Predicting;
@@ -15,6 +16,7 @@ impl Trainer {
             return Err("`predict` needs `fn predict_step(batch, batch_idx)` in the script".into());
         }
         let mut loaders = m.loaders(LoaderStage::Predict)?;
+        self.check_loaders(&loaders, LoaderStage::Predict);
         if loaders.is_empty() {
             return Err("predict_dataloader returned no dataloader".into());
         }
@@ -29,6 +31,7 @@ impl Trainer {
             let dl_idx = if several { Some(dl) } else { None };
             let n = self.config.limit_predict_batches.apply(loader.len());
             loader.start_epoch(0)?;
+            self.eval_progress.start(&format!("Predicting DataLoader {dl}"), n, progress::Role::Leave);
             let mut outs = Vec::new();
             let mut i = 0;
             loop {
@@ -54,8 +57,10 @@ impl Trainer {
                     HookArgs::BatchEnd { outputs: &out, batch: &batch, batch_idx: i, dataloader_idx: dl_idx },
                 )?;
                 outs.push(out);
+                self.eval_progress.advance(&BTreeMap::new());
                 i += 1;
             }
+            self.eval_progress.finish(&BTreeMap::new());
             all.push(outs);
         }
         self.call(m, Hook::OnPredictEpochEnd, HookArgs::None)?;

@@ -65,7 +65,7 @@ impl Trainer {
             s.dataloader_idx = None;
             s.in_batch = false;
         }
-        self.progress.start(&format!("Epoch {epoch}"), n_batches);
+        self.progress.start(&format!("Epoch {epoch}"), n_batches, progress::Role::Leave);
         if resuming == 0 {
             self.call(m, Hook::OnTrainEpochStart, HookArgs::None)?;
         }

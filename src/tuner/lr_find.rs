@@ -252,6 +252,8 @@ pub fn plot(res: &LrFindResult) -> crate::plot::Panel {
     crate::plot::Panel {
         title: "LR finder".into(),
         x_label: "log10(learning rate)".into(),
+        y_label: "smoothed loss".into(),
+        log_y: false,
         series: vec![("smoothed loss".into(), pts)],
         marker: res.optimal_idx.map(|i| (res.lrs[i].log10(), res.losses[i], format!("suggestion {:.3e}", res.lrs[i]))),
     }

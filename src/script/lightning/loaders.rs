@@ -28,6 +28,15 @@ impl BatchLoader<Dynamic> for DataLoaderAdapter {
     fn last_batch_indices(&self) -> Option<Vec<usize>> {
         self.iter.as_ref()?.last_indices().map(|i| i.to_vec())
     }
+    fn traits(&self) -> Option<crate::trainer::module::LoaderTraits> {
+        let l = self.handle.0.borrow();
+        let ds = l.dataset();
+        Some(crate::trainer::module::LoaderTraits {
+            num_workers: l.options().num_workers,
+            shuffled: l.sampler().is_random(),
+            workers_help: ds.per_sample_work() && !ds.thread_bound(),
+        })
+    }
 }
 
 fn trainer_loader(d: &Dynamic) -> Option<Box<dyn BatchLoader<Dynamic>>> {

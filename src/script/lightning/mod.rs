@@ -139,7 +139,7 @@ impl ScriptModule {
         names.sort();
         for name in names {
             if let Some(w) = crate::trainer::hooks::module_hook_warning(name) {
-                errln!("{w} ({})", script.name());
+                warnln!("{w} ({})", script.name());
             }
         }
         let script = Rc::new(script);
@@ -479,7 +479,7 @@ fn script_callbacks(c: Dynamic, what: &str, file: &str) -> Result<Vec<Dynamic>, 
                 .collect();
             keys.sort();
             for w in keys.into_iter().filter_map(crate::trainer::hooks::callback_hook_warning) {
-                errln!("{w} ({file})");
+                warnln!("{w} ({file})");
             }
         } else if c.read_lock::<crate::callbacks::api::NativeCallback>().is_none() {
             return Err(format!(
@@ -557,6 +557,14 @@ impl LightningModule for ScriptModule {
 
     fn has_hook(&self, name: &str) -> bool {
         self.fns.contains_key(name)
+    }
+
+    fn defines_loader(&self, stage: LoaderStage) -> Option<bool> {
+        let name = stage.hook();
+        let in_datamodule = self.datamodule.as_ref().is_some_and(|dm| {
+            dm.read_lock::<Map>().and_then(|m| m.get(name).map(|f| f.is::<rhai::FnPtr>())).unwrap_or(false)
+        });
+        Some(in_datamodule || self.fns.contains_key(name))
     }
 
     fn datamodule_hook(&mut self, name: &str, args: HookArgs<'_, Dynamic, Dynamic>) -> Result<(), String> {
@@ -851,7 +859,7 @@ impl LightningModule for ScriptModule {
             }
             Ok(None) => Ok(None),
             Err(e) => {
-                errln!("{e}");
+                errorln!("{}", e.trim_end());
                 outln!("reload skipped at step {step}: {file} keeps running the old code (see the error above)");
                 Ok(None)
             }
