@@ -91,7 +91,8 @@ impl ScriptError {
     }
 }
 
-fn message_of(e: &EvalAltResult) -> String {
+/// The message of an evaluation error, without its location.
+pub fn message_of(e: &EvalAltResult) -> String {
     match e {
         EvalAltResult::ErrorRuntime(v, _) => match v.clone().into_immutable_string() {
             Ok(s) => s.to_string(),
@@ -107,7 +108,7 @@ fn message_of(e: &EvalAltResult) -> String {
             .clone()
             .into_immutable_string()
             .map(|s| s.to_string())
-            .unwrap_or_else(|_| "interrupted (Ctrl-C)".into()),
+            .unwrap_or_else(|_| crate::repl::signal::INTERRUPTED_MSG.into()),
         other => {
             // Rhai's Display appends " (line x, position y)"; the location is printed separately.
             let s = other.to_string();

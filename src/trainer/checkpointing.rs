@@ -82,6 +82,9 @@ impl Trainer {
                 }
             },
         });
+        if !s.datamodule_hparams.is_null() {
+            meta["datamodule_hyper_parameters"] = s.datamodule_hparams.clone();
+        }
         let scaler = s.scaler.clone();
         drop(s);
         let mut ck = Checkpoint::new(Value::Null);
@@ -314,6 +317,7 @@ const TOP_KEYS: &[&str] = &[
     "global_step",
     "precision",
     "hyper_parameters",
+    "datamodule_hyper_parameters",
     "loops",
     "optimizer_states",
     "lr_schedulers",
