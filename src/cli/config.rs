@@ -257,7 +257,7 @@ fn leaves(
                 }
                 return Ok(());
             }
-            out.insert(key.to_string(), v);
+            out.insert(key.to_string(), typed_like(d, v, section, key)?);
             return Ok(());
         }
         match d {
@@ -266,6 +266,36 @@ fn leaves(
         }
     }
     Ok(())
+}
+
+/// `v` checked against the type of the default `d` (the script's declaration), as LightningCLI
+/// checks against `__init__`'s annotations: a number where a number is declared (an int where an
+/// int is; an int is a float where a float is), a bool, a list; a string default takes any
+/// scalar as its text (`--model.tag=1`); a null default takes anything.
+fn typed_like(d: &Value, v: Value, section: &str, key: &str) -> Result<Value, String> {
+    let want = match (d, &v) {
+        (Value::Null, _) | (_, Value::Null) => return Ok(v),
+        (Value::String(_), Value::String(_)) => return Ok(v),
+        (Value::String(_), Value::Number(_) | Value::Bool(_)) => return Ok(Value::String(v.to_string())),
+        (Value::Bool(_), Value::Bool(_)) => return Ok(v),
+        (Value::Number(dn), Value::Number(vn)) if dn.is_i64() || dn.is_u64() => {
+            if vn.is_i64() || vn.is_u64() {
+                return Ok(v);
+            }
+            "an int"
+        }
+        (Value::Number(_), Value::Number(vn)) => {
+            return Ok(vn.as_f64().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(v))
+        }
+        (Value::Array(_), Value::Array(_)) => return Ok(v),
+        (Value::Number(n), _) if n.is_i64() || n.is_u64() => "an int",
+        (Value::Number(_), _) => "a number",
+        (Value::Bool(_), _) => "true or false",
+        (Value::Array(_), _) => "a list",
+        (Value::Object(_), _) => "a map",
+        (Value::String(_), _) => "a string",
+    };
+    Err(format!("{section}.{key} must be {want} (its default in the script is {d}), got {v}"))
 }
 
 fn declared_by(section: &str) -> &'static str {

@@ -93,6 +93,7 @@ fn unknown_keys_and_classes_are_errors_that_name_the_choices() {
     };
     bad(&["--model.lrr=1"], &["unknown model hyperparameter 'model.lrr'", "did you mean 'lr'?", "lr, opt, tag"]);
     bad(&["--model.opt.nme=adam"], &["'model.opt.nme'", "did you mean 'name'?"]);
+    bad(&["--model.lr=fast"], &["model.lr must be a number (its default in the script is 0.5), got \"fast\""]);
     bad(&["--trainer.max_epoch=1"], &["unknown trainer option 'max_epoch'", "did you mean 'max_epochs'?"]);
     bad(&["--data.batch_size=64"], &["data.batch_size given", "datamodule_hparams()"]);
     std::fs::write(dir.join("top.yaml"), "trainr:\n  max_epochs: 1\n").unwrap();
