@@ -261,11 +261,51 @@ impl Checkpoint {
     /// Reads and validates a checkpoint; refuses files that are truncated, corrupt or not ours, and
     /// (format 2) any whose header or tensors do not match their checksums, naming what differs.
     pub fn load(path: &Path) -> Result<Checkpoint, String> {
+        if crate::nn::io::sniff(path).ok() == Some(crate::nn::io::Format::TorchZip) {
+            return Self::load_lightning(path);
+        }
         let (ck, v) = Self::read_checked(path)?;
         match v.refusal() {
             Some(why) => Err(format!("refusing checkpoint {}: {why}", path.display())),
             None => Ok(ck),
         }
+    }
+
+    /// A Lightning `.ckpt` (`trainer.save_checkpoint`, a torch.save zip archive) read with the
+    /// restricted unpickler, which never runs code: its weights (`state_dict`), `hyper_parameters`,
+    /// `datamodule_hyper_parameters`, `epoch` and `global_step`, as a checkpoint marked
+    /// `source: "lightning"`. It evaluates and loads weights (`lt test --ckpt`,
+    /// `load_from_checkpoint`); a fit cannot resume from it (lt's loop state is not Lightning's).
+    fn load_lightning(path: &Path) -> Result<Checkpoint, String> {
+        let what = path.display();
+        let tree = crate::nn::torch_pickle::load_tree_file(path)
+            .map_err(|e| format!("cannot read checkpoint {what} (a torch.save zip archive): {e}"))?;
+        let Some(top) = tree.value.as_object() else {
+            return Err(format!("{what} is a torch.save file that holds no dict: not a Lightning checkpoint"));
+        };
+        if !top.contains_key("state_dict") {
+            let keys: Vec<&str> = top.keys().map(String::as_str).collect();
+            return Err(format!(
+                "{what} is a torch.save file without a `state_dict` entry (keys: {}): not a Lightning checkpoint; nn::load reads its tensors",
+                keys.join(", ")
+            ));
+        }
+        let mut meta = json!({ "source": "lightning" });
+        for k in [
+            "epoch",
+            "global_step",
+            "hyper_parameters",
+            "datamodule_hyper_parameters",
+            "pytorch-lightning_version",
+            "hparams_name",
+        ] {
+            if let Some(v) = top.get(k) {
+                meta[k] = v.clone();
+            }
+        }
+        let mut ck = Checkpoint::new(meta);
+        ck.add_section("state_dict", tree.section("state_dict"));
+        Ok(ck)
     }
 
     /// `lt ckpt verify`: reads a checkpoint and checks its header and every tensor against their
@@ -282,6 +322,11 @@ impl Checkpoint {
         let refuse = |e: String| format!("refusing checkpoint {}: {e}", path.display());
         if len < 8 {
             return Err(refuse("file too short to be a checkpoint (truncated?)".into()));
+        }
+        if crate::nn::io::sniff(path).ok() == Some(crate::nn::io::Format::TorchZip) {
+            return Err(refuse(
+                "it is a torch.save zip archive (a Lightning .ckpt?), not an lt checkpoint: `lt test --ckpt` and nn::load_from_checkpoint read its weights and hyperparameters, nn::load(path, #{key: \"state_dict\"}) its state_dict".into(),
+            ));
         }
         let (tensors, md) =
             crate::nn::io::read_safetensors_file(path).map_err(|e| refuse(format!("{e}; truncated or corrupt?")))?;

@@ -1,8 +1,10 @@
 //! The `lt` command line.
+pub mod config;
 pub mod dist;
 pub mod predict;
 pub mod train;
 pub mod tune;
+pub mod yaml;
 
 use crate::script::runner::Script;
 use clap::{Parser, Subcommand};
@@ -28,12 +30,24 @@ pub struct Cli {
 pub struct StageArgs {
     /// The .rhai file.
     pub script: PathBuf,
-    /// Override a Trainer option or hyperparameter: --set trainer.max_epochs=3 --set model.lr=0.01
+    /// Override a Trainer option, a hyperparameter or a DataModule hyperparameter:
+    /// --set trainer.max_epochs=3 --set model.lr=0.01 --set data.batch_size=64. LightningCLI's
+    /// spellings --trainer.max_epochs=3, --model.lr 0.01, --data.batch_size=64 and
+    /// --seed_everything=42 are the same.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// A LightningCLI-style YAML config (keys trainer, model, data, seed_everything, ckpt_path;
+    /// trainer.callbacks as class_path/init_args). Repeatable: merged in order, later wins; the
+    /// --set flags win over every config file.
+    #[arg(long = "config", value_name = "FILE")]
+    pub configs: Vec<PathBuf>,
+    /// Print the merged configuration (the script's trainer(), hparams() and datamodule_hparams()
+    /// with every --config and --set applied) as YAML that --config reads back, and exit.
+    #[arg(long = "print_config", alias = "print-config")]
+    pub print_config: bool,
     /// Checkpoint: resume fit from it, or load its weights for validate/test/predict. A path,
-    /// `last` or `best`.
-    #[arg(long)]
+    /// `last` or `best` (also --ckpt_path, as LightningCLI spells it).
+    #[arg(long, alias = "ckpt_path")]
     pub ckpt: Option<String>,
     /// Add a built-in callback, as the script would write it:
     /// --callback 'early_stopping(#{monitor: "val_loss", patience: 3})' (repeatable).
@@ -62,6 +76,8 @@ impl StageArgs {
             dist: Some(&self.dist),
             watch,
             output: None,
+            configs: &self.configs,
+            print_config: self.print_config,
         }
     }
 
@@ -176,7 +192,7 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(config::rewrite_args(std::env::args_os().collect()));
     if cli.version {
         outln!("{}", crate::version_text());
         return ExitCode::SUCCESS;
@@ -186,10 +202,12 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match cmd {
-        Command::Run { stage: a, watch } => match dist::launch_if_needed(&a.dist) {
-            Some(code) => code,
-            None => run(&a, watch),
-        },
+        Command::Run { stage: a, watch } => {
+            match (!a.print_config).then(|| dist::launch_if_needed(&a.dist)).flatten() {
+                Some(code) => code,
+                None => run(&a, watch),
+            }
+        }
         Command::Fit { stage: a, watch } => launch_stage(train::Stage::Fit, &a, watch),
         Command::Validate { stage: a } => launch_stage(train::Stage::Validate, &a, false),
         Command::Test { stage: a } => launch_stage(train::Stage::Test, &a, false),
@@ -277,7 +295,8 @@ fn ckpt_verify(file: &std::path::Path) -> ExitCode {
 
 /// A stage command: the DDP launcher when asked for, else this process runs the stage.
 fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
-    if let Some(code) = dist::launch_if_needed(&a.dist) {
+    // (--print_config prints once, launching nothing)
+    if let Some(code) = (!a.print_config).then(|| dist::launch_if_needed(&a.dist)).flatten() {
         return code;
     }
     let sets = a.all_sets();
@@ -290,7 +309,7 @@ fn launch_stage(stage: train::Stage, a: &StageArgs, watch: bool) -> ExitCode {
 
 /// `lt predict`, with `--output FILE` for the predictions.
 fn launch_predict(a: &StageArgs, output: Option<&std::path::Path>) -> ExitCode {
-    if let Some(code) = dist::launch_if_needed(&a.dist) {
+    if let Some(code) = (!a.print_config).then(|| dist::launch_if_needed(&a.dist)).flatten() {
         return code;
     }
     let sets = a.all_sets();
@@ -326,6 +345,10 @@ fn run(a: &StageArgs, watch: bool) -> ExitCode {
     }
     if !a.sets.is_empty() {
         errorln!("--set applies to module scripts (scripts with a training_step)");
+        return ExitCode::from(2);
+    }
+    if !a.configs.is_empty() || a.print_config {
+        errln!("error: --config and --print_config apply to module scripts (scripts with a training_step)");
         return ExitCode::from(2);
     }
     match script.run(&mut rhai::Scope::new()) {

@@ -1,5 +1,5 @@
 //! `lt fit | validate | test | predict | run` on a module script.
-use crate::script::lightning::{parse_set_value, trainer_options, ScriptModule};
+use crate::script::lightning::{trainer_options, ScriptModule};
 use crate::script::runner::Script;
 use crate::trainer::config::TrainerConfig;
 use crate::trainer::Trainer;
@@ -15,26 +15,6 @@ pub enum Stage {
     Predict,
     /// fit, then test when the script has a test step and test data
     Run,
-}
-
-/// `--set` overrides: (model hyperparameters, Trainer options).
-pub type SetOverrides = (BTreeMap<String, Value>, BTreeMap<String, Value>);
-
-/// Splits `--set trainer.k=v` / `--set model.k=v` into the two override maps.
-pub fn parse_sets(sets: &[String]) -> Result<SetOverrides, String> {
-    let (mut model, mut trainer) = (BTreeMap::new(), BTreeMap::new());
-    for s in sets {
-        let (k, v) = s.split_once('=').ok_or_else(|| format!("--set expects key=value, got '{s}'"))?;
-        let v = parse_set_value(v.trim());
-        if let Some(k) = k.trim().strip_prefix("trainer.") {
-            trainer.insert(k.to_string(), v);
-        } else if let Some(k) = k.trim().strip_prefix("model.") {
-            model.insert(k.to_string(), v);
-        } else {
-            return Err(format!("--set {s}: keys start with `trainer.` or `model.` (e.g. --set trainer.max_epochs=3 --set model.lr=0.01)"));
-        }
-    }
-    Ok((model, trainer))
 }
 
 /// Whether a compiled script is a LightningModule script (it defines training/eval steps).
@@ -112,10 +92,30 @@ fn cli_callback(engine: &rhai::Engine, expr: &str) -> Result<Box<dyn crate::trai
         format!("callbacks::{}", expr.trim_start())
     };
     let v: rhai::Dynamic = engine.eval(&code).map_err(|e| format!("--callback {expr}: {e}"))?;
+    native_callback(v, &format!("--callback {expr}"))
+}
+
+/// A config file's `trainer.callbacks` entry (`class_path` / `init_args`) as the lt callback it
+/// names, built with the init args as its options.
+fn config_callback(
+    engine: &rhai::Engine,
+    entry: &Value,
+) -> Result<Box<dyn crate::trainer::callback::Callback>, String> {
+    let (name, init_args) = super::config::callback_entry(entry)?;
+    let mut scope = rhai::Scope::new();
+    scope.push_dynamic("init_args", crate::script::lightning::from_json(&init_args));
+    let what = format!("trainer.callbacks: {}", entry.get("class_path").and_then(Value::as_str).unwrap_or(name));
+    let v: rhai::Dynamic = engine
+        .eval_with_scope(&mut scope, &format!("callbacks::{name}(init_args)"))
+        .map_err(|e| format!("{what}: {}", crate::script::error::message_of(&e)))?;
+    native_callback(v, &what)
+}
+
+fn native_callback(v: rhai::Dynamic, what: &str) -> Result<Box<dyn crate::trainer::callback::Callback>, String> {
     let cb = v
         .try_cast::<crate::callbacks::api::NativeCallback>()
-        .ok_or_else(|| format!("--callback {expr}: not a callback (try `lt doc callbacks::` for the list)"))?;
-    cb.take().ok_or_else(|| format!("--callback {expr}: this callback was already used"))
+        .ok_or_else(|| format!("{what}: not a callback (try `lt doc callbacks::` for the list)"))?;
+    cb.take().ok_or_else(|| format!("{what}: this callback was already used"))
 }
 
 /// What a stage command was asked besides the script.
@@ -135,6 +135,10 @@ pub struct StageOptions<'a> {
     pub watch: bool,
     /// `lt predict --output FILE`: where the predictions go.
     pub output: Option<&'a Path>,
+    /// `--config FILE`s, merged in order before the `--set`s.
+    pub configs: &'a [PathBuf],
+    /// `--print_config`: print the merged configuration as YAML and stop.
+    pub print_config: bool,
 }
 
 /// Runs a stage on a module script; returns an error text for the user.
@@ -151,24 +155,41 @@ pub fn run_stage(
 /// [`run_stage`] with every option. With `--ckpt`, validate/test/predict build the module with the
 /// checkpoint's hyperparameters (`--set model.k=v` wins), as `load_from_checkpoint` does.
 pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<(), String> {
-    let (mut model_sets, trainer_sets) = parse_sets(o.sets)?;
+    let mut settings = super::config::Settings::gather(o.configs, o.sets)?;
+    settings.resolve(&script)?;
+    if o.print_config {
+        let mut y = String::new();
+        crate::trainer::logger::to_yaml(&settings.effective(&script)?, 0, &mut y);
+        out!("{y}");
+        return Ok(());
+    }
+    let super::config::Settings {
+        model: mut model_sets,
+        data: mut data_sets,
+        trainer: trainer_sets,
+        callbacks,
+        ckpt_path,
+    } = settings;
     let eval_stage = matches!(stage, Stage::Validate | Stage::Test | Stage::Predict);
-    let ck = match o.ckpt {
+    let ck = match o.ckpt.or(ckpt_path.as_deref()) {
         Some(spec) => {
             let root = TrainerConfig::from_map(&trainer_options(&script, &trainer_sets)?)?.default_root_dir;
             Some(crate::checkpoint::Checkpoint::load(&resolve_ckpt(spec, &root)?)?)
         }
         None => None,
     };
-    // evaluating a checkpoint: the model is built with the hyperparameters it was trained with
+    // evaluating a checkpoint: the model (and DataModule) are built with the hyperparameters it
+    // was trained with; the command line wins
     if let (Some(c), true) = (&ck, eval_stage) {
-        if let Some(Value::Object(saved)) = c.meta.get("hyper_parameters") {
-            let mut merged: BTreeMap<String, Value> = saved.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            merged.extend(std::mem::take(&mut model_sets));
-            model_sets = merged;
+        for (key, sets) in [("hyper_parameters", &mut model_sets), ("datamodule_hyper_parameters", &mut data_sets)] {
+            if let Some(Value::Object(saved)) = c.meta.get(key) {
+                let mut merged: BTreeMap<String, Value> = saved.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                merged.extend(std::mem::take(sets));
+                *sets = merged;
+            }
         }
     }
-    let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
+    let (mut module, opts) = ScriptModule::load_with_data(script, &model_sets, &data_sets, &trainer_sets)?;
     let config = TrainerConfig::from_map(&opts)?;
     // A DDP worker (started by the launcher or torchrun) joins its process group first.
     let mut pg = None;
@@ -183,7 +204,8 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
         Stage::Validate | Stage::Test => Purpose::Evaluate,
         Stage::Predict => Purpose::Predict,
     };
-    let mut trainer = build_trainer(&mut module, config, purpose, o.callbacks, pg)?;
+    let mut trainer =
+        build_trainer(&mut module, config, purpose, &CliCallbacks { exprs: o.callbacks, config: &callbacks }, pg)?;
     if o.watch {
         module.watch()?;
         outln!("watching {} for changes: saved edits apply at the next training step", module.script.name());
@@ -247,6 +269,14 @@ pub fn run_stage_with(stage: Stage, script: Script, o: &StageOptions) -> Result<
     }
 }
 
+/// The callbacks the command line adds after the script's: `--callback` expressions, then the
+/// config files' `trainer.callbacks` entries.
+#[derive(Default)]
+pub struct CliCallbacks<'a> {
+    pub exprs: &'a [String],
+    pub config: &'a [Value],
+}
+
 /// What a Trainer is built for: which loggers and default callbacks it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -270,7 +300,7 @@ pub fn build_trainer(
     module: &mut ScriptModule,
     config: TrainerConfig,
     purpose: Purpose,
-    cli_callbacks: &[String],
+    cli_callbacks: &CliCallbacks,
     pg: Option<crate::dist::ProcessGroup>,
 ) -> Result<Trainer, String> {
     let mut trainer = Trainer::new(config)?;
@@ -288,8 +318,11 @@ pub fn build_trainer(
         trainer.loggers.extend(loggers);
     }
     trainer.callbacks.extend(module.take_native_callbacks());
-    for expr in cli_callbacks {
+    for expr in cli_callbacks.exprs {
         trainer.callbacks.push(cli_callback(&module.script.engine, expr)?);
+    }
+    for entry in cli_callbacks.config {
+        trainer.callbacks.push(config_callback(&module.script.engine, entry)?);
     }
     let has_ckpt_cb = trainer.callbacks.iter().any(|c| c.state_key().starts_with("ModelCheckpoint"));
     if trainer.config.enable_checkpointing && !has_ckpt_cb && matches!(purpose, Purpose::Fit | Purpose::Repl) {

@@ -39,8 +39,9 @@ pub fn lr_find_cmd(a: &LrFindArgs) -> Result<(), String> {
         early_stop_threshold: if a.early_stop_threshold > 0.0 { Some(a.early_stop_threshold) } else { None },
     };
     let script = super::train::load(&a.script)?;
-    let (model_sets, trainer_sets) = super::train::parse_sets(&a.sets)?;
-    let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
+    let mut sets = super::config::Settings::gather(&[], &a.sets)?;
+    sets.resolve(&script)?;
+    let (mut module, opts) = ScriptModule::load_with_data(script, &sets.model, &sets.data, &sets.trainer)?;
     if !module.has_fn("configure_optimizers") {
         return Err(format!(
             "{}: lt lr-find needs `fn configure_optimizers` (the finder ramps its optimizer's learning rate)",
@@ -49,7 +50,8 @@ pub fn lr_find_cmd(a: &LrFindArgs) -> Result<(), String> {
     }
     let config = TrainerConfig::from_map(&opts)?;
     // built-in callbacks do not run during the search (Lightning's finder replaces them)
-    let mut trainer = super::train::build_trainer(&mut module, config, super::train::Purpose::LrFind, &[], None)?;
+    let mut trainer =
+        super::train::build_trainer(&mut module, config, super::train::Purpose::LrFind, &Default::default(), None)?;
     let res = lr_find(&mut trainer, &mut module, &cfg)?;
     let out = a.out.clone().unwrap_or_else(|| trainer.config.default_root_dir.join("lr_find.png"));
     let (png, _) = crate::plot::render_png(&[crate::tuner::lr_find::plot(&res)])?;

@@ -970,6 +970,18 @@ file (format detected from the content; pickle code is never run). Load it with 
         let v = io::load_any(std::path::Path::new(path)).or_script()?;
         Ok(v.into_iter().map(|(n, t)| (n.into(), Dynamic::from(Tensor::new(t)))).collect())
     });
+    let doc = "Reads the state_dict stored under `key` in a file that holds more than one: a Lightning \
+checkpoint (`#{key: \"state_dict\"}`), a `torch.save({\"model\": ..., \"optimizer\": ...})` file, or a safetensors file's \
+`key.*` tensors. `key` may be a path (`\"model.encoder\"`). Pickle code is never run.\n\n\
+```rhai\nlet path = `${torch::temp_dir()}/lt-doc-load-key.safetensors`;\nnn::save(#{model: nn::linear(2, 2), head: nn::linear(2, 1)}, path);\nprint(nn::load(path, #{key: \"model\"}).keys());\n```";
+    reg.func("nn", "load", "path, opts", doc, |path: &str, o: Map| -> RResult<Map> {
+        let o = Opts::new(&o, "nn::load", &["key"])?;
+        let key = o
+            .str_opt("key")?
+            .ok_or_else(|| err("nn::load: opts needs `key`, the entry to read (#{key: \"state_dict\"})"))?;
+        let v = io::load_any_key(std::path::Path::new(path), &key).or_script()?;
+        Ok(v.into_iter().map(|(n, t)| (n.into(), Dynamic::from(Tensor::new(t)))).collect())
+    });
     let doc = "The system's temporary directory (for examples and scratch files).\n\n```rhai\nprint(torch::temp_dir().len() > 0);\n```";
     reg.func("torch", "temp_dir", "", doc, || std::env::temp_dir().display().to_string());
 }

@@ -366,6 +366,12 @@ pub fn sniff(path: &Path) -> Result<Format, String> {
     if n == 9 && head[8] == b'{' {
         return Ok(Format::SafeTensors);
     }
+    if n >= 2 && head[0] == 0x80 && head[1] <= 5 {
+        return Err(format!(
+            "{}: a bare pickle (a legacy pre-1.6 torch.save, or pickle.dump), not a torch.save zip archive: lt reads pickles only inside torch.save zip files, with an unpickler that never runs code; re-save it with torch.save in PyTorch >= 1.6, or as safetensors",
+            path.display()
+        ));
+    }
     Err(format!(
         "{}: neither a safetensors file nor a PyTorch zip file (torch.save); legacy pre-1.6 torch.save files are not supported",
         path.display()
@@ -376,6 +382,36 @@ pub fn sniff(path: &Path) -> Result<Format, String> {
 /// PyTorch ≥ 1.6) with a restricted unpickler that builds only tensors and containers.
 pub fn load_torch(path: &Path) -> Result<Vec<(String, tch::Tensor)>, String> {
     super::torch_pickle::load_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The tensors under the entry `key` of what a `torch.save` file holds (`state_dict` of a
+/// Lightning checkpoint, `model` of `{"model": ..., "optimizer": ...}`), or of a safetensors file
+/// (its tensors named `key.*`), named as inside it.
+pub fn load_any_key(path: &Path, key: &str) -> Result<Vec<(String, tch::Tensor)>, String> {
+    let (found, keys) = match sniff(path)? {
+        Format::SafeTensors => {
+            let all = load_safetensors(path)?.0;
+            let p = format!("{key}.");
+            let keys: std::collections::BTreeSet<String> =
+                all.iter().map(|(k, _)| k.split('.').next().unwrap_or(k).to_string()).collect();
+            let found: Vec<_> =
+                all.into_iter().filter_map(|(k, t)| k.strip_prefix(&p).map(|r| (r.to_string(), t))).collect();
+            (found, keys.into_iter().collect::<Vec<_>>())
+        }
+        Format::TorchZip => {
+            let tree = super::torch_pickle::load_tree_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let keys = tree.value.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            (tree.section(key), keys)
+        }
+    };
+    if found.is_empty() {
+        return Err(format!(
+            "{}: no tensors under '{key}'; the file's top-level keys: {}",
+            path.display(),
+            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+        ));
+    }
+    Ok(found)
 }
 
 /// Reads named tensors from a safetensors or `torch.save` file.

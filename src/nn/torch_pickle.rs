@@ -610,15 +610,21 @@ impl<'a, S: Storages> Machine<'a, S> {
     }
 
     /// The state_dict: the string-keyed tensors of the dict the pickle built (later keys win, in
-    /// first-seen order, as a Python dict); other values are skipped.
+    /// first-seen order, as a Python dict); other values are skipped. A dict that holds no tensor
+    /// but nested dicts (a Lightning checkpoint, `{"model": state_dict, ...}`) is an error naming
+    /// its keys, rather than an empty state_dict.
     fn into_state_dict(mut self, root: usize) -> Result<Vec<(String, Tensor)>, String> {
         let Obj::Dict(items) = std::mem::replace(&mut self.arena[root], Obj::None) else {
             return Err("torch.save file does not hold a dict (save model.state_dict())".into());
         };
         let mut out: Vec<(String, Tensor)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        let mut nested: Vec<String> = Vec::new();
         for (k, v) in items {
             let Obj::Str(key) = &self.arena[k] else { return Err("torch.save dict has a non-string key".into()) };
+            if matches!(self.arena[v], Obj::Dict(_)) {
+                nested.push(key.clone());
+            }
             let Obj::Tensor(t) = &self.arena[v] else { continue }; // non-tensor entries (e.g. extra state) are skipped
             match index.get(key) {
                 Some(&i) => out[i].1 = t.shallow_clone(),
@@ -628,7 +634,125 @@ impl<'a, S: Storages> Machine<'a, S> {
                 }
             }
         }
+        if out.is_empty() && !nested.is_empty() {
+            let hint = if nested.iter().any(|k| k == "state_dict") { "state_dict" } else { nested[0].as_str() };
+            return Err(format!(
+                "torch.save file holds a dict of dicts (keys: {}), not a state_dict{}: name the one to read, nn::load(path, #{{key: \"{hint}\"}})",
+                nested.join(", "),
+                if nested.iter().any(|k| k == "state_dict") { " (a Lightning checkpoint?)" } else { "" }
+            ));
+        }
         Ok(out)
+    }
+
+    /// The whole value as JSON with its tensors set aside: each tensor is listed under its path
+    /// (dict keys and list indices joined by `.`, `state_dict.net.0.weight`) and stands in the JSON
+    /// as its value when it holds one number, else as null. Iterative; a cycle is an error, and
+    /// values reached through shared references count each time against [`MAX_VALUES`].
+    fn into_tree(self, root: usize) -> Result<TorchTree, String> {
+        struct Frame {
+            id: usize,
+            /// this container's key in its parent
+            seg: String,
+            children: Vec<(String, usize)>,
+            next: usize,
+            done: Vec<(String, serde_json::Value)>,
+            is_map: bool,
+        }
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        let mut open: std::collections::HashSet<usize> = Default::default();
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut budget = 0usize;
+        let path_of = |stack: &[Frame], seg: &str| {
+            let mut p: Vec<&str> = stack.iter().skip(1).map(|f| f.seg.as_str()).collect();
+            p.push(seg);
+            p.join(".")
+        };
+        // a value as JSON when it is a leaf; a container is opened as a frame (None)
+        let mut enter = |stack: &mut Vec<Frame>,
+                         open: &mut std::collections::HashSet<usize>,
+                         id: usize,
+                         seg: String|
+         -> Result<Option<serde_json::Value>, String> {
+            budget += 1;
+            if budget > MAX_VALUES {
+                return Err(format!("the pickle's value expands to more than {MAX_VALUES} values; refusing it"));
+            }
+            use serde_json::Value as J;
+            let leaf = match &self.arena[id] {
+                Obj::None => J::Null,
+                Obj::Bool(b) => J::Bool(*b),
+                Obj::Int(i) => J::from(*i),
+                Obj::Float(f) => crate::checkpoint::float::to_json(*f),
+                Obj::Str(s) => J::String(s.clone()),
+                Obj::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
+                Obj::Global(g) => J::String(g.clone()),
+                Obj::Storage(..) => return Err(corrupt("a bare storage where a value belongs")),
+                Obj::Tensor(t) => {
+                    let path = path_of(stack, &seg);
+                    let v = if t.dim() == 0 {
+                        t.f_double_value(&[]).map(crate::checkpoint::float::to_json).unwrap_or(J::Null)
+                    } else {
+                        J::Null
+                    };
+                    tensors.push((path, t.shallow_clone()));
+                    v
+                }
+                Obj::Tuple(items) | Obj::List(items) => {
+                    if !open.insert(id) {
+                        return Err("the pickle's value contains itself (a cycle); refusing it".into());
+                    }
+                    let children = items.iter().enumerate().map(|(i, &c)| (i.to_string(), c)).collect();
+                    stack.push(Frame { id, seg, children, next: 0, done: Vec::new(), is_map: false });
+                    return Ok(None);
+                }
+                Obj::Dict(items) => {
+                    if !open.insert(id) {
+                        return Err("the pickle's value contains itself (a cycle); refusing it".into());
+                    }
+                    let mut children = Vec::with_capacity(items.len());
+                    for &(k, v) in items {
+                        let key = match &self.arena[k] {
+                            Obj::Str(s) => s.clone(),
+                            Obj::Int(i) => i.to_string(),
+                            Obj::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+                            Obj::None => "None".to_string(),
+                            _ => return Err("torch.save file has a dict key that is not a string or number".into()),
+                        };
+                        children.push((key, v));
+                    }
+                    stack.push(Frame { id, seg, children, next: 0, done: Vec::new(), is_map: true });
+                    return Ok(None);
+                }
+            };
+            Ok(Some(leaf))
+        };
+        let mut value = enter(&mut stack, &mut open, root, String::new())?;
+        while let Some(top) = stack.last_mut() {
+            if top.next < top.children.len() {
+                let (seg, child) = top.children[top.next].clone();
+                top.next += 1;
+                if let Some(v) = enter(&mut stack, &mut open, child, seg.clone())? {
+                    if let Some(top) = stack.last_mut() {
+                        top.done.push((seg, v));
+                    }
+                }
+                continue;
+            }
+            let Some(f) = stack.pop() else { break };
+            open.remove(&f.id);
+            let v = if f.is_map {
+                // later keys win, as in a Python dict
+                serde_json::Value::Object(f.done.into_iter().collect())
+            } else {
+                serde_json::Value::Array(f.done.into_iter().map(|(_, v)| v).collect())
+            };
+            match stack.last_mut() {
+                Some(parent) => parent.done.push((f.seg, v)),
+                None => value = Some(v),
+            }
+        }
+        Ok(TorchTree { value: value.unwrap_or(serde_json::Value::Null), tensors })
     }
 
     /// A Python-like text of a value, at most `limit` characters (iterative: cycles and shared
@@ -706,7 +830,36 @@ pub fn describe_pickle(pkl: &[u8], limit: usize) -> Result<String, String> {
     Ok(m.describe(root, limit))
 }
 
-fn load_from<R: Read + Seek>(reader: R, file_len: u64) -> Result<Vec<(String, Tensor)>, String> {
+/// What a torch.save file holds: its value as JSON, and its tensors by path (see
+/// [`Machine::into_tree`]).
+pub struct TorchTree {
+    pub value: serde_json::Value,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+impl TorchTree {
+    /// The tensors under the dict entry `key` (a path: `state_dict`, `model.encoder`), named as
+    /// inside it.
+    pub fn section(&self, key: &str) -> Vec<(String, Tensor)> {
+        let p = format!("{key}.");
+        self.tensors
+            .iter()
+            .filter_map(|(k, t)| k.strip_prefix(&p).map(|r| (r.to_string(), t.shallow_clone())))
+            .collect()
+    }
+}
+
+enum Want {
+    StateDict,
+    Tree,
+}
+
+enum Loaded {
+    StateDict(Vec<(String, Tensor)>),
+    Tree(TorchTree),
+}
+
+fn load_from<R: Read + Seek>(reader: R, file_len: u64, want: Want) -> Result<Loaded, String> {
     let mut zip = open_zip(reader, file_len)?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
     let pkl_name = names
@@ -731,18 +884,40 @@ fn load_from<R: Read + Seek>(reader: R, file_len: u64) -> Result<Vec<(String, Te
     let pkl = read_entry(&pkl_name, MAX_PICKLE_BYTES)?;
     let mut m = Machine::new(&pkl, ZipStorages { zip, prefix, file_len, cache: HashMap::new() });
     let root = m.run()?;
-    m.into_state_dict(root)
+    Ok(match want {
+        Want::StateDict => Loaded::StateDict(m.into_state_dict(root)?),
+        Want::Tree => Loaded::Tree(m.into_tree(root)?),
+    })
 }
 
 /// Named tensors of a `torch.save(state_dict)` file's bytes.
 pub fn load(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
-    load_from(std::io::Cursor::new(bytes), bytes.len() as u64)
+    match load_from(std::io::Cursor::new(bytes), bytes.len() as u64, Want::StateDict)? {
+        Loaded::StateDict(sd) => Ok(sd),
+        Loaded::Tree(_) => Err("internal: a tree where a state_dict was asked for".into()),
+    }
 }
 
 /// Named tensors of a `torch.save(state_dict)` file (a regular file; read in place, storages
 /// straight into tensor memory).
 pub fn load_file(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
+    match load_file_as(path, Want::StateDict)? {
+        Loaded::StateDict(sd) => Ok(sd),
+        Loaded::Tree(_) => Err("internal: a tree where a state_dict was asked for".into()),
+    }
+}
+
+/// Everything a `torch.save` file holds (a Lightning checkpoint, a dict of state_dicts): its value
+/// as JSON and its tensors by path.
+pub fn load_tree_file(path: &Path) -> Result<TorchTree, String> {
+    match load_file_as(path, Want::Tree)? {
+        Loaded::Tree(t) => Ok(t),
+        Loaded::StateDict(_) => Err("internal: a state_dict where a tree was asked for".into()),
+    }
+}
+
+fn load_file_as(path: &Path, want: Want) -> Result<Loaded, String> {
     let f = crate::fs::open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
     let len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
-    load_from(std::io::BufReader::with_capacity(1 << 20, f), len)
+    load_from(std::io::BufReader::with_capacity(1 << 20, f), len, want)
 }

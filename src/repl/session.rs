@@ -16,11 +16,17 @@ pub struct Session {
 impl Session {
     /// Builds the module (runs `init`) and its Trainer from the script's `trainer()` and `--set`s.
     pub fn open(script: Script, sets: &[String]) -> Result<Session, String> {
-        let (model_sets, trainer_sets) = crate::cli::train::parse_sets(sets)?;
-        let (mut module, opts) = ScriptModule::load(script, &model_sets, &trainer_sets)?;
+        let mut sets = crate::cli::config::Settings::gather(&[], sets)?;
+        sets.resolve(&script)?;
+        let (mut module, opts) = ScriptModule::load_with_data(script, &sets.model, &sets.data, &sets.trainer)?;
         let config = TrainerConfig::from_map(&opts)?;
-        let trainer =
-            crate::cli::train::build_trainer(&mut module, config, crate::cli::train::Purpose::Repl, &[], None)?;
+        let trainer = crate::cli::train::build_trainer(
+            &mut module,
+            config,
+            crate::cli::train::Purpose::Repl,
+            &Default::default(),
+            None,
+        )?;
         Ok(Session { module, trainer, fitted: false })
     }
 

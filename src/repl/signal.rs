@@ -1,10 +1,29 @@
 //! Ctrl-C while a script runs: a SIGINT handler sets a flag that the engines' progress callback
 //! turns into "interrupted", so the evaluation stops and the REPL (or the paused run) goes on.
-use std::sync::atomic::{AtomicBool, Ordering};
+//! During a fit, validate or test ([`SigintGuard::install_for_run`]) the Trainer also asks
+//! [`take_interrupt`] at each batch boundary and stops gracefully, flushing its logs; a second
+//! Ctrl-C then ends the process at once (for a run stuck where nothing asks).
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// SIGINTs received while a run's guard is installed.
+static RUN_SIGINTS: AtomicUsize = AtomicUsize::new(0);
+
+/// The error text of a run or evaluation stopped by Ctrl-C (the Trainer recognises it).
+pub const INTERRUPTED_MSG: &str = "interrupted (Ctrl-C)";
 
 extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_sigint_run(_: libc::c_int) {
+    if RUN_SIGINTS.fetch_add(1, Ordering::SeqCst) >= 1 {
+        // SAFETY: signal() and raise() are async-signal-safe; the default action ends the process.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::raise(libc::SIGINT);
+        }
+    }
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
@@ -26,10 +45,23 @@ pub struct SigintGuard {
 
 impl SigintGuard {
     pub fn install() -> Option<SigintGuard> {
-        // SAFETY: a plain sigaction call with a handler that only stores to an atomic.
+        Self::install_handler(on_sigint)
+    }
+
+    /// For a Trainer run: the first Ctrl-C asks the run to stop (gracefully, at the next batch
+    /// boundary or script operation), a second one ends the process.
+    pub fn install_for_run() -> Option<SigintGuard> {
+        RUN_SIGINTS.store(0, Ordering::SeqCst);
+        reset();
+        Self::install_handler(on_sigint_run)
+    }
+
+    fn install_handler(handler: extern "C" fn(libc::c_int)) -> Option<SigintGuard> {
+        // SAFETY: a plain sigaction call with a handler that only stores to atomics (or restores
+        // the default action and re-raises).
         unsafe {
             let mut new: libc::sigaction = std::mem::zeroed();
-            new.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as usize;
+            new.sa_sigaction = handler as usize;
             new.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut new.sa_mask);
             let mut old: libc::sigaction = std::mem::zeroed();

@@ -57,7 +57,7 @@ pub fn new_engine() -> Result<Engine, String> {
     // stop a running script, however long a hook loops.
     engine.on_progress(|ops| {
         if crate::repl::signal::take_interrupt() {
-            return Some(rhai::Dynamic::from("interrupted (Ctrl-C)"));
+            return Some(rhai::Dynamic::from(crate::repl::signal::INTERRUPTED_MSG));
         }
         if ops % 1024 == 0 && crate::trainer::deadline::passed() {
             return Some(rhai::Dynamic::from(crate::trainer::deadline::STOPPED));

@@ -129,7 +129,8 @@ fn closure_name(name: &str) -> Option<String> {
     CLOSURES.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
 }
 
-fn message_of(e: &EvalAltResult) -> String {
+/// The message of an evaluation error, without its location.
+pub fn message_of(e: &EvalAltResult) -> String {
     match e {
         // a closure called with the wrong arguments: say which closure, and what it takes
         EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with("anon$") => {
@@ -155,7 +156,7 @@ fn message_of(e: &EvalAltResult) -> String {
             .clone()
             .into_immutable_string()
             .map(|s| s.to_string())
-            .unwrap_or_else(|_| "interrupted (Ctrl-C)".into()),
+            .unwrap_or_else(|_| crate::repl::signal::INTERRUPTED_MSG.into()),
         // `y.shape()` for the property `y.shape`
         EvalAltResult::ErrorFunctionNotFound(sig, _)
             if sig.split_once(" (").is_some_and(|(name, args)| {

@@ -145,7 +145,7 @@ pub fn register(reg: &mut Registry) {
             load_module(&beside_caller(&ctx, &script), &BTreeMap::new()).or_script()
         },
     );
-    let doc = format!("Lightning's `MyModel.load_from_checkpoint(path, **overrides)`: builds the module script `script` with the hyperparameters saved in the checkpoint (`overrides` win), then loads its weights; the value is a module as `nn::load_module` gives. `opts`: `strict` (true: every key must match). Checkpoints are never unpickled, so loading cannot run code.\n\n{example}");
+    let doc = format!("Lightning's `MyModel.load_from_checkpoint(path, **overrides)`: builds the module script `script` with the hyperparameters saved in the checkpoint (`overrides` win), then loads its weights; the value is a module as `nn::load_module` gives. `opts`: `strict` (true: every key must match). An lt checkpoint is never unpickled; a Lightning `.ckpt` is read by a restricted unpickler that builds only tensors and containers, so loading cannot run code.\n\n{example}");
     reg.volatile(
         "nn",
         "load_from_checkpoint",

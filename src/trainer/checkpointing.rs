@@ -78,6 +78,9 @@ impl Trainer {
             "hyper_parameters": s.hparams.clone(),
             "loops": { "fit_loop": fit_loop },
         });
+        if !s.datamodule_hparams.is_null() {
+            meta["datamodule_hyper_parameters"] = s.datamodule_hparams.clone();
+        }
         let scaler = s.scaler.clone();
         drop(s);
         let mut ck = Checkpoint::new(Value::Null);
@@ -223,6 +226,9 @@ impl Trainer {
     /// are refused. Callback states in the checkpoint that no configured callback claims are left out
     /// with a warning, as Lightning does.
     pub fn restore<M: LightningModule>(&mut self, m: &mut M, ck: &Checkpoint) -> Result<(), String> {
+        if ck.meta.get("source").and_then(Value::as_str) == Some("lightning") {
+            return Err("this is a Lightning checkpoint: lt reads its weights and hyperparameters (validate/test/predict --ckpt, load_from_checkpoint), but a fit cannot resume from it (its loop, optimizer and callback states are Lightning's); to train on from its weights, load them in init with nn::load(path, #{key: \"state_dict\"})".into());
+        }
         let keys = Keys(&ck.meta);
         if keys.flag("weights_only")? {
             return Err("this checkpoint holds weights only (save_weights_only); it cannot resume training — load it with --ckpt for validate/test/predict".into());
@@ -306,6 +312,7 @@ const TOP_KEYS: &[&str] = &[
     "global_step",
     "precision",
     "hyper_parameters",
+    "datamodule_hyper_parameters",
     "loops",
     "optimizer_states",
     "lr_schedulers",

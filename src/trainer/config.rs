@@ -58,6 +58,9 @@ pub struct TrainerConfig {
     pub detect_anomaly: bool,
     pub default_root_dir: PathBuf,
     pub log_every_n_steps: i64,
+    /// The loggers write to disk every this many steps (Lightning's CSVLogger
+    /// `flush_logs_every_n_steps`, 100), at each epoch's end and on every way a run ends.
+    pub flush_logs_every_n_steps: i64,
     pub enable_progress_bar: bool,
     pub enable_model_summary: bool,
     pub enable_checkpointing: bool,
@@ -97,6 +100,7 @@ pub const TRAINER_KEYS: &[&str] = &[
     "detect_anomaly",
     "default_root_dir",
     "log_every_n_steps",
+    "flush_logs_every_n_steps",
     "enable_progress_bar",
     "enable_model_summary",
     "enable_checkpointing",
@@ -135,6 +139,7 @@ impl Default for TrainerConfig {
             detect_anomaly: false,
             default_root_dir: PathBuf::from("."),
             log_every_n_steps: 50,
+            flush_logs_every_n_steps: 100,
             enable_progress_bar: true,
             enable_model_summary: true,
             enable_checkpointing: true,
@@ -287,6 +292,7 @@ impl TrainerConfig {
                     )
                 }
                 "log_every_n_steps" => c.log_every_n_steps = want_int(k, v)?,
+                "flush_logs_every_n_steps" => c.flush_logs_every_n_steps = want_int(k, v)?,
                 "enable_progress_bar" => c.enable_progress_bar = want_bool(k, v)?,
                 "enable_model_summary" => c.enable_model_summary = want_bool(k, v)?,
                 "enable_checkpointing" => c.enable_checkpointing = want_bool(k, v)?,
@@ -314,7 +320,13 @@ impl TrainerConfig {
                     c.loggers = names.into_iter().map(super::logger::LoggerKind::parse).collect::<Result<_, _>>()?;
                 }
                 other => {
-                    return Err(format!("unknown trainer option '{other}'; valid options: {}", TRAINER_KEYS.join(", ")))
+                    let hint = super::hooks::closest(other, TRAINER_KEYS.iter().copied())
+                        .map(|c| format!("did you mean '{c}'? "))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "unknown trainer option '{other}'; {hint}valid options: {}",
+                        TRAINER_KEYS.join(", ")
+                    ));
                 }
             }
         }
@@ -374,6 +386,9 @@ impl TrainerConfig {
         }
         if self.log_every_n_steps < 0 {
             return Err(format!("`log_every_n_steps` must be >= 0, got {}.", self.log_every_n_steps));
+        }
+        if self.flush_logs_every_n_steps < 1 {
+            return Err(format!("`flush_logs_every_n_steps` must be >= 1, got {}.", self.flush_logs_every_n_steps));
         }
         self.check_devices()
     }

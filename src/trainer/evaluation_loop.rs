@@ -80,6 +80,7 @@ impl Trainer {
                 if n.is_some_and(|n| i >= n) {
                     break;
                 }
+                self.check_interrupt()?;
                 let Some(batch) = loader.next_batch() else { break };
                 let batch = self.transfer(m, batch?, dl, dtype)?;
                 {
@@ -165,8 +166,19 @@ impl Trainer {
         Ok(results)
     }
 
-    /// validate / test: `optional`, no loaders is `None` rather than an error.
+    /// validate / test: `optional`, no loaders is `None` rather than an error. Ctrl-C stops it
+    /// gracefully; however it ends, the loggers write what they hold.
     pub(super) fn eval_entry<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        kind: StepKind,
+        optional: bool,
+    ) -> Result<Option<EvalResults>, String> {
+        let what = if kind == StepKind::Test { "test" } else { "validate" };
+        self.guarded(what, |t| t.eval_run(m, kind, optional))
+    }
+
+    fn eval_run<M: LightningModule>(
         &mut self,
         m: &mut M,
         kind: StepKind,

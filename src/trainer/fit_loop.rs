@@ -2,6 +2,7 @@
 //! Lightning's `_FitLoop`; the stop conditions (max_epochs / max_steps / max_time / a stop
 //! request once min_epochs and min_steps allow).
 use super::*;
+use serde_json::Value;
 
 impl Trainer {
     /// `trainer.fit(model)`.
@@ -9,8 +10,17 @@ impl Trainer {
         self.fit_from(m, None)
     }
 
-    /// `trainer.fit(model, ckpt_path=...)`: resumes exactly from a checkpoint when given.
+    /// `trainer.fit(model, ckpt_path=...)`: resumes exactly from a checkpoint when given. Ctrl-C
+    /// stops it gracefully; however it ends, the loggers write what they hold.
     pub fn fit_from<M: LightningModule>(
+        &mut self,
+        m: &mut M,
+        ckpt: Option<&crate::checkpoint::Checkpoint>,
+    ) -> Result<(), String> {
+        self.guarded("fit", |t| t.fit_run(m, ckpt))
+    }
+
+    fn fit_run<M: LightningModule>(
         &mut self,
         m: &mut M,
         ckpt: Option<&crate::checkpoint::Checkpoint>,
@@ -24,6 +34,7 @@ impl Trainer {
             s.stage = RunningStage::Training;
             s.automatic_optimization = m.automatic_optimization();
             s.hparams = m.hparams();
+            s.datamodule_hparams = m.datamodule_hparams();
             // `estimated_stepping_batches` read before the training loader is loaded loads it
             // then (as Lightning's does): what it is computed from
             s.estimated_stepping_batches = None;
@@ -85,7 +96,7 @@ impl Trainer {
                 infoln!("\n{s}");
             }
         }
-        let hparams = m.hparams();
+        let hparams = logged_hparams(m.hparams(), m.datamodule_hparams())?;
         for l in &mut self.loggers {
             l.log_hyperparams(&hparams)?;
             if let Some(dir) = l.log_dir() {
@@ -307,7 +318,7 @@ impl Trainer {
     }
 
     /// Why the fit's loop ended, as Lightning's `_FitLoop.done` says it: no training batches,
-    /// `max_steps`, then `max_epochs` (a stop request or max_time: None).
+    /// `max_steps`, then lt's own `max_time`, then `max_epochs` (a stop request: None).
     fn stop_reason(&self, n_batches: Option<usize>) -> Option<String> {
         if n_batches == Some(0) {
             return Some("No training batches".into());
@@ -315,8 +326,10 @@ impl Trainer {
         if self.max_steps_reached() {
             return Some(format!("`max_steps={}` reached", self.config.max_steps));
         }
-        match self.config.max_epochs {
-            Some(me) if self.max_epochs_reached() => Some(format!("`max_epochs={me}` reached")),
+        // (max_time before max_epochs: a fit that max_time cut short also counts its epoch done)
+        match (self.config.max_epochs, self.config.max_time) {
+            (_, Some(t)) if deadline::passed() => Some(format!("`max_time={t:?}` reached")),
+            (Some(me), _) if self.max_epochs_reached() => Some(format!("`max_epochs={me}` reached")),
             _ => None,
         }
     }
@@ -349,4 +362,24 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// What the loggers record as hyperparameters: the module's and the DataModule's together, as
+/// Lightning's `_log_hyperparams` merges them (a key in both with different values is an error).
+fn logged_hparams(module: Value, data: Value) -> Result<Value, String> {
+    let Value::Object(data) = data else { return Ok(module) };
+    let mut merged = match module {
+        Value::Object(m) => m,
+        Value::Null => Default::default(),
+        other => return Ok(other),
+    };
+    let clash: Vec<&String> =
+        data.iter().filter(|(k, v)| merged.get(*k).is_some_and(|m| m != *v)).map(|(k, _)| k).collect();
+    if !clash.is_empty() {
+        return Err(format!(
+            "Error while merging hparams: the keys {clash:?} are present in both the LightningModule's and LightningDataModule's hparams but have different values."
+        ));
+    }
+    merged.extend(data);
+    Ok(Value::Object(merged))
 }

@@ -226,6 +226,13 @@ fn not_a_hook(what: &str, name: &str, excluded: Listeners) -> String {
     }
 }
 
+/// The candidate closest to `name` when it is close enough to be a likely misspelling (for
+/// "did you mean").
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(2);
+    candidates.into_iter().map(|c| (edit_distance(name, c), c)).filter(|(d, _)| *d <= limit).min().map(|(_, c)| c)
+}
+
 /// Levenshtein distance (for "did you mean").
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

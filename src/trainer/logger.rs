@@ -175,13 +175,18 @@ fn yaml_scalar(v: &Value) -> String {
     }
 }
 
-/// `metrics.csv` + `hparams.yaml` in a version folder.
+/// `metrics.csv` + `hparams.yaml` in a version folder. Rows are kept only until the next
+/// [`Logger::save`], which appends them to the file; when rows bring new columns the file is
+/// rewritten once with the wider header (its earlier rows get empty cells there), as Lightning's
+/// `_ExperimentWriter._rewrite_with_new_header` does, so every row has the header's column count.
 pub struct CsvLogger {
     dir: PathBuf,
-    /// (step, column → value): one row per `log_metrics` call, as Lightning's CSVLogger writes.
-    rows: Vec<(usize, BTreeMap<String, f64>)>,
-    columns: BTreeSet<String>,
-    dirty: bool,
+    /// (step, column → value) logged since the last save: one row per `log_metrics` call, as
+    /// Lightning's CSVLogger writes them.
+    pending: Vec<(usize, BTreeMap<String, f64>)>,
+    /// The header of the file as last written (Lightning's order: sorted, "epoch" and "step" among
+    /// them).
+    columns: Vec<String>,
 }
 
 impl CsvLogger {
@@ -193,36 +198,53 @@ impl CsvLogger {
     /// A logger writing to `dir` (shared with other loggers of the same run).
     /// The folder is created on the first write, so a run that fails in setup leaves nothing.
     pub fn in_dir(dir: &Path) -> Result<CsvLogger, String> {
-        Ok(CsvLogger { dir: dir.to_path_buf(), rows: Vec::new(), columns: BTreeSet::new(), dirty: false })
+        Ok(CsvLogger { dir: dir.to_path_buf(), pending: Vec::new(), columns: Vec::new() })
     }
 
-    fn render(&self) -> String {
-        // Lightning's column order: metrics sorted, with "epoch" and "step" among them.
-        let mut cols: Vec<&String> = self.columns.iter().collect();
-        cols.sort();
-        let mut out = String::new();
-        out.push_str(&cols.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","));
-        out.push('\n');
-        for (step, row) in &self.rows {
-            let cells: Vec<String> = cols
-                .iter()
-                .map(|c| {
-                    if c.as_str() == "step" {
-                        step.to_string()
-                    } else {
-                        match row.get(c.as_str()) {
-                            Some(v) if c.as_str() == "epoch" => format!("{}", *v as i64),
-                            Some(v) => format_value(*v),
-                            None => String::new(),
-                        }
-                    }
-                })
-                .collect();
-            out.push_str(&cells.join(","));
-            out.push('\n');
-        }
-        out
+    fn path(&self) -> PathBuf {
+        self.dir.join("metrics.csv")
     }
+
+    /// The cells of one logged row under `self.columns`.
+    fn cells(&self, step: usize, row: &BTreeMap<String, f64>) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|c| match (c.as_str(), row.get(c.as_str())) {
+                ("step", _) => step.to_string(),
+                ("epoch", Some(v)) => format!("{}", *v as i64),
+                (_, Some(v)) => format_value(*v),
+                (_, None) => String::new(),
+            })
+            .collect()
+    }
+
+    /// The rows already in the file, re-laid under the (wider) `self.columns`.
+    fn rows_on_disk(&self, path: &Path) -> Result<Vec<Vec<String>>, String> {
+        let bytes = crate::fs::read_regular(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_slice());
+        let header: Vec<String> = r
+            .headers()
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let mut out = Vec::new();
+        for rec in r.records() {
+            let rec = rec.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let by_name: BTreeMap<&str, &str> = header.iter().map(String::as_str).zip(rec.iter()).collect();
+            out.push(self.columns.iter().map(|c| by_name.get(c.as_str()).unwrap_or(&"").to_string()).collect());
+        }
+        Ok(out)
+    }
+}
+
+/// CSV text of `rows` (quoted where a cell needs it).
+fn csv_text<'a>(rows: impl IntoIterator<Item = &'a [String]>) -> Result<Vec<u8>, String> {
+    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    for r in rows {
+        w.write_record(r).map_err(|e| format!("cannot write metrics.csv: {e}"))?;
+    }
+    w.into_inner().map_err(|e| format!("cannot write metrics.csv: {e}"))
 }
 
 /// A value as Python's `repr` of a float writes it (Lightning's CSVLogger): logged values are
@@ -243,23 +265,47 @@ impl Logger for CsvLogger {
     }
 
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String> {
-        for k in metrics.keys() {
-            self.columns.insert(k.clone());
-        }
-        self.rows.push((step, metrics.clone()));
-        self.columns.insert("step".into());
-        self.dirty = true;
+        self.pending.push((step, metrics.clone()));
         Ok(())
     }
 
     fn save(&mut self) -> Result<(), String> {
-        if !self.dirty {
+        if self.pending.is_empty() {
             return Ok(());
         }
+        let known: BTreeSet<&str> = self.columns.iter().map(String::as_str).collect();
+        let mut new: BTreeSet<String> = BTreeSet::new();
+        for (_, row) in &self.pending {
+            new.extend(row.keys().filter(|k| !known.contains(k.as_str())).cloned());
+        }
+        if !known.contains("step") {
+            new.insert("step".into());
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        write_atomic(&self.dir.join("metrics.csv"), self.render().as_bytes())?;
-        self.dirty = false;
-        Ok(())
+        let path = self.path();
+        let exists = path.is_file();
+        let pending = std::mem::take(&mut self.pending);
+        if !new.is_empty() || !exists {
+            // a new header: the file is written whole (atomically), its earlier rows widened
+            self.columns.extend(new);
+            self.columns.sort();
+            let old = if exists { self.rows_on_disk(&path)? } else { Vec::new() };
+            let fresh: Vec<Vec<String>> = pending.iter().map(|(step, row)| self.cells(*step, row)).collect();
+            let text = csv_text(
+                std::iter::once(self.columns.as_slice())
+                    .chain(old.iter().map(Vec::as_slice))
+                    .chain(fresh.iter().map(Vec::as_slice)),
+            )?;
+            return write_atomic(&path, &text);
+        }
+        let fresh: Vec<Vec<String>> = pending.iter().map(|(step, row)| self.cells(*step, row)).collect();
+        let text = csv_text(fresh.iter().map(Vec::as_slice))?;
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&text))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     fn log_dir(&self) -> Option<PathBuf> {

@@ -21,6 +21,7 @@ pub mod val_schedule;
 
 // The loops, as Lightning splits them (each an `impl Trainer` block of its own).
 mod evaluation_loop;
+mod exit;
 mod fit_loop;
 mod optimization;
 mod prediction_loop;
@@ -76,6 +77,9 @@ pub struct Trainer {
     schedulers_suspended: bool,
     /// A callback asked for batch-norm statistics to be recomputed after `on_train_end` (SWA).
     update_bn: bool,
+    /// The step count (step + 1) of the row at which the loggers were last written to disk in
+    /// this run (they write again every `flush_logs_every_n_steps`).
+    flushed_upto: usize,
 }
 
 /// Clips gradients in place, as the Trainer's `gradient_clip_val` does: by total 2-norm (returns
@@ -138,6 +142,7 @@ impl Trainer {
             grad_sync: crate::dist::GradSync::new(),
             schedulers_suspended: false,
             update_bn: false,
+            flushed_upto: 0,
         })
     }
 
@@ -180,8 +185,9 @@ impl Trainer {
 
     /// Seeds libtorch (and, through the loaders' own seeds, data order), like `seed_everything`,
     /// and applies `deterministic`, `detect_anomaly` and `benchmark`.
-    pub(super) fn seed(&self) -> Result<(), String> {
+    pub(super) fn seed(&mut self) -> Result<(), String> {
         // every entry starts here: publish where this run logs (`trainer.log_dir`)
+        self.flushed_upto = 0;
         self.state.borrow_mut().log_dir =
             self.loggers.first().and_then(|l| l.log_dir()).unwrap_or_else(|| self.config.default_root_dir.clone());
         if let Some(s) = self.config.seed {
@@ -328,6 +334,13 @@ impl Trainer {
         }
         for l in &mut self.loggers {
             l.log_metrics(&m, step)?;
+        }
+        // Lightning's CSVLogger saves when `(step + 1) % flush_logs_every_n_steps == 0`; here a row
+        // at or past the next multiple flushes, so steps that skip the multiple flush too
+        let every = self.config.flush_logs_every_n_steps.max(1) as usize;
+        if (step + 1) / every > self.flushed_upto / every {
+            self.flushed_upto = step + 1;
+            self.save_loggers()?;
         }
         Ok(())
     }

@@ -297,6 +297,11 @@ pub trait LightningModule {
     fn summary(&self, max_depth: i64) -> Option<String>;
     /// Saved hyperparameters (for hparams.yaml and loggers).
     fn hparams(&self) -> serde_json::Value;
+    /// The DataModule's hyperparameters (Lightning's `datamodule.hparams`): logged with the
+    /// module's and saved in checkpoints as `datamodule_hyper_parameters`. Null when none.
+    fn datamodule_hparams(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
     /// Parameters and buffers with PyTorch's dotted names.
     fn state_dict(&self) -> Result<Vec<(String, Tensor)>, String>;
     /// Copies weights in place; `strict` refuses missing or unexpected keys.

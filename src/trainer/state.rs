@@ -80,6 +80,8 @@ pub struct LoopState {
     pub local_rank: usize,
     pub world_size: usize,
     pub hparams: serde_json::Value,
+    /// The DataModule's hyperparameters (null when none).
+    pub datamodule_hparams: serde_json::Value,
     /// The process group when running distributed (DDP), shared with `this.log(…, sync_dist)`.
     pub process_group: Option<Rc<crate::dist::ProcessGroup>>,
     /// Each optimizer's class name, per-group learning rates and momenta (for LearningRateMonitor).
@@ -150,6 +152,7 @@ impl Default for LoopState {
             local_rank: 0,
             world_size: 1,
             hparams: serde_json::Value::Null,
+            datamodule_hparams: serde_json::Value::Null,
             optimizer_lrs: Vec::new(),
             process_group: None,
             accumulate_grad_batches: None,

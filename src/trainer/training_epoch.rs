@@ -91,6 +91,7 @@ impl Trainer {
                 completed = true;
                 break;
             }
+            self.check_interrupt()?;
             if let Some((key, value)) = m.at_step_boundary()? {
                 let step = self.state.borrow().progress.global_step;
                 let mut metrics = BTreeMap::new();

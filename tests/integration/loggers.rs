@@ -124,17 +124,17 @@ fn bytes_of(f: &Field) -> &[u8] {
     }
 }
 
-struct Events {
+pub struct Events {
     file_version: Option<String>,
     /// (tag, step) → value
-    scalars: BTreeMap<(String, i64), f32>,
+    pub scalars: BTreeMap<(String, i64), f32>,
     /// tags with HParams plugin metadata
     plugin_tags: Vec<(String, String)>,
     /// hparam names in session_start_info
     hparam_names: Vec<String>,
 }
 
-fn read_events(path: &Path) -> Events {
+pub fn read_events(path: &Path) -> Events {
     let bytes = std::fs::read(path).unwrap();
     let mut ev =
         Events { file_version: None, scalars: BTreeMap::new(), plugin_tags: Vec::new(), hparam_names: Vec::new() };
@@ -176,7 +176,7 @@ fn read_events(path: &Path) -> Events {
     ev
 }
 
-fn csv_values(path: &Path) -> BTreeMap<(String, i64), f64> {
+pub fn csv_values(path: &Path) -> BTreeMap<(String, i64), f64> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();

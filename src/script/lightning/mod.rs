@@ -48,6 +48,9 @@ pub struct ScriptModule {
     attached: bool,
     /// How many of the last `callbacks` came from `configure_callbacks` (replaced at each run).
     configured_callbacks: usize,
+    /// The DataModule's hyperparameters (`fn datamodule(h)`'s argument), for hparams.yaml and
+    /// checkpoints (Lightning's `datamodule_hyper_parameters`).
+    data_hparams: Value,
 }
 
 /// Converts a Rhai value to JSON (for hparams and trainer options).
@@ -95,6 +98,21 @@ pub fn parse_set_value(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
 }
 
+/// The value of a script's settings function `name` (`trainer()`, `hparams()`,
+/// `datamodule_hparams()`), called without `this`; `None` when the script does not define it.
+pub fn settings_fn(script: &Script, name: &str) -> Result<Option<Value>, String> {
+    if !script.ast.iter_functions().any(|f| f.name == name && f.params.is_empty()) {
+        return Ok(None);
+    }
+    let t: Dynamic = script
+        .engine
+        .call_fn_with_options(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &script.ast, name, ())
+        .map_err(|e| {
+            ScriptError::from_eval(&e, &script.name(), &script.source, Some(name)).to_string().trim_end().to_string()
+        })?;
+    Ok(Some(to_json(&t)))
+}
+
 /// The Trainer options of a module script: its `trainer()` merged with `trainer_sets` (the command
 /// line wins). Needs nothing else of the script, so a command can read them before building the
 /// module.
@@ -103,24 +121,34 @@ pub fn trainer_options(
     trainer_sets: &BTreeMap<String, Value>,
 ) -> Result<BTreeMap<String, Value>, String> {
     let mut opts: BTreeMap<String, Value> = BTreeMap::new();
-    if script.ast.iter_functions().any(|f| f.name == "trainer") {
-        let t: Dynamic = script
-            .engine
-            .call_fn_with_options(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &script.ast, "trainer", ())
-            .map_err(|e| {
-                ScriptError::from_eval(&e, &script.name(), &script.source, Some("trainer"))
-                    .to_string()
-                    .trim_end()
-                    .to_string()
-            })?;
-        match to_json(&t) {
-            Value::Object(o) => opts.extend(o),
-            Value::Null => {}
-            other => return Err(format!("trainer() must return a map of Trainer options, got {other}")),
-        }
+    match settings_fn(script, "trainer")? {
+        Some(Value::Object(o)) => opts.extend(o),
+        Some(Value::Null) | None => {}
+        Some(other) => return Err(format!("trainer() must return a map of Trainer options, got {other}")),
     }
     opts.extend(trainer_sets.iter().map(|(k, v)| (k.clone(), v.clone())));
     Ok(opts)
+}
+
+/// Sets `overrides` in the map `base`: a key `a.b` sets `b` inside the map at `a` (the command
+/// line's `--set model.opt.name=adam`), any other replaces the entry.
+pub fn overlay(base: &mut Map, overrides: &BTreeMap<String, Value>) -> Result<(), String> {
+    fn set(at: &mut Map, path: &[&str], v: &Value, key: &str) -> Result<(), String> {
+        let Some((seg, rest)) = path.split_first() else { return Ok(()) };
+        if rest.is_empty() {
+            at.insert((*seg).into(), from_json(v));
+            return Ok(());
+        }
+        let slot = at.entry((*seg).into()).or_insert_with(|| Dynamic::from_map(Map::new()));
+        let type_name = slot.type_name();
+        let mut inner =
+            slot.as_map_mut().map_err(|_| format!("cannot set '{key}': '{seg}' is a {type_name}, not a map"))?;
+        set(&mut inner, rest, v, key)
+    }
+    for (k, v) in overrides {
+        set(base, &k.split('.').collect::<Vec<_>>(), v, k)?;
+    }
+    Ok(())
 }
 
 impl ScriptModule {
@@ -130,6 +158,17 @@ impl ScriptModule {
     pub fn load(
         script: Script,
         model_sets: &BTreeMap<String, Value>,
+        trainer_sets: &BTreeMap<String, Value>,
+    ) -> Result<(ScriptModule, BTreeMap<String, Value>), String> {
+        Self::load_with_data(script, model_sets, &BTreeMap::new(), trainer_sets)
+    }
+
+    /// [`ScriptModule::load`] with DataModule hyperparameters: `datamodule_hparams()` merged with
+    /// `data_sets`, the argument of `fn datamodule(h)`.
+    pub fn load_with_data(
+        script: Script,
+        model_sets: &BTreeMap<String, Value>,
+        data_sets: &BTreeMap<String, Value>,
         trainer_sets: &BTreeMap<String, Value>,
     ) -> Result<(ScriptModule, BTreeMap<String, Value>), String> {
         let fns: HashMap<String, usize> =
@@ -160,6 +199,7 @@ impl ScriptModule {
             pause_key: None,
             attached: false,
             configured_callbacks: 0,
+            data_hparams: Value::Null,
         };
         let mut hp = if m.fns.contains_key("hparams") {
             m.call_plain("hparams", vec![])?
@@ -171,9 +211,7 @@ impl ScriptModule {
         }
         if !model_sets.is_empty() {
             let mut map = hp.cast::<Map>();
-            for (k, v) in model_sets {
-                map.insert(k.as_str().into(), from_json(v));
-            }
+            overlay(&mut map, model_sets)?;
             hp = Dynamic::from_map(map);
         }
         {
@@ -197,8 +235,24 @@ impl ScriptModule {
             let c = m.call_plain("callbacks", vec![])?;
             m.callbacks = script_callbacks(c, "callbacks()", &m.script.name())?;
         }
+        let mut data_hp = match settings_fn(&m.script, "datamodule_hparams")? {
+            Some(Value::Object(o)) => from_json(&Value::Object(o)).cast::<Map>(),
+            None => Map::new(),
+            Some(other) => return Err(format!("datamodule_hparams() must return a map, got {other}")),
+        };
+        overlay(&mut data_hp, data_sets)?;
+        let takes_hparams = m.fns.get("datamodule") == Some(&1);
+        if !data_hp.is_empty() && !takes_hparams {
+            return Err(format!(
+                "DataModule hyperparameters ({}) need `fn datamodule(h)`, which receives them{}",
+                data_hp.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                if m.fns.contains_key("datamodule") { "; this datamodule() takes none" } else { "" }
+            ));
+        }
         if m.fns.contains_key("datamodule") {
-            let d = m.call_plain("datamodule", vec![])?;
+            let args = if takes_hparams { vec![Dynamic::from_map(data_hp.clone())] } else { vec![] };
+            m.data_hparams = to_json(&Dynamic::from_map(data_hp));
+            let d = m.call_plain("datamodule", args)?;
             if !d.is_map() {
                 return Err(format!("datamodule() must return a map, got {}", d.type_name()));
             }
@@ -824,6 +878,10 @@ impl LightningModule for ScriptModule {
 
     fn hparams(&self) -> Value {
         self.this.read_lock::<Map>().and_then(|m| m.get("hparams").map(to_json)).unwrap_or(Value::Null)
+    }
+
+    fn datamodule_hparams(&self) -> Value {
+        self.data_hparams.clone()
     }
 
     fn at_step_boundary(&mut self) -> Result<Option<(String, f64)>, String> {
