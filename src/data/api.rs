@@ -299,7 +299,7 @@ fn register_datasets(reg: &mut Registry) {
     reg.func("data", "concat", "datasets", doc, |a: Array| -> RResult<DatasetHandle> {
         Ok(ds(Concat::new(datasets_of(&a, "data::concat")?).or_script()?))
     });
-    let doc = "Splits a dataset into non-overlapping random subsets (torch.utils.data.random_split): `lengths` are ints summing to the dataset's length, or fractions summing to 1 (remainders go round-robin to the first subsets). `#{seed}` fixes the split (default: drawn from `torch::manual_seed`'s generator).\n\n```rhai\nlet ds = data::blobs(#{n: 10});\nlet parts = data::random_split(ds, [0.8, 0.2], #{seed: 42});\nprint(parts[0].len());\nprint(parts[1].len());\n```";
+    let doc = "Splits a dataset into non-overlapping random subsets (torch.utils.data.random_split): `lengths` are ints summing to the dataset's length, or fractions summing to 1 (remainders go round-robin to the first subsets). `#{seed}` fixes the split: the same subsets as torch's `random_split(ds, lengths, generator=torch.Generator().manual_seed(seed))` (default: a seed drawn from `torch::manual_seed`'s generator).\n\n```rhai\nlet ds = data::blobs(#{n: 10});\nlet parts = data::random_split(ds, [0.8, 0.2], #{seed: 42});\nprint(parts[0].len());\nprint(parts[1].len());\n```";
     reg.volatile("data", "random_split", "ds, lengths", doc, |d: DatasetHandle, l: Array| -> RResult<Array> {
         let parts = dataset::random_split(d.0, &split_sizes(&l)?, seed_from_torch()).or_script()?;
         Ok(parts.into_iter().map(|s| Dynamic::from(ds(s))).collect())

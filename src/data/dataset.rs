@@ -1,6 +1,5 @@
 //! Datasets over tensors, and datasets made of other datasets: subsets, concatenation,
 //! random splits.
-use super::rng::Rng;
 use super::{check_indices, Batch, Dataset, FetchCtx, Result, SharedTensor};
 use crate::data_err;
 use std::sync::Arc;
@@ -259,10 +258,11 @@ pub fn split_lengths(n: usize, sizes: &SplitSizes) -> Result<Vec<usize>> {
     }
 }
 
-/// Splits `ds` into non-overlapping random subsets of the given sizes.
+/// Splits `ds` into non-overlapping random subsets of the given sizes: the same subsets as
+/// torch's `random_split(ds, lengths, generator=torch.Generator().manual_seed(seed))`.
 pub fn random_split(ds: Arc<dyn Dataset>, sizes: &SplitSizes, seed: u64) -> Result<Vec<Subset>> {
     let lens = split_lengths(ds.len(), sizes)?;
-    let perm = Rng::new(seed).permutation(ds.len());
+    let perm = torch_randperm(ds.len(), seed)?;
     let mut out = Vec::with_capacity(lens.len());
     let mut start = 0;
     for l in lens {
@@ -270,4 +270,15 @@ pub fn random_split(ds: Arc<dyn Dataset>, sizes: &SplitSizes, seed: u64) -> Resu
         start += l;
     }
     Ok(out)
+}
+
+/// `torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()`: libtorch's own CPU
+/// generator seeded for this one draw; the global generator's state is put back afterwards.
+pub fn torch_randperm(n: usize, seed: u64) -> Result<Vec<usize>> {
+    let saved = crate::tensor::rng::get_state().map_err(|e| data_err!("random_split: {e}"))?;
+    tch::manual_seed(seed as i64);
+    let perm = tch::Tensor::f_randperm(n as i64, (tch::Kind::Int64, tch::Device::Cpu));
+    crate::tensor::rng::set_state(&saved).map_err(|e| data_err!("random_split: {e}"))?;
+    let perm = Vec::<i64>::try_from(&perm?)?;
+    Ok(perm.into_iter().map(|i| i as usize).collect())
 }

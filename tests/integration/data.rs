@@ -116,7 +116,9 @@ fn distributed_shuffle_agrees_across_ranks_and_covers_the_data() {
 }
 
 #[test]
-fn random_split_lengths_match_pytorch() {
+fn random_split_lengths_and_indices_match_pytorch() {
+    // the split seeds libtorch's global generator for its draw
+    let _rng = crate::common::rng_guard();
     for case in reference()["random_split"].as_array().unwrap() {
         let n = case["n"].as_u64().unwrap() as usize;
         let sizes = case["sizes"].as_array().unwrap();
@@ -128,6 +130,15 @@ fn random_split_lengths_match_pytorch() {
         let want: Vec<usize> =
             case["lengths"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         assert_eq!(split_lengths(n, &sizes).unwrap(), want, "{case}");
+        // torch's own split for generator=torch.Generator().manual_seed(seed): the same indices
+        let seed = case["seed"].as_u64().unwrap();
+        let parts = random_split(arange_ds(n as i64), &sizes, seed).unwrap();
+        let ctx = FetchCtx::default();
+        for (p, want) in parts.iter().zip(case["indices"].as_array().unwrap()) {
+            let got = first_ints(&p.get_batch(&(0..p.len()).collect::<Vec<_>>(), &ctx).unwrap());
+            let want: Vec<i64> = want.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            assert_eq!(got, want, "{case}");
+        }
     }
     // disjoint, complete, reproducible
     let parts = random_split(arange_ds(20), &SplitSizes::Fractions(vec![0.5, 0.5]), 4).unwrap();
