@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The `lt` binary cargo built for these tests.
 pub fn lt_bin() -> PathBuf {
@@ -111,4 +112,25 @@ pub fn tree_snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, (u64, st
         }
     }
     out
+}
+
+/// Runs `lt args` in `dir` with `input` piped to stdin.
+pub fn lt_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
+    lt_with_bytes(dir, args, input.as_bytes())
+}
+
+/// Runs `lt args` in `dir` with the bytes `input` piped to stdin.
+pub fn lt_with_bytes(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(lt_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", threads())
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lt");
+    child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+    child.wait_with_output().expect("wait for lt")
 }

@@ -1,30 +1,9 @@
 //! The scripting host: `lt repl` (piped and in a pseudo-terminal), `breakpoint()`, `lt fit --watch`
 //! and golden tests of module scripts. Every test drives the real binary.
-use crate::common::{lt, lt_bin, stdout, temp_dir};
+use crate::common::{lt, lt_bin, lt_with_bytes, lt_with_input, stdout, temp_dir};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-/// Runs `lt args` in `dir` with `input` piped to stdin.
-fn lt_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
-    lt_with_bytes(dir, args, input.as_bytes())
-}
-
-/// Runs `lt args` in `dir` with the bytes `input` piped to stdin.
-fn lt_with_bytes(dir: &Path, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(lt_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("OMP_NUM_THREADS", crate::common::threads())
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lt");
-    child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
-    child.wait_with_output().expect("wait for lt")
-}
 
 fn all(o: &Output) -> String {
     format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr))

@@ -4,24 +4,7 @@
 //! namespace listings, did-you-mean, full types and wrapping in the docs; chart text without
 //! gaps, a colour per split, integer ticks.
 use crate::common::*;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn repl(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(lt_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("OMP_NUM_THREADS", threads())
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lt");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
+use std::process::Command;
 
 #[test]
 fn the_repl_prints_modules_docs_timings_and_helpful_errors() {
@@ -36,7 +19,7 @@ fn the_repl_prints_modules_docs_timings_and_helpful_errors() {
                  y.shape()\n\
                  let f = |a, b| a + b;\n\
                  f.call(1)\n";
-    let out = repl(&dir, &["repl"], input);
+    let out = lt_with_input(&dir, &["repl"], input);
     let (o, e) = (stdout(&out), stderr(&out));
     // PyTorch's repr of the same modules
     assert!(
@@ -62,7 +45,7 @@ fn the_repl_prints_modules_docs_timings_and_helpful_errors() {
          fn configure_optimizers() { optim::sgd(this.model.parameters(), #{lr: this.lr}) }\n",
     )
     .unwrap();
-    let out = repl(&dir, &["repl", "tiny_model.rhai"], "this\n");
+    let out = lt_with_input(&dir, &["repl", "tiny_model.rhai"], "this\n");
     let o = stdout(&out);
     assert!(
         o.contains("TinyModel(\n  (model): Sequential(\n    (0): Linear(in_features=4, out_features=3, bias=True)\n    (1): Tanh()\n  )\n)"),
