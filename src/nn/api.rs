@@ -5,6 +5,7 @@ use super::functional::{self as fun, ClassLossOpts};
 use super::layers::activation::{self, Act};
 use super::layers::conv::{Conv, Padding};
 use super::layers::pool::Pool;
+use super::layers::resample;
 use super::layers::rnn::Rnn;
 use super::layers::{self, attention, embedding, linear, norm};
 use super::{init, io, tree};
@@ -106,6 +107,7 @@ pub fn register(reg: &mut Registry) {
     register_init(reg);
     register_io(reg);
     register_conv_pool(reg);
+    register_resample(reg);
     register_norm(reg);
     register_embedding_rnn(reg);
     register_attention(reg);
@@ -803,10 +805,7 @@ options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `val
         }
         let size = o.ints_opt("size")?;
         let scale = o.numbers_opt("scale_factor")?;
-        let ac = match o.get("align_corners") {
-            None => None,
-            Some(v) => Some(v.as_bool().map_err(|_| err("F::interpolate: align_corners must be a bool"))?),
-        };
+        let ac = align_corners_opt(&o, "F::interpolate")?;
         ok(fun::interpolate(&x, size.as_deref(), scale.as_deref(), &o.str_or("mode", "nearest")?, ac))
     });
     let doc = "Looks up rows of `weight` at integer `indices` (F.embedding); option `padding_idx` (that row gets no gradient).\n\n\
@@ -1181,20 +1180,39 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
         reg.volatile("nn", name, "kernel_size", &doc, move |k: Dynamic| make(k, &Map::new()));
         reg.volatile("nn", name, "kernel_size, opts", &doc, move |k: Dynamic, m: Map| make(k, &m));
     }
-    for (name, ty, nd) in
-        [("adaptive_avg_pool1d", "AdaptiveAvgPool1d", 1usize), ("adaptive_avg_pool2d", "AdaptiveAvgPool2d", 2)]
-    {
+    for (name, ty, kind, nd) in [
+        ("adaptive_avg_pool1d", "AdaptiveAvgPool1d", "adaptive_avg", 1usize),
+        ("adaptive_avg_pool2d", "AdaptiveAvgPool2d", "adaptive_avg", 2),
+        ("adaptive_max_pool1d", "AdaptiveMaxPool1d", "adaptive_max", 1),
+        ("adaptive_max_pool2d", "AdaptiveMaxPool2d", "adaptive_max", 2),
+    ] {
         let shape = if nd == 1 { "[1, 2, 7]" } else { "[1, 2, 7, 5]" };
-        let doc = format!("Average pooling to a fixed output size (nn.{ty}).\n\n```rhai\nprint(nn::{name}(3).forward(torch::randn({shape})).shape);\n```");
+        let doc = format!(
+            "{} pooling to a fixed output size (nn.{ty}): `output_size` is one int for every spatial dim or one per dim.\n\n\
+```rhai\nprint(nn::{name}(3).forward(torch::randn({shape})).shape);\n```",
+            if kind == "adaptive_max" { "Max" } else { "Average" }
+        );
         reg.volatile("nn", name, "output_size", &doc, move |s: Dynamic| -> RResult<Map> {
-            let out = layers::conv::expand(&int_list(&s, name)?, nd, "output_size").or_script()?;
+            let out = int_list(&s, name)?;
+            layers::conv::expand(&out, nd, "output_size").map_err(|e| err(format!("nn::{name}: {e}")))?;
+            if out.iter().any(|o| *o < 0) {
+                return Err(err(format!("nn::{name}: output_size must be non-negative, got {out:?}")));
+            }
+            // kept as given (an int or a list), as PyTorch keeps it and its repr shows it
+            let given = if s.is_int() { s.clone() } else { ints_to_dyn(&out) };
             Ok(tree::ModuleBuilder::new(ty, "__nn_pool_forward")
-                .set("output_size", ints_to_dyn(&out))
-                .set("_kind", "adaptive_avg".to_string())
+                .set("output_size", given)
+                .set("_kind", kind.to_string())
                 .set("_nd", nd as INT)
                 .build())
         });
     }
+    let doc = "Max pooling to a fixed output size (F.adaptive_max_pool2d); `output_size` is an int or [h, w].\n\n\
+```rhai\nprint(F::adaptive_max_pool2d(torch::arange(16.0).reshape([1, 1, 4, 4]), 2));\n```";
+    reg.func("F", "adaptive_max_pool2d", "input, output_size", doc, |x: T, s: Dynamic| -> RResult<T> {
+        let out = layers::conv::expand(&int_list(&s, "F::adaptive_max_pool2d")?, 2, "output_size").or_script()?;
+        x.f_adaptive_max_pool2d(out.as_slice()).map(|r| Tensor::new(r.0)).map_err(err)
+    });
     reg.func(
         "",
         "__nn_pool_forward",
@@ -1206,7 +1224,7 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
         |m: &mut Map, x: T| -> RResult<T> {
             let kind = tree::string(m, "_kind").or_script()?;
             let nd = tree::int(m, "_nd").or_script()? as usize;
-            let p = if kind == "adaptive_avg" {
+            let p = if kind.starts_with("adaptive") {
                 Pool {
                     kind,
                     nd,
@@ -1217,7 +1235,8 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                     ceil_mode: false,
                     count_include_pad: true,
                     divisor_override: None,
-                    output_size: tree::ints(m, "output_size").or_script()?,
+                    output_size: layers::conv::expand(&tree::ints(m, "output_size").or_script()?, nd, "output_size")
+                        .map_err(|e| layer_err(m, "", e))?,
                 }
             } else {
                 Pool {
@@ -1234,6 +1253,160 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                 }
             };
             p.forward(&x).map(Tensor::new).map_err(|e| layer_err(m, "", e))
+        },
+    );
+}
+
+/// The optional `align_corners` option: absent, or a bool.
+fn align_corners_opt(o: &Opts, what: &str) -> RResult<Option<bool>> {
+    match o.get("align_corners") {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => Ok(Some(v.as_bool().map_err(|_| err(format!("{what}: align_corners must be a bool")))?)),
+    }
+}
+
+/// Pixel shuffle, upsampling and 2-d padding layers.
+fn register_resample(reg: &mut Registry) {
+    for (name, ty, key, unshuffle) in [
+        ("pixel_shuffle", "PixelShuffle", "upscale_factor", false),
+        ("pixel_unshuffle", "PixelUnshuffle", "downscale_factor", true),
+    ] {
+        let (shape, desc) = if unshuffle {
+            ("[1, 2, 4, 6]", "(N, C, H·r, W·r) into (N, C·r², H, W)")
+        } else {
+            ("[1, 8, 2, 3]", "(N, C·r², H, W) into (N, C, H·r, W·r)")
+        };
+        let example = format!("print(nn::{name}(2).forward(torch::randn({shape})).shape);");
+        let doc = format!("Rearranges {desc}, r = `{key}` (nn.{ty}).\n\n```rhai\n{example}\n```");
+        reg.volatile("nn", name, key, &doc, move |r: INT| -> RResult<Map> {
+            if r <= 0 {
+                return Err(err(format!("nn::{name}: {key} must be a positive integer, got {r}")));
+            }
+            Ok(tree::ModuleBuilder::new(ty, &format!("__nn_{name}_forward"))
+                .set(key, r)
+                .set("_unshuffle", unshuffle)
+                .build())
+        });
+        let doc = format!("Rearranges {desc}, r = `{key}` (F.{name}).\n\n```rhai\nprint(F::{name}(torch::randn({shape}), 2).shape);\n```");
+        reg.func("F", name, &format!("input, {key}"), &doc, move |x: T, r: INT| {
+            ok(resample::pixel_shuffle(&x, r, unshuffle))
+        });
+        reg.func(
+            "",
+            &format!("__nn_{name}_forward"),
+            "self, input",
+            &fwd_doc(&format!("nn::{name}"), &example),
+            move |m: &mut Map, x: T| -> RResult<T> {
+                let r = tree::int(m, key).or_script()?;
+                resample::pixel_shuffle(&x, r, unshuffle)
+                    .map(Tensor::new)
+                    .map_err(|e| layer_err(m, &format!("{key}={r}"), e))
+            },
+        );
+    }
+
+    let doc = "Upsamples (N, C, …) input to `size` or by `scale_factor` (nn.Upsample): `nn::upsample(#{size | scale_factor, mode, align_corners})`. \
+`size` / `scale_factor`: one value for every spatial dim or one per dim; give exactly one. `mode`: \"nearest\" (default), \"linear\" (3D input), \
+\"bilinear\" / \"bicubic\" (4D), \"trilinear\" (5D); `align_corners` only with the interpolating modes.\n\n\
+```rhai\nlet x = torch::arange(4.0).reshape([1, 1, 2, 2]);\nprint(nn::upsample(#{scale_factor: 2}).forward(x).shape);\n\
+print(nn::upsample(#{size: [3, 3], mode: \"bilinear\", align_corners: true}).forward(x));\n```";
+    reg.volatile("nn", "upsample", "opts", doc, |m: Map| -> RResult<Map> {
+        let what = "nn::upsample";
+        let o = Opts::new(&m, what, &["size", "scale_factor", "mode", "align_corners"])?;
+        let size = o.ints_opt("size")?;
+        let scale = o.numbers_opt("scale_factor")?;
+        if size.is_some() == scale.is_some() {
+            return Err(err(format!("{what}: give exactly one of size and scale_factor")));
+        }
+        if size.as_ref().is_some_and(|s| s.iter().any(|v| *v <= 0)) || scale.as_ref().is_some_and(|s| s.iter().any(|v| *v <= 0.0)) {
+            return Err(err(format!("{what}: size and scale_factor must be positive")));
+        }
+        let mode = o.str_or("mode", "nearest")?;
+        const MODES: [&str; 5] = ["nearest", "linear", "bilinear", "bicubic", "trilinear"];
+        if !MODES.contains(&mode.as_str()) {
+            return Err(err(format!("{what}: unknown mode '{mode}' (expected one of {})", MODES.join(", "))));
+        }
+        let ac = align_corners_opt(&o, what)?;
+        if ac.is_some() && mode == "nearest" {
+            return Err(err(format!(
+                "{what}: align_corners can only be set with the interpolating modes: linear, bilinear, bicubic, trilinear"
+            )));
+        }
+        // kept as PyTorch keeps them (its repr shows them): size as given, scale_factor as float(s)
+        let size_v = match (&size, o.get("size")) {
+            (Some(_), Some(v)) if v.is_int() => v.clone(),
+            (Some(s), _) => ints_to_dyn(s),
+            _ => Dynamic::UNIT,
+        };
+        let scale_v = match (&scale, o.get("scale_factor")) {
+            (Some(f), Some(v)) if v.is_int() || v.is_float() => Dynamic::from_float(f[0]),
+            (Some(f), _) => Dynamic::from_array(f.iter().map(|x| Dynamic::from_float(*x)).collect()),
+            _ => Dynamic::UNIT,
+        };
+        Ok(tree::ModuleBuilder::new("Upsample", "__nn_upsample_forward")
+            .set("size", size_v)
+            .set("scale_factor", scale_v)
+            .set("mode", mode)
+            .set("align_corners", ac.map(Dynamic::from_bool).unwrap_or(Dynamic::UNIT))
+            .build())
+    });
+    reg.func(
+        "",
+        "__nn_upsample_forward",
+        "self, input",
+        &fwd_doc("nn::upsample", "print(nn::upsample(#{scale_factor: 2}).forward(torch::ones([1, 1, 2])).shape);"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let set = |k: &str| m.get(k).is_some_and(|v| !v.is_unit());
+            let size = if set("size") { Some(tree::ints(m, "size").or_script()?) } else { None };
+            let scale = if set("scale_factor") {
+                let v = &m["scale_factor"];
+                let bad = || err("Upsample: entry 'scale_factor' must be a number or an array of numbers");
+                Some(match v.read_lock::<Array>() {
+                    Some(a) => a.iter().map(|d| number(d, "Upsample.scale_factor")).collect::<RResult<Vec<f64>>>()?,
+                    None => vec![number(v, "Upsample.scale_factor").map_err(|_| bad())?],
+                })
+            } else {
+                None
+            };
+            let ac = m.get("align_corners").and_then(|v| v.as_bool().ok());
+            let mode = tree::string(m, "mode").or_script()?;
+            fun::interpolate(&x, size.as_deref(), scale.as_deref(), &mode, ac)
+                .map(Tensor::new)
+                .map_err(|e| layer_err(m, &format!("mode={mode}"), e))
+        },
+    );
+
+    for (name, ty, reflect) in [("zero_pad2d", "ZeroPad2d", false), ("reflection_pad2d", "ReflectionPad2d", true)] {
+        let doc = format!(
+            "Pads the last two dims of (C, H, W) or (N, C, H, W) input {} (nn.{ty}); `padding` is one int for all sides or \
+[left, right, top, bottom]{}.\n\n```rhai\nlet x = torch::arange(9.0).reshape([1, 1, 3, 3]);\nprint(nn::{name}(1).forward(x).shape);\nprint(nn::{name}([2, 0, 1, 1]).forward(x));\n```",
+            if reflect { "by reflecting about the edges" } else { "with zeros" },
+            if reflect { "; each side less than that dim's size" } else { "; negative values crop" }
+        );
+        reg.volatile("nn", name, "padding", &doc, move |p: Dynamic| -> RResult<Map> {
+            let what = format!("nn::{name}");
+            let pad = resample::quadruple(&int_list(&p, &what)?).map_err(|e| err(format!("{what}: {e}")))?;
+            Ok(tree::ModuleBuilder::new(ty, "__nn_pad2d_forward")
+                .set("padding", ints_to_dyn(&pad))
+                .set("_reflect", reflect)
+                .build())
+        });
+    }
+    reg.func(
+        "",
+        "__nn_pad2d_forward",
+        "self, input",
+        &fwd_doc(
+            "nn::zero_pad2d and nn::reflection_pad2d",
+            "print(nn::zero_pad2d(1).forward(torch::ones([1, 2, 2])));",
+        ),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let pad = tree::ints(m, "padding").or_script()?;
+            let reflect = tree::boolean(m, "_reflect").or_script()?;
+            resample::pad2d(&x, &pad, reflect)
+                .map(Tensor::new)
+                .map_err(|e| layer_err(m, &format!("padding={pad:?}"), e))
         },
     );
 }

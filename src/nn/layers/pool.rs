@@ -1,11 +1,11 @@
-//! Pooling: `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`, `nn.AdaptiveAvgPool1d/2d`.
+//! Pooling: `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`, `nn.AdaptiveAvgPool1d/2d`, `nn.AdaptiveMaxPool1d/2d`.
 use super::conv::expand;
 use crate::tensor::Result;
 use crate::tensor_err;
 
 #[derive(Clone, Debug)]
 pub struct Pool {
-    /// "max", "avg" or "adaptive_avg".
+    /// "max", "avg", "adaptive_avg" or "adaptive_max".
     pub kind: String,
     pub nd: usize,
     pub kernel_size: Vec<i64>,
@@ -77,6 +77,8 @@ impl Pool {
             ("avg", 2) => x.f_avg_pool2d(k, s, p, self.ceil_mode, self.count_include_pad, self.divisor_override)?,
             ("adaptive_avg", 1) => x.f_adaptive_avg_pool1d(&self.output_size)?,
             ("adaptive_avg", 2) => x.f_adaptive_avg_pool2d(&self.output_size)?,
+            ("adaptive_max", 1) => x.f_adaptive_max_pool1d(&self.output_size)?.0,
+            ("adaptive_max", 2) => x.f_adaptive_max_pool2d(&self.output_size)?.0,
             (kind, n) => return Err(tensor_err!("{kind} pooling over {n} dims is not available")),
         })
     }
