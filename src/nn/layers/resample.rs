@@ -30,11 +30,18 @@ pub fn quadruple(p: &[i64]) -> Result<Vec<i64>> {
 pub fn pad2d(x: &tch::Tensor, pad: &[i64], reflect: bool) -> Result<tch::Tensor> {
     super::expect_ndim(x, &[3, 4], "(C, H, W) or (N, C, H, W)")?;
     let pad = quadruple(pad)?;
-    if !reflect {
-        return Ok(x.f_constant_pad_nd(pad.as_slice())?);
-    }
     let s = x.size();
     let (h, w) = (s[s.len() - 2], s[s.len() - 1]);
+    if !reflect {
+        for (lo, hi, dim, what) in [(pad[0], pad[1], w, "width"), (pad[2], pad[3], h, "height")] {
+            if dim + lo + hi < 0 {
+                return Err(tensor_err!(
+                    "the input {what} {dim}, plus padding {lo} and {hi}, is negative; input shape {s:?}"
+                ));
+            }
+        }
+        return Ok(x.f_constant_pad_nd(pad.as_slice())?);
+    }
     for (p, dim, side) in [(pad[0], w, "left"), (pad[1], w, "right"), (pad[2], h, "top"), (pad[3], h, "bottom")] {
         if p >= dim {
             return Err(tensor_err!(
