@@ -1141,17 +1141,19 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
         };
         let shape = if nd == 1 { "[1, 2, 6]" } else { "[1, 2, 6, 6]" };
         let doc = format!(
-            "{}-pooling over {nd} spatial dim(s) (nn.{ty}): `nn::{name}(kernel_size)` plus options {} (stride defaults to the kernel size).\n\n\
+            "{}-pooling over {nd} spatial dim(s) (nn.{ty}): `nn::{name}(kernel_size)` plus options {} (stride defaults to the kernel size).{}\n\n\
 ```rhai\nlet pool = nn::{name}(2);\nprint(pool.forward(torch::randn({shape})).shape);\nprint(nn::{name}(3, #{{stride: 1, padding: 1}}).forward(torch::randn({shape})).shape);\n```",
             if kind == "max" { "Max" } else { "Average" },
-            keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+            if kind == "max" {
+                " With `return_indices: true` the forward returns [output, indices] (the input for `nn::max_unpool2d`)."
+            } else {
+                ""
+            }
         );
         let make = move |k: Dynamic, m: &Map| -> RResult<Map> {
             let what = format!("nn::{name}");
             let o = Opts::new(m, &what, keys)?;
-            if o.bool_or("return_indices", false)? {
-                return Err(err(format!("{what}: return_indices is not supported")));
-            }
             let stride = o.ints_opt("stride")?;
             let mut p = Pool::new(
                 kind,
@@ -1165,7 +1167,7 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
             p.ceil_mode = o.bool_or("ceil_mode", false)?;
             p.count_include_pad = o.bool_or("count_include_pad", true)?;
             p.divisor_override = o.i64_opt("divisor_override")?;
-            Ok(tree::ModuleBuilder::new(ty, "__nn_pool_forward")
+            let b = tree::ModuleBuilder::new(ty, "__nn_pool_forward")
                 .set("kernel_size", ints_to_dyn(&p.kernel_size))
                 .set("stride", ints_to_dyn(&p.stride))
                 .set("padding", ints_to_dyn(&p.padding))
@@ -1174,8 +1176,9 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                 .set("count_include_pad", p.count_include_pad)
                 .set("divisor_override", p.divisor_override.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT))
                 .set("_kind", kind.to_string())
-                .set("_nd", nd as INT)
-                .build())
+                .set("_nd", nd as INT);
+            let b = if kind == "max" { b.set("return_indices", o.bool_or("return_indices", false)?) } else { b };
+            Ok(b.build())
         };
         reg.volatile("nn", name, "kernel_size", &doc, move |k: Dynamic| make(k, &Map::new()));
         reg.volatile("nn", name, "kernel_size, opts", &doc, move |k: Dynamic, m: Map| make(k, &m));
@@ -1221,7 +1224,7 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
             "the pooling layers (nn::max_pool2d …)",
             "print(nn::max_pool1d(2).forward(torch::arange(4.0).reshape([1, 1, 4])));",
         ),
-        |m: &mut Map, x: T| -> RResult<T> {
+        |m: &mut Map, x: T| -> RResult<Dynamic> {
             let kind = tree::string(m, "_kind").or_script()?;
             let nd = tree::int(m, "_nd").or_script()? as usize;
             let p = if kind.starts_with("adaptive") {
@@ -1252,8 +1255,66 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                     output_size: vec![],
                 }
             };
-            p.forward(&x).map(Tensor::new).map_err(|e| layer_err(m, "", e))
+            if m.get("return_indices").and_then(|v| v.as_bool().ok()) == Some(true) {
+                let (y, i) = p.forward_with_indices(&x).map_err(|e| layer_err(m, "", e))?;
+                return Ok(Dynamic::from_array(vec![Dynamic::from(Tensor::new(y)), Dynamic::from(Tensor::new(i))]));
+            }
+            p.forward(&x).map(|y| Dynamic::from(Tensor::new(y))).map_err(|e| layer_err(m, "", e))
         },
+    );
+
+    let doc = "Inverse of a 2-d max pool (nn.MaxUnpool2d): `nn::max_unpool2d(kernel_size)` plus options `stride` (default the kernel size) \
+and `padding`; `forward(input, indices)` or `forward(input, indices, output_size)` puts each value at its index from \
+`nn::max_pool2d(k, #{return_indices: true})` and zeroes the rest.\n\n\
+```rhai\nlet r = nn::max_pool2d(2, #{return_indices: true}).forward(torch::arange(16.0).reshape([1, 1, 4, 4]));\n\
+print(nn::max_unpool2d(2).forward(r[0], r[1]));\nprint(nn::max_unpool2d(2).forward(r[0], r[1], [5, 5]).shape);\n```";
+    fn make_unpool(k: Dynamic, m: &Map) -> RResult<Map> {
+        let what = "nn::max_unpool2d";
+        let o = Opts::new(m, what, &["stride", "padding"])?;
+        let ex = |v: &[i64], key: &str| layers::conv::expand(v, 2, key).map_err(|e| err(format!("{what}: {e}")));
+        let kernel = ex(&int_list(&k, what)?, "kernel_size")?;
+        let stride = match o.ints_opt("stride")? {
+            Some(s) => ex(&s, "stride")?,
+            None => kernel.clone(),
+        };
+        let padding = ex(&o.ints_opt("padding")?.unwrap_or_else(|| vec![0]), "padding")?;
+        if kernel.iter().chain(&stride).any(|v| *v <= 0) || padding.iter().any(|v| *v < 0) {
+            return Err(err(format!(
+                "{what}: kernel_size and stride must be positive and padding non-negative, got {kernel:?}, {stride:?}, {padding:?}"
+            )));
+        }
+        Ok(tree::ModuleBuilder::new("MaxUnpool2d", "__nn_max_unpool2d_forward")
+            .set("kernel_size", ints_to_dyn(&kernel))
+            .set("stride", ints_to_dyn(&stride))
+            .set("padding", ints_to_dyn(&padding))
+            .build())
+    }
+    reg.volatile("nn", "max_unpool2d", "kernel_size", doc, |k: Dynamic| make_unpool(k, &Map::new()));
+    reg.volatile("nn", "max_unpool2d", "kernel_size, opts", doc, |k: Dynamic, m: Map| make_unpool(k, &m));
+    fn unpool_forward(m: &Map, x: &T, i: &T, size: Option<&Dynamic>) -> RResult<T> {
+        let size = size.map(|s| int_list(s, "MaxUnpool2d.forward output_size")).transpose()?;
+        let (k, s, p) = (
+            tree::ints(m, "kernel_size").or_script()?,
+            tree::ints(m, "stride").or_script()?,
+            tree::ints(m, "padding").or_script()?,
+        );
+        layers::pool::max_unpool2d(x, i, &k, &s, &p, size.as_deref())
+            .map(Tensor::new)
+            .map_err(|e| layer_err(m, &format!("kernel_size={k:?}"), e))
+    }
+    let fdoc = fwd_doc(
+        "nn::max_unpool2d",
+        "let r = nn::max_pool2d(2, #{return_indices: true}).forward(torch::ones([1, 2, 2]));\nprint(nn::max_unpool2d(2).forward(r[0], r[1]));",
+    );
+    reg.func("", "__nn_max_unpool2d_forward", "self, input, indices", &fdoc, |m: &mut Map, x: T, i: T| {
+        unpool_forward(m, &x, &i, None)
+    });
+    reg.func(
+        "",
+        "__nn_max_unpool2d_forward",
+        "self, input, indices, output_size",
+        &fdoc,
+        |m: &mut Map, x: T, i: T, s: Dynamic| unpool_forward(m, &x, &i, Some(&s)),
     );
 }
 

@@ -109,6 +109,7 @@ fn extra_repr(ty: &str, m: &Map) -> String {
             }
             p
         }
+        "MaxUnpool2d" => kv(m, &["kernel_size", "stride", "padding"]),
         "PixelShuffle" => kv(m, &["upscale_factor"]),
         "PixelUnshuffle" => kv(m, &["downscale_factor"]),
         "Upsample" => {
