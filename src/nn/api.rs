@@ -1377,18 +1377,19 @@ print(nn::upsample(#{size: [3, 3], mode: \"bilinear\", align_corners: true}).for
         let o = Opts::new(&m, what, &["size", "scale_factor", "mode", "align_corners"])?;
         let size = o.ints_opt("size")?;
         let scale = o.numbers_opt("scale_factor")?;
+        // every option's type is checked before how they combine
+        let mode = o.str_or("mode", "nearest")?;
+        let ac = align_corners_opt(&o, what)?;
         if size.is_some() == scale.is_some() {
             return Err(err(format!("{what}: give exactly one of size and scale_factor")));
         }
         if size.as_ref().is_some_and(|s| s.iter().any(|v| *v <= 0)) || scale.as_ref().is_some_and(|s| s.iter().any(|v| *v <= 0.0)) {
             return Err(err(format!("{what}: size and scale_factor must be positive")));
         }
-        let mode = o.str_or("mode", "nearest")?;
         const MODES: [&str; 5] = ["nearest", "linear", "bilinear", "bicubic", "trilinear"];
         if !MODES.contains(&mode.as_str()) {
             return Err(err(format!("{what}: unknown mode '{mode}' (expected one of {})", MODES.join(", "))));
         }
-        let ac = align_corners_opt(&o, what)?;
         if ac.is_some() && mode == "nearest" {
             return Err(err(format!(
                 "{what}: align_corners can only be set with the interpolating modes: linear, bilinear, bicubic, trilinear"
