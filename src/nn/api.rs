@@ -5,6 +5,7 @@ use super::functional::{self as fun, ClassLossOpts};
 use super::layers::activation::{self, Act};
 use super::layers::conv::{Conv, Padding};
 use super::layers::pool::Pool;
+use super::layers::resample;
 use super::layers::rnn::Rnn;
 use super::layers::{self, attention, embedding, linear, norm};
 use super::{init, io, tree};
@@ -106,6 +107,7 @@ pub fn register(reg: &mut Registry) {
     register_init(reg);
     register_io(reg);
     register_conv_pool(reg);
+    register_resample(reg);
     register_norm(reg);
     register_embedding_rnn(reg);
     register_attention(reg);
@@ -803,10 +805,7 @@ options `mode` (\"constant\", \"reflect\", \"replicate\", \"circular\") and `val
         }
         let size = o.ints_opt("size")?;
         let scale = o.numbers_opt("scale_factor")?;
-        let ac = match o.get("align_corners") {
-            None => None,
-            Some(v) => Some(v.as_bool().map_err(|_| err("F::interpolate: align_corners must be a bool"))?),
-        };
+        let ac = align_corners_opt(&o, "F::interpolate")?;
         ok(fun::interpolate(&x, size.as_deref(), scale.as_deref(), &o.str_or("mode", "nearest")?, ac))
     });
     let doc = "Looks up rows of `weight` at integer `indices` (F.embedding); option `padding_idx` (that row gets no gradient).\n\n\
@@ -1142,17 +1141,19 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
         };
         let shape = if nd == 1 { "[1, 2, 6]" } else { "[1, 2, 6, 6]" };
         let doc = format!(
-            "{}-pooling over {nd} spatial dim(s) (nn.{ty}): `nn::{name}(kernel_size)` plus options {} (stride defaults to the kernel size).\n\n\
+            "{}-pooling over {nd} spatial dim(s) (nn.{ty}): `nn::{name}(kernel_size)` plus options {} (stride defaults to the kernel size).{}\n\n\
 ```rhai\nlet pool = nn::{name}(2);\nprint(pool.forward(torch::randn({shape})).shape);\nprint(nn::{name}(3, #{{stride: 1, padding: 1}}).forward(torch::randn({shape})).shape);\n```",
             if kind == "max" { "Max" } else { "Average" },
-            keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+            if kind == "max" {
+                " With `return_indices: true` the forward returns [output, indices] (the input for `nn::max_unpool2d`)."
+            } else {
+                ""
+            }
         );
         let make = move |k: Dynamic, m: &Map| -> RResult<Map> {
             let what = format!("nn::{name}");
             let o = Opts::new(m, &what, keys)?;
-            if o.bool_or("return_indices", false)? {
-                return Err(err(format!("{what}: return_indices is not supported")));
-            }
             let stride = o.ints_opt("stride")?;
             let mut p = Pool::new(
                 kind,
@@ -1166,7 +1167,7 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
             p.ceil_mode = o.bool_or("ceil_mode", false)?;
             p.count_include_pad = o.bool_or("count_include_pad", true)?;
             p.divisor_override = o.i64_opt("divisor_override")?;
-            Ok(tree::ModuleBuilder::new(ty, "__nn_pool_forward")
+            let b = tree::ModuleBuilder::new(ty, "__nn_pool_forward")
                 .set("kernel_size", ints_to_dyn(&p.kernel_size))
                 .set("stride", ints_to_dyn(&p.stride))
                 .set("padding", ints_to_dyn(&p.padding))
@@ -1175,26 +1176,46 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                 .set("count_include_pad", p.count_include_pad)
                 .set("divisor_override", p.divisor_override.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT))
                 .set("_kind", kind.to_string())
-                .set("_nd", nd as INT)
-                .build())
+                .set("_nd", nd as INT);
+            let b = if kind == "max" { b.set("return_indices", o.bool_or("return_indices", false)?) } else { b };
+            Ok(b.build())
         };
         reg.volatile("nn", name, "kernel_size", &doc, move |k: Dynamic| make(k, &Map::new()));
         reg.volatile("nn", name, "kernel_size, opts", &doc, move |k: Dynamic, m: Map| make(k, &m));
     }
-    for (name, ty, nd) in
-        [("adaptive_avg_pool1d", "AdaptiveAvgPool1d", 1usize), ("adaptive_avg_pool2d", "AdaptiveAvgPool2d", 2)]
-    {
+    for (name, ty, kind, nd) in [
+        ("adaptive_avg_pool1d", "AdaptiveAvgPool1d", "adaptive_avg", 1usize),
+        ("adaptive_avg_pool2d", "AdaptiveAvgPool2d", "adaptive_avg", 2),
+        ("adaptive_max_pool1d", "AdaptiveMaxPool1d", "adaptive_max", 1),
+        ("adaptive_max_pool2d", "AdaptiveMaxPool2d", "adaptive_max", 2),
+    ] {
         let shape = if nd == 1 { "[1, 2, 7]" } else { "[1, 2, 7, 5]" };
-        let doc = format!("Average pooling to a fixed output size (nn.{ty}).\n\n```rhai\nprint(nn::{name}(3).forward(torch::randn({shape})).shape);\n```");
+        let doc = format!(
+            "{} pooling to a fixed output size (nn.{ty}): `output_size` is one int for every spatial dim or one per dim.\n\n\
+```rhai\nprint(nn::{name}(3).forward(torch::randn({shape})).shape);\n```",
+            if kind == "adaptive_max" { "Max" } else { "Average" }
+        );
         reg.volatile("nn", name, "output_size", &doc, move |s: Dynamic| -> RResult<Map> {
-            let out = layers::conv::expand(&int_list(&s, name)?, nd, "output_size").or_script()?;
+            let out = int_list(&s, name)?;
+            layers::conv::expand(&out, nd, "output_size").map_err(|e| err(format!("nn::{name}: {e}")))?;
+            if out.iter().any(|o| *o < 0) {
+                return Err(err(format!("nn::{name}: output_size must be non-negative, got {out:?}")));
+            }
+            // kept as given (an int or a list), as PyTorch keeps it and its repr shows it
+            let given = if s.is_int() { s.clone() } else { ints_to_dyn(&out) };
             Ok(tree::ModuleBuilder::new(ty, "__nn_pool_forward")
-                .set("output_size", ints_to_dyn(&out))
-                .set("_kind", "adaptive_avg".to_string())
+                .set("output_size", given)
+                .set("_kind", kind.to_string())
                 .set("_nd", nd as INT)
                 .build())
         });
     }
+    let doc = "Max pooling to a fixed output size (F.adaptive_max_pool2d); `output_size` is an int or [h, w].\n\n\
+```rhai\nprint(F::adaptive_max_pool2d(torch::arange(16.0).reshape([1, 1, 4, 4]), 2));\n```";
+    reg.func("F", "adaptive_max_pool2d", "input, output_size", doc, |x: T, s: Dynamic| -> RResult<T> {
+        let out = layers::conv::expand(&int_list(&s, "F::adaptive_max_pool2d")?, 2, "output_size").or_script()?;
+        x.f_adaptive_max_pool2d(out.as_slice()).map(|r| Tensor::new(r.0)).map_err(err)
+    });
     reg.func(
         "",
         "__nn_pool_forward",
@@ -1203,10 +1224,10 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
             "the pooling layers (nn::max_pool2d …)",
             "print(nn::max_pool1d(2).forward(torch::arange(4.0).reshape([1, 1, 4])));",
         ),
-        |m: &mut Map, x: T| -> RResult<T> {
+        |m: &mut Map, x: T| -> RResult<Dynamic> {
             let kind = tree::string(m, "_kind").or_script()?;
             let nd = tree::int(m, "_nd").or_script()? as usize;
-            let p = if kind == "adaptive_avg" {
+            let p = if kind.starts_with("adaptive") {
                 Pool {
                     kind,
                     nd,
@@ -1217,7 +1238,8 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                     ceil_mode: false,
                     count_include_pad: true,
                     divisor_override: None,
-                    output_size: tree::ints(m, "output_size").or_script()?,
+                    output_size: layers::conv::expand(&tree::ints(m, "output_size").or_script()?, nd, "output_size")
+                        .map_err(|e| layer_err(m, "", e))?,
                 }
             } else {
                 Pool {
@@ -1233,7 +1255,220 @@ let conv = nn::{name}(2, 4, 3, #{{stride: 1, padding: 1}});\nprint(conv.weight.s
                     output_size: vec![],
                 }
             };
-            p.forward(&x).map(Tensor::new).map_err(|e| layer_err(m, "", e))
+            if m.get("return_indices").and_then(|v| v.as_bool().ok()) == Some(true) {
+                let (y, i) = p.forward_with_indices(&x).map_err(|e| layer_err(m, "", e))?;
+                return Ok(Dynamic::from_array(vec![Dynamic::from(Tensor::new(y)), Dynamic::from(Tensor::new(i))]));
+            }
+            p.forward(&x).map(|y| Dynamic::from(Tensor::new(y))).map_err(|e| layer_err(m, "", e))
+        },
+    );
+
+    let doc = "Inverse of a 2-d max pool (nn.MaxUnpool2d): `nn::max_unpool2d(kernel_size)` plus options `stride` (default the kernel size) \
+and `padding`; `forward(input, indices)` or `forward(input, indices, output_size)` puts each value at its index from \
+`nn::max_pool2d(k, #{return_indices: true})` and zeroes the rest.\n\n\
+```rhai\nlet r = nn::max_pool2d(2, #{return_indices: true}).forward(torch::arange(16.0).reshape([1, 1, 4, 4]));\n\
+print(nn::max_unpool2d(2).forward(r[0], r[1]));\nprint(nn::max_unpool2d(2).forward(r[0], r[1], [5, 5]).shape);\n```";
+    fn make_unpool(k: Dynamic, m: &Map) -> RResult<Map> {
+        let what = "nn::max_unpool2d";
+        let o = Opts::new(m, what, &["stride", "padding"])?;
+        let ex = |v: &[i64], key: &str| layers::conv::expand(v, 2, key).map_err(|e| err(format!("{what}: {e}")));
+        let kernel = ex(&int_list(&k, what)?, "kernel_size")?;
+        let stride = match o.ints_opt("stride")? {
+            Some(s) => ex(&s, "stride")?,
+            None => kernel.clone(),
+        };
+        let padding = ex(&o.ints_opt("padding")?.unwrap_or_else(|| vec![0]), "padding")?;
+        if kernel.iter().chain(&stride).any(|v| *v <= 0) || padding.iter().any(|v| *v < 0) {
+            return Err(err(format!(
+                "{what}: kernel_size and stride must be positive and padding non-negative, got {kernel:?}, {stride:?}, {padding:?}"
+            )));
+        }
+        Ok(tree::ModuleBuilder::new("MaxUnpool2d", "__nn_max_unpool2d_forward")
+            .set("kernel_size", ints_to_dyn(&kernel))
+            .set("stride", ints_to_dyn(&stride))
+            .set("padding", ints_to_dyn(&padding))
+            .build())
+    }
+    reg.volatile("nn", "max_unpool2d", "kernel_size", doc, |k: Dynamic| make_unpool(k, &Map::new()));
+    reg.volatile("nn", "max_unpool2d", "kernel_size, opts", doc, |k: Dynamic, m: Map| make_unpool(k, &m));
+    fn unpool_forward(m: &Map, x: &T, i: &T, size: Option<&Dynamic>) -> RResult<T> {
+        let size = size.map(|s| int_list(s, "MaxUnpool2d.forward output_size")).transpose()?;
+        let (k, s, p) = (
+            tree::ints(m, "kernel_size").or_script()?,
+            tree::ints(m, "stride").or_script()?,
+            tree::ints(m, "padding").or_script()?,
+        );
+        layers::pool::max_unpool2d(x, i, &k, &s, &p, size.as_deref())
+            .map(Tensor::new)
+            .map_err(|e| layer_err(m, &format!("kernel_size={k:?}"), e))
+    }
+    let fdoc = fwd_doc(
+        "nn::max_unpool2d",
+        "let r = nn::max_pool2d(2, #{return_indices: true}).forward(torch::ones([1, 2, 2]));\nprint(nn::max_unpool2d(2).forward(r[0], r[1]));",
+    );
+    reg.func("", "__nn_max_unpool2d_forward", "self, input, indices", &fdoc, |m: &mut Map, x: T, i: T| {
+        unpool_forward(m, &x, &i, None)
+    });
+    reg.func(
+        "",
+        "__nn_max_unpool2d_forward",
+        "self, input, indices, output_size",
+        &fdoc,
+        |m: &mut Map, x: T, i: T, s: Dynamic| unpool_forward(m, &x, &i, Some(&s)),
+    );
+}
+
+/// The optional `align_corners` option: absent, or a bool.
+fn align_corners_opt(o: &Opts, what: &str) -> RResult<Option<bool>> {
+    match o.get("align_corners") {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => Ok(Some(v.as_bool().map_err(|_| err(format!("{what}: align_corners must be a bool")))?)),
+    }
+}
+
+/// Pixel shuffle, upsampling and 2-d padding layers.
+fn register_resample(reg: &mut Registry) {
+    for (name, ty, key, unshuffle) in [
+        ("pixel_shuffle", "PixelShuffle", "upscale_factor", false),
+        ("pixel_unshuffle", "PixelUnshuffle", "downscale_factor", true),
+    ] {
+        let (shape, desc) = if unshuffle {
+            ("[1, 2, 4, 6]", "(N, C, H·r, W·r) into (N, C·r², H, W)")
+        } else {
+            ("[1, 8, 2, 3]", "(N, C·r², H, W) into (N, C, H·r, W·r)")
+        };
+        let example = format!("print(nn::{name}(2).forward(torch::randn({shape})).shape);");
+        let doc = format!("Rearranges {desc}, r = `{key}` (nn.{ty}).\n\n```rhai\n{example}\n```");
+        reg.volatile("nn", name, key, &doc, move |r: INT| -> RResult<Map> {
+            if r <= 0 {
+                return Err(err(format!("nn::{name}: {key} must be a positive integer, got {r}")));
+            }
+            Ok(tree::ModuleBuilder::new(ty, &format!("__nn_{name}_forward"))
+                .set(key, r)
+                .set("_unshuffle", unshuffle)
+                .build())
+        });
+        let doc = format!("Rearranges {desc}, r = `{key}` (F.{name}).\n\n```rhai\nprint(F::{name}(torch::randn({shape}), 2).shape);\n```");
+        reg.func("F", name, &format!("input, {key}"), &doc, move |x: T, r: INT| {
+            ok(resample::pixel_shuffle(&x, r, unshuffle))
+        });
+        reg.func(
+            "",
+            &format!("__nn_{name}_forward"),
+            "self, input",
+            &fwd_doc(&format!("nn::{name}"), &example),
+            move |m: &mut Map, x: T| -> RResult<T> {
+                let r = tree::int(m, key).or_script()?;
+                resample::pixel_shuffle(&x, r, unshuffle)
+                    .map(Tensor::new)
+                    .map_err(|e| layer_err(m, &format!("{key}={r}"), e))
+            },
+        );
+    }
+
+    let doc = "Upsamples (N, C, …) input to `size` or by `scale_factor` (nn.Upsample): `nn::upsample(#{size | scale_factor, mode, align_corners})`. \
+`size` / `scale_factor`: one value for every spatial dim or one per dim; give exactly one. `mode`: \"nearest\" (default), \"linear\" (3D input), \
+\"bilinear\" / \"bicubic\" (4D), \"trilinear\" (5D); `align_corners` only with the interpolating modes.\n\n\
+```rhai\nlet x = torch::arange(4.0).reshape([1, 1, 2, 2]);\nprint(nn::upsample(#{scale_factor: 2}).forward(x).shape);\n\
+print(nn::upsample(#{size: [3, 3], mode: \"bilinear\", align_corners: true}).forward(x));\n```";
+    reg.volatile("nn", "upsample", "opts", doc, |m: Map| -> RResult<Map> {
+        let what = "nn::upsample";
+        let o = Opts::new(&m, what, &["size", "scale_factor", "mode", "align_corners"])?;
+        let size = o.ints_opt("size")?;
+        let scale = o.numbers_opt("scale_factor")?;
+        // every option's type is checked before how they combine
+        let mode = o.str_or("mode", "nearest")?;
+        let ac = align_corners_opt(&o, what)?;
+        if size.is_some() == scale.is_some() {
+            return Err(err(format!("{what}: give exactly one of size and scale_factor")));
+        }
+        if size.as_ref().is_some_and(|s| s.iter().any(|v| *v <= 0)) || scale.as_ref().is_some_and(|s| s.iter().any(|v| *v <= 0.0)) {
+            return Err(err(format!("{what}: size and scale_factor must be positive")));
+        }
+        const MODES: [&str; 5] = ["nearest", "linear", "bilinear", "bicubic", "trilinear"];
+        if !MODES.contains(&mode.as_str()) {
+            return Err(err(format!("{what}: unknown mode '{mode}' (expected one of {})", MODES.join(", "))));
+        }
+        if ac.is_some() && mode == "nearest" {
+            return Err(err(format!(
+                "{what}: align_corners can only be set with the interpolating modes: linear, bilinear, bicubic, trilinear"
+            )));
+        }
+        // kept as PyTorch keeps them (its repr shows them): size as given, scale_factor as float(s)
+        let size_v = match (&size, o.get("size")) {
+            (Some(_), Some(v)) if v.is_int() => v.clone(),
+            (Some(s), _) => ints_to_dyn(s),
+            _ => Dynamic::UNIT,
+        };
+        let scale_v = match (&scale, o.get("scale_factor")) {
+            (Some(f), Some(v)) if v.is_int() || v.is_float() => Dynamic::from_float(f[0]),
+            (Some(f), _) => Dynamic::from_array(f.iter().map(|x| Dynamic::from_float(*x)).collect()),
+            _ => Dynamic::UNIT,
+        };
+        Ok(tree::ModuleBuilder::new("Upsample", "__nn_upsample_forward")
+            .set("size", size_v)
+            .set("scale_factor", scale_v)
+            .set("mode", mode)
+            .set("align_corners", ac.map(Dynamic::from_bool).unwrap_or(Dynamic::UNIT))
+            .build())
+    });
+    reg.func(
+        "",
+        "__nn_upsample_forward",
+        "self, input",
+        &fwd_doc("nn::upsample", "print(nn::upsample(#{scale_factor: 2}).forward(torch::ones([1, 1, 2])).shape);"),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let set = |k: &str| m.get(k).is_some_and(|v| !v.is_unit());
+            let size = if set("size") { Some(tree::ints(m, "size").or_script()?) } else { None };
+            let scale = if set("scale_factor") {
+                let v = &m["scale_factor"];
+                let bad = || err("Upsample: entry 'scale_factor' must be a number or an array of numbers");
+                Some(match v.read_lock::<Array>() {
+                    Some(a) => a.iter().map(|d| number(d, "Upsample.scale_factor")).collect::<RResult<Vec<f64>>>()?,
+                    None => vec![number(v, "Upsample.scale_factor").map_err(|_| bad())?],
+                })
+            } else {
+                None
+            };
+            let ac = m.get("align_corners").and_then(|v| v.as_bool().ok());
+            let mode = tree::string(m, "mode").or_script()?;
+            fun::interpolate(&x, size.as_deref(), scale.as_deref(), &mode, ac)
+                .map(Tensor::new)
+                .map_err(|e| layer_err(m, &format!("mode={mode}"), e))
+        },
+    );
+
+    for (name, ty, reflect) in [("zero_pad2d", "ZeroPad2d", false), ("reflection_pad2d", "ReflectionPad2d", true)] {
+        let doc = format!(
+            "Pads the last two dims of (C, H, W) or (N, C, H, W) input {} (nn.{ty}); `padding` is one int for all sides or \
+[left, right, top, bottom]{}.\n\n```rhai\nlet x = torch::arange(9.0).reshape([1, 1, 3, 3]);\nprint(nn::{name}(1).forward(x).shape);\nprint(nn::{name}([2, 0, 1, 1]).forward(x));\n```",
+            if reflect { "by reflecting about the edges" } else { "with zeros" },
+            if reflect { "; each side less than that dim's size" } else { "; negative values crop" }
+        );
+        reg.volatile("nn", name, "padding", &doc, move |p: Dynamic| -> RResult<Map> {
+            let what = format!("nn::{name}");
+            let pad = resample::quadruple(&int_list(&p, &what)?).map_err(|e| err(format!("{what}: {e}")))?;
+            Ok(tree::ModuleBuilder::new(ty, "__nn_pad2d_forward")
+                .set("padding", ints_to_dyn(&pad))
+                .set("_reflect", reflect)
+                .build())
+        });
+    }
+    reg.func(
+        "",
+        "__nn_pad2d_forward",
+        "self, input",
+        &fwd_doc(
+            "nn::zero_pad2d and nn::reflection_pad2d",
+            "print(nn::zero_pad2d(1).forward(torch::ones([1, 2, 2])));",
+        ),
+        |m: &mut Map, x: T| -> RResult<T> {
+            let pad = tree::ints(m, "padding").or_script()?;
+            let reflect = tree::boolean(m, "_reflect").or_script()?;
+            resample::pad2d(&x, &pad, reflect)
+                .map(Tensor::new)
+                .map_err(|e| layer_err(m, &format!("padding={pad:?}"), e))
         },
     );
 }

@@ -109,6 +109,17 @@ fn extra_repr(ty: &str, m: &Map) -> String {
             }
             p
         }
+        "MaxUnpool2d" => kv(m, &["kernel_size", "stride", "padding"]),
+        "PixelShuffle" => kv(m, &["upscale_factor"]),
+        "PixelUnshuffle" => kv(m, &["downscale_factor"]),
+        "Upsample" => {
+            let key = if m.get("scale_factor").is_some_and(|v| !v.is_unit()) { "scale_factor" } else { "size" };
+            let mut p = kv(m, &[key]);
+            p.extend(kv(m, &["mode"]));
+            p
+        }
+        "ZeroPad2d" | "ReflectionPad2d" => get(m, "padding").into_iter().collect(),
+        t if t.starts_with("AdaptiveMaxPool") || t.starts_with("AdaptiveAvgPool") => kv(m, &["output_size"]),
         t if t.starts_with("Dropout") || t == "AlphaDropout" => {
             let mut p = kv(m, &["p"]);
             p.push("inplace=False".into());

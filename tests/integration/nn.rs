@@ -214,6 +214,30 @@ fn odd_inputs_are_errors_not_panics() {
         "F::pad(torch::ones([2]), [1])",
         "#{a: 1}.load_state_dict(#{a: 1})",
         "init::kaiming_uniform_(torch::empty([3]))",
+        "nn::upsample(#{size: 4, scale_factor: 2})",
+        "nn::upsample(#{})",
+        "nn::upsample(#{scale_factor: 2, align_corners: true})",
+        "nn::upsample(#{scale_factor: 2, mode: \"cubic\"})",
+        "nn::upsample(#{scale_factor: 2, antialias: true})",
+        "nn::upsample(#{scale_factor: 2, mode: \"bilinear\"}).forward(torch::ones([1, 1, 4]))",
+        "nn::pixel_shuffle(0)",
+        "nn::pixel_shuffle(2).forward(torch::ones([1, 3, 2, 2]))",
+        "nn::pixel_unshuffle(2).forward(torch::ones([1, 1, 3, 3]))",
+        "F::pixel_shuffle(torch::ones([4]), 2)",
+        "nn::zero_pad2d([1, 2])",
+        "nn::zero_pad2d([-3, -3, 0, 0]).forward(torch::ones([1, 1, 4, 4]))",
+        "nn::zero_pad2d(1).forward(torch::ones([4]))",
+        "nn::reflection_pad2d(3).forward(torch::ones([1, 1, 3, 3]))",
+        "nn::reflection_pad2d(-5).forward(torch::ones([1, 1, 3, 3]))",
+        "nn::adaptive_max_pool2d([1, 2, 3])",
+        "nn::adaptive_max_pool2d(-1)",
+        "F::adaptive_max_pool2d(torch::ones([2]), 2)",
+        "nn::max_unpool2d(0)",
+        "nn::max_unpool2d(2, #{dilation: 1})",
+        "nn::max_unpool2d(2).forward(torch::ones([1, 1, 2, 2]), torch::zeros([1, 1, 3, 3]).long())",
+        "nn::max_unpool2d(2).forward(torch::ones([1, 1, 2, 2]), torch::zeros([1, 1, 2, 2]).long(), [7, 7])",
+        "nn::max_unpool2d(2).forward(torch::ones([1, 1, 2, 2]), torch::tensor([[[[0, 1], [2, 99]]]]))",
+        "nn::avg_pool2d(2, #{return_indices: true})",
     ] {
         assert!(eval(src).is_err(), "expected an error from {src}");
     }
@@ -256,4 +280,19 @@ fn dropout_inplace_and_grouped_query_attention_act() {
     assert!(crate::common::eval_bool(gqa));
     let e = crate::common::eval("F::scaled_dot_product_attention(torch::randn([1, 4, 3, 8]), torch::randn([1, 2, 3, 8]), torch::randn([1, 2, 3, 8]))").unwrap_err();
     assert!(!e.contains("internal error"), "{e}");
+}
+
+#[test]
+fn resampling_layers_print_like_pytorch() {
+    let src = "nn::sequential([nn::pixel_shuffle(2), nn::pixel_unshuffle(3), nn::upsample(#{scale_factor: 2}), \
+               nn::upsample(#{size: [4, 5], mode: \"bilinear\", align_corners: false}), nn::zero_pad2d(1), \
+               nn::reflection_pad2d([1, 0, 2, 3]), nn::adaptive_max_pool2d([2, 2]), nn::adaptive_max_pool2d(3), nn::max_unpool2d(2)])";
+    let m = eval(src).unwrap().cast::<rhai::Map>();
+    assert_eq!(
+        lt::nn::repr::module_repr(&m, None),
+        "Sequential(\n  (0): PixelShuffle(upscale_factor=2)\n  (1): PixelUnshuffle(downscale_factor=3)\n  \
+         (2): Upsample(scale_factor=2.0, mode='nearest')\n  (3): Upsample(size=(4, 5), mode='bilinear')\n  \
+         (4): ZeroPad2d((1, 1, 1, 1))\n  (5): ReflectionPad2d((1, 0, 2, 3))\n  (6): AdaptiveMaxPool2d(output_size=(2, 2))\n  \
+         (7): AdaptiveMaxPool2d(output_size=3)\n  (8): MaxUnpool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))\n)"
+    );
 }

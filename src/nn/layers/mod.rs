@@ -9,6 +9,7 @@ pub mod embedding;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod resample;
 pub mod rnn;
 
 use crate::tensor::Result;
