@@ -126,13 +126,7 @@ pub fn confusion_state(c: &Classification, preds: &Tensor, target: &Tensor) -> R
             t.f_mul_scalar(n)?.f_add(&p)?.f_bincount::<Tensor>(None, n * n)?.f_reshape([n, n])?
         }
         Task::Multilabel => {
-            same_shape(preds, &target)?;
-            if preds.dim() < 2 || preds.size()[1] != n {
-                return Err(tensor_err!(
-                    "multilabel preds have shape [N, {n}, ...] (num_labels {n}), got {:?}",
-                    preds.size()
-                ));
-            }
+            multilabel_shape(preds, &target, n)?;
             let p = binary_labels(c, preds)?.f_movedim([1], [-1])?.f_reshape([-1, n])?;
             let t = target.f_movedim([1], [-1])?.f_reshape([-1, n])?;
             let label = Tensor::f_arange(n, (K::Int64, t.device()))?.f_mul_scalar(4)?;
@@ -180,13 +174,7 @@ pub fn curve_state(c: &Classification, preds: &Tensor, target: &Tensor) -> Resul
             (normalize(&p, true)?, t)
         }
         Task::Multilabel => {
-            same_shape(preds, &target)?;
-            if preds.dim() < 2 || preds.size()[1] != n {
-                return Err(tensor_err!(
-                    "multilabel preds have shape [N, {n}, ...] (num_labels {n}), got {:?}",
-                    preds.size()
-                ));
-            }
+            multilabel_shape(preds, &target, n)?;
             let p = preds.f_movedim([1], [-1])?.f_reshape([-1, n])?;
             let t = target.f_movedim([1], [-1])?.f_reshape([-1, n])?;
             let valid = match c.ignore_index {
@@ -198,4 +186,13 @@ pub fn curve_state(c: &Classification, preds: &Tensor, target: &Tensor) -> Resul
         }
     };
     Ok(State::Curve { preds: vec![p.f_detach()?], target: vec![t] })
+}
+
+/// Multilabel preds and target: the same shape, `[N, num_labels, ...]`.
+fn multilabel_shape(preds: &Tensor, target: &Tensor, n: i64) -> Result<()> {
+    same_shape(preds, target)?;
+    if preds.dim() < 2 || preds.size()[1] != n {
+        return Err(tensor_err!("multilabel preds have shape [N, {n}, ...] (num_labels {n}), got {:?}", preds.size()));
+    }
+    Ok(())
 }

@@ -78,10 +78,18 @@ fn module_value(m: ScriptModule) -> Result<Dynamic, String> {
     Ok(this)
 }
 
+/// Reads and compiles a module script (its error is reported by the caller's `error:`).
+fn load_script(script: &Path) -> Result<Script, String> {
+    Script::load(script).map_err(|e| {
+        let e = e.to_string();
+        e.trim_end().strip_prefix("error: ").unwrap_or(e.trim_end()).to_string()
+    })
+}
+
 /// Builds a module script with `hparams` overlaid on its own `hparams()`.
 pub fn load_module(script: &Path, hparams: &BTreeMap<String, Value>) -> Result<Dynamic, String> {
     let _nested = super::reentry::enter(&format!("nn::load_module(\"{}\")", script.display()))?;
-    let s = Script::load(script).map_err(|e| e.to_string().trim_end().to_string())?;
+    let s = load_script(script)?;
     let (m, _) = ScriptModule::load(s, hparams, &BTreeMap::new())?;
     module_value(m)
 }
@@ -101,7 +109,7 @@ pub fn load_from_checkpoint(
     };
     hp.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
     let _nested = super::reentry::enter(&format!("nn::load_from_checkpoint(\"{}\")", script.display()))?;
-    let s = Script::load(script).map_err(|e| e.to_string().trim_end().to_string())?;
+    let s = load_script(script)?;
     let (mut m, _) = ScriptModule::load(s, &hp, &BTreeMap::new())?;
     // as Lightning's `_load_state`: on_load_checkpoint sees the checkpoint, then the weights load
     m.on_load_checkpoint(&crate::trainer::checkpointing::checkpoint_extra(&ck))?;

@@ -85,16 +85,8 @@ impl Pool {
     }
 
     pub fn forward(&self, x: &tch::Tensor) -> Result<tch::Tensor> {
+        self.check_input(x)?;
         let nd = self.nd;
-        if x.dim() != nd + 1 && x.dim() != nd + 2 {
-            return Err(tensor_err!(
-                "expected {}D (unbatched) or {}D (batched) input, got {}D input of shape {:?}",
-                nd + 1,
-                nd + 2,
-                x.dim(),
-                x.size()
-            ));
-        }
         let (k, s, p, d) = (&self.kernel_size, &self.stride, &self.padding, &self.dilation);
         Ok(match (self.kind.as_str(), nd) {
             ("max", 1) => x.f_max_pool1d(k, s, p, d, self.ceil_mode)?,
