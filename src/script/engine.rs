@@ -2,9 +2,12 @@
 use super::registry::Registry;
 use rhai::{Engine, Module, OptimizationLevel, Scope, Shared};
 
-/// Rhai modules shipped inside the binary (`stdlib/*.rhai`), registered as static namespaces
-/// (none at present: `metrics::` moved to Rust, src/metrics/).
-pub const STDLIB: &[(&str, &str)] = &[];
+/// Rhai files shipped inside the binary, as (namespace, path, source): every file of a namespace
+/// joins one static module (`stdlib/models/resnet.rhai` and `stdlib/models/gpt2.rhai` are both
+/// `models::`). Each file is compiled on its own, so errors name its path and line; a function of
+/// one file calls another file's through `module_fns`. Add a file with
+/// `("models", "stdlib/models/x.rhai", include_str!("../../stdlib/models/x.rhai"))`.
+pub const STDLIB: &[(&str, &str, &str)] = &[];
 
 /// Every domain's script surface, in one place.
 pub fn registry() -> Registry {
@@ -95,10 +98,19 @@ pub fn new_engine() -> Result<Engine, String> {
     for (name, module) in namespaces {
         engine.register_static_module(name, module);
     }
-    for (name, source) in STDLIB {
-        let module = compile_stdlib(&engine, name, source)?;
-        super::module_fns::record(&format!("stdlib/{name}.rhai"), &module);
-        engine.register_static_module(*name, module);
+    let mut stdlib: Vec<(&str, Module)> = Vec::new();
+    for (namespace, path, source) in STDLIB {
+        let module = compile_stdlib(&engine, path, source)?;
+        super::module_fns::record(path, &module);
+        match stdlib.iter_mut().find(|(ns, _)| ns == namespace) {
+            Some((_, joined)) => {
+                joined.combine((*module).clone());
+            }
+            None => stdlib.push((namespace, (*module).clone())),
+        }
+    }
+    for (namespace, module) in stdlib {
+        engine.register_static_module(namespace, Shared::new(module));
     }
     // a module built in an imported file or the stdlib calls its own functions from anywhere
     #[allow(deprecated)] // "volatile", not deprecated
@@ -106,9 +118,9 @@ pub fn new_engine() -> Result<Engine, String> {
     Ok(engine)
 }
 
-fn compile_stdlib(engine: &Engine, name: &str, source: &str) -> Result<Shared<Module>, String> {
-    let mut ast = engine.compile(source).map_err(|e| format!("stdlib/{name}.rhai: {e}"))?;
-    ast.set_source(format!("stdlib/{name}.rhai"));
-    let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| format!("stdlib/{name}.rhai: {e}"))?;
+fn compile_stdlib(engine: &Engine, path: &str, source: &str) -> Result<Shared<Module>, String> {
+    let mut ast = engine.compile(source).map_err(|e| format!("{path}: {e}"))?;
+    ast.set_source(path.to_string());
+    let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| format!("{path}: {e}"))?;
     Ok(Shared::new(module))
 }
