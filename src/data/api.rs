@@ -900,6 +900,34 @@ fn register_transforms(reg: &mut Registry) {
     reg.func(TR, "random_rotation", "degrees", doc, move |d: Dynamic| rot(d, Map::new()));
     reg.func(TR, "random_rotation", "degrees, opts", doc, rot);
 
+    let doc = "Randomly changes brightness, contrast, saturation and hue (torchvision.transforms.v2.ColorJitter): `#{brightness, contrast, saturation, hue}`, each a number x for [max(0, 1 - x), 1 + x] (hue: [-x, x], x ≤ 0.5) or `[min, max]`; the factors are drawn per sample and the four adjustments applied in a random order. Images of 1 or 3 channels; masks are left alone.\n\n```rhai\nlet t = data::transforms::color_jitter(#{brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([2, 3, 4, 4])), #{transform: t});\nprint(ds[0][0].shape);\n```";
+    reg.func(TR, "color_jitter", "opts", doc, |m: Map| -> RResult<TransformHandle> {
+        const W: &str = "data::transforms::color_jitter";
+        let o = Opts::new(&m, W, &["brightness", "contrast", "saturation", "hue"])?;
+        let range = |key: &str, center: f64, lo: f64, hi: f64| -> RResult<Option<(f64, f64)>> {
+            let (a, b) = match o.numbers_opt(key)?.as_deref() {
+                None => return Ok(None),
+                Some([x]) if *x < 0.0 => {
+                    return Err(err(format!("{W}: if {key} is a single number, it must be non negative, got {x}")))
+                }
+                Some([x]) if center == 1.0 => ((center - x).max(0.0), center + x),
+                Some([x]) => (center - x, center + x),
+                Some([a, b]) => (*a, *b),
+                Some(v) => return Err(err(format!("{W}: {key} must be a number or [min, max], got {v:?}"))),
+            };
+            if !(lo <= a && a <= b && b <= hi) {
+                return Err(err(format!("{W}: {key} values should be between {lo} and {hi} and increasing, got [{a}, {b}]")));
+            }
+            Ok(if a == center && b == center { None } else { Some((a, b)) })
+        };
+        th(Transform::ColorJitter {
+            brightness: range("brightness", 1.0, 0.0, f64::INFINITY)?,
+            contrast: range("contrast", 1.0, 0.0, f64::INFINITY)?,
+            saturation: range("saturation", 1.0, 0.0, f64::INFINITY)?,
+            hue: range("hue", 0.0, -0.5, 0.5)?,
+        })
+    });
+
     let doc = "Normalizes a float image per channel (dim -3): `(x - mean[c]) / std[c]` (torchvision.transforms.v2.Normalize); `mean` / `std` are numbers or arrays with one value per channel. Masks are left alone.\n\n```rhai\nlet t = data::transforms::normalize([0.1307], [0.3081]);\nlet ds = data::transformed(data::tensor_dataset(torch::rand([4, 1, 2, 2]), torch::arange(4)), #{transform: t});\nprint(ds[0][0].shape);\n```";
     let normalize = |m: Dynamic, s: Dynamic| -> RResult<TransformHandle> {
         let nums = |d: &Dynamic| -> RResult<Vec<f64>> {

@@ -35,6 +35,8 @@ pub enum Transform {
     RandomVerticalFlip { p: f64 },
     /// torchvision RandomRotation: an angle drawn uniformly from `degrees`, counter-clockwise.
     RandomRotation { degrees: (f64, f64), interpolation: Interp, fill: f64 },
+    /// torchvision ColorJitter: factors drawn from each range, applied in a random order.
+    ColorJitter { brightness: Option<(f64, f64)>, contrast: Option<(f64, f64)>, saturation: Option<(f64, f64)>, hue: Option<(f64, f64)> },
     /// torchvision Normalize: `(x - mean[c]) / std[c]` over the channel dim (-3) of a float image.
     Normalize { mean: Vec<f64>, std: Vec<f64> },
     /// torchvision ToDtype: with `scale`, integer images become floats in [0, 1] and back.
@@ -258,6 +260,7 @@ impl Transform {
             Transform::RandomHorizontalFlip { .. } => "random_horizontal_flip",
             Transform::RandomVerticalFlip { .. } => "random_vertical_flip",
             Transform::RandomRotation { .. } => "random_rotation",
+            Transform::ColorJitter { .. } => "color_jitter",
             Transform::Normalize { .. } => "normalize",
             Transform::ToDtype { .. } => "to_dtype",
             Transform::OneHot { .. } => "one_hot",
@@ -326,6 +329,30 @@ impl Transform {
                 let angle = degrees.0 + (degrees.1 - degrees.0) * rng.uniform();
                 both(&|t, m| rotate(t, angle, *interpolation, if m { 0.0 } else { *fill }, m))
             }
+            Transform::ColorJitter { brightness, contrast, saturation, hue } => {
+                let c = image.size().len().checked_sub(3).map(|i| image.size()[i]);
+                if !matches!(c, Some(1 | 3)) {
+                    return Err(data_err!(
+                        "{what}: expected an image [..., C, H, W] with 1 or 3 channels, got shape {:?}",
+                        image.size()
+                    ));
+                }
+                let order = rng.permutation(4);
+                let mut draw = |r: &Option<(f64, f64)>| r.map(|(a, b)| a + (b - a) * rng.uniform());
+                let factors = [draw(brightness), draw(contrast), draw(saturation), draw(hue)];
+                let mut x = image;
+                for i in order {
+                    if let Some(f) = factors[i] {
+                        x = match i {
+                            0 => color::adjust_brightness(&x, f)?,
+                            1 => color::adjust_contrast(&x, f)?,
+                            2 => color::adjust_saturation(&x, f)?,
+                            _ => color::adjust_hue(&x, f)?,
+                        };
+                    }
+                }
+                Ok(Sample { image: x, mask })
+            }
             Transform::Normalize { mean, std } => {
                 let shape = image.size();
                 if !is_float(image.kind()) {
@@ -376,6 +403,132 @@ impl Transform {
                 Ok(s)
             }
         }
+    }
+}
+
+/// torchvision's colour kernels (transforms.v2.functional._color) on images of 1 or 3 channels.
+mod color {
+    use super::{is_float, to_dtype, Result};
+    use tch::{Kind, Tensor};
+
+    /// The largest value of a dtype's images: 1 for floats.
+    fn bound(k: Kind) -> f64 {
+        match k {
+            Kind::Uint8 => 255.0,
+            Kind::Int8 => 127.0,
+            Kind::Int16 => 32767.0,
+            Kind::Int => 2147483647.0,
+            Kind::Int64 => 9223372036854775807.0,
+            _ => 1.0,
+        }
+    }
+
+    fn as_float(x: &Tensor) -> Result<Tensor> {
+        Ok(if is_float(x.kind()) { x.shallow_clone() } else { x.f_to_kind(Kind::Float)? })
+    }
+
+    /// `a + alpha * b` (torch's `a.add(b, alpha=alpha)`), rounded once as libtorch's fused
+    /// multiply-add kernel does for float32: computed in float64 with alpha rounded to float32, so
+    /// integer images truncate to the same values as torchvision's.
+    fn add_scaled(a: &Tensor, b: &Tensor, alpha: f64) -> Result<Tensor> {
+        if a.kind() != Kind::Float {
+            return Ok(a.f_add(&b.f_mul_scalar(alpha)?)?);
+        }
+        let alpha = alpha as f32 as f64;
+        let sum = a.f_to_kind(Kind::Double)?.f_add(&b.f_to_kind(Kind::Double)?.f_mul_scalar(alpha)?)?;
+        Ok(sum.f_to_kind(Kind::Float)?)
+    }
+
+    /// `a * ratio + b * (1 - ratio)`, clamped to the dtype's range, back in `a`'s dtype
+    /// (truncating, as torchvision's `.to(uint8)`).
+    fn blend(a: &Tensor, b: &Tensor, ratio: f64) -> Result<Tensor> {
+        let out = add_scaled(&as_float(a)?.f_mul_scalar(ratio)?, b, 1.0 - ratio)?.f_clamp(0.0, bound(a.kind()))?;
+        Ok(if is_float(a.kind()) { out } else { out.f_to_kind(a.kind())? })
+    }
+
+    /// 0.2989 R + 0.587 G + 0.114 B as float `[..., 1, H, W]` (floored for integer images).
+    fn gray(x: &Tensor) -> Result<Tensor> {
+        let f = as_float(x)?;
+        let ch = |i: i64| f.f_select(-3, i);
+        let l = add_scaled(&add_scaled(&ch(0)?.f_mul_scalar(0.2989)?, &ch(1)?, 0.587)?, &ch(2)?, 0.114)?;
+        let l = l.f_unsqueeze(-3)?;
+        Ok(if is_float(x.kind()) { l } else { l.f_floor()? })
+    }
+
+    fn channels(x: &Tensor) -> i64 {
+        x.size()[x.dim() - 3]
+    }
+
+    pub fn adjust_brightness(x: &Tensor, f: f64) -> Result<Tensor> {
+        let out = as_float(x)?.f_mul_scalar(f)?.f_clamp(0.0, bound(x.kind()))?;
+        Ok(if is_float(x.kind()) { out } else { out.f_to_kind(x.kind())? })
+    }
+
+    pub fn adjust_contrast(x: &Tensor, f: f64) -> Result<Tensor> {
+        let g = if channels(x) == 3 { gray(x)? } else { as_float(x)? };
+        let mean = g.f_mean_dim(&[-3i64, -2, -1][..], true, None::<Kind>)?;
+        blend(x, &mean, f)
+    }
+
+    pub fn adjust_saturation(x: &Tensor, f: f64) -> Result<Tensor> {
+        if channels(x) == 1 {
+            return Ok(x.shallow_clone());
+        }
+        blend(x, &gray(x)?, f)
+    }
+
+    /// torchvision's _rgb_to_hsv (Pillow's formulas), float images in [0, 1].
+    fn rgb_to_hsv(x: &Tensor) -> Result<Tensor> {
+        let (r, g) = (x.f_select(-3, 0)?, x.f_select(-3, 1)?);
+        let maxc = x.f_amax([-3i64], false)?;
+        let minc = x.f_amin([-3i64], false)?;
+        let eqc = maxc.f_eq_tensor(&minc)?;
+        let range = maxc.f_sub(&minc)?;
+        let ones = maxc.f_ones_like()?;
+        let s = range.f_div(&ones.f_where_self(&eqc, &maxc)?)?;
+        let div = ones.f_where_self(&eqc, &range)?.f_unsqueeze(-3)?;
+        let d = maxc.f_unsqueeze(-3)?.f_sub(x)?.f_div(&div)?;
+        let (rc, gc, bc) = (d.f_select(-3, 0)?, d.f_select(-3, 1)?, d.f_select(-3, 2)?);
+        let neq_r = maxc.f_ne_tensor(&r)?;
+        let eq_g = maxc.f_eq_tensor(&g)?;
+        let hg = rc.f_add_scalar(2.0)?.f_sub(&bc)?.f_mul(&eq_g.f_logical_and(&neq_r)?)?;
+        let hr = bc.f_sub(&gc)?.f_mul(&neq_r.f_logical_not()?)?;
+        let hb = gc.f_add_scalar(4.0)?.f_sub(&rc)?.f_mul(&neq_r.f_logical_and(&eq_g.f_logical_not()?)?)?;
+        let h = hr.f_add(&hg)?.f_add(&hb)?.f_mul_scalar(1.0 / 6.0)?.f_add_scalar(1.0)?.f_fmod(1.0)?;
+        Ok(Tensor::f_stack(&[h, s, maxc], -3)?)
+    }
+
+    /// torchvision's _hsv_to_rgb.
+    fn hsv_to_rgb(x: &Tensor) -> Result<Tensor> {
+        let (h, s, v) = (x.f_select(-3, 0)?, x.f_select(-3, 1)?, x.f_select(-3, 2)?);
+        let h6 = h.f_mul_scalar(6.0)?;
+        let i = h6.f_floor()?;
+        let f = h6.f_sub(&i)?;
+        let i = i.f_to_kind(Kind::Int)?.f_remainder(6)?.f_to_kind(Kind::Int64)?;
+        let sxf = s.f_mul(&f)?;
+        let one_minus_s = s.f_neg()?.f_add_scalar(1.0)?;
+        let q = sxf.f_neg()?.f_add_scalar(1.0)?.f_mul(&v)?.f_clamp(0.0, 1.0)?;
+        let t = sxf.f_add(&one_minus_s)?.f_mul(&v)?.f_clamp(0.0, 1.0)?;
+        let p = one_minus_s.f_mul(&v)?.f_clamp(0.0, 1.0)?;
+        let vpqt = Tensor::f_stack(&[v, p, q, t], -3)?;
+        let table = Tensor::f_from_slice(&[0i64, 2, 1, 1, 3, 0, 3, 0, 0, 2, 1, 1, 1, 1, 3, 0, 0, 2])?
+            .f_reshape([3, 6])?
+            .f_to_device(x.device())?;
+        let mut shape = vec![3i64];
+        shape.extend(i.size());
+        let select = table.f_index_select(1, &i.f_flatten(0, -1)?)?.f_reshape(shape)?.f_movedim([0i64], [-3i64])?;
+        Ok(vpqt.f_gather(-3, &select, false)?)
+    }
+
+    pub fn adjust_hue(x: &Tensor, f: f64) -> Result<Tensor> {
+        if channels(x) == 1 || x.numel() == 0 {
+            return Ok(x.shallow_clone());
+        }
+        let kind = x.kind();
+        let hsv = rgb_to_hsv(&to_dtype(x.shallow_clone(), Kind::Float, true)?)?;
+        let h = hsv.f_select(-3, 0)?.f_add_scalar(f)?.f_remainder(1.0)?;
+        let hsv = Tensor::f_stack(&[h, hsv.f_select(-3, 1)?, hsv.f_select(-3, 2)?], -3)?;
+        to_dtype(hsv_to_rgb(&hsv)?, kind, true)
     }
 }
 
