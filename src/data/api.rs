@@ -895,7 +895,11 @@ fn register_transforms(reg: &mut Registry) {
                 other => return Err(err(format!("{W}: degrees must be a number or [min, max], got {other:?}"))),
             }
         };
-        th(Transform::RandomRotation { degrees, interpolation: interp_opt(&o, "nearest", W)?, fill: o.f64_or("fill", 0.0)? })
+        th(Transform::RandomRotation {
+            degrees,
+            interpolation: interp_opt(&o, "nearest", W)?,
+            fill: o.f64_or("fill", 0.0)?,
+        })
     };
     reg.func(TR, "random_rotation", "degrees", doc, move |d: Dynamic| rot(d, Map::new()));
     reg.func(TR, "random_rotation", "degrees, opts", doc, rot);
@@ -916,7 +920,9 @@ fn register_transforms(reg: &mut Registry) {
                 Some(v) => return Err(err(format!("{W}: {key} must be a number or [min, max], got {v:?}"))),
             };
             if !(lo <= a && a <= b && b <= hi) {
-                return Err(err(format!("{W}: {key} values should be between {lo} and {hi} and increasing, got [{a}, {b}]")));
+                return Err(err(format!(
+                    "{W}: {key} values should be between {lo} and {hi} and increasing, got [{a}, {b}]"
+                )));
             }
             Ok(if a == center && b == center { None } else { Some((a, b)) })
         };

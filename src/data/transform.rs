@@ -28,7 +28,14 @@ pub enum Transform {
     /// torchvision RandomCrop: `padding` is left, top, right, bottom, filled with `fill`.
     RandomCrop { height: i64, width: i64, padding: [i64; 4], pad_if_needed: bool, fill: f64 },
     /// torchvision RandomResizedCrop.
-    RandomResizedCrop { height: i64, width: i64, scale: (f64, f64), ratio: (f64, f64), interpolation: Interp, antialias: bool },
+    RandomResizedCrop {
+        height: i64,
+        width: i64,
+        scale: (f64, f64),
+        ratio: (f64, f64),
+        interpolation: Interp,
+        antialias: bool,
+    },
     /// torchvision RandomHorizontalFlip.
     RandomHorizontalFlip { p: f64 },
     /// torchvision RandomVerticalFlip.
@@ -36,7 +43,12 @@ pub enum Transform {
     /// torchvision RandomRotation: an angle drawn uniformly from `degrees`, counter-clockwise.
     RandomRotation { degrees: (f64, f64), interpolation: Interp, fill: f64 },
     /// torchvision ColorJitter: factors drawn from each range, applied in a random order.
-    ColorJitter { brightness: Option<(f64, f64)>, contrast: Option<(f64, f64)>, saturation: Option<(f64, f64)>, hue: Option<(f64, f64)> },
+    ColorJitter {
+        brightness: Option<(f64, f64)>,
+        contrast: Option<(f64, f64)>,
+        saturation: Option<(f64, f64)>,
+        hue: Option<(f64, f64)>,
+    },
     /// torchvision Normalize: `(x - mean[c]) / std[c]` over the channel dim (-3) of a float image.
     Normalize { mean: Vec<f64>, std: Vec<f64> },
     /// torchvision ToDtype: with `scale`, integer images become floats in [0, 1] and back.
@@ -118,15 +130,20 @@ fn resize_tensor(t: &Tensor, oh: i64, ow: i64, interp: Interp, antialias: bool, 
     let interp = if mask { Interp::Nearest } else { interp };
     let (x, shape) = planes(t, mask)?;
     let kind = x.kind();
-    let native =
-        matches!(kind, Kind::Float | Kind::Double) || (kind == Kind::Uint8 && x.device() == tch::Device::Cpu);
+    let native = matches!(kind, Kind::Float | Kind::Double) || (kind == Kind::Uint8 && x.device() == tch::Device::Cpu);
     let xf = if native { x } else { x.f_to_kind(Kind::Float)? };
     let y = match interp {
         Interp::Nearest => xf.f_upsample_nearest2d([oh, ow], None, None)?,
         Interp::Bilinear if antialias => xf.f_internal_upsample_bilinear2d_aa([oh, ow], false, None, None)?,
         Interp::Bilinear => xf.f_upsample_bilinear2d([oh, ow], false, None, None)?,
     };
-    let y = if native { y } else if is_float(kind) { y.f_to_kind(kind)? } else { y.f_round()?.f_to_kind(kind)? };
+    let y = if native {
+        y
+    } else if is_float(kind) {
+        y.f_to_kind(kind)?
+    } else {
+        y.f_round()?.f_to_kind(kind)?
+    };
     unplanes(y, &shape)
 }
 
@@ -174,13 +191,20 @@ fn rotate(t: &Tensor, angle: f64, interp: Interp, fill: f64, mask: bool) -> Resu
     let opts = (gk, xf.device());
     // the inverse rotation by -angle about the centre (torchvision _get_inverse_affine_matrix)
     let r = (-angle).to_radians();
-    let theta = Tensor::f_from_slice(&[r.cos(), r.sin(), 0.0, -r.sin(), r.cos(), 0.0])?.f_to_kind(gk)?.f_reshape([1, 2, 3])?;
+    let theta =
+        Tensor::f_from_slice(&[r.cos(), r.sin(), 0.0, -r.sin(), r.cos(), 0.0])?.f_to_kind(gk)?.f_reshape([1, 2, 3])?;
     let theta = theta.f_to_device(opts.1)?;
     // torchvision _affine_grid: pixel-centre coordinates, normalized after applying theta
-    let xs = Tensor::f_linspace((1.0 - w as f64) * 0.5, (w as f64 - 1.0) * 0.5, w, (Kind::Float, opts.1))?.f_to_kind(gk)?;
-    let ys = Tensor::f_linspace((1.0 - h as f64) * 0.5, (h as f64 - 1.0) * 0.5, h, (Kind::Float, opts.1))?.f_to_kind(gk)?;
+    let xs =
+        Tensor::f_linspace((1.0 - w as f64) * 0.5, (w as f64 - 1.0) * 0.5, w, (Kind::Float, opts.1))?.f_to_kind(gk)?;
+    let ys =
+        Tensor::f_linspace((1.0 - h as f64) * 0.5, (h as f64 - 1.0) * 0.5, h, (Kind::Float, opts.1))?.f_to_kind(gk)?;
     let base = Tensor::f_stack(
-        &[xs.f_unsqueeze(0)?.f_expand([h, w], false)?, ys.f_unsqueeze(1)?.f_expand([h, w], false)?, Tensor::f_ones([h, w], opts)?],
+        &[
+            xs.f_unsqueeze(0)?.f_expand([h, w], false)?,
+            ys.f_unsqueeze(1)?.f_expand([h, w], false)?,
+            Tensor::f_ones([h, w], opts)?,
+        ],
         -1,
     )?
     .f_reshape([1, h * w, 3])?;
@@ -378,9 +402,10 @@ impl Transform {
                     return Err(data_err!("{what}: std evaluated to zero ({s}), leading to division by zero"));
                 }
                 let col = |v: &[f64]| -> Result<Tensor> {
-                    Ok(Tensor::f_from_slice(v)?.f_to_kind(image.kind())?.f_to_device(image.device())?.f_reshape([
-                        -1, 1, 1,
-                    ])?)
+                    Ok(Tensor::f_from_slice(v)?
+                        .f_to_kind(image.kind())?
+                        .f_to_device(image.device())?
+                        .f_reshape([-1, 1, 1])?)
                 };
                 let x = image.f_sub(&col(mean)?)?.f_div(&col(std)?)?;
                 Ok(Sample { image: x, mask })

@@ -73,7 +73,8 @@ fn read_image_matches_pillow_and_torchvision() {
                 continue;
             }
             let d = max_abs_diff(&got, &want);
-            let mean = (got.to_kind(tch::Kind::Double) - want.to_kind(tch::Kind::Double)).abs().mean(None).double_value(&[]);
+            let mean =
+                (got.to_kind(tch::Kind::Double) - want.to_kind(tch::Kind::Double)).abs().mean(None).double_value(&[]);
             let ok = if jpeg { d <= 3.0 && mean <= 0.5 } else { d == 0.0 };
             if !ok {
                 failures.push(format!("{name} {opts}: max difference {d}, mean {mean}"));
@@ -155,7 +156,9 @@ fn transforms_match_torchvision_v2() {
         let joint = c.get("m").is_some();
         let src = if joint {
             scope.push("m", Tensor::new(tensor(&inputs[c["m"].as_str().unwrap()])));
-            format!("data::transformed(data::tensor_dataset(x.unsqueeze(0), m.unsqueeze(0)), #{{transforms: {ctor}}})[0]")
+            format!(
+                "data::transformed(data::tensor_dataset(x.unsqueeze(0), m.unsqueeze(0)), #{{transforms: {ctor}}})[0]"
+            )
         } else {
             format!("[data::transformed(data::tensor_dataset(x.unsqueeze(0)), #{{transform: {ctor}}})[0][0]]")
         };
@@ -283,7 +286,9 @@ fn bad_image_files_and_options_are_named() {
     std::fs::write(dir.join("cut.jpg"), &jpg[..jpg.len() / 2]).unwrap();
     std::fs::write(dir.join("text.png"), b"hello").unwrap();
     let d = path_str(&dir);
-    for (f, want) in [("cut.png", "bad PNG"), ("cut.jpg", "bad JPEG"), ("text.png", "not a PNG or JPEG"), ("none.png", "none.png")] {
+    for (f, want) in
+        [("cut.png", "bad PNG"), ("cut.jpg", "bad JPEG"), ("text.png", "not a PNG or JPEG"), ("none.png", "none.png")]
+    {
         let e = eval(&format!(r#"data::read_image("{d}/{f}")"#)).unwrap_err();
         assert!(e.contains(f) && e.contains(want), "{f}: {e}");
     }
