@@ -6,7 +6,7 @@ use super::loader::{DataLoader, LoaderOptions};
 use super::rng::seed_from_torch;
 use super::sampler::Sampler;
 use super::script_ds::ScriptDataset;
-use super::transform::{Field, Transform, Transformed};
+use super::transform::{Field, Interp, Transform, Transformed};
 use super::{files, idx, image, synthetic, text, Batch, Dataset, EpochIter, FetchCtx};
 use crate::script::convert::{err, number, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
@@ -665,6 +665,50 @@ fn register_files(reg: &mut Registry) {
     let doc = "An image folder (torchvision ImageFolder): `root/<class>/<image>.png|jpg`, classes in sorted order (`ds.classes`). Images are decoded in Rust on the loader's workers; samples `[image: [C, H, W], label: int64]`, float32 in [0, 1] or `#{dtype: \"uint8\"}`.\n\n```rhai\nlet root = data::temp_dir();\ndata::save_image(torch::rand([3, 8, 8]), root + \"/cat/0.png\");\ndata::save_image(torch::rand([3, 8, 8]), root + \"/dog/0.png\");\nlet ds = data::image_folder(root);\nprint(ds.classes);\nprint(ds[1][0].shape);\n```";
     reg.func("data", "image_folder", "root", doc, |p: ImmutableString| image_folder(&p, &Map::new()));
     reg.func("data", "image_folder", "root, opts", doc, |p: ImmutableString, m: Map| image_folder(&p, &m));
+    let doc = "Reads a PNG or JPEG file as a uint8 `[C, H, W]` tensor (torchvision.io.read_image), decoded in Rust: `#{mode: \"RGB\" | \"L\" | \"RGBA\" | \"unchanged\"}` converts the channels as Pillow's `convert` does (default: as stored). Image sizes are checked from the header before pixels are allocated.\n\n```rhai\nlet p = data::temp_dir() + \"/r.png\";\ndata::save_image(torch::rand([3, 4, 5]), p);\nprint(data::read_image(p).shape);\nprint(data::read_image(p, #{mode: \"L\"}).shape);\n```";
+    reg.func("data", "read_image", "path", doc, |p: ImmutableString| -> RResult<Tensor> {
+        image::read_image(Path::new(p.as_str()), image::Mode::Unchanged).map(Tensor::new).or_script()
+    });
+    reg.func("data", "read_image", "path, opts", doc, |p: ImmutableString, m: Map| -> RResult<Tensor> {
+        let o = Opts::new(&m, "data::read_image", &["mode"])?;
+        let mode = image::Mode::parse(&o.str_or("mode", "unchanged")?, "data::read_image").or_script()?;
+        image::read_image(Path::new(p.as_str()), mode).map(Tensor::new).or_script()
+    });
+    let doc = "A dataset over a list of PNG / JPEG files, decoded on the loader's workers: samples are uint8 `[C, H, W]` images, or `[image, label]` with `#{labels: [...]}` (one int per file); `mode` as in data::read_image. Images of different sizes need a resize or crop (data::transformed) before batching.\n\n```rhai\nlet d = data::temp_dir();\ndata::save_image(torch::rand([3, 6, 8]), d + \"/a.png\");\ndata::save_image(torch::rand([1, 5, 5]), d + \"/b.png\");\nlet ds = data::image_files([d + \"/a.png\", d + \"/b.png\"], #{labels: [0, 1], mode: \"RGB\"});\nprint(ds[1][0].shape);\nlet t = data::transformed(ds, #{transform: data::transforms::resize([4, 4])});\nfor b in data::loader(t, #{batch_size: 2}) { print(b[0].shape); }\n```";
+    let image_files = |a: Array, m: Map| -> RResult<DatasetHandle> {
+        const W: &str = "data::image_files";
+        let o = Opts::new(&m, W, &["labels", "mode"])?;
+        let files = a
+            .iter()
+            .map(|v| {
+                v.read_lock::<ImmutableString>()
+                    .map(|s| std::path::PathBuf::from(s.as_str()))
+                    .ok_or_else(|| err(format!("{W}: the file list holds a {}, expected path strings", v.type_name())))
+            })
+            .collect::<RResult<Vec<_>>>()?;
+        let labels = o.ints_opt("labels")?;
+        let mode = image::Mode::parse(&o.str_or("mode", "unchanged")?, W).or_script()?;
+        Ok(ds(image::ImageFiles::new(files, labels, mode).or_script()?))
+    };
+    reg.func("data", "image_files", "paths", doc, move |a: Array| image_files(a, Map::new()));
+    reg.func("data", "image_files", "paths, opts", doc, image_files);
+    let doc = "Images and their segmentation masks from two folders, paired by file name without extension (`images/0001.jpg` with `masks/0001.png`): samples `[image: uint8 [C, H, W], mask: int64 [H, W]]`. A mask holds one class id per pixel: the palette index of a palette PNG, or the value of a grayscale file. An image without a mask, or a mask without an image, is an error naming the file. `#{mode}` as in data::read_image; use `transforms:` in data::transformed to crop or flip image and mask together.\n\n```rhai\nlet d = data::temp_dir();\ndata::save_image(torch::rand([3, 6, 6]), d + \"/img/0.png\");\ndata::save_image(torch::randint(0, 3, [1, 6, 6]).to(\"uint8\"), d + \"/mask/0.png\");\nlet ds = data::image_pairs(d + \"/img\", d + \"/mask\");\nlet s = ds[0];\nprint(`${s[0].shape} ${s[1].shape} ${s[1].dtype}`);\n```";
+    reg.func("data", "image_pairs", "images_dir, masks_dir", doc, |i: ImmutableString, mk: ImmutableString| {
+        image::ImagePairs::new(Path::new(i.as_str()), Path::new(mk.as_str()), image::Mode::Unchanged)
+            .map(ds)
+            .or_script()
+    });
+    reg.func(
+        "data",
+        "image_pairs",
+        "images_dir, masks_dir, opts",
+        doc,
+        |i: ImmutableString, mk: ImmutableString, m: Map| -> RResult<DatasetHandle> {
+            let o = Opts::new(&m, "data::image_pairs", &["mode"])?;
+            let mode = image::Mode::parse(&o.str_or("mode", "unchanged")?, "data::image_pairs").or_script()?;
+            image::ImagePairs::new(Path::new(i.as_str()), Path::new(mk.as_str()), mode).map(ds).or_script()
+        },
+    );
     let doc = "Writes a `[C, H, W]` or `[H, W]` tensor (uint8, or float in [0, 1]) as a PNG file, creating parent folders.\n\n```rhai\nlet p = data::temp_dir() + \"/img/x.png\";\ndata::save_image(torch::rand([1, 4, 4]), p);\n```";
     reg.volatile("data", "save_image", "tensor, path", doc, |t: Tensor, p: ImmutableString| -> RResult<()> {
         let p = Path::new(p.as_str());
@@ -692,78 +736,249 @@ fn transform_of(d: &Dynamic, what: &str) -> RResult<Transform> {
         .ok_or_else(|| err(format!("{what}: expected a Transform (data::normalize, …), got {}", d.type_name())))
 }
 
+/// The namespace of the torchvision.transforms.v2 family.
+const TR: &str = "data::transforms";
+
+/// Doc of the alias `data::name` of `data::transforms::name`.
+fn alias_doc(name: &str, doc: &str) -> String {
+    let example = doc.find("```rhai").map(|i| &doc[i..]).unwrap_or("");
+    format!("Alias of `data::transforms::{name}` (the same function, kept for existing scripts).\n\n{example}")
+}
+
+/// A size: an int (square) or `[h, w]`, positive.
+fn size_arg(d: &Dynamic, what: &str) -> RResult<(i64, i64)> {
+    let s = crate::script::convert::int_list(d, what)?;
+    let (h, w) = match s.as_slice() {
+        [a] => (*a, *a),
+        [a, b] => (*a, *b),
+        _ => return Err(err(format!("{what}: size must be an int or [height, width], got {s:?}"))),
+    };
+    if h <= 0 || w <= 0 {
+        return Err(err(format!("{what}: size must be positive, got [{h}, {w}]")));
+    }
+    Ok((h, w))
+}
+
+fn interp_opt(o: &Opts, default: &str, what: &str) -> RResult<Interp> {
+    match o.str_or("interpolation", default)?.as_str() {
+        "bilinear" => Ok(Interp::Bilinear),
+        "nearest" => Ok(Interp::Nearest),
+        other => Err(err(format!("{what}: interpolation must be \"bilinear\" or \"nearest\", got \"{other}\""))),
+    }
+}
+
+/// An option that is a `[min, max]` pair of numbers.
+fn range_opt(o: &Opts, key: &str, default: (f64, f64), what: &str) -> RResult<(f64, f64)> {
+    match o.numbers_opt(key)? {
+        None => Ok(default),
+        Some(v) if v.len() == 2 && v[0] <= v[1] => Ok((v[0], v[1])),
+        Some(v) => Err(err(format!("{what}: '{key}' must be [min, max] with min <= max, got {v:?}"))),
+    }
+}
+
+fn prob(p: &Dynamic, what: &str) -> RResult<f64> {
+    let p = number(p, what)?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(err(format!("{what}: p must be in [0, 1], got {p}")));
+    }
+    Ok(p)
+}
+
+fn th(t: Transform) -> RResult<TransformHandle> {
+    Ok(TransformHandle(t))
+}
+
 fn register_transforms(reg: &mut Registry) {
-    let doc = "Normalizes a batch per channel (dim 1): `(x - mean[c]) / std[c]` (torchvision Normalize); `mean` / `std` are numbers or arrays with one value per channel.\n\n```rhai\nlet t = data::normalize([0.1307], [0.3081]);\nlet ds = data::transformed(data::tensor_dataset(torch::rand([4, 1, 2, 2]), torch::arange(4)), #{transform: t});\nprint(ds[0][0].shape);\n```";
-    reg.func("data", "normalize", "mean, std", doc, |m: Dynamic, s: Dynamic| -> RResult<TransformHandle> {
-        let nums = |d: &Dynamic| -> RResult<Vec<f64>> {
-            if d.is_int() || d.is_float() {
-                Ok(vec![number(d, "data::normalize")?])
-            } else {
-                numbers(d, "data::normalize")
+    let doc = "Resizes an image (torchvision.transforms.v2.Resize): `size` is `[h, w]`, or an int that the smaller edge becomes (the other keeps the aspect ratio, capped by `max_size`). `#{interpolation: \"bilinear\" | \"nearest\", antialias: true, max_size}`; uint8 images are resized natively, like torchvision on the CPU. A mask (`transforms:` in data::transformed) is resized with nearest.\n\n```rhai\nlet t = data::transforms::resize([4, 6]);\nlet ds = data::transformed(data::tensor_dataset(torch::rand([2, 3, 8, 12])), #{transform: t});\nprint(ds[0][0].shape);\nprint(data::transformed(data::tensor_dataset(torch::rand([1, 3, 8, 12])), #{transform: data::transforms::resize(4, #{antialias: false})})[0][0].shape);\n```";
+    let resize = |size: Dynamic, m: Map| -> RResult<TransformHandle> {
+        const W: &str = "data::transforms::resize";
+        let o = Opts::new(&m, W, &["interpolation", "antialias", "max_size"])?;
+        let size = crate::script::convert::int_list(&size, W)?;
+        if !(1..=2).contains(&size.len()) || size.iter().any(|s| *s <= 0) {
+            return Err(err(format!("{W}: size must be a positive int or [height, width], got {size:?}")));
+        }
+        let max_size = o.i64_opt("max_size")?;
+        if max_size.is_some() && size.len() != 1 {
+            return Err(err(format!("{W}: max_size is only allowed when size is an int (the smaller edge)")));
+        }
+        th(Transform::Resize {
+            size,
+            interpolation: interp_opt(&o, "bilinear", W)?,
+            antialias: o.bool_or("antialias", true)?,
+            max_size,
+        })
+    };
+    reg.func(TR, "resize", "size", doc, move |s: Dynamic| resize(s, Map::new()));
+    reg.func(TR, "resize", "size, opts", doc, resize);
+
+    let doc = "Crops the centre `size` (an int or `[h, w]`) of an image, zero-padding it first where the crop is larger (torchvision.transforms.v2.CenterCrop); a mask is cropped alike.\n\n```rhai\nlet x = torch::arange(16).reshape([1, 4, 4]);\nlet ds = data::transformed(data::tensor_dataset(x.unsqueeze(0)), #{transform: data::transforms::center_crop(2)});\nprint(ds[0][0]);\n```";
+    reg.func(TR, "center_crop", "size", doc, |s: Dynamic| -> RResult<TransformHandle> {
+        let (height, width) = size_arg(&s, "data::transforms::center_crop")?;
+        th(Transform::CenterCrop { height, width })
+    });
+
+    let doc = "A random `size` crop (an int or `[h, w]`; torchvision.transforms.v2.RandomCrop) after padding by `#{padding: 0}` (an int, `[left/right, top/bottom]` or `[left, top, right, bottom]`) with `fill: 0`; `pad_if_needed: true` pads an image smaller than the crop. Seeded per sample by the dataset's and the loader's seed and the epoch.\n\n```rhai\nlet t = data::transforms::random_crop(28, #{padding: 4});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([8, 1, 28, 28])), #{transform: t});\nfor b in data::loader(ds, #{batch_size: 4, seed: 0}) { print(b[0].shape); }\n```";
+    let random_crop = |size: Dynamic, m: Map| -> RResult<TransformHandle> {
+        const W: &str = "data::transforms::random_crop";
+        let o = Opts::new(&m, W, &["padding", "pad_if_needed", "fill"])?;
+        let (height, width) = size_arg(&size, W)?;
+        let padding = match o.ints_opt("padding")?.unwrap_or_else(|| vec![0]).as_slice() {
+            [p] => [*p; 4],
+            [a, b] => [*a, *b, *a, *b],
+            [l, t, r, b] => [*l, *t, *r, *b],
+            other => return Err(err(format!("{W}: padding must be an int or a list of 2 or 4 ints, got {other:?}"))),
+        };
+        if padding.iter().any(|p| *p < 0) {
+            return Err(err(format!("{W}: padding must be non-negative, got {padding:?}")));
+        }
+        let fill = o.f64_or("fill", 0.0)?;
+        th(Transform::RandomCrop { height, width, padding, pad_if_needed: o.bool_or("pad_if_needed", false)?, fill })
+    };
+    reg.func(TR, "random_crop", "size", doc, move |s: Dynamic| random_crop(s, Map::new()));
+    reg.func(TR, "random_crop", "size, opts", doc, random_crop);
+    let alias = alias_doc("random_crop", doc);
+    reg.func("data", "random_crop", "size", &alias, move |s: Dynamic| random_crop(s, Map::new()));
+    reg.func("data", "random_crop", "size, opts", &alias, random_crop);
+
+    let doc = "A random crop of a random area fraction `scale` and aspect ratio `ratio` (log-uniform), resized to `size` (torchvision.transforms.v2.RandomResizedCrop, ten tries then a centred crop): `#{scale: [0.08, 1.0], ratio: [3/4, 4/3], interpolation: \"bilinear\", antialias: true}`.\n\n```rhai\nlet t = data::transforms::random_resized_crop(16);\nlet ds = data::transformed(data::tensor_dataset(torch::rand([4, 3, 30, 40])), #{transform: t});\nprint(ds[0][0].shape);\n```";
+    let rrc = |size: Dynamic, m: Map| -> RResult<TransformHandle> {
+        const W: &str = "data::transforms::random_resized_crop";
+        let o = Opts::new(&m, W, &["scale", "ratio", "interpolation", "antialias"])?;
+        let (height, width) = size_arg(&size, W)?;
+        let scale = range_opt(&o, "scale", (0.08, 1.0), W)?;
+        let ratio = range_opt(&o, "ratio", (3.0 / 4.0, 4.0 / 3.0), W)?;
+        if scale.0 <= 0.0 || ratio.0 <= 0.0 {
+            return Err(err(format!("{W}: scale and ratio must be positive, got {scale:?} and {ratio:?}")));
+        }
+        th(Transform::RandomResizedCrop {
+            height,
+            width,
+            scale,
+            ratio,
+            interpolation: interp_opt(&o, "bilinear", W)?,
+            antialias: o.bool_or("antialias", true)?,
+        })
+    };
+    reg.func(TR, "random_resized_crop", "size", doc, move |s: Dynamic| rrc(s, Map::new()));
+    reg.func(TR, "random_resized_crop", "size, opts", doc, rrc);
+
+    let doc = "Mirrors an image (and its mask) left-right with probability `p` (default 0.5; torchvision.transforms.v2.RandomHorizontalFlip); seeded per sample.\n\n```rhai\nlet t = data::transforms::random_horizontal_flip(1.0);\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nlet ds = data::transformed(data::tensor_dataset(x), #{transform: t});\nprint(ds[0][0]);\n```";
+    const HF: &str = "data::transforms::random_horizontal_flip";
+    reg.func(TR, "random_horizontal_flip", "", doc, || th(Transform::RandomHorizontalFlip { p: 0.5 }));
+    reg.func(TR, "random_horizontal_flip", "p", doc, |p: Dynamic| {
+        th(Transform::RandomHorizontalFlip { p: prob(&p, HF)? })
+    });
+    let alias = alias_doc("random_horizontal_flip", doc);
+    reg.func("data", "random_horizontal_flip", "", &alias, || th(Transform::RandomHorizontalFlip { p: 0.5 }));
+    reg.func("data", "random_horizontal_flip", "p", &alias, |p: Dynamic| {
+        th(Transform::RandomHorizontalFlip { p: prob(&p, HF)? })
+    });
+    let doc = "Mirrors an image (and its mask) top-bottom with probability `p` (default 0.5; torchvision.transforms.v2.RandomVerticalFlip); seeded per sample.\n\n```rhai\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nlet ds = data::transformed(data::tensor_dataset(x), #{transform: data::transforms::random_vertical_flip(1.0)});\nprint(ds[0][0]);\n```";
+    reg.func(TR, "random_vertical_flip", "", doc, || th(Transform::RandomVerticalFlip { p: 0.5 }));
+    reg.func(TR, "random_vertical_flip", "p", doc, |p: Dynamic| {
+        th(Transform::RandomVerticalFlip { p: prob(&p, "data::transforms::random_vertical_flip")? })
+    });
+
+    let doc = "Rotates an image counter-clockwise by an angle drawn uniformly from `degrees` (a number d for [-d, d], or `[min, max]`) about its centre, keeping its size (torchvision.transforms.v2.RandomRotation): `#{interpolation: \"nearest\" | \"bilinear\", fill: 0}`. A mask is rotated with nearest and filled with 0.\n\n```rhai\nlet t = data::transforms::random_rotation([90, 90]);\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nprint(data::transformed(data::tensor_dataset(x), #{transform: t})[0][0]);\nlet r = data::transforms::random_rotation(15, #{interpolation: \"bilinear\"});\nprint(data::transformed(data::tensor_dataset(torch::rand([1, 3, 8, 8])), #{transform: r})[0][0].shape);\n```";
+    let rot = |d: Dynamic, m: Map| -> RResult<TransformHandle> {
+        const W: &str = "data::transforms::random_rotation";
+        let o = Opts::new(&m, W, &["interpolation", "fill"])?;
+        let degrees = if d.is_int() || d.is_float() {
+            let v = number(&d, W)?;
+            if v < 0.0 {
+                return Err(err(format!("{W}: if degrees is a single number, it must be positive, got {v}")));
+            }
+            (-v, v)
+        } else {
+            match numbers(&d, W)?.as_slice() {
+                [a, b] if a <= b => (*a, *b),
+                other => return Err(err(format!("{W}: degrees must be a number or [min, max], got {other:?}"))),
             }
         };
-        Ok(TransformHandle(Transform::Normalize { mean: nums(&m)?, std: nums(&s)? }))
-    });
-    let doc = "Random `size` crop of each image (an int for square, or `[h, w]`) after zero-padding by `#{padding: 0}` on every side (torchvision RandomCrop); seeded by the loader's seed, epoch and batch.\n\n```rhai\nlet t = data::random_crop(28, #{padding: 4});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([8, 1, 28, 28])), #{transform: t});\nfor b in data::loader(ds, #{batch_size: 4, seed: 0}) { print(b[0].shape); }\n```";
-    let crop = |size: Dynamic, m: Map| -> RResult<TransformHandle> {
-        const W: &str = "data::random_crop";
-        let o = Opts::new(&m, W, &["padding"])?;
-        let s = crate::script::convert::int_list(&size, W)?;
-        let (h, w) = match s.as_slice() {
-            [a] => (*a, *a),
-            [a, b] => (*a, *b),
-            _ => return Err(err(format!("{W}: size must be an int or [height, width]"))),
+        th(Transform::RandomRotation {
+            degrees,
+            interpolation: interp_opt(&o, "nearest", W)?,
+            fill: o.f64_or("fill", 0.0)?,
+        })
+    };
+    reg.func(TR, "random_rotation", "degrees", doc, move |d: Dynamic| rot(d, Map::new()));
+    reg.func(TR, "random_rotation", "degrees, opts", doc, rot);
+
+    let doc = "Randomly changes brightness, contrast, saturation and hue (torchvision.transforms.v2.ColorJitter): `#{brightness, contrast, saturation, hue}`, each a number x for [max(0, 1 - x), 1 + x] (hue: [-x, x], x ≤ 0.5) or `[min, max]`; the factors are drawn per sample and the four adjustments applied in a random order. Images of 1 or 3 channels; masks are left alone.\n\n```rhai\nlet t = data::transforms::color_jitter(#{brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([2, 3, 4, 4])), #{transform: t});\nprint(ds[0][0].shape);\n```";
+    reg.func(TR, "color_jitter", "opts", doc, |m: Map| -> RResult<TransformHandle> {
+        const W: &str = "data::transforms::color_jitter";
+        let o = Opts::new(&m, W, &["brightness", "contrast", "saturation", "hue"])?;
+        let range = |key: &str, center: f64, lo: f64, hi: f64| -> RResult<Option<(f64, f64)>> {
+            let (a, b) = match o.numbers_opt(key)?.as_deref() {
+                None => return Ok(None),
+                Some([x]) if *x < 0.0 => {
+                    return Err(err(format!("{W}: if {key} is a single number, it must be non negative, got {x}")))
+                }
+                Some([x]) if center == 1.0 => ((center - x).max(0.0), center + x),
+                Some([x]) => (center - x, center + x),
+                Some([a, b]) => (*a, *b),
+                Some(v) => return Err(err(format!("{W}: {key} must be a number or [min, max], got {v:?}"))),
+            };
+            if !(lo <= a && a <= b && b <= hi) {
+                return Err(err(format!(
+                    "{W}: {key} values should be between {lo} and {hi} and increasing, got [{a}, {b}]"
+                )));
+            }
+            Ok(if a == center && b == center { None } else { Some((a, b)) })
         };
-        if h <= 0 || w <= 0 {
-            return Err(err(format!("{W}: size must be positive, got [{h}, {w}]")));
-        }
-        let padding = o.i64_or("padding", 0)?;
-        if padding < 0 {
-            return Err(err(format!("{W}: padding must be non-negative, got {padding}")));
-        }
-        Ok(TransformHandle(Transform::RandomCrop { height: h, width: w, padding }))
-    };
-    reg.func("data", "random_crop", "size", doc, move |s: Dynamic| crop(s, Map::new()));
-    reg.func("data", "random_crop", "size, opts", doc, crop);
-    let doc = "Mirrors each image left-right with probability `p` (default 0.5; torchvision RandomHorizontalFlip); seeded by the loader's seed, epoch and batch.\n\n```rhai\nlet t = data::random_horizontal_flip(1.0);\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nlet ds = data::transformed(data::tensor_dataset(x), #{transform: t});\nprint(ds[0][0]);\n```";
-    let flip = |p: f64| -> RResult<TransformHandle> {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(err(format!("data::random_horizontal_flip: p must be in [0, 1], got {p}")));
-        }
-        Ok(TransformHandle(Transform::RandomHorizontalFlip { p }))
-    };
-    reg.func("data", "random_horizontal_flip", "", doc, move || flip(0.5));
-    reg.func("data", "random_horizontal_flip", "p", doc, move |p: Dynamic| {
-        flip(number(&p, "data::random_horizontal_flip")?)
+        th(Transform::ColorJitter {
+            brightness: range("brightness", 1.0, 0.0, f64::INFINITY)?,
+            contrast: range("contrast", 1.0, 0.0, f64::INFINITY)?,
+            saturation: range("saturation", 1.0, 0.0, f64::INFINITY)?,
+            hue: range("hue", 0.0, -0.5, 0.5)?,
+        })
     });
+
+    let doc = "Normalizes a float image per channel (dim -3): `(x - mean[c]) / std[c]` (torchvision.transforms.v2.Normalize); `mean` / `std` are numbers or arrays with one value per channel. Masks are left alone.\n\n```rhai\nlet t = data::transforms::normalize([0.1307], [0.3081]);\nlet ds = data::transformed(data::tensor_dataset(torch::rand([4, 1, 2, 2]), torch::arange(4)), #{transform: t});\nprint(ds[0][0].shape);\n```";
+    let normalize = |m: Dynamic, s: Dynamic| -> RResult<TransformHandle> {
+        let nums = |d: &Dynamic| -> RResult<Vec<f64>> {
+            if d.is_int() || d.is_float() {
+                Ok(vec![number(d, "data::transforms::normalize")?])
+            } else {
+                numbers(d, "data::transforms::normalize")
+            }
+        };
+        th(Transform::Normalize { mean: nums(&m)?, std: nums(&s)? })
+    };
+    reg.func(TR, "normalize", "mean, std", doc, normalize);
+    reg.func("data", "normalize", "mean, std", &alias_doc("normalize", doc), normalize);
+
     let doc = "Class indices to one-hot int64 vectors of `num_classes` (F.one_hot); usually a `target_transform`.\n\n```rhai\nlet ds = data::transformed(data::blobs(#{n: 6, centers: 3}), #{target_transform: data::one_hot(3)});\nprint(ds[1][1]);\n```";
     reg.func("data", "one_hot", "num_classes", doc, |n: INT| -> RResult<TransformHandle> {
         if n <= 0 {
             return Err(err(format!("data::one_hot: num_classes must be positive, got {n}")));
         }
-        Ok(TransformHandle(Transform::OneHot { num_classes: n }))
+        th(Transform::OneHot { num_classes: n })
     });
-    let doc = "Casts to `dtype`; with `#{scale: true}`, uint8 images become floats in [0, 1] (torchvision ToDtype).\n\n```rhai\nlet t = data::to_dtype(\"float32\", #{scale: true});\nlet ds = data::transformed(data::tensor_dataset(torch::full([2, 3], 255).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
+    let doc = "Casts an image to `dtype` (torchvision.transforms.v2.ToDtype); with `#{scale: true}`, integer images become floats in [0, 1] (uint8: × 1/255) and floats become integers (× (max + 1 - 1e-3)). Masks are left alone.\n\n```rhai\nlet t = data::transforms::to_dtype(\"float32\", #{scale: true});\nlet ds = data::transformed(data::tensor_dataset(torch::full([2, 3], 255).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
     let to_dtype = |d: ImmutableString, m: Map| -> RResult<TransformHandle> {
-        let o = Opts::new(&m, "data::to_dtype", &["scale"])?;
-        Ok(TransformHandle(Transform::ToDtype {
-            kind: parse_dtype(&d).or_script()?,
-            scale: o.bool_or("scale", false)?,
-        }))
+        let o = Opts::new(&m, "data::transforms::to_dtype", &["scale"])?;
+        th(Transform::ToDtype { kind: parse_dtype(&d).or_script()?, scale: o.bool_or("scale", false)? })
     };
-    reg.func("data", "to_dtype", "dtype", doc, move |d: ImmutableString| to_dtype(d, Map::new()));
-    reg.func("data", "to_dtype", "dtype, opts", doc, to_dtype);
-    let doc = "Several transforms one after the other (torchvision Compose).\n\n```rhai\nlet t = data::compose([data::to_dtype(\"float32\", #{scale: true}), data::normalize(0.5, 0.5)]);\nlet ds = data::transformed(data::tensor_dataset(torch::zeros([2, 1, 2, 2]).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
-    reg.func("data", "compose", "transforms", doc, |a: Array| -> RResult<TransformHandle> {
-        Ok(TransformHandle(Transform::Compose(
-            a.iter().map(|v| transform_of(v, "data::compose")).collect::<RResult<_>>()?,
-        )))
-    });
-    let doc = "A dataset whose batches go through transforms on the loader's workers: `#{transform, target_transform, keys: #{name: transform}, seed: 0}`. `transform` applies to element 0 of array samples (or to a one-tensor sample), `target_transform` to element 1, `keys` to fields of map samples. Random transforms are seeded by `seed`, the loader's seed, the epoch and the batch: reproducible, whatever `num_workers`.\n\n```rhai\nlet base = data::tensor_dataset(torch::rand([16, 3, 8, 8]), torch::arange(16) % 2);\nlet ds = data::transformed(base, #{\n    transform: data::compose([data::random_crop(6), data::random_horizontal_flip()]),\n    target_transform: data::one_hot(2),\n});\nfor b in data::loader(ds, #{batch_size: 8, num_workers: 2, seed: 1}) {\n    print(`${b[0].shape} ${b[1].shape}`);\n}\n```";
+    reg.func(TR, "to_dtype", "dtype", doc, move |d: ImmutableString| to_dtype(d, Map::new()));
+    reg.func(TR, "to_dtype", "dtype, opts", doc, to_dtype);
+    let alias = alias_doc("to_dtype", doc);
+    reg.func("data", "to_dtype", "dtype", &alias, move |d: ImmutableString| to_dtype(d, Map::new()));
+    reg.func("data", "to_dtype", "dtype, opts", &alias, to_dtype);
+    let doc = "Several transforms one after the other (torchvision.transforms.v2.Compose).\n\n```rhai\nlet t = data::transforms::compose([data::transforms::to_dtype(\"float32\", #{scale: true}), data::transforms::normalize(0.5, 0.5)]);\nlet ds = data::transformed(data::tensor_dataset(torch::zeros([2, 1, 2, 2]).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
+    let compose = |a: Array| -> RResult<TransformHandle> {
+        th(Transform::Compose(a.iter().map(|v| transform_of(v, "data::transforms::compose")).collect::<RResult<_>>()?))
+    };
+    reg.func(TR, "compose", "transforms", doc, compose);
+    reg.func("data", "compose", "transforms", &alias_doc("compose", doc), compose);
+    let doc = "A dataset whose samples go through transforms, one sample at a time on the loader's workers, before they are collated into batches: `#{transform, target_transform, transforms, keys: #{name: transform}, seed: 0}`. `transform` applies to element 0 of array samples (or to a one-tensor sample), `target_transform` to element 1, `transforms` to elements 0 and 1 jointly as an image and its mask (as torchvision v2 does with a `tv_tensors.Mask`: geometric transforms move the mask too, with nearest interpolation; normalize and dtype casts leave it alone), `keys` to fields of map samples. Random transforms are seeded by `seed`, the loader's seed, the epoch and the sample's index: reproducible, whatever `num_workers`.\n\n```rhai\nlet base = data::tensor_dataset(torch::rand([16, 3, 8, 8]), torch::arange(16) % 2);\nlet ds = data::transformed(base, #{\n    transform: data::compose([data::random_crop(6), data::random_horizontal_flip()]),\n    target_transform: data::one_hot(2),\n});\nfor b in data::loader(ds, #{batch_size: 8, num_workers: 2, seed: 1}) {\n    print(`${b[0].shape} ${b[1].shape}`);\n}\n```";
     reg.func("data", "transformed", "ds, opts", doc, |d: DatasetHandle, m: Map| -> RResult<DatasetHandle> {
         const W: &str = "data::transformed";
-        let o = Opts::new(&m, W, &["transform", "target_transform", "keys", "seed"])?;
+        let o = Opts::new(&m, W, &["transform", "target_transform", "transforms", "keys", "seed"])?;
         let mut ts = Vec::new();
+        if let Some(t) = o.get("transforms") {
+            ts.push((Field::Joint, transform_of(t, &format!("{W}: option 'transforms'"))?));
+        }
         if let Some(t) = o.get("transform") {
             ts.push((Field::Input, transform_of(t, &format!("{W}: option 'transform'"))?));
         }

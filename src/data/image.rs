@@ -1,6 +1,8 @@
-//! An image folder (torchvision ImageFolder): one subfolder per class, PNG and JPEG files decoded
-//! in Rust on the loader's workers. Samples `[image: [C, H, W], label: int64]`, float32 in [0, 1]
-//! (ToTensor) or raw uint8.
+//! Images: PNG and JPEG decoding in Rust (header sizes checked before any pixel memory is
+//! allocated), `read_image` with Pillow's mode conversions, and datasets decoded on the loader's
+//! workers: an image folder (torchvision ImageFolder), a list of files, and image / mask pairs
+//! for segmentation.
+use super::batch::collate;
 use super::{check_indices, Batch, Dataset, FetchCtx, Result};
 use crate::data_err;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,130 @@ pub struct Decoded {
     pub height: usize,
     pub width: usize,
     pub channels: usize,
+}
+
+/// The channels `read_image` returns (Pillow's `Image.convert` modes; torchvision ImageReadMode).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// As stored: 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels.
+    Unchanged,
+    /// Grayscale, Pillow's `L = (19595 R + 38470 G + 7471 B + 2^15) >> 16` (ITU-R 601-2 luma).
+    L,
+    Rgb,
+    Rgba,
+}
+
+impl Mode {
+    pub fn parse(s: &str, what: &str) -> Result<Mode> {
+        match s {
+            "unchanged" => Ok(Mode::Unchanged),
+            "L" => Ok(Mode::L),
+            "RGB" => Ok(Mode::Rgb),
+            "RGBA" => Ok(Mode::Rgba),
+            _ => Err(data_err!("{what}: unknown mode '{s}'; valid modes: \"RGB\", \"L\", \"RGBA\", \"unchanged\"")),
+        }
+    }
+}
+
+fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
+impl Decoded {
+    /// Converts the pixels to `mode` as Pillow's `convert` does (alpha is dropped, not composited).
+    pub fn convert(self, mode: Mode) -> Decoded {
+        let c = self.channels;
+        let out = match mode {
+            Mode::Unchanged => return self,
+            Mode::L => 1,
+            Mode::Rgb => 3,
+            Mode::Rgba => 4,
+        };
+        if out == c {
+            return self;
+        }
+        let mut data = Vec::with_capacity(self.height * self.width * out);
+        for px in self.data.chunks_exact(c) {
+            let (gray, rgb, alpha) = match c {
+                1 => (px[0], [px[0]; 3], 255),
+                2 => (px[0], [px[0]; 3], px[1]),
+                3 => (luma(px[0], px[1], px[2]), [px[0], px[1], px[2]], 255),
+                _ => (luma(px[0], px[1], px[2]), [px[0], px[1], px[2]], px[3]),
+            };
+            match out {
+                1 => data.push(gray),
+                3 => data.extend_from_slice(&rgb),
+                _ => {
+                    data.extend_from_slice(&rgb);
+                    data.push(alpha)
+                }
+            }
+        }
+        Decoded { data, height: self.height, width: self.width, channels: out }
+    }
+
+    /// A uint8 `[C, H, W]` tensor.
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        Ok(Tensor::f_from_slice(&self.data)?
+            .f_reshape([self.height as i64, self.width as i64, self.channels as i64])?
+            .f_permute([2, 0, 1])?
+            .f_contiguous()?)
+    }
+}
+
+/// Reads a PNG or JPEG file as a uint8 `[C, H, W]` tensor in `mode` (torchvision read_image).
+pub fn read_image(path: &Path, mode: Mode) -> Result<Tensor> {
+    decode(path)?.convert(mode).to_tensor()
+}
+
+/// Reads a segmentation mask: one value per pixel, `[H, W]`. Palette PNGs give their palette
+/// indices (the class ids of VOC-style masks, as Pillow's mode "P"), grayscale files their values;
+/// a file with colour channels is an error.
+pub fn read_mask(path: &Path) -> Result<Tensor> {
+    let name = path.display().to_string();
+    let bytes = super::files::read(path, "mask")?;
+    let d = if bytes.starts_with(b"\x89PNG") {
+        let mut probe = png::Decoder::new(&bytes[..]);
+        probe.set_transformations(png::Transformations::IDENTITY);
+        let r = probe.read_info().map_err(|e| data_err!("{name}: bad PNG: {e}"))?;
+        if r.info().color_type == png::ColorType::Indexed {
+            palette_indices(r, &name)?
+        } else {
+            decode_png(&bytes, &name)?
+        }
+    } else if bytes.starts_with(&[0xFF, 0xD8]) {
+        decode_jpeg(&bytes, &name)?
+    } else {
+        return Err(data_err!("{name}: not a PNG or JPEG image"));
+    };
+    let d = if d.channels == 2 { d.convert(Mode::L) } else { d };
+    if d.channels != 1 {
+        return Err(data_err!(
+            "{name}: a mask must have one channel (grayscale or palette PNG), this one has {}",
+            d.channels
+        ));
+    }
+    Ok(Tensor::f_from_slice(&d.data)?.f_reshape([d.height as i64, d.width as i64])?.f_to_kind(Kind::Int64)?)
+}
+
+/// The palette indices of an indexed PNG, unpacked from 1, 2 or 4 bits to one byte each.
+fn palette_indices(mut r: png::Reader<&[u8]>, name: &str) -> Result<Decoded> {
+    let (width, height) = (r.info().width as usize, r.info().height as usize);
+    check_pixels(width as u64, height as u64, name)?;
+    let bits = r.info().bit_depth as usize;
+    let mut buf = vec![0; r.output_buffer_size()];
+    let info = r.next_frame(&mut buf).map_err(|e| data_err!("{name}: bad PNG: {e}"))?;
+    let line = info.line_size;
+    let mut data = Vec::with_capacity(width * height);
+    for row in buf.chunks(line).take(height) {
+        for x in 0..width {
+            let bit = x * bits;
+            let byte = row[bit / 8];
+            let shift = 8 - bits - bit % 8;
+            data.push((byte >> shift) & ((1u16 << bits) - 1) as u8);
+        }
+    }
+    Ok(Decoded { data, height, width, channels: 1 })
 }
 
 fn decode_png(bytes: &[u8], name: &str) -> Result<Decoded> {
@@ -116,6 +242,146 @@ pub fn save_png(t: &Tensor, path: &Path) -> Result<()> {
     w.finish().map_err(|e| data_err!("{}: {e}", path.display()))
 }
 
+fn is_image_file(f: &Path) -> bool {
+    let ext = f.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    f.is_file() && EXTENSIONS.contains(&ext.as_str())
+}
+
+/// Collates per-file samples, with a hint when the images differ in size.
+fn collate_images(samples: Vec<Batch>, indices: &[usize], what: &str) -> Result<Batch> {
+    collate(samples, indices).map_err(|e| {
+        data_err!("{what}: {e} (images of different sizes need data::transforms::resize or a crop before batching)")
+    })
+}
+
+/// Images from a list of files, with optional int labels: samples are the uint8 `[C, H, W]`
+/// image, or `[image, label]`.
+pub struct ImageFiles {
+    files: Vec<PathBuf>,
+    labels: Option<Vec<i64>>,
+    mode: Mode,
+}
+
+impl ImageFiles {
+    pub fn new(files: Vec<PathBuf>, labels: Option<Vec<i64>>, mode: Mode) -> Result<ImageFiles> {
+        if files.is_empty() {
+            return Err(data_err!("data::image_files: the list of files is empty"));
+        }
+        if let Some(l) = &labels {
+            if l.len() != files.len() {
+                return Err(data_err!("data::image_files: {} files but {} labels", files.len(), l.len()));
+            }
+        }
+        if let Some(f) = files.iter().find(|f| !f.is_file()) {
+            return Err(data_err!("data::image_files: no such file: {}", f.display()));
+        }
+        Ok(ImageFiles { files, labels, mode })
+    }
+}
+
+impl Dataset for ImageFiles {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+    fn get_batch(&self, indices: &[usize], _ctx: &FetchCtx) -> Result<Batch> {
+        check_indices(indices, self.files.len(), "image_files")?;
+        let mut samples = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let x = Batch::Tensor(read_image(&self.files[i], self.mode)?);
+            samples.push(match &self.labels {
+                Some(l) => Batch::List(vec![x, Batch::Int(l[i])]),
+                None => x,
+            });
+        }
+        collate_images(samples, indices, "image_files")
+    }
+    fn describe(&self) -> String {
+        format!("ImageFiles({} images{})", self.files.len(), if self.labels.is_some() { ", labelled" } else { "" })
+    }
+    fn per_sample_work(&self) -> bool {
+        true
+    }
+}
+
+/// Images and their segmentation masks, paired by file stem (`img/0001.jpg` with `masks/0001.png`):
+/// samples `[image: uint8 [C, H, W], mask: int64 [H, W]]`.
+pub struct ImagePairs {
+    pairs: Vec<(PathBuf, PathBuf)>,
+    mode: Mode,
+    root: PathBuf,
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
+}
+
+impl ImagePairs {
+    pub fn new(images: &Path, masks: &Path, mode: Mode) -> Result<ImagePairs> {
+        const W: &str = "data::image_pairs";
+        for d in [images, masks] {
+            if !d.is_dir() {
+                return Err(data_err!("{W}: no such directory: {}", d.display()));
+            }
+        }
+        let imgs: Vec<PathBuf> = sorted_entries(images)?.into_iter().filter(|p| is_image_file(p)).collect();
+        let mut by_stem = std::collections::BTreeMap::new();
+        for m in sorted_entries(masks)?.into_iter().filter(|p| is_image_file(p)) {
+            if let Some(other) = by_stem.insert(stem(&m), m.clone()) {
+                return Err(data_err!("{W}: two masks for one image: {} and {}", other.display(), m.display()));
+            }
+        }
+        let mut pairs = Vec::with_capacity(imgs.len());
+        for i in imgs {
+            match by_stem.remove(&stem(&i)) {
+                Some(m) => pairs.push((i, m)),
+                None => return Err(data_err!("{W}: image {} has no mask in {}", i.display(), masks.display())),
+            }
+        }
+        if let Some(m) = by_stem.values().next() {
+            return Err(data_err!("{W}: mask {} has no matching image in {}", m.display(), images.display()));
+        }
+        if pairs.is_empty() {
+            return Err(data_err!("{W}: no .png / .jpg / .jpeg files in {}", images.display()));
+        }
+        Ok(ImagePairs { pairs, mode, root: images.to_path_buf() })
+    }
+}
+
+impl Dataset for ImagePairs {
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+    fn get_batch(&self, indices: &[usize], _ctx: &FetchCtx) -> Result<Batch> {
+        check_indices(indices, self.pairs.len(), "image_pairs")?;
+        let mut samples = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let (img, mask) = &self.pairs[i];
+            let x = read_image(img, self.mode)?;
+            let m = read_mask(mask)?;
+            let (xs, ms) = (x.size(), m.size());
+            if xs[1..] != ms[..] {
+                return Err(data_err!(
+                    "image_pairs: {} is {}x{} but its mask {} is {}x{}",
+                    img.display(),
+                    xs[1],
+                    xs[2],
+                    mask.display(),
+                    ms[0],
+                    ms[1]
+                ));
+            }
+            samples.push(Batch::List(vec![Batch::Tensor(x), Batch::Tensor(m)]));
+        }
+        collate_images(samples, indices, "image_pairs")
+    }
+    fn describe(&self) -> String {
+        format!("ImagePairs({}: {} images with masks)", self.root.display(), self.pairs.len())
+    }
+    fn per_sample_work(&self) -> bool {
+        true
+    }
+}
+
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| data_err!("{}: {e}", dir.display()))?
@@ -137,8 +403,7 @@ impl ImageFolder {
             let label = classes.len() as i64;
             classes.push(dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
             for f in sorted_entries(&dir)? {
-                let ext = f.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-                if f.is_file() && EXTENSIONS.contains(&ext.as_str()) {
+                if is_image_file(&f) {
                     files.push((f, label));
                 }
             }
@@ -172,7 +437,7 @@ impl Dataset for ImageFolder {
                 None => shape = Some((img.height, img.width, img.channels, i)),
                 Some((h, w, c, j)) if (h, w, c) != (img.height, img.width, img.channels) => {
                     return Err(data_err!(
-                        "image_folder: {} is {}x{} with {} channels, but {} is {h}x{w} with {c}; images in a batch must have the same size (use data::random_crop)",
+                        "image_folder: {} is {}x{} with {} channels, but {} is {h}x{w} with {c}; images in a batch must have the same size (use data::transforms::resize or a crop in data::transformed)",
                         path.display(),
                         img.height,
                         img.width,

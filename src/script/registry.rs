@@ -241,8 +241,17 @@ impl Registry {
         &mut self.global
     }
 
-    /// Consumes the registry: the global module and the namespaced modules.
-    pub fn into_modules(self) -> (Shared<Module>, Vec<(String, Shared<Module>)>) {
+    /// Consumes the registry: the global module and the namespaced modules. A nested namespace
+    /// (`"data::transforms"`) becomes a sub-module of its parent, so scripts call
+    /// `data::transforms::resize(…)`.
+    pub fn into_modules(mut self) -> (Shared<Module>, Vec<(String, Shared<Module>)>) {
+        let mut nested: Vec<String> = self.namespaces.keys().filter(|k| k.contains("::")).cloned().collect();
+        nested.sort_by_key(|k| std::cmp::Reverse(k.matches("::").count())); // deepest first
+        for path in nested {
+            if let (Some(m), Some((parent, name))) = (self.namespaces.remove(&path), path.rsplit_once("::")) {
+                self.namespaces.entry(parent.to_string()).or_default().set_sub_module(name, m);
+            }
+        }
         let ns = self.namespaces.into_iter().map(|(k, m)| (k, Shared::new(m))).collect();
         (Shared::new(self.global), ns)
     }

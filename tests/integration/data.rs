@@ -545,6 +545,11 @@ fn transforms_are_seeded_and_independent_of_workers() {
     "#
     ));
     let e = eval("data::transformed(data::blobs(), #{transform: data::normalize([1, 2, 3], [1])})[0]").unwrap_err();
+    assert!(e.contains("expected a tensor image of size (..., C, H, W), got shape [2]"), "{e}");
+    let e = eval(
+        "data::transformed(data::tensor_dataset(torch::rand([2, 2, 3, 3])), #{transform: data::normalize([1, 2, 3], [1])})[0]",
+    )
+    .unwrap_err();
     assert!(e.contains("3 means and 1 stds for 2 channels"), "{e}");
     let e = eval("data::transformed(data::blobs(), #{target_transform: data::one_hot(2)})[2]").unwrap_err();
     assert!(e.to_lowercase().contains("class values must be smaller than num_classes"), "{e}");

@@ -19,6 +19,7 @@ mod host;
 mod hostile_checkpoints;
 mod hostile_files;
 mod hostile_pickle;
+mod images;
 mod lightning_ckpt;
 mod live_logs;
 mod loggers;
