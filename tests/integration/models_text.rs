@@ -121,7 +121,7 @@ fn write_zero_safetensors(path: &Path, tensors: &[(String, Vec<i64>)]) {
         offset += bytes;
     }
     let mut json = serde_json::to_string(&header).unwrap();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(' ');
     }
     let mut f = std::fs::File::create(path).unwrap();
