@@ -22,7 +22,7 @@ fn ok(r: crate::tensor::Result<tch::Tensor>) -> RResult<Tensor> {
 }
 
 /// A layer's error, prefixed with its path and configuration.
-fn layer_err(m: &Map, desc: &str, e: TensorError) -> Box<EvalAltResult> {
+pub(super) fn layer_err(m: &Map, desc: &str, e: TensorError) -> Box<EvalAltResult> {
     err(format!("{}: {e}", tree::label_with(m, desc)))
 }
 
@@ -37,7 +37,7 @@ fn with_dyn<R>(m: &mut Map, f: impl FnOnce(&mut Dynamic) -> R) -> R {
 }
 
 /// Dtype and device of new parameters, from the `dtype` / `device` options.
-fn param_opts(o: &Opts) -> RResult<layers::Opts> {
+pub(super) fn param_opts(o: &Opts) -> RResult<layers::Opts> {
     let kind = match o.str_opt("dtype")? {
         Some(s) => parse_dtype(&s).or_script()?,
         None => tch::Kind::Float,
@@ -93,7 +93,7 @@ pub fn call_forward(ctx: &NativeCallContext, module: &mut Dynamic, args: Vec<Dyn
     f.call_raw(ctx, Some(module), args)
 }
 
-fn fwd_doc(what: &str, example: &str) -> String {
+pub(super) fn fwd_doc(what: &str, example: &str) -> String {
     format!("Forward of {what}: called through the module's `forward` entry, as `layer.forward(x)`.\n\n```rhai\n{example}\n```")
 }
 
@@ -111,6 +111,7 @@ pub fn register(reg: &mut Registry) {
     register_norm(reg);
     register_embedding_rnn(reg);
     register_attention(reg);
+    super::transformer_api::register(reg);
 }
 
 fn register_module_methods(reg: &mut Registry) {
@@ -985,7 +986,7 @@ checkpoint (`#{key: \"state_dict\"}`), a `torch.save({\"model\": ..., \"optimize
     reg.func("torch", "temp_dir", "", doc, || std::env::temp_dir().display().to_string());
 }
 
-fn ints_to_dyn(v: &[i64]) -> Dynamic {
+pub(super) fn ints_to_dyn(v: &[i64]) -> Dynamic {
     Dynamic::from_array(v.iter().map(|i| Dynamic::from_int(*i)).collect())
 }
 
@@ -1812,7 +1813,7 @@ let rnn = nn::{name}(3, 4, #{{num_layers: 2, batch_first: true}});\nlet out = rn
     });
 }
 
-fn mha_params(m: &Map) -> RResult<attention::MhaParams> {
+pub(super) fn mha_params(m: &Map) -> RResult<attention::MhaParams> {
     let out = m
         .get("out_proj")
         .and_then(|d| d.read_lock::<Map>().map(|x| x.clone()))
@@ -1826,7 +1827,7 @@ fn mha_params(m: &Map) -> RResult<attention::MhaParams> {
 }
 
 /// Builds a MultiheadAttention module map.
-fn make_mha(e: INT, h: INT, o: &Opts) -> RResult<Map> {
+pub(super) fn make_mha(e: INT, h: INT, o: &Opts) -> RResult<Map> {
     for k in ["kdim", "vdim"] {
         if let Some(d) = o.i64_opt(k)? {
             if d != e {
@@ -1907,198 +1908,4 @@ let mha = nn::multihead_attention(8, 2, #{batch_first: true});\nlet x = torch::r
     reg.func("", "__nn_mha_forward", "self, query, key, value, opts", &doc, |m: &mut Map, q: T, k: T, v: T, o: Map| {
         mha_forward(m, &q, &k, &v, &o)
     });
-
-    // TransformerEncoderLayer: native, its children are the host layers above.
-    let doc = "A Transformer encoder layer (nn.TransformerEncoderLayer): self-attention and a feed-forward block, each with \
-residual, dropout and layer norm. `nn::transformer_encoder_layer(d_model, nhead)` plus options `dim_feedforward` (2048), \
-`dropout` (0.1), `activation` (\"relu\" / \"gelu\"), `layer_norm_eps` (1e-5), `batch_first` (false), `norm_first` (false), \
-`bias` (true). `forward(src)` or `forward(src, #{src_mask, src_key_padding_mask, is_causal})`. Parameter names match PyTorch's \
-(`self_attn.in_proj_weight`, `linear1.weight`, `norm1.weight`, …).\n\n```rhai\nlet layer = nn::transformer_encoder_layer(8, 2, #{dim_feedforward: 16, batch_first: true});\nprint(layer.forward(torch::randn([2, 5, 8])).shape);\n```";
-    fn make_tel(d: INT, h: INT, m: &Map) -> RResult<Map> {
-        let o = Opts::new(
-            m,
-            "nn::transformer_encoder_layer",
-            &[
-                "dim_feedforward",
-                "dropout",
-                "activation",
-                "layer_norm_eps",
-                "batch_first",
-                "norm_first",
-                "bias",
-                "dtype",
-                "device",
-            ],
-        )?;
-        let ff = o.i64_or("dim_feedforward", 2048)?;
-        let p = o.f64_or("dropout", 0.1)?;
-        let act = o.str_or("activation", "relu")?;
-        if act != "relu" && act != "gelu" {
-            return Err(err(format!("nn::transformer_encoder_layer: activation should be relu/gelu, not {act}")));
-        }
-        let eps = o.f64_or("layer_norm_eps", 1e-5)?;
-        let bias = o.bool_or("bias", true)?;
-        let mut mo = Map::new();
-        mo.insert("dropout".into(), Dynamic::from_float(p));
-        mo.insert("bias".into(), Dynamic::from_bool(bias));
-        mo.insert("batch_first".into(), Dynamic::from_bool(o.bool_or("batch_first", false)?));
-        for k in ["dtype", "device"] {
-            if let Some(v) = o.get(k) {
-                mo.insert(k.into(), v.clone());
-            }
-        }
-        let self_attn = make_mha(
-            d,
-            h,
-            &Opts::new(&mo, "nn::transformer_encoder_layer", &["dropout", "bias", "batch_first", "dtype", "device"])?,
-        )?;
-        let mut lo = Map::new();
-        lo.insert("bias".into(), Dynamic::from_bool(bias));
-        for k in ["dtype", "device"] {
-            if let Some(v) = o.get(k) {
-                lo.insert(k.into(), v.clone());
-            }
-        }
-        let linear1 = make_linear_map(d, ff, &lo)?;
-        let drop = make_dropout("Dropout", p)?;
-        let linear2 = make_linear_map(ff, d, &lo)?;
-        let mut no = Map::new();
-        no.insert("eps".into(), Dynamic::from_float(eps));
-        no.insert("bias".into(), Dynamic::from_bool(bias));
-        for k in ["dtype", "device"] {
-            if let Some(v) = o.get(k) {
-                no.insert(k.into(), v.clone());
-            }
-        }
-        let norm1 = make_ln_map(d, &no)?;
-        let norm2 = make_ln_map(d, &no)?;
-        Ok(tree::ModuleBuilder::new("TransformerEncoderLayer", "__nn_transformer_encoder_layer_forward")
-            .set("self_attn", Dynamic::from_map(self_attn))
-            .set("linear1", Dynamic::from_map(linear1))
-            .set("dropout", Dynamic::from_map(drop))
-            .set("linear2", Dynamic::from_map(linear2))
-            .set("norm1", Dynamic::from_map(norm1))
-            .set("norm2", Dynamic::from_map(norm2))
-            .set("dropout1", Dynamic::from_map(make_dropout("Dropout", p)?))
-            .set("dropout2", Dynamic::from_map(make_dropout("Dropout", p)?))
-            .set("activation", act)
-            .set("norm_first", o.bool_or("norm_first", false)?)
-            .build())
-    }
-    reg.volatile("nn", "transformer_encoder_layer", "d_model, nhead", doc, |d: INT, h: INT| {
-        make_tel(d, h, &Map::new())
-    });
-    reg.volatile("nn", "transformer_encoder_layer", "d_model, nhead, opts", doc, |d: INT, h: INT, m: Map| {
-        make_tel(d, h, &m)
-    });
-    let doc = fwd_doc("nn::transformer_encoder_layer", "let l = nn::transformer_encoder_layer(4, 2, #{dim_feedforward: 8});\nl.eval_mode();\nprint(l.forward(torch::randn([3, 1, 4])).shape);");
-    reg.func("", "__nn_transformer_encoder_layer_forward", "self, src", &doc, |m: &mut Map, x: T| {
-        tel_forward(m, &x, &Map::new())
-    });
-    reg.func("", "__nn_transformer_encoder_layer_forward", "self, src, opts", &doc, |m: &mut Map, x: T, o: Map| {
-        tel_forward(m, &x, &o)
-    });
-}
-
-fn make_linear_map(i: INT, o: INT, m: &Map) -> RResult<Map> {
-    let opts = Opts::new(m, "nn::linear", &["bias", "dtype", "device"])?;
-    let (w, b) = linear::init(i, o, opts.bool_or("bias", true)?, param_opts(&opts)?).or_script()?;
-    Ok(tree::ModuleBuilder::new("Linear", "__nn_linear_forward")
-        .param("weight", Some(w))
-        .param("bias", b)
-        .set("in_features", i)
-        .set("out_features", o)
-        .build())
-}
-
-fn make_ln_map(d: INT, m: &Map) -> RResult<Map> {
-    let o = Opts::new(m, "nn::layer_norm", &["eps", "bias", "dtype", "device"])?;
-    let po = param_opts(&o)?;
-    let w = tch::Tensor::f_ones([d], po).or_script()?;
-    let b = if o.bool_or("bias", true)? { Some(tch::Tensor::f_zeros([d], po).or_script()?) } else { None };
-    Ok(tree::ModuleBuilder::new("LayerNorm", "__nn_layer_norm_forward")
-        .param("weight", Some(w))
-        .param("bias", b)
-        .set("normalized_shape", ints_to_dyn(&[d]))
-        .set("eps", o.f64_or("eps", 1e-5)?)
-        .set("elementwise_affine", true)
-        .build())
-}
-
-fn make_dropout(ty: &str, p: f64) -> RResult<Map> {
-    fun::check_p(p).or_script()?;
-    let f = if ty == "Dropout" { "__nn_dropout_forward" } else { "__nn_feature_dropout_forward" };
-    Ok(tree::ModuleBuilder::new(ty, f).set("p", p).build())
-}
-
-fn tel_forward(m: &Map, x: &Tensor, o: &Map) -> RResult<T> {
-    let opts = Opts::new(o, "TransformerEncoderLayer.forward", &["src_mask", "src_key_padding_mask", "is_causal"])?;
-    let child = |k: &str| -> RResult<Map> {
-        m.get(k)
-            .and_then(|d| d.read_lock::<Map>().map(|x| x.clone()))
-            .ok_or_else(|| err(format!("{}: missing {k}", tree::label(m))))
-    };
-    let (attn, l1, l2, n1, n2, d0, d1, d2) = (
-        child("self_attn")?,
-        child("linear1")?,
-        child("linear2")?,
-        child("norm1")?,
-        child("norm2")?,
-        child("dropout")?,
-        child("dropout1")?,
-        child("dropout2")?,
-    );
-    let training = tree::training(m);
-    let drop = |dm: &Map, t: tch::Tensor| -> RResult<tch::Tensor> {
-        let p = tree::float(dm, "p").or_script()?;
-        fun::dropout(&t, p, training && tree::training(dm)).map_err(err)
-    };
-    let lin = |lm: &Map, t: &tch::Tensor| -> RResult<tch::Tensor> {
-        let w = tree::tensor(lm, "weight").or_script()?;
-        let b = tree::opt_tensor(lm, "bias").or_script()?;
-        linear::forward(t, &w, b.as_deref()).map_err(|e| layer_err(lm, "", e))
-    };
-    let ln = |nm: &Map, t: &tch::Tensor| -> RResult<tch::Tensor> {
-        let w = tree::opt_tensor(nm, "weight").or_script()?;
-        let b = tree::opt_tensor(nm, "bias").or_script()?;
-        let shape = tree::ints(nm, "normalized_shape").or_script()?;
-        norm::layer_norm(t, &shape, w.as_deref(), b.as_deref(), tree::float(nm, "eps").or_script()?)
-            .map_err(|e| layer_err(nm, "", e))
-    };
-    let act = tree::string(m, "activation").or_script()?;
-    let mut ao = Map::new();
-    ao.insert("need_weights".into(), Dynamic::from_bool(false));
-    if let Some(t) = opts.tensor_opt("src_mask")? {
-        ao.insert("attn_mask".into(), Dynamic::from(t));
-    }
-    if let Some(t) = opts.tensor_opt("src_key_padding_mask")? {
-        ao.insert("key_padding_mask".into(), Dynamic::from(t));
-    }
-    if opts.bool_or("is_causal", false)? && !ao.contains_key("attn_mask") {
-        ao.insert("is_causal".into(), Dynamic::from_bool(true));
-    }
-    let sa = |t: &tch::Tensor| -> RResult<tch::Tensor> {
-        let tt = Tensor::new(t.shallow_clone());
-        let mut am = attn.clone();
-        am.insert("training".into(), Dynamic::from_bool(training && tree::training(&attn)));
-        let r = mha_forward(&am, &tt, &tt, &tt, &ao)?;
-        let out =
-            r[0].read_lock::<Tensor>().map(|t| t.handle()).ok_or_else(|| err("self-attention returned no tensor"))?;
-        drop(&d1, out)
-    };
-    let ff = |t: &tch::Tensor| -> RResult<tch::Tensor> {
-        let h = lin(&l1, t)?;
-        let h = if act == "gelu" { h.f_gelu("none") } else { h.f_relu() }.or_script()?;
-        let h = drop(&d0, h)?;
-        drop(&d2, lin(&l2, &h)?)
-    };
-    let x = x.handle();
-    let out = if tree::boolean(m, "norm_first").or_script()? {
-        let x = x.f_add(&sa(&ln(&n1, &x)?)?).or_script()?;
-        x.f_add(&ff(&ln(&n2, &x)?)?).or_script()?
-    } else {
-        let x = ln(&n1, &x.f_add(&sa(&x)?).or_script()?)?;
-        ln(&n2, &x.f_add(&ff(&x)?).or_script()?)?
-    };
-    Ok(Tensor::new(out))
 }

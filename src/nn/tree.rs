@@ -203,9 +203,21 @@ pub fn load_state_dict(d: &Dynamic, sd: &[(String, tch::Tensor)], strict: bool) 
     let mut report = LoadReport::default();
     let given: std::collections::HashMap<&str, &tch::Tensor> = sd.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let own_names: HashSet<&str> = own.iter().map(|(k, _)| k.as_str()).collect();
+    // tied tensors (one tensor under several names, like GPT-2's lm_head.weight and wte.weight):
+    // a name the file lacks is filled when another name of the same tensor is in it
+    let mut identity = std::collections::HashMap::new();
+    walk_tensors(d, &mut |name, t, _| {
+        identity.insert(name.to_string(), std::rc::Rc::as_ptr(&t.0) as usize);
+    })?;
+    let tied_given = |name: &str| {
+        identity.get(name).is_some_and(|id| {
+            identity.iter().any(|(other, oid)| other != name && oid == id && given.contains_key(other.as_str()))
+        })
+    };
     let mut copies = Vec::new();
     for (name, t) in &own {
         match given.get(name.as_str()) {
+            None if tied_given(name) => {}
             None => report.missing_keys.push(name.clone()),
             Some(src) => {
                 if src.size() != t.size() {
@@ -231,6 +243,56 @@ pub fn load_state_dict(d: &Dynamic, sd: &[(String, tch::Tensor)], strict: bool) 
             .map_err(|e| format!("load_state_dict: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
     }
     Ok(report)
+}
+
+/// A copy of a module tree with tensors of its own holding the same values (`copy.deepcopy`):
+/// parameters stay parameters, and a tensor shared by two entries is copied once, so the copy is
+/// tied where the original is.
+pub fn deep_copy(d: &Dynamic) -> Result<Dynamic, String> {
+    let mut copied = std::collections::HashMap::new();
+    deep_copy_at(d, "", 0, &mut copied)
+}
+
+fn deep_copy_at(
+    d: &Dynamic,
+    prefix: &str,
+    depth: usize,
+    copied: &mut std::collections::HashMap<usize, Tensor>,
+) -> Result<Dynamic, String> {
+    if depth > MAX_DEPTH {
+        return Err(too_deep(prefix));
+    }
+    if let Some(m) = d.read_lock::<Map>() {
+        let mut out = Map::new();
+        for (k, v) in m.iter() {
+            out.insert(k.clone(), deep_copy_at(v, &join(prefix, k), depth + 1, copied)?);
+        }
+        return Ok(Dynamic::from_map(out));
+    }
+    if let Some(a) = d.read_lock::<Array>() {
+        let out = a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| deep_copy_at(v, &join(prefix, &i.to_string()), depth + 1, copied))
+            .collect::<Result<Array, String>>()?;
+        return Ok(Dynamic::from_array(out));
+    }
+    if let Some(t) = d.read_lock::<Tensor>() {
+        let id = std::rc::Rc::as_ptr(&t.0) as usize;
+        if let Some(c) = copied.get(&id) {
+            return Ok(Dynamic::from(c.clone()));
+        }
+        // under no_grad the copy is a leaf (detach_copy has no derivative to record)
+        let _no_grad = tch::no_grad_guard();
+        let c = t
+            .f_detach_copy()
+            .map_err(|e| format!("copying {prefix}: {}", crate::tensor::clean_torch_message(&e.to_string())))?
+            .set_requires_grad(t.requires_grad());
+        let c = Tensor::new(c);
+        copied.insert(id, c.clone());
+        return Ok(Dynamic::from(c));
+    }
+    Ok(d.clone())
 }
 
 /// Calls `f(path, map)` on every module map under `d` (pre-order, root first with path "").

@@ -50,6 +50,10 @@ fn collect(prefix: &str, v: &Value, out: &mut Vec<FnDoc>) {
     if let Some(fns) = v.get("functions").and_then(Value::as_array) {
         for f in fns {
             let name = f.get("name").and_then(Value::as_str).unwrap_or("?");
+            // a stdlib file's closures (`forward: |x| …`) are functions of its module, not API
+            if name.starts_with("anon$") {
+                continue;
+            }
             let sig = f.get("signature").and_then(Value::as_str).unwrap_or(name);
             let doc = f
                 .get("docComments")

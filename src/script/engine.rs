@@ -7,7 +7,11 @@ use rhai::{Engine, Module, OptimizationLevel, Scope, Shared};
 /// `models::`). Each file is compiled on its own, so errors name its path and line; a function of
 /// one file calls another file's through `module_fns`. Add a file with
 /// `("models", "stdlib/models/x.rhai", include_str!("../../stdlib/models/x.rhai"))`.
-pub const STDLIB: &[(&str, &str, &str)] = &[];
+pub const STDLIB: &[(&str, &str, &str)] = &[
+    // text models (issue #18)
+    ("models", "stdlib/models/gpt2.rhai", include_str!("../../stdlib/models/gpt2.rhai")),
+    ("models", "stdlib/models/bert.rhai", include_str!("../../stdlib/models/bert.rhai")),
+];
 
 /// Every domain's script surface, in one place.
 pub fn registry() -> Registry {
@@ -100,8 +104,8 @@ pub fn new_engine() -> Result<Engine, String> {
     }
     let mut stdlib: Vec<(&str, Module)> = Vec::new();
     for (namespace, path, source) in STDLIB {
-        let module = compile_stdlib(&engine, path, source)?;
-        super::module_fns::record(path, &module);
+        let (module, lib) = compile_stdlib(&engine, path, source)?;
+        super::module_fns::record(path, &lib);
         match stdlib.iter_mut().find(|(ns, _)| ns == namespace) {
             Some((_, joined)) => {
                 joined.combine((*module).clone());
@@ -118,9 +122,11 @@ pub fn new_engine() -> Result<Engine, String> {
     Ok(engine)
 }
 
-fn compile_stdlib(engine: &Engine, path: &str, source: &str) -> Result<Shared<Module>, String> {
+/// The file's public functions as a module, and all its functions (`private fn` helpers too), for
+/// the calls its modules' closures make from wherever they are stored.
+fn compile_stdlib(engine: &Engine, path: &str, source: &str) -> Result<(Shared<Module>, Shared<Module>), String> {
     let mut ast = engine.compile(source).map_err(|e| format!("{path}: {e}"))?;
     ast.set_source(path.to_string());
     let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| format!("{path}: {e}"))?;
-    Ok(Shared::new(module))
+    Ok((Shared::new(module), ast.shared_lib().clone()))
 }

@@ -41,6 +41,7 @@ fn every_example_runs_with_fast_dev_run() {
         ("gan.rhai", &[]),
         ("char_lstm.rhai", &["--set", &text, "--set", "model.sample_len=20"]),
         ("transformer_lm.rhai", &["--set", &text, "--set", "model.sample_len=20"]),
+        ("gpt.rhai", &["--set", &text, "--set", "model.sample_len=20"]),
         ("autoencoder.rhai", &[]),
         ("regression.rhai", &[]),
         ("finetune.rhai", &["--set", "model.pretrain_steps=20"]),
@@ -51,7 +52,7 @@ fn every_example_runs_with_fast_dev_run() {
         let mut args = vec!["fit", path.as_str(), "--set", "trainer.fast_dev_run=2"];
         args.extend_from_slice(extra);
         let (dir, out) = run_ok(name, &args);
-        if name.contains("lstm") || name.contains("transformer") {
+        if name.contains("lstm") || name.contains("transformer") || name.contains("gpt") {
             assert!(stdout(&out).contains("---- sample ----\nThe "), "{name} printed no sample:\n{}", stdout(&out));
         }
         let _ = std::fs::remove_dir_all(dir);

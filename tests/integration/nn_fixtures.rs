@@ -13,7 +13,7 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&p).expect("read fixture")).expect("parse fixture")
 }
 
-fn tensor(v: &Value) -> tch::Tensor {
+pub(crate) fn tensor(v: &Value) -> tch::Tensor {
     let shape: Vec<i64> = v["shape"].as_array().unwrap().iter().map(|s| s.as_i64().unwrap()).collect();
     let data = v["data"].as_array().unwrap();
     let t = match v["dtype"].as_str().unwrap_or("float32") {
@@ -28,7 +28,7 @@ fn tensor(v: &Value) -> tch::Tensor {
 /// forward and backward of a small layer; an output is a sum of at most a few hundred products, whose
 /// rounding (≤ K · 6e-8, and another summation order in another CPU's MKL/oneDNN kernel) stays
 /// below 1e-5 relative, while a wrong formula, init or reduction is off by far more.
-fn close(what: &str, got: &tch::Tensor, want: &tch::Tensor, failures: &mut Vec<String>) {
+pub(crate) fn close(what: &str, got: &tch::Tensor, want: &tch::Tensor, failures: &mut Vec<String>) {
     if got.size() != want.size() {
         failures.push(format!("{what}: shape {:?}, PyTorch {:?}", got.size(), want.size()));
         return;
@@ -44,7 +44,7 @@ fn close(what: &str, got: &tch::Tensor, want: &tch::Tensor, failures: &mut Vec<S
     }
 }
 
-fn state_map(v: &Value) -> Map {
+pub(crate) fn state_map(v: &Value) -> Map {
     v.as_object().unwrap().iter().map(|(k, t)| (k.as_str().into(), Dynamic::from(Tensor::new(tensor(t))))).collect()
 }
 
@@ -52,8 +52,16 @@ fn state_map(v: &Value) -> Map {
 fn layers_and_losses_match_pytorch() {
     let _rng = crate::common::rng_guard();
     let fx = fixture("layers.json");
-    let mut failures = Vec::new();
     let cases = fx["cases"].as_array().unwrap();
+    let failures = run_cases(cases);
+    assert!(cases.len() > 70, "only {} cases", cases.len());
+    assert!(failures.is_empty(), "{} mismatches with PyTorch:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Runs gen_layers.py-style cases (constructor, weights, call, upstream gradient) and returns the
+/// mismatches with PyTorch's outputs and gradients.
+pub(crate) fn run_cases(cases: &[Value]) -> Vec<String> {
+    let mut failures = Vec::new();
     for c in cases {
         let name = c["name"].as_str().unwrap();
         let inputs: Vec<Tensor> = c["inputs"]
@@ -116,16 +124,21 @@ fn layers_and_losses_match_pytorch() {
             }
         }
     }
-    assert!(cases.len() > 70, "only {} cases", cases.len());
-    assert!(failures.is_empty(), "{} mismatches with PyTorch:\n{}", failures.len(), failures.join("\n"));
+    failures
 }
 
 #[test]
 fn seeded_default_init_equals_pytorch() {
     let _rng = crate::common::rng_guard();
     let fx = fixture("torch_io.json");
+    let failures = seeded_init_mismatches(&fx["seeded"]);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Runs each `ctor` after `torch::manual_seed(123)` and compares its state_dict with PyTorch's.
+pub(crate) fn seeded_init_mismatches(seeded: &Value) -> Vec<String> {
     let mut failures = Vec::new();
-    for (name, c) in fx["seeded"].as_object().unwrap() {
+    for (name, c) in seeded.as_object().unwrap() {
         let src = format!("torch::manual_seed(123);\n{}", c["ctor"].as_str().unwrap());
         let script = lt::script::runner::Script::from_source(Path::new("init.rhai"), src).unwrap();
         let m = script.run(&mut Scope::new()).unwrap();
@@ -145,7 +158,7 @@ fn seeded_default_init_equals_pytorch() {
             }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }
 
 #[test]
