@@ -17,4 +17,5 @@ pub mod layers;
 pub mod repr;
 pub mod summary;
 pub mod torch_pickle;
+pub mod torch_save;
 pub mod tree;
