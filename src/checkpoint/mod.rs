@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use tch::Tensor;
 
+pub mod convert;
 pub mod float;
 
 /// The metadata key that marks an lt checkpoint.

@@ -1,4 +1,5 @@
 //! The `lt` command line.
+pub mod ckpt;
 pub mod config;
 pub mod dist;
 pub mod predict;
@@ -143,8 +144,9 @@ pub enum Command {
     /// List every script function, or show the full doc of one (`lt doc zeros`, `lt doc torch::cat`).
     Doc { name: Option<String> },
     /// Inspect a checkpoint: `lt ckpt show FILE` (metadata and tensors), `lt ckpt verify FILE` (check
-    /// the header's and every tensor's checksum).
-    Ckpt { action: String, file: PathBuf },
+    /// the header's and every tensor's checksum); convert one: `lt ckpt convert IN --to
+    /// lightning|pytorch|safetensors|lt OUT`.
+    Ckpt(ckpt::CkptArgs),
     /// Run scripts and compare what they print with the `.golden` file beside each.
     Golden {
         /// Scripts or folders (searched for .rhai files); default: tests/golden.
@@ -213,7 +215,10 @@ pub fn main() -> ExitCode {
         Command::Test { stage: a } => launch_stage(train::Stage::Test, &a, false),
         Command::Predict { stage: a, output } => launch_predict(&a, output.as_deref()),
         Command::Repl { script, sets } => crate::repl::main(script.as_deref(), &sets),
-        Command::Ckpt { action, file } => ckpt_cmd(&action, &file),
+        Command::Ckpt(a) => match a.convert_or_check() {
+            Some(code) => code,
+            None => ckpt_cmd(&a.action, &a.file),
+        },
         Command::DistSelftest(args) => dist::selftest(&args),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Bench { which, ops } => bench(&which, ops),
@@ -254,7 +259,7 @@ fn ckpt_cmd(action: &str, file: &std::path::Path) -> ExitCode {
         "verify" => ckpt_verify(file),
         _ => {
             errorln!(
-                "unknown ckpt action '{action}'; the actions are `lt ckpt show FILE` (metadata and tensors) and `lt ckpt verify FILE` (check every checksum)"
+                "unknown ckpt action '{action}'; the actions are `lt ckpt show FILE` (metadata and tensors), `lt ckpt verify FILE` (check every checksum) and `lt ckpt convert IN --to FORMAT OUT`"
             );
             ExitCode::from(2)
         }

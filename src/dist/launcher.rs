@@ -61,10 +61,16 @@ pub enum Role {
 }
 
 /// Decides the role from the environment and the config: a process with RANK/WORLD_SIZE is a
-/// worker; otherwise a run of more than one process launches; otherwise it is single.
+/// worker; so is a task `srun` started in a job of more than one task ([`super::slurm`], checked
+/// against --devices and --num-nodes); otherwise a run of more than one process launches;
+/// otherwise it is single.
 pub fn role(cfg: &LaunchConfig) -> Result<Role> {
     if let Some(env) = DistEnv::from_env()? {
         return Ok(Role::Worker(env));
+    }
+    if let Some(s) = super::slurm::SlurmEnv::from_env()? {
+        s.validate(cfg.devices, cfg.num_nodes)?;
+        return Ok(Role::Worker(s.env));
     }
     if std::env::var_os(WORKER_MARKER).is_some() {
         return Err(DistError(format!(

@@ -6,12 +6,14 @@
 //! - [`GradSync`]: DDP's bucketed gradient all-reduce (average over ranks), and
 //!   [`broadcast_parameters`] (rank 0's weights to every rank at start).
 //! - [`launcher`]: `--devices N --strategy ddp` spawns N workers with the torchrun env.
+//! - [`slurm`]: a task started by `srun` reads its place from SLURM's variables.
 //! - [`selftest`]: checks and the all-reduce benchmark behind the hidden `lt dist-selftest`.
 pub mod env;
 pub mod grad_sync;
 pub mod launcher;
 pub mod process_group;
 pub mod selftest;
+pub mod slurm;
 
 pub use env::DistEnv;
 pub use grad_sync::{broadcast_parameters, GradSync};

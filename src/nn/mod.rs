@@ -17,5 +17,6 @@ pub mod layers;
 pub mod repr;
 pub mod summary;
 pub mod torch_pickle;
+pub mod torch_save;
 pub mod transformer_api;
 pub mod tree;

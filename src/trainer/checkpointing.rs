@@ -227,7 +227,7 @@ impl Trainer {
     /// with a warning, as Lightning does.
     pub fn restore<M: LightningModule>(&mut self, m: &mut M, ck: &Checkpoint) -> Result<(), String> {
         if ck.meta.get("source").and_then(Value::as_str) == Some("lightning") {
-            return Err("this is a Lightning checkpoint: lt reads its weights and hyperparameters (validate/test/predict --ckpt, load_from_checkpoint), but a fit cannot resume from it (its loop, optimizer and callback states are Lightning's); to train on from its weights, load them in init with nn::load(path, #{key: \"state_dict\"})".into());
+            return Err("this is a Lightning checkpoint: lt reads its weights and hyperparameters (validate/test/predict --ckpt, load_from_checkpoint), but a fit cannot resume from it (its loop, optimizer and callback states are Lightning's); convert it first: `lt ckpt convert FILE --to lt OUT` maps them onto an lt checkpoint a fit resumes from".into());
         }
         let keys = Keys(&ck.meta);
         if keys.flag("weights_only")? {
