@@ -49,6 +49,10 @@ fn strip_comment(c: &str) -> String {
 fn collect(prefix: &str, v: &Value, out: &mut Vec<FnDoc>) {
     if let Some(fns) = v.get("functions").and_then(Value::as_array) {
         for f in fns {
+            // a closure of a stdlib file (a module's `forward: |x| …`) is code, not API
+            if f.get("isAnonymous").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
             let name = f.get("name").and_then(Value::as_str).unwrap_or("?");
             let sig = f.get("signature").and_then(Value::as_str).unwrap_or(name);
             let doc = f

@@ -7,7 +7,13 @@ use rhai::{Engine, Module, OptimizationLevel, Scope, Shared};
 /// `models::`). Each file is compiled on its own, so errors name its path and line; a function of
 /// one file calls another file's through `module_fns`. Add a file with
 /// `("models", "stdlib/models/x.rhai", include_str!("../../stdlib/models/x.rhai"))`.
-pub const STDLIB: &[(&str, &str, &str)] = &[];
+pub const STDLIB: &[(&str, &str, &str)] = &[
+    // the vision zoo (torchvision's models)
+    ("models", "stdlib/models/resnet.rhai", include_str!("../../stdlib/models/resnet.rhai")),
+    ("models", "stdlib/models/mobilenet.rhai", include_str!("../../stdlib/models/mobilenet.rhai")),
+    ("models", "stdlib/models/vit.rhai", include_str!("../../stdlib/models/vit.rhai")),
+    ("models", "stdlib/models/unet.rhai", include_str!("../../stdlib/models/unet.rhai")),
+];
 
 /// Every domain's script surface, in one place.
 pub fn registry() -> Registry {
