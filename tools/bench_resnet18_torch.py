@@ -3,7 +3,7 @@
 torchvision's `resnet18` in a plain PyTorch loop, in the same run, each the best of 3 rounds of 20
 steps after 3 warm-up steps. Also checks the parameter counts agree.
 
-    PYTHONPATH=/root/.cache/lt/torch-2.11.0:/root/.cache/lt/pyextra-zoo-vision \
+    PYTHONPATH=/root/.cache/lt/pl:/root/.cache/lt/torch-2.11.0:/root/.cache/lt/pyextra-zoo-vision \
         python3 tools/bench_resnet18_torch.py [path/to/lt]
 """
 import os

@@ -146,14 +146,18 @@ pub fn backbone_finetuning(m: &Map) -> RResult<super::BackboneFinetuning> {
             "rounding",
         ],
     )?;
-    let mut cb = super::BackboneFinetuning::new(o.i64_or("unfreeze_backbone_at_epoch", 10)?, o.f64_or("lambda_func", 1.5)?)
-        .map_err(|e| err(format!("{what}: {e}")))?;
+    let mut cb =
+        super::BackboneFinetuning::new(o.i64_or("unfreeze_backbone_at_epoch", 10)?, o.f64_or("lambda_func", 1.5)?)
+            .map_err(|e| err(format!("{what}: {e}")))?;
     cb.backbone_initial_ratio_lr = o.f64_or("backbone_initial_ratio_lr", 0.1)?;
     cb.backbone_initial_lr = match o.get("backbone_initial_lr") {
         Some(v) if !v.is_unit() => Some(o.f64_or("backbone_initial_lr", 0.0)?),
         _ => None,
     };
-    for (k, v) in [("backbone_initial_ratio_lr", Some(cb.backbone_initial_ratio_lr)), ("backbone_initial_lr", cb.backbone_initial_lr)] {
+    for (k, v) in [
+        ("backbone_initial_ratio_lr", Some(cb.backbone_initial_ratio_lr)),
+        ("backbone_initial_lr", cb.backbone_initial_lr),
+    ] {
         if let Some(x) = v.filter(|x| !x.is_finite() || *x < 0.0) {
             return Err(err(format!("{what}: {k} must be a number >= 0, got {x}")));
         }

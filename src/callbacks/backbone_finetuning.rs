@@ -100,7 +100,10 @@ impl Callback for BackboneFinetuning {
             "on_train_epoch_start" => {
                 let s = state.borrow();
                 if s.optimizer_lrs.len() != 1 {
-                    return Err(format!("works with one optimizer, configure_optimizers returned {}", s.optimizer_lrs.len()));
+                    return Err(format!(
+                        "works with one optimizer, configure_optimizers returned {}",
+                        s.optimizer_lrs.len()
+                    ));
                 }
                 let current_lr = *s.optimizer_lrs[0].lrs.first().ok_or("the optimizer has no parameter group")?;
                 let epoch = s.progress.current_epoch;

@@ -372,7 +372,10 @@ pub fn requires_grad_(d: &mut Dynamic, on: bool) -> Result<(), String> {
 /// trainable instead) or `make_trainable` followed by `filter_params(train_bn)`, the parameters
 /// that require grad (batch norms' only with `train_bn`) in walker order. Parameters of script
 /// maps are listed in their `_params` first, so a frozen one stays a parameter.
-pub fn finetune(d: &mut Dynamic, op: crate::callbacks::backbone_finetuning::Finetune) -> Result<Vec<tch::Tensor>, String> {
+pub fn finetune(
+    d: &mut Dynamic,
+    op: crate::callbacks::backbone_finetuning::Finetune,
+) -> Result<Vec<tch::Tensor>, String> {
     use crate::callbacks::backbone_finetuning::Finetune;
     // lists each map's parameters in its `_params` (every one is set explicitly below)
     requires_grad_(d, true)?;

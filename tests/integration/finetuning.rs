@@ -46,17 +46,26 @@ fn rhai_opts(opts: &Value, factor: f64) -> String {
 #[test]
 fn backbone_finetuning_matches_lightnings_groups_rates_and_freezing() {
     let fx: Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::common::root().join("tests/fixtures/callbacks/backbone_finetuning.json")).unwrap(),
+        &std::fs::read_to_string(crate::common::root().join("tests/fixtures/callbacks/backbone_finetuning.json"))
+            .unwrap(),
     )
     .unwrap();
     let cases = fx["cases"].as_array().unwrap();
-    assert!(cases.len() >= 5);
+    assert!(cases.len() >= 6 && cases.iter().any(|c| c["step_lr"] == true));
     let mut failures = Vec::new();
     for (ci, c) in cases.iter().enumerate() {
         let dir = temp_dir("backbone_finetuning");
         let opts = rhai_opts(&c["opts"], c["lambda_func"].as_f64().unwrap());
+        let model = if c["step_lr"] == true {
+            MODEL.replace(
+                "fn configure_optimizers() { optim::sgd(this.parameters().filter(|p| p.requires_grad), #{lr: 0.1}) }",
+                "fn configure_optimizers() {\n    let o = optim::sgd(this.parameters().filter(|p| p.requires_grad), #{lr: 0.1});\n    #{optimizer: o, lr_scheduler: sched::step_lr(o, #{step_size: 1, gamma: 0.5})}\n}",
+            )
+        } else {
+            MODEL.to_string()
+        };
         let src = format!(
-            "fn trainer() {{ #{{ max_epochs: {}, logger: false, enable_checkpointing: false, enable_progress_bar: false, enable_model_summary: false }} }}\nfn callbacks() {{ [callbacks::backbone_finetuning({opts})] }}\n{MODEL}",
+            "fn trainer() {{ #{{ max_epochs: {}, logger: false, enable_checkpointing: false, enable_progress_bar: false, enable_model_summary: false }} }}\nfn callbacks() {{ [callbacks::backbone_finetuning({opts})] }}\n{model}",
             c["max_epochs"]
         );
         std::fs::write(dir.join("m.rhai"), src).unwrap();
@@ -77,11 +86,14 @@ fn backbone_finetuning_matches_lightnings_groups_rates_and_freezing() {
             let epoch = w["epoch"].as_i64().unwrap();
             let lrs: Vec<f64> = f[1].split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
             let want_lrs: Vec<f64> = w["lrs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            if lrs.len() != want_lrs.len() || lrs.iter().zip(&want_lrs).any(|(a, b)| (a - b).abs() > 1e-12 * b.abs().max(1.0)) {
+            if lrs.len() != want_lrs.len()
+                || lrs.iter().zip(&want_lrs).any(|(a, b)| (a - b).abs() > 1e-12 * b.abs().max(1.0))
+            {
                 failures.push(format!("case {ci} epoch {epoch}: lrs {lrs:?}, Lightning {want_lrs:?}"));
             }
             let sizes: Vec<i64> = f[2].split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
-            let want_sizes: Vec<i64> = w["group_sizes"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+            let want_sizes: Vec<i64> =
+                w["group_sizes"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
             if sizes != want_sizes {
                 failures.push(format!("case {ci} epoch {epoch}: group sizes {sizes:?}, Lightning {want_sizes:?}"));
             }
@@ -94,14 +106,21 @@ fn backbone_finetuning_matches_lightnings_groups_rates_and_freezing() {
                 })
                 .collect();
             rg.sort();
-            let mut want_rg: Vec<(String, bool)> =
-                w["requires_grad"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_bool().unwrap())).collect();
+            let mut want_rg: Vec<(String, bool)> = w["requires_grad"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_bool().unwrap()))
+                .collect();
             want_rg.sort();
             if rg != want_rg {
                 failures.push(format!("case {ci} epoch {epoch}: requires_grad {rg:?}, Lightning {want_rg:?}"));
             }
             if (f[4] == "true") != w["track_running_stats"].as_bool().unwrap() {
-                failures.push(format!("case {ci} epoch {epoch}: track_running_stats {}, Lightning {}", f[4], w["track_running_stats"]));
+                failures.push(format!(
+                    "case {ci} epoch {epoch}: track_running_stats {}, Lightning {}",
+                    f[4], w["track_running_stats"]
+                ));
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -112,7 +131,7 @@ fn backbone_finetuning_matches_lightnings_groups_rates_and_freezing() {
 #[test]
 fn backbone_finetuning_needs_a_backbone_and_checks_its_options() {
     let dir = temp_dir("backbone_finetuning_errors");
-    let model = MODEL.replace("this.backbone = ", "this.trunk = ").replace("this.backbone.", "this.trunk.").replace("this.head.forward(this.trunk", "this.head.forward(this.trunk");
+    let model = MODEL.replace("this.backbone = ", "this.trunk = ").replace("this.backbone.", "this.trunk.");
     std::fs::write(
         dir.join("m.rhai"),
         format!("fn trainer() {{ #{{ max_epochs: 1, logger: false, enable_progress_bar: false, enable_model_summary: false }} }}\nfn callbacks() {{ [callbacks::backbone_finetuning()] }}\n{model}"),

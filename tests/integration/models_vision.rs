@@ -24,8 +24,8 @@ fn tensor(v: &Value) -> tch::Tensor {
 
 /// Runs `src` with `scope` (the model's own functions come from the embedded stdlib).
 fn run(src: &str, scope: &mut Scope) -> Result<Dynamic, String> {
-    let script = lt::script::runner::Script::from_source(Path::new("zoo.rhai"), src.to_string())
-        .map_err(|e| e.to_string())?;
+    let script =
+        lt::script::runner::Script::from_source(Path::new("zoo.rhai"), src.to_string()).map_err(|e| e.to_string())?;
     script.run(scope).map_err(|e| e.to_string())
 }
 
@@ -212,11 +212,17 @@ fn a_full_size_resnet50_weights_file_loads_strict() {
     }
     drop(r);
 
-    let missing: Vec<(String, tch::Tensor)> =
-        tensors.iter().filter(|(k, _)| k != "layer3.5.bn2.running_var").map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+    let missing: Vec<(String, tch::Tensor)> = tensors
+        .iter()
+        .filter(|(k, _)| k != "layer3.5.bn2.running_var")
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .collect();
     lt::nn::io::write_safetensors(&dir.join("missing.safetensors"), &missing, None).unwrap();
     let e = run(
-        &format!("models::resnet50().load_state_dict(nn::load({:?}), #{{strict: true}})", dir.join("missing.safetensors")),
+        &format!(
+            "models::resnet50().load_state_dict(nn::load({:?}), #{{strict: true}})",
+            dir.join("missing.safetensors")
+        ),
         &mut Scope::new(),
     )
     .unwrap_err();
@@ -248,10 +254,11 @@ fn resnet_options_are_checked_and_do_what_they_say() {
     .unwrap();
     assert!(ok.as_bool().unwrap());
     // torchvision's init: kaiming_normal_(fan_out, relu) convolutions, std sqrt(2 / (out * k * k))
-    let std = run("torch::manual_seed(0); models::resnet18().layer1.layers[0].conv1.weight.std().item()", &mut Scope::new())
-        .unwrap()
-        .as_float()
-        .unwrap();
+    let std =
+        run("torch::manual_seed(0); models::resnet18().layer1.layers[0].conv1.weight.std().item()", &mut Scope::new())
+            .unwrap()
+            .as_float()
+            .unwrap();
     let want = (2.0f64 / (64.0 * 9.0)).sqrt();
     assert!((std - want).abs() < 0.02 * want, "{std} vs {want}");
 }

@@ -55,7 +55,8 @@ impl TrainerOptimizer for ScriptOptimizer {
     }
     fn add_param_group(&mut self, params: Vec<tch::Tensor>, lr: f64) -> Result<usize, String> {
         let mut held: std::collections::HashSet<usize> = self.0.params().iter().map(crate::optim::impl_id).collect();
-        let (held_already, new): (Vec<_>, Vec<_>) = params.into_iter().partition(|p| held.contains(&crate::optim::impl_id(p)));
+        let (held_already, new): (Vec<_>, Vec<_>) =
+            params.into_iter().partition(|p| held.contains(&crate::optim::impl_id(p)));
         // a tensor shared by two layers goes in once
         let new: Vec<_> = new.into_iter().filter(|p| held.insert(crate::optim::impl_id(p))).collect();
         if !new.is_empty() {
