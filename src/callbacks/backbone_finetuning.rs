@@ -131,20 +131,3 @@ impl Callback for BackboneFinetuning {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_backbone_lr_follows_lightnings_schedule() {
-        let mut cb = BackboneFinetuning::new(2, 1.5).unwrap();
-        assert!(cb.finetune(0, 0.1).is_empty());
-        assert!(cb.finetune(1, 0.1).is_empty());
-        assert!(matches!(cb.finetune(2, 0.1)[0], Action::UnfreezeChild { lr, .. } if (lr - 0.01).abs() < 1e-15));
-        assert!(matches!(cb.finetune(3, 0.1)[0], Action::SetLastGroupLr(lr) if (lr - 0.015).abs() < 1e-15));
-        // aligned: never above the first group's
-        cb.previous_backbone_lr = Some(0.09);
-        assert!(matches!(cb.finetune(4, 0.1)[0], Action::SetLastGroupLr(lr) if lr == 0.1));
-    }
-}
