@@ -4,6 +4,7 @@
 //! `callbacks::learning_rate_monitor(#{logging_interval: "step"})`,
 //! `callbacks::timer(#{duration: "00:00:10:00"})`,
 //! `callbacks::gradient_accumulation_scheduler(#{scheduling: #{"0": 1, "2": 4}})`,
+//! `callbacks::backbone_finetuning(#{unfreeze_backbone_at_epoch: 2})`,
 //! `callbacks::stochastic_weight_averaging(#{swa_lrs: 0.05})`,
 //! `callbacks::ema_weight_averaging(#{decay: 0.999})`, `callbacks::weight_averaging()`.
 use super::early_stopping::{EarlyStopping, EarlyStoppingConfig};
@@ -129,6 +130,49 @@ pub fn timer(m: &Map) -> RResult<super::Timer> {
     super::Timer::new(duration, &o.str_or("interval", "step")?, o.bool_or("verbose", true)?).or_script()
 }
 
+pub fn backbone_finetuning(m: &Map) -> RResult<super::BackboneFinetuning> {
+    let what = "callbacks::backbone_finetuning";
+    let o = Opts::new(
+        m,
+        what,
+        &[
+            "unfreeze_backbone_at_epoch",
+            "lambda_func",
+            "backbone_initial_ratio_lr",
+            "backbone_initial_lr",
+            "should_align",
+            "train_bn",
+            "verbose",
+            "rounding",
+        ],
+    )?;
+    let mut cb =
+        super::BackboneFinetuning::new(o.i64_or("unfreeze_backbone_at_epoch", 10)?, o.f64_or("lambda_func", 1.5)?)
+            .map_err(|e| err(format!("{what}: {e}")))?;
+    cb.backbone_initial_ratio_lr = o.f64_or("backbone_initial_ratio_lr", 0.1)?;
+    cb.backbone_initial_lr = match o.get("backbone_initial_lr") {
+        Some(v) if !v.is_unit() => Some(o.f64_or("backbone_initial_lr", 0.0)?),
+        _ => None,
+    };
+    for (k, v) in [
+        ("backbone_initial_ratio_lr", Some(cb.backbone_initial_ratio_lr)),
+        ("backbone_initial_lr", cb.backbone_initial_lr),
+    ] {
+        if let Some(x) = v.filter(|x| !x.is_finite() || *x < 0.0) {
+            return Err(err(format!("{what}: {k} must be a number >= 0, got {x}")));
+        }
+    }
+    cb.should_align = o.bool_or("should_align", true)?;
+    cb.train_bn = o.bool_or("train_bn", true)?;
+    cb.verbose = o.bool_or("verbose", false)?;
+    let rounding = o.i64_or("rounding", 12)?;
+    if !(0..=17).contains(&rounding) {
+        return Err(err(format!("{what}: rounding must be in 0..=17, got {rounding}")));
+    }
+    cb.rounding = rounding as i32;
+    Ok(cb)
+}
+
 pub fn gradient_accumulation_scheduler(m: &Map) -> RResult<super::GradientAccumulationScheduler> {
     let o = Opts::new(m, "callbacks::gradient_accumulation_scheduler", &["scheduling"])?;
     let what = "callbacks::gradient_accumulation_scheduler: `scheduling` must map epochs to factors, like #{\"0\": 1, \"2\": 4}";
@@ -240,6 +284,13 @@ pub fn register(reg: &mut Registry) {
     });
     reg.volatile("callbacks", "model_summary", "", doc, || -> RResult<NativeCallback> {
         Ok(NativeCallback::new("ModelSummary", Box::new(super::ModelSummary::new(1).or_script()?)))
+    });
+    let doc = "Lightning's BackboneFinetuning: the module's `this.backbone` is frozen when the fit is set up (before `configure_optimizers`, so give the optimizer the parameters that require grad; its batch norms stay trainable, as Lightning's), and at epoch `unfreeze_backbone_at_epoch` (10) it is made trainable and added to the optimizer as a new parameter group with learning rate `backbone_initial_lr`, or `backbone_initial_ratio_lr` (0.1) × the first group's. Each later epoch the group's rate is multiplied by `lambda_func` (a factor, 1.5 as Lightning's default `multiplicative`), capped at the first group's with `should_align` (true). Options also `train_bn` (true: the backbone's batch-norm parameters join the new group too, unless the optimizer already has them, which Lightning warns about; false: they never do), `verbose` (false: true prints both rates each epoch, rounded to `rounding` (12) digits). Its state (the backbone's last rate) is saved in checkpoints.\n\n```rhai\nfn init(h) {\n    this.backbone = nn::sequential([nn::linear(4, 8), nn::relu()]);\n    this.head = nn::linear(8, 2);\n}\nfn configure_optimizers() { optim::sgd(this.parameters().filter(|p| p.requires_grad), #{lr: 0.1}) }\nfn callbacks() {\n    [callbacks::backbone_finetuning(#{unfreeze_backbone_at_epoch: 2, lambda_func: 1.5})]\n}\n```";
+    reg.volatile("callbacks", "backbone_finetuning", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("BackboneFinetuning", Box::new(backbone_finetuning(&m)?)))
+    });
+    reg.volatile("callbacks", "backbone_finetuning", "", doc, || -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("BackboneFinetuning", Box::new(backbone_finetuning(&Map::new())?)))
     });
     let doc = "Lightning's GradientAccumulationScheduler: `scheduling` maps an epoch (as a string key) to the number of batches whose gradients are accumulated per optimizer step from that epoch on; epochs before the first key use 1. Needs automatic optimization.\n\n```rhai\nfn callbacks() {\n    [callbacks::gradient_accumulation_scheduler(#{scheduling: #{\"0\": 1, \"2\": 4}})]\n}\n```";
     reg.volatile("callbacks", "gradient_accumulation_scheduler", "opts", doc, |m: Map| -> RResult<NativeCallback> {

@@ -1,8 +1,9 @@
 //! Lightning's built-in callbacks, in Rust: ModelCheckpoint, EarlyStopping, LearningRateMonitor,
 //! Timer, GradientAccumulationScheduler, ModelSummary, StochasticWeightAveraging, WeightAveraging
-//! and EMAWeightAveraging.
+//! EMAWeightAveraging and BackboneFinetuning.
 //! They observe the loop state and ask the Trainer for actions (see `trainer::callback`).
 pub mod api;
+pub mod backbone_finetuning;
 pub mod early_stopping;
 pub mod filename;
 pub mod grad_accum;
@@ -13,6 +14,7 @@ pub mod state;
 pub mod timer;
 pub mod weight_averaging;
 
+pub use backbone_finetuning::BackboneFinetuning;
 pub use early_stopping::EarlyStopping;
 pub use grad_accum::GradientAccumulationScheduler;
 pub use lr_monitor::LearningRateMonitor;

@@ -429,6 +429,43 @@ pub fn requires_grad_(d: &mut Dynamic, on: bool) -> Result<(), String> {
     fail.map_or(Ok(()), Err)
 }
 
+/// Lightning's `BaseFinetuning` on the module `d`: `freeze` (every parameter stops requiring
+/// grad and batch norms stop tracking running statistics; with `train_bn` batch norms are made
+/// trainable instead) or `make_trainable` followed by `filter_params(train_bn)`, the parameters
+/// that require grad (batch norms' only with `train_bn`) in walker order. Parameters of script
+/// maps are listed in their `_params` first, so a frozen one stays a parameter.
+pub fn finetune(
+    d: &mut Dynamic,
+    op: crate::callbacks::backbone_finetuning::Finetune,
+) -> Result<Vec<tch::Tensor>, String> {
+    use crate::callbacks::backbone_finetuning::Finetune;
+    // lists each map's parameters in its `_params` (every one is set explicitly below)
+    requires_grad_(d, true)?;
+    let mut fail = None;
+    let mut out = Vec::new();
+    walk_modules_or_maps_mut(d, &mut |m| {
+        let bn = type_name(m).starts_with("BatchNorm");
+        let (trainable, collect) = match op {
+            Finetune::Freeze { train_bn } => (bn && train_bn, false),
+            Finetune::Unfreeze { train_bn } => (true, !bn || train_bn),
+        };
+        if bn {
+            m.insert("track_running_stats".into(), Dynamic::from_bool(trainable));
+        }
+        for k in str_list(m, "_params") {
+            if let Some(t) = m.get(k.as_str()).and_then(|v| v.read_lock::<Tensor>().map(|t| t.handle())) {
+                if let Err(e) = t.shallow_clone().f_requires_grad_(trainable) {
+                    fail = Some(format!("{k}: {}", crate::tensor::clean_torch_message(&e.to_string())));
+                }
+                if collect {
+                    out.push(t);
+                }
+            }
+        }
+    })?;
+    fail.map_or(Ok(out), Err)
+}
+
 /// Visits every map (module or not) under `d`.
 fn walk_modules_or_maps_mut(d: &mut Dynamic, f: &mut dyn FnMut(&mut Map)) -> Result<(), String> {
     fn go(d: &mut Dynamic, depth: usize, f: &mut dyn FnMut(&mut Map)) -> Result<(), String> {

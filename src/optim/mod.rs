@@ -637,7 +637,8 @@ impl OptimizerCore {
 }
 
 /// Identity of the TensorImpl behind a tensor (two handles on the same tensor agree).
-fn impl_id(t: &tch::Tensor) -> usize {
+/// The identity of a tensor's storage-owning implementation (two handles of one parameter agree).
+pub fn impl_id(t: &tch::Tensor) -> usize {
     extern "C" {
         fn lt_tensor_impl_id(t: *const std::ffi::c_void) -> usize;
     }

@@ -49,9 +49,9 @@ fn strip_comment(c: &str) -> String {
 fn collect(prefix: &str, v: &Value, out: &mut Vec<FnDoc>) {
     if let Some(fns) = v.get("functions").and_then(Value::as_array) {
         for f in fns {
+            // a closure of a stdlib file (a module's `forward: |x| …`) is code, not API
             let name = f.get("name").and_then(Value::as_str).unwrap_or("?");
-            // a stdlib file's closures (`forward: |x| …`) are functions of its module, not API
-            if name.starts_with("anon$") {
+            if f.get("isAnonymous").and_then(Value::as_bool) == Some(true) || name.starts_with("anon$") {
                 continue;
             }
             let sig = f.get("signature").and_then(Value::as_str).unwrap_or(name);

@@ -8,6 +8,11 @@ use rhai::{Engine, Module, OptimizationLevel, Scope, Shared};
 /// one file calls another file's through `module_fns`. Add a file with
 /// `("models", "stdlib/models/x.rhai", include_str!("../../stdlib/models/x.rhai"))`.
 pub const STDLIB: &[(&str, &str, &str)] = &[
+    // the vision zoo (torchvision's models)
+    ("models", "stdlib/models/resnet.rhai", include_str!("../../stdlib/models/resnet.rhai")),
+    ("models", "stdlib/models/mobilenet.rhai", include_str!("../../stdlib/models/mobilenet.rhai")),
+    ("models", "stdlib/models/vit.rhai", include_str!("../../stdlib/models/vit.rhai")),
+    ("models", "stdlib/models/unet.rhai", include_str!("../../stdlib/models/unet.rhai")),
     // text models (issue #18)
     ("models", "stdlib/models/gpt2.rhai", include_str!("../../stdlib/models/gpt2.rhai")),
     ("models", "stdlib/models/bert.rhai", include_str!("../../stdlib/models/bert.rhai")),

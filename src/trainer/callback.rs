@@ -30,6 +30,14 @@ pub enum Action {
     /// After this hook, recompute batch-norm running statistics with one pass over the training
     /// data (PyTorch's `update_bn`), for weights that were averaged.
     UpdateBatchNorm,
+    /// Freeze the module's child module `attribute` (Lightning's `BaseFinetuning.freeze`).
+    FreezeChild { attribute: String, train_bn: bool },
+    /// Make the child module `attribute` trainable and add its parameters that the optimizer
+    /// does not hold yet as a new parameter group with learning rate `lr`
+    /// (`unfreeze_and_add_param_group`).
+    UnfreezeChild { attribute: String, lr: f64, train_bn: bool },
+    /// Set the learning rate of the optimizer's last parameter group.
+    SetLastGroupLr(f64),
     /// Save the model as it is at the end of training (after a batch-norm update) as a
     /// weights-only checkpoint with this file name in the checkpoint folder, if checkpointing is on.
     SaveFinalWeights(String),

@@ -27,6 +27,7 @@ mod optimization;
 mod prediction_loop;
 mod training_epoch;
 
+use crate::callbacks::backbone_finetuning::Finetune;
 use callback::{Action, Callback};
 use checkpointing::PendingWrite;
 use config::{ClipAlgorithm, Limit, TrainerConfig};
@@ -295,6 +296,24 @@ impl Trainer {
                     self.schedulers_suspended = true;
                 }
                 Action::UpdateBatchNorm => self.update_bn = true,
+                Action::FreezeChild { attribute, train_bn } => {
+                    m.finetune_child(&attribute, Finetune::Freeze { train_bn })?;
+                }
+                Action::UnfreezeChild { attribute, lr, train_bn } => {
+                    let params = m.finetune_child(&attribute, Finetune::Unfreeze { train_bn })?;
+                    let opt = self.opt.optimizers.first_mut().ok_or("there is no optimizer to add a group to")?;
+                    if opt.add_param_group(params, lr)? > 0 {
+                        // Lightning's filter_on_optimizer warning
+                        warnln!("The provided params to be frozen already exist within another group of this optimizer. Those parameters will be skipped.\nHINT: Did you init your optimizer in `configure_optimizers` with only the parameters that require grad (`this.parameters().filter(|p| p.requires_grad)`)?");
+                    }
+                    self.update_lrs();
+                }
+                Action::SetLastGroupLr(lr) => {
+                    let opt = self.opt.optimizers.first_mut().ok_or("there is no optimizer")?;
+                    let last = opt.lrs().len().saturating_sub(1);
+                    opt.set_group_lr(last, lr)?;
+                    self.update_lrs();
+                }
                 Action::SaveFinalWeights(name) => {
                     if let Some(dir) = self.callbacks.iter().find_map(|c| c.checkpoint_dir()) {
                         let path = dir.join(name);

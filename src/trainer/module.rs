@@ -147,6 +147,15 @@ pub trait TrainerOptimizer {
     fn set_lrs(&mut self, _lrs: &[f64]) -> Result<(), String> {
         Err(format!("optimizer {} does not support setting its learning rate", self.name()))
     }
+    /// Sets the learning rate of parameter group `group`.
+    fn set_group_lr(&mut self, _group: usize, _lr: f64) -> Result<(), String> {
+        Err(format!("optimizer {} does not support setting its learning rate", self.name()))
+    }
+    /// Adds the parameters of `params` it does not hold yet as a new group with learning rate
+    /// `lr` (none left: no group); returns how many it already held.
+    fn add_param_group(&mut self, _params: Vec<Tensor>, _lr: f64) -> Result<usize, String> {
+        Err(format!("optimizer {} cannot add a parameter group", self.name()))
+    }
     /// State tensors and JSON (param groups, step counts) for checkpoints.
     fn state_dict(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
     fn load_state_dict(&mut self, tensors: &[(String, Tensor)], meta: &serde_json::Value) -> Result<(), String>;
@@ -290,6 +299,16 @@ pub trait LightningModule {
         Err("this module has no forward".into())
     }
     fn set_training(&mut self, training: bool) -> Result<(), String>;
+    /// Freezes or unfreezes the child module `attribute` for a fine-tuning callback (see
+    /// [`crate::callbacks::backbone_finetuning::Finetune`]); unfreezing returns the parameters
+    /// for the new optimizer group.
+    fn finetune_child(
+        &mut self,
+        attribute: &str,
+        _op: crate::callbacks::backbone_finetuning::Finetune,
+    ) -> Result<Vec<Tensor>, String> {
+        Err(format!("this module has no child module `{attribute}` to freeze"))
+    }
     fn to_device_dtype(&mut self, device: Device, dtype: Option<Kind>) -> Result<(), String>;
     fn automatic_optimization(&self) -> bool;
     /// The model summary table down to `max_depth` levels (-1: all), if the module can describe

@@ -45,6 +45,7 @@ fn every_example_runs_with_fast_dev_run() {
         ("autoencoder.rhai", &[]),
         ("regression.rhai", &[]),
         ("finetune.rhai", &["--set", "model.pretrain_steps=20"]),
+        ("finetune_resnet.rhai", &["--set", "model.num_classes=4"]),
         ("mnist.rhai", &[]),
     ];
     for (name, extra) in cases {

@@ -15,7 +15,7 @@ fn example_scripts_match_their_golden_output() {
     let out = lt(&["golden", "scripts"]);
     let text = stdout(&out);
     assert!(out.status.success(), "example goldens failed:\n{text}");
-    assert!(text.contains("golden: 10 passed, 0 failed"), "{text}");
+    assert!(text.contains("golden: 11 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -833,6 +833,19 @@ impl LightningModule for ScriptModule {
         crate::nn::tree::set_training(&mut self.this, training)
     }
 
+    fn finetune_child(
+        &mut self,
+        attribute: &str,
+        op: crate::callbacks::backbone_finetuning::Finetune,
+    ) -> Result<Vec<tch::Tensor>, String> {
+        let mut this = self.this.write_lock::<rhai::Map>().ok_or("internal: the module's `this` is not a map")?;
+        let child = this
+            .get_mut(attribute)
+            .filter(|c| c.read_lock::<rhai::Map>().is_some_and(|m| crate::nn::tree::is_module(&m)))
+            .ok_or_else(|| format!("The LightningModule should have a nn.Module `{attribute}` attribute (this.{attribute} = a module, e.g. models::resnet18())"))?;
+        crate::nn::tree::finetune(child, op)
+    }
+
     fn to_device_dtype(&mut self, device: Device, dtype: Option<Kind>) -> Result<(), String> {
         crate::nn::tree::to(&self.this, Some(device), dtype)
     }

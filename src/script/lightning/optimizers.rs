@@ -50,6 +50,21 @@ impl TrainerOptimizer for ScriptOptimizer {
         }
         Ok(())
     }
+    fn set_group_lr(&mut self, group: usize, lr: f64) -> Result<(), String> {
+        self.0.set_lr(group, lr)
+    }
+    fn add_param_group(&mut self, params: Vec<tch::Tensor>, lr: f64) -> Result<usize, String> {
+        let mut held: std::collections::HashSet<usize> = self.0.params().iter().map(crate::optim::impl_id).collect();
+        let (held_already, new): (Vec<_>, Vec<_>) =
+            params.into_iter().partition(|p| held.contains(&crate::optim::impl_id(p)));
+        // a tensor shared by two layers goes in once
+        let new: Vec<_> = new.into_iter().filter(|p| held.insert(crate::optim::impl_id(p))).collect();
+        if !new.is_empty() {
+            let opts = [("lr".to_string(), crate::optim::HValue::Num(lr))].into_iter().collect();
+            self.0 .0.borrow_mut().add_param_group(new, opts)?;
+        }
+        Ok(held_already.len())
+    }
     fn state_dict(&self) -> (Vec<(String, tch::Tensor)>, Value) {
         self.0.state_dict()
     }
