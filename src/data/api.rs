@@ -2,10 +2,14 @@
 //! Rust-side accessors the Trainer uses on loaders returned by a script's hooks.
 use super::csv::{Column, CsvOptions};
 use super::dataset::{self, Concat, SplitSizes, Subset, TensorDataset};
+use super::hf_tokenizer::HfTokenizer;
+use super::iterable::IterableDataset;
 use super::loader::{DataLoader, LoaderOptions};
 use super::rng::seed_from_torch;
 use super::sampler::Sampler;
 use super::script_ds::ScriptDataset;
+use super::script_iter::ScriptIterable;
+use super::tokenizer::{Level, TextTokenizer, Tokenizer, VocabOptions};
 use super::transform::{Field, Interp, Transform, Transformed};
 use super::{files, idx, image, synthetic, text, Batch, Dataset, EpochIter, FetchCtx};
 use crate::script::convert::{err, number, Opts, OrScript, RResult};
@@ -39,6 +43,14 @@ impl LoaderHandle {
         self.0.borrow_mut()
     }
 }
+
+/// Script type `IterableDataset`: a stream of samples, maybe without a length.
+#[derive(Clone)]
+pub struct IterableHandle(pub Arc<dyn IterableDataset>);
+
+/// Script type `Tokenizer`: text ↔ token ids.
+#[derive(Clone)]
+pub struct TokenizerHandle(pub Arc<dyn TextTokenizer>);
 
 /// Script type `Sampler`.
 #[derive(Clone)]
@@ -155,6 +167,16 @@ const LOADER_KEYS: &[&str] =
     &["batch_size", "shuffle", "drop_last", "num_workers", "pin_memory", "seed", "sampler", "prefetch_factor"];
 
 fn loader(d: DatasetHandle, m: &Map) -> RResult<LoaderHandle> {
+    let opts = loader_options(m)?;
+    Ok(LoaderHandle::new(DataLoader::new(d.0, opts).or_script()?))
+}
+
+fn iterable_loader(d: IterableHandle, m: &Map) -> RResult<LoaderHandle> {
+    let opts = loader_options(m)?;
+    Ok(LoaderHandle::new(DataLoader::iterable(d.0, opts).or_script()?))
+}
+
+fn loader_options(m: &Map) -> RResult<LoaderOptions> {
     const W: &str = "data::loader";
     let o = Opts::new(m, W, LOADER_KEYS)?;
     let mut opts = LoaderOptions {
@@ -174,7 +196,7 @@ fn loader(d: DatasetHandle, m: &Map) -> RResult<LoaderHandle> {
             .ok_or_else(|| err(format!("{W}: option 'sampler' must be a Sampler, got {}", s.type_name())))?;
         opts.sampler = Some(s);
     }
-    Ok(LoaderHandle::new(DataLoader::new(d.0, opts).or_script()?))
+    Ok(opts)
 }
 
 fn index(d: &DatasetHandle, i: INT) -> RResult<Dynamic> {
@@ -216,6 +238,8 @@ pub fn register(reg: &mut Registry) {
     g.set_custom_type::<DatasetHandle>("Dataset");
     g.set_custom_type::<LoaderHandle>("DataLoader");
     g.set_custom_type::<SamplerHandle>("Sampler");
+    g.set_custom_type::<IterableHandle>("IterableDataset");
+    g.set_custom_type::<TokenizerHandle>("Tokenizer");
     g.set_custom_type::<TransformHandle>("Transform");
     g.set_iterable_result::<LoaderHandle, Dynamic>();
     register_datasets(reg);
@@ -224,6 +248,8 @@ pub fn register(reg: &mut Registry) {
     register_samplers(reg);
     register_files(reg);
     register_transforms(reg);
+    register_iterable(reg);
+    register_tokenizers(reg);
 }
 
 fn register_datasets(reg: &mut Registry) {
@@ -386,10 +412,21 @@ fn register_loader(reg: &mut Registry) {
     reg.volatile("data", "loader", "dataset, opts", doc, |d: DatasetHandle, m: Map| loader(d, &m));
 
     let doc = "Number of batches per epoch (len(loader)).\n\n```rhai\nprint(data::loader(data::blobs(#{n: 10}), #{batch_size: 4}).len());\n```";
-    reg.func("", "len", "self", doc, |l: &mut LoaderHandle| l.borrow().len() as INT);
+    reg.func("", "len", "self", doc, |l: &mut LoaderHandle| -> RResult<INT> {
+        l.borrow().len().map(|n| n as INT).ok_or_else(|| {
+            err("len(loader): the loader's iterable dataset has no length, so neither has the loader (give data::iterable a len)")
+        })
+    });
     let doc =
-        "The loader's dataset.\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 10}));\nprint(l.dataset.len());\n```";
-    reg.getter("dataset", doc, |l: &mut LoaderHandle| DatasetHandle(l.borrow().dataset().clone()));
+        "The loader's dataset (a Dataset, or an IterableDataset).\n\n```rhai\nlet l = data::loader(data::blobs(#{n: 10}));\nprint(l.dataset.len());\n```";
+    reg.getter("dataset", doc, |l: &mut LoaderHandle| -> Dynamic {
+        let l = l.borrow();
+        match (l.dataset(), l.iterable_dataset()) {
+            (Some(d), _) => Dynamic::from(DatasetHandle(d.clone())),
+            (None, Some(d)) => Dynamic::from(IterableHandle(d.clone())),
+            (None, None) => Dynamic::UNIT,
+        }
+    });
     let doc = "Samples per batch.\n\n```rhai\nprint(data::loader(data::blobs(), #{batch_size: 16}).batch_size);\n```";
     reg.getter("batch_size", doc, |l: &mut LoaderHandle| l.borrow().options().batch_size as INT);
     let doc = "Worker threads that fetch batches.\n\n```rhai\nprint(data::loader(data::blobs(), #{num_workers: 2}).num_workers);\n```";
@@ -569,6 +606,18 @@ fn image_folder(root: &str, m: &Map) -> RResult<DatasetHandle> {
     Ok(ds(image::ImageFolder::new(Path::new(root), float).or_script()?))
 }
 
+fn npy(path: &str, m: &Map) -> RResult<DatasetHandle> {
+    const W: &str = "data::npy";
+    let o = Opts::new(m, W, &["mmap_mode"])?;
+    match o.str_opt("mmap_mode")?.as_deref() {
+        None => Ok(ds(TensorDataset::new(&[files::read_npy(Path::new(path)).or_script()?]).or_script()?)),
+        Some("r") => Ok(ds(super::npy_rows::NpyRows::open(Path::new(path)).or_script()?)),
+        Some(other) => Err(err(format!(
+            "{W}: mmap_mode must be \"r\" (read-only; lt never writes to a data file), got \"{other}\""
+        ))),
+    }
+}
+
 fn text_file(path: &str, m: &Map) -> RResult<DatasetHandle> {
     const W: &str = "data::text_file";
     let o = Opts::new(m, W, &["seq_len", "stride", "mode"])?;
@@ -618,6 +667,9 @@ fn register_files(reg: &mut Registry) {
     reg.func("data", "load_npz", "path", doc, |p: ImmutableString| -> RResult<Map> {
         Ok(tensor_map(files::read_npz(Path::new(p.as_str())).or_script()?))
     });
+    let doc = "A dataset over the rows of an `.npy` file (samples `[row]`): read whole, or with `#{mmap_mode: \"r\"}` (NumPy's `np.load(mmap_mode=\"r\")`) lazily: only the header is read up front and each batch reads just its rows from the file, so a file larger than memory streams (rows are read with positioned reads rather than a memory map; the OS page cache keeps hot rows).\n\n```rhai\nlet p = data::temp_dir() + \"/rows.npy\";\ndata::save_npy(torch::arange(12).reshape([6, 2]), p);\nlet lazy = data::npy(p, #{mmap_mode: \"r\"});\nprint(lazy.len());\nprint(lazy[4][0]);\nfor b in data::loader(lazy, #{batch_size: 4, shuffle: true, num_workers: 2}) { print(b[0].shape); }\n```";
+    reg.func("data", "npy", "path", doc, |p: ImmutableString| npy(&p, &Map::new()));
+    reg.func("data", "npy", "path, opts", doc, |p: ImmutableString, m: Map| npy(&p, &m));
     let doc = "Writes a map of tensors as a NumPy `.npz` archive (np.savez).\n\n```rhai\nlet p = data::temp_dir() + \"/s.npz\";\ndata::save_npz(#{a: torch::ones([2])}, p);\n```";
     reg.volatile("data", "save_npz", "tensors, path", doc, |m: Map, p: ImmutableString| -> RResult<()> {
         files::write_npz(&named_tensors(&m, "data::save_npz")?, Path::new(p.as_str())).or_script()
@@ -997,4 +1049,135 @@ fn register_transforms(reg: &mut Registry) {
     let doc = "What the transform is.\n\n```rhai\nprint(data::one_hot(3).to_string());\n```";
     reg.func("", "to_string", "self", doc, |t: &mut TransformHandle| format!("{:?}", t.0));
     reg.func("", "to_debug", "self", doc, |t: &mut TransformHandle| format!("{:?}", t.0));
+}
+
+fn iterable_len(d: &IterableHandle) -> RResult<INT> {
+    d.0.len().map(|n| n as INT).ok_or_else(|| err(format!("len: {} has no length", d.0.describe())))
+}
+
+fn register_iterable(reg: &mut Registry) {
+    let doc = "An iterable dataset (torch IterableDataset): `#{iter, len}`. `iter()` starts a pass and returns an array of samples, or a generator: a function called again and again for the next sample until it returns `()`. `len` (optional, an int) is the number of samples of a pass: a pass stops after it, and the loader has a length. A loader over it has no sampler (`shuffle: true` is an error: shuffle inside `iter`), and batches samples as they come; under DDP, rank `r` of `w` keeps elements `r, r + w, …` (no padding). Its closures run on the script's thread, so loaders over it ignore `num_workers`. Without `len`, the Trainer's epoch ends with the stream, or at `limit_train_batches` / `max_steps`.\n\n```rhai\nlet ds = data::iterable(#{\n    iter: || {\n        let i = 0;\n        || { i += 1; if i > 5 { () } else { [torch::full([2], i), i % 2] } }\n    },\n});\nfor batch in data::loader(ds, #{batch_size: 2}) {\n    print(batch[0].shape);\n}\nlet sized = data::iterable(#{iter: || [1, 2, 3, 4, 5], len: 4});\nprint(data::loader(sized, #{batch_size: 2}).len());\n```";
+    reg.volatile("data", "iterable", "fns", doc, |ctx: NativeCallContext, m: Map| -> RResult<IterableHandle> {
+        const W: &str = "data::iterable";
+        let o = Opts::new(&m, W, &["iter", "len"])?;
+        let iter = o
+            .get("iter")
+            .ok_or_else(|| err(format!("{W}: missing 'iter' (a function starting a pass)")))?
+            .read_lock::<FnPtr>()
+            .map(|f| f.clone())
+            .ok_or_else(|| {
+                err(format!("{W}: 'iter' must be a function returning an array or a generator, e.g. || [1, 2, 3]"))
+            })?;
+        let len = o.i64_opt("len")?.map(|n| to_usize(n, W, "len")).transpose()?;
+        Ok(IterableHandle(Arc::new(ScriptIterable::new(&ctx, len, iter))))
+    });
+    let doc = "Batches of an iterable dataset: the options of `data::loader` over a Dataset, but `shuffle` and `sampler` are errors (a stream has no indices). Batch `b` is assembled from the next `batch_size` samples; with `num_workers` threads (Rust-side iterables), batch `b` is made by worker `b % num_workers`, so the batches are the same for any `num_workers`.\n\n```rhai\nlet ds = data::iterable(#{iter: || [[1.0, 0], [2.0, 1], [3.0, 0]]});\nfor b in data::loader(ds, #{batch_size: 2, drop_last: true}) { print(b); }\n```";
+    reg.volatile("data", "loader", "dataset", doc, |d: IterableHandle| iterable_loader(d, &Map::new()));
+    reg.volatile("data", "loader", "dataset, opts", doc, |d: IterableHandle, m: Map| iterable_loader(d, &m));
+    let doc = "Samples per pass of an iterable dataset; an error when it has no length (as Python's `len` of an IterableDataset without `__len__`).\n\n```rhai\nprint(data::iterable(#{iter: || [1, 2, 3], len: 3}).len());\n```";
+    reg.func("", "len", "self", doc, |d: &mut IterableHandle| iterable_len(d));
+    let doc = "What the iterable dataset is.\n\n```rhai\nprint(data::iterable(#{iter: || [1]}).to_string());\n```";
+    reg.func("", "to_string", "self", doc, |d: &mut IterableHandle| d.0.describe());
+    reg.func("", "to_debug", "self", doc, |d: &mut IterableHandle| d.0.describe());
+}
+
+fn vocab_options(o: &Opts, what: &str) -> RResult<VocabOptions> {
+    let specials = match o.get("specials") {
+        None => Vec::new(),
+        Some(v) => v
+            .read_lock::<Array>()
+            .ok_or_else(|| err(format!("{what}: 'specials' must be an array of strings")))?
+            .iter()
+            .map(|s| {
+                s.clone()
+                    .into_immutable_string()
+                    .map(|s| s.to_string())
+                    .map_err(|t| err(format!("{what}: 'specials' must be an array of strings, found {t}")))
+            })
+            .collect::<RResult<_>>()?,
+    };
+    let min_freq = if o.has("min_freq") { opt_usize(o, "min_freq", 1, what)? } else { 1 };
+    if min_freq == 0 {
+        return Err(err(format!("{what}: min_freq must be at least 1, got 0")));
+    }
+    Ok(VocabOptions { specials, unk_token: o.str_opt("unk_token")?, min_freq })
+}
+
+fn tokenizer(corpus: &str, m: &Map, word: bool) -> RResult<TokenizerHandle> {
+    let (what, keys): (&str, &[&str]) = if word {
+        ("data::word_tokenizer", &["lower", "min_freq", "specials", "unk_token"])
+    } else {
+        ("data::char_tokenizer", &["specials", "unk_token"])
+    };
+    let o = Opts::new(m, what, keys)?;
+    let level = if word { Level::Word { lower: o.bool_or("lower", false)? } } else { Level::Char };
+    Ok(TokenizerHandle(Arc::new(Tokenizer::build(corpus, level, &vocab_options(&o, what)?).or_script()?)))
+}
+
+fn token_ids(d: &Dynamic, what: &str) -> RResult<Vec<i64>> {
+    if let Some(t) = d.read_lock::<Tensor>() {
+        if crate::tensor::options::is_floating(t.kind()) {
+            return Err(err(format!("{what}: token ids must be integers, got a float tensor")));
+        }
+        let t = t.f_to_kind(tch::Kind::Int64).or_script()?.f_flatten(0, -1).or_script()?;
+        return Vec::<i64>::try_from(&t).map_err(|e| err(format!("{what}: {e}")));
+    }
+    if let Some(a) = d.read_lock::<Array>() {
+        return a.iter().map(|v| v.as_int().map_err(|t| err(format!("{what}: ids must be ints, found {t}")))).collect();
+    }
+    Err(err(format!("{what}: expected a tensor or an array of token ids, got {}", d.type_name())))
+}
+
+fn text_windows(ids: &Tensor, m: &Map) -> RResult<DatasetHandle> {
+    const W: &str = "data::text_windows";
+    let o = Opts::new(m, W, &["seq_len", "stride"])?;
+    let seq_len = opt_usize(&o, "seq_len", 64, W)?;
+    let stride = o.i64_opt("stride")?.map(|s| to_usize(s, W, "stride")).transpose()?;
+    Ok(ds(text::TextDataset::windows(ids, seq_len, stride, None, W).or_script()?))
+}
+
+fn register_tokenizers(reg: &mut Registry) {
+    let doc = "A Hugging Face tokenizer read from its `tokenizer.json` (BPE, WordPiece, Unigram or WordLevel with its normalizer, pre-tokenizer, post-processor and decoder; the `tokenizers` crate, the Rust core of the Python package). `encode` adds the post-processor's special tokens and `decode` skips special tokens, as Python's `Tokenizer.encode` / `decode` do by default.\n\n```rhai\nlet p = data::temp_dir() + \"/tokenizer.json\";\ndata::write_text(p, `{\"version\": \"1.0\", \"added_tokens\": [], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"post_processor\": null, \"decoder\": null, \"model\": {\"type\": \"WordLevel\", \"vocab\": {\"[UNK]\": 0, \"hello\": 1, \"world\": 2}, \"unk_token\": \"[UNK]\"}}`);\nlet tok = data::tokenizer(p);\nlet ids = tok.encode(\"hello big world\");\nprint(ids);\nprint(tok.decode(ids));\nprint(tok.vocab_size);\n```";
+    reg.func("data", "tokenizer", "path", doc, |p: ImmutableString| -> RResult<TokenizerHandle> {
+        Ok(TokenizerHandle(Arc::new(HfTokenizer::load(Path::new(p.as_str())).or_script()?)))
+    });
+    let doc = "The contents of a UTF-8 text file as a string (invalid UTF-8 is an error naming the byte).\n\n```rhai\nlet p = data::temp_dir() + \"/r.txt\";\ndata::write_text(p, \"héllo\");\nprint(data::read_text(p));\n```";
+    reg.func("data", "read_text", "path", doc, |p: ImmutableString| -> RResult<String> {
+        text::read_text(Path::new(p.as_str()), "data::read_text").or_script()
+    });
+    let doc = "A character-level tokenizer built from a corpus: every distinct character is a token, ids in code-point order after the `#{specials: [...]}` (which come first); `unk_token` (one of the specials) stands for characters outside the vocabulary, which are an error otherwise. Without specials, the ids are those of `data::text_file`'s char mode.\n\n```rhai\nlet tok = data::char_tokenizer(\"hello world\");\nprint(tok.vocab_size);\nlet ids = tok.encode(\"hello\");\nprint(ids);\nprint(tok.decode(ids));\n```";
+    reg.func("data", "char_tokenizer", "text", doc, |t: ImmutableString| tokenizer(&t, &Map::new(), false));
+    reg.func("data", "char_tokenizer", "text, opts", doc, |t: ImmutableString, m: Map| tokenizer(&t, &m, false));
+    let doc = "A word-level tokenizer built from a corpus: `#{lower: false, min_freq: 1, specials: [], unk_token}`. Words are runs of non-whitespace, split at punctuation (each punctuation character is a token, as BERT's basic tokenizer splits). The vocabulary is the specials, then the words seen at least `min_freq` times by decreasing count, ties alphabetical (torchtext's build_vocab_from_iterator order). `unk_token` (one of the specials) stands for words outside the vocabulary, which are an error otherwise. `decode` joins words with single spaces.\n\n```rhai\nlet tok = data::word_tokenizer(\"the cat sat. The dog sat!\", #{lower: true, specials: [\"<unk>\"], unk_token: \"<unk>\"});\nprint(tok.vocab);\nprint(tok.encode(\"the bird sat\"));\nprint(tok.decode([1, 2]));\n```";
+    reg.func("data", "word_tokenizer", "text", doc, |t: ImmutableString| tokenizer(&t, &Map::new(), true));
+    reg.func("data", "word_tokenizer", "text, opts", doc, |t: ImmutableString, m: Map| tokenizer(&t, &m, true));
+    let doc = "The token ids of `text`, a 1-D int64 tensor.\n\n```rhai\nprint(data::char_tokenizer(\"abc\").encode(\"cab\"));\n```";
+    reg.func("", "encode", "self, text", doc, |t: &mut TokenizerHandle, s: ImmutableString| -> RResult<Tensor> {
+        let ids = t.0.encode(&s).or_script()?;
+        Ok(Tensor::new(tch::Tensor::f_from_slice(&ids).or_script()?))
+    });
+    let doc = "The text of token ids (a tensor or an array of ints).\n\n```rhai\nprint(data::char_tokenizer(\"abc\").decode([2, 0, 1]));\n```";
+    reg.func("", "decode", "self, ids", doc, |t: &mut TokenizerHandle, ids: Dynamic| -> RResult<String> {
+        t.0.decode(&token_ids(&ids, "decode")?).or_script()
+    });
+    let doc = "Number of tokens in the vocabulary.\n\n```rhai\nprint(data::char_tokenizer(\"aab\").vocab_size);\n```";
+    reg.getter("vocab_size", doc, |t: &mut TokenizerHandle| t.0.vocab_size() as INT);
+    let doc = "The tokens, by id.\n\n```rhai\nprint(data::word_tokenizer(\"b a b\").vocab);\n```";
+    reg.getter("vocab", doc, |t: &mut TokenizerHandle| -> Array {
+        t.0.vocab().into_iter().map(Dynamic::from).collect()
+    });
+    let doc = "The id of a token, or `()` when it is not in the vocabulary.\n\n```rhai\nprint(data::char_tokenizer(\"abc\").token_to_id(\"b\"));\n```";
+    reg.func("", "token_to_id", "self, token", doc, |t: &mut TokenizerHandle, s: ImmutableString| -> Dynamic {
+        t.0.token_to_id(&s).map_or(Dynamic::UNIT, |i| Dynamic::from_int(i as INT))
+    });
+    let doc = "The token of an id, or `()` when the id is out of range.\n\n```rhai\nprint(data::char_tokenizer(\"abc\").id_to_token(2));\n```";
+    reg.func("", "id_to_token", "self, id", doc, |t: &mut TokenizerHandle, i: INT| -> Dynamic {
+        usize::try_from(i).ok().and_then(|i| t.0.id_to_token(i)).map_or(Dynamic::UNIT, Dynamic::from)
+    });
+    let doc = "What the tokenizer is.\n\n```rhai\nprint(data::char_tokenizer(\"ab\").to_string());\n```";
+    reg.func("", "to_string", "self", doc, |t: &mut TokenizerHandle| t.0.describe());
+    reg.func("", "to_debug", "self", doc, |t: &mut TokenizerHandle| t.0.describe());
+    let doc = "A language-model dataset over a 1-D tensor of token ids (a tokenizer's output): `#{seq_len: 64, stride: seq_len}`. Sample `i` is `[x, y]`, int64 windows of `seq_len` tokens starting at `i * stride`, `y` shifted by one (next-token targets).\n\n```rhai\nlet tok = data::word_tokenizer(\"a b c a b c a b\");\nlet ds = data::text_windows(tok.encode(\"a b c a b c a b\"), #{seq_len: 3, stride: 2});\nprint(ds.len());\nprint(ds[1]);\n```";
+    reg.func("data", "text_windows", "ids", doc, |t: Tensor| text_windows(&t, &Map::new()));
+    reg.func("data", "text_windows", "ids, opts", doc, |t: Tensor, m: Map| text_windows(&t, &m));
 }

@@ -80,6 +80,21 @@ pub fn parse_npy(bytes: &[u8], name: &str) -> Result<Tensor> {
 /// dtype, the shape, and the data size against the `len - header` bytes there are) before the
 /// array is allocated and read into tensor memory. Bytes after the array are ignored.
 pub fn read_npy_stream(r: &mut dyn Read, len: u64, name: &str) -> Result<Tensor> {
+    let h = read_npy_header(r, len, name)?;
+    crate::nn::io::read_tensor(r, &h.shape, h.kind).map_err(|e| data_err!("{name}: {e}"))
+}
+
+/// What an `.npy` header says: the dtype, the shape, and where the data starts.
+#[derive(Debug, Clone)]
+pub struct NpyHeader {
+    pub kind: Kind,
+    pub shape: Vec<i64>,
+    pub data_offset: u64,
+}
+
+/// Reads and checks the header of an `.npy` stream of `len` bytes (size, dtype, shape, and the
+/// data size against the bytes there are), leaving `r` at the start of the data.
+pub fn read_npy_header(r: &mut dyn Read, len: u64, name: &str) -> Result<NpyHeader> {
     let io = |e: std::io::Error| data_err!("{name}: truncated .npy file ({e})");
     let mut magic = [0u8; 8];
     if len < 10 {
@@ -145,7 +160,7 @@ pub fn read_npy_stream(r: &mut dyn Read, len: u64, name: &str) -> Result<Tensor>
             ));
         }
     }
-    crate::nn::io::read_tensor(r, &shape, kind).map_err(|e| data_err!("{name}: {e}"))
+    Ok(NpyHeader { kind, shape, data_offset: hstart + hlen })
 }
 
 /// Reads an `.npy` file.

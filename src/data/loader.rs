@@ -1,5 +1,7 @@
 //! The data loader: a sampler's indices cut into batches, fetched on worker threads that prefetch
-//! whole batches, delivered in sampler order whatever the number of workers.
+//! whole batches, delivered in sampler order whatever the number of workers. Over an iterable
+//! dataset, the batches are assembled as the samples come ([`super::iterable`]).
+use super::iterable::{IterableDataset, Shard, StreamIter};
 use super::sampler::Sampler;
 use super::{Batch, DataError, Dataset, FetchCtx, Result};
 use crate::data_err;
@@ -42,11 +44,23 @@ impl Default for LoaderOptions {
 /// A dataset, a sampler and batching options. Cloning is cheap (the dataset is shared).
 #[derive(Clone)]
 pub struct DataLoader {
-    dataset: Arc<dyn Dataset>,
+    source: Source,
     opts: LoaderOptions,
     sampler: Sampler,
     /// Epoch that the next [`DataLoader::iter_next`] runs.
     epoch: u64,
+}
+
+/// What a loader reads: a map-style dataset (indexed through the sampler) or an iterable one.
+#[derive(Clone)]
+enum Source {
+    Map(Arc<dyn Dataset>),
+    /// With this process's rank and the world size (1 outside DDP).
+    Iterable {
+        ds: Arc<dyn IterableDataset>,
+        rank: usize,
+        world_size: usize,
+    },
 }
 
 impl std::fmt::Debug for DataLoader {
@@ -55,11 +69,11 @@ impl std::fmt::Debug for DataLoader {
             f,
             "DataLoader(batch_size={}, batches={}, shuffle={}, drop_last={}, num_workers={}, dataset={})",
             self.opts.batch_size,
-            self.len(),
+            self.len().map_or("unknown".to_string(), |n| n.to_string()),
             self.sampler.is_random(),
             self.opts.drop_last,
             self.opts.num_workers,
-            self.dataset.describe()
+            self.describe_dataset()
         )
     }
 }
@@ -82,30 +96,107 @@ impl DataLoader {
             (None, false) => Sampler::Sequential,
         };
         sampler.check(dataset.len())?;
-        Ok(DataLoader { dataset, opts, sampler, epoch: 0 })
+        Ok(DataLoader { source: Source::Map(dataset), opts, sampler, epoch: 0 })
     }
 
-    /// Batches per epoch (len(loader)).
-    pub fn len(&self) -> usize {
-        let n = self.sampler.num_samples(self.dataset.len());
-        if self.opts.drop_last {
-            n / self.opts.batch_size
-        } else {
-            n.div_ceil(self.opts.batch_size)
+    /// A loader over an iterable dataset: no sampler, so `shuffle` and `sampler` are errors (as
+    /// in PyTorch); batches are assembled as the samples come, sharded over workers and ranks as
+    /// [`super::iterable`] describes.
+    pub fn iterable(ds: Arc<dyn IterableDataset>, opts: LoaderOptions) -> Result<DataLoader> {
+        if opts.batch_size == 0 {
+            return Err(data_err!("loader: batch_size should be a positive integer value, but got batch_size=0"));
+        }
+        if opts.shuffle {
+            return Err(data_err!(
+                "loader: shuffle is not possible over an iterable dataset ({}): it has no indices to permute; shuffle inside its iter function",
+                ds.describe()
+            ));
+        }
+        if opts.sampler.is_some() {
+            return Err(data_err!(
+                "loader: a sampler is not possible over an iterable dataset ({}): it has no indices to sample",
+                ds.describe()
+            ));
+        }
+        if opts.prefetch_factor == 0 {
+            return Err(data_err!("loader: prefetch_factor must be at least 1"));
+        }
+        if ds.len() == Some(0) {
+            return Err(data_err!("loader: the dataset is empty ({})", ds.describe()));
+        }
+        Ok(DataLoader {
+            source: Source::Iterable { ds, rank: 0, world_size: 1 },
+            opts,
+            sampler: Sampler::Sequential,
+            epoch: 0,
+        })
+    }
+
+    fn shard(&self, rank: usize, world_size: usize) -> Shard {
+        Shard { rank, world_size, batch_size: self.opts.batch_size, drop_last: self.opts.drop_last, take: None }
+    }
+
+    /// Batches per epoch (len(loader)); None for an iterable dataset without a length.
+    pub fn len(&self) -> Option<usize> {
+        match &self.source {
+            Source::Map(ds) => {
+                let n = self.sampler.num_samples(ds.len());
+                Some(if self.opts.drop_last { n / self.opts.batch_size } else { n.div_ceil(self.opts.batch_size) })
+            }
+            Source::Iterable { ds, rank, world_size } => ds.len().map(|n| self.shard(*rank, *world_size).batches(n)),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == Some(0)
     }
 
-    /// Samples in the dataset (len(loader.dataset)).
-    pub fn dataset_len(&self) -> usize {
-        self.dataset.len()
+    /// Samples in the dataset (len(loader.dataset)), when known.
+    pub fn dataset_len(&self) -> Option<usize> {
+        match &self.source {
+            Source::Map(ds) => Some(ds.len()),
+            Source::Iterable { ds, .. } => ds.len(),
+        }
     }
 
-    pub fn dataset(&self) -> &Arc<dyn Dataset> {
-        &self.dataset
+    /// The map-style dataset; None over an iterable dataset.
+    pub fn dataset(&self) -> Option<&Arc<dyn Dataset>> {
+        match &self.source {
+            Source::Map(ds) => Some(ds),
+            Source::Iterable { .. } => None,
+        }
+    }
+
+    /// The iterable dataset; None over a map-style dataset.
+    pub fn iterable_dataset(&self) -> Option<&Arc<dyn IterableDataset>> {
+        match &self.source {
+            Source::Map(_) => None,
+            Source::Iterable { ds, .. } => Some(ds),
+        }
+    }
+
+    fn describe_dataset(&self) -> String {
+        match &self.source {
+            Source::Map(ds) => ds.describe(),
+            Source::Iterable { ds, .. } => ds.describe(),
+        }
+    }
+
+    /// True when batches are fetched on the iterating thread whatever `num_workers` (script
+    /// datasets).
+    pub fn thread_bound(&self) -> bool {
+        match &self.source {
+            Source::Map(ds) => ds.thread_bound(),
+            Source::Iterable { ds, .. } => ds.thread_bound(),
+        }
+    }
+
+    /// Whether fetching a batch does work per sample that workers run in parallel.
+    pub fn per_sample_work(&self) -> bool {
+        match &self.source {
+            Source::Map(ds) => ds.per_sample_work(),
+            Source::Iterable { .. } => true,
+        }
     }
 
     pub fn options(&self) -> &LoaderOptions {
@@ -128,14 +219,22 @@ impl DataLoader {
     /// Replaces the sampler by this rank's share of it (what the Trainer does under DDP, like
     /// Lightning's `use_distributed_sampler`): a plain loader becomes a DistributedSampler with the
     /// same shuffle; a weighted sampler is split like Lightning's DistributedSamplerWrapper.
+    /// Over an iterable dataset, the rank keeps every `world_size`-th element (no padding).
     pub fn set_distributed(&mut self, rank: usize, world_size: usize) -> Result<()> {
+        if let Source::Iterable { rank: r, world_size: w, .. } = &mut self.source {
+            // the same checks as the distributed sampler's
+            Sampler::distributed(Sampler::Sequential, rank, world_size, false)?;
+            (*r, *w) = (rank, world_size);
+            return Ok(());
+        }
         self.sampler = Sampler::distributed(self.sampler.clone(), rank, world_size, false)?;
         Ok(())
     }
 
-    /// The index batches of epoch `epoch`.
+    /// The index batches of epoch `epoch` (none over an iterable dataset).
     pub fn batch_indices(&self, epoch: u64) -> Vec<Vec<usize>> {
-        let idx = self.sampler.indices(self.dataset.len(), self.opts.seed, epoch);
+        let Source::Map(ds) = &self.source else { return Vec::new() };
+        let idx = self.sampler.indices(ds.len(), self.opts.seed, epoch);
         let mut out: Vec<Vec<usize>> = idx.chunks(self.opts.batch_size).map(|c| c.to_vec()).collect();
         if self.opts.drop_last && out.last().is_some_and(|b| b.len() < self.opts.batch_size) {
             out.pop();
@@ -146,15 +245,29 @@ impl DataLoader {
     /// The batches of epoch `epoch`. Batches are fetched on `num_workers` threads (on the
     /// calling thread when 0, or when the dataset is a script dataset).
     pub fn iter_epoch(&self, epoch: u64) -> EpochIter {
+        let ds = match &self.source {
+            Source::Map(ds) => ds.clone(),
+            Source::Iterable { ds, rank, world_size } => {
+                let shard = self.shard(*rank, *world_size);
+                let o = &self.opts;
+                return EpochIter(Kind::Stream(StreamIter::start(
+                    ds,
+                    epoch,
+                    shard,
+                    o.num_workers,
+                    o.prefetch_factor,
+                    o.pin_memory,
+                )));
+            }
+        };
         let batches = self.batch_indices(epoch);
         let ctx = FetchCtx { seed: self.opts.seed, epoch, batch: 0 };
-        let workers = if self.dataset.thread_bound() { 0 } else { self.opts.num_workers.min(batches.len()) };
-        let mut it =
-            EpochIter { batches, next: 0, ds: self.dataset.clone(), ctx, pin: self.opts.pin_memory, pool: None };
+        let workers = if ds.thread_bound() { 0 } else { self.opts.num_workers.min(batches.len()) };
+        let mut it = MapIter { batches, next: 0, ds, ctx, pin: self.opts.pin_memory, pool: None };
         if workers > 0 {
             it.pool = Some(Pool::start(&it, workers, self.opts.prefetch_factor));
         }
-        it
+        EpochIter(Kind::Map(it))
     }
 
     /// The batches of the current epoch, then moves on to the next epoch (what a plain
@@ -200,7 +313,7 @@ struct Pool {
 }
 
 impl Pool {
-    fn start(it: &EpochIter, n: usize, prefetch: usize) -> Pool {
+    fn start(it: &MapIter, n: usize, prefetch: usize) -> Pool {
         let mut pool =
             Pool { jobs: Vec::new(), results: Vec::new(), handles: Vec::new(), dispatched: 0, broken: Vec::new() };
         for w in 0..n {
@@ -235,7 +348,7 @@ impl Pool {
         pool
     }
 
-    fn dispatch(&mut self, it: &EpochIter) {
+    fn dispatch(&mut self, it: &MapIter) {
         let b = self.dispatched;
         if b >= it.batches.len() {
             return;
@@ -259,7 +372,63 @@ impl Drop for Pool {
 }
 
 /// One epoch's batches, in order: `Result<Batch, DataError>`.
-pub struct EpochIter {
+pub struct EpochIter(Kind);
+
+enum Kind {
+    Map(MapIter),
+    Stream(StreamIter),
+}
+
+impl EpochIter {
+    /// Batches in this epoch, when known.
+    pub fn len(&self) -> Option<usize> {
+        match &self.0 {
+            Kind::Map(m) => Some(m.batches.len()),
+            Kind::Stream(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+    /// Index of the next batch.
+    pub fn position(&self) -> usize {
+        match &self.0 {
+            Kind::Map(m) => m.next,
+            Kind::Stream(s) => s.position(),
+        }
+    }
+    /// The dataset indices of the batch returned last (None over an iterable dataset).
+    pub fn last_indices(&self) -> Option<&[usize]> {
+        match &self.0 {
+            Kind::Map(m) => m.next.checked_sub(1).and_then(|b| m.batches.get(b)).map(|v| v.as_slice()),
+            Kind::Stream(_) => None,
+        }
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = std::result::Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            Kind::Map(m) => m.next(),
+            Kind::Stream(s) => s.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.0 {
+            Kind::Map(m) => {
+                let n = m.batches.len() - m.next;
+                (n, Some(n))
+            }
+            Kind::Stream(s) => (0, s.len().map(|n| n.saturating_sub(s.position()))),
+        }
+    }
+}
+
+/// The batches of an epoch over a map-style dataset.
+struct MapIter {
     batches: Vec<Vec<usize>>,
     next: usize,
     ds: Arc<dyn Dataset>,
@@ -268,25 +437,7 @@ pub struct EpochIter {
     pool: Option<Pool>,
 }
 
-impl EpochIter {
-    /// Batches in this epoch.
-    pub fn len(&self) -> usize {
-        self.batches.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
-    }
-    /// Index of the next batch.
-    pub fn position(&self) -> usize {
-        self.next
-    }
-    /// The dataset indices of the batch returned last.
-    pub fn last_indices(&self) -> Option<&[usize]> {
-        self.next.checked_sub(1).and_then(|b| self.batches.get(b)).map(|v| v.as_slice())
-    }
-}
-
-impl Iterator for EpochIter {
+impl Iterator for MapIter {
     type Item = std::result::Result<Batch, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -308,10 +459,5 @@ impl Iterator for EpochIter {
         pool.dispatch(self);
         self.pool = Some(pool);
         Some(r)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.batches.len() - self.next;
-        (n, Some(n))
     }
 }

@@ -21,26 +21,38 @@
 //! when the dataset was created, so the Trainer iterates every loader the same way, with no
 //! `Engine`/`AST` to pass.
 //!
+//! # Iterable datasets
+//! [`iterable::IterableDataset`] is a stream of samples (torch's IterableDataset), maybe without a
+//! length: `DataLoader::iterable` batches it as it comes, shards it over workers and DDP ranks by
+//! element index (see [`iterable`]), and its `len()` is None when the stream has no length. A
+//! script iterable (`data::iterable(#{iter})`, [`script_iter`]) is thread-affine like a script
+//! dataset.
+//!
 //! # What the Trainer uses
 //! - [`api::loader_of`] / [`api::loaders_of`]: the [`api::LoaderHandle`]s behind a `Dynamic`
 //!   returned by a `*_dataloader()` hook (one loader, or an array of loaders).
 //! - `handle.borrow().iter_epoch(e)`: the batches of epoch `e` (shuffled with seed + epoch);
 //!   `handle.borrow_mut().set_distributed(rank, world_size)` injects a distributed sampler;
-//!   `len()` (batches per epoch), `dataset_len()`.
+//!   `len()` (batches per epoch, None for an iterable without a length), `dataset_len()`.
 //! - [`api::batch_to_dynamic`]: a [`Batch`] as the script sees it (tensors, arrays, maps).
 pub mod api;
 pub mod batch;
 pub mod csv;
 pub mod dataset;
 pub mod files;
+pub mod hf_tokenizer;
 pub mod idx;
 pub mod image;
+pub mod iterable;
 pub mod loader;
+pub mod npy_rows;
 pub mod rng;
 pub mod sampler;
 pub mod script_ds;
+pub mod script_iter;
 pub mod synthetic;
 pub mod text;
+pub mod tokenizer;
 pub mod transform;
 
 pub use batch::Batch;

@@ -48,7 +48,7 @@ thread_local! {
     static CALL_ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
 }
 
-fn call_engine() -> Result<Rc<Engine>> {
+pub(super) fn call_engine() -> Result<Rc<Engine>> {
     CALL_ENGINE.with(|c| {
         if let Some(e) = c.borrow().as_ref() {
             return Ok(e.clone());

@@ -1,5 +1,6 @@
-//! A text file as a token stream for language models: bytes (vocabulary 256) or characters
-//! (vocabulary = the file's distinct characters, sorted), cut into fixed-length windows.
+//! A token stream for language models, cut into fixed-length windows: a text file as bytes
+//! (vocabulary 256) or characters (vocabulary = the file's distinct characters, sorted), or any
+//! 1-D tensor of token ids (`data::text_windows`, e.g. a tokenizer's output).
 use super::files::read;
 use super::{check_indices, Batch, Dataset, FetchCtx, Result, SharedTensor};
 use crate::data_err;
@@ -14,6 +15,13 @@ pub struct TextDataset {
     /// Characters of the vocabulary (char mode); `None` for bytes.
     vocab: Option<Vec<String>>,
     name: String,
+}
+
+/// A UTF-8 text file's contents; invalid UTF-8 is an error naming the byte where it starts.
+pub fn read_text(path: &Path, what: &str) -> Result<String> {
+    let bytes = read(path, what)?;
+    String::from_utf8(bytes)
+        .map_err(|e| data_err!("{what}: {}: not valid UTF-8 at byte {}", path.display(), e.utf8_error().valid_up_to()))
 }
 
 impl TextDataset {
@@ -44,15 +52,51 @@ impl TextDataset {
         } else {
             (bytes.into_iter().map(i64::from).collect(), None)
         };
-        if ids.len() < seq_len + 1 {
+        let tokens = Tensor::f_from_slice(&ids)?;
+        Self::windows(&tokens, seq_len, Some(stride), vocab, &name)
+    }
+
+    /// Windows over a 1-D integer tensor of token ids (`data::text_windows`); `vocab` names the
+    /// tokens when known, `name` says where the ids come from in messages.
+    pub fn windows(
+        ids: &Tensor,
+        seq_len: usize,
+        stride: Option<usize>,
+        vocab: Option<Vec<String>>,
+        name: &str,
+    ) -> Result<TextDataset> {
+        if seq_len == 0 {
+            return Err(data_err!("{name}: seq_len must be positive"));
+        }
+        let stride = stride.unwrap_or(seq_len);
+        if stride == 0 {
+            return Err(data_err!("{name}: stride must be positive"));
+        }
+        if ids.dim() != 1 {
+            return Err(data_err!("{name}: token ids must be a 1-D tensor, got shape {:?}", ids.size()));
+        }
+        if !matches!(
+            ids.kind(),
+            tch::Kind::Int64 | tch::Kind::Int | tch::Kind::Int16 | tch::Kind::Int8 | tch::Kind::Uint8
+        ) {
             return Err(data_err!(
-                "{name}: {} tokens is too short for one window of seq_len {seq_len} plus its next-token target",
-                ids.len()
+                "{name}: token ids must be integers, got {}",
+                crate::tensor::options::dtype_name(ids.kind())
             ));
         }
-        let n_tokens = ids.len();
-        let tokens = SharedTensor::new(&Tensor::f_from_slice(&ids)?)?;
-        Ok(TextDataset { tokens, n_tokens, seq_len, stride, vocab, name })
+        let n_tokens = ids.size()[0] as usize;
+        if n_tokens < seq_len + 1 {
+            return Err(data_err!(
+                "{name}: {n_tokens} tokens is too short for one window of seq_len {seq_len} plus its next-token target"
+            ));
+        }
+        let ids = ids.f_to_kind(tch::Kind::Int64)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
+        let lowest = ids.f_min()?.int64_value(&[]);
+        if lowest < 0 {
+            return Err(data_err!("{name}: token ids must be non-negative, found {lowest}"));
+        }
+        let tokens = SharedTensor::new(&ids)?;
+        Ok(TextDataset { tokens, n_tokens, seq_len, stride, vocab, name: name.to_string() })
     }
 
     pub fn vocab(&self) -> Option<&[String]> {

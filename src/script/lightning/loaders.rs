@@ -3,7 +3,8 @@
 use super::*;
 
 /// A `data::loader(...)` as the Trainer's loader: batches assembled on worker threads, in an order
-/// fixed by (seed, epoch).
+/// fixed by (seed, epoch); over an iterable dataset without a length, `len` is None and the
+/// epoch ends with the stream (or at `limit_train_batches` / `max_steps`).
 struct DataLoaderAdapter {
     handle: crate::data::api::LoaderHandle,
     iter: Option<crate::data::loader::EpochIter>,
@@ -11,7 +12,7 @@ struct DataLoaderAdapter {
 
 impl BatchLoader<Dynamic> for DataLoaderAdapter {
     fn len(&self) -> Option<usize> {
-        Some(self.handle.0.borrow().len())
+        self.handle.0.borrow().len()
     }
     fn start_epoch(&mut self, epoch: usize) -> Result<(), String> {
         let mut l = self.handle.0.borrow_mut();
@@ -30,11 +31,10 @@ impl BatchLoader<Dynamic> for DataLoaderAdapter {
     }
     fn traits(&self) -> Option<crate::trainer::module::LoaderTraits> {
         let l = self.handle.0.borrow();
-        let ds = l.dataset();
         Some(crate::trainer::module::LoaderTraits {
             num_workers: l.options().num_workers,
             shuffled: l.sampler().is_random(),
-            workers_help: ds.per_sample_work() && !ds.thread_bound(),
+            workers_help: l.per_sample_work() && !l.thread_bound(),
         })
     }
 }
