@@ -144,7 +144,7 @@ impl Image {
         let hwc = match fmt.len() {
             4 => {
                 let nchw = t.f_permute(order("NCHW")).map_err(torch)?;
-                make_grid(&nchw).map_err(|e| e.unwrap_or_else(|e| torch(e)))?.f_permute([1, 2, 0]).map_err(torch)?
+                make_grid(&nchw).map_err(|e| e.unwrap_or_else(torch))?.f_permute([1, 2, 0]).map_err(torch)?
             }
             3 => {
                 let hwc = t.f_permute(order("HWC")).map_err(torch)?;

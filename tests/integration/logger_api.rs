@@ -49,8 +49,11 @@ fn exact(text: &str, tag: &str, key: &str) -> Vec<f64> {
 
 const FIELDS: [&str; 7] = ["min", "max", "num", "sum", "sum_squares", "bucket_limit", "bucket"];
 
+/// A decoded protobuf message: (field number, value) pairs.
+type Message = Vec<(u64, Field)>;
+
 /// Every `Summary.Value` of the event file: (tag, step, its fields).
-fn summary_values(path: &Path) -> Vec<(String, i64, Vec<(u64, Field)>)> {
+fn summary_values(path: &Path) -> Vec<(String, i64, Message)> {
     let mut out = Vec::new();
     for rec in records(&std::fs::read(path).unwrap()) {
         let e = fields(&rec);
@@ -66,7 +69,7 @@ fn summary_values(path: &Path) -> Vec<(String, i64, Vec<(u64, Field)>)> {
     out
 }
 
-fn the<'a>(values: &'a [(String, i64, Vec<(u64, Field)>)], tag: &str) -> (i64, &'a [(u64, Field)]) {
+fn the<'a>(values: &'a [(String, i64, Message)], tag: &str) -> (i64, &'a [(u64, Field)]) {
     let mut m = values.iter().filter(|(t, _, _)| t == tag);
     let (_, step, vf) = m.next().unwrap_or_else(|| panic!("no summary {tag}"));
     assert!(m.next().is_none(), "one summary {tag}");
