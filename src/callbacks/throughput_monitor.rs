@@ -210,25 +210,3 @@ impl Callback for ThroughputMonitor {
         Ok(vec![])
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_need_a_full_window() {
-        let mut t = Throughput::new(3);
-        t.update(1.0, 1, 4).unwrap();
-        t.update(2.0, 2, 8).unwrap();
-        assert!(!t.compute(1).contains_key("device/samples_per_sec"));
-        t.update(3.0, 3, 12).unwrap();
-        let m = t.compute(2);
-        assert_eq!(m["device/samples_per_sec"], 4.0);
-        assert_eq!(m["device/batches_per_sec"], 1.0);
-        assert_eq!(m["samples_per_sec"], 8.0);
-        assert_eq!(m["samples"], 12.0);
-        t.update(5.0, 4, 16).unwrap();
-        assert_eq!(t.compute(1)["device/batches_per_sec"], 2.0 / 3.0);
-        assert!(t.update(5.0, 5, 20).is_err(), "time must increase");
-    }
-}

@@ -242,39 +242,3 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     }
     crate::fs::write_atomic(path, bytes)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_bins_are_symmetric_around_zero() {
-        let b = default_bins();
-        assert_eq!(b.len() % 2, 1);
-        assert_eq!(b[b.len() / 2], 0.0);
-        assert_eq!(b[b.len() / 2 + 1], 1e-12);
-        assert_eq!(b[0], -b[b.len() - 1]);
-        assert!(b.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    #[test]
-    fn histogram_of_one_value_has_an_empty_bucket_then_its_own() {
-        let h = Histogram::of(&[1.0]).unwrap();
-        assert_eq!(h.bucket, vec![0.0, 1.0]);
-        assert_eq!(h.bucket_limit.len(), 2);
-        assert!(h.bucket_limit[0] <= 1.0 && 1.0 < h.bucket_limit[1]);
-        assert!(Histogram::of(&[]).is_err() && Histogram::of(&[f64::NAN]).is_err());
-    }
-
-    #[test]
-    fn file_paths_stay_inside_the_folder() {
-        let d = Path::new("/v");
-        assert_eq!(
-            file_path(d, "images", "gan/samples", 3, "png").unwrap(),
-            Path::new("/v/images/gan/samples/step_3.png")
-        );
-        assert_eq!(file_path(d, "text", "a b", 0, "txt").unwrap(), Path::new("/v/text/a_b/step_0.txt"));
-        assert!(file_path(d, "text", "../x", 0, "txt").is_err());
-        assert!(file_path(d, "text", "a//b", 0, "txt").is_err());
-    }
-}

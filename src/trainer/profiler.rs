@@ -496,32 +496,3 @@ impl Profiler {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filenames_and_numbers_as_lightning_writes_them() {
-        assert_eq!(prepare_filename(Some("fit"), Some("perf"), None, ".txt"), "fit-perf.txt");
-        assert_eq!(prepare_filename(Some("fit"), Some("a/b::c"), Some(1), ".txt"), "fit-a_b_c-1.txt");
-        assert_eq!(prepare_filename(None, None, None, ".txt"), "profile.txt");
-        assert_eq!(py5(3.0), "3.0");
-        assert_eq!(py5(0.000123456), "0.00012346");
-        assert_eq!(py5(1.5e-6), "1.5e-06");
-        assert_eq!(py5(123456.0), "1.2346e+05");
-        assert_eq!(expanded_len("|  ab\t|"), 9);
-    }
-
-    #[test]
-    fn options_are_checked() {
-        let p = |s: &str| ProfilerConfig::parse(&serde_json::from_str(s).unwrap());
-        assert_eq!(p(r#""simple""#).unwrap().unwrap().kind, ProfilerKind::Simple);
-        assert!(p(r#""advanced""#).unwrap_err().contains("cProfile"));
-        assert!(p(r#""fancy""#).unwrap_err().contains("valid profilers"));
-        assert!(p(r#"{"kind": "simple", "file": "x"}"#).unwrap_err().contains("valid keys"));
-        assert!(p(r#"{"kind": "simple", "wait": 1}"#).unwrap_err().contains("not an option"));
-        let c = p(r#"{"kind": "pytorch", "wait": 0, "active": 2, "filename": "t"}"#).unwrap().unwrap();
-        assert_eq!((c.wait, c.active, c.filename.as_deref()), (0, 2, Some("t")));
-    }
-}

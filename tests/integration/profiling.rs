@@ -142,3 +142,37 @@ fn throughput_monitor_logs_lightnings_metrics() {
     let out = lt_in(&dir, &["fit", "m.rhai"]);
     assert!(!out.status.success() && stderr(&out).contains("`batch_size_fn` is not supported"), "{}", stderr(&out));
 }
+
+#[test]
+fn profiler_options_and_file_names_are_lightnings() {
+    use lt::trainer::profiler::{prepare_filename, ProfilerConfig, ProfilerKind};
+    assert_eq!(prepare_filename(Some("fit"), Some("perf"), None, ".txt"), "fit-perf.txt");
+    assert_eq!(prepare_filename(Some("fit"), Some("a/b::c"), Some(1), ".txt"), "fit-a_b_c-1.txt");
+    assert_eq!(prepare_filename(None, None, None, ".txt"), "profile.txt");
+    let p = |s: &str| ProfilerConfig::parse(&serde_json::from_str(s).unwrap());
+    assert_eq!(p(r#""simple""#).unwrap().unwrap().kind, ProfilerKind::Simple);
+    assert!(p("null").unwrap().is_none());
+    assert!(p(r#"{"kind": "simple", "wait": 1}"#).unwrap_err().contains("not an option"));
+    assert!(p(r#"{"kind": "pytorch", "active": 0}"#).unwrap_err().contains("'active' must be >= 1"));
+    let c = p(r#"{"kind": "pytorch", "wait": 0, "active": 2, "filename": "t"}"#).unwrap().unwrap();
+    assert_eq!((c.wait, c.active, c.filename.as_deref()), (0, 2, Some("t")));
+}
+
+#[test]
+fn histogram_buckets_and_media_paths() {
+    use lt::trainer::media::{default_bins, file_path, Histogram};
+    use std::path::Path;
+    let b = default_bins();
+    assert_eq!(b[b.len() / 2], 0.0);
+    assert_eq!(b[b.len() / 2 + 1], 1e-12);
+    assert_eq!(b[0], -b[b.len() - 1]);
+    assert!(b.windows(2).all(|w| w[0] < w[1]));
+    let h = Histogram::of(&[1.0]).unwrap();
+    assert_eq!(h.bucket, vec![0.0, 1.0]);
+    assert!(h.bucket_limit[0] <= 1.0 && 1.0 < h.bucket_limit[1]);
+    assert!(Histogram::of(&[1e21]).unwrap_err().contains("beyond"));
+    let d = Path::new("/v");
+    assert_eq!(file_path(d, "images", "gan/samples", 3, "png").unwrap(), Path::new("/v/images/gan/samples/step_3.png"));
+    assert_eq!(file_path(d, "text", "a b", 0, "txt").unwrap(), Path::new("/v/text/a_b/step_0.txt"));
+    assert!(file_path(d, "text", "a//b", 0, "txt").is_err() && file_path(d, "text", "..", 0, "txt").is_err());
+}
