@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/guard.h");
     println!("cargo:rerun-if-changed=csrc/optim.cpp");
+    println!("cargo:rerun-if-changed=csrc/profiler.cpp");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-changed=csrc/dist_nccl.cpp");
     println!("cargo:rerun-if-env-changed=LT_GLOO_INCLUDE");
@@ -32,6 +33,7 @@ fn main() {
         .cpp(true)
         .file("csrc/shim.cpp")
         .file("csrc/optim.cpp")
+        .file("csrc/profiler.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -235,8 +235,29 @@ pub fn ema_weight_averaging(m: &Map) -> RResult<super::WeightAveraging> {
     .or_script()
 }
 
+pub fn throughput_monitor(m: &Map) -> RResult<super::ThroughputMonitor> {
+    let what = "callbacks::throughput_monitor";
+    let o = Opts::new(m, what, &["window_size", "batch_size", "batch_size_fn", "length_fn", "separator"])?;
+    for k in ["batch_size_fn", "length_fn"] {
+        if o.has(k) {
+            return Err(err(format!("{what}: `{k}` is not supported (a built-in callback cannot call a script function); samples are counted by Lightning's batch-size inference (the batch's first tensor's first dimension), or a fixed `batch_size`")));
+        }
+    }
+    if o.has("separator") && o.str_or("separator", "/")? != "/" {
+        return Err(err(format!("{what}: only the separator \"/\" is supported")));
+    }
+    super::ThroughputMonitor::new(o.i64_or("window_size", 100)?, o.i64_opt("batch_size")?).or_script()
+}
+
 pub fn register(reg: &mut Registry) {
     reg.global_module().set_custom_type::<NativeCallback>("Callback");
+    let doc = "Lightning's ThroughputMonitor: logs, per stage, `<stage>/time`, `<stage>/batches`, `<stage>/samples` and, once `window_size` (default 100, > 1) batches were seen, the rolling `<stage>/device/batches_per_sec` and `<stage>/device/samples_per_sec` (plus `<stage>/batches_per_sec`, `<stage>/samples_per_sec` over all processes under DDP); training every `log_every_n_steps`, validation and test every batch. Samples per batch: the inferred batch size (first tensor's first dimension), or option `batch_size`. Training time excludes the validation runs inside it.\n\n```rhai\nfn callbacks() {\n    [callbacks::throughput_monitor(#{window_size: 10})]\n}\n```";
+    reg.volatile("callbacks", "throughput_monitor", "opts", doc, |m: Map| -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("ThroughputMonitor", Box::new(throughput_monitor(&m)?)))
+    });
+    reg.volatile("callbacks", "throughput_monitor", "", doc, || -> RResult<NativeCallback> {
+        Ok(NativeCallback::new("ThroughputMonitor", Box::new(throughput_monitor(&Map::new())?)))
+    });
     let doc = "Lightning's ModelCheckpoint. Options: `dirpath`, `filename` (template like \"{epoch}-{val_loss:.2f}\"), `monitor`, `mode`, `save_top_k` (-1 all, 0 none, k best), `save_last`, `every_n_epochs`, `every_n_train_steps`, `train_time_interval` (seconds), `save_on_train_epoch_end`, `save_weights_only`, `auto_insert_metric_name`, `enable_version_counter`, `verbose` (print what each monitored save did, as Lightning).\n\n```rhai\nfn callbacks() {\n    [callbacks::model_checkpoint(#{monitor: \"val_loss\", save_top_k: 2, save_last: true})]\n}\n```";
     reg.volatile("callbacks", "model_checkpoint", "opts", doc, |m: Map| -> RResult<NativeCallback> {
         Ok(NativeCallback::new("ModelCheckpoint", Box::new(model_checkpoint(&m)?)))

@@ -1,6 +1,6 @@
 //! Lightning's built-in callbacks, in Rust: ModelCheckpoint, EarlyStopping, LearningRateMonitor,
 //! Timer, GradientAccumulationScheduler, ModelSummary, StochasticWeightAveraging, WeightAveraging
-//! EMAWeightAveraging and BackboneFinetuning.
+//! EMAWeightAveraging, BackboneFinetuning and ThroughputMonitor.
 //! They observe the loop state and ask the Trainer for actions (see `trainer::callback`).
 pub mod api;
 pub mod backbone_finetuning;
@@ -11,6 +11,7 @@ pub mod lr_monitor;
 pub mod model_checkpoint;
 pub mod model_summary;
 pub mod state;
+pub mod throughput_monitor;
 pub mod timer;
 pub mod weight_averaging;
 
@@ -20,6 +21,7 @@ pub use grad_accum::GradientAccumulationScheduler;
 pub use lr_monitor::LearningRateMonitor;
 pub use model_checkpoint::ModelCheckpoint;
 pub use model_summary::ModelSummary;
+pub use throughput_monitor::ThroughputMonitor;
 pub use timer::Timer;
 pub use weight_averaging::WeightAveraging;
 

@@ -22,6 +22,7 @@ pub const CALLBACK_CLASSES: &[(&str, &str)] = &[
     ("GradientAccumulationScheduler", "gradient_accumulation_scheduler"),
     ("StochasticWeightAveraging", "stochastic_weight_averaging"),
     ("EMAWeightAveraging", "ema_weight_averaging"),
+    ("ThroughputMonitor", "throughput_monitor"),
 ];
 
 /// The packages a `class_path` may name a callback class in (or none: `EarlyStopping`).

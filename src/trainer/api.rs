@@ -170,6 +170,7 @@ fn metrics_map(m: &std::collections::BTreeMap<String, f64>) -> Map {
 pub struct TrainerView(pub SharedState);
 
 pub fn register(reg: &mut Registry) {
+    super::logger_api::register(reg);
     reg.global_module().set_custom_type::<TrainerView>("Trainer");
     let doc = "Logs a metric from a hook, as Lightning's `self.log`: the value is a scalar tensor or a number. Options: `on_step`, `on_epoch` (defaults depend on the hook), `prog_bar`, `logger`, `reduce_fx` (\"mean\" weighted by batch size, \"sum\", \"max\", \"min\"), `batch_size`, `sync_dist`, `rank_zero_only`, `add_dataloader_idx`. The value may be a metric object (`metrics::accuracy(...)` …): as with a torchmetrics `Metric` in Lightning, its step value is its last `forward`'s, its epoch value its `compute()` (synced across ranks), and it is reset at epoch end. `enable_graph: false` is accepted (values are always detached), `sync_dist_group` and `metric_attribute` are refused.\n\n```rhai\nfn training_step(batch, batch_idx) {\n    let loss = batch.sum();\n    this.log(\"train_loss\", loss, #{prog_bar: true});\n    loss\n}\n```";
     reg.func("", "log", "this, name, value", doc, |_m: &mut Map, name: &str, v: Dynamic| {
@@ -309,6 +310,8 @@ pub fn register(reg: &mut Registry) {
         move |t: &mut TrainerView| -> RResult<Dynamic> { Ok(f(t.0.borrow_mut().refresh_views().map_err(err)?)) }
     };
     reg.getter("log_dir", "Where this run logs (Lightning's `trainer.log_dir`): the logger's `lightning_logs/version_N` folder, else `default_root_dir`.\n\n```rhai\nfn on_fit_start() { print(this.trainer.log_dir); }\n```", view(|s| Dynamic::from(s.log_dir.to_string_lossy().to_string())));
+    reg.getter("logger", "The run's first logger (Lightning's `trainer.logger`), or `()` without loggers; the same as `this.logger`.\n\n```rhai\nfn on_fit_start() { print(this.trainer.logger.log_dir); }\n```", view(|s| super::logger_api::views(&s.loggers).0));
+    reg.getter("loggers", "All the run's loggers (Lightning's `trainer.loggers`); the same as `this.loggers`.\n\n```rhai\nfn on_fit_start() { print(this.trainer.loggers.len()); }\n```", view(|s| super::logger_api::views(&s.loggers).1));
     reg.getter("datamodule", "The script's datamodule (the map `fn datamodule()` returned), or `()` without one (Lightning's `trainer.datamodule`). `this.trainer.datamodule.x = v` changes the datamodule itself; `let dm = this.trainer.datamodule` is a copy (Rhai's `let`).\n\n```rhai\nfn setup(stage) { let dm = this.trainer.datamodule; }\n```", |_t: &mut TrainerView| with_run(|c| c.datamodule.clone()).flatten().unwrap_or(Dynamic::UNIT));
     reg.getter("max_epochs", "`this.trainer.max_epochs` (or `()` when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_epochs); }\n```", view(|s| s.max_epochs.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT)));
     reg.getter("max_steps", "`this.trainer.max_steps` (-1 when unbounded).\n\n```rhai\nfn on_train_start() { print(this.trainer.max_steps); }\n```", view(|s| Dynamic::from_int(s.max_steps)));

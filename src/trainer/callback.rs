@@ -20,6 +20,8 @@ pub enum Action {
     Info { message: String, rank_zero_only: bool },
     /// Send metrics to the loggers at the current step.
     Log(BTreeMap<String, f64>),
+    /// Send metrics to the loggers at `step` (not into callback_metrics).
+    LogAt { metrics: BTreeMap<String, f64>, step: usize },
     /// Set the learning rates of every optimizer now (before the next optimizer step when asked
     /// at `on_train_batch_start`): one value for every group (the LR finder's ramp), or one per
     /// group (SWA's annealing).

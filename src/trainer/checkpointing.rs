@@ -185,7 +185,9 @@ impl Trainer {
         for w in std::mem::take(&mut self.pending) {
             match w {
                 PendingWrite::Save { path, weights_only, extra } => {
-                    self.save_checkpoint(m, &path, weights_only, extra)?
+                    let p = self.prof_start(|| "save_checkpoint".into());
+                    self.save_checkpoint(m, &path, weights_only, extra)?;
+                    self.prof_stop(p);
                 }
                 PendingWrite::Remove(p) => self.remove_checkpoint(&p),
             }

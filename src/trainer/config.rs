@@ -71,6 +71,8 @@ pub struct TrainerConfig {
     /// Which loggers write when `logger` is true: `loggers: ["csv", "tensorboard"]` (the
     /// default: both, into the same `lightning_logs/version_N`), or one name as a string.
     pub loggers: Vec<super::logger::LoggerKind>,
+    /// `profiler: "simple"` / `"pytorch"` / a map with `kind` (Lightning's `profiler`).
+    pub profiler: Option<super::profiler::ProfilerConfig>,
 }
 
 /// Every key the Trainer accepts.
@@ -109,6 +111,7 @@ pub const TRAINER_KEYS: &[&str] = &[
     "seed",
     "logger",
     "loggers",
+    "profiler",
 ];
 
 impl Default for TrainerConfig {
@@ -148,6 +151,7 @@ impl Default for TrainerConfig {
             seed: None,
             logger: true,
             loggers: vec![super::logger::LoggerKind::Csv, super::logger::LoggerKind::TensorBoard],
+            profiler: None,
         }
     }
 }
@@ -300,6 +304,7 @@ impl TrainerConfig {
                 "barebones" => c.barebones = want_bool(k, v)?,
                 "seed" => c.seed = Some(want_int(k, v)?),
                 "logger" => c.logger = want_bool(k, v)?,
+                "profiler" => c.profiler = super::profiler::ProfilerConfig::parse(v)?,
                 "loggers" => {
                     let names: Vec<&str> = match v {
                         Value::String(s) => vec![s.as_str()],

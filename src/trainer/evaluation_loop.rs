@@ -81,7 +81,11 @@ impl Trainer {
                     break;
                 }
                 self.check_interrupt()?;
-                let Some(batch) = loader.next_batch() else { break };
+                let prefix = if kind == StepKind::Test { "test" } else { "val" };
+                let p = self.prof_start(|| format!("[_EvaluationLoop].{prefix}_next"));
+                let next = loader.next_batch();
+                self.prof_stop(p);
+                let Some(batch) = next else { break };
                 let batch = self.transfer(m, batch?, dl, dtype)?;
                 {
                     let mut s = self.state.borrow_mut();
@@ -96,7 +100,11 @@ impl Trainer {
                 let out = {
                     let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
                     self.set_hook(kind.hook());
-                    m.step(kind, &batch, i, dl_idx)?.1
+                    let strategy = self.strategy_name();
+                    let p = self.prof_start(|| format!("[Strategy]{strategy}.{}", kind.hook()));
+                    let out = m.step(kind, &batch, i, dl_idx)?.1;
+                    self.prof_stop(p);
+                    out
                 };
                 self.call(
                     m,
@@ -190,6 +198,7 @@ impl Trainer {
         };
         let _bars = progress::BarsGuard;
         self.seed()?;
+        self.profiler_setup(stage)?;
         self.eval_seen.clear();
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
         {

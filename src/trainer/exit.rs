@@ -20,7 +20,11 @@ impl Trainer {
         if let Err(e) = &r {
             self.report_failed_run(what, e);
         }
-        r
+        // the profiler reports however the run ended (Lightning's teardown)
+        let described = self.profiler_describe();
+        let r = r?;
+        described?;
+        Ok(r)
     }
 
     /// A batch boundary: a pending Ctrl-C stops the run here.
@@ -45,7 +49,7 @@ impl Trainer {
             } else {
                 infoln!("`Trainer.{what}` stopped: an error at {at} (it follows).");
             }
-            if let Some(dir) = self.loggers.first().and_then(|l| l.log_dir()).filter(|d| d.exists()) {
+            if let Some(dir) = self.loggers.log_dir().filter(|d| d.exists()) {
                 infoln!("The logs written so far are in {}", dir.display());
             }
         }

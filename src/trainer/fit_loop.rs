@@ -28,6 +28,7 @@ impl Trainer {
         let _deadline = deadline::Guard::start(self.config.max_time);
         let _bars = progress::BarsGuard;
         self.seed()?;
+        self.profiler_setup("fit")?;
         self.eval_seen.clear();
         {
             let mut s = self.state.borrow_mut();
@@ -56,7 +57,7 @@ impl Trainer {
             ));
         }
         let info = callback::SetupInfo {
-            log_dir: self.loggers.first().and_then(|l| l.log_dir()),
+            log_dir: self.loggers.log_dir(),
             default_root_dir: self.config.default_root_dir.clone(),
             check_val_every_n_epoch: self.config.check_val_every_n_epoch,
             val_every_epoch_end: self.config.val_check_interval == Limit::Fraction(1.0),
@@ -97,15 +98,13 @@ impl Trainer {
             }
         }
         let hparams = logged_hparams(m.hparams(), m.datamodule_hparams())?;
-        for l in &mut self.loggers {
-            l.log_hyperparams(&hparams)?;
-            if let Some(dir) = l.log_dir() {
-                self.progress.version = dir
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_prefix("version_"))
-                    .and_then(|n| n.parse().ok());
-            }
+        self.loggers.each(|l| l.log_hyperparams(&hparams, None))?;
+        if let Some(dir) = self.loggers.log_dir() {
+            self.progress.version = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("version_"))
+                .and_then(|n| n.parse().ok());
         }
         self.call(m, Hook::OnFitStart, HookArgs::None)?;
 
@@ -350,7 +349,9 @@ impl Trainer {
             if self.max_epochs_reached() || self.should_stop_fitting() || self.paused() {
                 break;
             }
+            let p = self.prof_start(|| "run_training_epoch".into());
             self.train_epoch(m, train, n_batches, val_loaders)?;
+            self.prof_stop(p);
             if self.paused() && !self.progress().epoch_done {
                 // paused mid-epoch: the epoch goes on at the next fit
                 break;

@@ -1,16 +1,75 @@
 //! Experiment loggers: where `logged_metrics` go. The CSV logger writes Lightning's layout,
 //! `lightning_logs/version_N/metrics.csv` and `hparams.yaml`: one row per `log_metrics` call (so
 //! training and validation metrics of one step are separate rows, as Lightning writes them).
+//!
+//! Besides scalars, a logger takes histograms, images and text ([`super::media`]): TensorBoard
+//! writes them as its own summaries, the CSV logger as files under the version folder
+//! (`histograms/<tag>/step_<N>.json`, `images/<tag>/step_<N>.png`, `text/<tag>/step_<N>.txt`).
+use super::media::{Histogram, Image};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 pub trait Logger {
-    fn log_hyperparams(&mut self, hparams: &Value) -> Result<(), String>;
+    /// Lightning's `log_hyperparams(params, metrics)`: records `hparams` (merged into those
+    /// recorded before, written to `hparams.yaml`); `metrics` (the HParams plugin's metrics,
+    /// logged as scalars at step 0) default to TensorBoard's `hp_metric = -1` placeholder.
+    fn log_hyperparams(&mut self, hparams: &Value, metrics: Option<&BTreeMap<String, f64>>) -> Result<(), String>;
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String>;
+    /// A histogram of values (TensorBoard's `add_histogram`).
+    fn log_histogram(&mut self, tag: &str, histogram: &Histogram, step: usize) -> Result<(), String>;
+    /// An image (TensorBoard's `add_image`).
+    fn log_image(&mut self, tag: &str, image: &Image, step: usize) -> Result<(), String>;
+    /// A text (TensorBoard's `add_text`).
+    fn log_text(&mut self, tag: &str, text: &str, step: usize) -> Result<(), String>;
     /// Writes out what is buffered.
     fn save(&mut self) -> Result<(), String>;
     fn log_dir(&self) -> Option<PathBuf>;
+    /// Lightning's class name (`CSVLogger`, `TensorBoardLogger`).
+    fn class_name(&self) -> &'static str;
+}
+
+/// The run's loggers, shared by the Trainer (which logs what `this.log` collected) and the script
+/// (`this.logger`, `this.loggers`, which log through them directly). Never borrowed across a hook.
+#[derive(Clone, Default)]
+pub struct Loggers(Rc<RefCell<Vec<Box<dyn Logger>>>>);
+
+impl Loggers {
+    pub fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn extend(&self, loggers: Vec<Box<dyn Logger>>) {
+        self.0.borrow_mut().extend(loggers);
+    }
+    /// Removes every logger, returning them (the LR finder runs without loggers, then puts them back).
+    pub fn take(&self) -> Vec<Box<dyn Logger>> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+    pub fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+    /// The first logger's version folder (Lightning's `trainer.log_dir`).
+    pub fn log_dir(&self) -> Option<PathBuf> {
+        self.0.borrow().first().and_then(|l| l.log_dir())
+    }
+    /// Runs `f` on every logger, stopping at the first error.
+    pub fn each(&self, mut f: impl FnMut(&mut dyn Logger) -> Result<(), String>) -> Result<(), String> {
+        let mut ls = self.0.try_borrow_mut().map_err(|_| "the loggers are in use".to_string())?;
+        for l in ls.iter_mut() {
+            f(l.as_mut())?;
+        }
+        Ok(())
+    }
+    /// Runs `f` on logger `index` (None when there is no such logger).
+    pub fn with<T>(&self, index: usize, f: impl FnOnce(&mut dyn Logger) -> T) -> Result<Option<T>, String> {
+        let mut ls = self.0.try_borrow_mut().map_err(|_| "the loggers are in use".to_string())?;
+        Ok(ls.get_mut(index).map(|l| f(l.as_mut())))
+    }
 }
 
 /// The loggers a run writes with, all into one `lightning_logs/version_N` folder (the Trainer
@@ -70,6 +129,7 @@ pub use crate::fs::write_atomic;
 
 /// Writes `dir/hparams.yaml` as Lightning's loggers do (`{}` when there are none), creating `dir`.
 pub fn write_hparams_yaml(dir: &Path, hparams: &Value) -> Result<(), String> {
+    let hparams = if hparams.is_null() { &Value::Object(Default::default()) } else { hparams };
     let mut y = String::new();
     to_yaml(hparams, 0, &mut y);
     if y.is_empty() {
@@ -187,6 +247,8 @@ pub struct CsvLogger {
     /// The header of the file as last written (Lightning's order: sorted, "epoch" and "step" among
     /// them).
     columns: Vec<String>,
+    /// The hyperparameters recorded so far (each `log_hyperparams` merges into them).
+    hparams: Value,
 }
 
 impl CsvLogger {
@@ -198,7 +260,7 @@ impl CsvLogger {
     /// A logger writing to `dir` (shared with other loggers of the same run).
     /// The folder is created on the first write, so a run that fails in setup leaves nothing.
     pub fn in_dir(dir: &Path) -> Result<CsvLogger, String> {
-        Ok(CsvLogger { dir: dir.to_path_buf(), pending: Vec::new(), columns: Vec::new() })
+        Ok(CsvLogger { dir: dir.to_path_buf(), pending: Vec::new(), columns: Vec::new(), hparams: Value::Null })
     }
 
     fn path(&self) -> PathBuf {
@@ -259,9 +321,46 @@ fn format_value(v: f64) -> String {
     crate::pyfmt::exponent(&format!("{v:?}"))
 }
 
+/// Merges `new` into the hyperparameters `into` holds (top-level keys of `new` win), as
+/// Lightning's loggers `update` their `hparams`.
+pub fn merge_hparams(into: &mut Value, new: &Value) {
+    match (into.as_object_mut(), new.as_object()) {
+        (Some(a), Some(b)) => a.extend(b.iter().map(|(k, v)| (k.clone(), v.clone()))),
+        _ if !new.is_null() => *into = new.clone(),
+        _ => {}
+    }
+}
+
 impl Logger for CsvLogger {
-    fn log_hyperparams(&mut self, hparams: &Value) -> Result<(), String> {
-        write_hparams_yaml(&self.dir, hparams)
+    fn log_hyperparams(&mut self, hparams: &Value, metrics: Option<&BTreeMap<String, f64>>) -> Result<(), String> {
+        merge_hparams(&mut self.hparams, hparams);
+        write_hparams_yaml(&self.dir, &self.hparams)?;
+        // Lightning's CSVLogger takes no metrics here; lt logs them as a row at step 0, as
+        // TensorBoardLogger.log_hyperparams does
+        match metrics {
+            Some(m) if !m.is_empty() => self.log_metrics(m, 0),
+            _ => Ok(()),
+        }
+    }
+
+    fn log_histogram(&mut self, tag: &str, histogram: &Histogram, step: usize) -> Result<(), String> {
+        let path = super::media::file_path(&self.dir, "histograms", tag, step, "json")?;
+        let text = serde_json::to_string_pretty(&histogram.to_json()).map_err(|e| e.to_string())?;
+        super::media::write_file(&path, text.as_bytes())
+    }
+
+    fn log_image(&mut self, tag: &str, image: &Image, step: usize) -> Result<(), String> {
+        let path = super::media::file_path(&self.dir, "images", tag, step, "png")?;
+        super::media::write_file(&path, &image.png()?)
+    }
+
+    fn log_text(&mut self, tag: &str, text: &str, step: usize) -> Result<(), String> {
+        let path = super::media::file_path(&self.dir, "text", tag, step, "txt")?;
+        super::media::write_file(&path, text.as_bytes())
+    }
+
+    fn class_name(&self) -> &'static str {
+        "CSVLogger"
     }
 
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String> {

@@ -10,9 +10,12 @@ pub mod data_checks;
 pub mod deadline;
 pub mod hooks;
 pub mod logger;
+pub mod logger_api;
 pub mod logging;
+pub mod media;
 pub mod module;
 pub mod precision;
+pub mod profiler;
 pub mod progress;
 pub mod scaler;
 pub mod state;
@@ -32,7 +35,6 @@ use callback::{Action, Callback};
 use checkpointing::PendingWrite;
 use config::{ClipAlgorithm, Limit, TrainerConfig};
 use hooks::{EvalPhase, Hook, Listeners};
-use logger::Logger;
 use module::{BatchLoader, HookArgs, Interval, LightningModule, LoaderStage, LoaderTraits, OptimizerSetup, StepKind};
 use precision::AutocastGuard;
 use progress::Progress;
@@ -53,7 +55,8 @@ pub struct Trainer {
     pub config: TrainerConfig,
     pub state: SharedState,
     pub callbacks: Vec<Box<dyn Callback>>,
-    pub loggers: Vec<Box<dyn Logger>>,
+    /// The run's loggers, shared with the script's `this.logger` (and the loop state).
+    pub loggers: logger::Loggers,
     progress: Progress,
     /// The validation / test bar, separate from the epoch's bar it may interrupt.
     eval_progress: Progress,
@@ -81,6 +84,9 @@ pub struct Trainer {
     /// The step count (step + 1) of the row at which the loggers were last written to disk in
     /// this run (they write again every `flush_logs_every_n_steps`).
     flushed_upto: usize,
+    /// The `profiler` option's profiler, made at the first run (None when the option is off:
+    /// then nothing is timed).
+    profiler: Option<profiler::Profiler>,
 }
 
 /// Clips gradients in place, as the Trainer's `gradient_clip_val` does: by total 2-norm (returns
@@ -116,6 +122,7 @@ impl Trainer {
             );
         }
         let state = LoopState::shared();
+        let loggers = state.borrow().loggers.clone();
         {
             let mut s = state.borrow_mut();
             s.precision = config.precision;
@@ -132,7 +139,7 @@ impl Trainer {
             config,
             state,
             callbacks: Vec::new(),
-            loggers: Vec::new(),
+            loggers,
             device,
             opt: OptimizerSetup::default(),
             pending: Vec::new(),
@@ -144,6 +151,7 @@ impl Trainer {
             schedulers_suspended: false,
             update_bn: false,
             flushed_upto: 0,
+            profiler: None,
         })
     }
 
@@ -190,7 +198,7 @@ impl Trainer {
         // every entry starts here: publish where this run logs (`trainer.log_dir`)
         self.flushed_upto = 0;
         self.state.borrow_mut().log_dir =
-            self.loggers.first().and_then(|l| l.log_dir()).unwrap_or_else(|| self.config.default_root_dir.clone());
+            self.loggers.log_dir().unwrap_or_else(|| self.config.default_root_dir.clone());
         if let Some(s) = self.config.seed {
             tch::manual_seed(s);
         }
@@ -217,6 +225,55 @@ impl Trainer {
         Ok(())
     }
 
+    /// Sets up the profiler (made at the first run) for a run of `stage` ("fit", "validate", …).
+    pub(super) fn profiler_setup(&mut self, stage: &str) -> Result<(), String> {
+        let Some(cfg) = &self.config.profiler else { return Ok(()) };
+        if self.profiler.is_none() {
+            self.profiler = Some(profiler::Profiler::new(cfg, matches!(self.device, tch::Device::Cuda(_)))?);
+        }
+        let (local_rank, world) = {
+            let s = self.state.borrow();
+            (s.local_rank, s.world_size)
+        };
+        let log_dir = self.loggers.log_dir().unwrap_or_else(|| self.config.default_root_dir.clone());
+        if let Some(p) = self.profiler.as_mut() {
+            p.setup(stage, (world > 1).then_some(local_rank), &log_dir);
+        }
+        Ok(())
+    }
+
+    /// The end of a run: the profiler's report (Lightning's `profiler.describe()` at teardown).
+    pub(super) fn profiler_describe(&mut self) -> Result<(), String> {
+        match self.profiler.as_mut() {
+            Some(p) => p.describe(),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts timing the action `name()` makes (only made when a profiler runs).
+    pub(super) fn prof_start(&mut self, name: impl FnOnce() -> String) -> Option<String> {
+        let p = self.profiler.as_mut()?;
+        let name = name();
+        p.start(&name);
+        Some(name)
+    }
+
+    /// Stops timing what [`Trainer::prof_start`] started.
+    pub(super) fn prof_stop(&mut self, name: Option<String>) {
+        if let (Some(p), Some(n)) = (self.profiler.as_mut(), name) {
+            p.stop(&n);
+        }
+    }
+
+    /// Lightning's strategy name in profiler actions.
+    pub(super) fn strategy_name(&self) -> &'static str {
+        if self.process_group().is_some() {
+            "DDPStrategy"
+        } else {
+            "SingleDeviceStrategy"
+        }
+    }
+
     pub(super) fn set_hook(&self, name: &str) {
         self.state.borrow_mut().hook = name.to_string();
     }
@@ -241,13 +298,17 @@ impl Trainer {
         }
         if who != Listeners::ModuleOnly {
             if m.has_callback_hook(name) {
+                let p = self.prof_start(|| format!("[Callback]script.{name}"));
                 m.callback_hook(name, args)?;
+                self.prof_stop(p);
             }
             self.run_callbacks(m, name, |c| !split || !c.monitoring())?;
         }
         let mut r = None;
         if who != Listeners::CallbacksOnly && m.has_hook(name) {
+            let p = self.prof_start(|| format!("[LightningModule]{}.{name}", m.class_name()));
             r = m.hook(name, args)?;
+            self.prof_stop(p);
         }
         if split {
             self.run_callbacks(m, name, |c| c.monitoring())?;
@@ -264,7 +325,15 @@ impl Trainer {
     ) -> Result<(), String> {
         let mut actions = Vec::new();
         for cb in self.callbacks.iter_mut().filter(|c| which(c.as_ref())) {
+            let action = self.profiler.as_mut().map(|p| {
+                let a = format!("[Callback]{}.{name}", cb.state_key());
+                p.start(&a);
+                a
+            });
             actions.extend(cb.on_hook(name, &self.state).map_err(|e| format!("callback {}: {e}", cb.state_key()))?);
+            if let (Some(p), Some(a)) = (self.profiler.as_mut(), action) {
+                p.stop(&a);
+            }
         }
         for a in actions {
             match a {
@@ -283,6 +352,7 @@ impl Trainer {
                     self.log_rows(&metrics, self.progress().batches_that_stepped, false)?;
                     self.state.borrow_mut().views.callback.extend(metrics);
                 }
+                Action::LogAt { metrics, step } => self.log_rows(&metrics, step, false)?,
                 Action::SetLr(lrs) => {
                     for o in &mut self.opt.optimizers {
                         o.set_lrs(&lrs)?;
@@ -351,9 +421,7 @@ impl Trainer {
         if with_epoch {
             m.entry("epoch".into()).or_insert(self.state.borrow().progress.current_epoch as f64);
         }
-        for l in &mut self.loggers {
-            l.log_metrics(&m, step)?;
-        }
+        self.loggers.each(|l| l.log_metrics(&m, step))?;
         // Lightning's CSVLogger saves when `(step + 1) % flush_logs_every_n_steps == 0`; here a row
         // at or past the next multiple flushes, so steps that skip the multiple flush too
         let every = self.config.flush_logs_every_n_steps.max(1) as usize;
@@ -365,10 +433,7 @@ impl Trainer {
     }
 
     pub(super) fn save_loggers(&mut self) -> Result<(), String> {
-        for l in &mut self.loggers {
-            l.save()?;
-        }
-        Ok(())
+        self.loggers.each(|l| l.save())
     }
 
     pub(super) fn first_loader<B>(
@@ -395,6 +460,8 @@ impl Trainer {
         dtype: Option<tch::Kind>,
     ) -> Result<M::Batch, String> {
         let mut batch = batch;
+        let strategy = self.strategy_name();
+        let p = self.prof_start(|| format!("[Strategy]{strategy}.batch_to_device"));
         for hook in [Hook::OnBeforeBatchTransfer, Hook::TransferBatchToDevice, Hook::OnAfterBatchTransfer] {
             if m.has_hook(hook.name()) {
                 self.set_hook(hook.name());
@@ -403,6 +470,7 @@ impl Trainer {
                 batch = m.batch_to_device(batch, self.device, dtype)?;
             }
         }
+        self.prof_stop(p);
         Ok(batch)
     }
 }

@@ -204,6 +204,10 @@ pub trait LightningModule {
     /// Whether anyone listens to hook `name`: the module, or a callback or datamodule it carries
     /// (an undefined hook costs nothing).
     fn has_hook(&self, name: &str) -> bool;
+    /// The module's name in profiler actions (`[LightningModule]<name>.<hook>`, Lightning's class name).
+    fn class_name(&self) -> String {
+        "LightningModule".into()
+    }
     /// Whether the module itself defines the step function (a callback cannot).
     fn has_step(&self, kind: StepKind) -> bool {
         self.has_hook(kind.hook())

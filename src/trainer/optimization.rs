@@ -13,10 +13,14 @@ impl Trainer {
         last_in_window: bool,
         window: usize,
     ) -> Result<M::Output, String> {
+        let strategy = self.strategy_name();
         let (loss, out) = {
             let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
             self.set_hook("training_step");
-            m.step(StepKind::Training, batch, batch_idx, None)?
+            let p = self.prof_start(|| format!("[Strategy]{strategy}.training_step"));
+            let r = m.step(StepKind::Training, batch, batch_idx, None)?;
+            self.prof_stop(p);
+            r
         };
         let Some(loss) = loss else {
             // training_step returned nothing: skip this batch (Lightning does the same).
@@ -33,7 +37,9 @@ impl Trainer {
                 let args = HookArgs::OptimizerZeroGrad { epoch, batch_idx, optimizer: 0 };
                 self.call(m, Hook::OptimizerZeroGrad, args)?;
             } else {
+                let p = self.prof_start(|| format!("[LightningModule]{}.optimizer_zero_grad", m.class_name()));
                 self.opt.optimizers[0].zero_grad(true)?;
+                self.prof_stop(p);
             }
         }
         self.state.borrow_mut().last_loss = Some(loss.detach());
@@ -48,6 +54,7 @@ impl Trainer {
                 "the loss returned by training_step does not require grad: it is not connected to any parameter".into(),
             );
         }
+        let p = self.prof_start(|| format!("[Strategy]{strategy}.backward"));
         if m.has_hook(Hook::Backward.name()) {
             self.call(m, Hook::Backward, HookArgs::Loss(&to_backward))?;
         } else {
@@ -55,6 +62,7 @@ impl Trainer {
                 .f_backward()
                 .map_err(|e| format!("backward failed: {}", crate::tensor::clean_torch_message(&e.to_string())))?;
         }
+        self.prof_stop(p);
         self.call(m, Hook::OnAfterBackward, HookArgs::None)?;
         if last_in_window {
             if let Some(pg) = self.process_group() {
@@ -89,7 +97,9 @@ impl Trainer {
                     let args = HookArgs::OptimizerStep { epoch, batch_idx, optimizer: 0, loss: &loss };
                     self.call(m, Hook::OptimizerStep, args)?;
                 } else if !skip {
+                    let p = self.prof_start(|| format!("[LightningModule]{}.optimizer_step", m.class_name()));
                     self.opt.optimizers[0].step()?;
+                    self.prof_stop(p);
                 }
                 if let Some(sc) = self.state.borrow_mut().scaler.as_mut() {
                     sc.update();

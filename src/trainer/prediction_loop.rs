@@ -4,8 +4,17 @@ use super::*;
 impl Trainer {
     /// `trainer.predict(model)`: the outputs of predict_step, per dataloader.
     pub fn predict<M: LightningModule>(&mut self, m: &mut M) -> Result<Vec<Vec<M::Output>>, String> {
+        let r = self.predict_run(m);
+        let described = self.profiler_describe();
+        let r = r?;
+        described?;
+        Ok(r)
+    }
+
+    fn predict_run<M: LightningModule>(&mut self, m: &mut M) -> Result<Vec<Vec<M::Output>>, String> {
         let _bars = progress::BarsGuard;
         self.seed()?;
+        self.profiler_setup("predict")?;
         m.to_device_dtype(self.device, self.config.precision.module_dtype())?;
         self.state.borrow_mut().stage = RunningStage::Predicting;
         self.attach_model_callbacks(m)?;
@@ -38,7 +47,10 @@ impl Trainer {
                 if n.is_some_and(|n| i >= n) {
                     break;
                 }
-                let Some(batch) = loader.next_batch() else { break };
+                let p = self.prof_start(|| "[_PredictionLoop].predict_next".into());
+                let next = loader.next_batch();
+                self.prof_stop(p);
+                let Some(batch) = next else { break };
                 self.state.borrow_mut().batch_indices = loader.last_batch_indices().unwrap_or_default();
                 let batch = self.transfer(m, batch?, dl, dtype)?;
                 self.call(
@@ -49,7 +61,11 @@ impl Trainer {
                 let out = {
                     let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
                     self.set_hook("predict_step");
-                    m.step(StepKind::Predict, &batch, i, dl_idx)?.1
+                    let strategy = self.strategy_name();
+                    let p = self.prof_start(|| format!("[Strategy]{strategy}.predict_step"));
+                    let out = m.step(StepKind::Predict, &batch, i, dl_idx)?.1;
+                    self.prof_stop(p);
+                    out
                 };
                 self.call(
                     m,

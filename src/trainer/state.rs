@@ -97,6 +97,8 @@ pub struct LoopState {
     pub requested_saves: Vec<(std::path::PathBuf, bool)>,
     /// Lightning's `trainer.log_dir`: the first logger's version folder, else default_root_dir.
     pub log_dir: std::path::PathBuf,
+    /// The run's loggers (the Trainer's, shared), for `this.logger` / `this.loggers`.
+    pub loggers: super::logger::Loggers,
 }
 
 pub type SharedState = Rc<RefCell<LoopState>>;
@@ -159,6 +161,7 @@ impl Default for LoopState {
             last_loss: None,
             requested_saves: Vec::new(),
             log_dir: std::path::PathBuf::from("."),
+            loggers: Default::default(),
         }
     }
 }

@@ -7,8 +7,12 @@
 //! - one `simple_value` scalar per logged metric (`Event{wall_time, step, summary{value{tag, simple_value}}}`);
 //! - hyperparameters through the HParams plugin (`_hparams_/experiment`, `_hparams_/session_start_info`,
 //!   `_hparams_/session_end_info` summaries, plugin name `hparams`), so they show in TensorBoard's
-//!   HPARAMS tab, with Lightning's default `hp_metric = -1` at step 0.
-use super::logger::{write_hparams_yaml, Logger};
+//!   HPARAMS tab, with Lightning's default `hp_metric = -1` at step 0 unless metrics are given;
+//! - histograms (`Summary.Value.histo`, a `HistogramProto`), images (`Summary.Value.image`: a PNG
+//!   with height, width and colorspace) and text (a string tensor under `<tag>/text_summary`, plugin
+//!   `text`), as `SummaryWriter.add_histogram` / `add_image` / `add_text` write them.
+use super::logger::{merge_hparams, write_hparams_yaml, Logger};
+use super::media::{Histogram, Image};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -73,6 +77,48 @@ impl Pb {
     fn msg(&mut self, field: u32, m: &Pb) -> &mut Self {
         self.bytes(field, &m.0)
     }
+    /// A packed `repeated double`.
+    fn doubles(&mut self, field: u32, v: &[f64]) -> &mut Self {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.bytes(field, &bytes)
+    }
+}
+
+/// `Summary.Value{tag, histo: HistogramProto}`.
+fn histogram_value(tag: &str, h: &Histogram) -> Pb {
+    let mut p = Pb::default();
+    p.double(1, h.min).double(2, h.max).double(3, h.num).double(4, h.sum).double(5, h.sum_squares);
+    p.doubles(6, &h.bucket_limit).doubles(7, &h.bucket);
+    let mut v = Pb::default();
+    v.bytes(1, tag.as_bytes()).msg(5, &p);
+    v
+}
+
+/// `Summary.Value{tag, image: Summary.Image{height, width, colorspace, encoded_image_string}}`.
+fn image_value(tag: &str, img: &Image) -> Result<Pb, String> {
+    let mut p = Pb::default();
+    p.uint(1, img.height as u64).uint(2, img.width as u64).uint(3, img.channels as u64).bytes(4, &img.png()?);
+    let mut v = Pb::default();
+    v.bytes(1, tag.as_bytes()).msg(4, &p);
+    Ok(v)
+}
+
+/// The text plugin's summary: `Summary.Value{tag: "<tag>/text_summary", metadata{plugin_data{
+/// plugin_name: "text"}}, tensor: TensorProto{dtype: DT_STRING, tensor_shape [1], string_val}}`.
+fn text_value(tag: &str, text: &str) -> Pb {
+    let mut pd = Pb::default();
+    pd.bytes(1, b"text"); // TextPluginData(version=0) serializes to nothing
+    let mut meta = Pb::default();
+    meta.msg(1, &pd);
+    let mut dim = Pb::default();
+    dim.uint(1, 1);
+    let mut shape = Pb::default();
+    shape.msg(2, &dim);
+    let mut tensor = Pb::default();
+    tensor.uint(1, 7).msg(2, &shape).bytes(8, text.as_bytes()); // DT_STRING = 7
+    let mut v = Pb::default();
+    v.bytes(1, format!("{tag}/text_summary").as_bytes()).msg(9, &meta).msg(8, &tensor);
+    v
 }
 
 /// `Summary.Value{tag, simple_value}`.
@@ -213,13 +259,15 @@ pub struct TensorBoardLogger {
     dir: PathBuf,
     path: PathBuf,
     out: Option<std::io::BufWriter<std::fs::File>>,
+    /// The hyperparameters recorded so far (each `log_hyperparams` merges into them).
+    hparams: Value,
 }
 
 impl TensorBoardLogger {
     /// A logger writing a new event file in `dir` (a `lightning_logs/version_N` folder).
     pub fn new(dir: &Path) -> Result<TensorBoardLogger, String> {
         let name = format!("events.out.tfevents.{:010}.{}.{}.0", now_secs() as u64, hostname(), std::process::id());
-        Ok(TensorBoardLogger { dir: dir.to_path_buf(), path: dir.join(name), out: None })
+        Ok(TensorBoardLogger { dir: dir.to_path_buf(), path: dir.join(name), out: None, hparams: Value::Null })
     }
 
     /// The open event file, created with its header event on first use.
@@ -247,20 +295,44 @@ impl TensorBoardLogger {
 }
 
 impl Logger for TensorBoardLogger {
-    fn log_hyperparams(&mut self, hparams: &Value) -> Result<(), String> {
+    fn log_hyperparams(&mut self, hparams: &Value, metrics: Option<&BTreeMap<String, f64>>) -> Result<(), String> {
         // hparams.yaml as Lightning's TensorBoardLogger writes it (the CSV logger in the same
         // folder writes the same file).
         self.file()?;
-        write_hparams_yaml(&self.dir, hparams)?;
+        merge_hparams(&mut self.hparams, hparams);
+        write_hparams_yaml(&self.dir, &self.hparams)?;
         let mut flat = BTreeMap::new();
         flatten("", hparams, &mut flat);
-        let wall = now_secs();
-        for e in hparams_events(&flat, &["hp_metric"], wall) {
+        // Lightning's default_hp_metric: without metrics, a placeholder hp_metric of -1
+        let placeholder = BTreeMap::from([("hp_metric".to_string(), -1.0)]);
+        let metrics = metrics.unwrap_or(&placeholder);
+        if metrics.is_empty() {
+            return self.save();
+        }
+        // as Lightning: the metrics as scalars first, then the three HParams summaries (step 0)
+        self.log_metrics(metrics, 0)?;
+        let names: Vec<&str> = metrics.keys().map(String::as_str).collect();
+        for e in hparams_events(&flat, &names, now_secs()) {
             self.write(&e)?;
         }
-        // Lightning's default_hp_metric: a placeholder hp_metric of -1 at step 0
-        self.write(&summary_event(wall, 0, &[scalar_value("hp_metric", -1.0)]))?;
         self.save()
+    }
+
+    fn log_histogram(&mut self, tag: &str, histogram: &Histogram, step: usize) -> Result<(), String> {
+        self.write(&summary_event(now_secs(), step as i64, &[histogram_value(tag, histogram)]))
+    }
+
+    fn log_image(&mut self, tag: &str, image: &Image, step: usize) -> Result<(), String> {
+        let v = image_value(tag, image)?;
+        self.write(&summary_event(now_secs(), step as i64, &[v]))
+    }
+
+    fn log_text(&mut self, tag: &str, text: &str, step: usize) -> Result<(), String> {
+        self.write(&summary_event(now_secs(), step as i64, &[text_value(tag, text)]))
+    }
+
+    fn class_name(&self) -> &'static str {
+        "TensorBoardLogger"
     }
 
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), String> {

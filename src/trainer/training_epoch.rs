@@ -98,10 +98,16 @@ impl Trainer {
                 metrics.insert(key, value);
                 self.log_to_loggers(&metrics, step)?;
             }
-            let Some(batch) = train.next_batch() else {
+            let p = self.prof_start(|| "[_TrainingEpochLoop].train_dataloader_next".into());
+            let next = train.next_batch();
+            self.prof_stop(p);
+            let Some(batch) = next else {
                 completed = true;
                 break;
             };
+            if let Some(profiler::Profiler::PyTorch(p)) = self.profiler.as_mut() {
+                p.step_start()?;
+            }
             let batch = self.transfer(m, batch?, 0, dtype)?;
             let log_due = self.step_log_due();
             {
@@ -122,6 +128,7 @@ impl Trainer {
             // Lightning's `_should_accumulate`: a batch that does not end an accumulation window
             // (manual optimization never accumulates).
             let accumulating = automatic && !(batch_idx + 1).is_multiple_of(accumulate) && !last_batch;
+            let p = self.prof_start(|| "run_training_batch".into());
             let outputs = if automatic {
                 let window_start = batch_idx - batch_idx % accumulate;
                 let window = match n_batches {
@@ -133,13 +140,18 @@ impl Trainer {
                 let out = {
                     let _ac = AutocastGuard::enter(self.device, self.config.precision.autocast_dtype())?;
                     self.set_hook("training_step");
-                    m.step(StepKind::Training, &batch, batch_idx, None)?.1
+                    let strategy = self.strategy_name();
+                    let p = self.prof_start(|| format!("[Strategy]{strategy}.training_step"));
+                    let out = m.step(StepKind::Training, &batch, batch_idx, None)?.1;
+                    self.prof_stop(p);
+                    out
                 };
                 // manual optimization: global_step counts optimizer steps, as Lightning's does
                 let steps: usize = self.opt.optimizers.iter().map(|o| o.state_step()).sum();
                 self.state.borrow_mut().progress.global_step = self.manual_step_base + steps;
                 out
             };
+            self.prof_stop(p);
             // schedulers: step-interval ones after a stepping batch, epoch-interval ones once the
             // epoch's last batch ran (before its on_train_batch_end, as Lightning does)
             if automatic && !accumulating {
@@ -164,6 +176,9 @@ impl Trainer {
                 self.log_to_loggers(&step_views.logged, self.progress().batches_that_stepped)?;
             }
             self.state.borrow_mut().train_results.end_step();
+            if let Some(profiler::Profiler::PyTorch(p)) = self.profiler.as_mut() {
+                p.step_end()?;
+            }
             let pb = self.state.borrow().views.progress_bar.clone();
             self.progress.advance(&pb);
             batch_idx += 1;

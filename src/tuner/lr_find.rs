@@ -217,7 +217,7 @@ pub fn lr_find<M: LightningModule>(
     let initial: Vec<(String, tch::Tensor)> = m.state_dict()?.into_iter().map(|(k, t)| (k, t.copy())).collect();
     let out = Rc::new(RefCell::new(LrFindResult::default()));
     let saved_callbacks = std::mem::take(&mut trainer.callbacks);
-    let saved_loggers = std::mem::take(&mut trainer.loggers);
+    let saved_loggers = trainer.loggers.take();
     let saved_config = trainer.config.clone();
     trainer.callbacks.push(Box::new(LrCallback {
         cfg: cfg.clone(),
@@ -236,7 +236,7 @@ pub fn lr_find<M: LightningModule>(
     trainer.config.logger = false;
     let r = trainer.fit(m);
     trainer.callbacks = saved_callbacks;
-    trainer.loggers = saved_loggers;
+    trainer.loggers.extend(saved_loggers);
     trainer.config = saved_config;
     let restore = m.load_state_dict(&initial, true);
     r?;

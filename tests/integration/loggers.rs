@@ -46,7 +46,7 @@ fn masked(data: &[u8]) -> u32 {
 }
 
 /// Splits a TFRecord file into records, checking both CRCs of each.
-fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
+pub fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -65,7 +65,7 @@ fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
 }
 
 #[derive(Debug, Clone)]
-enum Field {
+pub enum Field {
     Varint(u64),
     I64([u8; 8]),
     Bytes(Vec<u8>),
@@ -86,7 +86,7 @@ fn varint(b: &[u8], i: &mut usize) -> u64 {
 }
 
 /// Decodes one protobuf message into (field number, value) pairs.
-fn fields(b: &[u8]) -> Vec<(u64, Field)> {
+pub fn fields(b: &[u8]) -> Vec<(u64, Field)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
@@ -113,11 +113,11 @@ fn fields(b: &[u8]) -> Vec<(u64, Field)> {
     out
 }
 
-fn get(fs: &[(u64, Field)], n: u64) -> Vec<&Field> {
+pub fn get(fs: &[(u64, Field)], n: u64) -> Vec<&Field> {
     fs.iter().filter(|(k, _)| *k == n).map(|(_, f)| f).collect()
 }
 
-fn bytes_of(f: &Field) -> &[u8] {
+pub fn bytes_of(f: &Field) -> &[u8] {
     match f {
         Field::Bytes(b) => b,
         other => panic!("expected bytes, got {other:?}"),
@@ -161,7 +161,8 @@ pub fn read_events(path: &Path) -> Events {
                 if let Some(meta) = get(&vf, 9).first() {
                     let pd = fields(bytes_of(get(&fields(bytes_of(meta)), 1)[0]));
                     let plugin = String::from_utf8(bytes_of(get(&pd, 1)[0]).to_vec()).unwrap();
-                    let content = fields(bytes_of(get(&pd, 2)[0]));
+                    // (a plugin whose content is empty, as the text plugin's, has none)
+                    let content = get(&pd, 2).first().map(|c| fields(bytes_of(c))).unwrap_or_default();
                     if let Some(ssi) = get(&content, 3).first() {
                         for entry in get(&fields(bytes_of(ssi)), 1) {
                             let ef = fields(bytes_of(entry));

@@ -345,6 +345,9 @@ impl ScriptModule {
             this.insert("world_size".into(), Dynamic::from_int(st.world_size as i64));
             this.insert("precision".into(), Dynamic::from(st.precision.name().to_string()));
             this.insert("trainer".into(), Dynamic::from(TrainerView(self.state.clone())));
+            let (logger, loggers) = crate::trainer::logger_api::views(&st.loggers);
+            this.insert("logger".into(), logger);
+            this.insert("loggers".into(), loggers);
         }
     }
 
@@ -611,6 +614,14 @@ impl LightningModule for ScriptModule {
 
     fn has_hook(&self, name: &str) -> bool {
         self.fns.contains_key(name)
+    }
+
+    fn class_name(&self) -> String {
+        self.script
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "LightningModule".into())
     }
 
     fn defines_loader(&self, stage: LoaderStage) -> Option<bool> {
