@@ -162,10 +162,22 @@ fn optimizer_to_torch(meta: &Value, tensors: &[(String, Tensor)], i: usize) -> R
         .get("param_groups")
         .and_then(Value::as_array)
         .ok_or_else(|| format!("optimizer_states.{i} has no param_groups"))?;
+    // torch's Adam and AdamW states carry the rule as `decoupled_weight_decay` (lt: the name)
+    let decoupled = match meta.get("optimizer").and_then(Value::as_str) {
+        Some("Adam") => Some(false),
+        Some("AdamW") => Some(true),
+        _ => None,
+    };
     let groups = groups
         .iter()
         .map(|g| match g {
-            Value::Object(o) => Py::Dict(o.iter().map(|(k, v)| (Py::str(k), option_py(k, v))).collect()),
+            Value::Object(o) => {
+                let mut d: Vec<(Py, Py)> = o.iter().map(|(k, v)| (Py::str(k), option_py(k, v))).collect();
+                if let Some(flag) = decoupled.filter(|_| !o.contains_key("decoupled_weight_decay")) {
+                    d.push((Py::str("decoupled_weight_decay"), Py::Bool(flag)));
+                }
+                Py::Dict(d)
+            }
             other => Py::from_json(other),
         })
         .collect();
@@ -289,10 +301,23 @@ fn optimizer_from_torch(
     let at = format!("{what}: optimizer_states[{i}]");
     let groups = o.get("param_groups").and_then(Value::as_array).ok_or_else(|| format!("{at} has no param_groups"))?;
     let mut out_groups = Vec::new();
+    // torch's Adam and AdamW share one state layout (AdamW is Adam with `decoupled_weight_decay`);
+    // lt tells them apart by name, so the flag becomes the optimizer's name, which lt checks when
+    // the state is loaded (a torch AdamW state refused by an lt Adam, not silently run as Adam)
+    let mut adam_name = None;
     for (gi, g) in groups.iter().enumerate() {
         let g = g.as_object().ok_or_else(|| format!("{at}.param_groups[{gi}] is not a dict"))?;
         let mut m = Map::new();
+        let adam_family = g.contains_key("amsgrad");
         for (k, v) in g {
+            if adam_family && k == "decoupled_weight_decay" {
+                let name = if v == &json!(true) { "AdamW" } else { "Adam" };
+                if adam_name.is_some_and(|n| n != name) {
+                    return Err(format!("{at}: its param groups mix Adam and AdamW (decoupled_weight_decay)"));
+                }
+                adam_name = Some(name);
+                continue;
+            }
             if torch_only_noop(k, v) {
                 continue;
             }
@@ -325,7 +350,11 @@ fn optimizer_from_torch(
             }
         }
     }
-    Ok((out, json!({"param_groups": out_groups})))
+    let meta = match adam_name {
+        Some(name) => json!({"optimizer": name, "param_groups": out_groups}),
+        None => json!({"param_groups": out_groups}),
+    };
+    Ok((out, meta))
 }
 
 /// lt's scheduler types by the torch state keys that tell them apart (checked in order).

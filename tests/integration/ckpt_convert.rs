@@ -102,6 +102,14 @@ fn an_lt_checkpoint_converts_to_lightning_pytorch_and_safetensors() {
     let back = Checkpoint::load(&dir.join("back.ckpt")).unwrap();
     assert_same_tensors(&back.section("state_dict"), &ck.section("state_dict"));
     assert_same_tensors(&back.section("optimizer_states.0"), &ck.section("optimizer_states.0"));
+    // torch tells Adam from AdamW by `decoupled_weight_decay`, lt by name: the flag is written, and
+    // read back as the name, so an AdamW script refuses the Adam state instead of running it as AdamW
+    assert_eq!(g["decoupled_weight_decay"], serde_json::json!(false), "{g}");
+    let script = std::fs::read_to_string(dir.join("mlp.rhai")).unwrap().replace("optim::adam(", "optim::adamw(");
+    std::fs::write(dir.join("mlp_w.rhai"), script).unwrap();
+    let out = lt_in(&dir, &["fit", "mlp_w.rhai", "--ckpt", "back.ckpt", "--trainer.max_epochs=3"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("the state is of a Adam optimizer, this is AdamW"), "{}", stderr(&out));
 }
 
 #[test]

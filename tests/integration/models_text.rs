@@ -42,6 +42,20 @@ fn state_dict_shapes(m: &Dynamic) -> Vec<(String, Vec<i64>)> {
     v
 }
 
+/// `model.forward(inputs)` on a fixture case's named input tensors.
+fn forward_case(model: &Dynamic, c: &Value) -> Map {
+    let inputs: Map = c["inputs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), Dynamic::from(Tensor::new(tensor(v)))))
+        .collect();
+    let mut scope = Scope::new();
+    scope.push("m", model.clone());
+    scope.push("inputs", inputs);
+    run("m.forward(inputs)", &mut scope).cast::<Map>()
+}
+
 #[test]
 fn gpt2_matches_transformers_on_a_saved_model() {
     let _rng = crate::common::rng_guard();
@@ -64,16 +78,7 @@ fn gpt2_matches_transformers_on_a_saved_model() {
     let mut failures = Vec::new();
     for c in fx["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
-        let inputs: Map = c["inputs"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), Dynamic::from(Tensor::new(tensor(v)))))
-            .collect();
-        let mut scope = Scope::new();
-        scope.push("m", model.clone());
-        scope.push("inputs", inputs);
-        let out = run("m.forward(inputs)", &mut scope).cast::<Map>();
+        let out = forward_case(&model, c);
         let logits = out["logits"].clone().cast::<Tensor>();
         // float32 transformer of 2 blocks: sums of ≤ 64 products per layer, as in nn_fixtures' bound
         close(&format!("{name}: logits"), &logits, &tensor(&c["logits"]), &mut failures);
@@ -202,16 +207,7 @@ fn bert_matches_transformers_on_a_saved_model() {
     let mut failures = Vec::new();
     for c in fx["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
-        let inputs: Map = c["inputs"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), Dynamic::from(Tensor::new(tensor(v)))))
-            .collect();
-        let mut scope = Scope::new();
-        scope.push("m", model.clone());
-        scope.push("inputs", inputs);
-        let out = run("m.forward(inputs)", &mut scope).cast::<Map>();
+        let out = forward_case(&model, c);
         for k in ["last_hidden_state", "pooler_output"] {
             let got = out[k].clone().cast::<Tensor>();
             close(&format!("{name}: {k}"), &got, &tensor(&c[k]), &mut failures);
