@@ -37,6 +37,18 @@ fn with_dyn<R>(m: &mut Map, f: impl FnOnce(&mut Dynamic) -> R) -> R {
 }
 
 /// Dtype and device of new parameters, from the `dtype` / `device` options.
+/// An `nn::linear` module map (PyTorch's Linear and its init): the one builder every layer made of
+/// linears (transformer layers, attention) uses.
+pub(super) fn linear_module(i: INT, o: INT, bias: bool, p: layers::Opts) -> RResult<Map> {
+    let (w, b) = linear::init(i, o, bias, p).or_script()?;
+    Ok(tree::ModuleBuilder::new("Linear", "__nn_linear_forward")
+        .param("weight", Some(w))
+        .param("bias", b)
+        .set("in_features", i)
+        .set("out_features", o)
+        .build())
+}
+
 pub(super) fn param_opts(o: &Opts) -> RResult<layers::Opts> {
     let kind = match o.str_opt("dtype")? {
         Some(s) => parse_dtype(&s).or_script()?,
@@ -282,13 +294,7 @@ Weight and bias are drawn like PyTorch's (U(-1/√in, 1/√in)) from the seeded 
         if i < 0 || o < 0 {
             return Err(err(format!("nn::linear: in_features and out_features must be non-negative, got ({i}, {o})")));
         }
-        let (w, b) = linear::init(i, o, opts.bool_or("bias", true)?, param_opts(&opts)?).or_script()?;
-        Ok(tree::ModuleBuilder::new("Linear", "__nn_linear_forward")
-            .param("weight", Some(w))
-            .param("bias", b)
-            .set("in_features", i)
-            .set("out_features", o)
-            .build())
+        linear_module(i, o, opts.bool_or("bias", true)?, param_opts(&opts)?)
     }
     reg.volatile("nn", "linear", "in_features, out_features", doc, |i: INT, o: INT| make_linear(i, o, &Map::new()));
     reg.volatile("nn", "linear", "in_features, out_features, opts", doc, |i: INT, o: INT, m: Map| {

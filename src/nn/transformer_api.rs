@@ -4,7 +4,7 @@
 //! maps whose children are the host's own layers (MultiheadAttention, Linear, LayerNorm, Dropout),
 //! so parameter names are PyTorch's (`encoder.layers.0.self_attn.in_proj_weight`, `norm3.bias`);
 //! the forwards follow `torch/nn/modules/transformer.py` block by block.
-use super::api::{fwd_doc, ints_to_dyn, layer_err, make_mha, mha_params, param_opts};
+use super::api::{fwd_doc, ints_to_dyn, layer_err, linear_module, make_mha, mha_params, param_opts};
 use super::functional as fun;
 use super::layers::{attention, linear, norm};
 use super::{init, tree};
@@ -96,13 +96,7 @@ impl LayerCfg {
     fn linear(&self, i: INT, o: INT) -> RResult<Map> {
         let placement = self.opts(&[]);
         let lo = Opts::new(&placement, "nn::linear", &["dtype", "device"])?;
-        let (w, b) = linear::init(i, o, self.bias, param_opts(&lo)?).or_script()?;
-        Ok(tree::ModuleBuilder::new("Linear", "__nn_linear_forward")
-            .param("weight", Some(w))
-            .param("bias", b)
-            .set("in_features", i)
-            .set("out_features", o)
-            .build())
+        linear_module(i, o, self.bias, param_opts(&lo)?)
     }
 
     fn layer_norm(&self, d: INT) -> RResult<Map> {
