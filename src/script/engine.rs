@@ -132,6 +132,9 @@ pub fn new_engine() -> Result<Engine, String> {
 fn compile_stdlib(engine: &Engine, path: &str, source: &str) -> Result<(Shared<Module>, Shared<Module>), String> {
     let mut ast = engine.compile(source).map_err(|e| format!("{path}: {e}"))?;
     ast.set_source(path.to_string());
+    if let Some(c) = super::param_copies::lost_changes(&ast, path).first() {
+        return Err(format!("{path}:{}: {}", c.position, c.message()));
+    }
     let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| format!("{path}: {e}"))?;
     Ok((Shared::new(module), ast.shared_lib().clone()))
 }

@@ -64,6 +64,18 @@ impl ScriptError {
         }
     }
 
+    /// A check of the compiled script failed at `position` of `file` (whose text is `source`).
+    pub fn at(file: &str, source: &str, position: Position, message: String) -> Self {
+        ScriptError {
+            message,
+            file: file.to_string(),
+            position,
+            line_text: line_of(source, position),
+            chain: vec![],
+            hook: None,
+        }
+    }
+
     /// A runtime error of a script whose main file is `file` with text `source`.
     pub fn from_eval(e: &EvalAltResult, file: &str, source: &str, hook: Option<&str>) -> Self {
         let mut chain = Vec::new();

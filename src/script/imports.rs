@@ -54,9 +54,31 @@ impl ModuleResolver for ScriptImports {
         }
         IMPORTING.with(|s| s.borrow_mut().push(key.clone()));
         let _importing = Importing;
+        refuse_lost_changes(&self.files, engine, source, path, pos)?;
         let module = self.files.resolve(engine, source, path, pos)?;
         // its functions stay reachable from the modules it builds (see module_fns)
         super::module_fns::record(&file.display().to_string(), &module);
         Ok(module)
+    }
+}
+
+/// Refuses an imported file with a change that nothing sees (see [`super::param_copies`]), naming
+/// the place in that file.
+fn refuse_lost_changes(
+    files: &FileModuleResolver,
+    engine: &Engine,
+    source: Option<&str>,
+    path: &str,
+    pos: Position,
+) -> Result<(), Box<EvalAltResult>> {
+    // a file that does not compile: the resolve that follows reports it as Rhai does
+    let Some(Ok(ast)) = files.resolve_ast(engine, source, path, pos) else { return Ok(()) };
+    let file = files.get_file_path(path, source.and_then(|s| Path::new(s).parent())).display().to_string();
+    match super::param_copies::lost_changes(&ast, &file).first() {
+        None => Ok(()),
+        Some(c) => {
+            let (line, col) = (c.position.line().unwrap_or(0), c.position.position().unwrap_or(0));
+            Err(Box::new(EvalAltResult::ErrorRuntime(format!("{file}:{line}:{col}: {}", c.message()).into(), pos)))
+        }
     }
 }

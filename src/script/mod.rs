@@ -9,6 +9,7 @@ pub mod imports;
 pub mod lightning;
 pub mod loaded;
 pub mod module_fns;
+pub mod param_copies;
 pub mod reentry;
 pub mod registry;
 pub mod reload;

@@ -131,6 +131,9 @@ impl Script {
         let mut ast =
             engine.compile(&source).map_err(|e| LoadError::Script(ScriptError::from_parse(&e, &name, &source)))?;
         ast.set_source(name.clone());
+        if let Some(c) = crate::script::param_copies::lost_changes(&ast, &name).first() {
+            return Err(LoadError::Script(ScriptError::at(&name, &source, c.position, c.message())));
+        }
         crate::script::error::remember_closures(&ast, &name);
         register_top_level_imports(&mut engine, &ast)
             .map_err(|e| LoadError::Script(ScriptError::from_eval(&e, &name, &source, None)))?;

@@ -108,3 +108,73 @@ fn the_same_function_name_in_two_imported_files_is_an_error_naming_both() {
     let err = stderr(&out);
     assert!(err.contains("`blk`") && err.contains("a.rhai") && err.contains("b.rhai"), "{err}");
 }
+
+/// Rhai passes maps to functions by value: a change to a parameter that the function never reads
+/// again reaches nobody, so the script is refused at load time, at that line, with the two ways
+/// that work.
+#[test]
+fn a_change_to_a_copy_of_a_module_parameter_is_refused_where_it_is_written() {
+    let dir = temp_dir("mod_lost_change");
+    let cases = [
+        ("fn freeze(m) { m.frozen = true; }\n", "fn freeze(m)", "`m.frozen = …`", "1:16"),
+        ("fn f(net) {\n  net.layers[0].train(false);\n}\n", "fn f(net)", "`net.layers[…].train(…)`", "2:3"),
+        ("fn g(a, b) { b.push(a); }\n", "fn g(a, b)", "`b.push(…)`", "1:14"),
+        ("fn h(m) { m.n += 1; }\n", "fn h(m)", "`m.n += …`", "1:11"),
+        ("let f = |m| { m.y = 3; };\n", "the closure at", "`m.y = …`", "1:15"),
+        ("fn k(m) { for i in 0..2 { m[i] = i; } }\n", "fn k(m)", "`m[…] = …`", "1:27"),
+    ];
+    for (i, (src, function, what, at)) in cases.iter().enumerate() {
+        let name = format!("c{i}.rhai");
+        write(&dir, &name, &format!("{src}print(1);\n"));
+        let out = lt_in(&dir, &["run", &name]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{src}: {err}");
+        assert!(err.contains(function) && err.contains(what), "{src}: {err}");
+        assert!(err.contains(&format!("{name}:{at}")), "{src}: {err}");
+        assert!(err.contains("by value") && err.contains("model = f(model)"), "{err}");
+        assert!(!stdout(&out).contains('1'), "nothing ran: {}", stdout(&out));
+    }
+}
+
+/// What is not refused: the copy is returned or read again, a local copy is asked for, a closure
+/// captures the variable (captured variables are shared), tensors changed in place (shared), and
+/// the method form, which changes the caller's module.
+#[test]
+fn changes_that_are_seen_or_meant_to_be_local_are_not_refused() {
+    let dir = temp_dir("mod_kept_change");
+    let src = r#"
+fn with_head(m) { m.head = nn::linear(2, 1); m }
+fn doubled(batch) { batch[0] = batch[0] * 2; batch[0].sum() }
+fn eval_copy(m) { m.train(false) }
+fn scratch(m) { let m = m; m.x = 2; }
+fn loop_read(m) { for i in 0..2 { print(m.n); m.n = i; } }
+fn count() { let n = #{c: 0}; let inc = || n.c += 1; inc.call(); n.c }
+fn freeze_weights(m) { m.fc.weight.requires_grad_(false); }
+fn freeze() { this.frozen = true; this.fc.weight.requires_grad_(false); }
+let model = #{ fc: nn::linear(2, 2), forward: |x| this.fc.forward(x) };
+model = with_head(model);
+print(doubled([torch::ones([2])]).item());
+print(eval_copy(model).fc.training);
+freeze_weights(model);
+print(model.fc.weight.requires_grad);
+model.freeze();
+print(model.frozen);
+print("head" in model);
+"#;
+    write(&dir, "ok.rhai", src);
+    let out = lt_in(&dir, &["run", "ok.rhai"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).split_whitespace().collect::<Vec<_>>(), ["4.0", "false", "false", "true", "true"]);
+}
+
+/// An imported file is checked too, and the error names the place in that file.
+#[test]
+fn a_lost_change_in_an_imported_file_names_that_file() {
+    let dir = temp_dir("mod_lost_import");
+    write(&dir, "helpers.rhai", "fn replace_head(model, n) {\n    model.fc = nn::linear(4, n);\n}\n");
+    write(&dir, "use.rhai", "import \"helpers\" as h;\nlet m = #{};\nh::replace_head(m, 3);\n");
+    let out = lt_in(&dir, &["run", "use.rhai"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("helpers.rhai:2:5") && err.contains("fn replace_head(model, n)"), "{err}");
+}
