@@ -166,6 +166,10 @@ impl Repl {
                 return None;
             }
         };
+        if let Some(c) = crate::script::param_copies::lost_changes(&input, NAME).first() {
+            errorln!("{}", ScriptError::at(NAME, src, c.position, c.message()).to_string().trim_end());
+            return None;
+        }
         crate::script::error::remember_closures(&input, NAME);
         let ast = self.functions().merge(&input);
         self.this_in();

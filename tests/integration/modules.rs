@@ -178,3 +178,13 @@ fn a_lost_change_in_an_imported_file_names_that_file() {
     assert!(!out.status.success());
     assert!(err.contains("helpers.rhai:2:5") && err.contains("fn replace_head(model, n)"), "{err}");
 }
+
+/// The REPL refuses the definition the same way and the session goes on.
+#[test]
+fn the_repl_refuses_a_lost_change_and_goes_on() {
+    let dir = temp_dir("mod_lost_repl");
+    let out = crate::common::lt_with_input(&dir, &["repl"], "fn freeze(m) { m.frozen = true; }\n40 + 2\n");
+    let err = stderr(&out);
+    assert!(err.contains("in fn freeze(m)") && err.contains("<repl>:1:16"), "{err}");
+    assert!(stdout(&out).contains("42"), "{}", stdout(&out));
+}
