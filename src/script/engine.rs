@@ -16,6 +16,7 @@ pub const STDLIB: &[(&str, &str, &str)] = &[
     // text models (issue #18)
     ("models", "stdlib/models/gpt2.rhai", include_str!("../../stdlib/models/gpt2.rhai")),
     ("models", "stdlib/models/bert.rhai", include_str!("../../stdlib/models/bert.rhai")),
+    ("models", "stdlib/models/pretrained.rhai", include_str!("../../stdlib/models/pretrained.rhai")),
 ];
 
 /// Every domain's script surface, in one place.

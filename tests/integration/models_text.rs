@@ -1,7 +1,8 @@
 //! The text model zoo (`models::gpt2`) against Hugging Face transformers 4.57.1: a real
 //! `save_pretrained` file of a tiny GPT-2 loads strictly and gives transformers' logits and loss
 //! (tests/fixtures/models/gen_gpt2.py), state_dict keys and shapes are transformers', and a
-//! full-size `gpt2` model.safetensors loads strictly into `models::gpt2(#{})`.
+//! full-size `gpt2` model.safetensors loads strictly into `models::gpt2(#{})`, and files laid out as
+//! the Hub's are (a base-model file, a file with heads, legacy names) load with `models::load_pretrained`.
 use crate::common::root;
 use crate::nn_fixtures::{close, tensor};
 use lt::tensor::Tensor;
@@ -234,4 +235,77 @@ fn full_size_bert_safetensors_loads_strictly() {
     assert_eq!(n, 109_482_240);
     drop(model);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `models::load_pretrained(model, path)` on full-size files laid out as the Hub's are
+/// (tests/fixtures/models/gen_pretrained_layouts.py): `gpt2`'s GPT2Model file (no `transformer.`
+/// prefix, the legacy `attn.bias` / `attn.masked_bias` buffers) loads strictly into
+/// GPT2LMHeadModel with the head tied; `bert-base-uncased`'s BertForPreTraining file (`bert.`
+/// prefix, `cls.` heads, `LayerNorm.gamma`/`beta`) is refused strictly naming the heads, and with
+/// `strict: false` loads every BertModel tensor and reports the heads as transformers does.
+#[test]
+fn hub_layout_files_load_with_load_pretrained() {
+    let _rng = crate::common::rng_guard();
+    let fx = fixture("pretrained_layouts.json");
+    let dir = crate::common::temp_dir("hub_layouts");
+    let max_abs = |m: &Dynamic, expr: &str| -> f64 {
+        let mut scope = Scope::new();
+        scope.push("m", m.clone());
+        run(&format!("{expr}.abs().max().item()"), &mut scope).as_float().unwrap()
+    };
+    let report = |r: &Dynamic, key: &str| -> Vec<String> {
+        let r = r.read_lock::<Map>().unwrap();
+        let list = r[key].read_lock::<rhai::Array>().unwrap().clone();
+        list.iter().map(|s| s.to_string()).collect()
+    };
+
+    let path = dir.join("gpt2.safetensors");
+    write_zero_safetensors(&path, &keys_shapes(&fx["gpt2"]["tensors"]));
+    let mut scope = Scope::new();
+    scope.push("path", path.display().to_string());
+    let out =
+        run("let m = models::gpt2(#{});\n[m, models::load_pretrained(m, path)]", &mut scope).cast::<rhai::Array>();
+    assert!(report(&out[1], "missing_keys").is_empty() && report(&out[1], "unexpected_keys").is_empty());
+    for t in ["m.transformer.wte.weight", "m.transformer.h[11].attn.c_attn.weight", "m.transformer.ln_f.weight"] {
+        assert_eq!(max_abs(&out[0], t), 0.0, "{t} was not loaded");
+    }
+    assert_eq!(max_abs(&out[0], "m.lm_head.weight"), 0.0, "lm_head.weight is the loaded wte.weight");
+    drop(out);
+    std::fs::remove_file(&path).ok();
+
+    let path = dir.join("bert.safetensors");
+    write_zero_safetensors(&path, &keys_shapes(&fx["bert"]["tensors"]));
+    let heads: Vec<String> = fx["bert"]["unexpected_keys"].as_array().unwrap().iter().map(|k| k.to_string()).collect();
+    let mut scope = Scope::new();
+    scope.push("path", path.display().to_string());
+    let strict = "let m = models::bert(#{});\nmodels::load_pretrained(m, path)";
+    let script = lt::script::runner::Script::from_source(Path::new("zoo.rhai"), strict.to_string()).unwrap();
+    let e = script.run(&mut scope).expect_err("heads the model does not have").to_string();
+    assert!(e.contains("cls.seq_relationship.weight") && e.contains("nothing was loaded"), "{e}");
+    let src = "let m = models::bert(#{});\n[m, models::load_pretrained(m, path, #{strict: false})]";
+    let out = run(src, &mut scope).cast::<rhai::Array>();
+    assert!(report(&out[1], "missing_keys").is_empty(), "{:?}", report(&out[1], "missing_keys"));
+    let mut got: Vec<String> = report(&out[1], "unexpected_keys").iter().map(|k| format!("\"{k}\"")).collect();
+    got.sort();
+    assert_eq!(got, heads);
+    for t in ["m.embeddings.LayerNorm.weight", "m.encoder.layer[11].output.LayerNorm.bias", "m.pooler.dense.weight"] {
+        assert_eq!(max_abs(&out[0], t), 0.0, "{t} was not loaded (LayerNorm.gamma/beta are weight/bias)");
+    }
+    drop(out);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn load_pretrained_refuses_bad_arguments() {
+    let mut scope = Scope::new();
+    let cases = [
+        ("models::load_pretrained(nn::linear(2, 2), #{})", "expected a Hugging Face model of the zoo"),
+        ("models::load_pretrained(models::gpt2(#{n_layer: 1, n_embd: 4, n_head: 2, vocab_size: 5, n_positions: 4}), #{}, #{strit: true})", "unknown option 'strit' (valid: strict)"),
+        ("models::load_pretrained(models::bert(#{num_hidden_layers: 1, hidden_size: 4, num_attention_heads: 2, intermediate_size: 4, vocab_size: 5}), 3)", "expected a path or a state_dict map"),
+    ];
+    for (src, want) in cases {
+        let script = lt::script::runner::Script::from_source(Path::new("zoo.rhai"), src.to_string()).unwrap();
+        let e = script.run(&mut scope).expect_err(src).to_string();
+        assert!(e.contains(want), "{src}: {e}");
+    }
 }
