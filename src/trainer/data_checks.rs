@@ -13,13 +13,20 @@ pub fn suggested_max_num_workers(cpus: usize, local_world_size: usize) -> usize 
 /// The warnings about loader `stage` (Lightning's `_process_dataloader`: the shuffled evaluation
 /// loader, then `_worker_check`). The hint about workers is given where lt's workers help: a
 /// dataset that does work per sample (decoding images, transforms); a batch of a tensor dataset
-/// is one gather, which workers do not speed up, and a script dataset runs on the script's thread.
+/// is one gather, which workers do not speed up, and a script dataset runs on the script's thread
+/// (asking it for workers is a warning, since none start).
 pub fn loader_warnings(stage: LoaderStage, t: &LoaderTraits, upper_bound: usize) -> Vec<String> {
     let name = stage.hook();
     let mut w = Vec::new();
     if stage != LoaderStage::Train && t.shuffled {
         w.push(format!(
             "Your `{name}`'s sampler has shuffling enabled, it is strongly recommended that you turn shuffling off for val/test dataloaders."
+        ));
+    }
+    if t.thread_bound && t.num_workers > 0 {
+        w.push(format!(
+            "The '{name}' reads a script dataset: its functions are Rhai code, which runs on the script's thread, so `num_workers={}` starts no workers and the batches are made on the main thread.",
+            t.num_workers
         ));
     }
     if t.workers_help && t.num_workers < 2 && upper_bound > 1 {

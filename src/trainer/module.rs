@@ -50,6 +50,9 @@ pub struct LoaderTraits {
     pub shuffled: bool,
     /// Worker threads would speed it up (its dataset does work per sample, off the script's thread).
     pub workers_help: bool,
+    /// Its dataset is script code, so its batches are made on the script's thread whatever
+    /// `num_workers`.
+    pub thread_bound: bool,
 }
 
 /// A source of batches for one loop.

@@ -353,17 +353,22 @@ fn configure_optimizers() { optim::sgd([this.w], #{lr: 0.1}) }
     assert_eq!(suggested_max_num_workers(16, 1), 15);
     assert_eq!(suggested_max_num_workers(16, 4), 3);
     assert_eq!(suggested_max_num_workers(1, 8), 1);
-    let slow = LoaderTraits { num_workers: 0, shuffled: true, workers_help: true };
+    let slow = LoaderTraits { num_workers: 0, shuffled: true, workers_help: true, thread_bound: false };
     assert_eq!(
         loader_warnings(LoaderStage::Train, &slow, 7),
         ["The 'train_dataloader' does not have many workers which may be a bottleneck. Consider increasing the value of the `num_workers` argument to `num_workers=7` in the `DataLoader` to improve performance."]
     );
     assert!(loader_warnings(LoaderStage::Train, &slow, 1).is_empty(), "one CPU to spare: no hint");
     assert!(loader_warnings(LoaderStage::Train, &LoaderTraits { num_workers: 2, ..slow }, 7).is_empty());
-    let gather = LoaderTraits { num_workers: 0, shuffled: false, workers_help: false };
+    let gather = LoaderTraits { num_workers: 0, shuffled: false, workers_help: false, thread_bound: false };
     assert!(loader_warnings(LoaderStage::Val, &gather, 7).is_empty(), "a tensor gather needs no workers");
     assert_eq!(
         loader_warnings(LoaderStage::Val, &LoaderTraits { shuffled: true, ..gather }, 7),
         ["Your `val_dataloader`'s sampler has shuffling enabled, it is strongly recommended that you turn shuffling off for val/test dataloaders."]
     );
+    // a script dataset asked for workers: none start, and the run says so
+    let script_ds = LoaderTraits { num_workers: 3, thread_bound: true, ..gather };
+    let w = loader_warnings(LoaderStage::Train, &script_ds, 7);
+    assert!(w.len() == 1 && w[0].contains("`num_workers=3` starts no workers"), "{w:?}");
+    assert!(loader_warnings(LoaderStage::Train, &LoaderTraits { num_workers: 0, ..script_ds }, 7).is_empty());
 }

@@ -35,6 +35,7 @@ impl BatchLoader<Dynamic> for DataLoaderAdapter {
             num_workers: l.options().num_workers,
             shuffled: l.sampler().is_random(),
             workers_help: l.per_sample_work() && !l.thread_bound(),
+            thread_bound: l.thread_bound(),
         })
     }
 }
