@@ -54,17 +54,11 @@ impl ScriptError {
                 message.push_str(" (at the end of the file)");
             }
         }
-        ScriptError {
-            message,
-            file: file.to_string(),
-            position,
-            line_text: line_of(source, position),
-            chain: vec![],
-            hook: None,
-        }
+        Self::at(file, source, position, message)
     }
 
-    /// A check of the compiled script failed at `position` of `file` (whose text is `source`).
+    /// An error found at `position` of `file` (whose text is `source`) before the script runs: a
+    /// syntax error, or a check of the compiled script.
     pub fn at(file: &str, source: &str, position: Position, message: String) -> Self {
         ScriptError {
             message,
