@@ -289,12 +289,12 @@ fn lost_in(def: &Shared<ScriptFuncDef>, param: &str, function: &str) -> Vec<Lost
             {
                 rebound = true
             }
+            // captured by a closure: shared, so the change is seen
             Some(ASTNode::Expr(Expr::FnCall(call, _))) | Some(ASTNode::Stmt(Stmt::FnCall(call, _)))
-                if call.name.as_str() == "curry" =>
+                if call.name.as_str() == "curry"
+                    && call.args.iter().skip(1).any(|a| matches!(chain_root(a), Some((n, _)) if n == param)) =>
             {
-                if call.args.iter().skip(1).any(|a| matches!(chain_root(a), Some((n, _)) if n == param)) {
-                    rebound = true; // captured by a closure: shared, so the change is seen
-                }
+                rebound = true
             }
             Some(ASTNode::Expr(Expr::Variable(v, _, pos))) if v.1.as_str() == param => reads.push((*pos, in_loop)),
             _ => {}
