@@ -606,15 +606,38 @@ fn image_folder(root: &str, m: &Map) -> RResult<DatasetHandle> {
     Ok(ds(image::ImageFolder::new(Path::new(root), float).or_script()?))
 }
 
+/// `mmap_mode` of the file datasets (NumPy's np.load option): `"r"` reads lazily (true), absent or
+/// `()` reads the whole file (false).
+fn lazy_mode(o: &Opts, what: &str) -> RResult<bool> {
+    match o.str_opt("mmap_mode")?.as_deref() {
+        None => Ok(false),
+        Some("r") => Ok(true),
+        Some(other) => Err(err(format!(
+            "{what}: mmap_mode must be \"r\" (read lazily; lt never writes to a data file) or absent / () (read whole), got \"{other}\""
+        ))),
+    }
+}
+
 fn npy(path: &str, m: &Map) -> RResult<DatasetHandle> {
     const W: &str = "data::npy";
     let o = Opts::new(m, W, &["mmap_mode"])?;
-    match o.str_opt("mmap_mode")?.as_deref() {
-        None => Ok(ds(TensorDataset::new(&[files::read_npy(Path::new(path)).or_script()?]).or_script()?)),
-        Some("r") => Ok(ds(super::npy_rows::NpyRows::open(Path::new(path)).or_script()?)),
-        Some(other) => Err(err(format!(
-            "{W}: mmap_mode must be \"r\" (read-only; lt never writes to a data file), got \"{other}\""
-        ))),
+    if lazy_mode(&o, W)? {
+        Ok(ds(super::npy_rows::NpyRows::open(Path::new(path)).or_script()?))
+    } else {
+        Ok(ds(TensorDataset::new(&[files::read_npy(Path::new(path)).or_script()?]).or_script()?))
+    }
+}
+
+fn safetensors(path: &str, m: &Map) -> RResult<DatasetHandle> {
+    const W: &str = "data::safetensors";
+    let o = Opts::new(m, W, &["keys", "mmap_mode"])?;
+    if lazy_mode(&o, W)? {
+        let keys = o.get("keys").map(|k| strings(k, W)).transpose()?;
+        Ok(ds(super::safetensors_rows::SafetensorsRows::open(Path::new(path), keys.as_deref(), W).or_script()?))
+    } else {
+        let rest: Map =
+            m.iter().filter(|(k, _)| k.as_str() != "mmap_mode").map(|(k, v)| (k.clone(), v.clone())).collect();
+        file_dataset(files::read_safetensors(Path::new(path)).or_script()?, &rest, W, path)
     }
 }
 
@@ -689,13 +712,9 @@ fn register_files(reg: &mut Registry) {
     reg.volatile("data", "save_safetensors", "tensors, path", doc, |m: Map, p: ImmutableString| -> RResult<()> {
         files::write_safetensors(&named_tensors(&m, "data::save_safetensors")?, Path::new(p.as_str())).or_script()
     });
-    let doc = "A dataset over the tensors of a safetensors file (all, sorted by name, or `#{keys: [...]}`); samples are maps `#{name: row}`.\n\n```rhai\nlet p = data::temp_dir() + \"/d.safetensors\";\ndata::save_safetensors(#{x: torch::randn([6, 2]), y: torch::arange(6)}, p);\nprint(data::safetensors(p).len());\n```";
-    reg.func("data", "safetensors", "path", doc, |p: ImmutableString| {
-        file_dataset(files::read_safetensors(Path::new(p.as_str())).or_script()?, &Map::new(), "data::safetensors", &p)
-    });
-    reg.func("data", "safetensors", "path, opts", doc, |p: ImmutableString, m: Map| {
-        file_dataset(files::read_safetensors(Path::new(p.as_str())).or_script()?, &m, "data::safetensors", &p)
-    });
+    let doc = "A dataset over the tensors of a safetensors file (all, sorted by name, or `#{keys: [...]}`), which share their first dim; samples are maps `#{name: row}`. Read whole, or with `#{mmap_mode: \"r\"}` lazily, as data::npy: only the header is read (and checked) up front and each batch reads just its rows of each tensor from the file, so a file larger than memory streams.\n\n```rhai\nlet p = data::temp_dir() + \"/d.safetensors\";\ndata::save_safetensors(#{x: torch::randn([6, 2]), y: torch::arange(6)}, p);\nprint(data::safetensors(p).len());\nlet lazy = data::safetensors(p, #{keys: [\"x\", \"y\"], mmap_mode: \"r\"});\nprint(lazy[4].y);\nfor b in data::loader(lazy, #{batch_size: 4, shuffle: true, num_workers: 2}) { print(b.x.shape); }\n```";
+    reg.func("data", "safetensors", "path", doc, |p: ImmutableString| safetensors(&p, &Map::new()));
+    reg.func("data", "safetensors", "path, opts", doc, |p: ImmutableString, m: Map| safetensors(&p, &m));
 
     let doc = "Reads an IDX file (the MNIST format), raw or gzip-compressed, as a tensor of its stored dtype.\n\n```rhai\nlet p = data::temp_dir() + \"/labels-idx1-ubyte\";\ndata::save_idx(torch::tensor([3, 1, 4]).to(\"uint8\"), p);\nprint(data::read_idx(p));\n```";
     reg.func("data", "read_idx", "path", doc, |p: ImmutableString| -> RResult<Tensor> {
