@@ -1036,6 +1036,8 @@ fn register_transforms(reg: &mut Registry) {
     let alias = alias_doc("to_dtype", doc);
     reg.func("data", "to_dtype", "dtype", &alias, move |d: ImmutableString| to_dtype(d, Map::new()));
     reg.func("data", "to_dtype", "dtype, opts", &alias, to_dtype);
+    let doc = "Casts an image to float32, scaling integer images to [0, 1] (uint8: × 1/255): torchvision.transforms.v2.ToDtype(torch.float32, scale=True), the same transform as `to_dtype(\"float32\", #{scale: true})`; float images are only cast. Masks are left alone.\n\n```rhai\nlet ds = data::transformed(data::tensor_dataset(torch::full([2, 3], 51).to(\"uint8\")), #{transform: data::transforms::to_float()});\nprint(ds[0][0]);\n```";
+    reg.func(TR, "to_float", "", doc, || th(Transform::ToDtype { kind: tch::Kind::Float, scale: true }));
     let doc = "Several transforms one after the other (torchvision.transforms.v2.Compose).\n\n```rhai\nlet t = data::transforms::compose([data::transforms::to_dtype(\"float32\", #{scale: true}), data::transforms::normalize(0.5, 0.5)]);\nlet ds = data::transformed(data::tensor_dataset(torch::zeros([2, 1, 2, 2]).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
     let compose = |a: Array| -> RResult<TransformHandle> {
         th(Transform::Compose(a.iter().map(|v| transform_of(v, "data::transforms::compose")).collect::<RResult<_>>()?))

@@ -195,7 +195,7 @@ fn transforms_match_torchvision_v2() {
             }
         }
     }
-    assert!(cases.len() >= 46, "only {} cases", cases.len());
+    assert!(cases.len() >= 48, "only {} cases", cases.len());
     assert!(failures.is_empty(), "{} mismatches with torchvision:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -319,4 +319,20 @@ fn bad_image_files_and_options_are_named() {
         let e = eval(src).unwrap_err();
         assert!(e.contains(want), "{src}: {e}");
     }
+}
+
+/// `to_float()` is ToDtype(float32, scale=True): on uint8 images, the same values as
+/// `to_dtype("float32", #{scale: true})`, which are x / 255 (the fixture checks it against
+/// torchvision too).
+#[test]
+fn to_float_is_to_dtype_float32_scaled() {
+    assert!(eval_bool(
+        r#"
+        let x = torch::arange(256).to("uint8").reshape([1, 1, 16, 16]);
+        let a = data::transformed(data::tensor_dataset(x), #{transform: data::transforms::to_float()})[0][0];
+        let b = data::transformed(data::tensor_dataset(x), #{transform: data::transforms::to_dtype("float32", #{scale: true})})[0][0];
+        let want = x[0].to("float32") / 255.0;
+        a.dtype == "float32" && a.equal(b) && (a - want).abs().max().item() < 1e-7 && a.max().item() == 1.0
+        "#
+    ));
 }
