@@ -950,10 +950,15 @@ fn register_transforms(reg: &mut Registry) {
         th(Transform::RandomVerticalFlip { p: prob(&p, "data::transforms::random_vertical_flip")? })
     });
 
-    let doc = "Rotates an image counter-clockwise by an angle drawn uniformly from `degrees` (a number d for [-d, d], or `[min, max]`) about its centre, keeping its size (torchvision.transforms.v2.RandomRotation): `#{interpolation: \"nearest\" | \"bilinear\", fill: 0}`. A mask is rotated with nearest and filled with 0.\n\n```rhai\nlet t = data::transforms::random_rotation([90, 90]);\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nprint(data::transformed(data::tensor_dataset(x), #{transform: t})[0][0]);\nlet r = data::transforms::random_rotation(15, #{interpolation: \"bilinear\"});\nprint(data::transformed(data::tensor_dataset(torch::rand([1, 3, 8, 8])), #{transform: r})[0][0].shape);\n```";
+    let doc = "Rotates an image counter-clockwise by an angle drawn uniformly from `degrees` (a number d for [-d, d], or `[min, max]`) about its centre, keeping its size (torchvision.transforms.v2.RandomRotation): `#{interpolation: \"nearest\" | \"bilinear\", fill: 0, expand: false, center}`. `expand: true` makes the output large enough to hold the whole rotated image (its size then depends on the angle); `center: [x, y]` rotates about that point, in pixel coordinates (x to the right from the left edge, y down from the top edge; the default is the image centre, [w / 2, h / 2]). A mask is rotated alike with nearest and filled with 0.\n\n```rhai\nlet t = data::transforms::random_rotation([90, 90]);\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nprint(data::transformed(data::tensor_dataset(x), #{transform: t})[0][0]);\nlet r = data::transforms::random_rotation(15, #{interpolation: \"bilinear\"});\nprint(data::transformed(data::tensor_dataset(torch::rand([1, 3, 8, 8])), #{transform: r})[0][0].shape);\nlet e = data::transforms::random_rotation([45, 45], #{expand: true, center: [0, 0], fill: 1});\nprint(data::transformed(data::tensor_dataset(torch::zeros([1, 1, 4, 6])), #{transform: e})[0][0].shape);\n```";
     let rot = |d: Dynamic, m: Map| -> RResult<TransformHandle> {
         const W: &str = "data::transforms::random_rotation";
-        let o = Opts::new(&m, W, &["interpolation", "fill"])?;
+        let o = Opts::new(&m, W, &["interpolation", "fill", "expand", "center"])?;
+        let center = match o.numbers_opt("center")?.as_deref() {
+            None => None,
+            Some([x, y]) if x.is_finite() && y.is_finite() => Some((*x, *y)),
+            Some(v) => return Err(err(format!("{W}: center must be [x, y] (finite pixel coordinates), got {v:?}"))),
+        };
         let degrees = if d.is_int() || d.is_float() {
             let v = number(&d, W)?;
             if v < 0.0 {
@@ -970,6 +975,8 @@ fn register_transforms(reg: &mut Registry) {
             degrees,
             interpolation: interp_opt(&o, "nearest", W)?,
             fill: o.f64_or("fill", 0.0)?,
+            expand: o.bool_or("expand", false)?,
+            center,
         })
     };
     reg.func(TR, "random_rotation", "degrees", doc, move |d: Dynamic| rot(d, Map::new()));

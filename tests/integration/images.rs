@@ -195,7 +195,7 @@ fn transforms_match_torchvision_v2() {
             }
         }
     }
-    assert!(cases.len() >= 48, "only {} cases", cases.len());
+    assert!(cases.len() >= 80, "only {} cases", cases.len());
     assert!(failures.is_empty(), "{} mismatches with torchvision:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -302,6 +302,9 @@ fn bad_image_files_and_options_are_named() {
         ("data::transforms::random_resized_crop(4, #{scale: [0.9, 0.1]})", "min <= max"),
         ("data::transforms::random_vertical_flip(1.5)", "p must be in [0, 1]"),
         ("data::transforms::random_crop(4, #{padding: [1, 2, 3]})", "list of 2 or 4 ints"),
+        ("data::transforms::random_rotation(3, #{center: [1]})", "center must be [x, y]"),
+        ("data::transforms::random_rotation(3, #{expand: 1})", "option 'expand' must be a bool"),
+        ("data::transforms::random_rotation(3, #{centre: [1, 2]})", "center"),
         (
             "data::transformed(data::tensor_dataset(torch::zeros([2, 1, 4, 4]).to(\"uint8\")), #{transform: data::transforms::normalize(0.5, 0.5)})[0]",
             "should be a float tensor, got uint8",
