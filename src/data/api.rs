@@ -10,7 +10,7 @@ use super::sampler::Sampler;
 use super::script_ds::ScriptDataset;
 use super::script_iter::ScriptIterable;
 use super::tokenizer::{Level, TextTokenizer, Tokenizer, VocabOptions};
-use super::transform::{Field, Interp, Transform, Transformed};
+use super::transform::{Field, Interp, PadMode, Transform, Transformed};
 use super::{files, idx, image, synthetic, text, Batch, Dataset, EpochIter, FetchCtx};
 use crate::script::convert::{err, number, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
@@ -888,10 +888,10 @@ fn register_transforms(reg: &mut Registry) {
         th(Transform::CenterCrop { height, width })
     });
 
-    let doc = "A random `size` crop (an int or `[h, w]`; torchvision.transforms.v2.RandomCrop) after padding by `#{padding: 0}` (an int, `[left/right, top/bottom]` or `[left, top, right, bottom]`) with `fill: 0`; `pad_if_needed: true` pads an image smaller than the crop. Seeded per sample by the dataset's and the loader's seed and the epoch.\n\n```rhai\nlet t = data::transforms::random_crop(28, #{padding: 4});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([8, 1, 28, 28])), #{transform: t});\nfor b in data::loader(ds, #{batch_size: 4, seed: 0}) { print(b[0].shape); }\n```";
+    let doc = "A random `size` crop (an int or `[h, w]`; torchvision.transforms.v2.RandomCrop) after padding by `#{padding: 0}` (an int, `[left/right, top/bottom]` or `[left, top, right, bottom]`) made by `padding_mode`: `\"constant\"` (the default, with `fill: 0`), `\"edge\"` (the edge pixel repeated), `\"reflect\"` (mirrored without repeating the edge: 2 1 | 0 1 2; padding < the image size) or `\"symmetric\"` (mirrored with it: 1 0 | 0 1 2; padding ≤ the image size); `pad_if_needed: true` pads an image smaller than the crop, by the same mode. A mask is padded and cropped alike. Seeded per sample by the dataset's and the loader's seed and the epoch.\n\n```rhai\nlet t = data::transforms::random_crop(28, #{padding: 4});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([8, 1, 28, 28])), #{transform: t});\nfor b in data::loader(ds, #{batch_size: 4, seed: 0}) { print(b[0].shape); }\nlet x = torch::arange(3).reshape([1, 1, 3]);\nlet r = data::transforms::random_crop([1, 7], #{padding: [2, 0], padding_mode: \"reflect\"});\nprint(data::transformed(data::tensor_dataset(x.unsqueeze(0)), #{transform: r})[0][0]);\n```";
     let random_crop = |size: Dynamic, m: Map| -> RResult<TransformHandle> {
         const W: &str = "data::transforms::random_crop";
-        let o = Opts::new(&m, W, &["padding", "pad_if_needed", "fill"])?;
+        let o = Opts::new(&m, W, &["padding", "pad_if_needed", "fill", "padding_mode"])?;
         let (height, width) = size_arg(&size, W)?;
         let padding = match o.ints_opt("padding")?.unwrap_or_else(|| vec![0]).as_slice() {
             [p] => [*p; 4],
@@ -903,7 +903,12 @@ fn register_transforms(reg: &mut Registry) {
             return Err(err(format!("{W}: padding must be non-negative, got {padding:?}")));
         }
         let fill = o.f64_or("fill", 0.0)?;
-        th(Transform::RandomCrop { height, width, padding, pad_if_needed: o.bool_or("pad_if_needed", false)?, fill })
+        let mode = o.str_or("padding_mode", "constant")?;
+        let padding_mode = PadMode::parse(&mode).ok_or_else(|| {
+            err(format!("{W}: padding_mode must be one of \"{}\", got \"{mode}\"", PadMode::NAMES.join("\", \"")))
+        })?;
+        let pad_if_needed = o.bool_or("pad_if_needed", false)?;
+        th(Transform::RandomCrop { height, width, padding, pad_if_needed, fill, padding_mode })
     };
     reg.func(TR, "random_crop", "size", doc, move |s: Dynamic| random_crop(s, Map::new()));
     reg.func(TR, "random_crop", "size, opts", doc, random_crop);

@@ -19,14 +19,44 @@ pub enum Interp {
     Bilinear,
 }
 
+/// How padding is made (torchvision's padding_mode): a constant `fill`, the edge pixel repeated,
+/// the image mirrored about its edge pixel (`reflect`: 2 1 | 0 1 2) or including it
+/// (`symmetric`: 1 0 | 0 1 2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PadMode {
+    Constant,
+    Edge,
+    Reflect,
+    Symmetric,
+}
+
+impl PadMode {
+    pub const NAMES: [&'static str; 4] = ["constant", "edge", "reflect", "symmetric"];
+
+    pub fn parse(s: &str) -> Option<PadMode> {
+        Some(match s {
+            "constant" => PadMode::Constant,
+            "edge" => PadMode::Edge,
+            "reflect" => PadMode::Reflect,
+            "symmetric" => PadMode::Symmetric,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Transform {
     /// torchvision Resize: `size` is `[h, w]`, or `[s]` for the smaller edge (capped by `max_size`).
     Resize { size: Vec<i64>, interpolation: Interp, antialias: bool, max_size: Option<i64> },
     /// torchvision CenterCrop: zero-padded first where the crop is larger than the image.
     CenterCrop { height: i64, width: i64 },
-    /// torchvision RandomCrop: `padding` is left, top, right, bottom, filled with `fill`.
-    RandomCrop { height: i64, width: i64, padding: [i64; 4], pad_if_needed: bool, fill: f64 },
+    /// torchvision RandomCrop: `padding` is left, top, right, bottom, made by `padding_mode`
+    /// (`fill` for constant padding).
+    RandomCrop { height: i64, width: i64, padding: [i64; 4], pad_if_needed: bool, fill: f64, padding_mode: PadMode },
     /// torchvision RandomResizedCrop.
     RandomResizedCrop {
         height: i64,
@@ -147,6 +177,51 @@ fn resize_tensor(t: &Tensor, oh: i64, ow: i64, interp: Interp, antialias: bool, 
         y.f_round()?.f_to_kind(kind)?
     };
     unplanes(y, &shape)
+}
+
+/// The source index of each of the `before + n + after` positions of a dim of size `n` padded by
+/// `mode` (not constant), as torch's replication / reflection pads and torchvision's
+/// _pad_symmetric pick them; a pad wider than the mode allows is an error.
+fn pad_indices(n: i64, before: i64, after: i64, mode: PadMode) -> Result<Vec<i64>> {
+    let most = match mode {
+        PadMode::Reflect => n - 1,
+        PadMode::Symmetric => n,
+        _ => i64::MAX,
+    };
+    if (before > 0 || after > 0) && (n == 0 || before > most || after > most) {
+        return Err(data_err!(
+            "padding_mode \"{}\": padding ({before}, {after}) is too large for a dimension of {n} (at most {} on a side)",
+            mode.name(),
+            if n == 0 { 0 } else { most }
+        ));
+    }
+    Ok((-before..n + after)
+        .map(|i| match mode {
+            PadMode::Reflect if i < 0 => -i,
+            PadMode::Reflect if i >= n => 2 * (n - 1) - i,
+            PadMode::Symmetric if i < 0 => -i - 1,
+            PadMode::Symmetric if i >= n => 2 * n - 1 - i,
+            _ => i.clamp(0, n - 1),
+        })
+        .collect())
+}
+
+/// Pads the last two dims by `[left, top, right, bottom]` (torchvision pad_image): constant with
+/// `fill`, otherwise by copying pixels (exact for every dtype).
+pub fn pad(t: &Tensor, padding: [i64; 4], mode: PadMode, fill: f64) -> Result<Tensor> {
+    let [l, tp, r, b] = padding;
+    let (h, w) = hw(t, "pad")?;
+    if padding.iter().all(|&p| p == 0) {
+        return Ok(t.shallow_clone());
+    }
+    if mode == PadMode::Constant {
+        return Ok(t.f_pad([l, r, tp, b], "constant", fill)?);
+    }
+    let n = t.dim() as i64;
+    let index = |k: i64, before, after| -> Result<Tensor> {
+        Ok(Tensor::f_from_slice(&pad_indices(k, before, after, mode)?)?.f_to_device(t.device())?)
+    };
+    Ok(t.f_index_select(n - 1, &index(w, l, r)?)?.f_index_select(n - 2, &index(h, tp, b)?)?)
 }
 
 /// The `height × width` window at `top`, `left`; where it leaves the image, filled with `fill`
@@ -354,26 +429,30 @@ impl Transform {
                 both(&|t, m| resize_tensor(t, oh, ow, *interpolation, *antialias, m))
             }
             Transform::CenterCrop { height, width } => both(&|t, _| center_crop(t, *height, *width)),
-            Transform::RandomCrop { height, width, padding, pad_if_needed, fill } => {
+            Transform::RandomCrop { height, width, padding, pad_if_needed, fill, padding_mode } => {
                 let (h, w) = hw(&image, what)?;
-                let [mut pl, mut pt, pr, pb] = *padding;
+                let [mut pl, mut pt, mut pr, mut pb] = *padding;
                 let (mut ph, mut pw) = (h + pt + pb, w + pl + pr);
                 if *pad_if_needed && ph < *height {
                     let d = height - ph;
-                    (pt, ph) = (pt + d, ph + 2 * d);
+                    (pt, pb, ph) = (pt + d, pb + d, ph + 2 * d);
                 }
                 if *pad_if_needed && pw < *width {
                     let d = width - pw;
-                    (pl, pw) = (pl + d, pw + 2 * d);
+                    (pl, pr, pw) = (pl + d, pr + d, pw + 2 * d);
                 }
                 if *height > ph || *width > pw {
                     return Err(data_err!(
                         "{what}: required crop size ({height}, {width}) is larger than the (padded) image size ({ph}, {pw})"
                     ));
                 }
-                let top = rng.below((ph - height + 1) as u64) as i64 - pt;
-                let left = rng.below((pw - width + 1) as u64) as i64 - pl;
-                both(&|t, _| crop(t, top, left, *height, *width, *fill))
+                let top = rng.below((ph - height + 1) as u64) as i64;
+                let left = rng.below((pw - width + 1) as u64) as i64;
+                both(&|t, _| {
+                    let p = pad(t, [pl, pt, pr, pb], *padding_mode, *fill).map_err(|e| data_err!("{what}: {e}"))?;
+                    let n = p.dim() as i64;
+                    Ok(p.f_narrow(n - 2, top, *height)?.f_narrow(n - 1, left, *width)?)
+                })
             }
             Transform::RandomResizedCrop { height, width, scale, ratio, interpolation, antialias } => {
                 let (ih, iw) = hw(&image, what)?;

@@ -195,7 +195,7 @@ fn transforms_match_torchvision_v2() {
             }
         }
     }
-    assert!(cases.len() >= 80, "only {} cases", cases.len());
+    assert!(cases.len() >= 93, "only {} cases", cases.len());
     assert!(failures.is_empty(), "{} mismatches with torchvision:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -302,6 +302,18 @@ fn bad_image_files_and_options_are_named() {
         ("data::transforms::random_resized_crop(4, #{scale: [0.9, 0.1]})", "min <= max"),
         ("data::transforms::random_vertical_flip(1.5)", "p must be in [0, 1]"),
         ("data::transforms::random_crop(4, #{padding: [1, 2, 3]})", "list of 2 or 4 ints"),
+        (
+            r#"data::transforms::random_crop(4, #{padding_mode: "wrap"})"#,
+            r#"padding_mode must be one of "constant", "edge", "reflect", "symmetric", got "wrap""#,
+        ),
+        (
+            r#"data::transformed(data::tensor_dataset(torch::zeros([2, 1, 4, 5])), #{transform: data::transforms::random_crop(4, #{padding: [0, 4], padding_mode: "reflect"})})[0]"#,
+            r#"random_crop: padding_mode "reflect": padding (4, 4) is too large for a dimension of 4 (at most 3 on a side)"#,
+        ),
+        (
+            r#"data::transformed(data::tensor_dataset(torch::zeros([2, 1, 4, 5])), #{transform: data::transforms::random_crop(4, #{padding: [6, 0], padding_mode: "symmetric"})})[0]"#,
+            r#"padding_mode "symmetric": padding (6, 6) is too large for a dimension of 5 (at most 5 on a side)"#,
+        ),
         ("data::transforms::random_rotation(3, #{center: [1]})", "center must be [x, y]"),
         ("data::transforms::random_rotation(3, #{expand: 1})", "option 'expand' must be a bool"),
         ("data::transforms::random_rotation(3, #{centre: [1, 2]})", "center"),
