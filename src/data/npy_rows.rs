@@ -69,10 +69,11 @@ pub fn read_rows(
     let mut shape = vec![indices.len() as i64];
     shape.extend_from_slice(row_shape);
     let t = tch::Tensor::f_empty(shape, (kind, tch::Device::Cpu))?;
-    let rb = row_shape.iter().product::<i64>() as usize * kind.elt_size_in_bytes();
-    if rb == 0 || indices.is_empty() {
+    if t.numel() == 0 {
         return Ok(t);
     }
+    // the tensor exists, so its size fits
+    let rb = row_shape.iter().product::<i64>() as usize * kind.elt_size_in_bytes();
     // SAFETY: `t` is a new contiguous CPU tensor of exactly `indices.len() * rb` bytes that
     // nothing else references yet; every byte pattern is a valid value of these dtypes except
     // bool, which is checked below before the tensor is handed out.

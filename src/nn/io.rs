@@ -337,6 +337,10 @@ pub fn read_safetensors_header(f: &mut std::fs::File, file_len: u64) -> Result<S
         if offsets[1] < offsets[0] || bytes != Some(offsets[1] - offsets[0]) {
             return Err(bad(format!("{name}: shape {shape:?} does not match its byte range {offsets:?}")));
         }
+        // a tensor's strides multiply its dims, zeros aside: libtorch refuses shapes where they overflow
+        if shape.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d.max(1))).is_none() {
+            return Err(bad(format!("{name}: shape {shape:?} is too large for a tensor's strides")));
+        }
         if offsets[1] > data_len {
             return Err(bad(format!(
                 "{name}: byte range {offsets:?} runs past the {data_len} bytes of data after the header (truncated?)"

@@ -142,6 +142,20 @@ fn a_safetensors_header_that_lies_is_refused_naming_the_tensor() {
             assert!(e.contains(want) && e.contains(p), "{src}: missing {want:?} in {e}");
         }
     }
+    // zero rows of rows too large for a tensor's strides: refused alike, before anything is made
+    let strides = write(
+        "strides.safetensors",
+        &st_bytes(r#"{"z":{"dtype":"F32","shape":[0,1099511627776,1099511627776],"data_offsets":[0,0]}}"#, &[]),
+    );
+    for mode in [r#""r""#, "()"] {
+        let e = eval(&format!(r#"data::safetensors("{strides}", #{{mmap_mode: {mode}}})"#)).unwrap_err();
+        assert!(e.contains("z: shape [0, 1099511627776, 1099511627776] is too large for a tensor's strides"), "{e}");
+    }
+    let empty =
+        write("empty.safetensors", &st_bytes(r#"{"z":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}}"#, &[]));
+    assert!(eval_bool(&format!(
+        r#"data::safetensors("{empty}", #{{mmap_mode: "r"}}).len() == 0 && data::safetensors("{empty}").len() == 0"#
+    )));
     // a bool row of a byte other than 0 / 1 is refused when it is read
     let e = eval(&format!(r#"data::safetensors("{boolean}", #{{mmap_mode: "r"}})[2]"#)).unwrap_err();
     assert!(e.contains("f: a bool array holds bytes other than 0 and 1"), "{e}");
