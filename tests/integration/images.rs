@@ -351,3 +351,25 @@ fn to_float_is_to_dtype_float32_scaled() {
         "#
     ));
 }
+
+/// pad_if_needed pads by the padding_mode too (torchvision RandomCrop): a 3-pixel row cropped to
+/// 5 is reflect-padded by 2 on each side (2 1 | 0 1 2 | 1 0) before the random window is taken.
+#[test]
+fn random_crop_pad_if_needed_uses_the_padding_mode() {
+    assert!(eval_bool(
+        r#"
+        let x = torch::arange(3).reshape([1, 1, 1, 3]).repeat([16, 1, 1, 1]);
+        let t = data::transforms::random_crop([1, 5], #{pad_if_needed: true, padding_mode: "reflect"});
+        let windows = [[2, 1, 0, 1, 2], [1, 0, 1, 2, 1], [0, 1, 2, 1, 0]];
+        let seen = #{};
+        for b in data::loader(data::transformed(data::tensor_dataset(x), #{transform: t, seed: 4}), #{batch_size: 16}) {
+            for i in 0..16 {
+                let w = b[0][i].reshape([5]).to_array();
+                if !windows.contains(w) { throw `window ${w}`; }
+                seen[`${w}`] = true;
+            }
+        }
+        seen.len() == 3
+        "#
+    ));
+}
