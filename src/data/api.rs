@@ -10,7 +10,7 @@ use super::sampler::Sampler;
 use super::script_ds::ScriptDataset;
 use super::script_iter::ScriptIterable;
 use super::tokenizer::{Level, TextTokenizer, Tokenizer, VocabOptions};
-use super::transform::{Field, Interp, Transform, Transformed};
+use super::transform::{Field, Interp, PadMode, Transform, Transformed};
 use super::{files, idx, image, synthetic, text, Batch, Dataset, EpochIter, FetchCtx};
 use crate::script::convert::{err, number, Opts, OrScript, RResult};
 use crate::script::registry::Registry;
@@ -606,15 +606,38 @@ fn image_folder(root: &str, m: &Map) -> RResult<DatasetHandle> {
     Ok(ds(image::ImageFolder::new(Path::new(root), float).or_script()?))
 }
 
+/// `mmap_mode` of the file datasets (NumPy's np.load option): `"r"` reads lazily (true), absent or
+/// `()` reads the whole file (false).
+fn lazy_mode(o: &Opts, what: &str) -> RResult<bool> {
+    match o.str_opt("mmap_mode")?.as_deref() {
+        None => Ok(false),
+        Some("r") => Ok(true),
+        Some(other) => Err(err(format!(
+            "{what}: mmap_mode must be \"r\" (read lazily; lt never writes to a data file) or absent / () (read whole), got \"{other}\""
+        ))),
+    }
+}
+
 fn npy(path: &str, m: &Map) -> RResult<DatasetHandle> {
     const W: &str = "data::npy";
     let o = Opts::new(m, W, &["mmap_mode"])?;
-    match o.str_opt("mmap_mode")?.as_deref() {
-        None => Ok(ds(TensorDataset::new(&[files::read_npy(Path::new(path)).or_script()?]).or_script()?)),
-        Some("r") => Ok(ds(super::npy_rows::NpyRows::open(Path::new(path)).or_script()?)),
-        Some(other) => Err(err(format!(
-            "{W}: mmap_mode must be \"r\" (read-only; lt never writes to a data file), got \"{other}\""
-        ))),
+    if lazy_mode(&o, W)? {
+        Ok(ds(super::npy_rows::NpyRows::open(Path::new(path)).or_script()?))
+    } else {
+        Ok(ds(TensorDataset::new(&[files::read_npy(Path::new(path)).or_script()?]).or_script()?))
+    }
+}
+
+fn safetensors(path: &str, m: &Map) -> RResult<DatasetHandle> {
+    const W: &str = "data::safetensors";
+    let o = Opts::new(m, W, &["keys", "mmap_mode"])?;
+    if lazy_mode(&o, W)? {
+        let keys = o.get("keys").map(|k| strings(k, W)).transpose()?;
+        Ok(ds(super::safetensors_rows::SafetensorsRows::open(Path::new(path), keys.as_deref(), W).or_script()?))
+    } else {
+        let rest: Map =
+            m.iter().filter(|(k, _)| k.as_str() != "mmap_mode").map(|(k, v)| (k.clone(), v.clone())).collect();
+        file_dataset(files::read_safetensors(Path::new(path)).or_script()?, &rest, W, path)
     }
 }
 
@@ -689,13 +712,9 @@ fn register_files(reg: &mut Registry) {
     reg.volatile("data", "save_safetensors", "tensors, path", doc, |m: Map, p: ImmutableString| -> RResult<()> {
         files::write_safetensors(&named_tensors(&m, "data::save_safetensors")?, Path::new(p.as_str())).or_script()
     });
-    let doc = "A dataset over the tensors of a safetensors file (all, sorted by name, or `#{keys: [...]}`); samples are maps `#{name: row}`.\n\n```rhai\nlet p = data::temp_dir() + \"/d.safetensors\";\ndata::save_safetensors(#{x: torch::randn([6, 2]), y: torch::arange(6)}, p);\nprint(data::safetensors(p).len());\n```";
-    reg.func("data", "safetensors", "path", doc, |p: ImmutableString| {
-        file_dataset(files::read_safetensors(Path::new(p.as_str())).or_script()?, &Map::new(), "data::safetensors", &p)
-    });
-    reg.func("data", "safetensors", "path, opts", doc, |p: ImmutableString, m: Map| {
-        file_dataset(files::read_safetensors(Path::new(p.as_str())).or_script()?, &m, "data::safetensors", &p)
-    });
+    let doc = "A dataset over the tensors of a safetensors file (all, sorted by name, or `#{keys: [...]}`), which share their first dim; samples are maps `#{name: row}`. Read whole, or with `#{mmap_mode: \"r\"}` lazily, as data::npy: only the header is read (and checked) up front and each batch reads just its rows of each tensor from the file, so a file larger than memory streams.\n\n```rhai\nlet p = data::temp_dir() + \"/d.safetensors\";\ndata::save_safetensors(#{x: torch::randn([6, 2]), y: torch::arange(6)}, p);\nprint(data::safetensors(p).len());\nlet lazy = data::safetensors(p, #{keys: [\"x\", \"y\"], mmap_mode: \"r\"});\nprint(lazy[4].y);\nfor b in data::loader(lazy, #{batch_size: 4, shuffle: true, num_workers: 2}) { print(b.x.shape); }\n```";
+    reg.func("data", "safetensors", "path", doc, |p: ImmutableString| safetensors(&p, &Map::new()));
+    reg.func("data", "safetensors", "path, opts", doc, |p: ImmutableString, m: Map| safetensors(&p, &m));
 
     let doc = "Reads an IDX file (the MNIST format), raw or gzip-compressed, as a tensor of its stored dtype.\n\n```rhai\nlet p = data::temp_dir() + \"/labels-idx1-ubyte\";\ndata::save_idx(torch::tensor([3, 1, 4]).to(\"uint8\"), p);\nprint(data::read_idx(p));\n```";
     reg.func("data", "read_idx", "path", doc, |p: ImmutableString| -> RResult<Tensor> {
@@ -869,10 +888,10 @@ fn register_transforms(reg: &mut Registry) {
         th(Transform::CenterCrop { height, width })
     });
 
-    let doc = "A random `size` crop (an int or `[h, w]`; torchvision.transforms.v2.RandomCrop) after padding by `#{padding: 0}` (an int, `[left/right, top/bottom]` or `[left, top, right, bottom]`) with `fill: 0`; `pad_if_needed: true` pads an image smaller than the crop. Seeded per sample by the dataset's and the loader's seed and the epoch.\n\n```rhai\nlet t = data::transforms::random_crop(28, #{padding: 4});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([8, 1, 28, 28])), #{transform: t});\nfor b in data::loader(ds, #{batch_size: 4, seed: 0}) { print(b[0].shape); }\n```";
+    let doc = "A random `size` crop (an int or `[h, w]`; torchvision.transforms.v2.RandomCrop) after padding by `#{padding: 0}` (an int, `[left/right, top/bottom]` or `[left, top, right, bottom]`) made by `padding_mode`: `\"constant\"` (the default, with `fill: 0`), `\"edge\"` (the edge pixel repeated), `\"reflect\"` (mirrored without repeating the edge: 2 1 | 0 1 2; padding < the image size) or `\"symmetric\"` (mirrored with it: 1 0 | 0 1 2; padding ≤ the image size); `pad_if_needed: true` pads an image smaller than the crop, by the same mode. A mask is padded and cropped alike. Seeded per sample by the dataset's and the loader's seed and the epoch.\n\n```rhai\nlet t = data::transforms::random_crop(28, #{padding: 4});\nlet ds = data::transformed(data::tensor_dataset(torch::rand([8, 1, 28, 28])), #{transform: t});\nfor b in data::loader(ds, #{batch_size: 4, seed: 0}) { print(b[0].shape); }\nlet x = torch::arange(3).reshape([1, 1, 3]);\nlet r = data::transforms::random_crop([1, 7], #{padding: [2, 0], padding_mode: \"reflect\"});\nprint(data::transformed(data::tensor_dataset(x.unsqueeze(0)), #{transform: r})[0][0]);\n```";
     let random_crop = |size: Dynamic, m: Map| -> RResult<TransformHandle> {
         const W: &str = "data::transforms::random_crop";
-        let o = Opts::new(&m, W, &["padding", "pad_if_needed", "fill"])?;
+        let o = Opts::new(&m, W, &["padding", "pad_if_needed", "fill", "padding_mode"])?;
         let (height, width) = size_arg(&size, W)?;
         let padding = match o.ints_opt("padding")?.unwrap_or_else(|| vec![0]).as_slice() {
             [p] => [*p; 4],
@@ -884,7 +903,12 @@ fn register_transforms(reg: &mut Registry) {
             return Err(err(format!("{W}: padding must be non-negative, got {padding:?}")));
         }
         let fill = o.f64_or("fill", 0.0)?;
-        th(Transform::RandomCrop { height, width, padding, pad_if_needed: o.bool_or("pad_if_needed", false)?, fill })
+        let mode = o.str_or("padding_mode", "constant")?;
+        let padding_mode = PadMode::parse(&mode).ok_or_else(|| {
+            err(format!("{W}: padding_mode must be one of \"{}\", got \"{mode}\"", PadMode::NAMES.join("\", \"")))
+        })?;
+        let pad_if_needed = o.bool_or("pad_if_needed", false)?;
+        th(Transform::RandomCrop { height, width, padding, pad_if_needed, fill, padding_mode })
     };
     reg.func(TR, "random_crop", "size", doc, move |s: Dynamic| random_crop(s, Map::new()));
     reg.func(TR, "random_crop", "size, opts", doc, random_crop);
@@ -931,10 +955,15 @@ fn register_transforms(reg: &mut Registry) {
         th(Transform::RandomVerticalFlip { p: prob(&p, "data::transforms::random_vertical_flip")? })
     });
 
-    let doc = "Rotates an image counter-clockwise by an angle drawn uniformly from `degrees` (a number d for [-d, d], or `[min, max]`) about its centre, keeping its size (torchvision.transforms.v2.RandomRotation): `#{interpolation: \"nearest\" | \"bilinear\", fill: 0}`. A mask is rotated with nearest and filled with 0.\n\n```rhai\nlet t = data::transforms::random_rotation([90, 90]);\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nprint(data::transformed(data::tensor_dataset(x), #{transform: t})[0][0]);\nlet r = data::transforms::random_rotation(15, #{interpolation: \"bilinear\"});\nprint(data::transformed(data::tensor_dataset(torch::rand([1, 3, 8, 8])), #{transform: r})[0][0].shape);\n```";
+    let doc = "Rotates an image counter-clockwise by an angle drawn uniformly from `degrees` (a number d for [-d, d], or `[min, max]`) about its centre, keeping its size (torchvision.transforms.v2.RandomRotation): `#{interpolation: \"nearest\" | \"bilinear\", fill: 0, expand: false, center}`. `expand: true` makes the output large enough to hold the whole rotated image (its size then depends on the angle); `center: [x, y]` rotates about that point, in pixel coordinates (x to the right from the left edge, y down from the top edge; the default is the image centre, [w / 2, h / 2]). A mask is rotated alike with nearest and filled with 0.\n\n```rhai\nlet t = data::transforms::random_rotation([90, 90]);\nlet x = torch::arange(4).reshape([1, 1, 2, 2]);\nprint(data::transformed(data::tensor_dataset(x), #{transform: t})[0][0]);\nlet r = data::transforms::random_rotation(15, #{interpolation: \"bilinear\"});\nprint(data::transformed(data::tensor_dataset(torch::rand([1, 3, 8, 8])), #{transform: r})[0][0].shape);\nlet e = data::transforms::random_rotation([45, 45], #{expand: true, center: [0, 0], fill: 1});\nprint(data::transformed(data::tensor_dataset(torch::zeros([1, 1, 4, 6])), #{transform: e})[0][0].shape);\n```";
     let rot = |d: Dynamic, m: Map| -> RResult<TransformHandle> {
         const W: &str = "data::transforms::random_rotation";
-        let o = Opts::new(&m, W, &["interpolation", "fill"])?;
+        let o = Opts::new(&m, W, &["interpolation", "fill", "expand", "center"])?;
+        let center = match o.numbers_opt("center")?.as_deref() {
+            None => None,
+            Some([x, y]) if x.is_finite() && y.is_finite() => Some((*x, *y)),
+            Some(v) => return Err(err(format!("{W}: center must be [x, y] (finite pixel coordinates), got {v:?}"))),
+        };
         let degrees = if d.is_int() || d.is_float() {
             let v = number(&d, W)?;
             if v < 0.0 {
@@ -951,6 +980,8 @@ fn register_transforms(reg: &mut Registry) {
             degrees,
             interpolation: interp_opt(&o, "nearest", W)?,
             fill: o.f64_or("fill", 0.0)?,
+            expand: o.bool_or("expand", false)?,
+            center,
         })
     };
     reg.func(TR, "random_rotation", "degrees", doc, move |d: Dynamic| rot(d, Map::new()));
@@ -1017,6 +1048,8 @@ fn register_transforms(reg: &mut Registry) {
     let alias = alias_doc("to_dtype", doc);
     reg.func("data", "to_dtype", "dtype", &alias, move |d: ImmutableString| to_dtype(d, Map::new()));
     reg.func("data", "to_dtype", "dtype, opts", &alias, to_dtype);
+    let doc = "Casts an image to float32, scaling integer images to [0, 1] (uint8: × 1/255): torchvision.transforms.v2.ToDtype(torch.float32, scale=True), the same transform as `to_dtype(\"float32\", #{scale: true})`; float images are only cast. Masks are left alone.\n\n```rhai\nlet ds = data::transformed(data::tensor_dataset(torch::full([2, 3], 51).to(\"uint8\")), #{transform: data::transforms::to_float()});\nprint(ds[0][0]);\n```";
+    reg.func(TR, "to_float", "", doc, || th(Transform::ToDtype { kind: tch::Kind::Float, scale: true }));
     let doc = "Several transforms one after the other (torchvision.transforms.v2.Compose).\n\n```rhai\nlet t = data::transforms::compose([data::transforms::to_dtype(\"float32\", #{scale: true}), data::transforms::normalize(0.5, 0.5)]);\nlet ds = data::transformed(data::tensor_dataset(torch::zeros([2, 1, 2, 2]).to(\"uint8\")), #{transform: t});\nprint(ds[0][0]);\n```";
     let compose = |a: Array| -> RResult<TransformHandle> {
         th(Transform::Compose(a.iter().map(|v| transform_of(v, "data::transforms::compose")).collect::<RResult<_>>()?))

@@ -29,26 +29,9 @@ impl TensorDataset {
 
     /// Same, with a name for descriptions (`"CSV data.csv"`).
     pub fn build(tensors: &[tch::Tensor], names: Option<Vec<String>>, what: &str) -> Result<TensorDataset> {
-        if tensors.is_empty() {
-            return Err(data_err!("tensor_dataset: needs at least one tensor"));
-        }
-        let mut len = None;
-        for (i, t) in tensors.iter().enumerate() {
-            let n = *t.size().first().ok_or_else(|| {
-                data_err!("tensor_dataset: tensor {i} is 0-dimensional; every tensor needs a first (sample) dimension")
-            })?;
-            match len {
-                None => len = Some(n),
-                Some(l) if l != n => {
-                    return Err(data_err!(
-                        "tensor_dataset: size mismatch between tensors: tensor 0 has {l} samples, tensor {i} has {n}"
-                    ))
-                }
-                _ => {}
-            }
-        }
+        let len = sample_count(tensors.iter().map(|t| t.size()))?;
         let tensors = tensors.iter().map(SharedTensor::new).collect::<Result<_>>()?;
-        Ok(TensorDataset { tensors, names, len: len.unwrap_or(0) as usize, classes: None, what: what.to_string() })
+        Ok(TensorDataset { tensors, names, len, classes: None, what: what.to_string() })
     }
 
     pub fn with_classes(mut self, classes: Option<Vec<String>>) -> Self {
@@ -60,6 +43,27 @@ impl TensorDataset {
     pub fn tensors(&self) -> Vec<tch::Tensor> {
         self.tensors.iter().map(SharedTensor::handle).collect()
     }
+}
+
+/// The number of samples of tensors of these shapes, which must all have the same first (sample)
+/// dimension (torch TensorDataset's rule); at least one shape.
+pub fn sample_count(shapes: impl Iterator<Item = Vec<i64>>) -> Result<usize> {
+    let mut len = None;
+    for (i, s) in shapes.enumerate() {
+        let n = *s.first().ok_or_else(|| {
+            data_err!("tensor_dataset: tensor {i} is 0-dimensional; every tensor needs a first (sample) dimension")
+        })?;
+        match len {
+            None => len = Some(n),
+            Some(l) if l != n => {
+                return Err(data_err!(
+                    "tensor_dataset: size mismatch between tensors: tensor 0 has {l} samples, tensor {i} has {n}"
+                ))
+            }
+            _ => {}
+        }
+    }
+    len.map(|l| l as usize).ok_or_else(|| data_err!("tensor_dataset: needs at least one tensor"))
 }
 
 impl Dataset for TensorDataset {

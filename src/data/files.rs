@@ -218,16 +218,17 @@ pub fn write_safetensors(ts: &[(String, Tensor)], path: &Path) -> Result<()> {
     crate::nn::io::save_safetensors(path, ts, None).map_err(|e| data_err!("{e}"))
 }
 
-/// Picks `keys` (all, in file order, when `None`) out of named tensors.
-pub fn select(ts: Vec<(String, Tensor)>, keys: Option<&[String]>, path: &Path) -> Result<Vec<(String, Tensor)>> {
+/// Picks `keys` (all, in the given order, when `None`) out of named tensors (or of what
+/// describes them).
+pub fn select<T>(ts: Vec<(String, T)>, keys: Option<&[String]>, path: &Path) -> Result<Vec<(String, T)>> {
     match keys {
         None => Ok(ts),
         Some(keys) => {
+            let have: Vec<String> = ts.iter().map(|(n, _)| n.clone()).collect();
             let mut ts = ts;
             keys.iter()
                 .map(|k| {
                     let pos = ts.iter().position(|(n, _)| n == k).ok_or_else(|| {
-                        let have: Vec<&str> = ts.iter().map(|(n, _)| n.as_str()).collect();
                         data_err!("{}: no array named '{k}'; the file has: {}", path.display(), have.join(", "))
                     })?;
                     Ok(ts.remove(pos))

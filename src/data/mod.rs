@@ -47,6 +47,7 @@ pub mod iterable;
 pub mod loader;
 pub mod npy_rows;
 pub mod rng;
+pub mod safetensors_rows;
 pub mod sampler;
 pub mod script_ds;
 pub mod script_iter;

@@ -19,14 +19,44 @@ pub enum Interp {
     Bilinear,
 }
 
+/// How padding is made (torchvision's padding_mode): a constant `fill`, the edge pixel repeated,
+/// the image mirrored about its edge pixel (`reflect`: 2 1 | 0 1 2) or including it
+/// (`symmetric`: 1 0 | 0 1 2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PadMode {
+    Constant,
+    Edge,
+    Reflect,
+    Symmetric,
+}
+
+impl PadMode {
+    pub const NAMES: [&'static str; 4] = ["constant", "edge", "reflect", "symmetric"];
+
+    pub fn parse(s: &str) -> Option<PadMode> {
+        Some(match s {
+            "constant" => PadMode::Constant,
+            "edge" => PadMode::Edge,
+            "reflect" => PadMode::Reflect,
+            "symmetric" => PadMode::Symmetric,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Transform {
     /// torchvision Resize: `size` is `[h, w]`, or `[s]` for the smaller edge (capped by `max_size`).
     Resize { size: Vec<i64>, interpolation: Interp, antialias: bool, max_size: Option<i64> },
     /// torchvision CenterCrop: zero-padded first where the crop is larger than the image.
     CenterCrop { height: i64, width: i64 },
-    /// torchvision RandomCrop: `padding` is left, top, right, bottom, filled with `fill`.
-    RandomCrop { height: i64, width: i64, padding: [i64; 4], pad_if_needed: bool, fill: f64 },
+    /// torchvision RandomCrop: `padding` is left, top, right, bottom, made by `padding_mode`
+    /// (`fill` for constant padding).
+    RandomCrop { height: i64, width: i64, padding: [i64; 4], pad_if_needed: bool, fill: f64, padding_mode: PadMode },
     /// torchvision RandomResizedCrop.
     RandomResizedCrop {
         height: i64,
@@ -40,8 +70,10 @@ pub enum Transform {
     RandomHorizontalFlip { p: f64 },
     /// torchvision RandomVerticalFlip.
     RandomVerticalFlip { p: f64 },
-    /// torchvision RandomRotation: an angle drawn uniformly from `degrees`, counter-clockwise.
-    RandomRotation { degrees: (f64, f64), interpolation: Interp, fill: f64 },
+    /// torchvision RandomRotation: an angle drawn uniformly from `degrees`, counter-clockwise about
+    /// `center` (`[x, y]` in pixels; the image centre when `None`); `expand` grows the output to
+    /// hold the whole rotated image.
+    RandomRotation { degrees: (f64, f64), interpolation: Interp, fill: f64, expand: bool, center: Option<(f64, f64)> },
     /// torchvision ColorJitter: factors drawn from each range, applied in a random order.
     ColorJitter {
         brightness: Option<(f64, f64)>,
@@ -147,6 +179,51 @@ fn resize_tensor(t: &Tensor, oh: i64, ow: i64, interp: Interp, antialias: bool, 
     unplanes(y, &shape)
 }
 
+/// The source index of each of the `before + n + after` positions of a dim of size `n` padded by
+/// `mode` (not constant), as torch's replication / reflection pads and torchvision's
+/// _pad_symmetric pick them; a pad wider than the mode allows is an error.
+fn pad_indices(n: i64, before: i64, after: i64, mode: PadMode) -> Result<Vec<i64>> {
+    let most = match mode {
+        PadMode::Reflect => n - 1,
+        PadMode::Symmetric => n,
+        _ => i64::MAX,
+    };
+    if (before > 0 || after > 0) && (n == 0 || before > most || after > most) {
+        return Err(data_err!(
+            "padding_mode \"{}\": padding ({before}, {after}) is too large for a dimension of {n} (at most {} on a side)",
+            mode.name(),
+            if n == 0 { 0 } else { most }
+        ));
+    }
+    Ok((-before..n + after)
+        .map(|i| match mode {
+            PadMode::Reflect if i < 0 => -i,
+            PadMode::Reflect if i >= n => 2 * (n - 1) - i,
+            PadMode::Symmetric if i < 0 => -i - 1,
+            PadMode::Symmetric if i >= n => 2 * n - 1 - i,
+            _ => i.clamp(0, n - 1),
+        })
+        .collect())
+}
+
+/// Pads the last two dims by `[left, top, right, bottom]` (torchvision pad_image): constant with
+/// `fill`, otherwise by copying pixels (exact for every dtype).
+pub fn pad(t: &Tensor, padding: [i64; 4], mode: PadMode, fill: f64) -> Result<Tensor> {
+    let [l, tp, r, b] = padding;
+    let (h, w) = hw(t, "pad")?;
+    if padding.iter().all(|&p| p == 0) {
+        return Ok(t.shallow_clone());
+    }
+    if mode == PadMode::Constant {
+        return Ok(t.f_pad([l, r, tp, b], "constant", fill)?);
+    }
+    let n = t.dim() as i64;
+    let index = |k: i64, before, after| -> Result<Tensor> {
+        Ok(Tensor::f_from_slice(&pad_indices(k, before, after, mode)?)?.f_to_device(t.device())?)
+    };
+    Ok(t.f_index_select(n - 1, &index(w, l, r)?)?.f_index_select(n - 2, &index(h, tp, b)?)?)
+}
+
 /// The `height × width` window at `top`, `left`; where it leaves the image, filled with `fill`
 /// (torchvision crop_image, with pad's fill).
 fn crop(t: &Tensor, top: i64, left: i64, height: i64, width: i64, fill: f64) -> Result<Tensor> {
@@ -169,50 +246,91 @@ fn center_crop(t: &Tensor, ch: i64, cw: i64) -> Result<Tensor> {
     crop(t, top, left, ch, cw, 0.0)
 }
 
+/// The output width and height of a rotation by the inverse affine `matrix` with `expand`
+/// (torchvision _compute_affine_output_size_tensor, in float32 as there): the bounding box of the
+/// rotated corners, truncated to 1e-4 before rounding outwards.
+fn expanded_size(matrix: &[f64; 6], w: i64, h: i64) -> Result<(i64, i64)> {
+    let (half_w, half_h) = (0.5 * w as f64, 0.5 * h as f64);
+    let pts = Tensor::f_from_slice(&[
+        -half_w, -half_h, 1.0, -half_w, half_h, 1.0, half_w, half_h, 1.0, half_w, -half_h, 1.0,
+    ])?
+    .f_to_kind(Kind::Float)?
+    .f_reshape([4, 3])?;
+    let theta = Tensor::f_from_slice(&matrix[..])?.f_to_kind(Kind::Float)?.f_reshape([2, 3])?;
+    let new_pts = pts.f_matmul(&theta.f_transpose(0, 1)?)?;
+    let halfs = Tensor::f_from_slice(&[half_w, half_h])?.f_to_kind(Kind::Float)?;
+    let (min_v, max_v) = new_pts.f_aminmax(Some(0), false)?;
+    let (tol, inv_tol) = (1e-4, 1.0 / 1e-4);
+    let cmax = max_v.f_add(&halfs)?.f_mul_scalar(inv_tol)?.f_trunc()?.f_mul_scalar(tol)?.f_ceil()?;
+    let cmin = min_v.f_add(&halfs)?.f_mul_scalar(inv_tol)?.f_trunc()?.f_mul_scalar(tol)?.f_floor()?;
+    let size = Vec::<f32>::try_from(cmax.f_sub(&cmin)?)?;
+    Ok((size[0] as i64, size[1] as i64))
+}
+
 /// torchvision's rotate_image with `fill` (RandomRotation always passes one): an affine grid
-/// sampled with zero padding, plus a ones channel that marks where `fill` goes.
-fn rotate(t: &Tensor, angle: f64, interp: Interp, fill: f64, mask: bool) -> Result<Tensor> {
+/// sampled with zero padding, plus a ones channel that marks where `fill` goes. `center` is in
+/// pixel coordinates (`[x, y]`, torchvision's convention); `expand` sizes the output to hold the
+/// whole rotated image, sampled about its centre.
+fn rotate(
+    t: &Tensor,
+    angle: f64,
+    interp: Interp,
+    fill: f64,
+    mask: bool,
+    expand: bool,
+    center: Option<(f64, f64)>,
+) -> Result<Tensor> {
     let (h, w) = hw(t, "random_rotation")?;
     let angle = angle.rem_euclid(360.0);
-    if angle == 0.0 {
-        return Ok(t.f_detach_copy()?);
-    }
-    if angle == 180.0 {
-        return Ok(t.f_rot90(2, [-2, -1])?);
-    }
-    if h == w && (angle == 90.0 || angle == 270.0) {
-        return Ok(t.f_rot90(if angle == 90.0 { 1 } else { 3 }, [-2, -1])?);
+    if center.is_none() {
+        if angle == 0.0 {
+            return Ok(t.f_detach_copy()?);
+        }
+        if angle == 180.0 {
+            return Ok(t.f_rot90(2, [-2, -1])?);
+        }
+        if (expand || h == w) && (angle == 90.0 || angle == 270.0) {
+            return Ok(t.f_rot90(if angle == 90.0 { 1 } else { 3 }, [-2, -1])?);
+        }
     }
     let interp = if mask { Interp::Nearest } else { interp };
     let (x, shape) = planes(t, mask)?;
     let kind = x.kind();
     let gk = if kind == Kind::Double { Kind::Double } else { Kind::Float };
     let xf = if kind == gk { x } else { x.f_to_kind(gk)? };
-    let opts = (gk, xf.device());
-    // the inverse rotation by -angle about the centre (torchvision _get_inverse_affine_matrix)
+    let dev = xf.device();
+    // the inverse rotation by -angle about the centre, moved to `center` (torchvision
+    // _get_inverse_affine_matrix with the centre relative to the image's centre)
+    let (cx, cy) = center.map(|(x, y)| (x - 0.5 * w as f64, y - 0.5 * h as f64)).unwrap_or((0.0, 0.0));
     let r = (-angle).to_radians();
-    let theta =
-        Tensor::f_from_slice(&[r.cos(), r.sin(), 0.0, -r.sin(), r.cos(), 0.0])?.f_to_kind(gk)?.f_reshape([1, 2, 3])?;
-    let theta = theta.f_to_device(opts.1)?;
-    // torchvision _affine_grid: pixel-centre coordinates, normalized after applying theta
+    let mut m = [r.cos(), r.sin(), 0.0, -r.sin(), r.cos(), 0.0];
+    m[2] += cx - m[0] * cx - m[1] * cy;
+    m[5] += cy - m[3] * cx - m[4] * cy;
+    let (ow, oh) = if expand { expanded_size(&m, w, h)? } else { (w, h) };
+    if ow <= 0 || oh <= 0 {
+        return Err(data_err!("random_rotation: the rotated {h}x{w} image would be {oh}x{ow}"));
+    }
+    let theta = Tensor::f_from_slice(&m)?.f_to_kind(gk)?.f_reshape([1, 2, 3])?.f_to_device(dev)?;
+    // torchvision _affine_grid: output pixel-centre coordinates, normalized by the input size
+    // after applying theta
     let xs =
-        Tensor::f_linspace((1.0 - w as f64) * 0.5, (w as f64 - 1.0) * 0.5, w, (Kind::Float, opts.1))?.f_to_kind(gk)?;
+        Tensor::f_linspace((1.0 - ow as f64) * 0.5, (ow as f64 - 1.0) * 0.5, ow, (Kind::Float, dev))?.f_to_kind(gk)?;
     let ys =
-        Tensor::f_linspace((1.0 - h as f64) * 0.5, (h as f64 - 1.0) * 0.5, h, (Kind::Float, opts.1))?.f_to_kind(gk)?;
+        Tensor::f_linspace((1.0 - oh as f64) * 0.5, (oh as f64 - 1.0) * 0.5, oh, (Kind::Float, dev))?.f_to_kind(gk)?;
     let base = Tensor::f_stack(
         &[
-            xs.f_unsqueeze(0)?.f_expand([h, w], false)?,
-            ys.f_unsqueeze(1)?.f_expand([h, w], false)?,
-            Tensor::f_ones([h, w], opts)?,
+            xs.f_unsqueeze(0)?.f_expand([oh, ow], false)?,
+            ys.f_unsqueeze(1)?.f_expand([oh, ow], false)?,
+            Tensor::f_ones([oh, ow], (gk, dev))?,
         ],
         -1,
     )?
-    .f_reshape([1, h * w, 3])?;
-    let half = Tensor::f_from_slice(&[0.5 * w as f64, 0.5 * h as f64])?.f_to_kind(gk)?.f_to_device(opts.1)?;
-    let grid = base.f_bmm(&theta.f_transpose(1, 2)?.f_div(&half)?)?.f_reshape([1, h, w, 2])?;
+    .f_reshape([1, oh * ow, 3])?;
+    let half = Tensor::f_from_slice(&[0.5 * w as f64, 0.5 * h as f64])?.f_to_kind(gk)?.f_to_device(dev)?;
+    let grid = base.f_bmm(&theta.f_transpose(1, 2)?.f_div(&half)?)?.f_reshape([1, oh, ow, 2])?;
     let n = xf.size()[0];
-    let grid = grid.f_expand([n, h, w, 2], false)?;
-    let ones = Tensor::f_ones([n, 1, h, w], opts)?;
+    let grid = grid.f_expand([n, oh, ow, 2], false)?;
+    let ones = Tensor::f_ones([n, 1, h, w], (gk, dev))?;
     let c = xf.size()[1];
     let with_mask = Tensor::f_cat(&[xf, ones], 1)?;
     let mode = if interp == Interp::Nearest { 1 } else { 0 };
@@ -311,26 +429,30 @@ impl Transform {
                 both(&|t, m| resize_tensor(t, oh, ow, *interpolation, *antialias, m))
             }
             Transform::CenterCrop { height, width } => both(&|t, _| center_crop(t, *height, *width)),
-            Transform::RandomCrop { height, width, padding, pad_if_needed, fill } => {
+            Transform::RandomCrop { height, width, padding, pad_if_needed, fill, padding_mode } => {
                 let (h, w) = hw(&image, what)?;
-                let [mut pl, mut pt, pr, pb] = *padding;
+                let [mut pl, mut pt, mut pr, mut pb] = *padding;
                 let (mut ph, mut pw) = (h + pt + pb, w + pl + pr);
                 if *pad_if_needed && ph < *height {
                     let d = height - ph;
-                    (pt, ph) = (pt + d, ph + 2 * d);
+                    (pt, pb, ph) = (pt + d, pb + d, ph + 2 * d);
                 }
                 if *pad_if_needed && pw < *width {
                     let d = width - pw;
-                    (pl, pw) = (pl + d, pw + 2 * d);
+                    (pl, pr, pw) = (pl + d, pr + d, pw + 2 * d);
                 }
                 if *height > ph || *width > pw {
                     return Err(data_err!(
                         "{what}: required crop size ({height}, {width}) is larger than the (padded) image size ({ph}, {pw})"
                     ));
                 }
-                let top = rng.below((ph - height + 1) as u64) as i64 - pt;
-                let left = rng.below((pw - width + 1) as u64) as i64 - pl;
-                both(&|t, _| crop(t, top, left, *height, *width, *fill))
+                let top = rng.below((ph - height + 1) as u64) as i64;
+                let left = rng.below((pw - width + 1) as u64) as i64;
+                both(&|t, _| {
+                    let p = pad(t, [pl, pt, pr, pb], *padding_mode, *fill).map_err(|e| data_err!("{what}: {e}"))?;
+                    let n = p.dim() as i64;
+                    Ok(p.f_narrow(n - 2, top, *height)?.f_narrow(n - 1, left, *width)?)
+                })
             }
             Transform::RandomResizedCrop { height, width, scale, ratio, interpolation, antialias } => {
                 let (ih, iw) = hw(&image, what)?;
@@ -349,9 +471,9 @@ impl Transform {
                     Ok(Sample { image, mask })
                 }
             }
-            Transform::RandomRotation { degrees, interpolation, fill } => {
+            Transform::RandomRotation { degrees, interpolation, fill, expand, center } => {
                 let angle = degrees.0 + (degrees.1 - degrees.0) * rng.uniform();
-                both(&|t, m| rotate(t, angle, *interpolation, if m { 0.0 } else { *fill }, m))
+                both(&|t, m| rotate(t, angle, *interpolation, if m { 0.0 } else { *fill }, m, *expand, *center))
             }
             Transform::ColorJitter { brightness, contrast, saturation, hue } => {
                 let c = image.size().len().checked_sub(3).map(|i| image.size()[i]);

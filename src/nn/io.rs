@@ -264,7 +264,7 @@ pub fn check_zip_entry(entry: &zip::read::ZipFile<'_>, file_len: u64) -> Result<
 }
 
 /// The largest safetensors header accepted (the format's own limit).
-const MAX_HEADER: u64 = 100_000_000;
+pub const MAX_HEADER: u64 = 100_000_000;
 
 /// Reads the header of a safetensors file: its size and its JSON.
 fn read_header(f: &mut std::fs::File, file_len: u64) -> Result<(u64, serde_json::Value), String> {
@@ -290,15 +290,28 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>,
     Ok(md.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string()))).collect())
 }
 
-/// Reads a safetensors file straight into tensor memory (one copy, no whole-file buffer): the
-/// header is parsed and checked first (dtypes, shapes against byte ranges, ranges contiguous and
-/// covering the file exactly), then each tensor is allocated and filled from the file. A truncated
-/// or corrupt file is an error. Tensors come in file order.
-pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsContents, String> {
+/// One tensor of a safetensors file, as its header declares it (checked by
+/// [`read_safetensors_header`]): `offset` is where its bytes start in the file, `len` how many.
+#[derive(Debug, Clone)]
+pub struct SafetensorsEntry {
+    pub name: String,
+    pub kind: Kind,
+    pub shape: Vec<i64>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A safetensors file's checked header: its tensors in file order, and its `__metadata__`.
+pub type SafetensorsHeader = (Vec<SafetensorsEntry>, HashMap<String, String>);
+
+/// Reads and checks the header of a safetensors file of `file_len` bytes (nothing past it): the
+/// header size is bounded by the file and by [`MAX_HEADER`], every dtype is one lt supports, every
+/// shape matches its byte range, and the ranges lie inside the data section, contiguous and
+/// covering it exactly. A header that lies is refused with the tensor it lies about.
+pub fn read_safetensors_header(f: &mut std::fs::File, file_len: u64) -> Result<SafetensorsHeader, String> {
     let bad = |why: String| format!("not a valid safetensors file: {why}");
-    let mut f = crate::fs::open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
-    let file_len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
-    let (n, json) = read_header(&mut f, file_len)?;
+    let (n, json) = read_header(f, file_len)?;
+    let data_len = file_len - 8 - n;
     let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
     let mut metadata = HashMap::new();
     let mut entries = Vec::new();
@@ -314,7 +327,7 @@ pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsContents, String>
         }
         let dtype: Dtype = serde_json::from_value(v.get("dtype").cloned().unwrap_or_default())
             .map_err(|e| bad(format!("{name}: dtype: {e}")))?;
-        let kind = from_st_dtype(dtype)?;
+        let kind = from_st_dtype(dtype).map_err(|e| bad(format!("{name}: {e}")))?;
         let shape: Vec<i64> = serde_json::from_value(v.get("shape").cloned().unwrap_or_default())
             .map_err(|e| bad(format!("{name}: shape: {e}")))?;
         let offsets: [u64; 2] = serde_json::from_value(v.get("data_offsets").cloned().unwrap_or_default())
@@ -324,27 +337,54 @@ pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsContents, String>
         if offsets[1] < offsets[0] || bytes != Some(offsets[1] - offsets[0]) {
             return Err(bad(format!("{name}: shape {shape:?} does not match its byte range {offsets:?}")));
         }
-        entries.push((offsets, name.clone(), kind, shape));
-    }
-    entries.sort_by_key(|e| e.0);
-    let mut end = 0;
-    for (o, name, ..) in &entries {
-        if o[0] != end {
-            return Err(bad(format!("{name}: byte range {o:?} leaves a gap or overlaps")));
+        // a tensor's strides multiply its dims, zeros aside: libtorch refuses shapes where they overflow
+        if shape.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d.max(1))).is_none() {
+            return Err(bad(format!("{name}: shape {shape:?} is too large for a tensor's strides")));
         }
-        end = o[1];
+        if offsets[1] > data_len {
+            return Err(bad(format!(
+                "{name}: byte range {offsets:?} runs past the {data_len} bytes of data after the header (truncated?)"
+            )));
+        }
+        entries.push(SafetensorsEntry {
+            name: name.clone(),
+            kind,
+            shape,
+            offset: 8 + n + offsets[0],
+            len: offsets[1] - offsets[0],
+        });
     }
-    if 8 + n + end != file_len {
+    entries.sort_by_key(|e| e.offset);
+    let mut end = 8 + n;
+    for e in &entries {
+        if e.offset != end {
+            let o = [e.offset - 8 - n, e.offset - 8 - n + e.len];
+            return Err(bad(format!("{}: byte range {o:?} leaves a gap or overlaps", e.name)));
+        }
+        end = e.offset + e.len;
+    }
+    if end != file_len {
         return Err(bad(format!(
-            "the tensors take {end} bytes but the file holds {} after the header",
-            file_len - 8 - n
+            "the tensors take {} bytes but the file holds {data_len} after the header",
+            end - 8 - n
         )));
     }
+    Ok((entries, metadata))
+}
+
+/// Reads a safetensors file straight into tensor memory (one copy, no whole-file buffer): the
+/// header is parsed and checked first ([`read_safetensors_header`]), then each tensor is allocated
+/// and filled from the file. A truncated or corrupt file is an error. Tensors come in file order.
+pub fn read_safetensors_file(path: &Path) -> Result<SafetensorsContents, String> {
+    let bad = |why: String| format!("not a valid safetensors file: {why}");
+    let mut f = crate::fs::open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
+    let file_len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+    let (entries, metadata) = read_safetensors_header(&mut f, file_len)?;
     let mut out = Vec::with_capacity(entries.len());
     let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
-    for (_, name, kind, shape) in entries {
-        let t = read_tensor(&mut reader, &shape, kind).map_err(|e| bad(format!("{name}: {e}")))?;
-        out.push((name, t));
+    for e in entries {
+        let t = read_tensor(&mut reader, &e.shape, e.kind).map_err(|why| bad(format!("{}: {why}", e.name)))?;
+        out.push((e.name, t));
     }
     Ok((out, metadata))
 }

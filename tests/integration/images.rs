@@ -195,7 +195,7 @@ fn transforms_match_torchvision_v2() {
             }
         }
     }
-    assert!(cases.len() >= 46, "only {} cases", cases.len());
+    assert!(cases.len() >= 93, "only {} cases", cases.len());
     assert!(failures.is_empty(), "{} mismatches with torchvision:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -303,6 +303,21 @@ fn bad_image_files_and_options_are_named() {
         ("data::transforms::random_vertical_flip(1.5)", "p must be in [0, 1]"),
         ("data::transforms::random_crop(4, #{padding: [1, 2, 3]})", "list of 2 or 4 ints"),
         (
+            r#"data::transforms::random_crop(4, #{padding_mode: "wrap"})"#,
+            r#"padding_mode must be one of "constant", "edge", "reflect", "symmetric", got "wrap""#,
+        ),
+        (
+            r#"data::transformed(data::tensor_dataset(torch::zeros([2, 1, 4, 5])), #{transform: data::transforms::random_crop(4, #{padding: [0, 4], padding_mode: "reflect"})})[0]"#,
+            r#"random_crop: padding_mode "reflect": padding (4, 4) is too large for a dimension of 4 (at most 3 on a side)"#,
+        ),
+        (
+            r#"data::transformed(data::tensor_dataset(torch::zeros([2, 1, 4, 5])), #{transform: data::transforms::random_crop(4, #{padding: [6, 0], padding_mode: "symmetric"})})[0]"#,
+            r#"padding_mode "symmetric": padding (6, 6) is too large for a dimension of 5 (at most 5 on a side)"#,
+        ),
+        ("data::transforms::random_rotation(3, #{center: [1]})", "center must be [x, y]"),
+        ("data::transforms::random_rotation(3, #{expand: 1})", "option 'expand' must be a bool"),
+        ("data::transforms::random_rotation(3, #{centre: [1, 2]})", "center"),
+        (
             "data::transformed(data::tensor_dataset(torch::zeros([2, 1, 4, 4]).to(\"uint8\")), #{transform: data::transforms::normalize(0.5, 0.5)})[0]",
             "should be a float tensor, got uint8",
         ),
@@ -319,4 +334,42 @@ fn bad_image_files_and_options_are_named() {
         let e = eval(src).unwrap_err();
         assert!(e.contains(want), "{src}: {e}");
     }
+}
+
+/// `to_float()` is ToDtype(float32, scale=True): on uint8 images, the same values as
+/// `to_dtype("float32", #{scale: true})`, which are x / 255 (the fixture checks it against
+/// torchvision too).
+#[test]
+fn to_float_is_to_dtype_float32_scaled() {
+    assert!(eval_bool(
+        r#"
+        let x = torch::arange(256).to("uint8").reshape([1, 1, 16, 16]);
+        let a = data::transformed(data::tensor_dataset(x), #{transform: data::transforms::to_float()})[0][0];
+        let b = data::transformed(data::tensor_dataset(x), #{transform: data::transforms::to_dtype("float32", #{scale: true})})[0][0];
+        let want = x[0].to("float32") / 255.0;
+        a.dtype == "float32" && a.equal(b) && (a - want).abs().max().item() < 1e-7 && a.max().item() == 1.0
+        "#
+    ));
+}
+
+/// pad_if_needed pads by the padding_mode too (torchvision RandomCrop): a 3-pixel row cropped to
+/// 5 is reflect-padded by 2 on each side (2 1 | 0 1 2 | 1 0) before the random window is taken.
+#[test]
+fn random_crop_pad_if_needed_uses_the_padding_mode() {
+    assert!(eval_bool(
+        r#"
+        let x = torch::arange(3).reshape([1, 1, 1, 3]).repeat([16, 1, 1, 1]);
+        let t = data::transforms::random_crop([1, 5], #{pad_if_needed: true, padding_mode: "reflect"});
+        let windows = [[2, 1, 0, 1, 2], [1, 0, 1, 2, 1], [0, 1, 2, 1, 0]];
+        let seen = #{};
+        for b in data::loader(data::transformed(data::tensor_dataset(x), #{transform: t, seed: 4}), #{batch_size: 16}) {
+            for i in 0..16 {
+                let w = b[0][i].reshape([5]).to_array();
+                if !windows.contains(w) { throw `window ${w}`; }
+                seen[`${w}`] = true;
+            }
+        }
+        seen.len() == 3
+        "#
+    ));
 }

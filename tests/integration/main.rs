@@ -23,6 +23,7 @@ mod hostile_files;
 mod hostile_pickle;
 mod images;
 mod iterable;
+mod lazy_files;
 mod lightning_ckpt;
 mod live_logs;
 mod logger_api;
