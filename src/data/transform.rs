@@ -473,7 +473,7 @@ impl Transform {
             }
             Transform::RandomRotation { degrees, interpolation, fill, expand, center } => {
                 let angle = degrees.0 + (degrees.1 - degrees.0) * rng.uniform();
-                both(&|t, m| rotate(t, angle, *interpolation, if m { 0.0 } else { *fill }, m, *expand, *center))
+                both(&|t, m| rotate(t, angle, *interpolation, *fill, m, *expand, *center))
             }
             Transform::ColorJitter { brightness, contrast, saturation, hue } => {
                 let c = image.size().len().checked_sub(3).map(|i| image.size()[i]);
