@@ -249,13 +249,29 @@ m.fc.forward(torch::ones([1, 2])).sum().backward();\nm.zero_grad();\nprint(m.fc.
         with_dyn(m, |d| tree::num_parameters(d, b)).or_script()
     });
     let doc = "Calls `f(module)` on every submodule, children first, then on the module itself (Module.apply), \
-for custom initialization; tensors are shared, so in-place init (`init::…_`) reaches the model. Returns the module.\n\n\
-```rhai\nlet m = #{a: nn::linear(2, 2), b: nn::linear(2, 2)};\nm.apply(|mod| if mod._type == \"Linear\" { init::zeros_(mod.bias); });\nprint(m.a.bias);\n```";
+for custom initialization or to set a mode: `f` gets the submodule itself, not a copy, so `mod.train(false)` or \
+`mod.flag = …` changes the model, as in PyTorch. Returns the module.\n\n\
+```rhai\nlet m = #{a: nn::linear(2, 2), bn: nn::batch_norm1d(2)};\nm.apply(|mod| if mod._type == \"Linear\" { init::zeros_(mod.bias); });\nprint(m.a.bias);\n\
+m.apply(|mod| if mod._type == \"BatchNorm1d\" { mod.train(false); });\nprint([m.a.training, m.bn.training]);\n```";
     reg.func("", "apply", "self, f", doc, |ctx: NativeCallContext, m: &mut Map, f: FnPtr| -> RResult<Map> {
-        let mods = with_dyn(m, |d| tree::modules_post_order(d)).or_script()?;
-        for (_, sub) in mods {
-            let _ = f.call_raw(&ctx, None, [Dynamic::from_map(sub)])?;
+        // each submodule goes to `f` as a shared value (as lt passes a hook's checkpoint), so the
+        // changes `f` makes through its parameter are written back into the tree
+        let mut failed = None;
+        let walked = with_dyn(m, |d| {
+            tree::try_walk_modules_mut(d, true, &mut |_, sub| {
+                let shared = Dynamic::from_map(std::mem::take(sub)).into_shared();
+                let r = f.call_raw(&ctx, None, [shared.clone()]);
+                *sub = shared.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
+                r.map(|_| ()).map_err(|e| {
+                    failed = Some(e);
+                    String::new()
+                })
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        walked.or_script()?;
         Ok(m.clone())
     });
     let doc = "The model summary table (Lightning's ModelSummary): Name, Type, Params, Mode for modules down to \

@@ -297,38 +297,41 @@ fn deep_copy_at(
 
 /// Calls `f(path, map)` on every module map under `d` (pre-order, root first with path "").
 pub fn walk_modules_mut(d: &mut Dynamic, f: &mut dyn FnMut(&str, &mut Map)) -> Result<(), String> {
-    fn go(
-        d: &mut Dynamic,
-        prefix: &str,
-        depth: usize,
-        root: bool,
-        f: &mut dyn FnMut(&str, &mut Map),
-    ) -> Result<(), String> {
+    try_walk_modules_mut(d, false, &mut |path, m| {
+        f(path, m);
+        Ok(())
+    })
+}
+
+/// Calls `f(path, map)` on every module map under `d`, pre-order (root first, path "") or
+/// `post`-order (children first, as `Module.apply`); the first error of `f` ends the walk.
+pub fn try_walk_modules_mut(
+    d: &mut Dynamic,
+    post: bool,
+    f: &mut dyn FnMut(&str, &mut Map) -> Result<(), String>,
+) -> Result<(), String> {
+    type Visit<'a> = dyn FnMut(&str, &mut Map) -> Result<(), String> + 'a;
+    fn go(d: &mut Dynamic, prefix: &str, depth: usize, root: bool, post: bool, f: &mut Visit) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(too_deep(prefix));
         }
         if d.is_map() {
             if let Some(mut m) = d.write_lock::<Map>() {
-                return go_map(&mut m, prefix, depth, root, f);
+                return go_map(&mut m, prefix, depth, root, post, f);
             }
         } else if d.is_array() {
             if let Some(mut a) = d.write_lock::<Array>() {
                 for (i, v) in a.iter_mut().enumerate() {
-                    go(v, &join(prefix, &i.to_string()), depth + 1, false, f)?;
+                    go(v, &join(prefix, &i.to_string()), depth + 1, false, post, f)?;
                 }
             }
         }
         Ok(())
     }
-    fn go_map(
-        m: &mut Map,
-        prefix: &str,
-        depth: usize,
-        root: bool,
-        f: &mut dyn FnMut(&str, &mut Map),
-    ) -> Result<(), String> {
-        if root || is_module(m) {
-            f(prefix, m);
+    fn go_map(m: &mut Map, prefix: &str, depth: usize, root: bool, post: bool, f: &mut Visit) -> Result<(), String> {
+        let me = root || is_module(m);
+        if me && !post {
+            f(prefix, m)?;
         }
         let inline = str_list(m, "_inline");
         for (k, v) in m.iter_mut() {
@@ -336,11 +339,14 @@ pub fn walk_modules_mut(d: &mut Dynamic, f: &mut dyn FnMut(&str, &mut Map)) -> R
                 continue;
             }
             let p = if inline.iter().any(|i| i == k.as_str()) { prefix.to_string() } else { join(prefix, k) };
-            go(v, &p, depth + 1, false, f)?;
+            go(v, &p, depth + 1, false, post, f)?;
+        }
+        if me && post {
+            f(prefix, m)?;
         }
         Ok(())
     }
-    go(d, "", 0, true, f)
+    go(d, "", 0, true, post, f)
 }
 
 /// Sets `training` on every module (what `train()` / `eval()` do) and records each module's

@@ -12,9 +12,9 @@
 //! not a change here. A parameter is left alone when the function declares a variable of the same
 //! name (`let m = m;` says a local copy is meant), when a closure captures it (captured variables
 //! are shared), and when it is read after the change (the copy is used; in a loop, anywhere).
-//! Hooks (`fn on_*`, and the functions stored under `on_*` keys of callbacks) are not checked: lt
-//! calls them with shared values — the checkpoint of `on_save_checkpoint`, a callback's
-//! `pl_module` — so their changes do reach lt.
+//! Hooks (`fn on_*`, and the functions stored under `on_*` keys of callbacks) and the function
+//! given to `model.apply(f)` are not checked: lt calls them with shared values — the checkpoint of
+//! `on_save_checkpoint`, a callback's `pl_module`, each submodule — so their changes do reach lt.
 use rhai::{ASTNode, Expr, Module, Position, ScriptFuncDef, Shared, Stmt, AST};
 use std::collections::{HashMap, HashSet};
 
@@ -76,11 +76,11 @@ functions by value, so the caller's `{p}` is unchanged. Call the function as a m
 /// Every lost change in the functions and closures of `ast` (compiled from `file`), in source order.
 pub fn lost_changes(ast: &AST, file: &str) -> Vec<LostChange> {
     let captured = captured_counts(ast);
-    let hooks = hook_functions(ast);
+    let called_with_shared = shared_arg_functions(ast);
     let mut out = Vec::new();
     for def in ast.iter_fn_def() {
-        if def.name.starts_with("on_") || hooks.contains(def.name.as_str()) {
-            continue; // lt calls hooks with shared values (the checkpoint, `pl_module`): changes reach it
+        if def.name.starts_with("on_") || called_with_shared.contains(def.name.as_str()) {
+            continue; // lt calls these with shared values (the checkpoint, `pl_module`, a submodule)
         }
         let n_captured = captured.get(def.name.as_str()).copied().unwrap_or(0);
         let function = describe(def, file);
@@ -115,9 +115,9 @@ fn captured_counts(ast: &AST) -> HashMap<String, usize> {
     counts
 }
 
-/// The functions and closures stored as callback hooks: values of `on_*` keys in map literals and
-/// of `x.on_* = …` assignments.
-fn hook_functions(ast: &AST) -> HashSet<String> {
+/// The functions and closures lt calls with shared values: callback hooks (values of `on_*` keys
+/// in map literals and of `x.on_* = …` assignments) and the functions given to `model.apply(f)`.
+fn shared_arg_functions(ast: &AST) -> HashSet<String> {
     let mut names = HashSet::new();
     let note = |e: &Expr, names: &mut HashSet<String>| {
         e.walk(&mut Vec::new(), &mut |path: &[ASTNode]| {
@@ -144,6 +144,12 @@ fn hook_functions(ast: &AST) -> HashSet<String> {
                     if key.name.starts_with("on_") {
                         note(value, &mut names);
                     }
+                }
+            }
+            // `model.apply(f)` gives `f` each submodule as a shared value too
+            Some(ASTNode::Expr(Expr::MethodCall(call, _))) if call.name.as_str() == "apply" => {
+                for a in call.args.iter() {
+                    note(a, &mut names);
                 }
             }
             // a literal made only of constants is folded into one value: `[#{on_fit_end: |t, m| …}]`

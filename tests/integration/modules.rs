@@ -188,3 +188,25 @@ fn the_repl_refuses_a_lost_change_and_goes_on() {
     assert!(err.contains("in fn freeze(m)") && err.contains("<repl>:1:16"), "{err}");
     assert!(stdout(&out).contains("42"), "{}", stdout(&out));
 }
+
+/// `model.apply(f)` gives `f` each submodule itself (PyTorch's Module.apply): a mode or attribute
+/// set through the parameter reaches the model, children first, and the closure is not refused.
+#[test]
+fn apply_changes_the_submodules_themselves() {
+    let dir = temp_dir("mod_apply");
+    let src = r#"
+let m = #{ fc: nn::linear(2, 2), bn: nn::batch_norm1d(2), body: nn::sequential([nn::dropout(0.5), nn::batch_norm1d(2)]) };
+let order = [];
+m.apply(|mod| { order.push(mod._type ?? "Module"); if mod._type == "BatchNorm1d" { mod.train(false); mod.frozen = true; } });
+print(order);
+print([m.fc.training, m.bn.training, m.body.layers[0].training, m.body.layers[1].training]);
+print([m.bn.frozen, m.body.layers[1].frozen, "frozen" in m.fc]);
+m.apply(|mod| if mod._type == "Linear" { throw "stop at " + mod._type; });
+"#;
+    write(&dir, "apply.rhai", src);
+    let out = lt_in(&dir, &["run", "apply.rhai"]);
+    let so = stdout(&out);
+    assert!(so.contains(r#"["BatchNorm1d", "Dropout", "BatchNorm1d", "Sequential", "Linear", "Module"]"#), "{so}");
+    assert!(so.contains("[true, false, true, false]") && so.contains("[true, true, false]"), "{so}");
+    assert!(!out.status.success() && stderr(&out).contains("stop at Linear"), "{}", stderr(&out));
+}
