@@ -84,8 +84,9 @@ pub fn lost_changes(ast: &AST, file: &str) -> Vec<LostChange> {
         }
         let n_captured = captured.get(def.name.as_str()).copied().unwrap_or(0);
         let function = describe(def, file);
+        let body = function_body(def);
         for param in def.params.iter().skip(n_captured) {
-            out.extend(lost_in(def, param, &function));
+            out.extend(lost_in(&body, param, &function));
         }
     }
     out.sort_by_key(|c| at(c.position));
@@ -246,10 +247,15 @@ fn chain_root_of_stmt(s: &Stmt) -> Option<Position> {
     }
 }
 
-fn lost_in(def: &Shared<ScriptFuncDef>, param: &str, function: &str) -> Vec<LostChange> {
+/// An AST holding only `def`, so that a walk visits just its body.
+fn function_body(def: &Shared<ScriptFuncDef>) -> AST {
     let mut lib = Module::new();
     lib.set_script_fn(def.clone());
-    let body = AST::new(Vec::<Stmt>::new(), lib);
+    AST::new(Vec::<Stmt>::new(), lib)
+}
+
+/// The lost changes to `param` in `body` (see [`function_body`]).
+fn lost_in(body: &AST, param: &str, function: &str) -> Vec<LostChange> {
     let mut changes = Vec::<Change>::new();
     let mut reads = Vec::<(Position, bool)>::new();
     let mut rebound = false;

@@ -38,6 +38,13 @@ fn step_of(step: INT, what: &str) -> RResult<usize> {
     usize::try_from(step).map_err(|_| err(format!("{what}: step must be >= 0, got {step}")))
 }
 
+/// `logger.log_image(name, image, step)` with the image's layout `dataformats`.
+fn log_image(l: &mut LoggerView, name: &str, t: &Tensor, step: INT, dataformats: &str) -> RResult<()> {
+    let step = step_of(step, "log_image")?;
+    let img = Image::of_tensor(t, dataformats).or_script()?;
+    l.with(|x| x.log_image(name, &img, step))
+}
+
 /// A logged value: a one-element tensor, a number or a bool.
 fn scalar(v: &Dynamic, what: &str, name: &str) -> RResult<f64> {
     if let Some(t) = v.read_lock::<Tensor>() {
@@ -99,11 +106,7 @@ pub fn register(reg: &mut Registry) {
         "log_image",
         "self, name, image, step",
         doc,
-        |l: &mut LoggerView, name: &str, t: Tensor, step: INT| {
-            let step = step_of(step, "log_image")?;
-            let img = Image::of_tensor(&t, "CHW").or_script()?;
-            l.with(|x| x.log_image(name, &img, step))
-        },
+        |l: &mut LoggerView, name: &str, t: Tensor, step: INT| log_image(l, name, &t, step, "CHW"),
     );
     reg.volatile(
         "",
@@ -111,10 +114,8 @@ pub fn register(reg: &mut Registry) {
         "self, name, image, step, opts",
         doc,
         |l: &mut LoggerView, name: &str, t: Tensor, step: INT, o: Map| {
-            let step = step_of(step, "log_image")?;
             let fmt = Opts::new(&o, "log_image", &["dataformats"])?.str_or("dataformats", "CHW")?;
-            let img = Image::of_tensor(&t, &fmt).or_script()?;
-            l.with(|x| x.log_image(name, &img, step))
+            log_image(l, name, &t, step, &fmt)
         },
     );
     let doc = "A text at `step` (`SummaryWriter.add_text`). TensorBoard: the text plugin's summary under `<name>/text_summary` (Markdown in its TEXT tab); CSV: `text/<name>/step_<step>.txt`.\n\n```rhai\nfn on_train_epoch_end() {\n    this.logger.log_text(\"note\", `epoch ${this.current_epoch} done`, this.global_step);\n}\n```";

@@ -240,19 +240,11 @@ impl SimpleProfiler {
         }
         let w = self.actions.iter().map(|a| a.name.chars().count()).max().unwrap_or(0);
         let total_duration = self.start.elapsed().as_secs_f64();
-        let pad = |s: &str, n: usize| format!("{s:<n$}");
         let sum = |a: &Action| a.durations.iter().sum::<f64>();
         let mut sorted: Vec<&Action> = self.actions.iter().collect();
         if self.config.extended {
             let row = |a: &str, mean: &str, calls: &str, total: &str, per: &str| {
-                format!(
-                    "{sep}|  {}\t|  {}\t|  {}\t|  {}\t|  {}\t|",
-                    pad(a, w),
-                    pad(mean, 15),
-                    pad(calls, 15),
-                    pad(total, 15),
-                    pad(per, 15)
-                )
+                table_row(sep, &[(a, w), (mean, 15), (calls, 15), (total, 15), (per, 15)])
             };
             let header = row("Action", "Mean duration (s)", "Num calls", "Total time (s)", "Percentage %");
             let line = format!("{sep}{}", "-".repeat(expanded_len(&header)));
@@ -274,9 +266,7 @@ impl SimpleProfiler {
             }
             out.push_str(&line);
         } else {
-            let row = |a: &str, mean: &str, total: &str| {
-                format!("{sep}|  {}\t|  {}\t|  {}\t|", pad(a, w), pad(mean, 15), pad(total, 15))
-            };
+            let row = |a: &str, mean: &str, total: &str| table_row(sep, &[(a, w), (mean, 15), (total, 15)]);
             let header = row("Action", "Mean duration (s)", "Total time (s)");
             let line = format!("{sep}{}", "-".repeat(expanded_len(&header)));
             out.push_str(&format!("{line}{header}{line}"));
@@ -291,14 +281,7 @@ impl SimpleProfiler {
         // what a scripting host adds: each action's time inside libtorch's ops vs the rest
         // (the Rhai interpreter running the script, and lt's own Rust)
         let row = |a: &str, total: &str, torch: &str, script: &str, per: &str| {
-            format!(
-                "{sep}|  {}\t|  {}\t|  {}\t|  {}\t|  {}\t|",
-                pad(a, w),
-                pad(total, 15),
-                pad(torch, 15),
-                pad(script, 18),
-                pad(per, 15)
-            )
+            table_row(sep, &[(a, w), (total, 15), (torch, 15), (script, 18), (per, 15)])
         };
         let header = row("Action", "Total time (s)", "libtorch (s)", "Rhai + lt (s)", "libtorch %");
         let line = format!("{sep}{}", "-".repeat(expanded_len(&header)));
@@ -351,6 +334,15 @@ impl Drop for SimpleProfiler {
 }
 
 /// The length of a row with its tabs expanded to 8-column stops (Python's `expandtabs()`).
+/// One row of the report: `sep`, then each cell padded to its width as `|  cell\t`, then `|`.
+fn table_row(sep: &str, cells: &[(&str, usize)]) -> String {
+    let mut row = format!("{sep}|");
+    for (cell, width) in cells {
+        row.push_str(&format!("  {cell:<width$}\t|", width = *width));
+    }
+    row
+}
+
 fn expanded_len(s: &str) -> usize {
     let mut col = 0;
     for c in s.chars() {
